@@ -1,0 +1,106 @@
+# sdc - latent diffusion text-to-image in C11 and CUDA.
+#   make            build build/sdc (CLI) and build/libsdc.a
+#   make test       install missing deps, build, run the Criterion suite
+#   make test-full  also the full-size checks (generates large fixtures first)
+#   make sanitize   the suite under AddressSanitizer + UBSan
+#   make fixtures   regenerate committed reference fixtures (PyTorch venv)
+#   make fixtures-full  full-size fixtures in build/fixtures-full (not committed)
+#   make deps       install the Debian packages sdc needs (apt-get as root)
+#   make clean
+
+BUILD   ?= build
+CC      ?= gcc
+SAN     ?= 0
+# Optimisation flags; the sanitizer build overrides them.
+OPT     ?= -O2 -march=x86-64-v2
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_DEFAULT_SOURCE -fopenmp -g \
+           -Iinclude -Isrc $(OPT)
+LDLIBS  += -lopenblas -lcjson -lutf8proc -lz -lm -fopenmp
+
+ifeq ($(SAN),1)
+  OPT    := -O1
+  CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined
+  LDLIBS += -fsanitize=address,undefined
+endif
+
+# CUDA: kernels/*.cu are compiled whenever nvcc is found (always on CI) and
+# linked into the same binary; sdc falls back to the CPU at run time when no
+# device is present. Without nvcc a stub stands in (src/cuda_stub.c).
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(shell command -v nvcc 2>/dev/null || \
+               { test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc; })
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+NVFLAGS   += -O3 -std=c++17 $(CUDA_ARCH) -Iinclude -Isrc -Ikernels \
+             -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings
+
+LIB_SRC  := $(filter-out src/main.c src/cuda_stub.c,$(wildcard src/*.c))
+CU_SRC   := $(wildcard kernels/*.cu)
+ifneq ($(NVCC),)
+  LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.o)
+  CFLAGS  += -DSDC_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+  LDLIBS  += -L$(CUDA_HOME)/lib64 -lcudart_static -lrt -ldl -lpthread -lstdc++
+else
+  LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/cuda_stub.o
+endif
+
+TEST_SRC := $(wildcard tests/*.c)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+VENV     := tools/.venv
+PY       := $(VENV)/bin/python
+
+.PHONY: all test test-run test-full sanitize fixtures fixtures-full deps clean
+all: $(BUILD)/sdc $(BUILD)/libsdc.a
+
+# Debian packages; checks first and installs only what is missing.
+deps:
+	@sh tools/deps.sh
+
+$(BUILD)/%.o: %.c $(wildcard src/*.h include/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.h kernels/*.cuh src/*.h)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(BUILD)/libsdc.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/sdc: $(BUILD)/src/main.o $(BUILD)/libsdc.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/sdc_tests: $(TEST_OBJ) $(BUILD)/libsdc.a
+	$(CC) $(CFLAGS) $^ -o $@ -lcriterion $(LDLIBS)
+
+# The suite; tests read fixtures relative to the repository root.
+test: deps
+	@$(MAKE) --no-print-directory test-run
+
+test-run: $(BUILD)/sdc $(BUILD)/sdc_tests
+	$(BUILD)/sdc_tests --jobs 2
+
+# Full-size checks: large random checkpoints generated on demand.
+test-full: deps fixtures-full
+	@$(MAKE) --no-print-directory $(BUILD)/sdc $(BUILD)/sdc_tests
+	SDC_TEST_FULL=1 $(BUILD)/sdc_tests --jobs 1
+
+# AddressSanitizer + UBSan build of the same suite, in its own build dir.
+sanitize: deps
+	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 test-run \
+	    ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1
+
+$(VENV)/.ok: tools/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r tools/requirements.txt
+	touch $@
+
+# Committed fixtures (small); needs the PyTorch reference stack.
+fixtures: $(VENV)/.ok
+	$(PY) tools/make_fixtures.py --out tests/fixtures
+
+fixtures-full: $(VENV)/.ok
+	$(PY) tools/make_fixtures.py --full --out build/fixtures-full
+
+clean:
+	rm -rf build build-san

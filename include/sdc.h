@@ -1,0 +1,81 @@
+/* sdc.h - public C API of sdc, a latent diffusion text-to-image generator.
+ *
+ * Usage:
+ *     sdc_params p = sdc_params_default();
+ *     p.model_path = "v1-5-pruned-emaonly.safetensors";
+ *     sdc_ctx *ctx = NULL;
+ *     if (sdc_load(&p, &ctx) != SDC_OK) {
+ *         fprintf(stderr, "sdc: %s\n", sdc_last_error());
+ *         return 1;
+ *     }
+ *     int ids[77];
+ *     sdc_tokenize(ctx, "a red circle", ids, 77, NULL);
+ *     sdc_free(ctx);
+ *
+ * Every function returns an sdc_status; on failure sdc_last_error() holds a
+ * message (per thread) that names the file, tensor or line at fault.
+ */
+#ifndef SDC_H
+#define SDC_H
+
+#include <stddef.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sdc_status {
+    SDC_OK = 0,
+    SDC_ERR_ARG,         /* bad argument from the caller */
+    SDC_ERR_IO,          /* a file could not be opened, read or written */
+    SDC_ERR_FORMAT,      /* a file is malformed */
+    SDC_ERR_UNSUPPORTED, /* well-formed but not something sdc can run */
+    SDC_ERR_OOM,         /* out of host or device memory */
+    SDC_ERR_BACKEND,     /* a backend (CPU/CUDA) call failed */
+} sdc_status;
+
+typedef enum sdc_backend_kind {
+    SDC_BACKEND_AUTO = 0, /* CUDA when a device is present, else CPU */
+    SDC_BACKEND_CPU,
+    SDC_BACKEND_CUDA,
+} sdc_backend_kind;
+
+typedef struct sdc_params {
+    const char *model_path;     /* single .safetensors file or diffusers folder */
+    const char *vocab_path;     /* BPE vocabulary; NULL: the model's own
+                                   tokenizer/ files, else weights/ default */
+    sdc_backend_kind backend;
+    int n_threads;              /* CPU threads; 0 = all cores */
+    int clip_skip;              /* 1 = last text layer (default), 2 = penultimate, ... */
+} sdc_params;
+
+typedef struct sdc_ctx sdc_ctx;
+
+sdc_params sdc_params_default(void);
+
+/* Message of the last failed call on this thread ("" if none). */
+const char *sdc_last_error(void);
+
+/* Load a model (text encoder now; U-Net and VAE as they land). */
+sdc_status sdc_load(const sdc_params *params, sdc_ctx **out);
+
+/* Tokenize `prompt` into exactly `n_ids` (77) ids: BOS, up to 75 tokens, EOS,
+ * padding. *n_dropped (may be NULL) receives the count of tokens cut off. */
+sdc_status sdc_tokenize(sdc_ctx *ctx, const char *prompt, int *ids, int n_ids,
+                        int *n_dropped);
+
+/* Encode a prompt into the U-Net context: out is [77, ctx_dim] floats,
+ * ctx_dim from sdc_context_dim(). */
+sdc_status sdc_encode_prompt(sdc_ctx *ctx, const char *prompt, float *out);
+int sdc_context_dim(const sdc_ctx *ctx);
+
+/* Name of the backend in use ("cpu" or "cuda"). */
+const char *sdc_backend_name(const sdc_ctx *ctx);
+
+void sdc_free(sdc_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,28 @@
+// device.cu - CUDA device discovery for the backend selection.
+#include <cuda_runtime.h>
+#include <stdio.h>
+
+#include "cuda.h"
+
+extern "C" int sdc_cuda_compiled(void) { return 1; }
+
+extern "C" int sdc_cuda_device_count(char *why, int why_len) {
+    int n = 0;
+    cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess || n <= 0) {
+        if (why && why_len > 0)
+            snprintf(why, (size_t)why_len, "%s",
+                     err != cudaSuccess ? cudaGetErrorString(err) : "no CUDA device");
+        cudaGetLastError(); // clear the sticky error state
+        return 0;
+    }
+    return n;
+}
+
+extern "C" void sdc_cuda_device_name(char *name, int name_len) {
+    if (!name || name_len <= 0) return;
+    name[0] = '\0';
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
+        snprintf(name, (size_t)name_len, "%s", prop.name);
+}

@@ -1,0 +1,54 @@
+/* common.h - status codes, the per-thread error message, small helpers.
+ * Library code never exits: it returns an sdc_status and leaves a message
+ * that names the file, tensor or line and what was expected. */
+#ifndef SDC_COMMON_H
+#define SDC_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#include "sdc.h"
+
+/* Store a printf-style message as the current thread's last error and
+ * return `code`, so call sites read: return sdc_fail(SDC_ERR_IO, "...").
+ * The message is returned by sdc_last_error(). */
+sdc_status sdc_fail(sdc_status code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Prefix the current message with more context ("loading X: <old msg>"). */
+sdc_status sdc_fail_context(sdc_status code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Propagate a failing status from a call, keeping its message. */
+#define SDC_TRY(call)                                                          \
+    do {                                                                       \
+        sdc_status sdc_try_st_ = (call);                                       \
+        if (sdc_try_st_ != SDC_OK) return sdc_try_st_;                         \
+    } while (0)
+
+/* Allocation that reports the failing call site. */
+#define SDC_MALLOC(ptr, bytes)                                                 \
+    do {                                                                       \
+        size_t sdc_bytes_ = (bytes);                                           \
+        (ptr) = malloc(sdc_bytes_ ? sdc_bytes_ : 1);                           \
+        if (!(ptr))                                                            \
+            return sdc_fail(SDC_ERR_OOM, "%s:%d: out of memory allocating "    \
+                            "%zu bytes for %s", __FILE__, __LINE__,            \
+                            sdc_bytes_, #ptr);                                 \
+    } while (0)
+
+#define SDC_CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
+
+/* Notices for the user go to stderr; SDC_QUIET=1 silences them. */
+void sdc_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Half-precision conversions (round-to-nearest-even for f32 -> f16). */
+float sdc_f16_to_f32(uint16_t h);
+uint16_t sdc_f32_to_f16(float f);
+float sdc_bf16_to_f32(uint16_t b);
+
+/* Monotonic wall clock in seconds. */
+double sdc_now(void);
+
+#endif

@@ -1,0 +1,23 @@
+/* cuda.h - what C code needs from the CUDA side (the .cu files in kernels/). With nvcc
+ * absent at build time, src/cuda_stub.c provides the same symbols. */
+#ifndef SDC_CUDA_H
+#define SDC_CUDA_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Number of usable CUDA devices; 0 when none or no driver. When it returns
+ * 0, why[] (may be NULL) receives the runtime's reason. */
+int sdc_cuda_device_count(char *why, int why_len);
+
+/* Name of device 0 ("NVIDIA H100 ..."), "" if none. */
+void sdc_cuda_device_name(char *name, int name_len);
+
+/* 1 if the binary was built with nvcc (kernels linked in), 0 for the stub. */
+int sdc_cuda_compiled(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

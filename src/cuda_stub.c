@@ -1,0 +1,14 @@
+/* cuda_stub.c - stands in for the .cu files in kernels/ when the build had no nvcc. */
+#include <stdio.h>
+#include "cuda.h"
+
+int sdc_cuda_compiled(void) { return 0; }
+
+int sdc_cuda_device_count(char *why, int why_len) {
+    if (why && why_len > 0) snprintf(why, (size_t)why_len, "built without nvcc");
+    return 0;
+}
+
+void sdc_cuda_device_name(char *name, int name_len) {
+    if (name && name_len > 0) name[0] = '\0';
+}

@@ -1,0 +1,69 @@
+/* safetensors.h - read-only, mmapped safetensors files with strict validation.
+ *
+ * File format: u64 little-endian header length N, then N bytes of JSON
+ *   { "name": {"dtype": "F16", "shape": [a, b], "data_offsets": [begin, end]},
+ *     ..., "__metadata__": {"key": "value", ...} }
+ * then the data section; offsets are relative to the start of the data.
+ * sdc_st_open validates everything before returning: any violation is an
+ * SDC_ERR_FORMAT error whose message names the file and the tensor. */
+#ifndef SDC_SAFETENSORS_H
+#define SDC_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "common.h"
+
+typedef enum sdc_dtype {
+    SDC_DT_F64, SDC_DT_F32, SDC_DT_F16, SDC_DT_BF16,
+    SDC_DT_F8_E4M3, SDC_DT_F8_E5M2,
+    SDC_DT_I64, SDC_DT_I32, SDC_DT_I16, SDC_DT_I8, SDC_DT_U8, SDC_DT_BOOL,
+    SDC_DT_U16, SDC_DT_U32, SDC_DT_U64,
+    SDC_DT_COUNT
+} sdc_dtype;
+
+#define SDC_ST_MAX_DIMS 8
+
+typedef struct sdc_st_tensor {
+    char *name;                      /* as in the header */
+    sdc_dtype dtype;
+    int ndim;
+    int64_t shape[SDC_ST_MAX_DIMS];  /* PyTorch order, outermost first */
+    int64_t numel;                   /* product of shape (1 for a scalar) */
+    const void *data;                /* inside the mapping; nbytes long */
+    size_t nbytes;
+} sdc_st_tensor;
+
+typedef struct sdc_st_file {
+    char *path;
+    void *map;                 /* whole file, PROT_READ */
+    size_t map_size;
+    int n_tensors;
+    sdc_st_tensor *tensors;    /* sorted by name */
+    int n_meta;
+    char **meta_keys;          /* __metadata__, string values */
+    char **meta_values;
+} sdc_st_file;
+
+/* Open and validate. On failure *out is NULL and the message says why.
+ * A pickle .ckpt (zip or raw pickle) is refused with a message on how to
+ * convert it. */
+sdc_status sdc_st_open(const char *path, sdc_st_file **out);
+void sdc_st_close(sdc_st_file *f);
+
+/* Binary search by exact name; NULL if absent. */
+const sdc_st_tensor *sdc_st_find(const sdc_st_file *f, const char *name);
+
+/* Metadata value for key, NULL if absent. */
+const char *sdc_st_meta(const sdc_st_file *f, const char *key);
+
+const char *sdc_dtype_name(sdc_dtype dt);   /* "F16", ... */
+size_t sdc_dtype_size(sdc_dtype dt);         /* bytes per element */
+bool sdc_dtype_is_float(sdc_dtype dt);
+
+/* Convert a floating tensor (F64/F32/F16/BF16/F8) to fp32 into dst
+ * (numel floats). Integer dtypes are an SDC_ERR_UNSUPPORTED error naming
+ * the tensor. */
+sdc_status sdc_st_to_f32(const sdc_st_file *f, const sdc_st_tensor *t,
+                         float *dst);
+
+#endif
