@@ -66,4 +66,10 @@ bool sdc_dtype_is_float(sdc_dtype dt);
 sdc_status sdc_st_to_f32(const sdc_st_file *f, const sdc_st_tensor *t,
                          float *dst);
 
+/* Exact decoding of one float8 value (as used by sdc_st_to_f32).
+ * E4M3 (e4m3fn): bias 7, no infinities, S.1111.111 is NaN, max 448.
+ * E5M2: bias 15, IEEE-like with inf and NaN at exponent 31. */
+float sdc_f8_e4m3_to_f32(uint8_t b);
+float sdc_f8_e5m2_to_f32(uint8_t b);
+
 #endif
