@@ -1,0 +1,73 @@
+/* backend.h - the small ops table that model code is written against.
+ *
+ * Buffers are fp32 in the backend's memory (host for the CPU backend, device
+ * for CUDA), row-major. Token sequences are [batch, tokens, features];
+ * images are NHWC. Every op returns an sdc_status; failures carry a message
+ * naming the op. The CPU backend (backend_cpu.c) is the readable reference
+ * and the oracle every other backend is tested against. */
+#ifndef SDC_BACKEND_H
+#define SDC_BACKEND_H
+
+#include "common.h"
+
+typedef enum sdc_act {
+    SDC_ACT_NONE = 0,
+    SDC_ACT_GELU,       /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+    SDC_ACT_QUICK_GELU, /* x * sigmoid(1.702 x), OpenAI CLIP */
+    SDC_ACT_SILU,       /* x * sigmoid(x) */
+} sdc_act;
+
+typedef struct sdc_backend sdc_backend;
+
+typedef struct sdc_backend_ops {
+    const char *name;
+    /* memory: n floats of backend memory */
+    sdc_status (*alloc)(sdc_backend *be, size_t n, float **out);
+    void (*free)(sdc_backend *be, float *p);
+    sdc_status (*upload)(sdc_backend *be, float *dst, const float *src, size_t n);
+    sdc_status (*download)(sdc_backend *be, float *dst, const float *src, size_t n);
+
+    /* y[m, n] = x[m, k] . w[n, k]^T (+ bias[n] if bias != NULL) */
+    sdc_status (*linear)(sdc_backend *be, float *y, const float *x,
+                         const float *w, const float *bias, int m, int k, int n);
+    /* y[m, n] = (x - mean) / sqrt(var + eps) * gamma + beta, per row;
+     * two-pass statistics. y may alias x. */
+    sdc_status (*layer_norm)(sdc_backend *be, float *y, const float *x,
+                             const float *gamma, const float *beta, int m,
+                             int n, float eps);
+    /* Multi-head scaled dot-product attention, scale 1/sqrt(head_dim).
+     * q: [batch, tq, *] with row stride q_stride floats; head h reads
+     * columns [h*head_dim, (h+1)*head_dim). k, v: [batch, tk, *] with row
+     * stride kv_stride. out: [batch, tq, heads*head_dim] (dense).
+     * causal: query i attends to keys j <= i. */
+    sdc_status (*attention)(sdc_backend *be, float *out, const float *q,
+                            const float *k, const float *v, int batch,
+                            int heads, int tq, int tk, int head_dim,
+                            int q_stride, int kv_stride, bool causal);
+    /* y[i] = act(x[i]) for n elements; y may alias x. */
+    sdc_status (*activation)(sdc_backend *be, float *y, const float *x,
+                             size_t n, sdc_act act);
+    /* y[i] = a[i] + b[i]; y may alias a or b. */
+    sdc_status (*add)(sdc_backend *be, float *y, const float *a,
+                      const float *b, size_t n);
+    /* y[t, :] = table[ids[t], :] + (pos ? pos[t, :] : 0) for t < n_ids;
+     * ids is host memory, already range-checked. */
+    sdc_status (*embed)(sdc_backend *be, float *y, const float *table,
+                        const float *pos, const int *ids, int n_ids, int dim);
+} sdc_backend_ops;
+
+struct sdc_backend {
+    const sdc_backend_ops *ops;
+    int n_threads;  /* CPU threads for this backend's own loops */
+    void *impl;
+};
+
+/* CPU backend: plain C11 + OpenMP, OpenBLAS sgemm. n_threads 0 = all. */
+sdc_status sdc_backend_cpu_create(int n_threads, sdc_backend **out);
+void sdc_backend_destroy(sdc_backend *be);
+
+/* Owned buffer helpers: allocate n floats and upload host data. */
+sdc_status sdc_backend_upload_new(sdc_backend *be, const float *src, size_t n,
+                                  float **out);
+
+#endif

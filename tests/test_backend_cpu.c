@@ -1,0 +1,150 @@
+/* test_backend_cpu.c - the CPU backend's ops against float64 loops written
+ * out here, at the shapes the text encoder uses (77 tokens, 768/1024 wide,
+ * head dims 40/64/80). Tolerance: fp32 vs float64, normwise relative error
+ * (max|diff| / max|ref|) <= 1e-5. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "backend.h"
+#include "testutil.h"
+
+#define TOL 1e-5
+
+static sdc_backend *cpu(void) {
+    sdc_backend *be = NULL;
+    cr_assert_eq(sdc_backend_cpu_create(0, &be), SDC_OK, "%s", sdc_last_error());
+    return be;
+}
+
+static float *rnd(size_t n, uint64_t seed, float scale) {
+    float *x = malloc(n * sizeof(float));
+    cr_assert(x);
+    fill_uniform(x, n, seed, scale);
+    return x;
+}
+
+static void check(const char *what, const float *got, const double *ref, size_t n) {
+    size_t worst;
+    double e = max_rel_err_f64(got, ref, n, &worst);
+    cr_assert(e <= TOL, "%s: max rel err %.3g > %.0e at %zu (got %.8g, ref %.8g)", what, e, TOL,
+              worst, (double)got[worst], ref[worst]);
+}
+
+static void linear_case(int m, int k, int n, bool bias) {
+    sdc_backend *be = cpu();
+    float *x = rnd((size_t)m * k, 1, 1.0f), *w = rnd((size_t)n * k, 2, 0.05f), *b = rnd(n, 3, 0.5f);
+    float *y = malloc((size_t)m * n * sizeof(float));
+    double *r = malloc((size_t)m * n * sizeof(double));
+    cr_assert_eq(be->ops->linear(be, y, x, w, bias ? b : NULL, m, k, n), SDC_OK);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = bias ? b[j] : 0.0;
+            for (int p = 0; p < k; p++) s += (double)x[(size_t)i * k + p] * w[(size_t)j * k + p];
+            r[(size_t)i * n + j] = s;
+        }
+    check("linear", y, r, (size_t)m * n);
+    free(x), free(w), free(b), free(y), free(r);
+    sdc_backend_destroy(be);
+}
+
+Test(backend_cpu, linear_clip_qkv) { linear_case(77, 768, 2304, true); }
+Test(backend_cpu, linear_no_bias_odd) { linear_case(5, 33, 17, false); }
+
+Test(backend_cpu, layer_norm_two_pass) {
+    /* a large common offset: single-pass E[x^2]-E[x]^2 in fp32 fails here */
+    const int m = 77, n = 1024;
+    sdc_backend *be = cpu();
+    float *x = rnd((size_t)m * n, 4, 1.0f), *g = rnd(n, 5, 1.0f), *b = rnd(n, 6, 1.0f);
+    for (size_t i = 0; i < (size_t)m * n; i++) x[i] += 3000.0f;
+    float *y = malloc((size_t)m * n * sizeof(float));
+    double *r = malloc((size_t)m * n * sizeof(double));
+    cr_assert_eq(be->ops->layer_norm(be, y, x, g, b, m, n, 1e-5f), SDC_OK);
+    for (int i = 0; i < m; i++) {
+        double mu = 0, var = 0;
+        for (int j = 0; j < n; j++) mu += x[(size_t)i * n + j];
+        mu /= n;
+        for (int j = 0; j < n; j++) var += pow(x[(size_t)i * n + j] - mu, 2);
+        var /= n;
+        for (int j = 0; j < n; j++)
+            r[(size_t)i * n + j] = (x[(size_t)i * n + j] - mu) / sqrt(var + 1e-5) * g[j] + b[j];
+    }
+    check("layer_norm", y, r, (size_t)m * n);
+    free(x), free(g), free(b), free(y), free(r);
+    sdc_backend_destroy(be);
+}
+
+static void attention_case(int batch, int heads, int tq, int tk, int hd, bool causal) {
+    sdc_backend *be = cpu();
+    const int width = heads * hd, qs = 3 * width, kvs = 2 * width + 8; /* strided rows */
+    float *q = rnd((size_t)batch * tq * qs, 7, 2.0f), *kv = rnd((size_t)batch * tk * kvs, 8, 2.0f);
+    const float *k = kv, *v = kv + width;
+    float *o = malloc((size_t)batch * tq * width * sizeof(float));
+    double *r = calloc((size_t)batch * tq * width, sizeof(double)), *s = malloc((size_t)tk * sizeof(double));
+    cr_assert_eq(be->ops->attention(be, o, q, k, v, batch, heads, tq, tk, hd, qs, kvs, causal), SDC_OK);
+    for (int b = 0; b < batch; b++)
+        for (int h = 0; h < heads; h++)
+            for (int i = 0; i < tq; i++) {
+                int nk = causal ? (i + 1 < tk ? i + 1 : tk) : tk;
+                double mx = -INFINITY, sum = 0;
+                for (int j = 0; j < nk; j++) {
+                    double d = 0;
+                    for (int c = 0; c < hd; c++)
+                        d += (double)q[((size_t)b * tq + i) * qs + h * hd + c] *
+                             k[((size_t)b * tk + j) * kvs + h * hd + c];
+                    s[j] = d / sqrt((double)hd);
+                    if (s[j] > mx) mx = s[j];
+                }
+                for (int j = 0; j < nk; j++) sum += (s[j] = exp(s[j] - mx));
+                for (int j = 0; j < nk; j++)
+                    for (int c = 0; c < hd; c++)
+                        r[((size_t)b * tq + i) * width + h * hd + c] +=
+                            s[j] / sum * v[((size_t)b * tk + j) * kvs + h * hd + c];
+            }
+    check("attention", o, r, (size_t)batch * tq * width);
+    free(q), free(kv), free(o), free(r), free(s);
+    sdc_backend_destroy(be);
+}
+
+Test(backend_cpu, attention_causal_clip) { attention_case(1, 12, 77, 77, 64, true); }
+Test(backend_cpu, attention_cross_hd40) { attention_case(2, 8, 64, 77, 40, false); }
+Test(backend_cpu, attention_self_hd80) { attention_case(2, 4, 100, 100, 80, false); }
+
+Test(backend_cpu, activations) {
+    const size_t n = 4096;
+    sdc_backend *be = cpu();
+    float *x = rnd(n, 9, 6.0f), *y = malloc(n * sizeof(float));
+    double *r = malloc(n * sizeof(double));
+    const sdc_act acts[] = {SDC_ACT_GELU, SDC_ACT_QUICK_GELU, SDC_ACT_SILU, SDC_ACT_NONE};
+    for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
+        cr_assert_eq(be->ops->activation(be, y, x, n, acts[a]), SDC_OK);
+        for (size_t i = 0; i < n; i++) {
+            double v = x[i];
+            r[i] = acts[a] == SDC_ACT_GELU         ? 0.5 * v * (1.0 + erf(v / sqrt(2.0)))
+                   : acts[a] == SDC_ACT_QUICK_GELU ? v / (1.0 + exp(-1.702 * v))
+                   : acts[a] == SDC_ACT_SILU       ? v / (1.0 + exp(-v))
+                                                   : v;
+        }
+        check("activation", y, r, n);
+    }
+    free(x), free(y), free(r);
+    sdc_backend_destroy(be);
+}
+
+Test(backend_cpu, embed_and_add) {
+    const int vocab = 50, dim = 16, n = 7;
+    sdc_backend *be = cpu();
+    float *tab = rnd((size_t)vocab * dim, 10, 1.0f), *pos = rnd((size_t)n * dim, 11, 1.0f);
+    float *y = malloc((size_t)n * dim * sizeof(float)), *z = malloc((size_t)n * dim * sizeof(float));
+    int ids[7] = {0, 49, 3, 3, 17, 1, 48};
+    cr_assert_eq(be->ops->embed(be, y, tab, pos, ids, n, dim), SDC_OK);
+    cr_assert_eq(be->ops->add(be, z, y, y, (size_t)n * dim), SDC_OK);
+    for (int t = 0; t < n; t++)
+        for (int j = 0; j < dim; j++) {
+            float want = tab[ids[t] * dim + j] + pos[t * dim + j];
+            cr_assert_eq(y[t * dim + j], want);
+            cr_assert_eq(z[t * dim + j], want + want);
+        }
+    free(tab), free(pos), free(y), free(z);
+    sdc_backend_destroy(be);
+}

@@ -1,0 +1,70 @@
+/* testutil.c - shared helpers for the Criterion suite. */
+#include "testutil.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+double max_rel_err(const float *a, const float *b, size_t n, size_t *worst) {
+    double max_diff = 0.0, max_ref = 0.0;
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > max_diff || isnan(d)) max_diff = isnan(d) ? INFINITY : d, w = i;
+        if (fabs((double)b[i]) > max_ref) max_ref = fabs((double)b[i]);
+    }
+    if (worst) *worst = w;
+    return max_ref > 0 ? max_diff / max_ref : max_diff;
+}
+
+double max_rel_err_f64(const float *a, const double *b, size_t n, size_t *worst) {
+    double max_diff = 0.0, max_ref = 0.0;
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > max_diff || isnan(d)) max_diff = isnan(d) ? INFINITY : d, w = i;
+        if (fabs(b[i]) > max_ref) max_ref = fabs(b[i]);
+    }
+    if (worst) *worst = w;
+    return max_ref > 0 ? max_diff / max_ref : max_diff;
+}
+
+void print_mismatches(const char *what, const float *a, const float *b, size_t n,
+                      double tol, int limit) {
+    double max_ref = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)b[i]) > max_ref) max_ref = fabs((double)b[i]);
+    int shown = 0;
+    for (size_t i = 0; i < n && shown < limit; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= tol * max_ref)) {
+            fprintf(stderr, "  %s[%zu]: got %.8g, expected %.8g (|diff| %.3g, max|ref| %.3g)\n",
+                    what, i, (double)a[i], (double)b[i], d, max_ref);
+            shown++;
+        }
+    }
+}
+
+float *ref_tensor(const sdc_st_file *f, const char *name, size_t *numel) {
+    const sdc_st_tensor *t = sdc_st_find(f, name);
+    cr_assert(t, "%s: reference tensor %s missing", f->path, name);
+    float *x = malloc((size_t)t->numel * sizeof(float));
+    cr_assert(x);
+    cr_assert_eq(sdc_st_to_f32(f, t, x), SDC_OK, "%s", sdc_last_error());
+    if (numel) *numel = (size_t)t->numel;
+    return x;
+}
+
+bool full_tests_enabled(void) {
+    const char *e = getenv("SDC_TEST_FULL");
+    return e && e[0] == '1';
+}
+
+void fill_uniform(float *x, size_t n, uint64_t seed, float scale) {
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17; /* xorshift64 */
+        x[i] = scale * (2.0f * (float)((s >> 40) * 0x1p-24) - 1.0f);
+    }
+}

@@ -1,0 +1,36 @@
+/* testutil.h - shared helpers for the Criterion suite: reference tensors,
+ * error measures, and the switch for full-size tests. */
+#ifndef SDC_TESTS_TESTUTIL_H
+#define SDC_TESTS_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "safetensors.h"
+
+#define FIXTURES "tests/fixtures"
+#define FIXTURES_FULL "build/fixtures-full"
+
+/* Normwise relative error: max_i |a_i - b_i| / max_i |b_i| (b is the
+ * reference). Per-element relative error is meaningless near zero, so all
+ * tolerances in this suite are stated in this measure. *worst (may be NULL)
+ * gets the index of the largest |a_i - b_i|. */
+double max_rel_err(const float *a, const float *b, size_t n, size_t *worst);
+double max_rel_err_f64(const float *a, const double *b, size_t n, size_t *worst);
+
+/* Print the first `limit` elements whose |a - b| exceeds tol * max|b|. */
+void print_mismatches(const char *what, const float *a, const float *b, size_t n,
+                      double tol, int limit);
+
+/* A reference tensor from an open safetensors file as a fresh malloc'd
+ * float array (any float dtype); aborts the test (cr_assert) if absent. */
+float *ref_tensor(const sdc_st_file *f, const char *name, size_t *numel);
+
+/* Full-size tests run only under `make test-full` (SDC_TEST_FULL=1). */
+bool full_tests_enabled(void);
+
+/* Fill with deterministic uniform values in [-scale, scale). */
+void fill_uniform(float *x, size_t n, uint64_t seed, float scale);
+
+#endif
