@@ -10,9 +10,11 @@ extern "C" int sdc_cuda_device_count(char *why, int why_len) {
     int n = 0;
     cudaError_t err = cudaGetDeviceCount(&n);
     if (err != cudaSuccess || n <= 0) {
-        if (why && why_len > 0)
-            snprintf(why, (size_t)why_len, "%s",
-                     err != cudaSuccess ? cudaGetErrorString(err) : "no CUDA device");
+        const char *msg = err == cudaErrorInsufficientDriver
+                              ? "no NVIDIA driver, or one older than this build's CUDA runtime"
+                          : err != cudaSuccess ? cudaGetErrorString(err)
+                                               : "no CUDA device";
+        if (why && why_len > 0) snprintf(why, (size_t)why_len, "%s", msg);
         cudaGetLastError(); // clear the sticky error state
         return 0;
     }

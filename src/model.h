@@ -1,0 +1,117 @@
+/* model.h - a Stable Diffusion model on disk: which files, which layout,
+ * which family, and the configuration derived from tensor names and shapes
+ * (plus config.json where the diffusers layout has one). Whatever the
+ * layout, the result is one sdc_model_config. */
+#ifndef SDC_MODEL_H
+#define SDC_MODEL_H
+
+#include <stdio.h>
+
+#include "backend.h"
+#include "safetensors.h"
+
+#define SDC_MAX_LEVELS 8
+
+typedef enum sdc_family {
+    SDC_FAMILY_UNKNOWN = 0,
+    SDC_FAMILY_SD1,  /* CLIP ViT-L/14 text encoder (transformers naming) */
+    SDC_FAMILY_SD2,  /* OpenCLIP ViT-H text encoder, penultimate layer */
+} sdc_family;
+
+typedef enum sdc_layout {
+    SDC_LAYOUT_SINGLE_FILE = 0, /* model.diffusion_model.*, first_stage_model.*, cond_stage_model.* */
+    SDC_LAYOUT_DIFFUSERS,       /* folder: unet/, vae/, text_encoder/, tokenizer/ */
+} sdc_layout;
+
+typedef enum sdc_text_naming {
+    SDC_TEXT_HF = 0,   /* text_model.encoder.layers.N.self_attn.q_proj ... */
+    SDC_TEXT_OPENCLIP, /* transformer.resblocks.N.attn.in_proj_weight ... */
+} sdc_text_naming;
+
+typedef enum sdc_prediction {
+    SDC_PRED_EPSILON = 0,
+    SDC_PRED_V,
+} sdc_prediction;
+
+typedef struct sdc_text_config {
+    int vocab;        /* token embedding rows (49408) */
+    int width;        /* hidden size (768 ViT-L, 1024 ViT-H) */
+    int layers;       /* transformer layers stored in the file */
+    int heads;        /* attention heads (width / 64 for real models) */
+    int ff;           /* MLP hidden size (4 * width) */
+    int max_pos;      /* position embeddings (77) */
+    sdc_act act;      /* quick_gelu (SD 1.x) or gelu (SD 2.x) */
+    float eps;        /* layer-norm epsilon (1e-5) */
+    int layers_used;  /* layers run for the U-Net context at clip skip 1 */
+    int pad_id;       /* padding token: 49407 (SD 1.x) or 0 (SD 2.x) */
+} sdc_text_config;
+
+typedef struct sdc_unet_config {
+    int in_channels, out_channels;   /* 4, 4 */
+    int model_channels;              /* 320 */
+    int n_levels;                    /* 4 */
+    int channels[SDC_MAX_LEVELS];    /* per level: 320 640 1280 1280 */
+    int num_res_blocks;              /* 2 */
+    int attn_depth[SDC_MAX_LEVELS];  /* transformer blocks per attention at this level, 0 = none */
+    int heads[SDC_MAX_LEVELS];       /* attention heads per level */
+    int context_dim;                 /* 768 (SD 1.x) or 1024 (SD 2.x) */
+    bool linear_proj;                /* proj_in/out are linear (SD 2.x) or 1x1 conv (SD 1.x) */
+    int time_embed_dim;              /* 4 * model_channels */
+    sdc_prediction prediction;
+    const char *prediction_source;   /* "scheduler_config.json", "heuristic", ... */
+} sdc_unet_config;
+
+typedef struct sdc_vae_config {
+    int channels;                    /* base channels (128) */
+    int n_levels;                    /* 4 */
+    int channels_mult[SDC_MAX_LEVELS]; /* 1 2 4 4 */
+    int num_res_blocks;              /* 2 (the decoder has one more per level) */
+    int z_channels;                  /* latent channels (4) */
+    bool has_encoder;
+    float scale_factor;              /* 0.18215 */
+} sdc_vae_config;
+
+typedef struct sdc_model_config {
+    sdc_family family;
+    sdc_layout layout;
+    sdc_text_config text;
+    sdc_unet_config unet;
+    sdc_vae_config vae;
+} sdc_model_config;
+
+/* Where each component's tensors are and how they are named. */
+typedef struct sdc_model_files {
+    char *path;                 /* what the user gave */
+    sdc_layout layout;
+    sdc_st_file *single;        /* single-file layout: the one file */
+    sdc_st_file *unet_file;     /* the file holding each component ... */
+    sdc_st_file *vae_file;
+    sdc_st_file *text_file;
+    const char *unet_prefix;    /* ... and the prefix of its names */
+    const char *vae_prefix;
+    const char *text_prefix;
+    bool unet_diffusers_names;  /* down_blocks.* (diffusers) or input_blocks.* (original) */
+    bool vae_diffusers_names;
+    sdc_text_naming text_naming;
+    char *tokenizer_vocab;      /* diffusers tokenizer/vocab.json, or NULL */
+    char *tokenizer_merges;     /* diffusers tokenizer/merges.txt, or NULL */
+    sdc_model_config config;
+} sdc_model_files;
+
+/* Open a single .safetensors checkpoint or a diffusers folder, recognise
+ * the layout and family and derive the configuration. An unrecognised file
+ * is an SDC_ERR_UNSUPPORTED error naming the expected tensors it lacks. */
+sdc_status sdc_model_open(const char *path, sdc_model_files **out);
+void sdc_model_close(sdc_model_files *m);
+
+const char *sdc_family_name(sdc_family f);
+const char *sdc_layout_name(sdc_layout l);
+
+/* Print family, configuration and a tensor summary (for `sdc inspect`). */
+void sdc_model_print(const sdc_model_files *m, FILE *fp);
+
+/* Heads of a text encoder of this width when the file does not say:
+ * CLIP and OpenCLIP use 64-wide heads. */
+int sdc_text_default_heads(int width);
+
+#endif
