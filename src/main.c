@@ -1,4 +1,189 @@
-/* main.c - the sdc command line (temporary skeleton). */
+/* main.c - the sdc command line. Only this file exits. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include "model.h"
 #include "sdc.h"
-int main(void) { printf("sdc\n"); return 0; }
+#include "token_text.h"
+#include "tokenizer.h"
+
+#define SDC_VERSION "0.1.0"
+
+static const char *USAGE =
+    "sdc " SDC_VERSION " - Stable Diffusion text-to-image in C and CUDA\n"
+    "\n"
+    "usage:\n"
+    "  sdc inspect MODEL                 family, configuration and tensor summary\n"
+    "  sdc tokenize [options] PROMPT     the 77 token ids SD feeds its text encoder\n"
+    "      -m, --model MODEL   use MODEL's tokenizer files and padding\n"
+    "      --vocab FILE        BPE vocabulary (default: the shipped one)\n"
+    "      --pad-id N          padding id (49407 for SD 1.x, 0 for SD 2.x)\n"
+    "      --pieces            print one token per line with its piece\n"
+    "  sdc encode -m MODEL [options] PROMPT   run the text encoder, print a summary\n"
+    "      --clip-skip K       1 = last layer (default), 2 = penultimate, ...\n"
+    "      --backend auto|cpu|cuda, --threads N\n"
+    "      -o FILE             also write the (77, width) float32 context, raw\n"
+    "  sdc --help | --version\n"
+    "\n"
+    "MODEL is a single .safetensors checkpoint (SD 1.x or 2.x, original layout)\n"
+    "or a diffusers folder (unet/, vae/, text_encoder/, tokenizer/).\n";
+
+static int die(const char *what) {
+    fprintf(stderr, "sdc: %s%s%s\n", what ? what : "", what ? ": " : "", sdc_last_error());
+    return 1;
+}
+
+static int usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, "sdc: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nrun 'sdc --help' for usage\n");
+    return 2;
+}
+
+static int cmd_inspect(int argc, char **argv) {
+    if (argc != 1) return usage_error("inspect takes exactly one MODEL argument%s", "");
+    sdc_model_files *m = NULL;
+    if (sdc_model_open(argv[0], &m) != SDC_OK) return die(NULL);
+    sdc_model_print(m, stdout);
+    sdc_model_close(m);
+    return 0;
+}
+
+static bool parse_int(const char *s, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < -1000000000L || v > 1000000000L) return false;
+    *out = (int)v;
+    return true;
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+    const char *model = NULL, *vocab = NULL, *prompt = NULL;
+    int pad = -1;
+    bool pieces = false;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(a, "--vocab") && i + 1 < argc) vocab = argv[++i];
+        else if (!strcmp(a, "--pad-id") && i + 1 < argc) {
+            if (!parse_int(argv[++i], &pad) || pad < 0 || pad > 49407)
+                return usage_error("--pad-id %s: expected an id in 0..49407", argv[i]);
+        } else if (!strcmp(a, "--pieces")) pieces = true;
+        else if (a[0] == '-' && a[1]) return usage_error("tokenize: unknown option %s", a);
+        else if (!prompt) prompt = a;
+        else return usage_error("tokenize: one PROMPT only (quote it): extra %s", a);
+    }
+    if (!prompt) return usage_error("tokenize: missing PROMPT%s", "");
+    sdc_model_files *m = NULL;
+    if (model && sdc_model_open(model, &m) != SDC_OK) return die(NULL);
+    if (pad < 0) pad = m ? m->config.text.pad_id : SDC_CLIP_EOS;
+    sdc_tokenizer *tok = NULL;
+    if (sdc_tokenizer_open_default(vocab, m ? m->tokenizer_vocab : NULL,
+                                   m ? m->tokenizer_merges : NULL, &tok) != SDC_OK) {
+        sdc_model_close(m);
+        return die(NULL);
+    }
+    sdc_model_close(m);
+    int ids[SDC_CLIP_CTX], n_all = 0;
+    int rc = 0;
+    if (sdc_tokenizer_encode_padded(tok, prompt, pad, ids, SDC_CLIP_CTX, NULL) != SDC_OK ||
+        sdc_tokenizer_encode(tok, prompt, NULL, 0, &n_all) != SDC_OK) {
+        rc = die(NULL);
+        goto done;
+    }
+    const int keep = SDC_CLIP_CTX - 2;
+    if (n_all > keep) {
+        int *all = malloc((size_t)n_all * sizeof *all);
+        char *dropped = malloc((size_t)n_all * 16 + 1);
+        if (all && dropped && sdc_tokenizer_encode(tok, prompt, all, n_all, &n_all) == SDC_OK) {
+            sdc_tokens_to_text(tok, all + keep, n_all - keep, dropped, (size_t)n_all * 16 + 1);
+            fprintf(stderr, "sdc: warning: the prompt is %d tokens; only %d fit, so these words are "
+                    "dropped: \"%s\"\n", n_all, keep, dropped);
+        }
+        free(all);
+        free(dropped);
+    }
+    for (int i = 0; i < SDC_CLIP_CTX; i++) {
+        if (pieces) {
+            const char *p = sdc_tokenizer_piece(tok, ids[i]);
+            printf("%2d %5d %s\n", i, ids[i], p ? p : "?");
+        } else {
+            printf("%d%c", ids[i], i + 1 < SDC_CLIP_CTX ? ' ' : '\n');
+        }
+    }
+done:
+    sdc_tokenizer_free(tok);
+    return rc;
+}
+
+static int cmd_encode(int argc, char **argv) {
+    sdc_params p = sdc_params_default();
+    const char *prompt = NULL, *out_path = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) p.model_path = argv[++i];
+        else if (!strcmp(a, "-o") && i + 1 < argc) out_path = argv[++i];
+        else if (!strcmp(a, "--clip-skip") && i + 1 < argc) {
+            if (!parse_int(argv[++i], &p.clip_skip) || p.clip_skip < 1)
+                return usage_error("--clip-skip %s: expected 1 or more", argv[i]);
+        } else if (!strcmp(a, "--threads") && i + 1 < argc) {
+            if (!parse_int(argv[++i], &p.n_threads) || p.n_threads < 0)
+                return usage_error("--threads %s: expected 0 (all) or more", argv[i]);
+        } else if (!strcmp(a, "--backend") && i + 1 < argc) {
+            const char *b = argv[++i];
+            if (!strcmp(b, "auto")) p.backend = SDC_BACKEND_AUTO;
+            else if (!strcmp(b, "cpu")) p.backend = SDC_BACKEND_CPU;
+            else if (!strcmp(b, "cuda")) p.backend = SDC_BACKEND_CUDA;
+            else return usage_error("--backend %s: expected auto, cpu or cuda", b);
+        } else if (a[0] == '-' && a[1]) return usage_error("encode: unknown option %s", a);
+        else if (!prompt) prompt = a;
+        else return usage_error("encode: one PROMPT only (quote it): extra %s", a);
+    }
+    if (!p.model_path) return usage_error("encode: missing -m MODEL%s", "");
+    if (!prompt) return usage_error("encode: missing PROMPT%s", "");
+    sdc_ctx *ctx = NULL;
+    if (sdc_load(&p, &ctx) != SDC_OK) return die(NULL);
+    int w = sdc_context_dim(ctx);
+    float *ctxv = malloc((size_t)SDC_CLIP_CTX * w * sizeof(float));
+    int rc = 0;
+    if (!ctxv) {
+        fprintf(stderr, "sdc: out of memory\n");
+        rc = 1;
+    } else if (sdc_encode_prompt(ctx, prompt, ctxv) != SDC_OK) {
+        rc = die("encode");
+    } else {
+        double sum = 0, sq = 0;
+        for (int i = 0; i < SDC_CLIP_CTX * w; i++) sum += ctxv[i], sq += (double)ctxv[i] * ctxv[i];
+        double n = (double)SDC_CLIP_CTX * w;
+        printf("context (77, %d) on %s: mean %.6f, rms %.6f, [0][0..3] %.6f %.6f %.6f %.6f\n", w,
+               sdc_backend_name(ctx), sum / n, sqrt(sq / n), ctxv[0], ctxv[1], ctxv[2], ctxv[3]);
+        if (out_path) {
+            FILE *fp = fopen(out_path, "wb");
+            size_t want = (size_t)SDC_CLIP_CTX * w;
+            if (!fp || fwrite(ctxv, sizeof(float), want, fp) != want || fclose(fp) != 0) {
+                fprintf(stderr, "sdc: %s: could not write the context\n", out_path);
+                rc = 1;
+            }
+        }
+    }
+    free(ctxv);
+    sdc_free(ctx);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(USAGE, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        puts("sdc " SDC_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "encode")) return cmd_encode(argc - 2, argv + 2);
+    return usage_error("unknown command '%s'", argv[1]);
+}

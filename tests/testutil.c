@@ -5,6 +5,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 double max_rel_err(const float *a, const float *b, size_t n, size_t *worst) {
     double max_diff = 0.0, max_ref = 0.0;
@@ -67,4 +69,15 @@ void fill_uniform(float *x, size_t n, uint64_t seed, float scale) {
         s ^= s << 13, s ^= s >> 7, s ^= s << 17; /* xorshift64 */
         x[i] = scale * (2.0f * (float)((s >> 40) * 0x1p-24) - 1.0f);
     }
+}
+
+const char *sdc_cli_path(void) {
+    static char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 8);
+    cr_assert(n > 0, "cannot read /proc/self/exe");
+    path[n] = '\0';
+    char *slash = strrchr(path, '/');
+    cr_assert(slash);
+    strcpy(slash + 1, "sdc");
+    return path;
 }

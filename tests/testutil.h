@@ -30,6 +30,9 @@ float *ref_tensor(const sdc_st_file *f, const char *name, size_t *numel);
 /* Full-size tests run only under `make test-full` (SDC_TEST_FULL=1). */
 bool full_tests_enabled(void);
 
+/* Path of the sdc CLI built beside this test binary (build/ or build-san/). */
+const char *sdc_cli_path(void);
+
 /* Fill with deterministic uniform values in [-scale, scale). */
 void fill_uniform(float *x, size_t n, uint64_t seed, float scale);
 

@@ -1,0 +1,133 @@
+/* sdc.c - the public API: context, loading, prompt encoding. */
+#include "sdc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "cuda.h"
+#include "model.h"
+#include "text_encoder.h"
+#include "token_text.h"
+#include "tokenizer.h"
+
+struct sdc_ctx {
+    sdc_params params;
+    sdc_model_files *model;   /* (owned) files and configuration */
+    sdc_backend *be;          /* (owned) */
+    sdc_tokenizer *tok;       /* (owned) */
+    sdc_text_encoder *te;     /* (owned) */
+};
+
+sdc_params sdc_params_default(void) {
+    sdc_params p;
+    memset(&p, 0, sizeof p);
+    p.backend = SDC_BACKEND_AUTO;
+    p.clip_skip = 1;
+    return p;
+}
+
+/* The shipped vocabulary: ./weights/ or ../weights/ beside the executable. */
+static const char *VOCAB_NAME = "bpe_simple_vocab_16e6.txt.gz";
+
+static char *default_vocab_path(void) {
+    const char *env = getenv("SDC_VOCAB");
+    if (env && *env) return strdup(env);
+    char exe[4096], cand[4200];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        snprintf(cand, sizeof cand, "%s/../weights/%s", exe, VOCAB_NAME);
+        if (access(cand, R_OK) == 0) return strdup(cand);
+    }
+    snprintf(cand, sizeof cand, "weights/%s", VOCAB_NAME);
+    return strdup(cand);
+}
+
+sdc_status sdc_tokenizer_open_default(const char *vocab_path, const char *hf_vocab,
+                                      const char *hf_merges, sdc_tokenizer **out) {
+    if (vocab_path) return sdc_tokenizer_load_bpe(vocab_path, out);
+    if (hf_vocab && hf_merges) return sdc_tokenizer_load_hf(hf_vocab, hf_merges, out);
+    char *p = default_vocab_path();
+    if (!p) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    sdc_status st = sdc_tokenizer_load_bpe(p, out);
+    free(p);
+    return st;
+}
+
+static sdc_status select_backend(const sdc_params *p, sdc_backend **out) {
+    char why[256] = "";
+    int n_dev = sdc_cuda_device_count(why, sizeof why);
+    if (p->backend == SDC_BACKEND_CUDA) {
+        if (n_dev == 0) return sdc_fail(SDC_ERR_BACKEND, "--backend cuda: no CUDA device (%s)", why);
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "--backend cuda: the CUDA backend's ops are not in this "
+                        "build yet; use --backend cpu");
+    }
+    if (p->backend == SDC_BACKEND_AUTO) {
+        if (n_dev == 0)
+            sdc_notice("no CUDA device (%s); using the CPU backend", why);
+        else
+            sdc_notice("CUDA device found, but the CUDA backend's ops are not in this build yet; "
+                       "using the CPU backend");
+    }
+    return sdc_backend_cpu_create(p->n_threads, out);
+}
+
+sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
+    *out = NULL;
+    if (!params) return sdc_fail(SDC_ERR_ARG, "sdc_load: no parameters");
+    if (params->clip_skip < 1)
+        return sdc_fail(SDC_ERR_ARG, "clip skip %d: expected 1 (last layer) or more", params->clip_skip);
+    sdc_ctx *c = calloc(1, sizeof *c);
+    if (!c) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    c->params = *params;
+    sdc_status st = sdc_model_open(params->model_path, &c->model);
+    if (st == SDC_OK && params->clip_skip > c->model->config.text.layers_used)
+        st = sdc_fail(SDC_ERR_ARG, "clip skip %d: the text encoder has only %d layers",
+                      params->clip_skip, c->model->config.text.layers_used);
+    if (st == SDC_OK)
+        st = sdc_tokenizer_open_default(params->vocab_path, c->model->tokenizer_vocab,
+                                        c->model->tokenizer_merges, &c->tok);
+    if (st == SDC_OK) st = select_backend(params, &c->be);
+    if (st == SDC_OK) st = sdc_text_encoder_load(c->model, c->be, &c->te);
+    if (st != SDC_OK) {
+        sdc_free(c);
+        return st;
+    }
+    *out = c;
+    return SDC_OK;
+}
+
+sdc_status sdc_tokenize(sdc_ctx *ctx, const char *prompt, int *ids, int n_ids, int *n_dropped) {
+    if (!ctx || !prompt || !ids) return sdc_fail(SDC_ERR_ARG, "sdc_tokenize: NULL argument");
+    return sdc_tokenizer_encode_padded(ctx->tok, prompt, ctx->model->config.text.pad_id, ids,
+                                       n_ids, n_dropped);
+}
+
+int sdc_context_dim(const sdc_ctx *ctx) { return ctx->model->config.text.width; }
+
+sdc_status sdc_encode_prompt(sdc_ctx *ctx, const char *prompt, float *out) {
+    const sdc_text_config *t = &ctx->model->config.text;
+    int ids[SDC_CLIP_CTX];
+    if (t->max_pos < SDC_CLIP_CTX)
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "text encoder has %d positions, expected %d",
+                        t->max_pos, SDC_CLIP_CTX);
+    SDC_TRY(sdc_tokenize(ctx, prompt, ids, SDC_CLIP_CTX, NULL));
+    int layers = t->layers_used - (ctx->params.clip_skip - 1);
+    return sdc_text_encoder_run(ctx->te, ids, SDC_CLIP_CTX, layers, true, out);
+}
+
+const char *sdc_backend_name(const sdc_ctx *ctx) { return ctx->be->ops->name; }
+
+void sdc_free(sdc_ctx *ctx) {
+    if (!ctx) return;
+    sdc_text_encoder_free(ctx->te);
+    sdc_tokenizer_free(ctx->tok);
+    if (ctx->be) sdc_backend_destroy(ctx->be);
+    sdc_model_close(ctx->model);
+    free(ctx);
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Reference fixtures for sdc's tests, made with the PyTorch reference stack
+(torch, transformers, diffusers; pinned in tools/requirements.txt).
+
+    python tools/make_fixtures.py --out tests/fixtures          # tiny, committed
+    python tools/make_fixtures.py --full --out build/fixtures-full  # on demand
+
+For each family (sd1: CLIP ViT-L/14 style, sd2: OpenCLIP ViT-H style) it
+writes a random-weight checkpoint in the single-file layout (fp16) and, for
+the tiny size, the same weights as a diffusers folder; then the reference
+text-encoder outputs, computed in float64 from the fp16-rounded weights:
+
+    te_<family>_ref.safetensors
+      ids            I64 (P, 77)     token ids (transformers CLIPTokenizer)
+      last           F32 (P, 77, W)  last_hidden_state (after final LN)
+      penultimate    F32 (P, 77, W)  hidden_states[-2] (before final LN)
+      context        F32 (P, 77, W)  what SD feeds the U-Net at clip skip 1
+      context_skip2  F32 (P, 77, W)  ... at clip skip 2
+      __metadata__   prompts (JSON list), family, layers
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import CLIPTokenizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import clip_vocab  # noqa: E402
+import sdc_layout  # noqa: E402
+
+PAD_TOKEN = {"sd1": "<|endoftext|>", "sd2": "!"}
+SEED = {("sd1", "tiny"): 1001, ("sd2", "tiny"): 1002, ("sd1", "full"): 2001, ("sd2", "full"): 2002}
+
+PROMPTS = [
+    "a photograph of an astronaut riding a horse",
+    "",
+    "masterpiece, best quality, (highly detailed:1.2), portrait of a woman in a red dress, "
+    "golden hour, 85mm, bokeh, trending on artstation",
+    # more than 75 tokens: truncated, the end must not matter
+    "a very long prompt " + ", ".join(f"detail number {i}" for i in range(40)),
+    "Café crème & croissants — “morning light”, 東京",
+]
+
+
+def tokenizer_for(family, tmp):
+    d = os.path.join(tmp, f"tok_{family}")
+    clip_vocab.write_hf_tokenizer(d, pad_token=PAD_TOKEN[family])
+    tok = CLIPTokenizer.from_pretrained(d)
+    assert tok.fix_text is not None, "ftfy must be installed for the reference tokenizer"
+    return tok
+
+
+def add_metadata(path, extra):
+    """Re-save a safetensors file with extra __metadata__ entries."""
+    tensors = load_file(path)
+    save_file(tensors, path, metadata=dict({"format": "pt"}, **extra))
+
+
+def share_tokenizer_files(out, folder):
+    """vocab.json and merges.txt are the same 2 MB for every family: later
+    folders link to the first one's copy (relative symlinks) to keep the
+    committed fixtures small. Each folder keeps its own tokenizer_config."""
+    first = os.path.join(out, "tiny_sd1_diffusers", "tokenizer")
+    mine = os.path.join(folder, "tokenizer")
+    if os.path.samefile(first, mine):
+        return
+    for name in ("vocab.json", "merges.txt"):
+        a, b = os.path.join(first, name), os.path.join(mine, name)
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            assert fa.read() == fb.read(), f"{name} differs between families"
+        os.remove(b)
+        os.symlink(os.path.relpath(a, mine), b)
+
+
+@torch.no_grad()
+def text_reference(text_encoder, tok, family, path):
+    te = text_encoder.to(torch.float16).to(torch.float64).eval()
+    enc = tok(PROMPTS, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+    ids = enc.input_ids
+    # transformers builds its causal mask in the default dtype
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        out = te(input_ids=ids, output_hidden_states=True)
+    finally:
+        torch.set_default_dtype(default)
+    final_ln = te.text_model.final_layer_norm
+    last = out.last_hidden_state
+    pen = out.hidden_states[-2]
+    if family == "sd1":  # the last layer; clip skip 2 = penultimate + final LN
+        context, skip2 = last, final_ln(pen)
+    else:  # SD 2.x: penultimate OpenCLIP layer (+ ln_final); skip 2 goes one further
+        context, skip2 = final_ln(pen), final_ln(out.hidden_states[-3])
+    tensors = {
+        "ids": ids.to(torch.int64).contiguous(),
+        "last": last.float().contiguous(),
+        "penultimate": pen.float().contiguous(),
+        "context": context.float().contiguous(),
+        "context_skip2": skip2.float().contiguous(),
+    }
+    meta = {"prompts": json.dumps(PROMPTS, ensure_ascii=False), "family": family,
+            "layers": str(te.config.num_hidden_layers)}
+    save_file(tensors, path, metadata=meta)
+
+
+def make(family, size, out, tmp):
+    torch.manual_seed(SEED[(family, size)])
+    unet, vae, te = sdc_layout.build_models(family, size, SEED[(family, size)])
+    tok = tokenizer_for(family, tmp)
+    single = os.path.join(out, f"{size}_{family}.safetensors")
+    sdc_layout.write_single_file(single, unet, vae, te, family, dtype=torch.float16)
+    if size == "tiny":
+        # Real SD files do not say their head counts; sdc derives them from
+        # the family (8 heads / 64-wide heads). Tiny models say it here.
+        ucfg = unet.config
+        heads = ucfg.num_attention_heads or ucfg.attention_head_dim
+        n_levels = len(ucfg.block_out_channels)
+        heads = list(heads) if isinstance(heads, (list, tuple)) else [heads] * n_levels
+        add_metadata(single, {"sdc.text.heads": str(te.config.num_attention_heads),
+                              "sdc.unet.heads": ",".join(str(h) for h in heads)})
+        folder = os.path.join(out, f"{size}_{family}_diffusers")
+        sdc_layout.write_diffusers_folder(
+            folder, unet, vae, te, family, dtype=torch.float16,
+            tokenizer_writer=lambda d: clip_vocab.write_hf_tokenizer(d, pad_token=PAD_TOKEN[family]))
+        share_tokenizer_files(out, folder)
+    text_reference(te, tok, family, os.path.join(out, f"te_{size}_{family}_ref.safetensors"))
+    print(f"wrote {size} {family} fixtures in {out}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--full", action="store_true", help="full-size SD 1.5 / 2.1 shapes")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    size = "full" if args.full else "tiny"
+    with tempfile.TemporaryDirectory() as tmp:
+        for family in ("sd1", "sd2"):
+            make(family, size, args.out, tmp)
+
+
+if __name__ == "__main__":
+    main()
