@@ -8,6 +8,7 @@
 #   make deps       install the Debian packages sdc needs (apt-get as root)
 #   make clean
 
+SHELL   := /bin/bash
 BUILD   ?= build
 CC      ?= gcc
 SAN     ?= 0
@@ -49,8 +50,12 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 VENV     := tools/.venv
 PY       := $(VENV)/bin/python
 
-.PHONY: all test test-run test-full sanitize fixtures fixtures-full deps clean
-all: $(BUILD)/sdc $(BUILD)/libsdc.a
+.PHONY: all build test test-run test-full sanitize fixtures fixtures-full deps clean
+# Default: check/install the Debian packages, then build.
+all: deps
+	@$(MAKE) --no-print-directory build
+
+build: $(BUILD)/sdc $(BUILD)/libsdc.a
 
 # Debian packages; checks first and installs only what is missing.
 deps:
@@ -82,13 +87,17 @@ test-run: $(BUILD)/sdc $(BUILD)/sdc_tests
 
 # Full-size checks: large random checkpoints generated on demand.
 test-full: deps fixtures-full
-	@$(MAKE) --no-print-directory $(BUILD)/sdc $(BUILD)/sdc_tests
+	@$(MAKE) --no-print-directory build $(BUILD)/sdc_tests
 	SDC_TEST_FULL=1 $(BUILD)/sdc_tests --jobs 1
 
 # AddressSanitizer + UBSan build of the same suite, in its own build dir.
+# Criterion does not fail a test that leaks, so the log is checked as well.
 sanitize: deps
-	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 test-run \
-	    ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1
+	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 build-san/sdc build-san/sdc_tests
+	@set -o pipefail; ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1 \
+	    build-san/sdc_tests --jobs 2 2>&1 | tee build-san/sanitize.log
+	@! grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" build-san/sanitize.log \
+	    || { echo "sanitize: sanitizer reports above"; exit 1; }
 
 $(VENV)/.ok: tools/requirements.txt
 	python3 -m venv $(VENV)
@@ -99,8 +108,11 @@ $(VENV)/.ok: tools/requirements.txt
 fixtures: $(VENV)/.ok
 	$(PY) tools/make_fixtures.py --out tests/fixtures
 
-fixtures-full: $(VENV)/.ok
+fixtures-full: build/fixtures-full/.ok
+
+build/fixtures-full/.ok: tools/make_fixtures.py tools/sdc_layout.py | $(VENV)/.ok
 	$(PY) tools/make_fixtures.py --full --out build/fixtures-full
+	touch $@
 
 clean:
 	rm -rf build build-san
