@@ -107,6 +107,7 @@ $(VENV)/.ok: tools/requirements.txt
 # Committed fixtures (small); needs the PyTorch reference stack.
 fixtures: $(VENV)/.ok
 	$(PY) tools/make_fixtures.py --out tests/fixtures
+	$(PY) tools/fixtures_tokenizer.py
 
 fixtures-full: build/fixtures-full/.ok
 
