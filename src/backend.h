@@ -47,6 +47,8 @@ typedef struct sdc_backend_ops {
     /* y[i] = act(x[i]) for n elements; y may alias x. */
     sdc_status (*activation)(sdc_backend *be, float *y, const float *x,
                              size_t n, sdc_act act);
+    /* dst[i] = src[i] within backend memory. */
+    sdc_status (*copy)(sdc_backend *be, float *dst, const float *src, size_t n);
     /* y[i] = a[i] + b[i]; y may alias a or b. */
     sdc_status (*add)(sdc_backend *be, float *y, const float *a,
                       const float *b, size_t n);
@@ -54,6 +56,34 @@ typedef struct sdc_backend_ops {
      * ids is host memory, already range-checked. */
     sdc_status (*embed)(sdc_backend *be, float *y, const float *table,
                         const float *pos, const int *ids, int n_ids, int dim);
+
+    /* --- image ops (NHWC) --------------------------------------------- */
+    /* y[n, ho, wo, cout] = conv(x[n, h, w, cin]) + bias[cout]
+     *                      (+ residual[n, ho, wo, cout] when not NULL)
+     * w: (cout, k, k, cin), permuted at load from PyTorch's (cout, cin, k, k).
+     * ho = (h + 2 pad - k) / stride + 1, likewise wo. y must not alias x. */
+    sdc_status (*conv2d)(sdc_backend *be, float *y, const float *x, const float *w,
+                         const float *bias, const float *residual, int n, int h,
+                         int w_in, int cin, int cout, int k, int stride, int pad);
+    /* Group norm over x[n, hw, c]: statistics per (image, group of c/groups
+     * channels), two-pass; then gamma/beta per channel; silu after when
+     * `silu`. y may alias x. */
+    sdc_status (*group_norm)(sdc_backend *be, float *y, const float *x,
+                             const float *gamma, const float *beta, int n, int hw,
+                             int c, int groups, float eps, bool silu);
+    /* Nearest-neighbour resize x[n, h, w, c] -> y[n, ho, wo, c] as PyTorch's
+     * F.interpolate(mode="nearest"): src = floor(dst * in / out). */
+    sdc_status (*upsample_nearest)(sdc_backend *be, float *y, const float *x, int n,
+                                   int h, int w, int c, int ho, int wo);
+    /* y[r, 0:ca] = a[r, :], y[r, ca:ca+cb] = b[r, :] for r < rows. */
+    sdc_status (*concat_channels)(sdc_backend *be, float *y, const float *a,
+                                  const float *b, size_t rows, int ca, int cb);
+    /* GEGLU: y[m, j] = x[m, j] * gelu(x[m, f + j]) for j < f; x is (m, 2f). */
+    sdc_status (*geglu)(sdc_backend *be, float *y, const float *x, int m, int f);
+    /* y[b, r, j] = x[b, r, j] + v[b, j]: a per-image row broadcast over
+     * `rows` positions (the time embedding added in a ResNet block). */
+    sdc_status (*add_rows)(sdc_backend *be, float *y, const float *x, const float *v,
+                           int n, size_t rows, int c);
 } sdc_backend_ops;
 
 struct sdc_backend {

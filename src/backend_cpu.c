@@ -1,7 +1,7 @@
 /* backend_cpu.c - the CPU backend: the readable fp32 reference for every op.
  * Matrix products go through OpenBLAS sgemm; the rest is plain loops with
  * OpenMP over rows. Statistics are accumulated in double, two passes. */
-#include "backend.h"
+#include "backend_cpu.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -72,58 +72,6 @@ static sdc_status cpu_layer_norm(sdc_backend *be, float *y, const float *x,
     return SDC_OK;
 }
 
-/* One (batch, head) pair at a time; scores for one query row in a small
- * buffer. O(tq * tk * d) work; large token counts belong to the fused
- * kernels of faster backends, this is the reference. */
-static sdc_status cpu_attention(sdc_backend *be, float *out, const float *q,
-                                const float *k, const float *v, int batch,
-                                int heads, int tq, int tk, int head_dim,
-                                int q_stride, int kv_stride, bool causal) {
-    (void)be;
-    const float scale = 1.0f / sqrtf((float)head_dim);
-    const int width = heads * head_dim;
-    /* one row of scores per thread, allocated here so a failure is reported
-     * on the calling thread */
-    int nt = omp_get_max_threads();
-    float *scores = malloc((size_t)nt * (size_t)tk * sizeof(float));
-    if (!scores)
-        return sdc_fail(SDC_ERR_OOM, "attention: out of memory for %d x %d scores", nt, tk);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int bh = 0; bh < batch * heads; bh++) {
-        for (int i = 0; i < tq; i++) {
-            float *s = scores + (size_t)omp_get_thread_num() * tk;
-            int b = bh / heads, h = bh % heads;
-            const float *qi = q + ((size_t)b * tq + i) * q_stride + h * head_dim;
-            const float *kb = k + (size_t)b * tk * kv_stride + h * head_dim;
-            const float *vb = v + (size_t)b * tk * kv_stride + h * head_dim;
-            int nk = causal ? (i + 1 < tk ? i + 1 : tk) : tk;
-            float mx = -INFINITY;
-            for (int j = 0; j < nk; j++) {
-                const float *kj = kb + (size_t)j * kv_stride;
-                float dot = 0.0f;
-                for (int d = 0; d < head_dim; d++) dot += qi[d] * kj[d];
-                s[j] = dot * scale;
-                if (s[j] > mx) mx = s[j];
-            }
-            double sum = 0.0;
-            for (int j = 0; j < nk; j++) {
-                s[j] = expf(s[j] - mx);
-                sum += s[j];
-            }
-            float inv = (float)(1.0 / sum);
-            float *o = out + ((size_t)b * tq + i) * width + h * head_dim;
-            for (int d = 0; d < head_dim; d++) o[d] = 0.0f;
-            for (int j = 0; j < nk; j++) {
-                const float *vj = vb + (size_t)j * kv_stride;
-                float p = s[j] * inv;
-                for (int d = 0; d < head_dim; d++) o[d] += p * vj[d];
-            }
-        }
-    }
-    free(scores);
-    return SDC_OK;
-}
-
 static sdc_status cpu_activation(sdc_backend *be, float *y, const float *x,
                                  size_t n, sdc_act act) {
     (void)be;
@@ -175,17 +123,50 @@ static const sdc_backend_ops cpu_ops = {
     .free = cpu_free,
     .upload = cpu_copy,
     .download = cpu_copy,
+    .copy = cpu_copy,
     .linear = cpu_linear,
     .layer_norm = cpu_layer_norm,
-    .attention = cpu_attention,
+    .attention = sdc_cpu_attention,
     .activation = cpu_activation,
     .add = cpu_add,
     .embed = cpu_embed,
+    .conv2d = sdc_cpu_conv2d,
+    .group_norm = sdc_cpu_group_norm,
+    .upsample_nearest = sdc_cpu_upsample_nearest,
+    .concat_channels = sdc_cpu_concat_channels,
+    .geglu = sdc_cpu_geglu,
+    .add_rows = sdc_cpu_add_rows,
 };
+
+/* Scratch buffers reused across op calls (im2col blocks, padded inputs,
+ * attention scores); grown on demand, freed with the backend. */
+#define SCRATCH_SLOTS 4
+typedef struct cpu_impl {
+    float *buf[SCRATCH_SLOTS];
+    size_t cap[SCRATCH_SLOTS];
+} cpu_impl;
+
+float *sdc_cpu_scratch(sdc_backend *be, int slot, size_t n) {
+    cpu_impl *im = be->impl;
+    if (slot < 0 || slot >= SCRATCH_SLOTS) return NULL;
+    if (im->cap[slot] < n) {
+        free(im->buf[slot]);
+        size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
+        im->buf[slot] = aligned_alloc(64, bytes);
+        im->cap[slot] = im->buf[slot] ? n : 0;
+    }
+    return im->buf[slot];
+}
 
 sdc_status sdc_backend_cpu_create(int n_threads, sdc_backend **out) {
     sdc_backend *be = calloc(1, sizeof *be);
-    if (!be) return sdc_fail(SDC_ERR_OOM, "cpu backend: out of memory");
+    cpu_impl *im = calloc(1, sizeof *im);
+    if (!be || !im) {
+        free(be);
+        free(im);
+        return sdc_fail(SDC_ERR_OOM, "cpu backend: out of memory");
+    }
+    be->impl = im;
     be->ops = &cpu_ops;
     be->n_threads = n_threads;
     if (n_threads > 0) {
@@ -196,7 +177,15 @@ sdc_status sdc_backend_cpu_create(int n_threads, sdc_backend **out) {
     return SDC_OK;
 }
 
-void sdc_backend_destroy(sdc_backend *be) { free(be); }
+void sdc_backend_destroy(sdc_backend *be) {
+    if (!be) return;
+    if (be->ops == &cpu_ops) {
+        cpu_impl *im = be->impl;
+        for (int i = 0; i < SCRATCH_SLOTS; i++) free(im->buf[i]);
+        free(im);
+    }
+    free(be);
+}
 
 sdc_status sdc_backend_upload_new(sdc_backend *be, const float *src, size_t n,
                                   float **out) {

@@ -1,0 +1,156 @@
+/* test_backend_image.c - the CPU backend's image ops against float64 loops
+ * written out here, at U-Net shapes (320/640/1280 channels, 32 groups).
+ * Tolerance: normwise relative error max|diff| / max|ref| <= 1e-5 (fp32
+ * against float64; GEGLU and the fused SiLU use a ~1e-7 exp/erf). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "backend.h"
+#include "testutil.h"
+
+#define TOL 1e-5
+
+static sdc_backend *cpu(void) {
+    sdc_backend *be = NULL;
+    cr_assert_eq(sdc_backend_cpu_create(0, &be), SDC_OK, "%s", sdc_last_error());
+    return be;
+}
+
+static float *rnd(size_t n, uint64_t seed, float scale) {
+    float *x = malloc(n * sizeof(float));
+    cr_assert(x);
+    fill_uniform(x, n, seed, scale);
+    return x;
+}
+
+static void check(const char *what, const float *got, const double *ref, size_t n) {
+    size_t worst;
+    double e = max_rel_err_f64(got, ref, n, &worst);
+    cr_assert(e <= TOL, "%s: max rel err %.3g > %.0e at %zu (got %.8g, ref %.8g)", what, e, TOL,
+              worst, (double)got[worst], ref[worst]);
+}
+
+static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride, int pad, bool residual) {
+    sdc_backend *be = cpu();
+    const int ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
+    const size_t ny = (size_t)n * ho * wo * cout;
+    float *x = rnd((size_t)n * h * w * cin, 21, 1.0f), *wt = rnd((size_t)cout * k * k * cin, 22, 0.05f);
+    float *b = rnd(cout, 23, 0.5f), *res = residual ? rnd(ny, 24, 1.0f) : NULL;
+    float *y = malloc(ny * sizeof(float));
+    double *r = malloc(ny * sizeof(double));
+    cr_assert_eq(be->ops->conv2d(be, y, x, wt, b, res, n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
+                 sdc_last_error());
+#pragma omp parallel for collapse(2)
+    for (int bi = 0; bi < n; bi++)
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++)
+                for (int co = 0; co < cout; co++) {
+                    size_t o = (((size_t)bi * ho + oy) * wo + ox) * cout + co;
+                    double s = b[co] + (res ? res[o] : 0.0);
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                            const float *xp = x + (((size_t)bi * h + iy) * w + ix) * cin;
+                            const float *wp = wt + (((size_t)co * k + ky) * k + kx) * cin;
+                            for (int ci = 0; ci < cin; ci++) s += (double)xp[ci] * wp[ci];
+                        }
+                    r[o] = s;
+                }
+    check("conv2d", y, r, ny);
+    free(x), free(wt), free(b), free(res), free(y), free(r);
+    sdc_backend_destroy(be);
+}
+
+/* 3x3 stride 1 on a large grid takes the shifted-sgemm path */
+Test(backend_image, conv3x3_shifted_320_to_640) { conv_case(2, 16, 17, 320, 640, 3, 1, 1, false); }
+/* small grids take im2col; the deepest U-Net level */
+Test(backend_image, conv3x3_im2col_1280) { conv_case(1, 8, 8, 1280, 1280, 3, 1, 1, true); }
+/* the downsampler: stride 2, padding 1, odd size */
+Test(backend_image, conv3x3_stride2) { conv_case(2, 17, 16, 64, 96, 3, 2, 1, false); }
+/* 1x1: skip connections and proj_in/out */
+Test(backend_image, conv1x1_residual) { conv_case(2, 16, 16, 640, 320, 1, 1, 0, true); }
+/* VAE's first conv: 3 input channels */
+Test(backend_image, conv3x3_rgb) { conv_case(1, 32, 32, 4, 128, 3, 1, 1, false); }
+
+static void group_norm_case(int n, int hw, int c, int groups, bool silu, float offset) {
+    sdc_backend *be = cpu();
+    const size_t nx = (size_t)n * hw * c;
+    float *x = rnd(nx, 31, 2.0f), *g = rnd(c, 32, 1.0f), *b = rnd(c, 33, 1.0f);
+    for (size_t i = 0; i < nx; i++) x[i] += offset;
+    float *y = malloc(nx * sizeof(float));
+    double *r = malloc(nx * sizeof(double));
+    cr_assert_eq(be->ops->group_norm(be, y, x, g, b, n, hw, c, groups, 1e-5f, silu), SDC_OK);
+    const int cg = c / groups;
+    for (int bi = 0; bi < n; bi++)
+        for (int gi = 0; gi < groups; gi++) {
+            double mu = 0, var = 0;
+            for (int p = 0; p < hw; p++)
+                for (int j = 0; j < cg; j++) mu += x[((size_t)bi * hw + p) * c + gi * cg + j];
+            mu /= (double)hw * cg;
+            for (int p = 0; p < hw; p++)
+                for (int j = 0; j < cg; j++) var += pow(x[((size_t)bi * hw + p) * c + gi * cg + j] - mu, 2);
+            var /= (double)hw * cg;
+            for (int p = 0; p < hw; p++)
+                for (int j = 0; j < cg; j++) {
+                    size_t i = ((size_t)bi * hw + p) * c + gi * cg + j;
+                    double v = (x[i] - mu) / sqrt(var + 1e-5) * g[gi * cg + j] + b[gi * cg + j];
+                    r[i] = silu ? v / (1.0 + exp(-v)) : v;
+                }
+        }
+    check("group_norm", y, r, nx);
+    free(x), free(g), free(b), free(y), free(r);
+    sdc_backend_destroy(be);
+}
+
+Test(backend_image, group_norm_64x64x320_silu) { group_norm_case(2, 64 * 64, 320, 32, true, 0.0f); }
+Test(backend_image, group_norm_16x16x1280) { group_norm_case(1, 16 * 16, 1280, 32, false, 0.0f); }
+/* a large common offset: single-pass E[x^2]-E[x]^2 fails here */
+Test(backend_image, group_norm_offset) { group_norm_case(1, 32 * 32, 640, 32, false, 500.0f); }
+
+Test(backend_image, upsample_nearest) {
+    sdc_backend *be = cpu();
+    const int n = 2, h = 5, w = 3, c = 7, ho = 10, wo = 7; /* 2x and a non-integer ratio */
+    float *x = rnd((size_t)n * h * w * c, 41, 1.0f), *y = malloc((size_t)n * ho * wo * c * sizeof(float));
+    cr_assert_eq(be->ops->upsample_nearest(be, y, x, n, h, w, c, ho, wo), SDC_OK);
+    for (int b = 0; b < n; b++)
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++)
+                for (int ch = 0; ch < c; ch++) {
+                    int iy = (int)floor(oy * (double)h / ho), ix = (int)floor(ox * (double)w / wo);
+                    cr_assert_eq(y[(((size_t)b * ho + oy) * wo + ox) * c + ch],
+                                 x[(((size_t)b * h + iy) * w + ix) * c + ch]);
+                }
+    free(x), free(y);
+    sdc_backend_destroy(be);
+}
+
+Test(backend_image, geglu_concat_add_rows) {
+    sdc_backend *be = cpu();
+    const int m = 300, f = 640;
+    float *x = rnd((size_t)m * 2 * f, 51, 4.0f), *y = malloc((size_t)m * f * sizeof(float));
+    double *r = malloc((size_t)m * f * sizeof(double));
+    cr_assert_eq(be->ops->geglu(be, y, x, m, f), SDC_OK);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < f; j++) {
+            double a = x[(size_t)i * 2 * f + j], g = x[(size_t)i * 2 * f + f + j];
+            r[(size_t)i * f + j] = a * 0.5 * g * (1.0 + erf(g / sqrt(2.0)));
+        }
+    check("geglu", y, r, (size_t)m * f);
+    /* concat and row broadcast are exact */
+    float *a = rnd(6 * 3, 52, 1.0f), *b = rnd(6 * 2, 53, 1.0f), *cc = malloc(6 * 5 * sizeof(float));
+    cr_assert_eq(be->ops->concat_channels(be, cc, a, b, 6, 3, 2), SDC_OK);
+    for (int i = 0; i < 6; i++) {
+        for (int j = 0; j < 3; j++) cr_assert_eq(cc[i * 5 + j], a[i * 3 + j]);
+        for (int j = 0; j < 2; j++) cr_assert_eq(cc[i * 5 + 3 + j], b[i * 2 + j]);
+    }
+    float *v = rnd(2 * 5, 54, 1.0f), *z = malloc(6 * 5 * sizeof(float));
+    cr_assert_eq(be->ops->add_rows(be, z, cc, v, 2, 3, 5), SDC_OK);
+    for (int bi = 0; bi < 2; bi++)
+        for (int rr = 0; rr < 3; rr++)
+            for (int j = 0; j < 5; j++)
+                cr_assert_eq(z[(bi * 3 + rr) * 5 + j], cc[(bi * 3 + rr) * 5 + j] + v[bi * 5 + j]);
+    free(x), free(y), free(r), free(a), free(b), free(cc), free(v), free(z);
+    sdc_backend_destroy(be);
+}
