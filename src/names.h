@@ -16,4 +16,12 @@ sdc_status sdc_unet_name_to_original(const sdc_unet_config *c, const char *name,
 sdc_status sdc_vae_name_to_original(const sdc_vae_config *c, const char *name,
                                     char *out, size_t cap);
 
+/* Every diffusers tensor name of a U-Net / VAE of this config (for the VAE
+ * the current attention names, not the legacy query/key/value/proj_attn;
+ * no encoder.* or quant_conv.* when has_encoder is false). *names is a
+ * malloc'd array of *n malloc'd strings: free with sdc_names_free. */
+sdc_status sdc_unet_diffusers_names(const sdc_unet_config *c, char ***names, int *n);
+sdc_status sdc_vae_diffusers_names(const sdc_vae_config *c, char ***names, int *n);
+void sdc_names_free(char **names, int n);
+
 #endif
