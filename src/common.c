@@ -100,3 +100,17 @@ double sdc_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+void sdc_nchw_to_nhwc(const float *src, float *dst, int n, int c, int h, int w) {
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int p = 0; p < h * w; p++)
+                dst[((size_t)b * h * w + p) * c + ch] = src[((size_t)b * c + ch) * h * w + p];
+}
+
+void sdc_nhwc_to_nchw(const float *src, float *dst, int n, int c, int h, int w) {
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int p = 0; p < h * w; p++)
+                dst[((size_t)b * c + ch) * h * w + p] = src[((size_t)b * h * w + p) * c + ch];
+}

@@ -48,6 +48,10 @@ float sdc_f16_to_f32(uint16_t h);
 uint16_t sdc_f32_to_f16(float f);
 float sdc_bf16_to_f32(uint16_t b);
 
+/* Host-side layout changes: torch's NCHW <-> sdc's NHWC. */
+void sdc_nchw_to_nhwc(const float *src, float *dst, int n, int c, int h, int w);
+void sdc_nhwc_to_nchw(const float *src, float *dst, int n, int c, int h, int w);
+
 /* Monotonic wall clock in seconds. */
 double sdc_now(void);
 

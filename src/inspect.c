@@ -91,14 +91,15 @@ void sdc_model_print(const sdc_model_files *m, FILE *fp) {
     for (int l = 0; l < u->n_levels; l++) fprintf(fp, " %d", u->attn_depth[l]);
     fprintf(fp, "; heads");
     for (int l = 0; l < u->n_levels; l++) fprintf(fp, " %d", u->heads[l]);
-    fprintf(fp, "; context %d; proj_in %s; time embedding %d\n", u->context_dim,
-            u->linear_proj ? "linear" : "1x1 conv", u->time_embed_dim);
+    fprintf(fp, "; context %d; proj_in %s; time embedding %d; %d norm groups\n", u->context_dim,
+            u->linear_proj ? "linear" : "1x1 conv", u->time_embed_dim, u->norm_groups);
     fprintf(fp, "         prediction %s (%s)\n", u->prediction == SDC_PRED_V ? "v" : "epsilon",
             u->prediction_source);
     fprintf(fp, "VAE      channels %d x", v->channels);
     for (int l = 0; l < v->n_levels; l++) fprintf(fp, " %d", v->channels_mult[l]);
-    fprintf(fp, "; res blocks %d; latent %d channels; scale factor %g; encoder %s\n",
-            v->num_res_blocks, v->z_channels, (double)v->scale_factor, v->has_encoder ? "yes" : "no");
+    fprintf(fp, "; res blocks %d; latent %d channels; %d norm groups; scale factor %g; encoder %s\n",
+            v->num_res_blocks, v->z_channels, v->norm_groups, (double)v->scale_factor,
+            v->has_encoder ? "yes" : "no");
     if (m->tokenizer_vocab) fprintf(fp, "tokenizer %s\n", m->tokenizer_vocab);
     if (m->single) {
         print_file(fp, m, m->single);

@@ -240,6 +240,9 @@ static void unet_heads(sdc_model_files *m, const cJSON *cfg) {
     } else if (cJSON_IsArray(h) && cJSON_GetArraySize(h) >= c->n_levels) {
         for (int l = 0; l < c->n_levels; l++) c->heads[l] = cJSON_GetArrayItem(h, l)->valueint;
     }
+    c->norm_groups = json_int(cfg, "norm_num_groups", 32);
+    const char *g = m->single ? sdc_st_meta(m->single, "sdc.unet.norm_groups") : NULL;
+    if (g) c->norm_groups = atoi(g);
     /* single files written by sdc's own tools may say it in __metadata__ */
     const char *meta = m->single ? sdc_st_meta(m->single, "sdc.unet.heads") : NULL;
     for (int l = 0; meta && l < c->n_levels; l++) {
@@ -278,6 +281,9 @@ static sdc_status vae_config(sdc_model_files *m, const cJSON *cfg) {
     char pre[256];
     snprintf(pre, sizeof pre, "%sdecoder.%s.", p, up);
     c->num_res_blocks = count_blocks(f, m->vae_diffusers_names ? "%s%d.resnets.%d." : "%s%d.block.%d.", pre, 0) - 1;
+    c->norm_groups = json_int(cfg, "norm_num_groups", 32);
+    const char *g = m->single ? sdc_st_meta(m->single, "sdc.vae.norm_groups") : NULL;
+    if (g) c->norm_groups = atoi(g);
     c->scale_factor = 0.18215f;
     const cJSON *sf = cJSON_GetObjectItemCaseSensitive(cfg, "scaling_factor");
     if (cJSON_IsNumber(sf)) c->scale_factor = (float)sf->valuedouble;

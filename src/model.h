@@ -57,6 +57,7 @@ typedef struct sdc_unet_config {
     int context_dim;                 /* 768 (SD 1.x) or 1024 (SD 2.x) */
     bool linear_proj;                /* proj_in/out are linear (SD 2.x) or 1x1 conv (SD 1.x) */
     int time_embed_dim;              /* 4 * model_channels */
+    int norm_groups;                 /* group norm groups (32) */
     sdc_prediction prediction;
     const char *prediction_source;   /* "scheduler_config.json", "heuristic", ... */
 } sdc_unet_config;
@@ -68,6 +69,7 @@ typedef struct sdc_vae_config {
     int num_res_blocks;              /* 2 (the decoder has one more per level) */
     int z_channels;                  /* latent channels (4) */
     bool has_encoder;
+    int norm_groups;                 /* group norm groups (32) */
     float scale_factor;              /* 0.18215 */
 } sdc_vae_config;
 

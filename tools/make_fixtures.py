@@ -107,6 +107,45 @@ def text_reference(text_encoder, tok, family, path):
     save_file(tensors, path, metadata=meta)
 
 
+def f64_copy(model):
+    """The fp16-rounded weights (what the checkpoint stores) in float64."""
+    import copy
+    return copy.deepcopy(model).to(torch.float16).to(torch.float64).eval()
+
+
+@torch.no_grad()
+def unet_reference(unet, family, size, path):
+    """U-Net outputs for random latents, a timestep and a random context,
+    NCHW as diffusers has them; one even and one odd latent size (the odd
+    one exercises upsampling to the skip connection's size)."""
+    u = f64_copy(unet)
+    g = torch.Generator().manual_seed(7)
+    ctx_dim = unet.config.cross_attention_dim
+    tensors, meta = {}, {"family": family, "size": size}
+    shapes = {"tiny": [(8, 8), (7, 9)], "full": [(16, 16), (9, 11)]}[size]
+    context = torch.randn(2, 77, ctx_dim, generator=g, dtype=torch.float64)
+    tensors["context"] = context.float()
+    for i, (h, w) in enumerate(shapes):
+        x = torch.randn(2, 4, h, w, generator=g, dtype=torch.float64)
+        t = [999, 421][i]
+        y = u(x, t, encoder_hidden_states=context).sample
+        tensors[f"x{i}"], tensors[f"out{i}"] = x.float(), y.float()
+        meta[f"t{i}"] = str(t)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=meta)
+
+
+@torch.no_grad()
+def vae_reference(vae, family, size, path):
+    """VAE decoder (post_quant_conv + decoder) on random latents, NCHW."""
+    v = f64_copy(vae)
+    g = torch.Generator().manual_seed(8)
+    h, w = {"tiny": (8, 6), "full": (16, 12)}[size]
+    z = torch.randn(1, 4, h, w, generator=g, dtype=torch.float64)
+    img = v.decode(z).sample
+    save_file({"z": z.float().contiguous(), "image": img.float().contiguous()}, path,
+              metadata={"family": family, "size": size})
+
+
 def make(family, size, out, tmp):
     torch.manual_seed(SEED[(family, size)])
     unet, vae, te = sdc_layout.build_models(family, size, SEED[(family, size)])
@@ -114,20 +153,24 @@ def make(family, size, out, tmp):
     single = os.path.join(out, f"{size}_{family}.safetensors")
     sdc_layout.write_single_file(single, unet, vae, te, family, dtype=torch.float16)
     if size == "tiny":
-        # Real SD files do not say their head counts; sdc derives them from
-        # the family (8 heads / 64-wide heads). Tiny models say it here.
+        # Real SD files do not say their head counts or norm groups; sdc derives them from
+        # the family (8 heads / 64-wide heads, 32 groups). Tiny models say it here.
         ucfg = unet.config
         heads = ucfg.num_attention_heads or ucfg.attention_head_dim
         n_levels = len(ucfg.block_out_channels)
         heads = list(heads) if isinstance(heads, (list, tuple)) else [heads] * n_levels
         add_metadata(single, {"sdc.text.heads": str(te.config.num_attention_heads),
-                              "sdc.unet.heads": ",".join(str(h) for h in heads)})
+                              "sdc.unet.heads": ",".join(str(h) for h in heads),
+                              "sdc.unet.norm_groups": str(ucfg.norm_num_groups),
+                              "sdc.vae.norm_groups": str(vae.config.norm_num_groups)})
         folder = os.path.join(out, f"{size}_{family}_diffusers")
         sdc_layout.write_diffusers_folder(
             folder, unet, vae, te, family, dtype=torch.float16,
             tokenizer_writer=lambda d: clip_vocab.write_hf_tokenizer(d, pad_token=PAD_TOKEN[family]))
         share_tokenizer_files(out, folder)
     text_reference(te, tok, family, os.path.join(out, f"te_{size}_{family}_ref.safetensors"))
+    unet_reference(unet, family, size, os.path.join(out, f"unet_{size}_{family}_ref.safetensors"))
+    vae_reference(vae, family, size, os.path.join(out, f"vae_{size}_{family}_ref.safetensors"))
     print(f"wrote {size} {family} fixtures in {out}")
 
 
