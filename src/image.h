@@ -4,23 +4,33 @@
 #ifndef SDC_IMAGE_H
 #define SDC_IMAGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "common.h"
 
 /* VAE output (NHWC float, nominal range [-1, 1]) to 8-bit RGB as diffusers
  * does it: clamp((x / 2 + 0.5), 0, 1), then round(x * 255). rgb holds
- * h * w * 3 bytes. */
+ * h * w * 3 bytes. Float32 arithmetic throughout and round-half-to-even,
+ * as numpy's round(), so every byte matches diffusers' "pil" output. NaN
+ * (undefined in numpy's astype(uint8)) maps to 0. */
 void sdc_image_to_u8(const float *x, int h, int w, uint8_t *rgb);
 
 /* Write rgb (h * w * 3 bytes) as PNG at path; `parameters` (may be NULL) is
  * stored in a tEXt chunk with keyword "parameters" (iTXt, UTF-8, when the
- * text is not Latin-1). Atomic: temp file + fsync + rename. Errors name
- * the path. */
+ * text is not Latin-1), right after IHDR, as PIL does for A1111. The text
+ * must be valid UTF-8 (SDC_ERR_ARG otherwise). Atomic: temp file
+ * "path.XXXXXX.tmp" (".sdc.XXXXXX.tmp" in the same folder when that name
+ * is too long) + fsync + rename; on failure the temp file is removed
+ * and an existing file at path is left as it was. The new file gets mode
+ * 0666 & ~umask. Errors name the path. */
 sdc_status sdc_png_write(const char *path, const uint8_t *rgb, int w, int h,
                          const char *parameters);
 
 /* Read back the "parameters" text of a PNG written by sdc_png_write (for
- * tests and `sdc inspect` of images); *out is malloc'd, NULL if absent. */
+ * tests and `sdc inspect` of images); *out is malloc'd UTF-8, NULL if
+ * absent. Any PNG works: the signature, every chunk length and CRC and the
+ * IHDR/IEND framing are checked (SDC_ERR_FORMAT); tEXt (Latin-1), zTXt and
+ * iTXt (compressed or not) chunks are read, the first "parameters" wins. */
 sdc_status sdc_png_read_parameters(const char *path, char **out);
 
 /* AUTOMATIC1111's infotext:
@@ -30,7 +40,13 @@ sdc_status sdc_png_read_parameters(const char *path, char **out);
  *   Model hash: 6ce0161689, Model: v1-5-pruned-emaonly
  * (the last two lines are one line; fields with "," or ":" or newlines are
  * quoted as A1111 quotes them). extra (may be NULL) is appended as
- * ", extra". Returns a malloc'd string or NULL on out of memory. */
+ * ", extra". Returns a malloc'd string or NULL on out of memory.
+ * Details: "Schedule type: X" follows Sampler when schedule_type is set
+ * (A1111 1.9+ writes "Sampler: DPM++ 2M, Schedule type: Karras"); the CFG
+ * scale is printed as Python prints the number the web UI passes: an
+ * integral value as an int ("7"), else the shortest repr ("7.5"); NULL or
+ * "" string fields are omitted (NULL/"" prompts count as ""); the whole
+ * text is strip()ped of leading and trailing whitespace as A1111 does. */
 typedef struct sdc_infotext {
     const char *prompt, *negative_prompt;
     int steps;
@@ -41,6 +57,7 @@ typedef struct sdc_infotext {
     const char *model_hash;  /* 10 hex chars, or NULL to omit */
     const char *model_name;  /* file name without extension, or NULL */
     const char *extra;       /* e.g. "Clip skip: 2, ENSD: ..." or NULL */
+    const char *schedule_type; /* "Karras", ... or NULL (omitted) */
 } sdc_infotext;
 char *sdc_infotext_format(const sdc_infotext *t);
 
@@ -50,5 +67,28 @@ sdc_status sdc_file_sha256_short(const char *path, char out[11]);
 
 /* SHA-256 of a memory buffer (for tests and small inputs); out = 32 bytes. */
 void sdc_sha256(const void *data, size_t n, uint8_t out[32]);
+
+/* SHA-256 of a whole file, streamed in 4 MiB reads. Errors name the path. */
+sdc_status sdc_file_sha256(const char *path, uint8_t out[32]);
+
+/* Streaming SHA-256 (FIPS 180-4): init, update any number of times, final
+ * (which wipes the context). */
+typedef struct sdc_sha256_ctx {
+    uint32_t state[8];
+    uint64_t total;   /* bytes fed so far */
+    uint8_t buf[64];  /* partial block */
+    size_t fill;
+} sdc_sha256_ctx;
+void sdc_sha256_init(sdc_sha256_ctx *c);
+void sdc_sha256_update(sdc_sha256_ctx *c, const void *data, size_t n);
+void sdc_sha256_final(sdc_sha256_ctx *c, uint8_t out[32]);
+
+/* Lowercase hex of a digest; out gets 65 bytes (NUL-terminated). */
+void sdc_sha256_hex(const uint8_t digest[32], char out[65]);
+
+/* The x86 SHA extensions are used when the CPU has them. For tests:
+ * enable=false forces the portable code; returns whether the SHA
+ * extensions are now in use. Not thread-safe against running hashes. */
+bool sdc_sha256_use_hw(bool enable);
 
 #endif
