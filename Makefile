@@ -13,7 +13,7 @@ BUILD   ?= build
 CC      ?= gcc
 SAN     ?= 0
 # Optimisation flags; the sanitizer build overrides them.
-OPT     ?= -O2 -march=x86-64-v2
+OPT     ?= -O3 -march=native
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_DEFAULT_SOURCE -fopenmp -g \
            -Iinclude -Isrc $(OPT)
 LDLIBS  += -lopenblas -lcjson -lutf8proc -lz -lm -fopenmp
@@ -35,7 +35,8 @@ CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=s
 NVFLAGS   += -O3 -std=c++17 $(CUDA_ARCH) -Iinclude -Isrc -Ikernels \
              -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings
 
-LIB_SRC  := $(filter-out src/main.c src/cuda_stub.c,$(wildcard src/*.c))
+CLI_SRC  := src/main.c $(wildcard src/cli_*.c)
+LIB_SRC  := $(filter-out $(CLI_SRC) src/cuda_stub.c,$(wildcard src/*.c))
 CU_SRC   := $(wildcard kernels/*.cu)
 ifneq ($(NVCC),)
   LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.o)
@@ -50,7 +51,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 VENV     := tools/.venv
 PY       := $(VENV)/bin/python
 
-.PHONY: all build test test-run test-full sanitize fixtures fixtures-full deps clean
+.PHONY: all build test test-run test-full sanitize bench fixtures fixtures-full deps clean
 # Default: check/install the Debian packages, then build.
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -72,11 +73,19 @@ $(BUILD)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.h kernels/*.cuh src/*.h)
 $(BUILD)/libsdc.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
-$(BUILD)/sdc: $(BUILD)/src/main.o $(BUILD)/libsdc.a
+$(BUILD)/sdc: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/sdc_tests: $(TEST_OBJ) $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ -lcriterion $(LDLIBS)
+
+$(BUILD)/sdc_bench: $(BUILD)/bench/bench_cpu.o $(BUILD)/libsdc.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# Benchmark (not a test): full-size SD 1.5-shaped checkpoint on the CPU.
+bench: deps fixtures-full
+	@$(MAKE) --no-print-directory $(BUILD)/sdc_bench
+	$(BUILD)/sdc_bench build/fixtures-full/full_sd1.safetensors
 
 # The suite; tests read fixtures relative to the repository root.
 test: deps

@@ -179,7 +179,7 @@ sdc_status sdc_backend_cpu_create(int n_threads, sdc_backend **out) {
 
 void sdc_backend_destroy(sdc_backend *be) {
     if (!be) return;
-    if (be->ops == &cpu_ops) {
+    if (strcmp(be->ops->name, "cpu") == 0) { /* also when wrapped for profiling */
         cpu_impl *im = be->impl;
         for (int i = 0; i < SCRATCH_SLOTS; i++) free(im->buf[i]);
         free(im);

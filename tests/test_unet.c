@@ -25,7 +25,7 @@ static void unet_case(const char *model_path, const char *ref_path) {
     const int tokens = 77;
     double worst = 0;
     for (int i = 0; i < 2; i++) {
-        char xn[8], on[8], tn[8];
+        char xn[16], on[16], tn[16];
         snprintf(xn, sizeof xn, "x%d", i);
         snprintf(on, sizeof on, "out%d", i);
         snprintf(tn, sizeof tn, "t%d", i);
