@@ -1,9 +1,11 @@
 /* main.c - the sdc command line. Only this file exits. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
 
+#include "cli.h"
 #include "model.h"
 #include "sdc.h"
 #include "token_text.h"
@@ -30,33 +32,61 @@ static const char *USAGE =
     "MODEL is a single .safetensors checkpoint (SD 1.x or 2.x, original layout)\n"
     "or a diffusers folder (unet/, vae/, text_encoder/, tokenizer/).\n";
 
-static int die(const char *what) {
+int cli_die(const char *what) {
     fprintf(stderr, "sdc: %s%s%s\n", what ? what : "", what ? ": " : "", sdc_last_error());
     return 1;
 }
 
-static int usage_error(const char *fmt, const char *arg) {
+int cli_usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "sdc: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\nrun 'sdc --help' for usage\n");
     return 2;
 }
 
-static int cmd_inspect(int argc, char **argv) {
-    if (argc != 1) return usage_error("inspect takes exactly one MODEL argument%s", "");
-    sdc_model_files *m = NULL;
-    if (sdc_model_open(argv[0], &m) != SDC_OK) return die(NULL);
-    sdc_model_print(m, stdout);
-    sdc_model_close(m);
+bool cli_parse_int(const char *s, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < -1000000000L || v > 1000000000L) return false;
+    *out = (int)v;
+    return true;
+}
+
+bool cli_parse_float(const char *s, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (!*s || *end || errno || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_u64(const char *s, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    if (!*s || *s == '-' || *s == '+') return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno) return false;
+    *out = v;
+    return true;
+}
+
+int cli_parse_backend(const char *s, sdc_backend_kind *out) {
+    if (!strcmp(s, "auto")) *out = SDC_BACKEND_AUTO;
+    else if (!strcmp(s, "cpu")) *out = SDC_BACKEND_CPU;
+    else if (!strcmp(s, "cuda")) *out = SDC_BACKEND_CUDA;
+    else return -1;
     return 0;
 }
 
-static bool parse_int(const char *s, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < -1000000000L || v > 1000000000L) return false;
-    *out = (int)v;
-    return true;
+static int cmd_inspect(int argc, char **argv) {
+    if (argc != 1) return cli_usage_error("inspect takes exactly one MODEL argument%s", "");
+    sdc_model_files *m = NULL;
+    if (sdc_model_open(argv[0], &m) != SDC_OK) return cli_die(NULL);
+    sdc_model_print(m, stdout);
+    sdc_model_close(m);
+    return 0;
 }
 
 static int cmd_tokenize(int argc, char **argv) {
@@ -68,29 +98,29 @@ static int cmd_tokenize(int argc, char **argv) {
         if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) model = argv[++i];
         else if (!strcmp(a, "--vocab") && i + 1 < argc) vocab = argv[++i];
         else if (!strcmp(a, "--pad-id") && i + 1 < argc) {
-            if (!parse_int(argv[++i], &pad) || pad < 0 || pad > 49407)
-                return usage_error("--pad-id %s: expected an id in 0..49407", argv[i]);
+            if (!cli_parse_int(argv[++i], &pad) || pad < 0 || pad > 49407)
+                return cli_usage_error("--pad-id %s: expected an id in 0..49407", argv[i]);
         } else if (!strcmp(a, "--pieces")) pieces = true;
-        else if (a[0] == '-' && a[1]) return usage_error("tokenize: unknown option %s", a);
+        else if (a[0] == '-' && a[1]) return cli_usage_error("tokenize: unknown option %s", a);
         else if (!prompt) prompt = a;
-        else return usage_error("tokenize: one PROMPT only (quote it): extra %s", a);
+        else return cli_usage_error("tokenize: one PROMPT only (quote it): extra %s", a);
     }
-    if (!prompt) return usage_error("tokenize: missing PROMPT%s", "");
+    if (!prompt) return cli_usage_error("tokenize: missing PROMPT%s", "");
     sdc_model_files *m = NULL;
-    if (model && sdc_model_open(model, &m) != SDC_OK) return die(NULL);
+    if (model && sdc_model_open(model, &m) != SDC_OK) return cli_die(NULL);
     if (pad < 0) pad = m ? m->config.text.pad_id : SDC_CLIP_EOS;
     sdc_tokenizer *tok = NULL;
     if (sdc_tokenizer_open_default(vocab, m ? m->tokenizer_vocab : NULL,
                                    m ? m->tokenizer_merges : NULL, &tok) != SDC_OK) {
         sdc_model_close(m);
-        return die(NULL);
+        return cli_die(NULL);
     }
     sdc_model_close(m);
     int ids[SDC_CLIP_CTX], n_all = 0;
     int rc = 0;
     if (sdc_tokenizer_encode_padded(tok, prompt, pad, ids, SDC_CLIP_CTX, NULL) != SDC_OK ||
         sdc_tokenizer_encode(tok, prompt, NULL, 0, &n_all) != SDC_OK) {
-        rc = die(NULL);
+        rc = cli_die(NULL);
         goto done;
     }
     const int keep = SDC_CLIP_CTX - 2;
@@ -126,25 +156,23 @@ static int cmd_encode(int argc, char **argv) {
         if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) p.model_path = argv[++i];
         else if (!strcmp(a, "-o") && i + 1 < argc) out_path = argv[++i];
         else if (!strcmp(a, "--clip-skip") && i + 1 < argc) {
-            if (!parse_int(argv[++i], &p.clip_skip) || p.clip_skip < 1)
-                return usage_error("--clip-skip %s: expected 1 or more", argv[i]);
+            if (!cli_parse_int(argv[++i], &p.clip_skip) || p.clip_skip < 1)
+                return cli_usage_error("--clip-skip %s: expected 1 or more", argv[i]);
         } else if (!strcmp(a, "--threads") && i + 1 < argc) {
-            if (!parse_int(argv[++i], &p.n_threads) || p.n_threads < 0)
-                return usage_error("--threads %s: expected 0 (all) or more", argv[i]);
+            if (!cli_parse_int(argv[++i], &p.n_threads) || p.n_threads < 0)
+                return cli_usage_error("--threads %s: expected 0 (all) or more", argv[i]);
         } else if (!strcmp(a, "--backend") && i + 1 < argc) {
             const char *b = argv[++i];
-            if (!strcmp(b, "auto")) p.backend = SDC_BACKEND_AUTO;
-            else if (!strcmp(b, "cpu")) p.backend = SDC_BACKEND_CPU;
-            else if (!strcmp(b, "cuda")) p.backend = SDC_BACKEND_CUDA;
-            else return usage_error("--backend %s: expected auto, cpu or cuda", b);
-        } else if (a[0] == '-' && a[1]) return usage_error("encode: unknown option %s", a);
+            if (cli_parse_backend(b, &p.backend) != 0)
+                return cli_usage_error("--backend %s: expected auto, cpu or cuda", b);
+        } else if (a[0] == '-' && a[1]) return cli_usage_error("encode: unknown option %s", a);
         else if (!prompt) prompt = a;
-        else return usage_error("encode: one PROMPT only (quote it): extra %s", a);
+        else return cli_usage_error("encode: one PROMPT only (quote it): extra %s", a);
     }
-    if (!p.model_path) return usage_error("encode: missing -m MODEL%s", "");
-    if (!prompt) return usage_error("encode: missing PROMPT%s", "");
+    if (!p.model_path) return cli_usage_error("encode: missing -m MODEL%s", "");
+    if (!prompt) return cli_usage_error("encode: missing PROMPT%s", "");
     sdc_ctx *ctx = NULL;
-    if (sdc_load(&p, &ctx) != SDC_OK) return die(NULL);
+    if (sdc_load(&p, &ctx) != SDC_OK) return cli_die(NULL);
     int w = sdc_context_dim(ctx);
     float *ctxv = malloc((size_t)SDC_CLIP_CTX * w * sizeof(float));
     int rc = 0;
@@ -152,7 +180,7 @@ static int cmd_encode(int argc, char **argv) {
         fprintf(stderr, "sdc: out of memory\n");
         rc = 1;
     } else if (sdc_encode_prompt(ctx, prompt, ctxv) != SDC_OK) {
-        rc = die("encode");
+        rc = cli_die("encode");
     } else {
         double sum = 0, sq = 0;
         for (int i = 0; i < SDC_CLIP_CTX * w; i++) sum += ctxv[i], sq += (double)ctxv[i] * ctxv[i];
@@ -185,5 +213,5 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "encode")) return cmd_encode(argc - 2, argv + 2);
-    return usage_error("unknown command '%s'", argv[1]);
+    return cli_usage_error("unknown command '%s'", argv[1]);
 }

@@ -1,0 +1,22 @@
+/* cli.h - helpers shared by the command-line front end (main.c, cli_*.c). */
+#ifndef SDC_CLI_H
+#define SDC_CLI_H
+
+#include <stdbool.h>
+
+#include "sdc.h"
+
+/* "sdc: [what: ]<last error>" on stderr; returns 1. */
+int cli_die(const char *what);
+/* "sdc: <fmt with arg>" and a pointer to --help on stderr; returns 2. */
+int cli_usage_error(const char *fmt, const char *arg);
+
+bool cli_parse_int(const char *s, int *out);
+bool cli_parse_float(const char *s, float *out);
+bool cli_parse_u64(const char *s, unsigned long long *out);
+/* 0 on success, -1 for an unknown name */
+int cli_parse_backend(const char *s, sdc_backend_kind *out);
+
+int cli_txt2img(int argc, char **argv);
+
+#endif
