@@ -113,39 +113,80 @@ sdc_status sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, const float
     return SDC_OK;
 }
 
+/* Group norm, NHWC. Channels are contiguous, so statistics are gathered
+ * per channel over pixel chunks (vectorised across channels, in double),
+ * then combined per group: pass 1 the means, pass 2 the squared deviations
+ * from the group mean (two-pass, never E[x^2] - E[x]^2), pass 3 applies. */
 sdc_status sdc_cpu_group_norm(sdc_backend *be, float *y, const float *x, const float *gamma,
                               const float *beta, int n, int hw, int c, int groups, float eps,
                               bool silu) {
-    (void)be;
     if (groups < 1 || c % groups != 0)
         return sdc_fail(SDC_ERR_ARG, "group_norm: %d channels not divisible into %d groups", c, groups);
-    const int cg = c / groups;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < n; b++)
-        for (int g = 0; g < groups; g++) {
-            const float *xb = x + (size_t)b * hw * c + (size_t)g * cg;
-            float *yb = y + (size_t)b * hw * c + (size_t)g * cg;
-            double sum = 0.0, var = 0.0;
-            for (int p = 0; p < hw; p++)
-                for (int j = 0; j < cg; j++) sum += xb[(size_t)p * c + j];
-            const double mean = sum / ((double)hw * cg);
-            for (int p = 0; p < hw; p++)
-                for (int j = 0; j < cg; j++) {
-                    double d = xb[(size_t)p * c + j] - mean;
-                    var += d * d;
-                }
-            const float inv = (float)(1.0 / sqrt(var / ((double)hw * cg) + eps));
-            const float mu = (float)mean;
-            for (int p = 0; p < hw; p++) {
-                const float *xr = xb + (size_t)p * c;
-                float *yr = yb + (size_t)p * c;
-                for (int j = 0; j < cg; j++) {
-                    int ch = g * cg + j;
-                    float v = (xr[j] - mu) * inv * gamma[ch] + beta[ch];
-                    yr[j] = silu ? v / (1.0f + sdc_fast_expf(-v)) : v;
+    const int cg = c / groups, nt = omp_get_max_threads();
+    double *part = (double *)sdc_cpu_scratch(be, 3, (size_t)nt * c * 2 + (size_t)4 * c);
+    if (!part) return sdc_fail(SDC_ERR_OOM, "group_norm: out of memory");
+    /* per channel: the group mean as a float plus its rounding residual
+     * (so x - mean loses nothing when |mean| >> std), and the scale */
+    float *mf = (float *)(part + (size_t)nt * c), *mr = mf + c, *scale = mr + c;
+    for (int b = 0; b < n; b++) {
+        const float *xb = x + (size_t)b * hw * c;
+        float *yb = y + (size_t)b * hw * c;
+        double mean_g[512], inv_g[512];
+        double *gm = groups <= 512 ? mean_g : malloc((size_t)groups * sizeof(double));
+        double *gi = groups <= 512 ? inv_g : malloc((size_t)groups * sizeof(double));
+        if (!gm || !gi) return sdc_fail(SDC_ERR_OOM, "group_norm: out of memory");
+        for (int pass = 0; pass < 2; pass++) {
+#pragma omp parallel
+            {
+                double *acc = part + (size_t)omp_get_thread_num() * c;
+                for (int j = 0; j < c; j++) acc[j] = 0.0;
+#pragma omp for schedule(static)
+                for (int p = 0; p < hw; p++) {
+                    const float *xr = xb + (size_t)p * c;
+                    if (pass == 0) {
+#pragma omp simd
+                        for (int j = 0; j < c; j++) acc[j] += xr[j];
+                    } else {
+#pragma omp simd
+                        for (int j = 0; j < c; j++) {
+                            double d = xr[j] - gm[j / cg];
+                            acc[j] += d * d;
+                        }
+                    }
                 }
             }
+            for (int g = 0; g < groups; g++) {
+                double s = 0.0;
+                for (int t = 0; t < nt; t++)
+                    for (int j = g * cg; j < (g + 1) * cg; j++) s += part[(size_t)t * c + j];
+                s /= (double)hw * cg;
+                if (pass == 0) gm[g] = s;
+                else gi[g] = 1.0 / sqrt(s + eps);
+            }
         }
+        for (int j = 0; j < c; j++) {
+            mf[j] = (float)gm[j / cg];
+            mr[j] = (float)(gm[j / cg] - (double)mf[j]);
+            scale[j] = (float)(gi[j / cg] * gamma[j]);
+        }
+        if (gm != mean_g) free(gm);
+        if (gi != inv_g) free(gi);
+#pragma omp parallel for schedule(static)
+        for (int p = 0; p < hw; p++) {
+            const float *xr = xb + (size_t)p * c;
+            float *yr = yb + (size_t)p * c;
+            if (silu) {
+#pragma omp simd
+                for (int j = 0; j < c; j++) {
+                    float v = ((xr[j] - mf[j]) - mr[j]) * scale[j] + beta[j];
+                    yr[j] = v / (1.0f + sdc_fast_expf(-v));
+                }
+            } else {
+#pragma omp simd
+                for (int j = 0; j < c; j++) yr[j] = ((xr[j] - mf[j]) - mr[j]) * scale[j] + beta[j];
+            }
+        }
+    }
     return SDC_OK;
 }
 

@@ -17,18 +17,35 @@ typedef struct sdc_rng {
     uint64_t seed;
     bool has_next_double;    /* torch caches the second normal of a pair */
     double next_double;      /* (scalar path), as CPUGeneratorImpl does */
-    bool has_next_float;
-    float next_float;
+    bool has_next_float;     /* torch's float cache; randn(float32) never */
+    float next_float;        /* uses it (its scalar path is in double) */
 } sdc_rng;
 
+/* torch's manual_seed(seed): mt19937 initialised from the low 32 bits
+ * (seed and seed + 2^32 give the same stream; a negative Python seed is
+ * its two's complement), the cached normal cleared. */
 void sdc_rng_seed(sdc_rng *r, uint64_t seed);
 
 /* Next 32 random bits (torch's random()). */
 uint32_t sdc_rng_u32(sdc_rng *r);
 
+/* Next 64 random bits (torch's random64()): two u32 draws, the first being
+ * the high word. */
+uint64_t sdc_rng_u64(sdc_rng *r);
+
 /* n standard normals in float32, exactly as one torch.randn(n) call on the
  * CPU generator (a tensor of any shape with n elements, in its row-major
  * order). */
 void sdc_rng_randn(sdc_rng *r, float *out, size_t n);
+
+/* Which implementation of the vectorised path's arithmetic runs (all give
+ * identical bits; this exists so tests can check that): AUTO uses the
+ * inline FMA instruction where the CPU has it and libm's fmaf() otherwise,
+ * PORTABLE always fmaf(). Process-wide; AUTO is the default. */
+typedef enum {
+    SDC_RNG_KERNEL_AUTO = 0,
+    SDC_RNG_KERNEL_PORTABLE = 1
+} sdc_rng_kernel;
+void sdc_rng_set_kernel(sdc_rng_kernel k);
 
 #endif
