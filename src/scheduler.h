@@ -66,12 +66,21 @@ int sdc_sampler_steps(const sdc_sampler *s);
 /* The timestep passed to the U-Net at step i (0-based), as diffusers passes
  * it (a float: Euler with Karras sigmas interpolates). */
 double sdc_sampler_timestep(const sdc_sampler *s, int i);
-/* The sigmas (Euler-family) for steps 0..steps (last is 0); NULL for
- * DDPM/DDIM. */
+/* The sigmas (Euler, Euler a, DPM++ 2M) for steps 0..steps (last is 0);
+ * NULL for DDPM/DDIM. */
 const float *sdc_sampler_sigmas(const sdc_sampler *s);
 
 /* Scale of the initial noise: latents = randn * init_noise_sigma. */
 float sdc_sampler_init_noise_sigma(const sdc_sampler *s);
+
+/* Whether diffusers 0.31 offers Karras sigmas for this sampler (Euler and
+ * DPM++ 2M; EulerAncestralDiscreteScheduler has no use_karras_sigmas). */
+bool sdc_sampler_supports_karras(sdc_sampler_kind k);
+
+/* The training schedule's cumulative alpha products (num_train_timesteps
+ * floats, bit-identical to diffusers' alphas_cumprod); *n (may be NULL)
+ * gets the count. */
+const float *sdc_sampler_alphas_cumprod(const sdc_sampler *s, int *n);
 
 /* Input scaling before the U-Net at step i (Euler family: x / sqrt(sigma^2
  * + 1); identity for DDIM/DDPM). in and out may alias. n = latent size. */
@@ -80,8 +89,11 @@ void sdc_sampler_scale_input(const sdc_sampler *s, int i, const float *in, float
 /* One step: x (n floats, NCHW) is replaced by the previous sample given the
  * model output at step i (after classifier-free guidance). Samplers that add
  * noise draw n normals from rng with sdc_rng_randn in the same order and at
- * the same point as diffusers' pipeline. Steps must be taken in order
- * 0, 1, ..., steps-1 (multistep samplers keep history). */
+ * the same point as diffusers' pipeline (DDPM when t > 0, Euler a at every
+ * step, DDIM when eta > 0; the others never touch rng, which may then be
+ * NULL). Steps must be taken in order 0, 1, ..., steps-1 (multistep
+ * samplers keep history); step 0 starts a new run, so one sampler serves
+ * several images in turn. n must stay the same within a run. */
 sdc_status sdc_sampler_step(sdc_sampler *s, int i, const float *model_out, float *x, size_t n,
                             sdc_rng *rng);
 
