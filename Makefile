@@ -62,7 +62,7 @@ build: $(BUILD)/sdc $(BUILD)/libsdc.a
 deps:
 	@sh tools/deps.sh
 
-$(BUILD)/%.o: %.c $(wildcard src/*.h include/*.h tests/*.h)
+$(BUILD)/%.o: %.c $(wildcard src/*.h include/*.h tests/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -117,6 +117,8 @@ $(VENV)/.ok: tools/requirements.txt
 fixtures: $(VENV)/.ok
 	$(PY) tools/make_fixtures.py --out tests/fixtures
 	$(PY) tools/fixtures_tokenizer.py
+	$(PY) tools/fixtures_rng.py
+	$(PY) tools/fixtures_scheduler.py
 
 fixtures-full: build/fixtures-full/.ok
 

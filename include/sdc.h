@@ -57,7 +57,7 @@ sdc_params sdc_params_default(void);
 /* Message of the last failed call on this thread ("" if none). */
 const char *sdc_last_error(void);
 
-/* Load a model (text encoder now; U-Net and VAE as they land). */
+/* Load a model: text encoder, U-Net and VAE decoder. */
 sdc_status sdc_load(const sdc_params *params, sdc_ctx **out);
 
 /* Tokenize `prompt` into exactly `n_ids` (77) ids: BOS, up to 75 tokens, EOS,
@@ -69,6 +69,47 @@ sdc_status sdc_tokenize(sdc_ctx *ctx, const char *prompt, int *ids, int n_ids,
  * ctx_dim from sdc_context_dim(). */
 sdc_status sdc_encode_prompt(sdc_ctx *ctx, const char *prompt, float *out);
 int sdc_context_dim(const sdc_ctx *ctx);
+
+/* ---- text to image ------------------------------------------------------ */
+
+typedef struct sdc_gen_params {
+    const char *prompt;
+    const char *negative_prompt; /* NULL or "" for none */
+    int width, height;           /* pixels, multiples of 8 (512 x 512) */
+    int steps;                   /* 20 */
+    const char *sampler;         /* "ddim" (default), "ddpm", "euler", "euler_a", "dpmpp_2m" */
+    bool karras;                 /* Karras sigmas (euler, euler_a, dpmpp_2m) */
+    const char *spacing;         /* "leading", "trailing", "linspace"; NULL: the model's
+                                    scheduler_config.json, else the sampler's diffusers
+                                    default (leading for ddim/ddpm, linspace otherwise) */
+    float cfg_scale;             /* 7.5; <= 1 skips the unconditional pass */
+    float eta;                   /* DDIM eta (0) */
+    unsigned long long seed;     /* torch CPU generator seed */
+    /* called after each denoising step (may be NULL) */
+    void (*on_step)(int step, int steps, double seconds, void *user);
+    void *user;
+} sdc_gen_params;
+
+typedef struct sdc_image {
+    int width, height;
+    unsigned char *rgb;          /* width * height * 3, row-major */
+    char *infotext;              /* AUTOMATIC1111 "parameters" text */
+    float *latents;              /* final latents, (4, h/8, w/8) NCHW */
+    double seconds_encode, seconds_denoise, seconds_decode;
+} sdc_image;
+
+sdc_gen_params sdc_gen_params_default(void);
+
+/* Validate p (clear errors for an unknown sampler, steps < 1, sizes that are
+ * not multiples of 8, ...) without running anything. */
+sdc_status sdc_check_gen_params(const sdc_ctx *ctx, const sdc_gen_params *p);
+
+/* Text to image. On success *out owns its buffers (sdc_image_free). */
+sdc_status sdc_txt2img(sdc_ctx *ctx, const sdc_gen_params *p, sdc_image *out);
+void sdc_image_free(sdc_image *img);
+
+/* Write img as a PNG with its infotext, atomically (no partial file). */
+sdc_status sdc_image_save_png(const sdc_image *img, const char *path);
 
 /* Name of the backend in use ("cpu" or "cuda"). */
 const char *sdc_backend_name(const sdc_ctx *ctx);

@@ -17,6 +17,7 @@ static const char *USAGE =
     "sdc " SDC_VERSION " - Stable Diffusion text-to-image in C and CUDA\n"
     "\n"
     "usage:\n"
+    "  sdc txt2img -m MODEL -p PROMPT [options]   text to image ('sdc txt2img --help')\n"
     "  sdc inspect MODEL                 family, configuration and tensor summary\n"
     "  sdc tokenize [options] PROMPT     the 77 token ids SD feeds its text encoder\n"
     "      -m, --model MODEL   use MODEL's tokenizer files and padding\n"
@@ -213,5 +214,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "encode")) return cmd_encode(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "txt2img")) return cli_txt2img(argc - 2, argv + 2);
     return cli_usage_error("unknown command '%s'", argv[1]);
 }

@@ -479,6 +479,13 @@ sdc_status sdc_model_open(const char *path, sdc_model_files **out) {
     if (st == SDC_OK) {
         unet_heads(m, unet_cfg);
         guess_prediction(m);
+        m->config.sched.steps_offset = json_int(sched_cfg, "steps_offset", 1);
+        const cJSON *sp = cJSON_GetObjectItemCaseSensitive(sched_cfg, "timestep_spacing");
+        if (cJSON_IsString(sp)) {
+            static const char *const known[] = {"leading", "trailing", "linspace"};
+            for (int i = 0; i < 3; i++)
+                if (strcmp(sp->valuestring, known[i]) == 0) m->config.sched.spacing = known[i];
+        }
         const cJSON *pt = cJSON_GetObjectItemCaseSensitive(sched_cfg, "prediction_type");
         if (cJSON_IsString(pt)) {
             m->config.unet.prediction = strcmp(pt->valuestring, "v_prediction") == 0 ? SDC_PRED_V : SDC_PRED_EPSILON;
@@ -487,6 +494,7 @@ sdc_status sdc_model_open(const char *path, sdc_model_files **out) {
         st = vae_config(m, vae_cfg);
     }
     m->config.layout = m->layout;
+    if (!sched_cfg) m->config.sched.steps_offset = 1;
     cJSON_Delete(unet_cfg);
     cJSON_Delete(vae_cfg);
     cJSON_Delete(text_cfg);

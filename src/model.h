@@ -73,12 +73,19 @@ typedef struct sdc_vae_config {
     float scale_factor;              /* 0.18215 */
 } sdc_vae_config;
 
+/* What a diffusers scheduler_config.json says (single files say nothing). */
+typedef struct sdc_sched_hint {
+    const char *spacing;             /* "leading", "trailing", "linspace" or NULL: each sampler's default */
+    int steps_offset;                /* 1 */
+} sdc_sched_hint;
+
 typedef struct sdc_model_config {
     sdc_family family;
     sdc_layout layout;
     sdc_text_config text;
     sdc_unet_config unet;
     sdc_vae_config vae;
+    sdc_sched_hint sched;
 } sdc_model_config;
 
 /* Where each component's tensors are and how they are named. */

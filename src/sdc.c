@@ -6,20 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend.h"
+#include "context.h"
 #include "cuda.h"
-#include "model.h"
-#include "text_encoder.h"
 #include "token_text.h"
-#include "tokenizer.h"
 
-struct sdc_ctx {
-    sdc_params params;
-    sdc_model_files *model;   /* (owned) files and configuration */
-    sdc_backend *be;          /* (owned) */
-    sdc_tokenizer *tok;       /* (owned) */
-    sdc_text_encoder *te;     /* (owned) */
-};
 
 sdc_params sdc_params_default(void) {
     sdc_params p;
@@ -93,7 +83,20 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
         st = sdc_tokenizer_open_default(params->vocab_path, c->model->tokenizer_vocab,
                                         c->model->tokenizer_merges, &c->tok);
     if (st == SDC_OK) st = select_backend(params, &c->be);
+    double t0 = sdc_now();
     if (st == SDC_OK) st = sdc_text_encoder_load(c->model, c->be, &c->te);
+    if (st == SDC_OK) st = sdc_unet_load(c->model, c->be, &c->unet);
+    if (st == SDC_OK) st = sdc_vae_load(c->model, c->be, &c->vae);
+    if (st == SDC_OK) {
+        const char *base = strrchr(params->model_path, '/');
+        base = base && base[1] ? base + 1 : params->model_path;
+        c->model_name = strdup(base);
+        if (!c->model_name) st = sdc_fail(SDC_ERR_OOM, "out of memory");
+        size_t len = c->model_name ? strlen(c->model_name) : 0;
+        if (len > 12 && strcmp(c->model_name + len - 12, ".safetensors") == 0) c->model_name[len - 12] = '\0';
+        if (len && c->model_name[strlen(c->model_name) - 1] == '/') c->model_name[strlen(c->model_name) - 1] = '\0';
+    }
+    c->seconds_load = sdc_now() - t0;
     if (st != SDC_OK) {
         sdc_free(c);
         return st;
@@ -125,7 +128,10 @@ const char *sdc_backend_name(const sdc_ctx *ctx) { return ctx->be->ops->name; }
 
 void sdc_free(sdc_ctx *ctx) {
     if (!ctx) return;
+    sdc_vae_free(ctx->vae);
+    sdc_unet_free(ctx->unet);
     sdc_text_encoder_free(ctx->te);
+    free(ctx->model_name);
     sdc_tokenizer_free(ctx->tok);
     if (ctx->be) sdc_backend_destroy(ctx->be);
     sdc_model_close(ctx->model);

@@ -146,6 +146,54 @@ def vae_reference(vae, family, size, path):
               metadata={"family": family, "size": size})
 
 
+PIPELINE_CASES = [
+    # sampler, karras, eta, cfg, steps, seed
+    ("ddim", False, 0.0, 7.5, 4, 42),
+    ("ddim", False, 0.5, 7.5, 4, 43),
+    ("ddpm", False, 0.0, 7.5, 4, 44),
+    ("euler", False, 0.0, 7.5, 4, 45),
+    ("euler", True, 0.0, 7.5, 4, 46),
+    ("euler_a", False, 0.0, 7.5, 4, 47),
+    ("dpmpp_2m", False, 0.0, 7.5, 4, 48),
+    ("dpmpp_2m", True, 0.0, 7.5, 4, 49),
+    ("euler_a", False, 0.0, 1.0, 4, 50),   # guidance 1: no unconditional pass
+]
+PIPELINE_PROMPT = "a small red circle in the top left corner on a blue background"
+PIPELINE_NEGATIVE = "blurry, green"
+
+
+@torch.no_grad()
+def pipeline_reference(folder, family, path, size_px=32):
+    """Whole StableDiffusionPipeline runs (float32, as users run it on the
+    CPU) for each sampler: final latents and the 8-bit image."""
+    from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
+                           EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
+                           StableDiffusionPipeline)
+    classes = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "euler": EulerDiscreteScheduler,
+               "euler_a": EulerAncestralDiscreteScheduler, "dpmpp_2m": DPMSolverMultistepScheduler}
+    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32, safety_checker=None,
+                                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    base = dict(pipe.scheduler.config)
+    tensors, cases = {}, []
+    for i, (name, karras, eta, cfg, steps, seed) in enumerate(PIPELINE_CASES):
+        extra = {"use_karras_sigmas": True} if karras else {}
+        pipe.scheduler = classes[name].from_config(base, **extra)
+        g = torch.Generator("cpu").manual_seed(seed)
+        kw = {"eta": eta} if name == "ddim" else {}
+        lat = pipe(PIPELINE_PROMPT, negative_prompt=PIPELINE_NEGATIVE, height=size_px, width=size_px,
+                   num_inference_steps=steps, guidance_scale=cfg, generator=g, output_type="latent", **kw).images
+        img = pipe.vae.decode(lat / pipe.vae.config.scaling_factor).sample
+        img = (img / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+        img = (img * 255).round().astype("uint8")
+        tensors[f"latents{i}"] = lat.float().contiguous()
+        tensors[f"image{i}"] = torch.from_numpy(img).contiguous()
+        cases.append({"sampler": name, "karras": karras, "eta": eta, "cfg": cfg, "steps": steps, "seed": seed,
+                      "width": size_px, "height": size_px})
+    meta = {"cases": json.dumps(cases), "prompt": PIPELINE_PROMPT, "negative": PIPELINE_NEGATIVE}
+    save_file(tensors, path, metadata=meta)
+
+
 def make(family, size, out, tmp):
     torch.manual_seed(SEED[(family, size)])
     unet, vae, te = sdc_layout.build_models(family, size, SEED[(family, size)])
@@ -170,6 +218,8 @@ def make(family, size, out, tmp):
         share_tokenizer_files(out, folder)
     text_reference(te, tok, family, os.path.join(out, f"te_{size}_{family}_ref.safetensors"))
     unet_reference(unet, family, size, os.path.join(out, f"unet_{size}_{family}_ref.safetensors"))
+    if size == "tiny":
+        pipeline_reference(folder, family, os.path.join(out, f"pipeline_{size}_{family}_ref.safetensors"))
     vae_reference(vae, family, size, os.path.join(out, f"vae_{size}_{family}_ref.safetensors"))
     print(f"wrote {size} {family} fixtures in {out}")
 

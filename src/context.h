@@ -1,0 +1,25 @@
+/* context.h - what an sdc_ctx holds (internal to the library). */
+#ifndef SDC_CONTEXT_H
+#define SDC_CONTEXT_H
+
+#include "backend.h"
+#include "model.h"
+#include "text_encoder.h"
+#include "tokenizer.h"
+#include "unet.h"
+#include "vae.h"
+
+struct sdc_ctx {
+    sdc_params params;
+    sdc_model_files *model;   /* (owned) files and configuration */
+    sdc_backend *be;          /* (owned) */
+    sdc_tokenizer *tok;       /* (owned) */
+    sdc_text_encoder *te;     /* (owned) */
+    sdc_unet *unet;           /* (owned) */
+    sdc_vae *vae;             /* (owned) */
+    char model_hash[11];      /* A1111 "AutoV2" hash, computed on first use */
+    char *model_name;         /* file or folder name without extension */
+    double seconds_load;
+};
+
+#endif

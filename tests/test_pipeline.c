@@ -1,0 +1,82 @@
+/* test_pipeline.c - text to image end to end against diffusers'
+ * StableDiffusionPipeline (float32, CPU generator) with the same prompt,
+ * seed, sampler and steps: final latents within 1e-3 (normwise relative)
+ * and every 8-bit pixel within +-2. Both families, both layouts. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sdc.h"
+#include "testutil.h"
+
+#define LATENT_TOL 1e-3
+#define PIXEL_TOL 2
+
+static void pipeline_case(const char *model_path, const char *ref_path) {
+    sdc_st_file *ref = NULL;
+    cr_assert_eq(sdc_st_open(ref_path, &ref), SDC_OK, "%s", sdc_last_error());
+    cJSON *cases = cJSON_Parse(sdc_st_meta(ref, "cases"));
+    cr_assert(cJSON_IsArray(cases));
+    sdc_params mp = sdc_params_default();
+    mp.model_path = model_path;
+    mp.backend = SDC_BACKEND_CPU;
+    sdc_ctx *ctx = NULL;
+    cr_assert_eq(sdc_load(&mp, &ctx), SDC_OK, "%s", sdc_last_error());
+    for (int i = 0; i < cJSON_GetArraySize(cases); i++) {
+        const cJSON *c = cJSON_GetArrayItem(cases, i);
+        sdc_gen_params g = sdc_gen_params_default();
+        g.prompt = sdc_st_meta(ref, "prompt");
+        g.negative_prompt = sdc_st_meta(ref, "negative");
+        g.sampler = cJSON_GetObjectItem(c, "sampler")->valuestring;
+        g.karras = cJSON_IsTrue(cJSON_GetObjectItem(c, "karras"));
+        g.eta = (float)cJSON_GetObjectItem(c, "eta")->valuedouble;
+        g.cfg_scale = (float)cJSON_GetObjectItem(c, "cfg")->valuedouble;
+        g.steps = cJSON_GetObjectItem(c, "steps")->valueint;
+        g.seed = (unsigned long long)cJSON_GetObjectItem(c, "seed")->valuedouble;
+        g.width = cJSON_GetObjectItem(c, "width")->valueint;
+        g.height = cJSON_GetObjectItem(c, "height")->valueint;
+        sdc_image img;
+        cr_assert_eq(sdc_txt2img(ctx, &g, &img), SDC_OK, "case %d: %s", i, sdc_last_error());
+        char name[32];
+        snprintf(name, sizeof name, "latents%d", i);
+        size_t n;
+        float *want = ref_tensor(ref, name, &n);
+        double e = max_rel_err(img.latents, want, n, NULL);
+        cr_assert(e <= LATENT_TOL, "%s case %d (%s%s, cfg %g): latents max rel err %.3g > %.0e", model_path, i,
+                  g.sampler, g.karras ? " karras" : "", (double)g.cfg_scale, e, LATENT_TOL);
+        snprintf(name, sizeof name, "image%d", i);
+        const sdc_st_tensor *it = sdc_st_find(ref, name);
+        cr_assert(it && it->dtype == SDC_DT_U8 && (size_t)it->numel == (size_t)g.width * g.height * 3);
+        const unsigned char *px = it->data;
+        int worst = 0;
+        for (size_t k = 0; k < (size_t)it->numel; k++) {
+            int d = abs((int)img.rgb[k] - (int)px[k]);
+            if (d > worst) worst = d;
+        }
+        cr_assert(worst <= PIXEL_TOL, "%s case %d (%s): pixel off by %d > %d", model_path, i, g.sampler, worst,
+                  PIXEL_TOL);
+        fprintf(stderr, "pipeline %s %-8s%s eta %.1f cfg %.1f: latents rel err %.2e, max pixel diff %d\n",
+                model_path, g.sampler, g.karras ? " karras" : "       ", (double)g.eta, (double)g.cfg_scale, e,
+                worst);
+        free(want);
+        sdc_image_free(&img);
+    }
+    sdc_free(ctx);
+    cJSON_Delete(cases);
+    sdc_st_close(ref);
+}
+
+Test(pipeline, sd1_single_file, .timeout = 300) {
+    pipeline_case(FIXTURES "/tiny_sd1.safetensors", FIXTURES "/pipeline_tiny_sd1_ref.safetensors");
+}
+Test(pipeline, sd1_diffusers, .timeout = 300) {
+    pipeline_case(FIXTURES "/tiny_sd1_diffusers", FIXTURES "/pipeline_tiny_sd1_ref.safetensors");
+}
+Test(pipeline, sd2_single_file, .timeout = 300) {
+    pipeline_case(FIXTURES "/tiny_sd2.safetensors", FIXTURES "/pipeline_tiny_sd2_ref.safetensors");
+}
+Test(pipeline, sd2_diffusers, .timeout = 300) {
+    pipeline_case(FIXTURES "/tiny_sd2_diffusers", FIXTURES "/pipeline_tiny_sd2_ref.safetensors");
+}
