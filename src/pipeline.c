@@ -41,6 +41,9 @@ sdc_status sdc_check_gen_params(const sdc_ctx *ctx, const sdc_gen_params *p) {
         return sdc_fail(SDC_ERR_ARG, "size %dx%d: at most 4096 pixels a side", p->width, p->height);
     sdc_spacing sp;
     if (p->spacing) SDC_TRY(parse_spacing(p->spacing, &sp));
+    if (p->karras && !sdc_sampler_supports_karras(kind))
+        return sdc_fail(SDC_ERR_ARG, "--karras: the %s sampler has no Karras sigmas (euler and dpmpp_2m do)",
+                        sdc_sampler_name(kind));
     if (p->eta < 0.0f) return sdc_fail(SDC_ERR_ARG, "eta %g: expected 0 or more", (double)p->eta);
     if (p->eta > 0.0f && kind != SDC_SAMPLER_DDIM)
         return sdc_fail(SDC_ERR_ARG, "eta applies to the ddim sampler only (sampler is %s)", p->sampler);

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include "image.h"
 #include "st_write.h"
 #include "testutil.h"
 
@@ -74,4 +76,57 @@ Test(cli, encode_falls_back_to_cpu) {
     cr_assert_eq(run_cli("encode -m " FIXTURES "/tiny_sd1.safetensors 'a red circle'", out, err, sizeof out), 0,
                  "%s", err);
     cr_assert(strstr(out, "context (77, 16) on cpu"), "%s", out);
+}
+
+/* txt2img: a PNG with the settings in its parameters chunk; bad input is a
+ * clear error, a non-zero exit and no file. */
+Test(cli, txt2img_writes_png_with_parameters) {
+    char *dir = st_tmpdir(), *png = st_path(dir, "out.png"), args[4096];
+    snprintf(args, sizeof args,
+             "txt2img -m " FIXTURES "/tiny_sd1.safetensors -p 'a red circle' -n 'blue' -W 32 -H 48 "
+             "--steps 3 --sampler euler_a --seed 7 --cfg 5 -o '%s'",
+             png);
+    cr_assert_eq(run_cli(args, out, err, sizeof out), 0, "%s", err);
+    cr_assert(strstr(out, png), "%s", out);
+    cr_assert(strstr(err, "denoise"), "no timing summary: %s", err);
+    char *text = NULL;
+    cr_assert_eq(sdc_png_read_parameters(png, &text), SDC_OK, "%s", sdc_last_error());
+    cr_assert(text && strstr(text, "a red circle\nNegative prompt: blue\nSteps: 3, Sampler: Euler a, CFG scale: 5, "
+                                   "Seed: 7, Size: 32x48, Model hash: "),
+              "%s", text);
+    cr_assert(strstr(text, "Model: tiny_sd1"), "%s", text);
+    free(text);
+    st_rmtree(dir);
+    free(dir), free(png);
+}
+
+static void expect_txt2img_error(const char *opts, const char *needle) {
+    char *dir = st_tmpdir(), *png = st_path(dir, "out.png"), args[4096];
+    snprintf(args, sizeof args, "txt2img -p 'x' -W 32 -H 32 --steps 2 -o '%s' %s", png, opts);
+    int rc = run_cli(args, out, err, sizeof out);
+    cr_assert_neq(rc, 0, "sdc txt2img %s succeeded", opts);
+    cr_assert(strstr(err, needle), "for '%s' expected '%s' in: %s", opts, needle, err);
+    cr_assert_neq(access(png, F_OK), 0, "a file was written for '%s'", opts);
+    st_rmtree(dir);
+    free(dir), free(png);
+}
+
+Test(cli, txt2img_bad_input) {
+    const char *m = "-m " FIXTURES "/tiny_sd1.safetensors ";
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s--sampler heun", m);
+    expect_txt2img_error(buf, "unknown sampler \"heun\"");
+    snprintf(buf, sizeof buf, "%s--steps 0", m);
+    expect_txt2img_error(buf, "steps 0");
+    snprintf(buf, sizeof buf, "%s-W 100", m);
+    expect_txt2img_error(buf, "multiples of 8");
+    snprintf(buf, sizeof buf, "%s-H 30", m);
+    expect_txt2img_error(buf, "multiples of 8");
+    expect_txt2img_error("-m " FIXTURES "/missing.safetensors", "missing.safetensors");
+    expect_txt2img_error("-m README.md", "not a safetensors file");
+    expect_txt2img_error("", "missing -m MODEL");
+    snprintf(buf, sizeof buf, "%s--karras --sampler ddim", m);
+    expect_txt2img_error(buf, "Karras");
+    cr_assert_neq(run_cli("txt2img -m " FIXTURES "/tiny_sd1.safetensors -p x -o ''", out, err, sizeof out), 0);
+    cr_assert(strstr(err, "empty output path"), "%s", err);
 }
