@@ -16,7 +16,10 @@ SAN     ?= 0
 OPT     ?= -O3 -march=native
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_DEFAULT_SOURCE -fopenmp -g \
            -Iinclude -Isrc $(OPT)
-LDLIBS  += -lopenblas -lcjson -lutf8proc -lz -lm -fopenmp
+# OpenBLAS's OpenMP build shares libgomp's threads with sdc's own loops;
+# the pthread build would spin its own threads against them.
+BLAS_DIR ?= /usr/lib/$(shell $(CC) -print-multiarch)/openblas-openmp
+LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lutf8proc -lz -lm -fopenmp
 
 ifeq ($(SAN),1)
   OPT    := -O1

@@ -20,7 +20,9 @@ static const char *HELP =
     "  -o, --output FILE     PNG to write (default: sdc-SEED.png)\n"
     "  --steps N             denoising steps (default 20)\n"
     "  --sampler NAME        ddim (default), ddpm, euler, euler_a, dpmpp_2m\n"
-    "  --karras              Karras sigmas (euler, euler_a, dpmpp_2m)\n"
+    "  --karras              Karras sigmas (euler, dpmpp_2m)\n"
+    "  --spacing S           timestep spacing: leading, trailing, linspace (default: the\n"
+    "                        model's scheduler config, else diffusers' per-sampler default)\n"
     "  --cfg X               classifier-free guidance scale (default 7.5; 1 = off)\n"
     "  --seed S              seed of the torch-compatible generator (default: random)\n"
     "  -W, --width W         width in pixels, a multiple of 8 (default 512)\n"
@@ -100,6 +102,7 @@ int cli_txt2img(int argc, char **argv) {
             if (!cli_parse_int(v, &g.steps)) return cli_usage_error("--steps %s: expected a whole number", v);
         } else if (TAKES("--sampler", "--sampler")) g.sampler = v;
         else if (!strcmp(a, "--karras")) g.karras = true;
+        else if (TAKES("--spacing", "--spacing")) g.spacing = v;
         else if (TAKES("--cfg", "--cfg-scale")) {
             if (!cli_parse_float(v, &g.cfg_scale)) return cli_usage_error("--cfg %s: expected a number", v);
         } else if (TAKES("--seed", "--seed")) {

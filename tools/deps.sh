@@ -2,7 +2,7 @@
 # Install the Debian packages sdc needs, only those missing.
 # As root it runs apt-get; otherwise it prints the one line to run.
 set -e
-pkgs="libstb-dev libcriterion-dev libcjson-dev libutf8proc-dev libopenblas-dev zlib1g-dev"
+pkgs="libstb-dev libcriterion-dev libcjson-dev libutf8proc-dev libopenblas-dev libopenblas-openmp-dev zlib1g-dev"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
