@@ -75,6 +75,10 @@ typedef struct sdc_backend_ops {
      * F.interpolate(mode="nearest"): src = floor(dst * in / out). */
     sdc_status (*upsample_nearest)(sdc_backend *be, float *y, const float *x, int n,
                                    int h, int w, int c, int ho, int wo);
+    /* Zero padding: y[n, h + top + bottom, w + left + right, c] with x
+     * placed at (top, left). */
+    sdc_status (*pad)(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c,
+                      int top, int bottom, int left, int right);
     /* y[r, 0:ca] = a[r, :], y[r, ca:ca+cb] = b[r, :] for r < rows. */
     sdc_status (*concat_channels)(sdc_backend *be, float *y, const float *a,
                                   const float *b, size_t rows, int ca, int cb);

@@ -133,6 +133,7 @@ static const sdc_backend_ops cpu_ops = {
     .conv2d = sdc_cpu_conv2d,
     .group_norm = sdc_cpu_group_norm,
     .upsample_nearest = sdc_cpu_upsample_nearest,
+    .pad = sdc_cpu_pad,
     .concat_channels = sdc_cpu_concat_channels,
     .geglu = sdc_cpu_geglu,
     .add_rows = sdc_cpu_add_rows,

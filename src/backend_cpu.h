@@ -42,6 +42,8 @@ sdc_status sdc_cpu_group_norm(sdc_backend *be, float *y, const float *x, const f
                               bool silu);
 sdc_status sdc_cpu_upsample_nearest(sdc_backend *be, float *y, const float *x, int n, int h,
                                     int w, int c, int ho, int wo);
+sdc_status sdc_cpu_pad(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int top,
+                       int bottom, int left, int right);
 sdc_status sdc_cpu_concat_channels(sdc_backend *be, float *y, const float *a, const float *b,
                                    size_t rows, int ca, int cb);
 sdc_status sdc_cpu_geglu(sdc_backend *be, float *y, const float *x, int m, int f);

@@ -206,6 +206,19 @@ sdc_status sdc_cpu_upsample_nearest(sdc_backend *be, float *y, const float *x, i
     return SDC_OK;
 }
 
+sdc_status sdc_cpu_pad(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int top,
+                       int bottom, int left, int right) {
+    (void)be;
+    const int ho = h + top + bottom, wo = w + left + right;
+    memset(y, 0, (size_t)n * ho * wo * c * sizeof(float));
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < n; b++)
+        for (int yy = 0; yy < h; yy++)
+            memcpy(y + (((size_t)b * ho + yy + top) * wo + left) * c, x + ((size_t)b * h + yy) * w * c,
+                   (size_t)w * c * sizeof(float));
+    return SDC_OK;
+}
+
 sdc_status sdc_cpu_concat_channels(sdc_backend *be, float *y, const float *a, const float *b,
                                    size_t rows, int ca, int cb) {
     (void)be;

@@ -47,6 +47,9 @@ SHIM(group_norm, SDC_OP_GROUP_NORM,
 SHIM(upsample_nearest, SDC_OP_MEMORY,
      (sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int ho, int wo),
      (be, y, x, n, h, w, c, ho, wo))
+SHIM(pad, SDC_OP_MEMORY,
+     (sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int t, int b, int l, int r),
+     (be, y, x, n, h, w, c, t, b, l, r))
 SHIM(concat_channels, SDC_OP_MEMORY,
      (sdc_backend *be, float *y, const float *a, const float *b, size_t rows, int ca, int cb),
      (be, y, a, b, rows, ca, cb))
@@ -71,6 +74,7 @@ void sdc_backend_profile_enable(sdc_backend *be) {
     g_wrapped.conv2d = shim_conv2d;
     g_wrapped.group_norm = shim_group_norm;
     g_wrapped.upsample_nearest = shim_upsample_nearest;
+    g_wrapped.pad = shim_pad;
     g_wrapped.concat_channels = shim_concat_channels;
     g_wrapped.geglu = shim_geglu;
     g_wrapped.add_rows = shim_add_rows;

@@ -142,7 +142,12 @@ def vae_reference(vae, family, size, path):
     h, w = {"tiny": (8, 6), "full": (16, 12)}[size]
     z = torch.randn(1, 4, h, w, generator=g, dtype=torch.float64)
     img = v.decode(z).sample
-    save_file({"z": z.float().contiguous(), "image": img.float().contiguous()}, path,
+    # the encoder, for image-to-image: the mean of the latent distribution
+    f = 2 ** (len(vae.config.block_out_channels) - 1)
+    x = torch.rand(1, 3, h * f, w * f, generator=g, dtype=torch.float64) * 2 - 1
+    mean = v.encode(x).latent_dist.mean
+    save_file({"z": z.float().contiguous(), "image": img.float().contiguous(),
+               "x": x.float().contiguous(), "mean": mean.float().contiguous()}, path,
               metadata={"family": family, "size": size})
 
 
