@@ -78,7 +78,6 @@ static char *infotext(sdc_ctx *ctx, const sdc_gen_params *p, sdc_sampler_kind ki
         if (sdc_file_sha256_short(file, ctx->model_hash) != SDC_OK) ctx->model_hash[0] = '\0';
     }
     char extra[256] = "";
-    if (p->karras) snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "Schedule type: Karras");
     if (p->eta > 0.0f)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sEta DDIM: %g", extra[0] ? ", " : "",
                  (double)p->eta);
@@ -98,6 +97,7 @@ static char *infotext(sdc_ctx *ctx, const sdc_gen_params *p, sdc_sampler_kind ki
         .model_hash = ctx->model_hash[0] ? ctx->model_hash : NULL,
         .model_name = ctx->model_name,
         .extra = extra,
+        .schedule_type = p->karras ? "Karras" : NULL,
     };
     return sdc_infotext_format(&t);
 }
