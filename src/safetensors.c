@@ -774,3 +774,7 @@ sdc_status sdc_st_to_f32(const sdc_st_file *f, const sdc_st_tensor *t,
     }
     return SDC_OK;
 }
+
+void sdc_st_drop_pages(sdc_st_file *f) {
+    if (f && f->map && f->map_size) madvise(f->map, f->map_size, MADV_DONTNEED);
+}

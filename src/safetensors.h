@@ -50,6 +50,11 @@ typedef struct sdc_st_file {
 sdc_status sdc_st_open(const char *path, sdc_st_file **out);
 void sdc_st_close(sdc_st_file *f);
 
+/* Give the mapping's pages back (the file stays mapped and readable; pages
+ * are read again on the next access). Called once the weights have been
+ * converted, so the fp16 file does not count twice in resident memory. */
+void sdc_st_drop_pages(sdc_st_file *f);
+
 /* Binary search by exact name; NULL if absent. */
 const sdc_st_tensor *sdc_st_find(const sdc_st_file *f, const char *name);
 

@@ -97,6 +97,12 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
         if (len && c->model_name[strlen(c->model_name) - 1] == '/') c->model_name[strlen(c->model_name) - 1] = '\0';
     }
     c->seconds_load = sdc_now() - t0;
+    if (st == SDC_OK) { /* the weights are fp32 copies now */
+        sdc_st_drop_pages(c->model->single);
+        sdc_st_drop_pages(c->model->unet_file);
+        sdc_st_drop_pages(c->model->vae_file);
+        sdc_st_drop_pages(c->model->text_file);
+    }
     if (st != SDC_OK) {
         sdc_free(c);
         return st;
