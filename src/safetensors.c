@@ -778,3 +778,11 @@ sdc_status sdc_st_to_f32(const sdc_st_file *f, const sdc_st_tensor *t,
 void sdc_st_drop_pages(sdc_st_file *f) {
     if (f && f->map && f->map_size) madvise(f->map, f->map_size, MADV_DONTNEED);
 }
+
+void sdc_st_drop_tensor_pages(const sdc_st_file *f, const sdc_st_tensor *t) {
+    const uintptr_t page = 4096;
+    uintptr_t a = ((uintptr_t)t->data + page - 1) & ~(page - 1);
+    uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);
+    (void)f;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}

@@ -54,6 +54,8 @@ void sdc_st_close(sdc_st_file *f);
  * are read again on the next access). Called once the weights have been
  * converted, so the fp16 file does not count twice in resident memory. */
 void sdc_st_drop_pages(sdc_st_file *f);
+/* The same for the whole pages inside one tensor's bytes. */
+void sdc_st_drop_tensor_pages(const sdc_st_file *f, const sdc_st_tensor *t);
 
 /* Binary search by exact name; NULL if absent. */
 const sdc_st_tensor *sdc_st_find(const sdc_st_file *f, const char *name);

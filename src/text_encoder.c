@@ -27,7 +27,9 @@ static sdc_status read_f32(const sdc_st_file *f, const char *name, int64_t d0,
         return sdc_fail(SDC_ERR_FORMAT, "%s: tensor %s has shape (%s), expected (%lld)", f->path,
                         name, got, (long long)d0);
     }
-    return sdc_st_to_f32(f, t, dst);
+    SDC_TRY(sdc_st_to_f32(f, t, dst));
+    sdc_st_drop_tensor_pages(f, t); /* keep peak memory to the fp32 copy */
+    return SDC_OK;
 }
 
 /* Loader state: a host staging buffer big enough for the largest tensor. */

@@ -105,7 +105,9 @@ static sdc_status read(sdc_loader *L, const char *name, const int64_t *dims, int
         return sdc_fail(SDC_ERR_FORMAT, "%s: %s tensor %s has shape (%s), expected (%s)", f->path, what,
                         full, got, want);
     }
-    return sdc_st_to_f32(f, t, dst);
+    SDC_TRY(sdc_st_to_f32(f, t, dst));
+    sdc_st_drop_tensor_pages(f, t); /* keep peak memory to the fp32 copy */
+    return SDC_OK;
 }
 
 sdc_status sdc_load_vec(sdc_loader *L, float **dst, int n, const char *name) {
