@@ -11,29 +11,10 @@
 
 #define TOL 1e-5
 
-static sdc_backend *cpu(void) {
-    sdc_backend *be = NULL;
-    cr_assert_eq(sdc_backend_cpu_create(0, &be), SDC_OK, "%s", sdc_last_error());
-    return be;
-}
-
-static float *rnd(size_t n, uint64_t seed, float scale) {
-    float *x = malloc(n * sizeof(float));
-    cr_assert(x);
-    fill_uniform(x, n, seed, scale);
-    return x;
-}
-
-static void check(const char *what, const float *got, const double *ref, size_t n) {
-    size_t worst;
-    double e = max_rel_err_f64(got, ref, n, &worst);
-    cr_assert(e <= TOL, "%s: max rel err %.3g > %.0e at %zu (got %.8g, ref %.8g)", what, e, TOL,
-              worst, (double)got[worst], ref[worst]);
-}
 
 static void linear_case(int m, int k, int n, bool bias) {
-    sdc_backend *be = cpu();
-    float *x = rnd((size_t)m * k, 1, 1.0f), *w = rnd((size_t)n * k, 2, 0.05f), *b = rnd(n, 3, 0.5f);
+    sdc_backend *be = test_cpu_backend();
+    float *x = test_random((size_t)m * k, 1, 1.0f), *w = test_random((size_t)n * k, 2, 0.05f), *b = test_random(n, 3, 0.5f);
     float *y = malloc((size_t)m * n * sizeof(float));
     double *r = malloc((size_t)m * n * sizeof(double));
     cr_assert_eq(be->ops->linear(be, y, x, w, bias ? b : NULL, m, k, n), SDC_OK);
@@ -43,7 +24,7 @@ static void linear_case(int m, int k, int n, bool bias) {
             for (int p = 0; p < k; p++) s += (double)x[(size_t)i * k + p] * w[(size_t)j * k + p];
             r[(size_t)i * n + j] = s;
         }
-    check("linear", y, r, (size_t)m * n);
+    check_close_f64(TOL, "linear", y, r, (size_t)m * n);
     free(x), free(w), free(b), free(y), free(r);
     sdc_backend_destroy(be);
 }
@@ -54,8 +35,8 @@ Test(backend_cpu, linear_no_bias_odd) { linear_case(5, 33, 17, false); }
 Test(backend_cpu, layer_norm_two_pass) {
     /* a large common offset: single-pass E[x^2]-E[x]^2 in fp32 fails here */
     const int m = 77, n = 1024;
-    sdc_backend *be = cpu();
-    float *x = rnd((size_t)m * n, 4, 1.0f), *g = rnd(n, 5, 1.0f), *b = rnd(n, 6, 1.0f);
+    sdc_backend *be = test_cpu_backend();
+    float *x = test_random((size_t)m * n, 4, 1.0f), *g = test_random(n, 5, 1.0f), *b = test_random(n, 6, 1.0f);
     for (size_t i = 0; i < (size_t)m * n; i++) x[i] += 3000.0f;
     float *y = malloc((size_t)m * n * sizeof(float));
     double *r = malloc((size_t)m * n * sizeof(double));
@@ -69,15 +50,15 @@ Test(backend_cpu, layer_norm_two_pass) {
         for (int j = 0; j < n; j++)
             r[(size_t)i * n + j] = (x[(size_t)i * n + j] - mu) / sqrt(var + 1e-5) * g[j] + b[j];
     }
-    check("layer_norm", y, r, (size_t)m * n);
+    check_close_f64(TOL, "layer_norm", y, r, (size_t)m * n);
     free(x), free(g), free(b), free(y), free(r);
     sdc_backend_destroy(be);
 }
 
 static void attention_case(int batch, int heads, int tq, int tk, int hd, bool causal) {
-    sdc_backend *be = cpu();
+    sdc_backend *be = test_cpu_backend();
     const int width = heads * hd, qs = 3 * width, kvs = 2 * width + 8; /* strided rows */
-    float *q = rnd((size_t)batch * tq * qs, 7, 2.0f), *kv = rnd((size_t)batch * tk * kvs, 8, 2.0f);
+    float *q = test_random((size_t)batch * tq * qs, 7, 2.0f), *kv = test_random((size_t)batch * tk * kvs, 8, 2.0f);
     const float *k = kv, *v = kv + width;
     float *o = malloc((size_t)batch * tq * width * sizeof(float));
     double *r = calloc((size_t)batch * tq * width, sizeof(double)), *s = malloc((size_t)tk * sizeof(double));
@@ -101,7 +82,7 @@ static void attention_case(int batch, int heads, int tq, int tk, int hd, bool ca
                         r[((size_t)b * tq + i) * width + h * hd + c] +=
                             s[j] / sum * v[((size_t)b * tk + j) * kvs + h * hd + c];
             }
-    check("attention", o, r, (size_t)batch * tq * width);
+    check_close_f64(TOL, "attention", o, r, (size_t)batch * tq * width);
     free(q), free(kv), free(o), free(r), free(s);
     sdc_backend_destroy(be);
 }
@@ -112,8 +93,8 @@ Test(backend_cpu, attention_self_hd80) { attention_case(2, 4, 100, 100, 80, fals
 
 Test(backend_cpu, activations) {
     const size_t n = 4096;
-    sdc_backend *be = cpu();
-    float *x = rnd(n, 9, 6.0f), *y = malloc(n * sizeof(float));
+    sdc_backend *be = test_cpu_backend();
+    float *x = test_random(n, 9, 6.0f), *y = malloc(n * sizeof(float));
     double *r = malloc(n * sizeof(double));
     const sdc_act acts[] = {SDC_ACT_GELU, SDC_ACT_QUICK_GELU, SDC_ACT_SILU, SDC_ACT_NONE};
     for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
@@ -125,7 +106,7 @@ Test(backend_cpu, activations) {
                    : acts[a] == SDC_ACT_SILU       ? v / (1.0 + exp(-v))
                                                    : v;
         }
-        check("activation", y, r, n);
+        check_close_f64(TOL, "activation", y, r, n);
     }
     free(x), free(y), free(r);
     sdc_backend_destroy(be);
@@ -133,8 +114,8 @@ Test(backend_cpu, activations) {
 
 Test(backend_cpu, embed_and_add) {
     const int vocab = 50, dim = 16, n = 7;
-    sdc_backend *be = cpu();
-    float *tab = rnd((size_t)vocab * dim, 10, 1.0f), *pos = rnd((size_t)n * dim, 11, 1.0f);
+    sdc_backend *be = test_cpu_backend();
+    float *tab = test_random((size_t)vocab * dim, 10, 1.0f), *pos = test_random((size_t)n * dim, 11, 1.0f);
     float *y = malloc((size_t)n * dim * sizeof(float)), *z = malloc((size_t)n * dim * sizeof(float));
     int ids[7] = {0, 49, 3, 3, 17, 1, 48};
     cr_assert_eq(be->ops->embed(be, y, tab, pos, ids, n, dim), SDC_OK);

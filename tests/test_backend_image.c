@@ -11,32 +11,13 @@
 
 #define TOL 1e-5
 
-static sdc_backend *cpu(void) {
-    sdc_backend *be = NULL;
-    cr_assert_eq(sdc_backend_cpu_create(0, &be), SDC_OK, "%s", sdc_last_error());
-    return be;
-}
-
-static float *rnd(size_t n, uint64_t seed, float scale) {
-    float *x = malloc(n * sizeof(float));
-    cr_assert(x);
-    fill_uniform(x, n, seed, scale);
-    return x;
-}
-
-static void check(const char *what, const float *got, const double *ref, size_t n) {
-    size_t worst;
-    double e = max_rel_err_f64(got, ref, n, &worst);
-    cr_assert(e <= TOL, "%s: max rel err %.3g > %.0e at %zu (got %.8g, ref %.8g)", what, e, TOL,
-              worst, (double)got[worst], ref[worst]);
-}
 
 static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride, int pad, bool residual) {
-    sdc_backend *be = cpu();
+    sdc_backend *be = test_cpu_backend();
     const int ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
     const size_t ny = (size_t)n * ho * wo * cout;
-    float *x = rnd((size_t)n * h * w * cin, 21, 1.0f), *wt = rnd((size_t)cout * k * k * cin, 22, 0.05f);
-    float *b = rnd(cout, 23, 0.5f), *res = residual ? rnd(ny, 24, 1.0f) : NULL;
+    float *x = test_random((size_t)n * h * w * cin, 21, 1.0f), *wt = test_random((size_t)cout * k * k * cin, 22, 0.05f);
+    float *b = test_random(cout, 23, 0.5f), *res = residual ? test_random(ny, 24, 1.0f) : NULL;
     float *y = malloc(ny * sizeof(float));
     double *r = malloc(ny * sizeof(double));
     cr_assert_eq(be->ops->conv2d(be, y, x, wt, b, res, n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
@@ -58,7 +39,7 @@ static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride,
                         }
                     r[o] = s;
                 }
-    check("conv2d", y, r, ny);
+    check_close_f64(TOL, "conv2d", y, r, ny);
     free(x), free(wt), free(b), free(res), free(y), free(r);
     sdc_backend_destroy(be);
 }
@@ -75,9 +56,9 @@ Test(backend_image, conv1x1_residual) { conv_case(2, 16, 16, 640, 320, 1, 1, 0, 
 Test(backend_image, conv3x3_rgb) { conv_case(1, 32, 32, 4, 128, 3, 1, 1, false); }
 
 static void group_norm_case(int n, int hw, int c, int groups, bool silu, float offset) {
-    sdc_backend *be = cpu();
+    sdc_backend *be = test_cpu_backend();
     const size_t nx = (size_t)n * hw * c;
-    float *x = rnd(nx, 31, 2.0f), *g = rnd(c, 32, 1.0f), *b = rnd(c, 33, 1.0f);
+    float *x = test_random(nx, 31, 2.0f), *g = test_random(c, 32, 1.0f), *b = test_random(c, 33, 1.0f);
     for (size_t i = 0; i < nx; i++) x[i] += offset;
     float *y = malloc(nx * sizeof(float));
     double *r = malloc(nx * sizeof(double));
@@ -99,7 +80,7 @@ static void group_norm_case(int n, int hw, int c, int groups, bool silu, float o
                     r[i] = silu ? v / (1.0 + exp(-v)) : v;
                 }
         }
-    check("group_norm", y, r, nx);
+    check_close_f64(TOL, "group_norm", y, r, nx);
     free(x), free(g), free(b), free(y), free(r);
     sdc_backend_destroy(be);
 }
@@ -110,9 +91,9 @@ Test(backend_image, group_norm_16x16x1280) { group_norm_case(1, 16 * 16, 1280, 3
 Test(backend_image, group_norm_offset) { group_norm_case(1, 32 * 32, 640, 32, false, 500.0f); }
 
 Test(backend_image, upsample_nearest) {
-    sdc_backend *be = cpu();
+    sdc_backend *be = test_cpu_backend();
     const int n = 2, h = 5, w = 3, c = 7, ho = 10, wo = 7; /* 2x and a non-integer ratio */
-    float *x = rnd((size_t)n * h * w * c, 41, 1.0f), *y = malloc((size_t)n * ho * wo * c * sizeof(float));
+    float *x = test_random((size_t)n * h * w * c, 41, 1.0f), *y = malloc((size_t)n * ho * wo * c * sizeof(float));
     cr_assert_eq(be->ops->upsample_nearest(be, y, x, n, h, w, c, ho, wo), SDC_OK);
     for (int b = 0; b < n; b++)
         for (int oy = 0; oy < ho; oy++)
@@ -127,9 +108,9 @@ Test(backend_image, upsample_nearest) {
 }
 
 Test(backend_image, geglu_concat_add_rows) {
-    sdc_backend *be = cpu();
+    sdc_backend *be = test_cpu_backend();
     const int m = 300, f = 640;
-    float *x = rnd((size_t)m * 2 * f, 51, 4.0f), *y = malloc((size_t)m * f * sizeof(float));
+    float *x = test_random((size_t)m * 2 * f, 51, 4.0f), *y = malloc((size_t)m * f * sizeof(float));
     double *r = malloc((size_t)m * f * sizeof(double));
     cr_assert_eq(be->ops->geglu(be, y, x, m, f), SDC_OK);
     for (int i = 0; i < m; i++)
@@ -137,15 +118,15 @@ Test(backend_image, geglu_concat_add_rows) {
             double a = x[(size_t)i * 2 * f + j], g = x[(size_t)i * 2 * f + f + j];
             r[(size_t)i * f + j] = a * 0.5 * g * (1.0 + erf(g / sqrt(2.0)));
         }
-    check("geglu", y, r, (size_t)m * f);
+    check_close_f64(TOL, "geglu", y, r, (size_t)m * f);
     /* concat and row broadcast are exact */
-    float *a = rnd(6 * 3, 52, 1.0f), *b = rnd(6 * 2, 53, 1.0f), *cc = malloc(6 * 5 * sizeof(float));
+    float *a = test_random(6 * 3, 52, 1.0f), *b = test_random(6 * 2, 53, 1.0f), *cc = malloc(6 * 5 * sizeof(float));
     cr_assert_eq(be->ops->concat_channels(be, cc, a, b, 6, 3, 2), SDC_OK);
     for (int i = 0; i < 6; i++) {
         for (int j = 0; j < 3; j++) cr_assert_eq(cc[i * 5 + j], a[i * 3 + j]);
         for (int j = 0; j < 2; j++) cr_assert_eq(cc[i * 5 + 3 + j], b[i * 2 + j]);
     }
-    float *v = rnd(2 * 5, 54, 1.0f), *z = malloc(6 * 5 * sizeof(float));
+    float *v = test_random(2 * 5, 54, 1.0f), *z = malloc(6 * 5 * sizeof(float));
     cr_assert_eq(be->ops->add_rows(be, z, cc, v, 2, 3, 5), SDC_OK);
     for (int bi = 0; bi < 2; bi++)
         for (int rr = 0; rr < 3; rr++)

@@ -1,6 +1,8 @@
 /* testutil.c - shared helpers for the Criterion suite. */
 #include "testutil.h"
 
+#include "backend.h"
+
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -80,4 +82,24 @@ const char *sdc_cli_path(void) {
     cr_assert(slash);
     strcpy(slash + 1, "sdc");
     return path;
+}
+
+sdc_backend *test_cpu_backend(void) {
+    sdc_backend *be = NULL;
+    cr_assert_eq(sdc_backend_cpu_create(0, &be), SDC_OK, "%s", sdc_last_error());
+    return be;
+}
+
+float *test_random(size_t n, uint64_t seed, float scale) {
+    float *x = malloc(n * sizeof(float));
+    cr_assert(x);
+    fill_uniform(x, n, seed, scale);
+    return x;
+}
+
+void check_close_f64(double tol, const char *what, const float *got, const double *ref, size_t n) {
+    size_t worst;
+    double e = max_rel_err_f64(got, ref, n, &worst);
+    cr_assert(e <= tol, "%s: max rel err %.3g > %.0e at %zu (got %.8g, ref %.8g)", what, e, tol, worst,
+              (double)got[worst], ref[worst]);
 }

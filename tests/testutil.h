@@ -30,6 +30,14 @@ float *ref_tensor(const sdc_st_file *f, const char *name, size_t *numel);
 /* Full-size tests run only under `make test-full` (SDC_TEST_FULL=1). */
 bool full_tests_enabled(void);
 
+/* A CPU backend (asserts on failure). */
+struct sdc_backend;
+struct sdc_backend *test_cpu_backend(void);
+/* n deterministic uniform floats in [-scale, scale), malloc'd. */
+float *test_random(size_t n, uint64_t seed, float scale);
+/* Assert max_rel_err_f64(got, ref) <= tol, naming `what` and the worst element. */
+void check_close_f64(double tol, const char *what, const float *got, const double *ref, size_t n);
+
 /* Path of the sdc CLI built beside this test binary (build/ or build-san/). */
 const char *sdc_cli_path(void);
 
