@@ -6,11 +6,17 @@
  * Exactness: diffusers builds its schedules partly in torch float32 and
  * partly in numpy float64, and steps with 0-dim float32 tensors. Every
  * value here is computed in the same precision with the same order of
- * operations. The one thing not reproduced is torch's CPU sqrt, log and
- * exp: MKL's VML, within 1 ulp but not correctly rounded (19% of the
- * training sigmas' square roots differ from sqrtf). sdc uses correctly
- * rounded ones; with those on the torch side too, every schedule and every
- * step is bit-identical (tests/test_scheduler.c, --exact-math fixture).
+ * operations. What cannot be computed is torch's CPU sqrt, log and exp:
+ * MKL's VML, within 1 ulp but not correctly rounded (19% of the training
+ * sigmas' square roots differ from sqrtf). For SD's training schedule the
+ * sqrt results that schedules depend on are torch's own, from
+ * scheduler_tables.h: the training sigmas and sqrt(sigma^2 + 1) of each
+ * (init_noise_sigma; also scale_model_input and the steps where sigma is a
+ * training sigma), so timesteps, sigmas and init_noise_sigma are
+ * bit-identical. Elsewhere (other schedules, cfg.correctly_rounded, the
+ * steps' other 0-dim sqrt/log/exp) sdc's math is correctly rounded; with
+ * that on the torch side too, every schedule and every step is
+ * bit-identical (tests/test_scheduler.c, --exact-math fixture).
  * The points that matter:
  *   - torch.linspace (float32) is fused: start + step*i is one fma (torch's
  *     CPU kernel is built with FMA contraction), end - step*(n-1-i) for the
@@ -25,6 +31,7 @@
  * This file must be compiled without FMA contraction (-std=c11 implies
  * -ffp-contract=off in GCC). */
 #include "scheduler.h"
+#include "scheduler_tables.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -37,7 +44,8 @@ struct sdc_sampler {
     int steps;
     int T;                   /* num_train_timesteps */
     float *alphas_cumprod;   /* [T] */
-    float *train_sigmas;     /* [T] ((1 - a) / a) ** 0.5 */
+    float *train_sigmas;     /* [T] ((1 - a) / a) ** 0.5, increasing */
+    const float *torch_s2p1; /* [T] torch's (train_sigmas ** 2 + 1) ** 0.5, or NULL */
     double *timesteps;       /* [steps] as passed to the U-Net */
     int *t_int;              /* [steps] integer timesteps (DDIM, DDPM) */
     float *sigmas;           /* [steps + 1] (Euler, Euler a, DPM++), else NULL */
@@ -244,9 +252,17 @@ static sdc_status check_config(sdc_sampler_kind kind, const sdc_schedule_config 
     return SDC_OK;
 }
 
+/* Whether torch's tables apply: SD's training schedule (sdc's betas are
+ * always scaled_linear), unless correctly rounded math is asked for. */
+static bool use_torch_tables(const sdc_schedule_config *c) {
+    return !c->correctly_rounded && c->num_train_timesteps == SDC_TORCH_TABLE_T &&
+           c->beta_start == SDC_TORCH_TABLE_BETA_START && c->beta_end == SDC_TORCH_TABLE_BETA_END;
+}
+
 /* betas = torch.linspace(sqrt(b0), sqrt(b1), T, float32) ** 2, then
  * alphas_cumprod = cumprod(1 - betas) (float32 values, double running
- * product, as torch's CPU cumprod). */
+ * product, as torch's CPU cumprod); the sigmas with torch's sqrt where
+ * tabled. */
 static void train_schedule(sdc_sampler *s) {
     const int T = s->T;
     float start = (float)sqrt(decimal_of_float(s->cfg.beta_start));
@@ -262,6 +278,27 @@ static void train_schedule(sdc_sampler *s) {
         float a = s->alphas_cumprod[i];
         s->train_sigmas[i] = sqrtf((1.0f - a) / a);
     }
+    if (use_torch_tables(&s->cfg)) {
+        memcpy(s->train_sigmas, sdc_torch_train_sigmas, sizeof sdc_torch_train_sigmas);
+        s->torch_s2p1 = sdc_torch_sqrt_sigma2p1;
+    }
+}
+
+/* (sigma ** 2 + 1) ** 0.5 of a float32 sigma as torch computes it: torch's
+ * value where sigma is a training sigma and the table applies, else
+ * correctly rounded. */
+static float sqrt_sigma2p1(const sdc_sampler *s, float sigma) {
+    if (s->torch_s2p1) {
+        int lo = 0, hi = s->T - 1;
+        while (lo <= hi) {
+            int mid = lo + (hi - lo) / 2;
+            float v = s->train_sigmas[mid];
+            if (v == sigma) return s->torch_s2p1[mid];
+            if (v < sigma) lo = mid + 1;
+            else hi = mid - 1;
+        }
+    }
+    return sqrtf(sigma * sigma + 1.0f);
 }
 
 /* Timesteps as numpy makes them (float64) for the Euler family, DDIM and
@@ -338,7 +375,8 @@ static void build_euler(sdc_sampler *s, double *raw, double *tmp, const float *l
     s->sigmas[n] = 0.0f;
     float mx = 0.0f;
     for (int i = 0; i <= n; i++) mx = s->sigmas[i] > mx ? s->sigmas[i] : mx;
-    s->init_sigma = s->cfg.spacing == SDC_SPACING_LEADING ? sqrtf(mx * mx + 1.0f) : mx;
+    /* mx is a training sigma (Karras' ends round back to theirs) */
+    s->init_sigma = s->cfg.spacing == SDC_SPACING_LEADING ? sqrt_sigma2p1(s, mx) : mx;
 }
 
 static sdc_status build_dpmpp(sdc_sampler *s, double *raw, double *tmp, const float *log_sigmas) {
@@ -452,8 +490,7 @@ const float *sdc_sampler_alphas_cumprod(const sdc_sampler *s, int *n) {
 void sdc_sampler_scale_input(const sdc_sampler *s, int i, const float *in, float *out, size_t n) {
     if ((s->kind == SDC_SAMPLER_EULER || s->kind == SDC_SAMPLER_EULER_A) && i >= 0 &&
         i < s->steps) {
-        float sg = s->sigmas[i];
-        float d = sqrtf(sg * sg + 1.0f);
+        float d = sqrt_sigma2p1(s, s->sigmas[i]);
         for (size_t j = 0; j < n; j++) out[j] = in[j] / d;
     } else if (in != out) {
         memmove(out, in, n * sizeof(float));
@@ -543,7 +580,7 @@ static sdc_status step_euler(sdc_sampler *s, int i, const float *mo, float *x, s
     const float sigma_hat = sigma * 1.0f; /* gamma = 0 */
     const float dt = s->sigmas[i + 1] - sigma_hat;
     const float d2 = sigma * sigma + 1.0f;
-    const float c_out = -sigma / sqrtf(d2);
+    const float c_out = -sigma / sqrt_sigma2p1(s, sigma);
     const bool v = s->cfg.prediction == SDC_PREDICT_V;
     for (size_t j = 0; j < n; j++) {
         float x0 = euler_x0(v, sigma_hat, c_out, d2, x[j], mo[j]);
@@ -561,7 +598,7 @@ static sdc_status step_euler_a(sdc_sampler *s, int i, const float *mo, float *x,
     const float sigma_down = sqrtf(st * st - sigma_up * sigma_up);
     const float dt = sigma_down - sigma;
     const float d2 = sigma * sigma + 1.0f;
-    const float c_out = -sigma / sqrtf(d2);
+    const float c_out = -sigma / sqrt_sigma2p1(s, sigma);
     const bool v = s->cfg.prediction == SDC_PREDICT_V;
     for (size_t j = 0; j < n; j++) {
         float x0 = euler_x0(v, sigma, c_out, d2, x[j], mo[j]);
@@ -574,8 +611,8 @@ static sdc_status step_euler_a(sdc_sampler *s, int i, const float *mo, float *x,
 }
 
 /* _sigma_to_alpha_sigma_t and lambda = log(alpha) - log(sigma). */
-static void vp(float sigma, float *alpha, float *sig, float *lambda) {
-    float a = 1.0f / sqrtf(sigma * sigma + 1.0f);
+static void vp(const sdc_sampler *s, float sigma, float *alpha, float *sig, float *lambda) {
+    float a = 1.0f / sqrt_sigma2p1(s, sigma);
     float sg = sigma * a;
     *alpha = a, *sig = sg;
     *lambda = t_logf(a) - t_logf(sg);
@@ -585,8 +622,8 @@ static void vp(float sigma, float *alpha, float *sig, float *lambda) {
  * order at the first step and (final_sigmas_type "zero") at the last. */
 static sdc_status step_dpmpp(sdc_sampler *s, int i, const float *mo, float *x, size_t n) {
     float a0, sg0, l0, at, sgt, lt;
-    vp(s->sigmas[i], &a0, &sg0, &l0);
-    vp(s->sigmas[i + 1], &at, &sgt, &lt);
+    vp(s, s->sigmas[i], &a0, &sg0, &l0);
+    vp(s, s->sigmas[i + 1], &at, &sgt, &lt);
     const bool v = s->cfg.prediction == SDC_PREDICT_V;
     /* convert_model_output: the data prediction */
     float *m0 = s->x0_cur;
@@ -600,7 +637,7 @@ static sdc_status step_dpmpp(sdc_sampler *s, int i, const float *mo, float *x, s
         for (size_t j = 0; j < n; j++) x[j] = c_x * x[j] - c_d0 * m0[j];
     } else {
         float a1, sg1, l1;
-        vp(s->sigmas[i - 1], &a1, &sg1, &l1);
+        vp(s, s->sigmas[i - 1], &a1, &sg1, &l1);
         const float h0 = l0 - l1;
         const float r0 = h0 / h;
         const float inv_r0 = 1.0f / r0;

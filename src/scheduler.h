@@ -40,9 +40,18 @@ typedef struct sdc_schedule_config {
     bool karras;               /* Karras sigmas (Euler, Euler a, DPM++ 2M as diffusers allows) */
     sdc_pred_type prediction;  /* epsilon or v */
     float eta;                 /* DDIM only: 0 = deterministic */
+    /* false (the default): for SD's training schedule (1000 steps, betas
+     * 0.00085..0.012) use torch's own float32 values where its CPU math is
+     * not correctly rounded (src/scheduler_tables.h), so timesteps, sigmas
+     * and init_noise_sigma are diffusers' bit for bit. true: correctly
+     * rounded math throughout, as for any other schedule (matches a
+     * diffusers run with correctly rounded torch math: the --exact-math
+     * fixtures of tools/fixtures_scheduler.py). */
+    bool correctly_rounded;
 } sdc_schedule_config;
 
-/* SD's config: 1000, 0.00085, 0.012, leading, offset 1, no Karras, epsilon, eta 0. */
+/* SD's config: 1000, 0.00085, 0.012, leading, offset 1, no Karras, epsilon,
+ * eta 0, torch's values (correctly_rounded false). */
 sdc_schedule_config sdc_schedule_default(void);
 
 typedef struct sdc_sampler sdc_sampler;

@@ -2,27 +2,33 @@
  * (tools/fixtures_scheduler.py -> tests/fixtures/scheduler_reference.safetensors).
  *
  * Tolerances, and why:
- *   - training schedule (alphas_cumprod): bit-identical.
- *   - timesteps: bit-identical (every integer schedule, and Euler's float
- *     timesteps without Karras), except Euler with Karras sigmas: |dt| <=
- *     2^-13 (tol_karras_t; 1 ulp of a float32 t near 1000). Those come from
- *     log-sigma interpolation in diffusers' training sigma table, and torch
- *     computes that table's square roots on the CPU with MKL's VML, which
- *     is not correctly rounded (<= 0.75 ulp; 19% of the 1000 sigmas are 1
- *     ulp from sqrtf). sdc uses the correctly rounded sqrtf.
- *   - sigmas: <= 1 ulp (<= 2 ulp for Euler's Karras sigmas, whose ends are
- *     two such table entries), same cause; init_noise_sigma <= 2 ulp.
+ *   - training schedule (alphas_cumprod), timesteps, sigmas and
+ *     init_noise_sigma: bit-identical, tolerance 0, for every sampler,
+ *     spacing and Karras choice. torch computes the training sigmas'
+ *     square roots (and sqrt(sigma^2 + 1) for init_noise_sigma) on the CPU
+ *     with MKL's VML, which is not correctly rounded (19% of the 1000
+ *     sigmas are 1 ulp from sqrtf); for SD's default schedule sdc uses
+ *     torch's own values (src/scheduler_tables.h, from
+ *     tools/fixtures_scheduler.py --c-tables).
  *   - one step from the reference sample x_k (and, for DPM++ 2M, the
  *     reference x_{k-1} for its history): normwise relative error
  *     max|diff| / max|ref| <= 1e-6 (tol_one_step). The residue is the
- *     0-dim float32 coefficients: torch's sqrt, log and exp of a 0-dim
- *     tensor also go through MKL's VML (<= 1 ulp from correctly rounded).
+ *     steps' other 0-dim float32 coefficients: torch's sqrt, log and exp
+ *     of a 0-dim tensor also go through MKL's VML (<= 1 ulp from
+ *     correctly rounded), and those are not tabled.
  *   - whole sequences (sdc's own chain, up to 50 steps): <= 1e-5
  *     (tol_chain): the one-step differences above carried along.
- * With those three functions made correctly rounded on the torch side
- * (tools/fixtures_scheduler.py --exact-math), sdc is bit-identical to
- * diffusers everywhere: SDC_SCHEDULER_REF=<that file> runs this suite
- * against it with every tolerance zero.
+ *   - initial latents (noise * init_noise_sigma): bit-identical;
+ *     scale_model_input <= tol_one_step (sqrt(sigma^2 + 1) is torch's only
+ *     where sigma is a training sigma).
+ * With sqrt, log and exp made correctly rounded on the torch side
+ * (tools/fixtures_scheduler.py --exact-math), sdc with cfg.correctly_rounded
+ * (no tables) is bit-identical to diffusers everywhere:
+ * SDC_SCHEDULER_REF=build/scheduler_exact.safetensors runs this suite
+ * against that fixture with every tolerance zero. --sweep (optionally with
+ * --exact-math) writes schedules only, 5,439 of them (every step count to
+ * 250 and some to 999): point SDC_SCHEDULER_REF at it and run
+ * 'scheduler/schedules' (the run tests skip a sweep).
  * Samplers that add noise (DDPM, Euler a, DDIM eta > 0) draw it from
  * sdc_rng seeded like the reference's torch.Generator, so those runs also
  * check that src/rng.c reproduces torch's stream. */
@@ -41,9 +47,11 @@
 #define NUMEL 256
 #define BANK 5
 
-/* Tolerances for the fixture in use (all zero for an --exact-math one). */
-static double tol_one_step = 1e-6, tol_chain = 1e-5, tol_karras_t = 0x1p-13;
-static int tol_sigma_ulp = 1, tol_karras_sigma_ulp = 2, tol_init_ulp = 2;
+/* Tolerances for the fixture in use (zero for an --exact-math one, whose
+ * cases sdc builds with cfg.correctly_rounded). Schedules have none. */
+static double tol_one_step = 1e-6, tol_chain = 1e-5;
+static bool exact_math = false; /* fixture made with correctly rounded torch math */
+static bool sweep = false;      /* schedules only (--sweep) */
 static const char *REF = REF_DEFAULT;
 
 static sdc_st_file *open_ref(void) {
@@ -53,10 +61,10 @@ static sdc_st_file *open_ref(void) {
     cr_assert_eq(sdc_st_open(REF, &f), SDC_OK, "%s (regenerate with tools/fixtures_scheduler.py)",
                  sdc_last_error());
     const char *math = sdc_st_meta(f, "math");
-    if (math && strcmp(math, "correctly-rounded") == 0) {
-        tol_one_step = tol_chain = tol_karras_t = 0.0;
-        tol_sigma_ulp = tol_karras_sigma_ulp = tol_init_ulp = 0;
-    }
+    exact_math = math && strcmp(math, "correctly-rounded") == 0;
+    if (exact_math) tol_one_step = tol_chain = 0.0;
+    const char *kind = sdc_st_meta(f, "kind");
+    sweep = kind && strcmp(kind, "sweep") == 0;
     return f;
 }
 
@@ -104,6 +112,7 @@ static sdc_sampler *case_sampler(const cJSON *c, sdc_sampler_kind *kind_out) {
     if (pred) cfg.prediction = strcmp(pred->valuestring, "v") == 0 ? SDC_PREDICT_V : SDC_PREDICT_EPSILON;
     const cJSON *eta = cJSON_GetObjectItemCaseSensitive(c, "eta");
     if (eta) cfg.eta = (float)eta->valuedouble;
+    cfg.correctly_rounded = exact_math;
     sdc_sampler *s = NULL;
     cr_assert_eq(sdc_sampler_create(kind, &cfg, (int)jnum(c, "steps"), &s), SDC_OK, "%s: %s",
                  jstr(c, "name"), sdc_last_error());
@@ -214,20 +223,52 @@ Test(scheduler, training_schedule) {
     sdc_st_close(f);
 }
 
+/* torch's tables serve SD's schedule only, and not with correctly_rounded:
+ * then (and for any other betas) sdc computes the sigmas, within 1 ulp of
+ * torch's. Euler, leading, 999 steps: sigmas are training sigmas 999..1. */
+Test(scheduler, torch_tables) {
+    const float beta_ends[] = {0.012f, 0.0121f};
+    for (int b = 0; b < 2; b++) {
+        sdc_schedule_config cfg = sdc_schedule_default();
+        cfg.beta_end = beta_ends[b];
+        sdc_sampler *tab = NULL, *cr = NULL;
+        cr_assert_eq(sdc_sampler_create(SDC_SAMPLER_EULER, &cfg, 999, &tab), SDC_OK);
+        cfg.correctly_rounded = true;
+        cr_assert_eq(sdc_sampler_create(SDC_SAMPLER_EULER, &cfg, 999, &cr), SDC_OK);
+        const float *a = sdc_sampler_sigmas(tab), *c = sdc_sampler_sigmas(cr);
+        int differ = 0;
+        for (int i = 0; i <= 999; i++) {
+            int u = ulp_diff(a[i], c[i]);
+            cr_assert(u <= 1, "sigma[%d]: %.9g (torch) vs %.9g (correctly rounded)", i,
+                      (double)a[i], (double)c[i]);
+            differ += u;
+        }
+        int iu = ulp_diff(sdc_sampler_init_noise_sigma(tab), sdc_sampler_init_noise_sigma(cr));
+        if (b == 0) {
+            /* 190 of the 1000 table sigmas are 1 ulp from sqrtf */
+            cr_assert(differ > 100, "torch's sigma table not in use (%d differ)", differ);
+            cr_assert(iu <= 2);
+        } else {
+            cr_assert(differ == 0 && iu == 0, "tables used for another schedule (%d differ)",
+                      differ);
+        }
+        sdc_sampler_free(tab), sdc_sampler_free(cr);
+    }
+}
+
 static float *ref_f32(const sdc_st_file *f, const char *fmt, const char *name, size_t *n) {
     char key[256];
     snprintf(key, sizeof key, fmt, name);
     return ref_tensor(f, key, n);
 }
 
-/* Timesteps, sigmas and init_noise_sigma, bit for bit, for every sampler,
- * spacing and Karras choice at 12 step counts. */
+/* Timesteps, sigmas and init_noise_sigma, bit for bit (tolerance 0), for
+ * every sampler, spacing and Karras choice at 12 step counts (a --sweep
+ * fixture: 259). */
 Test(scheduler, schedules) {
     sdc_st_file *f = open_ref();
     cJSON *cases = meta_json(f, "schedules");
-    int n_cases = 0, n_values = 0, quirks = 0, n_t_diff = 0, n_sig = 0, n_sig_all = 0;
-    int worst_sig_ulp = 0, worst_init_ulp = 0;
-    double worst_t = 0.0;
+    int n_cases = 0, n_values = 0, quirks = 0, n_t_diff = 0, n_sig = 0, n_sig_all = 0, n_init = 0;
     const cJSON *c;
     cJSON_ArrayForEach(c, cases) {
         const char *name = jstr(c, "name");
@@ -238,18 +279,14 @@ Test(scheduler, schedules) {
         /* numpy's trailing arange overshoot: diffusers has one more
          * timestep (-1); sdc keeps the n that were asked for */
         if ((int)jnum(c, "diffusers_len") != n) quirks++;
-        const bool euler_karras = kind == SDC_SAMPLER_EULER && jbool(c, "karras");
         const sdc_st_tensor *tt = find(f, "sched/%s/timesteps", name);
         cr_assert(tt->dtype == SDC_DT_F64 && tt->numel == n, "%s: timesteps shape", name);
         for (int i = 0; i < n; i++) {
             double ref;
             memcpy(&ref, (const char *)tt->data + (size_t)i * 8, 8);
             double got = sdc_sampler_timestep(s, i);
-            double d = fabs(got - ref);
-            cr_assert(d == 0 || (euler_karras && d <= tol_karras_t),
-                      "%s: timestep[%d] = %.9g, diffusers %.9g", name, i, got, ref);
-            if (d > 0) n_t_diff++;
-            worst_t = fmax(worst_t, d);
+            n_t_diff += got != ref;
+            cr_assert(got == ref, "%s: timestep[%d] = %.17g, diffusers %.17g", name, i, got, ref);
         }
         const float *sig = sdc_sampler_sigmas(s);
         if (kind == SDC_SAMPLER_DDIM || kind == SDC_SAMPLER_DDPM) {
@@ -259,30 +296,28 @@ Test(scheduler, schedules) {
             float *ref = ref_f32(f, "sched/%s/sigmas", name, &ns);
             cr_assert_eq(ns, (size_t)n + 1);
             cr_assert_not_null(sig);
-            const int tol = euler_karras ? tol_karras_sigma_ulp : tol_sigma_ulp;
             for (int i = 0; i <= n; i++) {
                 int u = ulp_diff(sig[i], ref[i]);
-                cr_assert(u <= tol, "%s: sigma[%d] = %.9g, diffusers %.9g (%d ulp > %d)", name, i,
-                          (double)sig[i], (double)ref[i], u, tol);
-                worst_sig_ulp = u > worst_sig_ulp ? u : worst_sig_ulp;
                 n_sig += u != 0, n_sig_all++;
+                cr_assert(u == 0, "%s: sigma[%d] = %.9g, diffusers %.9g (%d ulp)", name, i,
+                          (double)sig[i], (double)ref[i], u);
             }
             free(ref);
         }
         float *ini = ref_f32(f, "sched/%s/init_sigma", name, NULL);
         int iu = ulp_diff(sdc_sampler_init_noise_sigma(s), ini[0]);
-        cr_assert(iu <= tol_init_ulp, "%s: init_noise_sigma %.9g, diffusers %.9g", name,
-                  (double)sdc_sampler_init_noise_sigma(s), (double)ini[0]);
-        worst_init_ulp = iu > worst_init_ulp ? iu : worst_init_ulp;
+        n_init += iu != 0;
+        cr_assert(iu == 0, "%s: init_noise_sigma %.9g, diffusers %.9g (%d ulp)", name,
+                  (double)sdc_sampler_init_noise_sigma(s), (double)ini[0], iu);
         free(ini);
         n_values += n;
         sdc_sampler_free(s);
         n_cases++;
     }
-    fprintf(stderr, "scheduler: %d schedules, %d timesteps (%d differ, Euler Karras only, max "
-                    "|dt| %.3g); sigmas: %d of %d differ, max %d ulp; init_noise_sigma max %d ulp; "
-                    "%d with numpy's trailing overshoot\n", n_cases, n_values, n_t_diff, worst_t,
-            n_sig, n_sig_all, worst_sig_ulp, worst_init_ulp, quirks);
+    fprintf(stderr, "scheduler (%s%s): %d schedules, %d timesteps (%d differ); sigmas: %d of %d "
+                    "differ; init_noise_sigma: %d differ; %d with numpy's trailing overshoot\n",
+            exact_math ? "correctly rounded" : "torch math", sweep ? ", sweep" : "", n_cases,
+            n_values, n_t_diff, n_sig, n_sig_all, n_init, quirks);
     cJSON_Delete(cases);
     sdc_st_close(f);
 }
@@ -337,9 +372,10 @@ static void check_run(const sdc_st_file *f, const cJSON *c, const float *noise, 
         const float sig = sdc_sampler_init_noise_sigma(s);
         for (int j = 0; j < NUMEL; j++) x[j] = noise[j] * sig;
         if (mode == 0) {
-            /* init_noise_sigma and sigma_0 may be an ulp off (see above) */
+            /* init_noise_sigma is diffusers' bit for bit, so are these */
             double e0 = max_rel_err(x, xref, NUMEL, NULL);
-            cr_assert(e0 <= tol_one_step, "%s: initial latents differ (%.3g)", name, e0);
+            cr_assert(memcmp(x, xref, sizeof x) == 0, "%s: initial latents differ (%.3g)", name,
+                      e0);
             sdc_sampler_scale_input(s, 0, x, tmp, NUMEL);
             double e1 = max_rel_err(tmp, scaled0, NUMEL, NULL);
             cr_assert(e1 <= tol_one_step, "%s: scale_model_input differs (%.3g)", name, e1);
@@ -378,6 +414,11 @@ static void check_run(const sdc_st_file *f, const cJSON *c, const float *noise, 
 
 static void runs_for(const char *sampler) {
     sdc_st_file *f = open_ref();
+    if (sweep) { /* schedules only */
+        fprintf(stderr, "scheduler %s: %s is a sweep without runs\n", sampler, REF);
+        sdc_st_close(f);
+        return;
+    }
     cJSON *cases = meta_json(f, "runs");
     size_t nn, nb;
     float *noise = ref_tensor(f, "noise", &nn), *bank = ref_tensor(f, "model_out", &nb);

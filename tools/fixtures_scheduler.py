@@ -51,6 +51,26 @@ numpy's arange(1000, 0, -1000/n) yields n + 1 values for some n with
         diffusers everywhere, which the test checks when pointed at it:
         SDC_SCHEDULER_REF=build/scheduler_exact.safetensors \
             build/sdc_tests --filter 'scheduler/*'
+        (the test builds sdc's samplers with cfg.correctly_rounded for it).
+
+    tools/.venv/bin/python tools/fixtures_scheduler.py --sweep [--exact-math] [--out F]
+        schedules only (no runs), every sampler/spacing/Karras choice at
+        every step count 1..250 and nine more up to 999: 5,439 schedules,
+        about 10 MB (default out: build/scheduler_sweep[_exact].safetensors,
+        not committed); metadata "kind" is "sweep". Check with
+        SDC_SCHEDULER_REF=build/scheduler_sweep.safetensors \
+            build/sdc_tests --filter 'scheduler/schedules'
+
+    tools/.venv/bin/python tools/fixtures_scheduler.py --c-tables [--out F]
+        writes src/scheduler_tables.h (committed, generated): torch's float32
+        training sigmas ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5 and
+        (sigma_t ** 2 + 1) ** 0.5 for each, 2 x 1000 floats as C hex
+        literals. torch's CPU sqrt is MKL's vmsSqrt (not correctly rounded);
+        these are the only points where it enters a schedule (the rest is
+        exact float32/float64 arithmetic or numpy, which sdc reproduces), so
+        with them sdc's timesteps, sigmas and init_noise_sigma are
+        bit-identical for SD's schedule. Regenerate it together with the
+        fixture when torch, MKL or the CPU change.
 """
 
 import argparse
@@ -74,6 +94,10 @@ SAMPLERS = ("ddim", "ddpm", "euler", "euler_a", "dpmpp_2m")
 KARRAS_OK = ("euler", "dpmpp_2m")
 SPACINGS = ("leading", "trailing", "linspace")
 SCHED_STEPS = (1, 2, 3, 4, 7, 10, 20, 25, 50, 61, 100, 250)
+# --sweep: every step count up to 250, then coarser up to 999 (the most
+# leading spacing allows with steps_offset 1)
+SWEEP_STEPS = tuple(range(1, 251)) + (300, 333, 400, 500, 600, 700, 800, 900, 999)
+TABLES_OUT = os.path.join(ROOT, "src", "scheduler_tables.h")
 
 
 def make_scheduler(sampler, spacing, karras, prediction):
@@ -122,11 +146,11 @@ def init_sigma(sch):
     return float(v.item() if torch.is_tensor(v) else v)
 
 
-def schedule_cases(tensors, cases):
+def schedule_cases(tensors, cases, steps_list=SCHED_STEPS):
     for sampler in SAMPLERS:
         for spacing in SPACINGS:
             for karras in ((False, True) if sampler in KARRAS_OK else (False,)):
-                for n in SCHED_STEPS:
+                for n in steps_list:
                     sch = make_scheduler(sampler, spacing, karras, "epsilon")
                     sch.set_timesteps(n)
                     ts = sch.timesteps.to(torch.float64)
@@ -261,6 +285,110 @@ def use_exact_math():
     torch.exp = scalar(lambda v: math.exp(v) if v < 709 else math.inf, orig_exp)
 
 
+def c_float(v):
+    """An exact C hex literal for a float32 value."""
+    v = float(np.float32(v))
+    if v == 0.0:
+        return "0.0f"
+    m, e = v.hex().split("p")
+    m = m.rstrip("0").rstrip(".") if "." in m else m
+    return f"{m}p{e}f"
+
+
+def c_array(name, values, per_line=5):
+    lines = [f"static const float {name}[{len(values)}] = {{"]
+    for i in range(0, len(values), per_line):
+        lines.append("    " + ", ".join(c_float(v) for v in values[i:i + per_line]) + ",")
+    lines.append("};")
+    return "\n".join(lines)
+
+
+def torch_tables():
+    """The float32 arrays torch computes for SD's default training schedule
+    where its CPU math (MKL's sqrt) is not correctly rounded: the training
+    sigmas, as every sigma-based scheduler computes them in set_timesteps,
+    and (sigma_t ** 2 + 1) ** 0.5 for each of them, as init_noise_sigma,
+    scale_model_input and the steps compute it from a 0-dim sigma."""
+    import diffusers
+
+    sigmas = None
+    for sampler in ("euler", "euler_a", "dpmpp_2m"):
+        sch = make_scheduler(sampler, "leading", False, "epsilon")
+        ac = sch.alphas_cumprod
+        sig = ((1 - ac) / ac) ** 0.5  # the expression in each set_timesteps
+        assert sig.dtype == torch.float32
+        if sigmas is None:
+            sigmas = sig
+        assert torch.equal(sig, sigmas), sampler
+    # diffusers' own result: trailing with 1000 steps interpolates at every
+    # integer timestep, so its sigmas are the table itself
+    sch = diffusers.EulerDiscreteScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+        beta_schedule="scaled_linear", timestep_spacing="trailing")
+    sch.set_timesteps(1000)
+    assert torch.equal(sch.sigmas[:1000].flip(0), sigmas)
+    assert bool((sigmas[1:] > sigmas[:-1]).all()), "training sigmas not increasing"
+    s2p1 = torch.stack([(sigmas[t].clone() ** 2 + 1) ** 0.5 for t in range(1000)])
+    assert torch.equal(s2p1, (sigmas ** 2 + 1) ** 0.5)
+    # how far these are from correctly rounded float32 (what sdc computes)
+    q = ((1 - sch.alphas_cumprod) / sch.alphas_cumprod).numpy().astype(np.float64)
+    cr_sig = np.sqrt(q).astype(np.float32)
+    sn = sigmas.numpy()
+    cr_s2p1 = np.sqrt((sn * sn + np.float32(1)).astype(np.float64)).astype(np.float32)
+    return sigmas.numpy(), s2p1.numpy(), int((cr_sig != sn).sum()), \
+        int((cr_s2p1 != s2p1.numpy()).sum())
+
+
+def write_c_tables(out):
+    import diffusers
+
+    sig, s2p1, n_sig, n_s2p1 = torch_tables()
+    import re
+
+    m = re.search(r"Math Kernel Library Version (\S+)", torch.__config__.show())
+    mkl = f"MKL {m.group(1)}" if m else "MKL ?"
+    cap = torch.backends.cpu.get_cpu_capability()
+    text = f"""/* scheduler_tables.h - GENERATED by tools/fixtures_scheduler.py --c-tables
+ * (tools/.venv/bin/python tools/fixtures_scheduler.py --c-tables); do not edit.
+ *
+ * torch's own float32 values for SD's default training schedule (1000
+ * steps, scaled_linear betas 0.00085..0.012), at the points where torch's
+ * CPU math enters a schedule and is not correctly rounded: its float32
+ * sqrt (also x ** 0.5) is MKL's VML (vmsSqrt, high-accuracy mode), within
+ * 1 ulp, elementwise (the same input gives the same output whatever the
+ * tensor's size or position). src/scheduler.c uses these for that config
+ * only, and not with cfg.correctly_rounded set; any other config computes
+ * them with correctly rounded sqrtf. 2 x 1000 floats, as C hex literals:
+ *   sdc_torch_train_sigmas[t]   ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
+ *                               as Euler, Euler a and DPM++ compute it in
+ *                               set_timesteps ({n_sig} of 1000 are 1 ulp from
+ *                               the correctly rounded sqrtf)
+ *   sdc_torch_sqrt_sigma2p1[t]  (sigma_t ** 2 + 1) ** 0.5 of a 0-dim sigma_t:
+ *                               init_noise_sigma (leading spacing),
+ *                               scale_model_input, the steps ({n_s2p1} of 1000
+ *                               differ from sqrtf)
+ * Made with torch {torch.__version__}, diffusers {diffusers.__version__}, numpy {np.__version__},
+ * {mkl}, torch CPU capability {cap}; MKL picks its code path by CPU, so
+ * regenerate (with the fixture) where torch gives other values. */
+#ifndef SDC_SCHEDULER_TABLES_H
+#define SDC_SCHEDULER_TABLES_H
+
+#define SDC_TORCH_TABLE_T 1000
+#define SDC_TORCH_TABLE_BETA_START 0.00085f
+#define SDC_TORCH_TABLE_BETA_END 0.012f
+
+{c_array("sdc_torch_train_sigmas", sig)}
+
+{c_array("sdc_torch_sqrt_sigma2p1", s2p1)}
+
+#endif
+"""
+    with open(out, "w") as f:
+        f.write(text)
+    print(f"wrote {out}: 2 x 1000 floats ({n_sig} training sigmas and {n_s2p1} "
+          f"sqrt(sigma^2 + 1) differ from correctly rounded)")
+
+
 def main():
     import diffusers
     from safetensors.torch import save_file
@@ -268,16 +396,29 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--exact-math", action="store_true",
                     help="correctly rounded sqrt/log/exp in torch (verification fixture)")
+    ap.add_argument("--sweep", action="store_true",
+                    help="schedules only, every sampler/spacing/Karras at %d step counts "
+                    "(build/scheduler_sweep[_exact].safetensors)" % len(SWEEP_STEPS))
+    ap.add_argument("--c-tables", action="store_true",
+                    help="write torch's float32 training-sigma tables to src/scheduler_tables.h")
     ap.add_argument("--out", help="output file")
     args = ap.parse_args()
-    out = args.out or (os.path.join(ROOT, "build", "scheduler_exact.safetensors")
-                       if args.exact_math else OUT)
-    if args.exact_math:
-        use_exact_math()
-
     assert diffusers.__version__ == "0.31.0", diffusers.__version__
     assert torch.__version__.startswith("2.5.1"), torch.__version__
     torch.set_num_threads(1)
+    if args.c_tables:
+        assert not (args.exact_math or args.sweep), "--c-tables takes no other option but --out"
+        write_c_tables(args.out or TABLES_OUT)
+        return
+    if args.sweep:
+        default_out = "scheduler_sweep_exact.safetensors" if args.exact_math else \
+            "scheduler_sweep.safetensors"
+        out = args.out or os.path.join(ROOT, "build", default_out)
+    else:
+        out = args.out or (os.path.join(ROOT, "build", "scheduler_exact.safetensors")
+                           if args.exact_math else OUT)
+    if args.exact_math:
+        use_exact_math()
 
     tensors = {}
     base = make_scheduler("ddim", "leading", False, "epsilon")
@@ -292,8 +433,9 @@ def main():
     tensors["model_out"] = model_out.contiguous()
 
     sched, runs = [], []
-    schedule_cases(tensors, sched)
-    run_cases(tensors, runs, noise, model_out)
+    schedule_cases(tensors, sched, SWEEP_STEPS if args.sweep else SCHED_STEPS)
+    if not args.sweep:
+        run_cases(tensors, runs, noise, model_out)
 
     meta = {
         "format": "pt",
@@ -306,12 +448,13 @@ def main():
         "schedules": json.dumps(sched, separators=(",", ":")),
         "runs": json.dumps(runs, separators=(",", ":")),
         "math": "correctly-rounded" if args.exact_math else "torch",
+        "kind": "sweep" if args.sweep else "reference",
     }
     os.makedirs(os.path.dirname(out), exist_ok=True)
     save_file(tensors, out, metadata=meta)
     size = os.path.getsize(out)
     print(f"wrote {out}: {len(sched)} schedules, {len(runs)} runs, {size} bytes")
-    if size > 1 << 20:
+    if size > 1 << 20 and not args.sweep:
         sys.exit("fixture larger than 1 MiB")
 
 
