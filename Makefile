@@ -122,6 +122,7 @@ fixtures: $(VENV)/.ok
 	$(PY) tools/fixtures_tokenizer.py
 	$(PY) tools/fixtures_rng.py
 	$(PY) tools/fixtures_scheduler.py
+	$(PY) tools/fixtures_prompts.py
 
 fixtures-full: build/fixtures-full/.ok
 

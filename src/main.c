@@ -6,7 +6,9 @@
 #include <math.h>
 
 #include "cli.h"
+#include "conditioning.h"
 #include "model.h"
+#include "prompt.h"
 #include "sdc.h"
 #include "token_text.h"
 #include "tokenizer.h"
@@ -24,10 +26,12 @@ static const char *USAGE =
     "      --vocab FILE        BPE vocabulary (default: the shipped one)\n"
     "      --pad-id N          padding id (49407 for SD 1.x, 0 for SD 2.x)\n"
     "      --pieces            print one token per line with its piece\n"
+    "      --weights           parse emphasis and BREAK as txt2img does: every\n"
+    "                          77-token window, each token with its piece and weight\n"
     "  sdc encode -m MODEL [options] PROMPT   run the text encoder, print a summary\n"
     "      --clip-skip K       1 = last layer (default), 2 = penultimate, ...\n"
     "      --backend auto|cpu|cuda, --threads N\n"
-    "      -o FILE             also write the (77, width) float32 context, raw\n"
+    "      -o FILE             also write the (77 * windows, width) float32 context, raw\n"
     "  sdc --help | --version\n"
     "\n"
     "MODEL is a single .safetensors checkpoint (SD 1.x or 2.x, original layout)\n"
@@ -90,10 +94,26 @@ static int cmd_inspect(int argc, char **argv) {
     return 0;
 }
 
+/* Each 77-token window of the prompt as txt2img encodes it. */
+static int print_weighted(sdc_tokenizer *tok, const char *prompt, int pad) {
+    sdc_prompt p;
+    if (sdc_prompt_tokenize(tok, prompt, pad, &p) != SDC_OK) return cli_die(NULL);
+    for (int c = 0; c < p.n_chunks; c++) {
+        printf("chunk %d of %d\n", c + 1, p.n_chunks);
+        for (int i = 0; i < SDC_CLIP_CTX; i++) {
+            const char *piece = sdc_tokenizer_piece(tok, p.chunks[c].ids[i]);
+            printf("%2d %5d %-24s %g\n", i, p.chunks[c].ids[i], piece ? piece : "?",
+                   (double)p.chunks[c].weights[i]);
+        }
+    }
+    sdc_prompt_free(&p);
+    return 0;
+}
+
 static int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *vocab = NULL, *prompt = NULL;
     int pad = -1;
-    bool pieces = false;
+    bool pieces = false, weights = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) model = argv[++i];
@@ -102,6 +122,7 @@ static int cmd_tokenize(int argc, char **argv) {
             if (!cli_parse_int(argv[++i], &pad) || pad < 0 || pad > 49407)
                 return cli_usage_error("--pad-id %s: expected an id in 0..49407", argv[i]);
         } else if (!strcmp(a, "--pieces")) pieces = true;
+        else if (!strcmp(a, "--weights")) weights = true;
         else if (a[0] == '-' && a[1]) return cli_usage_error("tokenize: unknown option %s", a);
         else if (!prompt) prompt = a;
         else return cli_usage_error("tokenize: one PROMPT only (quote it): extra %s", a);
@@ -119,6 +140,10 @@ static int cmd_tokenize(int argc, char **argv) {
     sdc_model_close(m);
     int ids[SDC_CLIP_CTX], n_all = 0;
     int rc = 0;
+    if (weights) {
+        rc = print_weighted(tok, prompt, pad);
+        goto done;
+    }
     if (sdc_tokenizer_encode_padded(tok, prompt, pad, ids, SDC_CLIP_CTX, NULL) != SDC_OK ||
         sdc_tokenizer_encode(tok, prompt, NULL, 0, &n_all) != SDC_OK) {
         rc = cli_die(NULL);
@@ -130,8 +155,9 @@ static int cmd_tokenize(int argc, char **argv) {
         char *dropped = malloc((size_t)n_all * 16 + 1);
         if (all && dropped && sdc_tokenizer_encode(tok, prompt, all, n_all, &n_all) == SDC_OK) {
             sdc_tokens_to_text(tok, all + keep, n_all - keep, dropped, (size_t)n_all * 16 + 1);
-            fprintf(stderr, "sdc: warning: the prompt is %d tokens; only %d fit, so these words are "
-                    "dropped: \"%s\"\n", n_all, keep, dropped);
+            fprintf(stderr, "sdc: warning: the prompt is %d tokens; only %d fit in one window, so these "
+                    "words are dropped here: \"%s\" (txt2img encodes them in further windows; see --weights)\n",
+                    n_all, keep, dropped);
         }
         free(all);
         free(dropped);
@@ -175,23 +201,20 @@ static int cmd_encode(int argc, char **argv) {
     sdc_ctx *ctx = NULL;
     if (sdc_load(&p, &ctx) != SDC_OK) return cli_die(NULL);
     int w = sdc_context_dim(ctx);
-    float *ctxv = malloc((size_t)SDC_CLIP_CTX * w * sizeof(float));
-    int rc = 0;
-    if (!ctxv) {
-        fprintf(stderr, "sdc: out of memory\n");
-        rc = 1;
-    } else if (sdc_encode_prompt(ctx, prompt, ctxv) != SDC_OK) {
+    float *ctxv = NULL;
+    int chunks = 0, rc = 0;
+    if (sdc_encode_conditioning(ctx, prompt, &ctxv, &chunks) != SDC_OK) {
         rc = cli_die("encode");
     } else {
+        const size_t n = (size_t)chunks * SDC_CLIP_CTX * w;
         double sum = 0, sq = 0;
-        for (int i = 0; i < SDC_CLIP_CTX * w; i++) sum += ctxv[i], sq += (double)ctxv[i] * ctxv[i];
-        double n = (double)SDC_CLIP_CTX * w;
-        printf("context (77, %d) on %s: mean %.6f, rms %.6f, [0][0..3] %.6f %.6f %.6f %.6f\n", w,
-               sdc_backend_name(ctx), sum / n, sqrt(sq / n), ctxv[0], ctxv[1], ctxv[2], ctxv[3]);
+        for (size_t i = 0; i < n; i++) sum += ctxv[i], sq += (double)ctxv[i] * ctxv[i];
+        printf("context (%d, %d) on %s, %d window%s: mean %.6f, rms %.6f, [0][0..3] %.6f %.6f %.6f %.6f\n",
+               chunks * SDC_CLIP_CTX, w, sdc_backend_name(ctx), chunks, chunks > 1 ? "s" : "", sum / (double)n,
+               sqrt(sq / (double)n), ctxv[0], ctxv[1], ctxv[2], ctxv[3]);
         if (out_path) {
             FILE *fp = fopen(out_path, "wb");
-            size_t want = (size_t)SDC_CLIP_CTX * w;
-            if (!fp || fwrite(ctxv, sizeof(float), want, fp) != want || fclose(fp) != 0) {
+            if (!fp || fwrite(ctxv, sizeof(float), n, fp) != n || fclose(fp) != 0) {
                 fprintf(stderr, "sdc: %s: could not write the context\n", out_path);
                 rc = 1;
             }

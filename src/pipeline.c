@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conditioning.h"
 #include "context.h"
 #include "image.h"
 #include "rng.h"
@@ -114,6 +115,7 @@ typedef struct run {
     float *img_dev;   /* (H, W, 3) backend */
     float *img_host;
     sdc_sampler *sampler;
+    int tokens;       /* context tokens per image: 77 per prompt chunk */
 } run;
 
 static void run_free(sdc_ctx *ctx, run *r) {
@@ -125,17 +127,26 @@ static void run_free(sdc_ctx *ctx, run *r) {
     sdc_sampler_free(r->sampler);
 }
 
+/* The U-Net context: [negative, positive] as diffusers batches them, each
+ * n_chunks * 77 tokens (A1111 prompt syntax; both padded to the same count
+ * with empty-prompt windows). */
 static sdc_status encode_two(sdc_ctx *ctx, const sdc_gen_params *p, bool cfg, run *r) {
-    const int W = sdc_context_dim(ctx);
-    const size_t one = (size_t)SDC_CLIP_CTX * W;
-    float *host = malloc(2 * one * sizeof(float));
-    if (!host) return sdc_fail(SDC_ERR_OOM, "out of memory");
-    sdc_status st = SDC_OK;
-    /* diffusers batches [negative, positive] */
-    if (cfg) st = sdc_encode_prompt(ctx, p->negative_prompt ? p->negative_prompt : "", host);
-    if (st == SDC_OK) st = sdc_encode_prompt(ctx, p->prompt, host + (cfg ? one : 0));
-    if (st == SDC_OK) st = sdc_backend_upload_new(ctx->be, host, (cfg ? 2 : 1) * one, &r->ctx);
-    free(host);
+    const size_t one = (size_t)SDC_CLIP_CTX * sdc_context_dim(ctx);
+    float *pos = NULL, *neg = NULL;
+    int n_pos = 0, n_neg = 0;
+    sdc_status st = sdc_encode_conditioning(ctx, p->prompt, &pos, &n_pos);
+    if (st == SDC_OK && cfg)
+        st = sdc_encode_conditioning(ctx, p->negative_prompt ? p->negative_prompt : "", &neg, &n_neg);
+    if (st == SDC_OK && cfg) st = sdc_conditioning_match(ctx, &neg, &n_neg, &pos, &n_pos);
+    float *host = st == SDC_OK ? malloc((cfg ? 2 : 1) * (size_t)n_pos * one * sizeof(float)) : NULL;
+    if (st == SDC_OK && !host) st = sdc_fail(SDC_ERR_OOM, "out of memory");
+    if (st == SDC_OK) {
+        if (cfg) memcpy(host, neg, (size_t)n_neg * one * sizeof(float));
+        memcpy(host + (cfg ? (size_t)n_neg * one : 0), pos, (size_t)n_pos * one * sizeof(float));
+        st = sdc_backend_upload_new(ctx->be, host, (cfg ? 2 : 1) * (size_t)n_pos * one, &r->ctx);
+        r->tokens = n_pos * SDC_CLIP_CTX;
+    }
+    free(host), free(pos), free(neg);
     return st;
 }
 
@@ -153,7 +164,7 @@ static sdc_status denoise(sdc_ctx *ctx, const sdc_gen_params *p, bool cfg, int l
         sdc_nchw_to_nhwc(r->in_host, r->tmp_host, B, C, lh, lw);
         SDC_TRY(be->ops->upload(be, r->x_dev, r->tmp_host, B * n));
         SDC_TRY(sdc_unet_forward(ctx->unet, r->x_dev, B, lh, lw, sdc_sampler_timestep(r->sampler, i), r->ctx,
-                                 SDC_CLIP_CTX, r->eps_dev));
+                                 r->tokens, r->eps_dev));
         SDC_TRY(be->ops->download(be, r->tmp_host, r->eps_dev, B * n));
         sdc_nhwc_to_nchw(r->tmp_host, r->eps_host, B, C, lh, lw);
         if (cfg) { /* uncond + g * (cond - uncond), as diffusers computes it */

@@ -56,8 +56,16 @@ Test(cli, long_prompt_names_dropped_words) {
     for (int i = 0; i < 20; i++) strcat(args, "big red fox, ");
     strcat(args, "final words here'");
     cr_assert_eq(run_cli(args, out, err, sizeof out), 0);
-    cr_assert(strstr(err, "warning: the prompt is 83 tokens; only 75 fit"), "%s", err);
+    cr_assert(strstr(err, "warning: the prompt is 83 tokens; only 75 fit in one window"), "%s", err);
     cr_assert(strstr(err, "final words here\""), "%s", err);
+}
+
+Test(cli, tokenize_weights_shows_windows) {
+    cr_assert_eq(run_cli("tokenize --weights '(red:1.5) circle BREAK [blue] square'", out, err, sizeof out), 0,
+                 "%s", err);
+    cr_assert(strstr(out, "chunk 1 of 2") && strstr(out, "chunk 2 of 2"), "%s", out);
+    cr_assert(strstr(out, " 1   736 red</w>                  1.5\n"), "%s", out);
+    cr_assert(strstr(out, "square</w>"), "%s", out);
 }
 
 Test(cli, inspect_and_usage_errors) {

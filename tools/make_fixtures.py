@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTokenizer
@@ -199,6 +200,51 @@ def pipeline_reference(folder, family, path, size_px=32):
     save_file(tensors, path, metadata=meta)
 
 
+CONDITIONING_PROMPTS = [
+    "a (red:1.4) circle on a [blue] background",
+    "((masterpiece)), best quality, (portrait:1.2) of a [[woman]] in a (red dress:0.8)",
+    "a castle BREAK on a hill, (sunset:1.3)",
+    # 2 and 4 chunks, with the comma backtrack
+    ", ".join(f"(detail {i}:1.{i % 5})" if i % 3 == 0 else f"plain detail {i}" for i in range(40)),
+    " ".join(f"word{i}" for i in range(220)),
+]
+
+
+@torch.no_grad()
+def conditioning_reference(text_encoder, family, path):
+    """A1111's conditioning for weighted and long prompts: each 77-token
+    window encoded alone (clip skip 1), scaled by its weights and renormalised
+    to its mean (process_tokens), windows concatenated; float64 from the
+    fp16-rounded weights."""
+    import fixtures_prompts as fp
+    te = f64_copy(text_encoder)
+    tok = fp.make_tokenizer()
+    comma = tok.get_vocab()[",</w>"]
+    tensors = {}
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for i, prompt in enumerate(CONDITIONING_PROMPTS):
+            frags = fp.parse_attention(prompt)
+            ids_of = tok([t for t, _ in frags], truncation=False, add_special_tokens=False)["input_ids"]
+            zs = []
+            for ids, w in fp.tokenize_line(frags, ids_of, comma):
+                if family == "sd2":
+                    ids = fp.pad_sd2(ids)
+                out = te(input_ids=torch.tensor([ids]), output_hidden_states=True)
+                z = out.last_hidden_state if family == "sd1" else \
+                    te.text_model.final_layer_norm(out.hidden_states[-2])
+                mult = torch.tensor(np.float32(w), dtype=torch.float64).reshape(1, 77, 1)
+                before = z.mean()
+                z = z * mult
+                z = z * (before / z.mean())
+                zs.append(z[0])
+            tensors[f"cond{i}"] = torch.cat(zs).float().contiguous()
+    finally:
+        torch.set_default_dtype(default)
+    save_file(tensors, path, metadata={"prompts": json.dumps(CONDITIONING_PROMPTS), "family": family})
+
+
 def make(family, size, out, tmp):
     torch.manual_seed(SEED[(family, size)])
     unet, vae, te = sdc_layout.build_models(family, size, SEED[(family, size)])
@@ -225,6 +271,7 @@ def make(family, size, out, tmp):
     unet_reference(unet, family, size, os.path.join(out, f"unet_{size}_{family}_ref.safetensors"))
     if size == "tiny":
         pipeline_reference(folder, family, os.path.join(out, f"pipeline_{size}_{family}_ref.safetensors"))
+        conditioning_reference(te, family, os.path.join(out, f"cond_{size}_{family}_ref.safetensors"))
     vae_reference(vae, family, size, os.path.join(out, f"vae_{size}_{family}_ref.safetensors"))
     print(f"wrote {size} {family} fixtures in {out}")
 
