@@ -108,6 +108,13 @@ sdc_status sdc_check_gen_params(const sdc_ctx *ctx, const sdc_gen_params *p);
 sdc_status sdc_txt2img(sdc_ctx *ctx, const sdc_gen_params *p, sdc_image *out);
 void sdc_image_free(sdc_image *img);
 
+/* n jobs in one denoising loop (U-Net batch 2n, or n without guidance):
+ * they must share width, height, steps, sampler, karras, spacing and eta
+ * (SDC_ERR_ARG otherwise); each has its own prompts, seed and CFG scale.
+ * out[i] is what sdc_txt2img(ctx, &jobs[i]) gives (same noise, same image,
+ * within the backend's batching tolerance). jobs[0].on_step reports. */
+sdc_status sdc_txt2img_batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sdc_image *out);
+
 /* Write img as a PNG with its infotext, atomically (no partial file). */
 sdc_status sdc_image_save_png(const sdc_image *img, const char *path);
 
