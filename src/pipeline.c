@@ -103,147 +103,224 @@ static char *infotext(sdc_ctx *ctx, const sdc_gen_params *p, sdc_sampler_kind ki
     return sdc_infotext_format(&t);
 }
 
-/* Buffers of one generation; freed together. */
-typedef struct run {
-    float *ctx;       /* (2, 77, width) uncond then cond, backend */
-    float *x_host;    /* (n) latents NCHW, host */
-    float *in_host;   /* (batch, 4, h, w) U-Net input NCHW, host */
-    float *tmp_host;  /* (batch * n) NHWC staging, host */
-    float *eps_host;  /* (batch * n) U-Net output NCHW, host */
-    float *x_dev;     /* (batch, h, w, 4) backend */
-    float *eps_dev;   /* (batch, h, w, 4) backend */
-    float *img_dev;   /* (H, W, 3) backend */
-    float *img_host;
+/* One image of a batch: its own generator, sampler (multistep samplers
+ * keep history) and latents, so a batch gives what single runs give. */
+typedef struct job {
+    const sdc_gen_params *p;
+    sdc_image *out;
+    sdc_rng rng;
+    sdc_sampler_kind kind;
     sdc_sampler *sampler;
-    int tokens;       /* context tokens per image: 77 per prompt chunk */
-} run;
+    float *pos, *neg;   /* host conditioning, (chunks * 77, width) each */
+    int chunks;         /* after matching negative and positive */
+    float *x;           /* (C, h, w) latents NCHW, host */
+} job;
 
-static void run_free(sdc_ctx *ctx, run *r) {
-    sdc_backend *be = ctx->be;
-    float *dev[] = {r->ctx, r->x_dev, r->eps_dev, r->img_dev};
-    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
-        if (dev[i]) be->ops->free(be, dev[i]);
-    free(r->x_host), free(r->in_host), free(r->tmp_host), free(r->eps_host), free(r->img_host);
-    sdc_sampler_free(r->sampler);
+/* Buffers shared by a group of jobs run through the U-Net together. */
+typedef struct group_bufs {
+    float *ctx;       /* (B, tokens, width) backend: negatives then positives */
+    float *in_host;   /* (B, C, h, w) U-Net input NCHW */
+    float *tmp_host;  /* (B * n) NHWC staging */
+    float *eps_host;  /* (B, C, h, w) U-Net output NCHW */
+    float *x_dev, *eps_dev;
+} group_bufs;
+
+static void job_free(job *j) {
+    free(j->pos), free(j->neg), free(j->x);
+    sdc_sampler_free(j->sampler);
 }
 
-/* The U-Net context: [negative, positive] as diffusers batches them, each
- * n_chunks * 77 tokens (A1111 prompt syntax; both padded to the same count
- * with empty-prompt windows). */
-static sdc_status encode_two(sdc_ctx *ctx, const sdc_gen_params *p, bool cfg, run *r) {
-    const size_t one = (size_t)SDC_CLIP_CTX * sdc_context_dim(ctx);
-    float *pos = NULL, *neg = NULL;
+static void group_free(sdc_ctx *ctx, group_bufs *g) {
+    float *dev[] = {g->ctx, g->x_dev, g->eps_dev};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+        if (dev[i]) ctx->be->ops->free(ctx->be, dev[i]);
+    free(g->in_host), free(g->tmp_host), free(g->eps_host);
+}
+
+/* The job's conditioning: A1111 prompt syntax, the negative padded with
+ * empty-prompt windows to the positive's count (or the other way). */
+static sdc_status job_encode(sdc_ctx *ctx, job *j, bool cfg) {
+    const sdc_gen_params *p = j->p;
     int n_pos = 0, n_neg = 0;
-    sdc_status st = sdc_encode_conditioning(ctx, p->prompt, &pos, &n_pos);
-    if (st == SDC_OK && cfg)
-        st = sdc_encode_conditioning(ctx, p->negative_prompt ? p->negative_prompt : "", &neg, &n_neg);
-    if (st == SDC_OK && cfg) st = sdc_conditioning_match(ctx, &neg, &n_neg, &pos, &n_pos);
-    float *host = st == SDC_OK ? malloc((cfg ? 2 : 1) * (size_t)n_pos * one * sizeof(float)) : NULL;
-    if (st == SDC_OK && !host) st = sdc_fail(SDC_ERR_OOM, "out of memory");
-    if (st == SDC_OK) {
-        if (cfg) memcpy(host, neg, (size_t)n_neg * one * sizeof(float));
-        memcpy(host + (cfg ? (size_t)n_neg * one : 0), pos, (size_t)n_pos * one * sizeof(float));
-        st = sdc_backend_upload_new(ctx->be, host, (cfg ? 2 : 1) * (size_t)n_pos * one, &r->ctx);
-        r->tokens = n_pos * SDC_CLIP_CTX;
+    SDC_TRY(sdc_encode_conditioning(ctx, p->prompt, &j->pos, &n_pos));
+    if (cfg) {
+        SDC_TRY(sdc_encode_conditioning(ctx, p->negative_prompt ? p->negative_prompt : "", &j->neg, &n_neg));
+        SDC_TRY(sdc_conditioning_match(ctx, &j->neg, &n_neg, &j->pos, &n_pos));
     }
-    free(host), free(pos), free(neg);
+    j->chunks = n_pos;
+    return SDC_OK;
+}
+
+static sdc_status job_start(sdc_ctx *ctx, job *j, size_t n) {
+    const sdc_gen_params *p = j->p;
+    SDC_TRY(sdc_sampler_parse(p->sampler ? p->sampler : "ddim", &j->kind));
+    sdc_schedule_config sc = schedule_for(ctx, p, j->kind);
+    SDC_TRY(sdc_sampler_create(j->kind, &sc, p->steps, &j->sampler));
+    sdc_rng_seed(&j->rng, (uint64_t)p->seed);
+    j->x = malloc(n * sizeof(float));
+    if (!j->x) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    /* initial noise: torch.randn((1, C, h, w), generator) * init_noise_sigma */
+    sdc_rng_randn(&j->rng, j->x, n);
+    const float sigma0 = sdc_sampler_init_noise_sigma(j->sampler);
+    for (size_t k = 0; k < n; k++) j->x[k] *= sigma0;
+    return SDC_OK;
+}
+
+/* m jobs with the same settings and context length through the U-Net as
+ * one batch: [uncond_0 .. uncond_m-1, cond_0 .. cond_m-1] with guidance. */
+static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh, int lw, group_bufs *g) {
+    sdc_backend *be = ctx->be;
+    const int C = ctx->model->config.unet.in_channels, B = cfg ? 2 * m : m;
+    const size_t n = (size_t)C * lh * lw, one = (size_t)js[0]->chunks * SDC_CLIP_CTX * sdc_context_dim(ctx);
+    const int tokens = js[0]->chunks * SDC_CLIP_CTX;
+    g->in_host = malloc((size_t)B * n * sizeof(float));
+    g->tmp_host = malloc((size_t)B * (n > one ? n : one) * sizeof(float));
+    g->eps_host = malloc((size_t)B * n * sizeof(float));
+    if (!g->in_host || !g->tmp_host || !g->eps_host) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    for (int j = 0; j < m; j++) {
+        if (cfg) memcpy(g->tmp_host + (size_t)j * one, js[j]->neg, one * sizeof(float));
+        memcpy(g->tmp_host + (size_t)(cfg ? m + j : j) * one, js[j]->pos, one * sizeof(float));
+    }
+    SDC_TRY(sdc_backend_upload_new(be, g->tmp_host, (size_t)B * one, &g->ctx));
+    SDC_TRY(be->ops->alloc(be, (size_t)B * n, &g->x_dev));
+    SDC_TRY(be->ops->alloc(be, (size_t)B * n, &g->eps_dev));
+    const sdc_gen_params *p0 = js[0]->p;
+    const int steps = sdc_sampler_steps(js[0]->sampler);
+    double t0 = sdc_now();
+    for (int i = 0; i < steps; i++) {
+        for (int j = 0; j < m; j++) { /* the same scaled input for both halves */
+            float *in = g->in_host + (size_t)j * n;
+            sdc_sampler_scale_input(js[j]->sampler, i, js[j]->x, in, n);
+            if (cfg) memcpy(g->in_host + (size_t)(m + j) * n, in, n * sizeof(float));
+        }
+        sdc_nchw_to_nhwc(g->in_host, g->tmp_host, B, C, lh, lw);
+        SDC_TRY(be->ops->upload(be, g->x_dev, g->tmp_host, (size_t)B * n));
+        SDC_TRY(sdc_unet_forward(ctx->unet, g->x_dev, B, lh, lw, sdc_sampler_timestep(js[0]->sampler, i), g->ctx,
+                                 tokens, g->eps_dev));
+        SDC_TRY(be->ops->download(be, g->tmp_host, g->eps_dev, (size_t)B * n));
+        sdc_nhwc_to_nchw(g->tmp_host, g->eps_host, B, C, lh, lw);
+        for (int j = 0; j < m; j++) {
+            float *e = g->eps_host + (size_t)j * n;
+            if (cfg) { /* uncond + g * (cond - uncond), as diffusers computes it */
+                const float gs = js[j]->p->cfg_scale, *c = g->eps_host + (size_t)(m + j) * n;
+                for (size_t k = 0; k < n; k++) e[k] = e[k] + gs * (c[k] - e[k]);
+            }
+            SDC_TRY(sdc_sampler_step(js[j]->sampler, i, e, js[j]->x, n, &js[j]->rng));
+        }
+        if (p0->on_step) p0->on_step(i + 1, steps, sdc_now() - t0, p0->user);
+    }
+    return SDC_OK;
+}
+
+/* latents / scale_factor -> VAE -> 8-bit image, one image at a time */
+static sdc_status job_decode(sdc_ctx *ctx, job *j, int lh, int lw) {
+    const sdc_model_config *mc = &ctx->model->config;
+    const sdc_gen_params *p = j->p;
+    const int C = mc->unet.in_channels;
+    const size_t n = (size_t)C * lh * lw, npx = (size_t)p->width * p->height;
+    sdc_image *out = j->out;
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float)), *img = malloc(npx * 3 * sizeof(float));
+    float *z_dev = NULL, *img_dev = NULL;
+    out->rgb = malloc(npx * 3);
+    out->latents = malloc(n * sizeof(float));
+    sdc_status st = (a && b && img && out->rgb && out->latents)
+                        ? SDC_OK
+                        : sdc_fail(SDC_ERR_OOM, "out of memory for a %dx%d image", p->width, p->height);
+    if (st == SDC_OK) {
+        memcpy(out->latents, j->x, n * sizeof(float));
+        const float inv = 1.0f / mc->vae.scale_factor;
+        for (size_t k = 0; k < n; k++) a[k] = j->x[k] * inv;
+        sdc_nchw_to_nhwc(a, b, 1, C, lh, lw);
+        st = sdc_backend_upload_new(ctx->be, b, n, &z_dev);
+    }
+    if (st == SDC_OK) st = ctx->be->ops->alloc(ctx->be, npx * 3, &img_dev);
+    if (st == SDC_OK) st = sdc_vae_decode(ctx->vae, z_dev, lh, lw, img_dev);
+    if (st == SDC_OK) st = ctx->be->ops->download(ctx->be, img, img_dev, npx * 3);
+    if (st == SDC_OK) {
+        sdc_image_to_u8(img, p->height, p->width, out->rgb);
+        out->width = p->width;
+        out->height = p->height;
+        out->infotext = infotext(ctx, p, j->kind);
+        if (!out->infotext) st = sdc_fail(SDC_ERR_OOM, "out of memory");
+    }
+    if (z_dev) ctx->be->ops->free(ctx->be, z_dev);
+    if (img_dev) ctx->be->ops->free(ctx->be, img_dev);
+    free(a), free(b), free(img);
     return st;
 }
 
-static sdc_status denoise(sdc_ctx *ctx, const sdc_gen_params *p, bool cfg, int lh, int lw, run *r,
-                          sdc_rng *rng) {
-    sdc_backend *be = ctx->be;
-    const int C = ctx->model->config.unet.in_channels, B = cfg ? 2 : 1;
-    const size_t n = (size_t)C * lh * lw;
-    const int steps = sdc_sampler_steps(r->sampler);
-    double t0 = sdc_now();
-    for (int i = 0; i < steps; i++) {
-        /* the same scaled input for both halves of the batch */
-        sdc_sampler_scale_input(r->sampler, i, r->x_host, r->in_host, n);
-        if (cfg) memcpy(r->in_host + n, r->in_host, n * sizeof(float));
-        sdc_nchw_to_nhwc(r->in_host, r->tmp_host, B, C, lh, lw);
-        SDC_TRY(be->ops->upload(be, r->x_dev, r->tmp_host, B * n));
-        SDC_TRY(sdc_unet_forward(ctx->unet, r->x_dev, B, lh, lw, sdc_sampler_timestep(r->sampler, i), r->ctx,
-                                 r->tokens, r->eps_dev));
-        SDC_TRY(be->ops->download(be, r->tmp_host, r->eps_dev, B * n));
-        sdc_nhwc_to_nchw(r->tmp_host, r->eps_host, B, C, lh, lw);
-        if (cfg) { /* uncond + g * (cond - uncond), as diffusers computes it */
-            const float g = p->cfg_scale;
-            for (size_t k = 0; k < n; k++)
-                r->eps_host[k] = r->eps_host[k] + g * (r->eps_host[n + k] - r->eps_host[k]);
-        }
-        SDC_TRY(sdc_sampler_step(r->sampler, i, r->eps_host, r->x_host, n, rng));
-        if (p->on_step) p->on_step(i + 1, steps, sdc_now() - t0, p->user);
-    }
-    return SDC_OK;
+static bool same_run(const sdc_gen_params *a, const sdc_gen_params *b) {
+    const char *sa = a->sampler ? a->sampler : "ddim", *sb = b->sampler ? b->sampler : "ddim";
+    const char *pa = a->spacing ? a->spacing : "", *pb = b->spacing ? b->spacing : "";
+    return a->width == b->width && a->height == b->height && a->steps == b->steps && !strcmp(sa, sb) &&
+           a->karras == b->karras && !strcmp(pa, pb) && a->eta == b->eta;
 }
 
-static sdc_status generate(sdc_ctx *ctx, const sdc_gen_params *p, sdc_image *out, run *r, sdc_rng *rng) {
+static sdc_status batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sdc_image *out, job *js) {
+    if (n < 1 || n > 4096) return sdc_fail(SDC_ERR_ARG, "batch of %d jobs: expected 1 to 4096", n);
     const sdc_model_config *mc = &ctx->model->config;
-    const int f = sdc_vae_factor(&mc->vae), lh = p->height / f, lw = p->width / f;
-    const int C = mc->unet.in_channels;
-    const size_t n = (size_t)C * lh * lw, npx = (size_t)p->width * p->height;
-    const bool cfg = p->cfg_scale > 1.0f;
-    sdc_sampler_kind kind;
-    SDC_TRY(sdc_sampler_parse(p->sampler ? p->sampler : "ddim", &kind));
-    sdc_schedule_config sc = schedule_for(ctx, p, kind);
-    SDC_TRY(sdc_sampler_create(kind, &sc, p->steps, &r->sampler));
-
+    const int f = sdc_vae_factor(&mc->vae), lh = jobs[0].height / f, lw = jobs[0].width / f;
+    const size_t nl = (size_t)mc->unet.in_channels * lh * lw;
+    for (int i = 0; i < n; i++) {
+        SDC_TRY(sdc_check_gen_params(ctx, &jobs[i]));
+        if (!same_run(&jobs[0], &jobs[i]))
+            return sdc_fail(SDC_ERR_ARG, "batch job %d: size, steps, sampler, Karras, spacing and eta must "
+                            "match job 0's", i);
+        js[i].p = &jobs[i];
+        js[i].out = &out[i];
+    }
     double t0 = sdc_now();
-    SDC_TRY(encode_two(ctx, p, cfg, r));
-    out->seconds_encode = sdc_now() - t0;
+    for (int i = 0; i < n; i++) {
+        SDC_TRY(job_encode(ctx, &js[i], jobs[i].cfg_scale > 1.0f));
+        SDC_TRY(job_start(ctx, &js[i], nl));
+    }
+    const double t_encode = (sdc_now() - t0) / n;
+    /* run together the jobs that share guidance on/off and context length */
+    job **grp = malloc((size_t)n * sizeof *grp);
+    bool *done = calloc((size_t)n, sizeof *done);
+    sdc_status st = grp && done ? SDC_OK : sdc_fail(SDC_ERR_OOM, "out of memory");
+    for (int i = 0; st == SDC_OK && i < n; i++) {
+        if (done[i]) continue;
+        const bool cfg = jobs[i].cfg_scale > 1.0f;
+        int m = 0;
+        for (int k = i; k < n; k++)
+            if (!done[k] && (jobs[k].cfg_scale > 1.0f) == cfg && js[k].chunks == js[i].chunks) {
+                grp[m++] = &js[k];
+                done[k] = true;
+            }
+        group_bufs g;
+        memset(&g, 0, sizeof g);
+        t0 = sdc_now();
+        st = denoise_group(ctx, grp, m, cfg, lh, lw, &g);
+        group_free(ctx, &g);
+        const double t_denoise = (sdc_now() - t0) / m;
+        for (int k = 0; st == SDC_OK && k < m; k++) {
+            t0 = sdc_now();
+            st = job_decode(ctx, grp[k], lh, lw);
+            grp[k]->out->seconds_encode = t_encode;
+            grp[k]->out->seconds_denoise = t_denoise;
+            grp[k]->out->seconds_decode = sdc_now() - t0;
+        }
+    }
+    free(grp), free(done);
+    return st;
+}
 
-    r->x_host = malloc(n * sizeof(float));
-    r->in_host = malloc(2 * n * sizeof(float));
-    r->tmp_host = malloc(2 * n * sizeof(float));
-    r->eps_host = malloc(2 * n * sizeof(float));
-    r->img_host = malloc(npx * 3 * sizeof(float));
-    out->rgb = malloc(npx * 3);
-    out->latents = malloc(n * sizeof(float));
-    if (!r->x_host || !r->in_host || !r->tmp_host || !r->eps_host || !r->img_host || !out->rgb || !out->latents)
-        return sdc_fail(SDC_ERR_OOM, "out of memory for a %dx%d image", p->width, p->height);
-    SDC_TRY(ctx->be->ops->alloc(ctx->be, 2 * n, &r->x_dev));
-    SDC_TRY(ctx->be->ops->alloc(ctx->be, 2 * n, &r->eps_dev));
-    SDC_TRY(ctx->be->ops->alloc(ctx->be, npx * 3, &r->img_dev));
-
-    /* initial noise: torch.randn((1, C, h, w), generator) * init_noise_sigma */
-    sdc_rng_randn(rng, r->x_host, n);
-    const float sigma0 = sdc_sampler_init_noise_sigma(r->sampler);
-    for (size_t k = 0; k < n; k++) r->x_host[k] *= sigma0;
-
-    t0 = sdc_now();
-    SDC_TRY(denoise(ctx, p, cfg, lh, lw, r, rng));
-    out->seconds_denoise = sdc_now() - t0;
-    memcpy(out->latents, r->x_host, n * sizeof(float));
-
-    /* decode latents / scale_factor */
-    t0 = sdc_now();
-    const float inv = 1.0f / mc->vae.scale_factor;
-    for (size_t k = 0; k < n; k++) r->in_host[k] = r->x_host[k] * inv;
-    sdc_nchw_to_nhwc(r->in_host, r->tmp_host, 1, C, lh, lw);
-    SDC_TRY(ctx->be->ops->upload(ctx->be, r->x_dev, r->tmp_host, n));
-    SDC_TRY(sdc_vae_decode(ctx->vae, r->x_dev, lh, lw, r->img_dev));
-    SDC_TRY(ctx->be->ops->download(ctx->be, r->img_host, r->img_dev, npx * 3));
-    sdc_image_to_u8(r->img_host, p->height, p->width, out->rgb);
-    out->seconds_decode = sdc_now() - t0;
-    out->width = p->width;
-    out->height = p->height;
-    out->infotext = infotext(ctx, p, kind);
-    if (!out->infotext) return sdc_fail(SDC_ERR_OOM, "out of memory");
-    return SDC_OK;
+sdc_status sdc_txt2img_batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sdc_image *out) {
+    if (!ctx || !jobs || !out || n < 1) return sdc_fail(SDC_ERR_ARG, "sdc_txt2img_batch: bad arguments");
+    memset(out, 0, (size_t)n * sizeof *out);
+    job *js = calloc((size_t)n, sizeof *js);
+    if (!js) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    sdc_status st = batch(ctx, jobs, n, out, js);
+    for (int i = 0; i < n; i++) job_free(&js[i]);
+    free(js);
+    if (st != SDC_OK)
+        for (int i = 0; i < n; i++) sdc_image_free(&out[i]);
+    return st;
 }
 
 sdc_status sdc_txt2img(sdc_ctx *ctx, const sdc_gen_params *p, sdc_image *out) {
-    memset(out, 0, sizeof *out);
-    SDC_TRY(sdc_check_gen_params(ctx, p));
-    sdc_rng rng;
-    sdc_rng_seed(&rng, (uint64_t)p->seed);
-    run r;
-    memset(&r, 0, sizeof r);
-    sdc_status st = generate(ctx, p, out, &r, &rng);
-    run_free(ctx, &r);
-    if (st != SDC_OK) sdc_image_free(out);
-    return st;
+    return sdc_txt2img_batch(ctx, p, 1, out);
 }
 
 void sdc_image_free(sdc_image *img) {
