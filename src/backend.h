@@ -10,6 +10,10 @@
 
 #include "common.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum sdc_act {
     SDC_ACT_NONE = 0,
     SDC_ACT_GELU,       /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
@@ -21,6 +25,7 @@ typedef struct sdc_backend sdc_backend;
 
 typedef struct sdc_backend_ops {
     const char *name;
+    void (*destroy)(sdc_backend *be);
     /* memory: n floats of backend memory */
     sdc_status (*alloc)(sdc_backend *be, size_t n, float **out);
     void (*free)(sdc_backend *be, float *p);
@@ -98,10 +103,16 @@ struct sdc_backend {
 
 /* CPU backend: plain C11 + OpenMP, OpenBLAS sgemm. n_threads 0 = all. */
 sdc_status sdc_backend_cpu_create(int n_threads, sdc_backend **out);
+/* CUDA backend on device `device` (kernels/backend_cuda.cu; an error when
+ * the build had no nvcc or there is no such device). */
+sdc_status sdc_backend_cuda_create(int device, sdc_backend **out);
 void sdc_backend_destroy(sdc_backend *be);
 
 /* Owned buffer helpers: allocate n floats and upload host data. */
 sdc_status sdc_backend_upload_new(sdc_backend *be, const float *src, size_t n,
                                   float **out);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

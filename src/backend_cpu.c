@@ -131,8 +131,11 @@ static sdc_status cpu_embed(sdc_backend *be, float *y, const float *table,
     return SDC_OK;
 }
 
+static void cpu_destroy(sdc_backend *be);
+
 static const sdc_backend_ops cpu_ops = {
     .name = "cpu",
+    .destroy = cpu_destroy,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_copy,
@@ -191,14 +194,15 @@ sdc_status sdc_backend_cpu_create(int n_threads, sdc_backend **out) {
     return SDC_OK;
 }
 
-void sdc_backend_destroy(sdc_backend *be) {
-    if (!be) return;
-    if (strcmp(be->ops->name, "cpu") == 0) { /* also when wrapped for profiling */
-        cpu_impl *im = be->impl;
-        for (int i = 0; i < SCRATCH_SLOTS; i++) free(im->buf[i]);
-        free(im);
-    }
+static void cpu_destroy(sdc_backend *be) {
+    cpu_impl *im = be->impl;
+    for (int i = 0; i < SCRATCH_SLOTS; i++) free(im->buf[i]);
+    free(im);
     free(be);
+}
+
+void sdc_backend_destroy(sdc_backend *be) {
+    if (be) be->ops->destroy(be);
 }
 
 sdc_status sdc_backend_upload_new(sdc_backend *be, const float *src, size_t n,

@@ -10,6 +10,10 @@
 
 #include "sdc.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Store a printf-style message as the current thread's last error and
  * return `code`, so call sites read: return sdc_fail(SDC_ERR_IO, "...").
  * The message is returned by sdc_last_error(). */
@@ -55,4 +59,7 @@ void sdc_nhwc_to_nchw(const float *src, float *dst, int n, int c, int h, int w);
 /* Monotonic wall clock in seconds. */
 double sdc_now(void);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,5 +1,6 @@
 /* cuda_stub.c - stands in for the .cu files in kernels/ when the build had no nvcc. */
 #include <stdio.h>
+#include "backend.h"
 #include "cuda.h"
 
 int sdc_cuda_compiled(void) { return 0; }
@@ -11,4 +12,10 @@ int sdc_cuda_device_count(char *why, int why_len) {
 
 void sdc_cuda_device_name(char *name, int name_len) {
     if (name && name_len > 0) name[0] = '\0';
+}
+
+sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
+    (void)device;
+    *out = NULL;
+    return sdc_fail(SDC_ERR_UNSUPPORTED, "this sdc was built without nvcc: no CUDA backend");
 }

@@ -51,19 +51,11 @@ sdc_status sdc_tokenizer_open_default(const char *vocab_path, const char *hf_voc
 
 static sdc_status select_backend(const sdc_params *p, sdc_backend **out) {
     char why[256] = "";
-    int n_dev = sdc_cuda_device_count(why, sizeof why);
-    if (p->backend == SDC_BACKEND_CUDA) {
-        if (n_dev == 0) return sdc_fail(SDC_ERR_BACKEND, "--backend cuda: no CUDA device (%s)", why);
-        return sdc_fail(SDC_ERR_UNSUPPORTED, "--backend cuda: the CUDA backend's ops are not in this "
-                        "build yet; use --backend cpu");
-    }
-    if (p->backend == SDC_BACKEND_AUTO) {
-        if (n_dev == 0)
-            sdc_notice("no CUDA device (%s); using the CPU backend", why);
-        else
-            sdc_notice("CUDA device found, but the CUDA backend's ops are not in this build yet; "
-                       "using the CPU backend");
-    }
+    int n_dev = p->backend == SDC_BACKEND_CPU ? 0 : sdc_cuda_device_count(why, sizeof why);
+    if (p->backend == SDC_BACKEND_CUDA && n_dev == 0)
+        return sdc_fail(SDC_ERR_BACKEND, "--backend cuda: no CUDA device (%s)", why);
+    if (n_dev > 0) return sdc_backend_cuda_create(0, out);
+    if (p->backend == SDC_BACKEND_AUTO) sdc_notice("no CUDA device (%s); using the CPU backend", why);
     return sdc_backend_cpu_create(p->n_threads, out);
 }
 

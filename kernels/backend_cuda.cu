@@ -1,0 +1,326 @@
+// backend_cuda.cu - the CUDA backend's ops table: fp32 device buffers,
+// cuBLAS for matrix products (linear layers, convolution as im2col + GEMM,
+// attention as two batched GEMMs around a row softmax), the kernels of
+// elementwise.cu / norm.cu / conv.cu / attention.cu for the rest.
+// Correct first: every op has a parity test against the CPU backend
+// (tests/test_cuda.c); the tensor-core kernels come next.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "kernels.h"
+
+#define SCRATCH 3
+
+typedef struct cuda_impl {
+    int device;
+    cublasHandle_t blas;
+    cudaStream_t stream;
+    float *scratch[SCRATCH];  // im2col blocks, attention scores, norm statistics
+    size_t cap[SCRATCH];      // floats
+    int *ids;                 // token ids for embed
+    int ids_cap;
+} cuda_impl;
+
+#define CUDA_TRY(call)                                                                                      \
+    do {                                                                                                    \
+        cudaError_t e_ = (call);                                                                            \
+        if (e_ != cudaSuccess)                                                                              \
+            return sdc_fail(SDC_ERR_BACKEND, "%s:%d: %s: %s", __FILE__, __LINE__, #call,                    \
+                            cudaGetErrorString(e_));                                                        \
+    } while (0)
+#define KERNEL_TRY(call)                                                                                    \
+    do {                                                                                                    \
+        int e_ = (call);                                                                                    \
+        if (e_)                                                                                             \
+            return sdc_fail(SDC_ERR_BACKEND, "%s:%d: %s: %s", __FILE__, __LINE__, #call,                    \
+                            cudaGetErrorString((cudaError_t)e_));                                           \
+    } while (0)
+#define BLAS_TRY(call)                                                                                      \
+    do {                                                                                                    \
+        cublasStatus_t e_ = (call);                                                                         \
+        if (e_ != CUBLAS_STATUS_SUCCESS)                                                                    \
+            return sdc_fail(SDC_ERR_BACKEND, "%s:%d: %s: cuBLAS status %d", __FILE__, __LINE__, #call,      \
+                            (int)e_);                                                                       \
+    } while (0)
+
+static cuda_impl *impl(sdc_backend *be) { return (cuda_impl *)be->impl; }
+
+static sdc_status device_alloc(size_t bytes, void **out) {
+    cudaError_t e = cudaMalloc(out, bytes ? bytes : 4);
+    if (e == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        return sdc_fail(SDC_ERR_OOM,
+                        "out of device memory: %.1f MiB needed, %.1f MiB free of %.1f MiB; try a smaller size "
+                        "or --vae-tiling",
+                        bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0);
+    }
+    CUDA_TRY(e);
+    return SDC_OK;
+}
+
+static float *scratch(sdc_backend *be, int slot, size_t n) {
+    cuda_impl *im = impl(be);
+    if (im->cap[slot] < n) {
+        if (im->scratch[slot]) cudaFree(im->scratch[slot]);
+        im->scratch[slot] = NULL;
+        im->cap[slot] = 0;
+        void *p = NULL;
+        if (device_alloc(n * sizeof(float), &p) != SDC_OK) return NULL;
+        im->scratch[slot] = (float *)p;
+        im->cap[slot] = n;
+    }
+    return im->scratch[slot];
+}
+
+static sdc_status cu_alloc(sdc_backend *be, size_t n, float **out) {
+    (void)be;
+    void *p = NULL;
+    SDC_TRY(device_alloc(n * sizeof(float), &p));
+    *out = (float *)p;
+    return SDC_OK;
+}
+
+static void cu_free(sdc_backend *be, float *p) {
+    (void)be;
+    cudaFree(p);
+}
+
+static sdc_status cu_upload(sdc_backend *be, float *dst, const float *src, size_t n) {
+    CUDA_TRY(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, impl(be)->stream));
+    CUDA_TRY(cudaStreamSynchronize(impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_download(sdc_backend *be, float *dst, const float *src, size_t n) {
+    CUDA_TRY(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, impl(be)->stream));
+    CUDA_TRY(cudaStreamSynchronize(impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_copy(sdc_backend *be, float *dst, const float *src, size_t n) {
+    CUDA_TRY(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, impl(be)->stream));
+    return SDC_OK;
+}
+
+// row-major y[m, n] = x[m, k] . w[n, k]^T (+ bias): column-major y^T = w . x^T
+static sdc_status gemm_xwt(sdc_backend *be, float *y, const float *x, const float *w, int m, int k, int n,
+                           float beta) {
+    const float one = 1.0f;
+    BLAS_TRY(cublasSgemm(impl(be)->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w, k, x, k, &beta, y, n));
+    return SDC_OK;
+}
+
+static sdc_status cu_linear(sdc_backend *be, float *y, const float *x, const float *w, const float *bias, int m,
+                            int k, int n) {
+    if (m <= 0 || k <= 0 || n <= 0) return sdc_fail(SDC_ERR_ARG, "linear: bad shape m=%d k=%d n=%d", m, k, n);
+    if (bias) KERNEL_TRY(sdc_bias_rows_cuda(y, bias, (size_t)m, n, impl(be)->stream));
+    return gemm_xwt(be, y, x, w, m, k, n, bias ? 1.0f : 0.0f);
+}
+
+static sdc_status cu_layer_norm(sdc_backend *be, float *y, const float *x, const float *gamma, const float *beta,
+                                int m, int n, float eps) {
+    KERNEL_TRY(sdc_layer_norm_cuda(y, x, gamma, beta, m, n, eps, impl(be)->stream));
+    return SDC_OK;
+}
+
+// For each image and block of queries: S = Q K^T for all heads (one strided
+// batched GEMM), a row softmax, then O = P V (another).
+static sdc_status cu_attention(sdc_backend *be, float *out, const float *q, const float *k, const float *v,
+                               int batch, int heads, int tq, int tk, int d, int q_stride, int kv_stride,
+                               bool causal) {
+    if (batch < 1 || heads < 1 || tq < 1 || tk < 1 || d < 1)
+        return sdc_fail(SDC_ERR_ARG, "attention: bad shape batch=%d heads=%d tq=%d tk=%d d=%d", batch, heads, tq,
+                        tk, d);
+    const int width = heads * d;
+    size_t budget = (size_t)64 << 20; // floats of scores at once
+    int qb = (int)(budget / ((size_t)heads * tk));
+    if (qb < 1) qb = 1;
+    if (qb > tq) qb = tq;
+    float *s = scratch(be, 1, (size_t)heads * qb * tk);
+    if (!s) return SDC_ERR_OOM;
+    const float one = 1.0f, zero = 0.0f, scale = 1.0f / sqrtf((float)d);
+    cuda_impl *im = impl(be);
+    for (int b = 0; b < batch; b++)
+        for (int i0 = 0; i0 < tq; i0 += qb) {
+            const int rows = tq - i0 < qb ? tq - i0 : qb;
+            const float *qp = q + ((size_t)b * tq + i0) * q_stride;
+            const float *kp = k + (size_t)b * tk * kv_stride, *vp = v + (size_t)b * tk * kv_stride;
+            float *op = out + ((size_t)b * tq + i0) * width;
+            // S_h^T (tk x rows) = K_h (tk x d) . Q_h^T (d x rows), column-major
+            BLAS_TRY(cublasSgemmStridedBatched(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, tk, rows, d, &one, kp,
+                                               kv_stride, d, qp, q_stride, d, &zero, s, tk, (long long)rows * tk,
+                                               heads));
+            KERNEL_TRY(sdc_softmax_rows_cuda(s, rows, tk, tk, heads, (size_t)rows * tk, scale, causal, i0,
+                                             im->stream));
+            // O_h^T (d x rows) = V_h^T (d x tk) . P_h^T (tk x rows)
+            BLAS_TRY(cublasSgemmStridedBatched(im->blas, CUBLAS_OP_N, CUBLAS_OP_N, d, rows, tk, &one, vp,
+                                               kv_stride, d, s, tk, (long long)rows * tk, &zero, op, width, d,
+                                               heads));
+        }
+    return SDC_OK;
+}
+
+static sdc_status cu_activation(sdc_backend *be, float *y, const float *x, size_t n, sdc_act act) {
+    KERNEL_TRY(sdc_activation_cuda(y, x, n, (int)act, impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_add(sdc_backend *be, float *y, const float *a, const float *b, size_t n) {
+    KERNEL_TRY(sdc_add_cuda(y, a, b, n, impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_embed(sdc_backend *be, float *y, const float *table, const float *pos, const int *ids,
+                           int n_ids, int dim) {
+    cuda_impl *im = impl(be);
+    if (im->ids_cap < n_ids) {
+        if (im->ids) cudaFree(im->ids);
+        im->ids = NULL;
+        im->ids_cap = 0;
+        void *p = NULL;
+        SDC_TRY(device_alloc((size_t)n_ids * sizeof(int), &p));
+        im->ids = (int *)p;
+        im->ids_cap = n_ids;
+    }
+    CUDA_TRY(cudaMemcpyAsync(im->ids, ids, (size_t)n_ids * sizeof(int), cudaMemcpyHostToDevice, im->stream));
+    KERNEL_TRY(sdc_embed_cuda(y, table, pos, im->ids, n_ids, dim, im->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_conv2d(sdc_backend *be, float *y, const float *x, const float *w, const float *bias,
+                            const float *residual, int n, int h, int wi, int cin, int cout, int k, int stride,
+                            int pad) {
+    if (n < 1 || h < 1 || wi < 1 || cin < 1 || cout < 1 || k < 1 || stride < 1 || pad < 0)
+        return sdc_fail(SDC_ERR_ARG, "conv2d: bad shape");
+    const int ho = (h + 2 * pad - k) / stride + 1, wo = (wi + 2 * pad - k) / stride + 1;
+    if (ho < 1 || wo < 1) return sdc_fail(SDC_ERR_ARG, "conv2d: input too small for the kernel");
+    const size_t total = (size_t)n * ho * wo;
+    if (k == 1 && stride == 1 && pad == 0) {
+        SDC_TRY(gemm_xwt(be, y, x, w, (int)total, cin, cout, 0.0f));
+    } else {
+        const size_t kk = (size_t)k * k * cin;
+        size_t mb = ((size_t)64 << 20) / kk;
+        if (mb < 64) mb = 64;
+        if (mb > total) mb = total;
+        float *col = scratch(be, 0, mb * kk);
+        if (!col) return SDC_ERR_OOM;
+        for (size_t r0 = 0; r0 < total; r0 += mb) {
+            const size_t rows = total - r0 < mb ? total - r0 : mb;
+            KERNEL_TRY(sdc_im2col_cuda(col, x, n, h, wi, cin, k, stride, pad, ho, wo, r0, rows, impl(be)->stream));
+            SDC_TRY(gemm_xwt(be, y + r0 * cout, col, w, (int)rows, (int)kk, cout, 0.0f));
+        }
+    }
+    KERNEL_TRY(sdc_bias_residual_cuda(y, bias, residual, total, cout, impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_group_norm(sdc_backend *be, float *y, const float *x, const float *gamma, const float *beta,
+                                int n, int hw, int c, int groups, float eps, bool silu) {
+    if (groups < 1 || c % groups)
+        return sdc_fail(SDC_ERR_ARG, "group_norm: %d channels not divisible into %d groups", c, groups);
+    float *stats = scratch(be, 2, (size_t)2 * n * groups);
+    if (!stats) return SDC_ERR_OOM;
+    KERNEL_TRY(sdc_group_norm_cuda(y, x, gamma, beta, n, hw, c, groups, eps, silu ? 1 : 0, stats, impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_upsample(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int ho,
+                              int wo) {
+    KERNEL_TRY(sdc_upsample_nearest_cuda(y, x, n, h, w, c, ho, wo, impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_pad(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int top,
+                         int bottom, int left, int right) {
+    KERNEL_TRY(sdc_pad_cuda(y, x, n, h, w, c, top, bottom, left, right, impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_concat(sdc_backend *be, float *y, const float *a, const float *b, size_t rows, int ca, int cb) {
+    KERNEL_TRY(sdc_concat_channels_cuda(y, a, b, rows, ca, cb, impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_geglu(sdc_backend *be, float *y, const float *x, int m, int f) {
+    KERNEL_TRY(sdc_geglu_cuda(y, x, m, f, impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_add_rows(sdc_backend *be, float *y, const float *x, const float *v, int n, size_t rows,
+                              int c) {
+    KERNEL_TRY(sdc_add_rows_cuda(y, x, v, n, rows, c, impl(be)->stream));
+    return SDC_OK;
+}
+
+static void cu_destroy(sdc_backend *be) {
+    cuda_impl *im = impl(be);
+    for (int i = 0; i < SCRATCH; i++)
+        if (im->scratch[i]) cudaFree(im->scratch[i]);
+    if (im->ids) cudaFree(im->ids);
+    if (im->blas) cublasDestroy(im->blas);
+    free(im);
+    free(be);
+}
+
+static sdc_backend_ops make_ops(void) {
+    sdc_backend_ops o;
+    memset(&o, 0, sizeof o);
+    o.name = "cuda";
+    o.destroy = cu_destroy;
+    o.alloc = cu_alloc;
+    o.free = cu_free;
+    o.upload = cu_upload;
+    o.download = cu_download;
+    o.copy = cu_copy;
+    o.linear = cu_linear;
+    o.layer_norm = cu_layer_norm;
+    o.attention = cu_attention;
+    o.activation = cu_activation;
+    o.add = cu_add;
+    o.embed = cu_embed;
+    o.conv2d = cu_conv2d;
+    o.group_norm = cu_group_norm;
+    o.upsample_nearest = cu_upsample;
+    o.pad = cu_pad;
+    o.concat_channels = cu_concat;
+    o.geglu = cu_geglu;
+    o.add_rows = cu_add_rows;
+    return o;
+}
+
+static const sdc_backend_ops cuda_ops = make_ops();
+
+extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
+    *out = NULL;
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count <= device) {
+        cudaGetLastError();
+        return sdc_fail(SDC_ERR_BACKEND, "CUDA device %d not available (%d found)", device, count);
+    }
+    CUDA_TRY(cudaSetDevice(device));
+    sdc_backend *be = (sdc_backend *)calloc(1, sizeof *be);
+    cuda_impl *im = (cuda_impl *)calloc(1, sizeof *im);
+    if (!be || !im) {
+        free(be);
+        free(im);
+        return sdc_fail(SDC_ERR_OOM, "out of memory");
+    }
+    im->device = device;
+    im->stream = 0;
+    if (cublasCreate(&im->blas) != CUBLAS_STATUS_SUCCESS) {
+        free(be);
+        free(im);
+        return sdc_fail(SDC_ERR_BACKEND, "cublasCreate failed on device %d", device);
+    }
+    // fp32 products stay fp32 (no TF32): the CPU backend is the oracle
+    cublasSetMathMode(im->blas, CUBLAS_PEDANTIC_MATH);
+    be->ops = &cuda_ops;
+    be->impl = im;
+    *out = be;
+    return SDC_OK;
+}

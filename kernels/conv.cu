@@ -1,0 +1,30 @@
+// conv.cu - im2col for the CUDA convolution: rows are output pixels, columns
+// (ky, kx, cin), matching the (cout, k, k, cin) weight layout, so the
+// convolution is one GEMM per block of rows (cuBLAS, in backend_cuda.cu).
+#include "kernels.h"
+
+__global__ void im2col_kernel(float *col, const float *x, int h, int w, int cin, int k, int stride, int pad, int ho,
+                              int wo, size_t r0, size_t rows) {
+    const size_t kk = (size_t)k * k * cin, total = rows * kk;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = i / kk, e = i % kk;
+        const int ci = (int)(e % cin), t = (int)(e / cin), ky = t / k, kx = t % k;
+        const size_t pix = r0 + r;
+        const int b = (int)(pix / ((size_t)ho * wo)), rem = (int)(pix % ((size_t)ho * wo));
+        const int oy = rem / wo, ox = rem % wo;
+        const int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+        col[i] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[(((size_t)b * h + iy) * w + ix) * cin + ci] : 0.0f;
+    }
+}
+
+extern "C" int sdc_im2col_cuda(float *col, const float *x, int n, int h, int w, int cin, int k, int stride, int pad,
+                               int ho, int wo, size_t r0, size_t rows, cudaStream_t s) {
+    (void)n;
+    size_t total = rows * (size_t)k * k * cin;
+    if (!total) return 0;
+    size_t grid = SDC_CEIL_DIV_CU(total, (size_t)256);
+    if (grid > 65535u * 32u) grid = 65535u * 32u;
+    im2col_kernel<<<(unsigned)grid, 256, 0, s>>>(col, x, h, w, cin, k, stride, pad, ho, wo, r0, rows);
+    return (int)cudaGetLastError();
+}

@@ -1,0 +1,177 @@
+// elementwise.cu - the small NHWC ops of the CUDA backend: activations,
+// adds, embedding lookup, GEGLU, row broadcast, concat, pad, nearest resize.
+#include <math.h>
+
+#include "kernels.h"
+
+#define BLOCK 256
+
+static int launch_status(void) { return (int)cudaGetLastError(); }
+
+static unsigned grid_for(size_t n) {
+    size_t g = SDC_CEIL_DIV_CU(n, (size_t)BLOCK);
+    return (unsigned)(g > 65535u * 32u ? 65535u * 32u : g);
+}
+
+__global__ void activation_kernel(float *y, const float *x, size_t n, int act) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float v = x[i];
+        switch (act) {
+        case 1: v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break; // gelu
+        case 2: v = v / (1.0f + expf(-1.702f * v)); break;                       // quick_gelu
+        case 3: v = v / (1.0f + expf(-v)); break;                                // silu
+        default: break;
+        }
+        y[i] = v;
+    }
+}
+
+extern "C" int sdc_activation_cuda(float *y, const float *x, size_t n, int act, cudaStream_t s) {
+    if (!n) return 0;
+    activation_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, x, n, act);
+    return launch_status();
+}
+
+__global__ void add_kernel(float *y, const float *a, const float *b, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = a[i] + b[i];
+}
+
+extern "C" int sdc_add_cuda(float *y, const float *a, const float *b, size_t n, cudaStream_t s) {
+    if (!n) return 0;
+    add_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, a, b, n);
+    return launch_status();
+}
+
+__global__ void embed_kernel(float *y, const float *table, const float *pos, const int *ids, int n_ids, int dim) {
+    size_t n = (size_t)n_ids * dim;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        int t = (int)(i / dim), j = (int)(i % dim);
+        y[i] = table[(size_t)ids[t] * dim + j] + (pos ? pos[i] : 0.0f);
+    }
+}
+
+extern "C" int sdc_embed_cuda(float *y, const float *table, const float *pos, const int *ids, int n_ids, int dim,
+                              cudaStream_t s) {
+    size_t n = (size_t)n_ids * dim;
+    if (!n) return 0;
+    embed_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, table, pos, ids, n_ids, dim);
+    return launch_status();
+}
+
+__global__ void geglu_kernel(float *y, const float *x, int m, int f) {
+    size_t n = (size_t)m * f;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / f, j = i % f;
+        float a = x[r * 2 * f + j], g = x[r * 2 * f + f + j];
+        y[i] = a * (0.5f * g * (1.0f + erff(g * 0.70710678118654752f)));
+    }
+}
+
+extern "C" int sdc_geglu_cuda(float *y, const float *x, int m, int f, cudaStream_t s) {
+    size_t n = (size_t)m * f;
+    if (!n) return 0;
+    geglu_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, x, m, f);
+    return launch_status();
+}
+
+__global__ void add_rows_kernel(float *y, const float *x, const float *v, size_t rows, int c, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t b = i / (rows * c);
+        y[i] = x[i] + v[b * c + i % c];
+    }
+}
+
+extern "C" int sdc_add_rows_cuda(float *y, const float *x, const float *v, int n, size_t rows, int c,
+                                 cudaStream_t s) {
+    size_t total = (size_t)n * rows * c;
+    if (!total) return 0;
+    add_rows_kernel<<<grid_for(total), BLOCK, 0, s>>>(y, x, v, rows, c, total);
+    return launch_status();
+}
+
+__global__ void concat_kernel(float *y, const float *a, const float *b, size_t rows, int ca, int cb) {
+    const int c = ca + cb;
+    size_t n = rows * c;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / c;
+        int j = (int)(i % c);
+        y[i] = j < ca ? a[r * ca + j] : b[r * cb + (j - ca)];
+    }
+}
+
+extern "C" int sdc_concat_channels_cuda(float *y, const float *a, const float *b, size_t rows, int ca, int cb,
+                                        cudaStream_t s) {
+    size_t n = rows * (size_t)(ca + cb);
+    if (!n) return 0;
+    concat_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, a, b, rows, ca, cb);
+    return launch_status();
+}
+
+__global__ void pad_kernel(float *y, const float *x, int n, int h, int w, int c, int top, int left, int ho, int wo) {
+    size_t total = (size_t)n * ho * wo * c;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        int ch = (int)(i % c);
+        size_t p = i / c;
+        int ox = (int)(p % wo), oy = (int)((p / wo) % ho), b = (int)(p / ((size_t)wo * ho));
+        int iy = oy - top, ix = ox - left;
+        y[i] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[(((size_t)b * h + iy) * w + ix) * c + ch] : 0.0f;
+    }
+}
+
+extern "C" int sdc_pad_cuda(float *y, const float *x, int n, int h, int w, int c, int top, int bottom, int left,
+                            int right, cudaStream_t s) {
+    const int ho = h + top + bottom, wo = w + left + right;
+    size_t total = (size_t)n * ho * wo * c;
+    if (!total) return 0;
+    pad_kernel<<<grid_for(total), BLOCK, 0, s>>>(y, x, n, h, w, c, top, left, ho, wo);
+    return launch_status();
+}
+
+__global__ void upsample_kernel(float *y, const float *x, int n, int h, int w, int c, int ho, int wo) {
+    size_t total = (size_t)n * ho * wo * c;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        int ch = (int)(i % c);
+        size_t p = i / c;
+        int ox = (int)(p % wo), oy = (int)((p / wo) % ho), b = (int)(p / ((size_t)wo * ho));
+        int iy = (int)((long long)oy * h / ho), ix = (int)((long long)ox * w / wo);
+        y[i] = x[(((size_t)b * h + iy) * w + ix) * c + ch];
+    }
+}
+
+extern "C" int sdc_upsample_nearest_cuda(float *y, const float *x, int n, int h, int w, int c, int ho, int wo,
+                                         cudaStream_t s) {
+    size_t total = (size_t)n * ho * wo * c;
+    if (!total) return 0;
+    upsample_kernel<<<grid_for(total), BLOCK, 0, s>>>(y, x, n, h, w, c, ho, wo);
+    return launch_status();
+}
+
+__global__ void bias_rows_kernel(float *y, const float *bias, size_t rows, int c) {
+    size_t n = rows * c;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = bias[i % c];
+}
+
+extern "C" int sdc_bias_rows_cuda(float *y, const float *bias, size_t rows, int c, cudaStream_t s) {
+    size_t n = rows * c;
+    if (!n) return 0;
+    bias_rows_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, bias, rows, c);
+    return launch_status();
+}
+
+__global__ void bias_residual_kernel(float *y, const float *bias, const float *res, size_t rows, int c) {
+    size_t n = rows * c;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] += (bias ? bias[i % c] : 0.0f) + (res ? res[i] : 0.0f);
+}
+
+extern "C" int sdc_bias_residual_cuda(float *y, const float *bias, const float *residual, size_t rows, int c,
+                                      cudaStream_t s) {
+    size_t n = rows * c;
+    if (!n || (!bias && !residual)) return 0;
+    bias_residual_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, bias, residual, rows, c);
+    return launch_status();
+}

@@ -1,0 +1,51 @@
+// kernels.h - launchers of sdc's CUDA kernels (fp32, NHWC), one family per
+// .cu file: <op>_kernel on the device, <op>_cuda(..., stream) launching it.
+// Each returns 0 or the cudaError_t of the launch.
+#ifndef SDC_KERNELS_H
+#define SDC_KERNELS_H
+
+#include <stddef.h>
+#include <cuda_runtime.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SDC_CEIL_DIV_CU(a, b) (((a) + (b) - 1) / (b))
+
+// elementwise.cu
+int sdc_activation_cuda(float *y, const float *x, size_t n, int act, cudaStream_t s); // act: sdc_act
+int sdc_add_cuda(float *y, const float *a, const float *b, size_t n, cudaStream_t s);
+int sdc_embed_cuda(float *y, const float *table, const float *pos, const int *ids, int n_ids, int dim,
+                   cudaStream_t s);
+int sdc_geglu_cuda(float *y, const float *x, int m, int f, cudaStream_t s);
+int sdc_add_rows_cuda(float *y, const float *x, const float *v, int n, size_t rows, int c, cudaStream_t s);
+int sdc_concat_channels_cuda(float *y, const float *a, const float *b, size_t rows, int ca, int cb,
+                             cudaStream_t s);
+int sdc_pad_cuda(float *y, const float *x, int n, int h, int w, int c, int top, int bottom, int left, int right,
+                 cudaStream_t s);
+int sdc_upsample_nearest_cuda(float *y, const float *x, int n, int h, int w, int c, int ho, int wo,
+                              cudaStream_t s);
+int sdc_bias_rows_cuda(float *y, const float *bias, size_t rows, int c, cudaStream_t s); // y[r, :] = bias
+// y[r, :] += bias (may be NULL) + residual[r, :] (may be NULL)
+int sdc_bias_residual_cuda(float *y, const float *bias, const float *residual, size_t rows, int c, cudaStream_t s);
+
+// norm.cu
+int sdc_layer_norm_cuda(float *y, const float *x, const float *gamma, const float *beta, int m, int n, float eps,
+                        cudaStream_t s);
+int sdc_group_norm_cuda(float *y, const float *x, const float *gamma, const float *beta, int n, int hw, int c,
+                        int groups, float eps, int silu, float *stats, cudaStream_t s); // stats: 2*n*groups
+
+// conv.cu: col[r, (ky, kx, ci)] for output rows r0 .. r0 + rows - 1
+int sdc_im2col_cuda(float *col, const float *x, int n, int h, int w, int cin, int k, int stride, int pad, int ho,
+                    int wo, size_t r0, size_t rows, cudaStream_t s);
+
+// attention.cu: softmax over rows of s (rows, cols), scale folded into the
+// exponent; causal: row r (global query row0 + r) sees columns 0..row0+r.
+int sdc_softmax_rows_cuda(float *s, int rows, int cols, int ld, int batch, size_t batch_stride, float scale,
+                          int causal, int row0, cudaStream_t st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
