@@ -18,5 +18,7 @@ bool cli_parse_u64(const char *s, unsigned long long *out);
 int cli_parse_backend(const char *s, sdc_backend_kind *out);
 
 int cli_txt2img(int argc, char **argv);
+int cli_batch(int argc, char **argv);
+int cli_compare(int argc, char **argv);
 
 #endif
