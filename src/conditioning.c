@@ -32,9 +32,52 @@ static sdc_status encode_chunk(sdc_ctx *ctx, const sdc_prompt_chunk *c, float *z
     return SDC_OK;
 }
 
+/* A copy of a cached conditioning, or false. */
+static bool cache_get(sdc_ctx *ctx, const char *prompt, size_t one, float **out, int *n_chunks) {
+    for (int i = 0; i < SDC_COND_CACHE; i++) {
+        const sdc_cond_entry *e = &ctx->cond_cache[i];
+        if (!e->prompt || strcmp(e->prompt, prompt) != 0) continue;
+        float *z = malloc((size_t)e->chunks * one * sizeof(float));
+        if (!z) return false;
+        memcpy(z, e->z, (size_t)e->chunks * one * sizeof(float));
+        *out = z;
+        *n_chunks = e->chunks;
+        ctx->cond_hits++;
+        return true;
+    }
+    return false;
+}
+
+static void cache_put(sdc_ctx *ctx, const char *prompt, const float *z, int chunks, size_t one) {
+    sdc_cond_entry *e = &ctx->cond_cache[ctx->cond_next];
+    char *p = strdup(prompt);
+    float *copy = malloc((size_t)chunks * one * sizeof(float));
+    if (!p || !copy) {
+        free(p), free(copy);
+        return;
+    }
+    memcpy(copy, z, (size_t)chunks * one * sizeof(float));
+    free(e->prompt), free(e->z);
+    e->prompt = p;
+    e->z = copy;
+    e->chunks = chunks;
+    ctx->cond_next = (ctx->cond_next + 1) % SDC_COND_CACHE;
+}
+
+void sdc_conditioning_cache_clear(sdc_ctx *ctx) {
+    for (int i = 0; i < SDC_COND_CACHE; i++) {
+        free(ctx->cond_cache[i].prompt), free(ctx->cond_cache[i].z);
+        ctx->cond_cache[i].prompt = NULL;
+        ctx->cond_cache[i].z = NULL;
+    }
+    ctx->cond_next = 0;
+}
+
 sdc_status sdc_encode_conditioning(sdc_ctx *ctx, const char *prompt, float **out, int *n_chunks) {
     *out = NULL;
     *n_chunks = 0;
+    const size_t width = (size_t)ctx->model->config.text.width;
+    if (cache_get(ctx, prompt, (size_t)SDC_CLIP_CTX * width, out, n_chunks)) return SDC_OK;
     const sdc_text_config *t = &ctx->model->config.text;
     if (t->max_pos < SDC_CLIP_CTX)
         return sdc_fail(SDC_ERR_UNSUPPORTED, "text encoder has %d positions, expected %d", t->max_pos, SDC_CLIP_CTX);
@@ -47,6 +90,7 @@ sdc_status sdc_encode_conditioning(sdc_ctx *ctx, const char *prompt, float **out
     if (st == SDC_OK) {
         *out = z;
         *n_chunks = p.n_chunks;
+        cache_put(ctx, prompt, z, p.n_chunks, one);
     } else {
         free(z);
     }

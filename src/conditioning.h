@@ -12,6 +12,10 @@
  * gives exactly sdc_encode_prompt's result. */
 sdc_status sdc_encode_conditioning(sdc_ctx *ctx, const char *prompt, float **out, int *n_chunks);
 
+/* Encodings are cached per context (the last 16 prompts: batch lists
+ * repeat prompts and negatives); this empties the cache. */
+void sdc_conditioning_cache_clear(sdc_ctx *ctx);
+
 /* Append empty-prompt windows to the shorter of two conditionings so both
  * have max(n_a, n_b) chunks (A1111 pads the negative, or the positive,
  * with the encoding of ""). Reallocates *a or *b. */

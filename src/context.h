@@ -9,6 +9,14 @@
 #include "unet.h"
 #include "vae.h"
 
+/* Recently encoded prompts (batch lists repeat prompts and negatives). */
+#define SDC_COND_CACHE 16
+typedef struct sdc_cond_entry {
+    char *prompt;   /* NULL: empty slot */
+    float *z;       /* (chunks * 77, width) */
+    int chunks;
+} sdc_cond_entry;
+
 struct sdc_ctx {
     sdc_params params;
     sdc_model_files *model;   /* (owned) files and configuration */
@@ -20,6 +28,9 @@ struct sdc_ctx {
     char model_hash[11];      /* A1111 "AutoV2" hash, computed on first use */
     char *model_name;         /* file or folder name without extension */
     double seconds_load;
+    sdc_cond_entry cond_cache[SDC_COND_CACHE];
+    int cond_next;            /* round-robin slot to replace */
+    long cond_hits;           /* how often the cache answered */
 };
 
 #endif

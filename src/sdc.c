@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conditioning.h"
 #include "context.h"
 #include "cuda.h"
 #include "token_text.h"
@@ -126,6 +127,7 @@ const char *sdc_backend_name(const sdc_ctx *ctx) { return ctx->be->ops->name; }
 
 void sdc_free(sdc_ctx *ctx) {
     if (!ctx) return;
+    sdc_conditioning_cache_clear(ctx);
     sdc_vae_free(ctx->vae);
     sdc_unet_free(ctx->unet);
     sdc_text_encoder_free(ctx->te);

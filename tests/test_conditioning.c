@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "conditioning.h"
+#include "context.h"
 #include "testutil.h"
 
 #define COND_TOL 1e-5
@@ -99,5 +100,33 @@ Test(conditioning, negative_padded_to_same_chunks) {
     cr_assert(memcmp(b + one, empty, one * sizeof(float)) == 0);
     cr_assert(memcmp(b + 2 * one, empty, one * sizeof(float)) == 0);
     free(a), free(b), free(empty);
+    sdc_free(ctx);
+}
+
+/* Repeated prompts (batch lists) come from the cache, identical. */
+Test(conditioning, repeated_prompt_cached) {
+    sdc_ctx *ctx = load(FIXTURES "/tiny_sd1.safetensors");
+    const size_t one = (size_t)77 * sdc_context_dim(ctx);
+    float *a = NULL, *b = NULL;
+    int na = 0, nb = 0;
+    const long hits = ctx->cond_hits;
+    cr_assert_eq(sdc_encode_conditioning(ctx, "a (red:1.3) circle, BREAK blue", &a, &na), SDC_OK);
+    cr_assert_eq(ctx->cond_hits, hits);
+    cr_assert_eq(sdc_encode_conditioning(ctx, "a (red:1.3) circle, BREAK blue", &b, &nb), SDC_OK);
+    cr_assert_eq(ctx->cond_hits, hits + 1);
+    cr_assert_eq(na, nb);
+    cr_assert(memcmp(a, b, (size_t)na * one * sizeof(float)) == 0);
+    free(a), free(b);
+    /* 17 other prompts push it out of the 16-entry cache; results still match */
+    for (int i = 0; i < 17; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "prompt %d", i);
+        cr_assert_eq(sdc_encode_conditioning(ctx, p, &a, &na), SDC_OK);
+        free(a);
+    }
+    const long before = ctx->cond_hits;
+    cr_assert_eq(sdc_encode_conditioning(ctx, "a (red:1.3) circle, BREAK blue", &a, &na), SDC_OK);
+    cr_assert_eq(ctx->cond_hits, before, "evicted entry answered from the cache");
+    free(a);
     sdc_free(ctx);
 }
