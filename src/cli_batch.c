@@ -136,13 +136,6 @@ static void job_line(progress *pr, const char *fmt, const char *a, const char *b
 
 /* -------------------------------------------------------------- helpers */
 
-static unsigned long long random_seed(void) {
-    unsigned int s = 0;
-    int fd = open("/dev/urandom", O_RDONLY);
-    if (fd < 0 || read(fd, &s, sizeof s) != (ssize_t)sizeof s) s = (unsigned int)time(NULL) ^ (unsigned int)getpid();
-    if (fd >= 0) close(fd);
-    return s;
-}
 
 /* mkdir -p */
 static bool make_dirs(const char *path) {
@@ -260,36 +253,18 @@ int cli_batch(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(HELP, stdout);
             return 0;
-        } else if (TAKES("-m", "--model")) mp.model_path = v;
-        else if (TAKES("-o", "--output")) outdir = v;
-        else if (TAKES("-n", "--negative")) d.gen.negative_prompt = v;
+        }
+        int common = cli_common_option(argc, argv, &i, &mp, &d.gen, &d.base_seed, &have_seed);
+        if (common < 0) return 2;
+        if (common > 0) continue;
+        if (TAKES("-o", "--output")) outdir = v;
         else if (TAKES("--steps", "--steps")) {
             if (!cli_parse_int(v, &d.gen.steps)) return cli_usage_error("--steps %s: expected a whole number", v);
         } else if (TAKES("--sampler", "--sampler")) {
             if (sdc_batch_sampler(v, &d.gen.sampler, &karras) != SDC_OK) return cli_die("--sampler");
             if (karras) d.gen.karras = true;
         } else if (!strcmp(a, "--karras")) d.gen.karras = true;
-        else if (TAKES("--spacing", "--spacing")) d.gen.spacing = v;
-        else if (TAKES("--cfg", "--cfg-scale")) {
-            if (!cli_parse_float(v, &d.gen.cfg_scale)) return cli_usage_error("--cfg %s: expected a number", v);
-        } else if (TAKES("--seed", "--seed")) {
-            if (!cli_parse_u64(v, &d.base_seed)) return cli_usage_error("--seed %s: expected 0 to 18446744073709551615", v);
-            have_seed = true;
-        } else if (TAKES("-W", "--width")) {
-            if (!cli_parse_int(v, &d.gen.width)) return cli_usage_error("--width %s: expected a whole number", v);
-        } else if (TAKES("-H", "--height")) {
-            if (!cli_parse_int(v, &d.gen.height)) return cli_usage_error("--height %s: expected a whole number", v);
-        } else if (TAKES("--eta", "--eta")) {
-            if (!cli_parse_float(v, &d.gen.eta)) return cli_usage_error("--eta %s: expected a number", v);
-        } else if (TAKES("--clip-skip", "--clip-skip")) {
-            if (!cli_parse_int(v, &mp.clip_skip) || mp.clip_skip < 1)
-                return cli_usage_error("--clip-skip %s: expected 1 or more", v);
-        } else if (TAKES("--backend", "--backend")) {
-            if (cli_parse_backend(v, &mp.backend) != 0) return cli_usage_error("--backend %s: expected auto, cpu or cuda", v);
-        } else if (TAKES("--threads", "--threads")) {
-            if (!cli_parse_int(v, &mp.n_threads) || mp.n_threads < 0)
-                return cli_usage_error("--threads %s: expected 0 (all) or more", v);
-        } else if (TAKES("--batch-size", "--batch-size")) {
+        else if (TAKES("--batch-size", "--batch-size")) {
             if (!cli_parse_int(v, &batch) || batch < 1 || batch > 64)
                 return cli_usage_error("--batch-size %s: expected 1 to 64", v);
         } else if (TAKES("--shard", "--shard")) {
@@ -317,7 +292,7 @@ int cli_batch(int argc, char **argv) {
         if (sdc_batch_manifest_base_seed(manifest_path, k, nshards, &d.base_seed, &found) != SDC_OK)
             return cli_die(NULL);
         if (found) fprintf(stderr, "sdc: base seed %llu (the last run's, from %s)\n", d.base_seed, manifest_path);
-        else fprintf(stderr, "sdc: base seed %llu\n", d.base_seed = random_seed());
+        else fprintf(stderr, "sdc: base seed %llu\n", d.base_seed = cli_random_seed());
     }
     sdc_batch_list jl;
     if (sdc_batch_parse_file(list, &d, &jl) != SDC_OK) return cli_die(NULL);

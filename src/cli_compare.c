@@ -54,13 +54,6 @@ static const char *HELP =
     "image's settings and the compared steps and samplers (as AUTOMATIC1111's\n"
     "X/Y/Z plot writes them).\n";
 
-static unsigned long long random_seed(void) {
-    unsigned int s = 0;
-    int fd = open("/dev/urandom", O_RDONLY);
-    if (fd < 0 || read(fd, &s, sizeof s) != (ssize_t)sizeof s) s = (unsigned int)time(NULL) ^ (unsigned int)getpid();
-    if (fd >= 0) close(fd);
-    return s;
-}
 
 /* The folder of path must exist and be writable before minutes of work. */
 static bool dir_writable(const char *what, const char *path) {
@@ -227,35 +220,18 @@ int cli_compare(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(HELP, stdout);
             return 0;
-        } else if (TAKES("-m", "--model")) mp.model_path = v;
-        else if (TAKES("-p", "--prompt")) g.prompt = v;
-        else if (TAKES("-n", "--negative")) g.negative_prompt = v;
+        }
+        int common = cli_common_option(argc, argv, &i, &mp, &g, &g.seed, &have_seed);
+        if (common < 0) return 2;
+        if (common > 0) continue;
+        if (TAKES("-p", "--prompt")) g.prompt = v;
         else if (TAKES("-o", "--output")) out = v;
         else if (TAKES("--csv", "--csv")) csv = v;
         else if (TAKES("--steps", "--steps")) steps_spec = v;
         else if (TAKES("--samplers", "--sampler")) samplers_spec = v;
         else if (!strcmp(a, "--karras")) karras = true;
-        else if (TAKES("--spacing", "--spacing")) g.spacing = v;
-        else if (TAKES("--cfg", "--cfg-scale")) {
-            if (!cli_parse_float(v, &g.cfg_scale)) return cli_usage_error("--cfg %s: expected a number", v);
-        } else if (TAKES("--seed", "--seed")) {
-            if (!cli_parse_u64(v, &g.seed)) return cli_usage_error("--seed %s: expected 0 to 18446744073709551615", v);
-            have_seed = true;
-        } else if (TAKES("-W", "--width")) {
-            if (!cli_parse_int(v, &g.width)) return cli_usage_error("--width %s: expected a whole number", v);
-        } else if (TAKES("-H", "--height")) {
-            if (!cli_parse_int(v, &g.height)) return cli_usage_error("--height %s: expected a whole number", v);
-        } else if (TAKES("--clip-skip", "--clip-skip")) {
-            if (!cli_parse_int(v, &mp.clip_skip) || mp.clip_skip < 1)
-                return cli_usage_error("--clip-skip %s: expected 1 or more", v);
-        } else if (TAKES("--backend", "--backend")) {
-            if (cli_parse_backend(v, &mp.backend) != 0) return cli_usage_error("--backend %s: expected auto, cpu or cuda", v);
-        } else if (TAKES("--threads", "--threads")) {
-            if (!cli_parse_int(v, &mp.n_threads) || mp.n_threads < 0)
-                return cli_usage_error("--threads %s: expected 0 (all) or more", v);
-        } else {
+        else
             return cli_usage_error("compare: unknown option or missing value: %s", a);
-        }
 #undef TAKES
     }
     if (!mp.model_path) return cli_usage_error("compare: missing -m MODEL%s", "");
@@ -298,7 +274,7 @@ int cli_compare(int argc, char **argv) {
     sdc_grid_layout layout;
     if (sdc_grid_layout_make(cm.n_samplers, cm.n_steps, g.width, g.height, labels, &layout) != SDC_OK)
         return cli_usage_error("%s", sdc_last_error());
-    if (!have_seed) g.seed = random_seed();
+    if (!have_seed) g.seed = cli_random_seed();
     char default_out[64];
     if (!out) {
         snprintf(default_out, sizeof default_out, "sdc-compare-%llu.png", g.seed);

@@ -1,5 +1,8 @@
 /* main.c - the sdc command line. Only this file exits. */
 #include <errno.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +80,51 @@ bool cli_parse_u64(const char *s, unsigned long long *out) {
     if (*end || errno) return false;
     *out = v;
     return true;
+}
+
+unsigned long long cli_random_seed(void) {
+    unsigned int s = 0;
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd < 0 || read(fd, &s, sizeof s) != (ssize_t)sizeof s) s = (unsigned int)time(NULL) ^ (unsigned int)getpid();
+    if (fd >= 0) close(fd);
+    return s;
+}
+
+int cli_common_option(int argc, char **argv, int *i, sdc_params *mp, sdc_gen_params *g,
+                      unsigned long long *seed, bool *have_seed) {
+    const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+#define IS(s, l) (!strcmp(a, s) || !strcmp(a, l))
+    if (!(IS("-m", "--model") || IS("-n", "--negative") || IS("--spacing", "--spacing") || IS("--cfg", "--cfg-scale") ||
+          IS("--seed", "--seed") || IS("-W", "--width") || IS("-H", "--height") || IS("--eta", "--eta") ||
+          IS("--clip-skip", "--clip-skip") || IS("--backend", "--backend") || IS("--threads", "--threads")))
+        return 0;
+    if (!v) return cli_usage_error("%s: missing value", a), -1;
+    (*i)++;
+    if (IS("-m", "--model")) mp->model_path = v;
+    else if (IS("-n", "--negative")) g->negative_prompt = v;
+    else if (IS("--spacing", "--spacing")) g->spacing = v;
+    else if (IS("--cfg", "--cfg-scale")) {
+        if (!cli_parse_float(v, &g->cfg_scale)) return cli_usage_error("--cfg %s: expected a number", v), -1;
+    } else if (IS("--seed", "--seed")) {
+        if (!cli_parse_u64(v, seed)) return cli_usage_error("--seed %s: expected 0 to 18446744073709551615", v), -1;
+        *have_seed = true;
+    } else if (IS("-W", "--width")) {
+        if (!cli_parse_int(v, &g->width)) return cli_usage_error("--width %s: expected a whole number", v), -1;
+    } else if (IS("-H", "--height")) {
+        if (!cli_parse_int(v, &g->height)) return cli_usage_error("--height %s: expected a whole number", v), -1;
+    } else if (IS("--eta", "--eta")) {
+        if (!cli_parse_float(v, &g->eta)) return cli_usage_error("--eta %s: expected a number", v), -1;
+    } else if (IS("--clip-skip", "--clip-skip")) {
+        if (!cli_parse_int(v, &mp->clip_skip) || mp->clip_skip < 1)
+            return cli_usage_error("--clip-skip %s: expected 1 or more", v), -1;
+    } else if (IS("--backend", "--backend")) {
+        if (cli_parse_backend(v, &mp->backend) != 0)
+            return cli_usage_error("--backend %s: expected auto, cpu or cuda", v), -1;
+    } else if (!cli_parse_int(v, &mp->n_threads) || mp->n_threads < 0) {
+        return cli_usage_error("--threads %s: expected 0 (all) or more", v), -1;
+    }
+#undef IS
+    return 1;
 }
 
 int cli_parse_backend(const char *s, sdc_backend_kind *out) {
