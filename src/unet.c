@@ -17,22 +17,15 @@ sdc_status sdc_resnet_load(sdc_loader *L, sdc_resnet *r, const char *p, int cin,
     r->cin = cin;
     r->cout = cout;
 #define NAME(suffix) (snprintf(n, sizeof n, "%s.%s", p, suffix), n)
-    SDC_TRY(sdc_load_vec(L, &r->norm1_w, cin, NAME("norm1.weight")));
-    SDC_TRY(sdc_load_vec(L, &r->norm1_b, cin, NAME("norm1.bias")));
-    SDC_TRY(sdc_load_conv(L, &r->conv1_w, cout, cin, 3, NAME("conv1.weight")));
-    SDC_TRY(sdc_load_vec(L, &r->conv1_b, cout, NAME("conv1.bias")));
+    SDC_TRY(sdc_load_norm(L, &r->norm1_w, &r->norm1_b, cin, NAME("norm1")));
+    SDC_TRY(sdc_load_conv_bias(L, &r->conv1_w, &r->conv1_b, cout, cin, 3, NAME("conv1")));
     if (temb_dim > 0) {
         SDC_TRY(sdc_load_mat(L, &r->temb_w, cout, temb_dim, NAME("time_emb_proj.weight")));
         SDC_TRY(sdc_load_vec(L, &r->temb_b, cout, NAME("time_emb_proj.bias")));
     }
-    SDC_TRY(sdc_load_vec(L, &r->norm2_w, cout, NAME("norm2.weight")));
-    SDC_TRY(sdc_load_vec(L, &r->norm2_b, cout, NAME("norm2.bias")));
-    SDC_TRY(sdc_load_conv(L, &r->conv2_w, cout, cout, 3, NAME("conv2.weight")));
-    SDC_TRY(sdc_load_vec(L, &r->conv2_b, cout, NAME("conv2.bias")));
-    if (cin != cout) {
-        SDC_TRY(sdc_load_conv(L, &r->short_w, cout, cin, 1, NAME("conv_shortcut.weight")));
-        SDC_TRY(sdc_load_vec(L, &r->short_b, cout, NAME("conv_shortcut.bias")));
-    }
+    SDC_TRY(sdc_load_norm(L, &r->norm2_w, &r->norm2_b, cout, NAME("norm2")));
+    SDC_TRY(sdc_load_conv_bias(L, &r->conv2_w, &r->conv2_b, cout, cout, 3, NAME("conv2")));
+    if (cin != cout) SDC_TRY(sdc_load_conv_bias(L, &r->short_w, &r->short_b, cout, cin, 1, NAME("conv_shortcut")));
 #undef NAME
     return SDC_OK;
 }
@@ -46,8 +39,7 @@ static sdc_status transformer_load(sdc_loader *L, sdc_transformer *T, const char
     if (heads < 1 || c % heads)
         return sdc_fail(SDC_ERR_FORMAT, "%s: %d channels do not split into %d heads", p, c, heads);
 #define NAME(buf, fmt, ...) (snprintf(buf, sizeof buf, "%s." fmt, p, __VA_ARGS__), buf)
-    SDC_TRY(sdc_load_vec(L, &T->norm_w, c, NAME(n, "%s", "norm.weight")));
-    SDC_TRY(sdc_load_vec(L, &T->norm_b, c, NAME(n, "%s", "norm.bias")));
+    SDC_TRY(sdc_load_norm(L, &T->norm_w, &T->norm_b, c, NAME(n, "%s", "norm")));
     SDC_TRY(sdc_load_mat(L, &T->proj_in_w, c, c, NAME(n, "%s", "proj_in.weight")));
     SDC_TRY(sdc_load_vec(L, &T->proj_in_b, c, NAME(n, "%s", "proj_in.bias")));
     SDC_TRY(sdc_load_mat(L, &T->proj_out_w, c, c, NAME(n, "%s", "proj_out.weight")));
@@ -63,17 +55,14 @@ static sdc_status transformer_load(sdc_loader *L, sdc_transformer *T, const char
         SDC_TRY(sdc_load_mats_stacked(L, &B->qkv_w, 3, outs3, c, qkv));
         const char *kv[2] = {NAME(a, "%s.%d.attn2.to_k.weight", bp, i), NAME(b, "%s.%d.attn2.to_v.weight", bp, i)};
         SDC_TRY(sdc_load_mats_stacked(L, &B->kv2_w, 2, outs2, ctx_dim, kv));
-        SDC_TRY(sdc_load_vec(L, &B->norm1_w, c, NAME(n, "%s.%d.norm1.weight", bp, i)));
-        SDC_TRY(sdc_load_vec(L, &B->norm1_b, c, NAME(n, "%s.%d.norm1.bias", bp, i)));
+        SDC_TRY(sdc_load_norm(L, &B->norm1_w, &B->norm1_b, c, NAME(n, "%s.%d.norm1", bp, i)));
         SDC_TRY(sdc_load_mat(L, &B->out1_w, c, c, NAME(n, "%s.%d.attn1.to_out.0.weight", bp, i)));
         SDC_TRY(sdc_load_vec(L, &B->out1_b, c, NAME(n, "%s.%d.attn1.to_out.0.bias", bp, i)));
-        SDC_TRY(sdc_load_vec(L, &B->norm2_w, c, NAME(n, "%s.%d.norm2.weight", bp, i)));
-        SDC_TRY(sdc_load_vec(L, &B->norm2_b, c, NAME(n, "%s.%d.norm2.bias", bp, i)));
+        SDC_TRY(sdc_load_norm(L, &B->norm2_w, &B->norm2_b, c, NAME(n, "%s.%d.norm2", bp, i)));
         SDC_TRY(sdc_load_mat(L, &B->q2_w, c, c, NAME(n, "%s.%d.attn2.to_q.weight", bp, i)));
         SDC_TRY(sdc_load_mat(L, &B->out2_w, c, c, NAME(n, "%s.%d.attn2.to_out.0.weight", bp, i)));
         SDC_TRY(sdc_load_vec(L, &B->out2_b, c, NAME(n, "%s.%d.attn2.to_out.0.bias", bp, i)));
-        SDC_TRY(sdc_load_vec(L, &B->norm3_w, c, NAME(n, "%s.%d.norm3.weight", bp, i)));
-        SDC_TRY(sdc_load_vec(L, &B->norm3_b, c, NAME(n, "%s.%d.norm3.bias", bp, i)));
+        SDC_TRY(sdc_load_norm(L, &B->norm3_w, &B->norm3_b, c, NAME(n, "%s.%d.norm3", bp, i)));
         SDC_TRY(sdc_load_mat(L, &B->ff1_w, 8 * c, c, NAME(n, "%s.%d.ff.net.0.proj.weight", bp, i)));
         SDC_TRY(sdc_load_vec(L, &B->ff1_b, 8 * c, NAME(n, "%s.%d.ff.net.0.proj.bias", bp, i)));
         SDC_TRY(sdc_load_mat(L, &B->ff2_w, c, 4 * c, NAME(n, "%s.%d.ff.net.2.weight", bp, i)));
@@ -91,8 +80,7 @@ static sdc_status load_all(sdc_loader *L, sdc_unet *u) {
     SDC_TRY(sdc_load_vec(L, &u->time_b1, te, "time_embedding.linear_1.bias"));
     SDC_TRY(sdc_load_mat(L, &u->time_w2, te, te, "time_embedding.linear_2.weight"));
     SDC_TRY(sdc_load_vec(L, &u->time_b2, te, "time_embedding.linear_2.bias"));
-    SDC_TRY(sdc_load_conv(L, &u->conv_in_w, c0, c->in_channels, 3, "conv_in.weight"));
-    SDC_TRY(sdc_load_vec(L, &u->conv_in_b, c0, "conv_in.bias"));
+    SDC_TRY(sdc_load_conv_bias(L, &u->conv_in_w, &u->conv_in_b, c0, c->in_channels, 3, "conv_in"));
     /* down: level l takes channels[l-1] (c0 at level 0) to channels[l] */
     int ch = c0;
     for (int l = 0; l < nl; l++) {
@@ -112,10 +100,8 @@ static sdc_status load_all(sdc_loader *L, sdc_unet *u) {
         }
         ch = c->channels[l];
         if (l + 1 < nl) {
-            snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0.conv.weight", l);
-            SDC_TRY(sdc_load_conv(L, &D->sample_w, ch, ch, 3, p));
-            snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0.conv.bias", l);
-            SDC_TRY(sdc_load_vec(L, &D->sample_b, ch, p));
+            snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0.conv", l);
+            SDC_TRY(sdc_load_conv_bias(L, &D->sample_w, &D->sample_b, ch, ch, 3, p));
         }
     }
     /* mid: attention with the deepest level's heads and depth (at least 1) */
@@ -152,16 +138,12 @@ static sdc_status load_all(sdc_loader *L, sdc_unet *u) {
         }
         prev = out;
         if (l > 0) {
-            snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0.conv.weight", i);
-            SDC_TRY(sdc_load_conv(L, &U->sample_w, out, out, 3, p));
-            snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0.conv.bias", i);
-            SDC_TRY(sdc_load_vec(L, &U->sample_b, out, p));
+            snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0.conv", i);
+            SDC_TRY(sdc_load_conv_bias(L, &U->sample_w, &U->sample_b, out, out, 3, p));
         }
     }
-    SDC_TRY(sdc_load_vec(L, &u->norm_out_w, c0, "conv_norm_out.weight"));
-    SDC_TRY(sdc_load_vec(L, &u->norm_out_b, c0, "conv_norm_out.bias"));
-    SDC_TRY(sdc_load_conv(L, &u->conv_out_w, c->out_channels, c0, 3, "conv_out.weight"));
-    return sdc_load_vec(L, &u->conv_out_b, c->out_channels, "conv_out.bias");
+    SDC_TRY(sdc_load_norm(L, &u->norm_out_w, &u->norm_out_b, c0, "conv_norm_out"));
+    return sdc_load_conv_bias(L, &u->conv_out_w, &u->conv_out_b, c->out_channels, c0, 3, "conv_out");
 }
 
 sdc_status sdc_unet_load(const sdc_model_files *m, sdc_backend *be, sdc_unet **out) {

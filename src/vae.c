@@ -20,29 +20,18 @@ static sdc_status attn_load(sdc_loader *L, sdc_vae_attn *a, int c, const char *p
     const char *nq = legacy ? "query" : "to_q", *nk = legacy ? "key" : "to_k", *nv = legacy ? "value" : "to_v",
                *no = legacy ? "proj_attn" : "to_out.0";
     const int outs[3] = {c, c, c};
+    const char *names[3] = {q, k, v};
     a->c = c;
-    snprintf(n, sizeof n, "%s.group_norm.weight", p);
-    SDC_TRY(sdc_load_vec(L, &a->norm_w, c, n));
-    snprintf(n, sizeof n, "%s.group_norm.bias", p);
-    SDC_TRY(sdc_load_vec(L, &a->norm_b, c, n));
+    snprintf(n, sizeof n, "%s.group_norm", p);
+    SDC_TRY(sdc_load_norm(L, &a->norm_w, &a->norm_b, c, n));
     snprintf(q, sizeof q, "%s.%s.weight", p, nq);
     snprintf(k, sizeof k, "%s.%s.weight", p, nk);
     snprintf(v, sizeof v, "%s.%s.weight", p, nv);
-    const char *w3[3] = {q, k, v};
-    SDC_TRY(sdc_load_mats_stacked(L, &a->qkv_w, 3, outs, c, w3));
-    /* biases: three (c) vectors stacked the same way, as (c, 1) matrices */
+    SDC_TRY(sdc_load_mats_stacked(L, &a->qkv_w, 3, outs, c, names));
     snprintf(q, sizeof q, "%s.%s.bias", p, nq);
     snprintf(k, sizeof k, "%s.%s.bias", p, nk);
     snprintf(v, sizeof v, "%s.%s.bias", p, nv);
-    const char *b3[3] = {q, k, v};
-    float *qb, *kb, *vb;
-    SDC_TRY(sdc_load_vec(L, &qb, c, b3[0]));
-    SDC_TRY(sdc_load_vec(L, &kb, c, b3[1]));
-    SDC_TRY(sdc_load_vec(L, &vb, c, b3[2]));
-    SDC_TRY(L->be->ops->alloc(L->be, (size_t)3 * c, &a->qkv_b));
-    SDC_TRY(L->be->ops->copy(L->be, a->qkv_b, qb, (size_t)c));
-    SDC_TRY(L->be->ops->copy(L->be, a->qkv_b + c, kb, (size_t)c));
-    SDC_TRY(L->be->ops->copy(L->be, a->qkv_b + 2 * c, vb, (size_t)c));
+    SDC_TRY(sdc_load_vecs_stacked(L, &a->qkv_b, 3, outs, names));
     snprintf(n, sizeof n, "%s.%s.weight", p, no);
     SDC_TRY(sdc_load_mat(L, &a->out_w, c, c, n));
     snprintf(n, sizeof n, "%s.%s.bias", p, no);
@@ -55,8 +44,7 @@ static sdc_status load_all(sdc_loader *L, sdc_vae *v) {
     char p[256];
     SDC_TRY(sdc_load_mat(L, &v->pq_w, z, z, "post_quant_conv.weight"));
     SDC_TRY(sdc_load_vec(L, &v->pq_b, z, "post_quant_conv.bias"));
-    SDC_TRY(sdc_load_conv(L, &v->conv_in_w, top, z, 3, "decoder.conv_in.weight"));
-    SDC_TRY(sdc_load_vec(L, &v->conv_in_b, top, "decoder.conv_in.bias"));
+    SDC_TRY(sdc_load_conv_bias(L, &v->conv_in_w, &v->conv_in_b, top, z, 3, "decoder.conv_in"));
     SDC_TRY(sdc_resnet_load(L, &v->mid_res[0], "decoder.mid_block.resnets.0", top, top, 0));
     SDC_TRY(attn_load(L, &v->mid_attn, top, "decoder.mid_block.attentions.0"));
     SDC_TRY(sdc_resnet_load(L, &v->mid_res[1], "decoder.mid_block.resnets.1", top, top, 0));
@@ -73,23 +61,18 @@ static sdc_status load_all(sdc_loader *L, sdc_vae *v) {
         }
         prev = out;
         if (l > 0) {
-            snprintf(p, sizeof p, "decoder.up_blocks.%d.upsamplers.0.conv.weight", i);
-            SDC_TRY(sdc_load_conv(L, &U->up_w, out, out, 3, p));
-            snprintf(p, sizeof p, "decoder.up_blocks.%d.upsamplers.0.conv.bias", i);
-            SDC_TRY(sdc_load_vec(L, &U->up_b, out, p));
+            snprintf(p, sizeof p, "decoder.up_blocks.%d.upsamplers.0.conv", i);
+            SDC_TRY(sdc_load_conv_bias(L, &U->up_w, &U->up_b, out, out, 3, p));
         }
     }
-    SDC_TRY(sdc_load_vec(L, &v->norm_out_w, c0, "decoder.conv_norm_out.weight"));
-    SDC_TRY(sdc_load_vec(L, &v->norm_out_b, c0, "decoder.conv_norm_out.bias"));
-    SDC_TRY(sdc_load_conv(L, &v->conv_out_w, 3, c0, 3, "decoder.conv_out.weight"));
-    return sdc_load_vec(L, &v->conv_out_b, 3, "decoder.conv_out.bias");
+    SDC_TRY(sdc_load_norm(L, &v->norm_out_w, &v->norm_out_b, c0, "decoder.conv_norm_out"));
+    return sdc_load_conv_bias(L, &v->conv_out_w, &v->conv_out_b, 3, c0, 3, "decoder.conv_out");
 }
 
 static sdc_status encoder_load(sdc_loader *L, const sdc_vae_config *c, sdc_vae_encoder *e) {
     const int nl = c->n_levels, z = c->z_channels, top = level_ch(c, nl - 1), c0 = level_ch(c, 0);
     char p[256];
-    SDC_TRY(sdc_load_conv(L, &e->conv_in_w, c0, 3, 3, "encoder.conv_in.weight"));
-    SDC_TRY(sdc_load_vec(L, &e->conv_in_b, c0, "encoder.conv_in.bias"));
+    SDC_TRY(sdc_load_conv_bias(L, &e->conv_in_w, &e->conv_in_b, c0, 3, 3, "encoder.conv_in"));
     int prev = c0;
     for (int l = 0; l < nl; l++) {
         sdc_vae_down *D = &e->down[l];
@@ -103,19 +86,15 @@ static sdc_status encoder_load(sdc_loader *L, const sdc_vae_config *c, sdc_vae_e
         }
         prev = out;
         if (l + 1 < nl) {
-            snprintf(p, sizeof p, "encoder.down_blocks.%d.downsamplers.0.conv.weight", l);
-            SDC_TRY(sdc_load_conv(L, &D->down_w, out, out, 3, p));
-            snprintf(p, sizeof p, "encoder.down_blocks.%d.downsamplers.0.conv.bias", l);
-            SDC_TRY(sdc_load_vec(L, &D->down_b, out, p));
+            snprintf(p, sizeof p, "encoder.down_blocks.%d.downsamplers.0.conv", l);
+            SDC_TRY(sdc_load_conv_bias(L, &D->down_w, &D->down_b, out, out, 3, p));
         }
     }
     SDC_TRY(sdc_resnet_load(L, &e->mid_res[0], "encoder.mid_block.resnets.0", top, top, 0));
     SDC_TRY(attn_load(L, &e->mid_attn, top, "encoder.mid_block.attentions.0"));
     SDC_TRY(sdc_resnet_load(L, &e->mid_res[1], "encoder.mid_block.resnets.1", top, top, 0));
-    SDC_TRY(sdc_load_vec(L, &e->norm_out_w, top, "encoder.conv_norm_out.weight"));
-    SDC_TRY(sdc_load_vec(L, &e->norm_out_b, top, "encoder.conv_norm_out.bias"));
-    SDC_TRY(sdc_load_conv(L, &e->conv_out_w, 2 * z, top, 3, "encoder.conv_out.weight"));
-    SDC_TRY(sdc_load_vec(L, &e->conv_out_b, 2 * z, "encoder.conv_out.bias"));
+    SDC_TRY(sdc_load_norm(L, &e->norm_out_w, &e->norm_out_b, top, "encoder.conv_norm_out"));
+    SDC_TRY(sdc_load_conv_bias(L, &e->conv_out_w, &e->conv_out_b, 2 * z, top, 3, "encoder.conv_out"));
     SDC_TRY(sdc_load_mat(L, &e->quant_w, 2 * z, 2 * z, "quant_conv.weight"));
     return sdc_load_vec(L, &e->quant_b, 2 * z, "quant_conv.bias");
 }
@@ -154,9 +133,7 @@ static void free_state(sdc_vae *v) {
 void sdc_vae_free(sdc_vae *v) {
     if (!v) return;
     free_state(v);
-    if (v->mid_attn.qkv_b) v->be->ops->free(v->be, v->mid_attn.qkv_b);
     if (v->enc) {
-        if (v->enc->mid_attn.qkv_b) v->be->ops->free(v->be, v->enc->mid_attn.qkv_b);
         for (int i = 0; i < SDC_MAX_LEVELS; i++) free(v->enc->down[i].res);
         free(v->enc);
     }

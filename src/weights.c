@@ -153,6 +153,35 @@ sdc_status sdc_load_conv(sdc_loader *L, float **dst, int cout, int cin, int k, c
     return upload(L, dst, perm, n);
 }
 
+sdc_status sdc_load_vecs_stacked(sdc_loader *L, float **dst, int n_vecs, const int *ns, const char *const *names) {
+    size_t total = 0;
+    for (int i = 0; i < n_vecs; i++) total += (size_t)ns[i];
+    SDC_TRY(stage(L, total));
+    size_t off = 0;
+    for (int i = 0; i < n_vecs; i++) {
+        int64_t d[1] = {ns[i]};
+        SDC_TRY(read(L, names[i], d, 1, L->stage + off, false));
+        off += (size_t)ns[i];
+    }
+    return upload(L, dst, L->stage, total);
+}
+
+sdc_status sdc_load_conv_bias(sdc_loader *L, float **w, float **b, int cout, int cin, int k, const char *prefix) {
+    char n[512];
+    snprintf(n, sizeof n, "%s.weight", prefix);
+    SDC_TRY(sdc_load_conv(L, w, cout, cin, k, n));
+    snprintf(n, sizeof n, "%s.bias", prefix);
+    return sdc_load_vec(L, b, cout, n);
+}
+
+sdc_status sdc_load_norm(sdc_loader *L, float **w, float **b, int n_ch, const char *prefix) {
+    char n[512];
+    snprintf(n, sizeof n, "%s.weight", prefix);
+    SDC_TRY(sdc_load_vec(L, w, n_ch, n));
+    snprintf(n, sizeof n, "%s.bias", prefix);
+    return sdc_load_vec(L, b, n_ch, n);
+}
+
 void sdc_weight_set_free(sdc_weight_set *set, sdc_backend *be) {
     for (int i = 0; i < set->n; i++) be->ops->free(be, set->ptrs[i]);
     free(set->ptrs);

@@ -42,6 +42,13 @@ sdc_status sdc_load_conv(sdc_loader *L, float **dst, int cout, int cin, int k, c
 sdc_status sdc_load_mats_stacked(sdc_loader *L, float **dst, int n_mats, const int *outs, int in,
                                  const char *const *names);
 
+/* Several (n_i) vectors stacked into one (sum n_i) buffer (biases of q, k, v). */
+sdc_status sdc_load_vecs_stacked(sdc_loader *L, float **dst, int n_vecs, const int *ns, const char *const *names);
+
+/* "<prefix>.weight" and "<prefix>.bias" of a convolution / of a norm. */
+sdc_status sdc_load_conv_bias(sdc_loader *L, float **w, float **b, int cout, int cin, int k, const char *prefix);
+sdc_status sdc_load_norm(sdc_loader *L, float **w, float **b, int n, const char *prefix);
+
 void sdc_weight_set_free(sdc_weight_set *set, sdc_backend *be);
 
 #endif
