@@ -75,7 +75,8 @@ int sdc_context_dim(const sdc_ctx *ctx);
 typedef struct sdc_gen_params {
     const char *prompt;
     const char *negative_prompt; /* NULL or "" for none */
-    int width, height;           /* pixels, multiples of 8 (512 x 512) */
+    int width, height;           /* pixels, multiples of 8; 0: the model's native size
+                                  * (sdc_native_size: 512 for SD 1.x) */
     int steps;                   /* 20 */
     const char *sampler;         /* "ddim" (default), "ddpm", "euler", "euler_a", "dpmpp_2m" */
     bool karras;                 /* Karras sigmas (euler, euler_a, dpmpp_2m) */
@@ -120,6 +121,11 @@ sdc_status sdc_image_save_png(const sdc_image *img, const char *path);
 
 /* Name of the backend in use ("cpu" or "cuda"). */
 const char *sdc_backend_name(const sdc_ctx *ctx);
+
+/* The side in pixels the model was trained at (512 for SD 1.x and SD 2.x
+ * base, 768 for SD 2.x v-prediction, 64 for the shipped model); what a
+ * width or height of 0 means. */
+int sdc_native_size(const sdc_ctx *ctx);
 
 void sdc_free(sdc_ctx *ctx);
 

@@ -38,8 +38,8 @@ static const char *HELP =
     "  --cfg X               classifier-free guidance scale (default 7.5)\n"
     "  --seed S              base seed: job i without its own seed gets S + i\n"
     "                        (default: the last run's from the manifest, else random)\n"
-    "  -W, --width W         width, a multiple of 8 (default 512)\n"
-    "  -H, --height H        height, a multiple of 8 (default 512)\n"
+    "  -W, --width W         width, a multiple of 8 (default: the model's own size)\n"
+    "  -H, --height H        height, a multiple of 8 (default: the model's own size)\n"
     "  --eta E               DDIM eta (default 0)\n"
     "  --clip-skip K         1 = last text layer (default), 2 = penultimate, ...\n"
     "  --backend B           auto (default), cpu or cuda\n"
@@ -362,6 +362,10 @@ int cli_batch(int argc, char **argv) {
             goto out;
         }
         fprintf(stderr, "sdc: %s: model loaded in %.1f s\n", sdc_backend_name(ctx), sdc_now() - t_start);
+        for (int i = 0; i < ntodo; i++) { /* 0: the model's own size, also in the manifest */
+            if (!todo[i]->gen.width) todo[i]->gen.width = sdc_native_size(ctx);
+            if (!todo[i]->gen.height) todo[i]->gen.height = sdc_native_size(ctx);
+        }
     }
     if (s.pr.tty && ntodo) bar(&s.pr, 0);
     /* groups: a job and up to batch - 1 later compatible ones (looking at

@@ -43,8 +43,8 @@ static const char *HELP =
     "                        dpmpp_2m); their rows are labelled 'karras'\n"
     "  --cfg X               classifier-free guidance scale (default 7.5)\n"
     "  --seed S              seed of every image (default: random, printed)\n"
-    "  -W, --width W         image width, a multiple of 8 (default 512)\n"
-    "  -H, --height H        image height, a multiple of 8 (default 512)\n"
+    "  -W, --width W         image width, a multiple of 8 (default: the model's own size)\n"
+    "  -H, --height H        image height, a multiple of 8 (default: the model's own size)\n"
     "  --spacing S           timestep spacing: leading, trailing, linspace\n"
     "  --clip-skip K         1 = last text layer (default), 2 = penultimate, ...\n"
     "  --backend B           auto (default), cpu or cuda\n"
@@ -271,8 +271,9 @@ int cli_compare(int argc, char **argv) {
         t.steps = cm.steps[cm.n_steps - 1];
         if (sdc_check_gen_params(NULL, &t) != SDC_OK) return cli_usage_error("%s", sdc_last_error());
     }
-    sdc_grid_layout layout;
-    if (sdc_grid_layout_make(cm.n_samplers, cm.n_steps, g.width, g.height, labels, &layout) != SDC_OK)
+    sdc_grid_layout layout; /* checked now; made again once the model's own size is known */
+    if (sdc_grid_layout_make(cm.n_samplers, cm.n_steps, g.width ? g.width : 64, g.height ? g.height : 64, labels,
+                             &layout) != SDC_OK)
         return cli_usage_error("%s", sdc_last_error());
     if (!have_seed) g.seed = cli_random_seed();
     char default_out[64];
@@ -298,11 +299,6 @@ int cli_compare(int argc, char **argv) {
         snprintf(col_text[c], sizeof col_text[c], "%d", cm.steps[c]);
         cols[c] = col_text[c];
     }
-    sdc_grid grid;
-    if (sdc_grid_new(&layout, labels, cols, &grid) != SDC_OK) {
-        free(csv_own);
-        return cli_die(NULL);
-    }
     if (no_karras)
         fprintf(stderr, "sdc: --karras applies to euler and dpmpp_2m; %s and the like keep their own schedule\n",
                 no_karras);
@@ -310,7 +306,15 @@ int cli_compare(int argc, char **argv) {
     double t0 = sdc_now();
     sdc_ctx *ctx = NULL;
     if (sdc_load(&mp, &ctx) != SDC_OK) {
-        sdc_grid_free(&grid);
+        free(csv_own);
+        return cli_die(NULL);
+    }
+    if (!g.width) g.width = sdc_native_size(ctx);
+    if (!g.height) g.height = sdc_native_size(ctx);
+    sdc_grid grid;
+    if (sdc_grid_layout_make(cm.n_samplers, cm.n_steps, g.width, g.height, labels, &layout) != SDC_OK ||
+        sdc_grid_new(&layout, labels, cols, &grid) != SDC_OK) {
+        sdc_free(ctx);
         free(csv_own);
         return cli_die(NULL);
     }

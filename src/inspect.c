@@ -100,6 +100,8 @@ void sdc_model_print(const sdc_model_files *m, FILE *fp) {
     fprintf(fp, "; res blocks %d; latent %d channels; %d norm groups; scale factor %g; encoder %s\n",
             v->num_res_blocks, v->z_channels, v->norm_groups, (double)v->scale_factor,
             v->has_encoder ? "yes" : "no");
+    fprintf(fp, "size     %d x %d pixels (the default width and height)\n", m->config.image_size,
+            m->config.image_size);
     if (m->tokenizer_vocab) fprintf(fp, "tokenizer %s\n", m->tokenizer_vocab);
     if (m->single) {
         print_file(fp, m, m->single);

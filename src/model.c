@@ -2,6 +2,7 @@
  * its layout and family, derive the configuration from tensor names and
  * shapes. Names follow the checkpoint keys so they can be grepped. */
 #include "model.h"
+#include "vae.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -287,8 +288,39 @@ static sdc_status vae_config(sdc_model_files *m, const cJSON *cfg) {
     c->scale_factor = 0.18215f;
     const cJSON *sf = cJSON_GetObjectItemCaseSensitive(cfg, "scaling_factor");
     if (cJSON_IsNumber(sf)) c->scale_factor = (float)sf->valuedouble;
+    /* sdc's own single files (the shipped model) say their latent scale */
+    const char *sm = m->single ? sdc_st_meta(m->single, "sdc.vae.scale_factor") : NULL;
+    if (sm) {
+        char *end;
+        double v = strtod(sm, &end);
+        if (end == sm || *end || !(v > 0.0) || v > 1e6)
+            return sdc_fail(SDC_ERR_FORMAT, "%s: __metadata__ sdc.vae.scale_factor is \"%s\"; expected a positive "
+                            "number", f->path, sm);
+        c->scale_factor = (float)v;
+    }
     if (n == 0 || c->num_res_blocks < 1)
         return sdc_fail(SDC_ERR_FORMAT, "%s: VAE decoder has no up blocks (%sdecoder.%s.N)", f->path, p, up);
+    return SDC_OK;
+}
+
+/* The size the model was trained at: a diffusers unet config's
+ * sample_size (latents), sdc's own __metadata__ sdc.image_size (pixels),
+ * else 768 for v-prediction SD 2.x and 512 for the rest. */
+static sdc_status native_size(sdc_model_files *m, const cJSON *unet_cfg) {
+    sdc_model_config *c = &m->config;
+    c->image_size = c->family == SDC_FAMILY_SD2 && c->unet.prediction == SDC_PRED_V ? 768 : 512;
+    const cJSON *ss = cJSON_GetObjectItemCaseSensitive(unet_cfg, "sample_size");
+    if (cJSON_IsNumber(ss) && ss->valueint > 0 && ss->valueint <= 512) c->image_size = ss->valueint * sdc_vae_factor(&c->vae);
+    const char *meta = m->single ? sdc_st_meta(m->single, "sdc.image_size") : NULL;
+    if (meta) {
+        char *end;
+        long v = strtol(meta, &end, 10);
+        int f = sdc_vae_factor(&c->vae);
+        if (end == meta || *end || v < f || v > 4096 || v % f)
+            return sdc_fail(SDC_ERR_FORMAT, "%s: __metadata__ sdc.image_size is \"%s\"; expected a multiple of %d "
+                            "from %d to 4096", m->single->path, meta, f, f);
+        c->image_size = (int)v;
+    }
     return SDC_OK;
 }
 
@@ -493,6 +525,7 @@ sdc_status sdc_model_open(const char *path, sdc_model_files **out) {
         }
         st = vae_config(m, vae_cfg);
     }
+    if (st == SDC_OK) st = native_size(m, unet_cfg);
     m->config.layout = m->layout;
     if (!sched_cfg) m->config.sched.steps_offset = 1;
     cJSON_Delete(unet_cfg);

@@ -86,6 +86,8 @@ typedef struct sdc_model_config {
     sdc_unet_config unet;
     sdc_vae_config vae;
     sdc_sched_hint sched;
+    int image_size;                  /* native side in pixels: 512 (768 for v-prediction SD 2.x),
+                                      * or the file's __metadata__ sdc.image_size */
 } sdc_model_config;
 
 /* Where each component's tensors are and how they are named. */

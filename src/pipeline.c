@@ -14,7 +14,7 @@
 sdc_gen_params sdc_gen_params_default(void) {
     sdc_gen_params p;
     memset(&p, 0, sizeof p);
-    p.width = p.height = 512;
+    p.width = p.height = 0; /* the model's native size */
     p.steps = 20;
     p.sampler = "ddim";
     p.cfg_scale = 7.5f;
@@ -35,9 +35,12 @@ sdc_status sdc_check_gen_params(const sdc_ctx *ctx, const sdc_gen_params *p) {
     SDC_TRY(sdc_sampler_parse(p->sampler ? p->sampler : "ddim", &kind));
     if (p->steps < 1 || p->steps > 1000)
         return sdc_fail(SDC_ERR_ARG, "steps %d: expected 1 to 1000", p->steps);
-    if (p->width < 8 || p->height < 8 || p->width % 8 || p->height % 8)
-        return sdc_fail(SDC_ERR_ARG, "size %dx%d: width and height must be positive multiples of 8",
-                        p->width, p->height);
+    int w = p->width, h = p->height; /* 0: the model's size, known once it is loaded */
+    if (w == 0) w = ctx ? sdc_native_size(ctx) : 8;
+    if (h == 0) h = ctx ? sdc_native_size(ctx) : 8;
+    if (w < 8 || h < 8 || w % 8 || h % 8)
+        return sdc_fail(SDC_ERR_ARG, "size %dx%d: width and height must be positive multiples of 8 (or 0: the "
+                        "model's own size)", p->width, p->height);
     if (p->width > 4096 || p->height > 4096)
         return sdc_fail(SDC_ERR_ARG, "size %dx%d: at most 4096 pixels a side", p->width, p->height);
     sdc_spacing sp;
@@ -50,9 +53,8 @@ sdc_status sdc_check_gen_params(const sdc_ctx *ctx, const sdc_gen_params *p) {
         return sdc_fail(SDC_ERR_ARG, "eta applies to the ddim sampler only (sampler is %s)", p->sampler);
     if (ctx) {
         int f = sdc_vae_factor(&ctx->model->config.vae);
-        if (p->width % f || p->height % f)
-            return sdc_fail(SDC_ERR_ARG, "size %dx%d: must be a multiple of %d for this model's VAE", p->width,
-                            p->height, f);
+        if (w % f || h % f)
+            return sdc_fail(SDC_ERR_ARG, "size %dx%d: must be a multiple of %d for this model's VAE", w, h, f);
     }
     return SDC_OK;
 }
@@ -310,10 +312,21 @@ sdc_status sdc_txt2img_batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sd
     if (!ctx || !jobs || !out || n < 1) return sdc_fail(SDC_ERR_ARG, "sdc_txt2img_batch: bad arguments");
     memset(out, 0, (size_t)n * sizeof *out);
     job *js = calloc((size_t)n, sizeof *js);
-    if (!js) return sdc_fail(SDC_ERR_OOM, "out of memory");
-    sdc_status st = batch(ctx, jobs, n, out, js);
+    sdc_gen_params *ps = malloc((size_t)n * sizeof *ps);
+    if (!js || !ps) {
+        free(js);
+        free(ps);
+        return sdc_fail(SDC_ERR_OOM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) { /* 0 x 0: the model's own size */
+        ps[i] = jobs[i];
+        if (!ps[i].width) ps[i].width = sdc_native_size(ctx);
+        if (!ps[i].height) ps[i].height = sdc_native_size(ctx);
+    }
+    sdc_status st = batch(ctx, ps, n, out, js);
     for (int i = 0; i < n; i++) job_free(&js[i]);
     free(js);
+    free(ps);
     if (st != SDC_OK)
         for (int i = 0; i < n; i++) sdc_image_free(&out[i]);
     return st;

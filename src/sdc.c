@@ -125,6 +125,8 @@ sdc_status sdc_encode_prompt(sdc_ctx *ctx, const char *prompt, float *out) {
 
 const char *sdc_backend_name(const sdc_ctx *ctx) { return ctx->be->ops->name; }
 
+int sdc_native_size(const sdc_ctx *ctx) { return ctx->model->config.image_size; }
+
 void sdc_free(sdc_ctx *ctx) {
     if (!ctx) return;
     sdc_conditioning_cache_clear(ctx);

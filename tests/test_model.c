@@ -59,6 +59,9 @@ static void expect_tiny(const sdc_model_files *m, sdc_family fam, sdc_layout lay
     cr_assert_eq(v->z_channels, 4);
     cr_assert(v->has_encoder);
     cr_assert_float_eq(v->scale_factor, 0.18215f, 1e-7f);
+    /* native size: a single file says nothing (SD's 512); a diffusers
+     * folder's unet sample_size 8 x the VAE's factor 2 */
+    cr_assert_eq(c->image_size, lay == SDC_LAYOUT_SINGLE_FILE ? 512 : 16);
 }
 
 Test(model, sd1_single_file) {
