@@ -1,5 +1,10 @@
 # sdc - latent diffusion text-to-image in C11 and CUDA.
+#   make demo       install missing deps, build, render samples/demo.png with
+#                   the shipped model (PROMPT="..." SEED=N to change it)
 #   make            build build/sdc (CLI) and build/libsdc.a
+#   make eval       score the shipped model on held-out prompts
+#   make samples    render samples/contact-sheet.png and samples/compare.png
+#   make train      retrain the shipped model (PyTorch venv, ~1 h on 2 cores)
 #   make test       install missing deps, build, run the Criterion suite
 #   make test-full  also the full-size checks (generates large fixtures first)
 #   make sanitize   the suite under AddressSanitizer + UBSan
@@ -55,7 +60,8 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 VENV     := tools/.venv
 PY       := $(VENV)/bin/python
 
-.PHONY: all build test test-run test-full sanitize bench fixtures fixtures-full deps clean
+.PHONY: all build test test-run test-full sanitize bench fixtures fixtures-full deps clean demo eval samples \
+        train
 # Default: check/install the Debian packages, then build.
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -85,6 +91,36 @@ $(BUILD)/sdc_tests: $(TEST_OBJ) $(BUILD)/libsdc.a
 
 $(BUILD)/sdc_bench: $(BUILD)/bench/bench_cpu.o $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/sdc_eval: $(BUILD)/eval/eval_shapes.o $(BUILD)/libsdc.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/sdc_sheet: $(BUILD)/eval/contact_sheet.o $(BUILD)/libsdc.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# The shipped model (weights/, trained by tools/train_shapes.py).
+MODEL  ?= weights/sdc-shapes.safetensors
+PROMPT ?= a large yellow star in the center on a blue background
+SEED   ?= 1
+demo: deps
+	@$(MAKE) --no-print-directory $(BUILD)/sdc
+	$(BUILD)/sdc txt2img -m $(MODEL) -p "$(PROMPT)" --seed $(SEED) -o samples/demo.png
+
+# Held-out prompts (tools/shapes_dataset.py), 4 seeds each, scored by the
+# analyser of src/shapes.c against the thresholds the model is held to.
+eval: deps
+	@$(MAKE) --no-print-directory $(BUILD)/sdc_eval
+	$(BUILD)/sdc_eval $(MODEL) --seeds 4 --sheet $(BUILD)/eval-sheet.png \
+	    --min-bg 95 --min-colour 90 --min-kind 85 --min-position 85
+
+# The pictures the README shows: a contact sheet of samples/prompts.txt and
+# a sampler x steps grid.
+samples: deps
+	@$(MAKE) --no-print-directory $(BUILD)/sdc $(BUILD)/sdc_sheet
+	$(BUILD)/sdc_sheet $(MODEL) samples/prompts.txt samples/contact-sheet.png --cols 5 --scale 2
+	$(BUILD)/sdc compare -m $(MODEL) -p "a large white star in the center on a red background" --seed 3 \
+	    --samplers ddim,euler,euler_a,dpmpp_2m --steps 2,5,10,20,40 -o samples/compare.png \
+	    --csv samples/compare.csv
 
 # Benchmark (not a test): full-size SD 1.5-shaped checkpoint on the CPU.
 bench: deps fixtures-full
@@ -124,6 +160,12 @@ fixtures: $(VENV)/.ok
 	$(PY) tools/fixtures_rng.py
 	$(PY) tools/fixtures_scheduler.py
 	$(PY) tools/fixtures_prompts.py
+	$(PY) tools/fixtures_shapes.py
+
+# Retrain the shipped model from scratch (about an hour on 2 CPU cores;
+# fixed seeds and thread count, so the same file comes out).
+train: $(VENV)/.ok
+	$(PY) tools/train_shapes.py --out $(MODEL)
 
 fixtures-full: build/fixtures-full/.ok
 
