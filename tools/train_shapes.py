@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""Train sdc's shipped model: Stable Diffusion's architecture at small size
+(KL-VAE with 8x downsampling and 4 latent channels, a CLIP-style text
+encoder on the real CLIP BPE vocabulary, a U-Net with cross-attention) on
+the synthetic shapes world of tools/shapes_dataset.py, on the CPU.
+
+    tools/.venv/bin/python tools/train_shapes.py --out weights/sdc-shapes.safetensors
+
+Reproducible: fixed seeds, deterministic algorithms, a fixed thread count
+(--threads, default 2) and a deterministic data order. The result is
+exported by the same converter as the test fixtures (tools/sdc_layout.py)
+in the original single-file layout, fp16, so sdc loads it exactly as it
+loads a real SD 1.x checkpoint; what a real SD file does not say (heads,
+the latent scale) goes into the safetensors __metadata__.
+
+Phases: (1) render the dataset, (2) train the VAE (L1 + MSE weighted
+towards the shapes, a small KL term), (3) encode every image once (the
+encoder is final from here on), (4) sharpen the decoder alone on those
+latents in two rounds, (5) train the text encoder and U-Net together on
+the DDPM epsilon loss of the latents scaled to unit variance (SD's
+scaled_linear betas, Min-SNR-5 weighting, 10% empty captions for
+classifier-free guidance, EMA of the weights), (6) export the EMA weights.
+"""
+import argparse
+import copy
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import clip_vocab  # noqa: E402
+import sdc_layout  # noqa: E402
+import shapes_dataset as ds  # noqa: E402
+
+VAE_CONFIG = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                  up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(16, 32, 64, 64),
+                  layers_per_block=1, latent_channels=4, norm_num_groups=4, sample_size=ds.SIZE)
+TEXT_CONFIG = dict(vocab_size=49408, max_position_embeddings=77, hidden_size=64, intermediate_size=256,
+                   num_attention_heads=4, num_hidden_layers=3, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+                   projection_dim=64, bos_token_id=0, eos_token_id=2, pad_token_id=1)
+UNET_CONFIG = dict(sample_size=ds.SIZE // 8, in_channels=4, out_channels=4, block_out_channels=(64, 128),
+                   layers_per_block=2, down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                   up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=64,
+                   attention_head_dim=4, norm_num_groups=16)
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def to_tensor(images):
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def lr_at(step, steps, peak, warm=100, floor=0.1):
+    """Linear warm-up, then cosine decay to floor * peak."""
+    w = min(1.0, (step + 1) / warm)
+    c = floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * min(step, steps) / steps))
+    return peak * w * c
+
+
+def fg_weight(images, fg=10.0):
+    """Per-pixel loss weight: fg where a pixel differs from the image's
+    background (median of its border), 1 elsewhere. Shapes cover 3-13% of
+    an image; unweighted, the VAE learns the background long before them."""
+    border = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)
+    bg = np.median(border, axis=1)[:, None, None, :]
+    mask = (np.abs(images.astype(np.int16) - bg).max(axis=-1) > 12)[:, None]
+    return torch.from_numpy(1.0 + (fg - 1.0) * mask.astype(np.float32))
+
+
+def train_vae(images, steps, batch, seed, lr=1e-3, full_from=0.0):
+    """Steps before full_from * steps see random 32x32 crops (a quarter of
+    the cost; the VAE is convolutional), the rest whole images."""
+    from diffusers import AutoencoderKL
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(**VAE_CONFIG)
+    with torch.no_grad():  # start with a small posterior std (~0.02) rather than 1
+        z = VAE_CONFIG["latent_channels"]
+        vae.quant_conv.weight[z:] *= 0.01
+        vae.quant_conv.bias[z:] = -8.0
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    g = np.random.default_rng(seed + 10)
+    gen = torch.Generator().manual_seed(seed + 11)
+    t0 = time.time()
+    for step in range(steps):
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step, steps, lr)
+        batch_img = images[g.integers(0, len(images), batch)]
+        weight = fg_weight(batch_img)
+        if step < full_from * steps:
+            oy, ox = g.integers(0, ds.SIZE // 2 + 1, 2) // 8 * 8
+            batch_img = batch_img[:, oy:oy + ds.SIZE // 2, ox:ox + ds.SIZE // 2]
+            weight = weight[:, :, oy:oy + ds.SIZE // 2, ox:ox + ds.SIZE // 2]
+        x = to_tensor(np.ascontiguousarray(batch_img))
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        rec = vae.decode(z).sample
+        err = (rec - x).abs()
+        loss = ((err + err * err) * weight).mean() / weight.mean() + 1e-6 * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"vae step {step}/{steps} loss {loss.item():.5f} ({time.time() - t0:.0f} s)")
+    return vae.eval()
+
+
+def sharpen_decoder(vae, images, latents, steps, batch, seed, lr=5e-4):
+    """Train the decoder (and post_quant_conv) alone on the encoder's means,
+    with the weighted loss plus an L1 loss on image gradients, which sharpens
+    edges: after the first phase squares, stars and rings come back as
+    rounded blobs. The encoder is frozen, so the latents the U-Net learns
+    are the same before and after."""
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    g = np.random.default_rng(seed + 40)
+    vae.train()
+    t0 = time.time()
+
+    def grads(t):
+        return t[..., :, 1:] - t[..., :, :-1], t[..., 1:, :] - t[..., :-1, :]
+
+    for step in range(steps):
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step, steps, lr, warm=50)
+        idx = g.integers(0, len(images), batch)
+        batch_img = images[idx]
+        weight = fg_weight(batch_img)
+        x = to_tensor(batch_img)
+        rec = vae.decode(latents[idx]).sample
+        err = (rec - x).abs()
+        loss = ((err + err * err) * weight).mean() / weight.mean()
+        (rx, ry), (xx, xy) = grads(rec), grads(x)
+        loss = loss + (rx - xx).abs().mean() + (ry - xy).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"decoder step {step}/{steps} loss {loss.item():.5f} ({time.time() - t0:.0f} s)")
+    return vae.eval()
+
+
+@torch.no_grad()
+def encode_all(vae, images, batch=500):
+    out = []
+    for i in range(0, len(images), batch):
+        out.append(vae.encode(to_tensor(images[i:i + batch])).latent_dist.mean)
+    return torch.cat(out)
+
+
+def train_unet(latents, ids, empty_ids, steps, batch, seed, lr=8e-4, ema_decay=0.999):
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+    torch.manual_seed(seed + 20)
+    te = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    ema_te, ema_unet = copy.deepcopy(te).eval(), copy.deepcopy(unet).eval()
+    noise_sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                                beta_schedule="scaled_linear")
+    ac = noise_sched.alphas_cumprod
+    snr = ac / (1 - ac)
+    weight = torch.clamp(snr, max=5.0) / snr  # Min-SNR-5 for epsilon prediction
+    params = list(unet.parameters()) + list(te.parameters())
+    ema_params = list(ema_unet.parameters()) + list(ema_te.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    g = np.random.default_rng(seed + 30)
+    gen = torch.Generator().manual_seed(seed + 31)
+    t0 = time.time()
+    for step in range(steps):
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step, steps, lr, warm=200)
+        idx = g.integers(0, len(latents), batch)
+        x0 = latents[idx]
+        tok = ids[idx].clone()
+        drop = torch.from_numpy(g.random(batch) < 0.1)  # empty caption 10% of the time (CFG)
+        tok[drop] = empty_ids
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, 1000, (batch,), generator=gen)
+        xt = noise_sched.add_noise(x0, noise, t)
+        ctx = te(tok).last_hidden_state
+        pred = unet(xt, t, encoder_hidden_states=ctx).sample
+        loss = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
+        loss = (loss * weight[t]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        d = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_mul_(ema_params, d)
+            torch._foreach_add_(ema_params, params, alpha=1 - d)
+        if step % 100 == 0 or step == steps - 1:
+            log(f"unet step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f} s)")
+    return ema_unet, ema_te
+
+
+def tokenize(captions):
+    from transformers import CLIPTokenizer
+    with tempfile.TemporaryDirectory() as tmp:
+        clip_vocab.write_hf_tokenizer(tmp, pad_token="<|endoftext|>")
+        tok = CLIPTokenizer.from_pretrained(tmp)
+        ids = tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        empty = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
+    return ids, empty
+
+
+def save_sorted(tensors, path, metadata):
+    """safetensors with the header in sorted order, so the same weights give
+    the same bytes (the safetensors package orders __metadata__ by hash)."""
+    import json
+    import struct
+    names = {torch.float16: "F16", torch.float32: "F32", torch.int64: "I64", torch.int32: "I32"}
+    header, blobs, off = {"__metadata__": dict(sorted(metadata.items()))}, [], 0
+    for k in sorted(tensors):
+        t = tensors[k].contiguous()
+        b = t.numpy().tobytes()
+        header[k] = {"dtype": names[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path + ".part", "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for b in blobs:
+            f.write(b)
+    os.replace(path + ".part", path)
+
+
+def export(path, unet, vae, te, scale, args):
+    """Original single-file layout, fp16, plus the __metadata__ sdc reads."""
+    from safetensors.torch import load_file
+    tmp = path + ".tmp"
+    sdc_layout.write_single_file(tmp, unet, vae, te, "sd1", dtype=torch.float16, extras=False)
+    t = load_file(tmp)
+    os.unlink(tmp)
+    meta = {"format": "pt",
+            "sdc.text.heads": str(TEXT_CONFIG["num_attention_heads"]),
+            "sdc.unet.heads": ",".join([str(UNET_CONFIG["attention_head_dim"])] * len(UNET_CONFIG["block_out_channels"])),
+            "sdc.vae.norm_groups": str(VAE_CONFIG["norm_num_groups"]),
+            "sdc.unet.norm_groups": str(UNET_CONFIG["norm_num_groups"]),
+            "sdc.image_size": str(ds.SIZE),
+            "sdc.vae.scale_factor": f"{scale:.6f}",
+            "sdc.model": "sdc-shapes: a small SD-architecture model of a synthetic world of shapes (64x64)",
+            "sdc.train": f"tools/train_shapes.py --images {args.images} --vae-steps {args.vae_steps} "
+                         f"--decoder-steps {args.decoder_steps} --decoder-rounds {args.decoder_rounds} --unet-steps {args.unet_steps} --batch {args.batch} --seed {args.seed} "
+                         f"--threads {args.threads}"}
+    save_sorted(t, path, meta)
+    log(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB)")
+
+
+def probe(images, ids, empty):
+    """Seconds per step of each phase at the configured sizes."""
+    t = time.time()
+    train_vae(images, 4, 32, 0)
+    log(f"vae: {(time.time() - t) / 4:.2f} s/step")
+    lat = torch.randn(len(images), 4, ds.SIZE // 8, ds.SIZE // 8)
+    t = time.time()
+    train_unet(lat, ids, empty, 4, 64, 0)
+    log(f"unet: {(time.time() - t) / 4:.2f} s/step")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="weights/sdc-shapes.safetensors")
+    ap.add_argument("--images", type=int, default=30000)
+    ap.add_argument("--vae-steps", type=int, default=2000)
+    ap.add_argument("--decoder-steps", type=int, default=1500, help="steps per decoder round")
+    ap.add_argument("--decoder-rounds", type=int, default=2)
+    ap.add_argument("--unet-steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--vae-cache", help="reuse (or write) the trained VAE and latents here")
+    ap.add_argument("--probe", action="store_true", help="time a few steps of each phase and stop")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    t0 = time.time()
+    n = 512 if args.probe else args.images
+    images, captions, _ = ds.make_split(n, args.seed)
+    ids, empty = tokenize(captions)
+    log(f"dataset: {n} images, {len(set(captions))} distinct captions ({time.time() - t0:.0f} s)")
+    if args.probe:
+        return probe(images, ids, empty)
+    from diffusers import AutoencoderKL
+    if args.vae_cache and os.path.exists(args.vae_cache):
+        c = torch.load(args.vae_cache)
+        vae = AutoencoderKL(**VAE_CONFIG)
+        vae.load_state_dict(c["vae"])
+        vae.eval()
+        lat = c["latents"]
+        log(f"VAE and latents from {args.vae_cache}")
+    else:
+        vae = train_vae(images, args.vae_steps, 32, args.seed)
+        lat = encode_all(vae, images)
+        for r in range(args.decoder_rounds):  # warm restarts of the schedule
+            vae = sharpen_decoder(vae, images, lat, args.decoder_steps, 32, args.seed + r)
+        if args.vae_cache:
+            torch.save({"vae": vae.state_dict(), "latents": lat}, args.vae_cache)
+    std = float(lat.std())
+    scale = 1.0 / std
+    log(f"latents {tuple(lat.shape)}, mean {float(lat.mean()):.4f} std {std:.4f} -> scale factor {scale:.5f}")
+    vae.register_to_config(scaling_factor=scale)
+    unet, te = train_unet(lat * scale, ids, empty, args.unet_steps, args.batch, args.seed)
+    export(args.out, unet, vae, te, scale, args)
+    log(f"done in {(time.time() - t0) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
