@@ -393,6 +393,22 @@ static void guess_prediction(sdc_model_files *m) {
     c->prediction_source = "heuristic (spread of output_blocks.11.1 norm1.bias)";
 }
 
+/* sdc's own single files (the shipped model) say what their U-Net
+ * predicts, as the yaml beside a v-model says it for other tools. */
+static sdc_status prediction_from_metadata(sdc_model_files *m) {
+    const char *p = m->single ? sdc_st_meta(m->single, "sdc.prediction") : NULL;
+    if (!p) return SDC_OK;
+    if (strcmp(p, "v") == 0)
+        m->config.unet.prediction = SDC_PRED_V;
+    else if (strcmp(p, "epsilon") == 0)
+        m->config.unet.prediction = SDC_PRED_EPSILON;
+    else
+        return sdc_fail(SDC_ERR_FORMAT, "%s: __metadata__ sdc.prediction is \"%s\"; expected \"epsilon\" or \"v\"",
+                        m->single->path, p);
+    m->config.unet.prediction_source = "__metadata__ sdc.prediction";
+    return SDC_OK;
+}
+
 /* ---- diffusers folder ------------------------------------------------- */
 
 static sdc_status open_component(const char *root, const char *sub, const char *const *names,
@@ -523,6 +539,9 @@ sdc_status sdc_model_open(const char *path, sdc_model_files **out) {
             m->config.unet.prediction = strcmp(pt->valuestring, "v_prediction") == 0 ? SDC_PRED_V : SDC_PRED_EPSILON;
             m->config.unet.prediction_source = "scheduler/scheduler_config.json";
         }
+        st = prediction_from_metadata(m);
+    }
+    if (st == SDC_OK) {
         st = vae_config(m, vae_cfg);
     }
     if (st == SDC_OK) st = native_size(m, unet_cfg);
