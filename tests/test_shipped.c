@@ -26,9 +26,7 @@
 #define MIN_BG 11
 #define MIN_COLOUR 10
 #define MIN_KIND 9
-/* Position is not asserted: the model trained so far ignores position words
- * (make eval: 22%, chance is 20%); issue 5 stays open on it. The subset's
- * position count is printed. */
+#define MIN_POSITION 10
 
 static sdc_shapes_score render_subset(const char *model) {
     sdc_shapes_item *items;
@@ -73,7 +71,7 @@ static sdc_shapes_score render_subset(const char *model) {
 }
 
 static bool passes(const sdc_shapes_score *s) {
-    return s->bg >= MIN_BG && s->colour >= MIN_COLOUR && s->kind >= MIN_KIND;
+    return s->bg >= MIN_BG && s->colour >= MIN_COLOUR && s->kind >= MIN_KIND && s->position >= MIN_POSITION;
 }
 
 /* Loads as an SD 1.x original-layout file; what a real file does not say
@@ -93,6 +91,7 @@ Test(shipped, loads_as_sd1_single_file) {
     cr_assert_not_null(sf);
     cr_assert_float_eq(c->vae.scale_factor, strtof(sf, NULL), 1e-6f);
     cr_assert_neq(c->vae.scale_factor, 0.18215f, "the shipped VAE has its own latent scale");
+    cr_assert_eq(c->unet.prediction, SDC_PRED_V, "the shipped U-Net predicts v (__metadata__ sdc.prediction)");
     sdc_model_close(m);
     FILE *f = fopen(SHIPPED, "rb");
     cr_assert_not_null(f);
@@ -106,6 +105,7 @@ Test(shipped, draws_held_out_prompts, .timeout = 120) {
     cr_expect_geq(s.bg, MIN_BG);
     cr_expect_geq(s.colour, MIN_COLOUR);
     cr_expect_geq(s.kind, MIN_KIND);
+    cr_expect_geq(s.position, MIN_POSITION);
 }
 
 /* A copy of the shipped file whose U-Net tensors each have their elements
@@ -194,6 +194,7 @@ Test(shipped, bad_metadata_is_named) {
         {"sdc.vae.scale_factor", "abc", "sdc.vae.scale_factor is \"abc\"; expected a positive number"},
         {"sdc.vae.scale_factor", "-1", "sdc.vae.scale_factor is \"-1\""},
         {"sdc.image_size", "60", "sdc.image_size is \"60\"; expected a multiple of 8"},
+        {"sdc.prediction", "x0", "sdc.prediction is \"x0\"; expected \"epsilon\" or \"v\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char path[] = "/tmp/sdc-meta-XXXXXX.safetensors";
