@@ -237,7 +237,8 @@ def train_unet(latents, masks, ids, labels, empty_ids, steps, batch, seed, text_
     # which leaves the high-noise steps next to nothing). As a weight on the
     # v loss:
     weight = torch.clamp(snr + 1, max=5.0) / (snr + 1)
-    params = list(unet.parameters()) + list(te.parameters()) + list(head.parameters())
+    model_params = list(unet.parameters()) + list(te.parameters())
+    params = model_params + list(head.parameters())
     ema_params = list(ema_unet.parameters()) + list(ema_te.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
     g = np.random.default_rng(seed + 30)
@@ -271,7 +272,7 @@ def train_unet(latents, masks, ids, labels, empty_ids, steps, batch, seed, text_
         d = min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             torch._foreach_mul_(ema_params, d)
-            torch._foreach_add_(ema_params, list(unet.parameters()) + list(te.parameters()), alpha=1 - d)
+            torch._foreach_add_(ema_params, model_params, alpha=1 - d)
         if step % 100 == 0 or step == steps - 1:
             log(f"unet step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f} s)")
     return ema_unet, ema_te
