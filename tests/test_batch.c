@@ -598,7 +598,7 @@ Test(batch, end_to_end_50_jobs_then_rerun_skips, .timeout = 240) {
     p = st_path(out, "00009-77-pink-ring-on-grey.png");
     cr_assert(sdc_batch_png_ok(p), "%s", p);
     free(p);
-    int w, h, c;
+    int w = 0, h = 0, c = 0;
     char *bad = NULL;
     for (int i = 0; i < t.nfiles; i++)
         if (!strncmp(t.files[i], "00014-", 6)) bad = st_path(out, t.files[i]);

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cuda.h"
 #include "image.h"
 #include "st_write.h"
 #include "testutil.h"
@@ -80,10 +81,13 @@ Test(cli, inspect_and_usage_errors) {
     cr_assert(strstr(out, "usage:"));
 }
 
-Test(cli, encode_falls_back_to_cpu) {
+/* --backend auto: the GPU where there is one, else the CPU. */
+Test(cli, encode_picks_cuda_or_falls_back_to_cpu) {
+    char why[256];
+    const char *want = sdc_cuda_device_count(why, sizeof why) > 0 ? "context (77, 16) on cuda" : "context (77, 16) on cpu";
     cr_assert_eq(run_cli("encode -m " FIXTURES "/tiny_sd1.safetensors 'a red circle'", out, err, sizeof out), 0,
                  "%s", err);
-    cr_assert(strstr(out, "context (77, 16) on cpu"), "%s", out);
+    cr_assert(strstr(out, want), "want '%s' in: %s", want, out);
 }
 
 /* txt2img: a PNG with the settings in its parameters chunk; bad input is a
