@@ -172,15 +172,25 @@ def eval_prompts():
     return out
 
 
-def make_split(n, seed):
+def make_split(n, seed, workers=1):
+    """n scenes, their captions and images. The scenes and captions come
+    from one random stream in order; rendering uses no randomness, so it
+    runs in `workers` processes with the same result."""
     rng = np.random.default_rng(seed)
-    images = np.empty((n, SIZE, SIZE, 3), dtype=np.uint8)
     captions, scenes = [], []
-    for i in range(n):
+    for _ in range(n):
         s = sample(rng)
-        images[i] = render(s)
         captions.append(caption(s, rng))
         scenes.append(s)
+    if workers > 1:
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            rendered = pool.map(render, scenes, chunksize=256)
+    else:
+        rendered = map(render, scenes)
+    images = np.empty((n, SIZE, SIZE, 3), dtype=np.uint8)
+    for i, im in enumerate(rendered):
+        images[i] = im
     return images, captions, scenes
 
 

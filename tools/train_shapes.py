@@ -2,13 +2,17 @@
 """Train sdc's shipped model: Stable Diffusion's architecture at small size
 (KL-VAE with 8x downsampling and 4 latent channels, a CLIP-style text
 encoder on the real CLIP BPE vocabulary, a U-Net with cross-attention) on
-the synthetic shapes world of tools/shapes_dataset.py, on the CPU.
+the synthetic shapes world of tools/shapes_dataset.py, on the CPU or,
+with --device cuda, on a GPU (--workers N renders the dataset in N
+processes, with the same result).
 
     tools/.venv/bin/python tools/train_shapes.py --out weights/sdc-shapes.safetensors
 
 Reproducible: fixed seeds, deterministic algorithms, fixed thread counts
 (--threads for the VAE phases, --unet-threads for the U-Net phase; the
-result depends on them) and a deterministic data order. The result is
+result depends on them) and a deterministic data order. On a GPU a few
+backward kernels have no deterministic form, so a run repeats to within
+rounding only, and its result differs from the CPU's. The result is
 exported by the same converter as the test fixtures (tools/sdc_layout.py)
 in the original single-file layout, fp16, so sdc loads it exactly as it
 loads a real SD 1.x checkpoint; what a real SD file does not say (heads,
@@ -54,12 +58,15 @@ UNET_CONFIG = dict(sample_size=ds.SIZE // 8, in_channels=4, out_channels=4, bloc
                    attention_head_dim=4, norm_num_groups=16)
 
 
+DEV = torch.device("cpu")  # set by --device; every tensor the models see lives here
+
+
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def to_tensor(images):
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0).to(DEV)
 
 
 def lr_at(step, steps, peak, warm=100, floor=0.1):
@@ -84,7 +91,7 @@ def train_vae(images, steps, batch, seed, lr=1e-3, full_from=0.0):
     the cost; the VAE is convolutional), the rest whole images."""
     from diffusers import AutoencoderKL
     torch.manual_seed(seed)
-    vae = AutoencoderKL(**VAE_CONFIG)
+    vae = AutoencoderKL(**VAE_CONFIG).to(DEV)
     with torch.no_grad():  # start with a small posterior std (~0.02) rather than 1
         z = VAE_CONFIG["latent_channels"]
         vae.quant_conv.weight[z:] *= 0.01
@@ -97,14 +104,14 @@ def train_vae(images, steps, batch, seed, lr=1e-3, full_from=0.0):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step, steps, lr)
         batch_img = images[g.integers(0, len(images), batch)]
-        weight = fg_weight(batch_img)
+        weight = fg_weight(batch_img).to(DEV)
         if step < full_from * steps:
             oy, ox = g.integers(0, ds.SIZE // 2 + 1, 2) // 8 * 8
             batch_img = batch_img[:, oy:oy + ds.SIZE // 2, ox:ox + ds.SIZE // 2]
             weight = weight[:, :, oy:oy + ds.SIZE // 2, ox:ox + ds.SIZE // 2]
         x = to_tensor(np.ascontiguousarray(batch_img))
         post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen).to(DEV)
         rec = vae.decode(z).sample
         err = (rec - x).abs()
         loss = ((err + err * err) * weight).mean() / weight.mean() + 1e-6 * post.kl().mean()
@@ -136,9 +143,9 @@ def sharpen_decoder(vae, images, latents, steps, batch, seed, lr=5e-4):
             grp["lr"] = lr_at(step, steps, lr, warm=50)
         idx = g.integers(0, len(images), batch)
         batch_img = images[idx]
-        weight = fg_weight(batch_img)
+        weight = fg_weight(batch_img).to(DEV)
         x = to_tensor(batch_img)
-        rec = vae.decode(latents[idx]).sample
+        rec = vae.decode(latents[idx].to(DEV)).sample
         err = (rec - x).abs()
         loss = ((err + err * err) * weight).mean() / weight.mean()
         (rx, ry), (xx, xy) = grads(rec), grads(x)
@@ -155,7 +162,7 @@ def sharpen_decoder(vae, images, latents, steps, batch, seed, lr=5e-4):
 def encode_all(vae, images, batch=500):
     out = []
     for i in range(0, len(images), batch):
-        out.append(vae.encode(to_tensor(images[i:i + batch])).latent_dist.mean)
+        out.append(vae.encode(to_tensor(images[i:i + batch])).latent_dist.mean.cpu())
     return torch.cat(out)
 
 
@@ -205,8 +212,8 @@ def pretrain_text(te, head, ids, labels, steps, batch, seed, lr=1e-3):
     g = np.random.default_rng(seed + 50)
     t0 = time.time()
     for step in range(steps):
-        idx = g.integers(0, len(ids), batch)
-        loss = attribute_loss(head, te(ids[idx]).last_hidden_state, labels[idx])
+        idx = torch.from_numpy(g.integers(0, len(ids), batch))
+        loss = attribute_loss(head, te(ids[idx].to(DEV)).last_hidden_state, labels[idx].to(DEV))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -221,9 +228,9 @@ def train_unet(latents, masks, ids, labels, empty_ids, steps, batch, seed, text_
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
     torch.manual_seed(seed + 20)
-    te = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
-    unet = UNet2DConditionModel(**UNET_CONFIG)
-    head = torch.nn.Linear(TEXT_CONFIG["hidden_size"], sum(ATTRIBUTES))  # training aid, not exported
+    te = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)).to(DEV)
+    unet = UNet2DConditionModel(**UNET_CONFIG).to(DEV)
+    head = torch.nn.Linear(TEXT_CONFIG["hidden_size"], sum(ATTRIBUTES)).to(DEV)  # training aid, not exported
     pretrain_text(te, head, ids, labels, text_steps, 256, seed)
     ema_te, ema_unet = copy.deepcopy(te).eval(), copy.deepcopy(unet).eval()
     noise_sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
@@ -236,7 +243,7 @@ def train_unet(latents, masks, ids, labels, empty_ids, steps, batch, seed, text_
     # as a weight on the x0 error: min(SNR + 1, 5) (Min-SNR-5 is min(SNR, 5),
     # which leaves the high-noise steps next to nothing). As a weight on the
     # v loss:
-    weight = torch.clamp(snr + 1, max=5.0) / (snr + 1)
+    weight = (torch.clamp(snr + 1, max=5.0) / (snr + 1)).to(DEV)
     model_params = list(unet.parameters()) + list(te.parameters())
     params = model_params + list(head.parameters())
     ema_params = list(ema_unet.parameters()) + list(ema_te.parameters())
@@ -247,19 +254,20 @@ def train_unet(latents, masks, ids, labels, empty_ids, steps, batch, seed, text_
     for step in range(steps):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step, steps, lr, warm=200)
-        idx = g.integers(0, len(latents), batch)
-        x0 = latents[idx]
+        idx = torch.from_numpy(g.integers(0, len(latents), batch))
+        x0 = latents[idx].to(DEV)
         tok = ids[idx].clone()
         lab = labels[idx].clone()
         drop = torch.from_numpy(g.random(batch) < 0.1)  # empty caption 10% of the time (CFG)
         tok[drop] = empty_ids
         lab[drop] = -100
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, 1000, (batch,), generator=gen)
+        tok, lab = tok.to(DEV), lab.to(DEV)
+        noise = torch.randn(x0.shape, generator=gen).to(DEV)  # drawn on the CPU: the same on every device
+        t = torch.randint(0, 1000, (batch,), generator=gen).to(DEV)
         xt = noise_sched.add_noise(x0, noise, t)
         ctx = te(tok).last_hidden_state
         pred = unet(xt, t, encoder_hidden_states=ctx).sample
-        m = 1.0 + (fg - 1.0) * masks[idx]  # shapes weigh fg times the background
+        m = 1.0 + (fg - 1.0) * masks[idx].to(DEV)  # shapes weigh fg times the background
         v = noise_sched.get_velocity(x0, noise, t)
         loss = ((pred - v) ** 2 * m).mean(dim=(1, 2, 3)) / m.mean(dim=(1, 2, 3))
         loss = (loss * weight[t]).mean()
@@ -275,7 +283,7 @@ def train_unet(latents, masks, ids, labels, empty_ids, steps, batch, seed, text_
             torch._foreach_add_(ema_params, model_params, alpha=1 - d)
         if step % 100 == 0 or step == steps - 1:
             log(f"unet step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f} s)")
-    return ema_unet, ema_te
+    return ema_unet.cpu(), ema_te.cpu()
 
 
 def tokenize(captions):
@@ -329,20 +337,25 @@ def export(path, unet, vae, te, scale, args, prediction="epsilon"):
             "sdc.train": f"tools/train_shapes.py --images {args.images} --vae-steps {args.vae_steps} "
                          f"--decoder-steps {args.decoder_steps} --decoder-rounds {args.decoder_rounds} --text-steps {args.text_steps} "
                          f"--unet-steps {args.unet_steps} --batch {args.batch} --seed {args.seed} "
-                         f"--threads {args.threads} --unet-threads {args.unet_threads}"}
+                         f"--threads {args.threads} --unet-threads {args.unet_threads} --device {DEV.type}"}
     save_sorted(t, path, meta)
     log(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB)")
 
 
-def probe(images, ids, scenes, empty):
-    """Seconds per step of each phase at the configured sizes."""
-    t = time.time()
-    train_vae(images, 4, 32, 0)
-    log(f"vae: {(time.time() - t) / 4:.2f} s/step")
+def probe(images, ids, scenes, empty, batch, steps=(4, 24)):
+    """Seconds per step of each phase at the configured sizes: the time of
+    steps[1] steps less that of steps[0] (start-up and warm-up)."""
     lat = torch.randn(len(images), 4, ds.SIZE // 8, ds.SIZE // 8)
-    t = time.time()
-    train_unet(lat, latent_fg_masks(images), ids, attribute_labels(scenes), empty, 4, 64, 0, text_steps=4)
-    log(f"unet: {(time.time() - t) / 4:.2f} s/step")
+    masks, labels = latent_fg_masks(images), attribute_labels(scenes)
+    for name, run in (("vae", lambda k: train_vae(images, k, 32, 0)),
+                      ("decoder", lambda k: sharpen_decoder(train_vae(images, 0, 32, 0), images, lat, k, 32, 0)),
+                      ("unet", lambda k: train_unet(lat, masks, ids, labels, empty, k, batch, 0, text_steps=0))):
+        took = []
+        for k in steps:
+            t = time.time()
+            run(k)
+            took.append(time.time() - t)
+        log(f"probe {name}: {(took[1] - took[0]) / (steps[1] - steps[0]):.4f} s/step")
 
 
 def main():
@@ -360,26 +373,42 @@ def main():
     ap.add_argument("--unet-threads", type=int, default=2, help="threads for the text encoder + U-Net phase")
     ap.add_argument("--vae-cache", help="reuse (or write) the trained VAE and latents here")
     ap.add_argument("--vae-only", action="store_true", help="stop once the VAE cache is written")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (results differ between the two)")
+    ap.add_argument("--workers", type=int, default=1, help="processes rendering the dataset (same result)")
     ap.add_argument("--probe", action="store_true", help="time a few steps of each phase and stop")
     args = ap.parse_args()
     if args.vae_only and not args.vae_cache:
         ap.error("--vae-only needs --vae-cache FILE")
+    global DEV
+    DEV = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
+    if DEV.type == "cuda":
+        if not torch.cuda.is_available():
+            ap.error("--device cuda: torch sees no CUDA device")
+        # cuBLAS is deterministic with a fixed workspace; a few CUDA backward
+        # kernels (nearest upsampling, attention) have no deterministic form,
+        # so a GPU run repeats only to within float rounding.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        log(f"device: {torch.cuda.get_device_name(DEV)}")
+    else:
+        torch.use_deterministic_algorithms(True)
     t0 = time.time()
     n = 512 if args.probe else args.images
-    images, captions, scenes = ds.make_split(n, args.seed)
+    images, captions, scenes = ds.make_split(n, args.seed, workers=args.workers)
     ids, empty = tokenize(captions)
     log(f"dataset: {n} images, {len(set(captions))} distinct captions ({time.time() - t0:.0f} s)")
     if args.probe:
-        return probe(images, ids, scenes, empty)
+        return probe(images, ids, scenes, empty, args.batch)
     from diffusers import AutoencoderKL
     if args.vae_cache and os.path.exists(args.vae_cache):
         c = torch.load(args.vae_cache)
         vae = AutoencoderKL(**VAE_CONFIG)
         vae.load_state_dict(c["vae"])
-        vae.eval()
-        lat = c["latents"]
+        vae.to(DEV).eval()
+        lat = c["latents"] if "latents" in c else encode_all(vae, images)  # a cache may hold the VAE alone
         log(f"VAE and latents from {args.vae_cache}")
     else:
         vae = train_vae(images, args.vae_steps, 32, args.seed)
@@ -387,7 +416,8 @@ def main():
         for r in range(args.decoder_rounds):  # warm restarts of the schedule
             vae = sharpen_decoder(vae, images, lat, args.decoder_steps, 32, args.seed + r)
         if args.vae_cache:
-            torch.save({"vae": vae.state_dict(), "latents": lat}, args.vae_cache + ".part")
+            torch.save({"vae": {k: v.cpu() for k, v in vae.state_dict().items()}, "latents": lat},
+                       args.vae_cache + ".part")
             os.replace(args.vae_cache + ".part", args.vae_cache)
     if args.vae_only:
         return log(f"VAE and latents in {args.vae_cache}; stopping (--vae-only)")
@@ -399,7 +429,7 @@ def main():
     torch.set_num_threads(args.unet_threads or args.threads)
     unet, te = train_unet(lat * scale, masks, ids, attribute_labels(scenes), empty, args.unet_steps, args.batch,
                           args.seed, text_steps=args.text_steps)
-    export(args.out, unet, vae, te, scale, args, prediction="v")
+    export(args.out, unet, vae.cpu(), te, scale, args, prediction="v")
     log(f"done in {(time.time() - t0) / 60:.1f} min")
 
 
