@@ -89,7 +89,7 @@ $(BUILD)/sdc: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsdc.a
 $(BUILD)/sdc_tests: $(TEST_OBJ) $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ -lcriterion $(LDLIBS)
 
-$(BUILD)/sdc_bench: $(BUILD)/bench/bench_cpu.o $(BUILD)/libsdc.a
+$(BUILD)/sdc_bench: $(BUILD)/bench/bench.o $(BUILD)/bench/bench_cuda.o $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/sdc_eval: $(BUILD)/eval/eval_shapes.o $(BUILD)/libsdc.a
@@ -122,10 +122,13 @@ samples: deps
 	    --samplers ddim,euler,euler_a,dpmpp_2m --steps 2,5,10,20,40 -o samples/compare.png \
 	    --csv samples/compare.csv
 
-# Benchmark (not a test): full-size SD 1.5-shaped checkpoint on the CPU.
+# Benchmark (not a test): full-size SD 1.5-shaped checkpoint, the CUDA
+# backend first where a device is present, then the CPU backend
+# (BENCH_ARGS=--cuda-only skips the CPU part).
+BENCH_ARGS ?=
 bench: deps fixtures-full
 	@$(MAKE) --no-print-directory $(BUILD)/sdc_bench
-	$(BUILD)/sdc_bench build/fixtures-full/full_sd1.safetensors
+	$(BUILD)/sdc_bench build/fixtures-full/full_sd1.safetensors $(BENCH_ARGS)
 
 # The suite; tests read fixtures relative to the repository root.
 test: deps

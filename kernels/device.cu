@@ -28,3 +28,14 @@ extern "C" void sdc_cuda_device_name(char *name, int name_len) {
     if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
         snprintf(name, (size_t)name_len, "%s", prop.name);
 }
+
+extern "C" int sdc_cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {
+    size_t f = 0, t = 0;
+    if (cudaMemGetInfo(&f, &t) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    if (free_bytes) *free_bytes = f;
+    if (total_bytes) *total_bytes = t;
+    return 0;
+}

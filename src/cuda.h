@@ -3,6 +3,8 @@
 #ifndef SDC_CUDA_H
 #define SDC_CUDA_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -13,6 +15,9 @@ int sdc_cuda_device_count(char *why, int why_len);
 
 /* Name of device 0 ("NVIDIA H100 ..."), "" if none. */
 void sdc_cuda_device_name(char *name, int name_len);
+
+/* Device 0's free and total memory in bytes; 0 on success, -1 if none. */
+int sdc_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
 
 /* 1 if the binary was built with nvcc (kernels linked in), 0 for the stub. */
 int sdc_cuda_compiled(void);

@@ -14,6 +14,12 @@ void sdc_cuda_device_name(char *name, int name_len) {
     if (name && name_len > 0) name[0] = '\0';
 }
 
+int sdc_cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {
+    if (free_bytes) *free_bytes = 0;
+    if (total_bytes) *total_bytes = 0;
+    return -1;
+}
+
 sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
     (void)device;
     *out = NULL;

@@ -1,15 +1,19 @@
-/* bench_cpu.c - `make bench`: the CPU backend on a full-size SD 1.5-shaped
- * checkpoint. Measures, in one run: this machine's OpenBLAS sgemm rate,
- * text encode, one U-Net step with CFG (batch 2) at 256x256 and 512x512,
- * VAE decode at both sizes, peak RSS, and where a step's time goes. */
+/* bench.c - `make bench`: sdc on a full-size SD 1.5-shaped checkpoint.
+ * CPU backend, in one run: this machine's OpenBLAS sgemm rate, text
+ * encode, one U-Net step with CFG (batch 2) at 256x256 and 512x512, VAE
+ * decode at both sizes, peak RSS, where a step's time goes, images per
+ * second. Where a CUDA device is present, the same figures for the CUDA
+ * backend come first (bench_cuda.c); --cuda-only skips the CPU part. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
+#include "bench.h"
 #include "backend_profile.h"
 #include "context.h"
+#include "cuda.h"
 #include "sdc.h"
 
 /* stable-diffusion.cpp's CPU backend on these 2-core machines with such a
@@ -41,13 +45,15 @@ static double peak_rss_gib(void) {
     return ru.ru_maxrss / 1024.0 / 1024.0;
 }
 
-typedef struct step_result {
-    double seconds, gflop;
-    sdc_profile prof;
-} step_result;
+/* Waits for the backend's queued work (a GPU runs asynchronously): the
+ * download of one value returns once everything before it has run. */
+static void backend_sync(sdc_backend *be, const float *dev) {
+    float v;
+    be->ops->download(be, &v, dev, 1);
+}
 
 /* median of `reps` U-Net calls (batch 2, CFG) after one warm-up */
-static int unet_step(sdc_ctx *ctx, int px, int reps, step_result *out) {
+int unet_step(sdc_ctx *ctx, int px, int reps, step_result *out) {
     const int lat = px / 8, ctx_dim = sdc_context_dim(ctx), C = ctx->model->config.unet.in_channels;
     const size_t n = (size_t)2 * lat * lat * C;
     float *x, *eps, *cond;
@@ -66,6 +72,7 @@ static int unet_step(sdc_ctx *ctx, int px, int reps, step_result *out) {
         sdc_backend_profile_reset();
         double t0 = sdc_now();
         rc = sdc_unet_forward(ctx->unet, x, 2, lat, lat, 500.0, cond, 77, eps) != SDC_OK;
+        if (!rc) backend_sync(be, eps);
         if (r > 0) times[r - 1] = sdc_now() - t0;
         if (r == reps) out->prof = *sdc_backend_profile_get();
     }
@@ -83,7 +90,7 @@ static int unet_step(sdc_ctx *ctx, int px, int reps, step_result *out) {
     return rc;
 }
 
-static double vae_decode(sdc_ctx *ctx, int px) {
+double vae_decode(sdc_ctx *ctx, int px) {
     const int lat = px / 8, zc = ctx->model->config.vae.z_channels;
     sdc_backend *be = ctx->be;
     float *z, *img;
@@ -92,15 +99,60 @@ static double vae_decode(sdc_ctx *ctx, int px) {
     be->ops->upload(be, z, h, (size_t)lat * lat * zc);
     double t0 = sdc_now();
     sdc_status st = sdc_vae_decode(ctx->vae, z, lat, lat, img);
+    if (st == SDC_OK) backend_sync(be, img);
     double t = sdc_now() - t0;
     free(h);
     be->ops->free(be, z), be->ops->free(be, img);
     return st == SDC_OK ? t : -1;
 }
 
+/* Images per second (encode, denoise, decode) of n <= 8 images of px x px,
+ * `steps` DDIM steps, CFG 7.5: ips[0] one at a time, ips[1] one batch. */
+int images_per_second(sdc_ctx *ctx, int px, int steps, int n, double ips[2]) {
+    sdc_gen_params jobs[8];
+    sdc_image imgs[8];
+    if (n > 8) n = 8;
+    for (int i = 0; i < n; i++) {
+        jobs[i] = sdc_gen_params_default();
+        jobs[i].prompt = "a photograph of an astronaut riding a horse";
+        jobs[i].width = jobs[i].height = px;
+        jobs[i].steps = steps;
+        jobs[i].seed = (unsigned)i;
+    }
+    for (int mode = 0; mode < 2; mode++) {
+        double t0 = sdc_now();
+        sdc_status st = SDC_OK;
+        int done = 0;
+        if (mode == 0)
+            for (; done < n && st == SDC_OK; done++) st = sdc_txt2img(ctx, &jobs[done], &imgs[done]);
+        else if ((st = sdc_txt2img_batch(ctx, jobs, n, imgs)) == SDC_OK)
+            done = n;
+        if (st != SDC_OK) return 1;
+        ips[mode] = n / (sdc_now() - t0);
+        for (int i = 0; i < done; i++) sdc_image_free(&imgs[i]);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    const char *model = argc > 1 ? argv[1] : "build/fixtures-full/full_sd1.safetensors";
+    const char *model = "build/fixtures-full/full_sd1.safetensors";
+    int cuda_only = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--cuda-only")) cuda_only = 1;
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "usage: sdc_bench [MODEL] [--cuda-only]\n");
+            return 2;
+        } else model = argv[i];
+    }
     setenv("SDC_QUIET", "1", 0);
+    char why[256] = "";
+    if (sdc_cuda_device_count(why, sizeof why) > 0) {
+        if (bench_cuda(model)) return 1;
+    } else {
+        printf("CUDA benchmark: SKIP: no CUDA device (%s)\n\n", why);
+        if (cuda_only) return 1;
+    }
+    if (cuda_only) return 0;
     printf("sdc CPU benchmark: %s\n\n", model);
 
     /* the sgemm rate of this machine: a square product and a U-Net-like one */
@@ -164,29 +216,10 @@ int main(int argc, char **argv) {
 
     /* whole images (encode, denoise, decode) per second: 4 images at
      * 256x256, 2 DDIM steps, CFG 7.5, one at a time vs one batch of 4 */
-    sdc_gen_params jobs[4];
-    sdc_image imgs[4];
-    for (int i = 0; i < 4; i++) {
-        jobs[i] = sdc_gen_params_default();
-        jobs[i].prompt = "a photograph of an astronaut riding a horse";
-        jobs[i].width = jobs[i].height = 256;
-        jobs[i].steps = 2;
-        jobs[i].seed = (unsigned)i;
-    }
     double ips[2];
-    for (int mode = 0; mode < 2; mode++) {
-        t0 = sdc_now();
-        sdc_status st = SDC_OK;
-        if (mode == 0)
-            for (int i = 0; i < 4 && st == SDC_OK; i++) st = sdc_txt2img(ctx, &jobs[i], &imgs[i]);
-        else
-            st = sdc_txt2img_batch(ctx, jobs, 4, imgs);
-        if (st != SDC_OK) {
-            fprintf(stderr, "bench: %s\n", sdc_last_error());
-            return 1;
-        }
-        ips[mode] = 4.0 / (sdc_now() - t0);
-        for (int i = 0; i < 4; i++) sdc_image_free(&imgs[i]);
+    if (images_per_second(ctx, 256, 2, 4, ips)) {
+        fprintf(stderr, "bench: %s\n", sdc_last_error());
+        return 1;
     }
     printf("\nimages per second (256x256, 2 DDIM steps, CFG, decode included):\n");
     printf("  --batch-size 1   %.4f img/s\n  --batch-size 4   %.4f img/s  (%.2fx)\n", ips[0], ips[1],

@@ -1,0 +1,27 @@
+/* bench.h - what bench.c (the CPU part and main) and bench_cuda.c share. */
+#ifndef SDC_BENCH_H
+#define SDC_BENCH_H
+
+#include "backend_profile.h"
+#include "sdc.h"
+
+typedef struct step_result {
+    double seconds, gflop;
+    sdc_profile prof;
+} step_result;
+
+/* Median of `reps` (<= 8) U-Net calls with CFG (batch 2) at px x px after one
+ * warm-up, waited for on the device; 0 on success. */
+int unet_step(sdc_ctx *ctx, int px, int reps, step_result *out);
+
+/* Seconds of one VAE decode of a px x px image; -1 on error. */
+double vae_decode(sdc_ctx *ctx, int px);
+
+/* Images per second of n <= 8 images (encode, denoise, decode): ips[0] one
+ * at a time, ips[1] as one batch; 0 on success. */
+int images_per_second(sdc_ctx *ctx, int px, int steps, int n, double ips[2]);
+
+/* The CUDA backend's figures on `model`; 0 on success. */
+int bench_cuda(const char *model);
+
+#endif
