@@ -134,6 +134,20 @@ int images_per_second(sdc_ctx *ctx, int px, int steps, int n, double ips[2]) {
     return 0;
 }
 
+sdc_ctx *bench_load(const char *model, sdc_backend_kind backend, double *seconds) {
+    sdc_params p = sdc_params_default();
+    p.model_path = model;
+    p.backend = backend;
+    double t0 = sdc_now();
+    sdc_ctx *ctx = NULL;
+    if (sdc_load(&p, &ctx) != SDC_OK) {
+        fprintf(stderr, "bench: %s\n", sdc_last_error());
+        return NULL;
+    }
+    *seconds = sdc_now() - t0;
+    return ctx;
+}
+
 int main(int argc, char **argv) {
     const char *model = "build/fixtures-full/full_sd1.safetensors";
     int cuda_only = 0;
@@ -162,16 +176,9 @@ int main(int argc, char **argv) {
     printf("OpenBLAS sgemm: %.1f GFLOP/s (2048^3), %.1f GFLOP/s (8192x320x2880); reference rate %.1f\n\n", g_sq,
            g_unet, g_ref);
 
-    sdc_params p = sdc_params_default();
-    p.model_path = model;
-    p.backend = SDC_BACKEND_CPU;
-    double t0 = sdc_now();
-    sdc_ctx *ctx = NULL;
-    if (sdc_load(&p, &ctx) != SDC_OK) {
-        fprintf(stderr, "bench: %s\n", sdc_last_error());
-        return 1;
-    }
-    double t_load = sdc_now() - t0;
+    double t_load, t0;
+    sdc_ctx *ctx = bench_load(model, SDC_BACKEND_CPU, &t_load);
+    if (!ctx) return 1;
     float *c = malloc((size_t)77 * sdc_context_dim(ctx) * sizeof(float));
     sdc_encode_prompt(ctx, "warm up", c);
     t0 = sdc_now();

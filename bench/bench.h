@@ -21,6 +21,10 @@ double vae_decode(sdc_ctx *ctx, int px);
  * at a time, ips[1] as one batch; 0 on success. */
 int images_per_second(sdc_ctx *ctx, int px, int steps, int n, double ips[2]);
 
+/* Loads `model` on `backend`; the seconds it took in *seconds. NULL (and
+ * the error printed) on failure. */
+sdc_ctx *bench_load(const char *model, sdc_backend_kind backend, double *seconds);
+
 /* The CUDA backend's figures on `model`; 0 on success. */
 int bench_cuda(const char *model);
 

@@ -23,16 +23,10 @@ int bench_cuda(const char *model) {
     double mem_before = used_gib();
     printf("sdc CUDA benchmark: %s\ndevice 0: %s\n\n", model, name);
 
-    sdc_params p = sdc_params_default();
-    p.model_path = model;
-    p.backend = SDC_BACKEND_CUDA;
-    double t0 = sdc_now();
-    sdc_ctx *ctx = NULL;
-    if (sdc_load(&p, &ctx) != SDC_OK) {
-        fprintf(stderr, "bench: %s\n", sdc_last_error());
-        return 1;
-    }
-    double t_load = sdc_now() - t0, mem_loaded = used_gib();
+    double t_load, t0;
+    sdc_ctx *ctx = bench_load(model, SDC_BACKEND_CUDA, &t_load);
+    if (!ctx) return 1;
+    double mem_loaded = used_gib();
 
     float *c = malloc((size_t)77 * sdc_context_dim(ctx) * sizeof(float));
     double t_text = 1e30;
