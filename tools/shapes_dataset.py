@@ -24,7 +24,8 @@ POSITIONS = {  # centre of the shape, in [0, 1] image coordinates
     "bottom right": (0.75, 0.75), "center": (0.5, 0.5),
 }
 POSITION_NAMES = list(POSITIONS)
-SIZES = {"small": 0.11, "large": 0.2}  # radius as a fraction of the side
+SIZES = {"small": 0.15, "large": 0.22}  # radius as a fraction of the side (a small
+# star at 0.11, 7 px, decoded through an 8x8 latent came back a blob)
 
 # (shape, shape colour, background colour) triples never shown in training;
 # make eval renders them. 3 per shape kind and colour, chosen by a fixed rule.
