@@ -370,7 +370,8 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (results depend on it)")
-    ap.add_argument("--unet-threads", type=int, default=2, help="threads for the text encoder + U-Net phase")
+    ap.add_argument("--unet-threads", type=int, default=1,
+                    help="threads for the text encoder + U-Net phase (the shipped model: 1)")
     ap.add_argument("--vae-cache", help="reuse (or write) the trained VAE and latents here")
     ap.add_argument("--vae-only", action="store_true", help="stop once the VAE cache is written")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (results differ between the two)")
