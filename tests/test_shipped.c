@@ -25,7 +25,7 @@
 #define SUBSET_STRIDE 6
 #define MIN_BG 11
 #define MIN_COLOUR 10
-#define MIN_KIND 9
+#define MIN_KIND 10
 #define MIN_POSITION 10
 
 static sdc_shapes_score render_subset(const char *model) {

@@ -78,7 +78,7 @@ def lr_at(step, steps, peak, warm=100, floor=0.1):
 
 def fg_weight(images, fg=10.0):
     """Per-pixel loss weight: fg where a pixel differs from the image's
-    background (median of its border), 1 elsewhere. Shapes cover 3-13% of
+    background (median of its border), 1 elsewhere. Shapes cover 3-14% of
     an image; unweighted, the VAE learns the background long before them."""
     border = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)
     bg = np.median(border, axis=1)[:, None, None, :]
