@@ -10,7 +10,10 @@ processes, with the same result).
 
 Reproducible: fixed seeds, deterministic algorithms, fixed thread counts
 (--threads for the VAE phases, --unet-threads for the U-Net phase; the
-result depends on them) and a deterministic data order. On a GPU a few
+result depends on them) and a deterministic data order. The same command
+on the same kind of CPU gives the same file byte for byte; another kind
+(an Intel Xeon rather than an AMD EPYC) gives a slightly different one,
+since torch picks its MKL and oneDNN kernels by instruction set. On a GPU a few
 backward kernels have no deterministic form, so a run repeats to within
 rounding only, and its result differs from the CPU's. The result is
 exported by the same converter as the test fixtures (tools/sdc_layout.py)
@@ -27,8 +30,11 @@ exported), (6) train the text encoder and U-Net together, v-prediction on
 the latents scaled to unit variance (SD's scaled_linear betas, x0 loss
 weight min(SNR + 1, 5), shape cells weighted 10x, 10% empty captions for
 classifier-free guidance, EMA of the weights), (7) export the EMA weights.
---vae-cache FILE keeps phases 1-4 (written once, reused after), and
---vae-only stops there.
+Phase 4 only changes the decoder and phases 5-6 only read the latents, so
+phase 4 runs in a second process beside them (each at its own thread
+count, so the file is the same as one made in a single process; --serial
+runs them one after the other). --vae-cache FILE keeps phases 1-4 (written
+once, reused after), and --vae-only stops there.
 """
 import argparse
 import copy
@@ -286,6 +292,58 @@ def train_unet(latents, masks, ids, labels, empty_ids, steps, batch, seed, text_
     return ema_unet.cpu(), ema_te.cpu()
 
 
+def sharpen_rounds(vae, images, latents, args):
+    for r in range(args.decoder_rounds):  # warm restarts of the schedule
+        vae = sharpen_decoder(vae, images, latents, args.decoder_steps, 32, args.seed + r)
+    return vae
+
+
+def sharpen_job(tmp, args):
+    """Phase 4 in a process of its own (spawned: a forked child of a
+    process with a thread pool can hang), reading and writing tmp."""
+    setup_device(args)
+    from diffusers import AutoencoderKL
+    vae = AutoencoderKL(**VAE_CONFIG)
+    vae.load_state_dict(torch.load(os.path.join(tmp, "vae.pt"), weights_only=True))
+    images = np.load(os.path.join(tmp, "images.npy"))
+    latents = torch.load(os.path.join(tmp, "latents.pt"), weights_only=True)
+    vae = sharpen_rounds(vae.to(DEV), images, latents, args)
+    torch.save(vae_state(vae), os.path.join(tmp, "vae-sharp.pt"))
+
+
+class SharpenInBackground:
+    """Runs sharpen_job beside the caller; finish() waits for it and loads
+    the sharpened decoder into vae."""
+
+    def __init__(self, vae, images, latents, args):
+        import multiprocessing
+        self.tmp = tempfile.TemporaryDirectory(prefix="sdc-train-")
+        torch.save(vae_state(vae), os.path.join(self.tmp.name, "vae.pt"))
+        np.save(os.path.join(self.tmp.name, "images.npy"), images)
+        torch.save(latents, os.path.join(self.tmp.name, "latents.pt"))
+        self.proc = multiprocessing.get_context("spawn").Process(target=sharpen_job, args=(self.tmp.name, args))
+        self.proc.start()
+        log(f"decoder rounds running beside the U-Net (process {self.proc.pid})")
+
+    def finish(self, vae):
+        self.proc.join()
+        if self.proc.exitcode != 0:
+            raise SystemExit(f"train_shapes.py: the decoder process failed (exit code {self.proc.exitcode})")
+        vae.load_state_dict(torch.load(os.path.join(self.tmp.name, "vae-sharp.pt"), weights_only=True))
+        self.close()
+        return vae.eval()
+
+    def close(self):
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join()
+        self.tmp.cleanup()
+
+
+def vae_state(vae):
+    return {k: v.cpu() for k, v in vae.state_dict().items()}
+
+
 def tokenize(captions):
     from transformers import CLIPTokenizer
     with tempfile.TemporaryDirectory() as tmp:
@@ -375,27 +433,17 @@ def main():
     ap.add_argument("--vae-cache", help="reuse (or write) the trained VAE and latents here")
     ap.add_argument("--vae-only", action="store_true", help="stop once the VAE cache is written")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (results differ between the two)")
-    ap.add_argument("--workers", type=int, default=1, help="processes rendering the dataset (same result)")
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                    help="processes rendering the dataset (same result; default: one per core)")
+    ap.add_argument("--serial", action="store_true",
+                    help="run the decoder rounds before the U-Net instead of beside it (same result)")
     ap.add_argument("--probe", action="store_true", help="time a few steps of each phase and stop")
     args = ap.parse_args()
     if args.vae_only and not args.vae_cache:
         ap.error("--vae-only needs --vae-cache FILE")
-    global DEV
-    DEV = torch.device(args.device)
-    torch.set_num_threads(args.threads)
-    if DEV.type == "cuda":
-        if not torch.cuda.is_available():
-            ap.error("--device cuda: torch sees no CUDA device")
-        # cuBLAS is deterministic with a fixed workspace; a few CUDA backward
-        # kernels (nearest upsampling, attention) have no deterministic form,
-        # so a GPU run repeats only to within float rounding.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        log(f"device: {torch.cuda.get_device_name(DEV)}")
-    else:
-        torch.use_deterministic_algorithms(True)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: torch sees no CUDA device")
+    setup_device(args)
     t0 = time.time()
     n = 512 if args.probe else args.images
     images, captions, scenes = ds.make_split(n, args.seed, workers=args.workers)
@@ -404,6 +452,7 @@ def main():
     if args.probe:
         return probe(images, ids, scenes, empty, args.batch)
     from diffusers import AutoencoderKL
+    sharpening = None
     if args.vae_cache and os.path.exists(args.vae_cache):
         c = torch.load(args.vae_cache)
         vae = AutoencoderKL(**VAE_CONFIG)
@@ -414,24 +463,57 @@ def main():
     else:
         vae = train_vae(images, args.vae_steps, 32, args.seed)
         lat = encode_all(vae, images)
-        for r in range(args.decoder_rounds):  # warm restarts of the schedule
-            vae = sharpen_decoder(vae, images, lat, args.decoder_steps, 32, args.seed + r)
-        if args.vae_cache:
-            torch.save({"vae": {k: v.cpu() for k, v in vae.state_dict().items()}, "latents": lat},
-                       args.vae_cache + ".part")
-            os.replace(args.vae_cache + ".part", args.vae_cache)
-    if args.vae_only:
-        return log(f"VAE and latents in {args.vae_cache}; stopping (--vae-only)")
-    std = float(lat.std())
-    scale = 1.0 / std
-    log(f"latents {tuple(lat.shape)}, mean {float(lat.mean()):.4f} std {std:.4f} -> scale factor {scale:.5f}")
+        if args.serial or args.vae_only or args.decoder_rounds == 0:
+            vae = sharpen_rounds(vae, images, lat, args)
+        else:
+            sharpening = SharpenInBackground(vae, images, lat, args)
+    try:
+        if args.vae_only:
+            if not os.path.exists(args.vae_cache):
+                save_vae_cache(args.vae_cache, vae, lat)
+            return log(f"VAE and latents in {args.vae_cache}; stopping (--vae-only)")
+        std = float(lat.std())
+        scale = 1.0 / std
+        log(f"latents {tuple(lat.shape)}, mean {float(lat.mean()):.4f} std {std:.4f} -> scale factor {scale:.5f}")
+        masks = latent_fg_masks(images)
+        torch.set_num_threads(args.unet_threads or args.threads)
+        unet, te = train_unet(lat * scale, masks, ids, attribute_labels(scenes), empty, args.unet_steps,
+                              args.batch, args.seed, text_steps=args.text_steps)
+        if sharpening:
+            vae = sharpening.finish(vae)
+            sharpening = None
+        if args.vae_cache and not os.path.exists(args.vae_cache):
+            save_vae_cache(args.vae_cache, vae, lat)
+    finally:
+        if sharpening:
+            sharpening.close()
     vae.register_to_config(scaling_factor=scale)
-    masks = latent_fg_masks(images)
-    torch.set_num_threads(args.unet_threads or args.threads)
-    unet, te = train_unet(lat * scale, masks, ids, attribute_labels(scenes), empty, args.unet_steps, args.batch,
-                          args.seed, text_steps=args.text_steps)
     export(args.out, unet, vae.cpu(), te, scale, args, prediction="v")
     log(f"done in {(time.time() - t0) / 60:.1f} min")
+
+
+def save_vae_cache(path, vae, latents):
+    torch.save({"vae": vae_state(vae), "latents": latents}, path + ".part")
+    os.replace(path + ".part", path)
+
+
+def setup_device(args):
+    """The device, thread count and determinism settings; the same in the
+    main process and the decoder's."""
+    global DEV
+    DEV = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    if DEV.type == "cuda":
+        # cuBLAS is deterministic with a fixed workspace; a few CUDA backward
+        # kernels (nearest upsampling, attention) have no deterministic form,
+        # so a GPU run repeats only to within float rounding.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        log(f"device: {torch.cuda.get_device_name(DEV)}")
+    else:
+        torch.use_deterministic_algorithms(True)
 
 
 if __name__ == "__main__":
