@@ -4,7 +4,7 @@
 #   make            build build/sdc (CLI) and build/libsdc.a
 #   make eval       score the shipped model on held-out prompts
 #   make samples    render samples/contact-sheet.png and samples/compare.png
-#   make train      retrain the shipped model (PyTorch venv, ~2 h on 2 cores)
+#   make train      retrain the shipped model (PyTorch venv, ~75 min on 2 cores)
 #   make test       install missing deps, build, run the Criterion suite
 #   make test-full  also the full-size checks (generates large fixtures first)
 #   make sanitize   the suite under AddressSanitizer + UBSan
@@ -165,8 +165,9 @@ fixtures: $(VENV)/.ok
 	$(PY) tools/fixtures_prompts.py
 	$(PY) tools/fixtures_shapes.py
 
-# Retrain the shipped model from scratch (about two hours on 2 CPU cores;
-# fixed seeds and thread count, so the same file comes out). TRAIN_ARGS
+# Retrain the shipped model from scratch (74 minutes on 2 CPU cores: the
+# decoder's rounds run beside the U-Net; fixed seeds and thread counts, so
+# the same kind of CPU gives the same file). TRAIN_ARGS
 # passes options on, e.g. TRAIN_ARGS="--device cuda --workers 8" on a GPU.
 TRAIN_ARGS ?=
 train: $(VENV)/.ok
