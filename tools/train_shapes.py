@@ -13,9 +13,9 @@ Reproducible: fixed seeds, deterministic algorithms, fixed thread counts
 result depends on them) and a deterministic data order. The same command
 on the same kind of CPU gives the same file byte for byte; another kind
 (an Intel Xeon rather than an AMD EPYC) gives a slightly different one,
-since torch picks its MKL and oneDNN kernels by instruction set. On a GPU a few
-backward kernels have no deterministic form, so a run repeats to within
-rounding only, and its result differs from the CPU's. The result is
+since torch picks its MKL and oneDNN kernels by instruction set. On a GPU
+a few backward kernels have no deterministic form, so a run repeats to
+within rounding only, and its result differs from the CPU's. The result is
 exported by the same converter as the test fixtures (tools/sdc_layout.py)
 in the original single-file layout, fp16, so sdc loads it exactly as it
 loads a real SD 1.x checkpoint; what a real SD file does not say (heads,
