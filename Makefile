@@ -23,7 +23,10 @@ CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_DEFAULT_SOURCE -fopenmp -g \
            -Iinclude -Isrc $(OPT)
 # OpenBLAS's OpenMP build shares libgomp's threads with sdc's own loops;
 # the pthread build would spin its own threads against them.
-BLAS_DIR ?= /usr/lib/$(shell $(CC) -print-multiarch)/openblas-openmp
+MULTIARCH := $(shell $(CC) -print-multiarch)
+BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
+# Its own cblas.h, not whichever BLAS the cblas.h alternative points at.
+CFLAGS  += -I/usr/include/$(MULTIARCH)/openblas-openmp
 LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lutf8proc -lz -lm -fopenmp
 
 ifeq ($(SAN),1)
