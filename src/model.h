@@ -7,10 +7,32 @@
 
 #include <stdio.h>
 
+#include <cjson/cJSON.h>
+
 #include "backend.h"
 #include "safetensors.h"
 
-#define SDC_MAX_LEVELS 8
+/* Limits on what a model file may say, far above any real SD 1.x, 2.x or
+ * SDXL model (real values in brackets), so that every size computed from a
+ * file is bounded before anything is allocated. docs/DETAILS.md lists them. */
+#define SDC_MAX_LEVELS 8                /* U-Net and VAE levels [3-4] */
+#define SDC_LIMIT_DIM (1 << 24)         /* any dimension of a tensor in a model file [49408] */
+#define SDC_LIMIT_RES_BLOCKS 16         /* res blocks per level [2] */
+#define SDC_LIMIT_CHANNELS 16384        /* channels of any U-Net or VAE level [1280] */
+#define SDC_LIMIT_IO_CHANNELS 64        /* U-Net input/output and latent channels [4, 9 inpainting] */
+#define SDC_LIMIT_HEADS 256             /* attention heads [8-20] */
+#define SDC_LIMIT_ATTN_DEPTH 64         /* transformer blocks per attention [1, 10 SDXL] */
+#define SDC_LIMIT_CONTEXT 16384         /* U-Net cross-attention width [768, 1024, 2048 SDXL] */
+#define SDC_LIMIT_TIME_EMBED 65536      /* time embedding width [1280] */
+#define SDC_LIMIT_GROUPS 1024           /* group-norm groups [32] */
+#define SDC_LIMIT_TEXT_VOCAB 1048576    /* token embedding rows [49408] */
+#define SDC_LIMIT_TEXT_WIDTH 16384      /* text encoder width [768, 1024, 1280] */
+#define SDC_LIMIT_TEXT_FF 65536         /* text encoder MLP width [3072, 4096, 5120] */
+#define SDC_LIMIT_TEXT_LAYERS 128       /* text encoder layers [12, 23-24, 32] */
+#define SDC_LIMIT_TEXT_POS 4096         /* position embeddings, at least 77 [77] */
+#define SDC_LIMIT_IMAGE 4096            /* pixels a side, native or asked for [512, 768, 1024] */
+/* Skip connections of a U-Net: conv_in, each res block, each downsampler. */
+#define SDC_MAX_SKIPS (1 + SDC_MAX_LEVELS * (SDC_LIMIT_RES_BLOCKS + 1))
 
 typedef enum sdc_family {
     SDC_FAMILY_UNKNOWN = 0,
@@ -44,6 +66,7 @@ typedef struct sdc_text_config {
     float eps;        /* layer-norm epsilon (1e-5) */
     int layers_used;  /* layers run for the U-Net context at clip skip 1 */
     int pad_id;       /* padding token: 49407 (SD 1.x) or 0 (SD 2.x) */
+    const char *heads_source;        /* where heads came from, for messages */
 } sdc_text_config;
 
 typedef struct sdc_unet_config {
@@ -60,6 +83,8 @@ typedef struct sdc_unet_config {
     int norm_groups;                 /* group norm groups (32) */
     sdc_prediction prediction;
     const char *prediction_source;   /* "scheduler_config.json", "heuristic", ... */
+    const char *heads_source;        /* where heads and norm_groups came from, for messages */
+    const char *groups_source;
 } sdc_unet_config;
 
 typedef struct sdc_vae_config {
@@ -71,6 +96,8 @@ typedef struct sdc_vae_config {
     bool has_encoder;
     int norm_groups;                 /* group norm groups (32) */
     float scale_factor;              /* 0.18215 */
+    int out_channels;                /* image channels of decoder.conv_out (3) */
+    const char *groups_source;
 } sdc_vae_config;
 
 /* What a diffusers scheduler_config.json says (single files say nothing). */
@@ -120,6 +147,15 @@ const char *sdc_layout_name(sdc_layout l);
 
 /* Print family, configuration and a tensor summary (for `sdc inspect`). */
 void sdc_model_print(const sdc_model_files *m, FILE *fp);
+
+/* Every value of m->config within the limits above, and the components
+ * agreeing with each other (text width = U-Net context width, U-Net
+ * channels = latent channels, group counts dividing the channels they
+ * split, heads dividing widths); with a diffusers folder, each config.json
+ * value that describes a shape agreeing with the tensors. Called by
+ * sdc_model_open (model_check.c). */
+sdc_status sdc_model_check(const sdc_model_files *m, const cJSON *unet_cfg, const cJSON *vae_cfg,
+                           const cJSON *text_cfg);
 
 /* Heads of a text encoder of this width when the file does not say:
  * CLIP and OpenCLIP use 64-wide heads. */

@@ -196,7 +196,7 @@ static void write_with_meta(const char *dst, const char *key, const char *value)
 
 Test(shipped, bad_metadata_is_named) {
     static const char *const cases[][3] = {
-        {"sdc.vae.scale_factor", "abc", "sdc.vae.scale_factor is \"abc\"; expected a positive number"},
+        {"sdc.vae.scale_factor", "abc", "sdc.vae.scale_factor is \"abc\"; expected a number from 1e-06"},
         {"sdc.vae.scale_factor", "-1", "sdc.vae.scale_factor is \"-1\""},
         {"sdc.image_size", "60", "sdc.image_size is \"60\"; expected a multiple of 8"},
         {"sdc.prediction", "x0", "sdc.prediction is \"x0\"; expected \"epsilon\" or \"v\""},
