@@ -7,9 +7,9 @@
 #include <string.h>
 
 /* Read tensor `name` (checked against the expected shape; d1 = 0 for a
- * vector) from f as fp32 into host memory dst. */
+ * vector) from f as fp32 into host memory dst, which holds cap floats. */
 static sdc_status read_f32(const sdc_st_file *f, const char *name, int64_t d0,
-                           int64_t d1, float *dst) {
+                           int64_t d1, float *dst, size_t cap) {
     const sdc_st_tensor *t = sdc_st_find(f, name);
     if (!t) return sdc_fail(SDC_ERR_FORMAT, "%s: text encoder tensor %s is missing", f->path, name);
     int want_ndim = d1 ? 2 : 1;
@@ -27,6 +27,11 @@ static sdc_status read_f32(const sdc_st_file *f, const char *name, int64_t d0,
         return sdc_fail(SDC_ERR_FORMAT, "%s: tensor %s has shape (%s), expected (%lld)", f->path,
                         name, got, (long long)d0);
     }
+    /* the shape matched what the configuration promises; the buffer was
+     * sized from the same configuration, and this says so once more */
+    if ((uint64_t)t->numel > cap)
+        return sdc_fail(SDC_ERR_FORMAT, "%s: tensor %s has %lld elements, more than the %zu its buffer holds",
+                        f->path, name, (long long)t->numel, cap);
     SDC_TRY(sdc_st_to_f32(f, t, dst));
     sdc_st_drop_tensor_pages(f, t); /* keep peak memory to the fp32 copy */
     return SDC_OK;
@@ -37,6 +42,7 @@ typedef struct {
     const sdc_model_files *m;
     sdc_backend *be;
     float *stage;
+    size_t cap;      /* floats in stage */
 } loader;
 
 static sdc_status load1(loader *L, float **dst, int64_t d0, int64_t d1, const char *fmt, ...)
@@ -48,7 +54,7 @@ static sdc_status load1(loader *L, float **dst, int64_t d0, int64_t d1, const ch
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
     snprintf(full, sizeof full, "%s%s", L->m->text_prefix, name);
-    SDC_TRY(read_f32(L->m->text_file, full, d0, d1, L->stage));
+    SDC_TRY(read_f32(L->m->text_file, full, d0, d1, L->stage, L->cap));
     return sdc_backend_upload_new(L->be, L->stage, (size_t)d0 * (size_t)(d1 ? d1 : 1), dst);
 }
 
@@ -59,13 +65,13 @@ static sdc_status load_qkv_hf(loader *L, int l, int W, sdc_text_layer *ly) {
     for (int i = 0; i < 3; i++) {
         snprintf(name, sizeof name, "%stext_model.encoder.layers.%d.self_attn.%s_proj.weight",
                  L->m->text_prefix, l, qkv[i]);
-        SDC_TRY(read_f32(L->m->text_file, name, W, W, L->stage + (size_t)i * W * W));
+        SDC_TRY(read_f32(L->m->text_file, name, W, W, L->stage + (size_t)i * W * W, L->cap - (size_t)i * W * W));
     }
     SDC_TRY(sdc_backend_upload_new(L->be, L->stage, (size_t)3 * W * W, &ly->qkv_w));
     for (int i = 0; i < 3; i++) {
         snprintf(name, sizeof name, "%stext_model.encoder.layers.%d.self_attn.%s_proj.bias",
                  L->m->text_prefix, l, qkv[i]);
-        SDC_TRY(read_f32(L->m->text_file, name, W, 0, L->stage + (size_t)i * W));
+        SDC_TRY(read_f32(L->m->text_file, name, W, 0, L->stage + (size_t)i * W, L->cap - (size_t)i * W));
     }
     return sdc_backend_upload_new(L->be, L->stage, (size_t)3 * W, &ly->qkv_b);
 }
@@ -131,11 +137,14 @@ sdc_status sdc_text_encoder_load(const sdc_model_files *m, sdc_backend *be,
     te->cfg = m->config.text;
     te->be = be;
     const sdc_text_config *c = &te->cfg;
-    size_t big = (size_t)c->vocab * c->width;
-    size_t mlp = (size_t)c->ff * c->width, qkv = (size_t)3 * c->width * c->width;
-    if (mlp > big) big = mlp;
-    if (qkv > big) big = qkv;
-    loader L = {.m = m, .be = be, .stage = malloc(big * sizeof(float))};
+    /* the largest tensor read: token or position table, MLP, stacked qkv
+     * (sizes bounded by sdc_model_check, so none of these overflow) */
+    const size_t W = (size_t)c->width;
+    const size_t sizes[] = {(size_t)c->vocab * W, (size_t)c->max_pos * W, (size_t)c->ff * W, 3 * W * W};
+    size_t big = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        if (sizes[i] > big) big = sizes[i];
+    loader L = {.m = m, .be = be, .stage = malloc(big * sizeof(float)), .cap = big};
     te->layers = calloc((size_t)c->layers, sizeof *te->layers);
     sdc_status st = (L.stage && te->layers) ? load_all(&L, te)
                                             : sdc_fail(SDC_ERR_OOM, "text encoder: out of memory");

@@ -149,7 +149,8 @@ static sdc_status load_all(sdc_loader *L, sdc_unet *u) {
 sdc_status sdc_unet_load(const sdc_model_files *m, sdc_backend *be, sdc_unet **out) {
     *out = NULL;
     const sdc_unet_config *c = &m->config.unet;
-    if (c->n_levels < 1 || c->num_res_blocks < 1 || c->context_dim < 1 || c->norm_groups < 1)
+    if (c->n_levels < 1 || c->n_levels > SDC_MAX_LEVELS || c->num_res_blocks < 1 ||
+        c->num_res_blocks > SDC_LIMIT_RES_BLOCKS || c->context_dim < 1 || c->norm_groups < 1)
         return sdc_fail(SDC_ERR_UNSUPPORTED,
                         "%s: U-Net configuration not understood (%d levels, %d res blocks, context %d)",
                         m->path, c->n_levels, c->num_res_blocks, c->context_dim);
@@ -160,6 +161,7 @@ sdc_status sdc_unet_load(const sdc_model_files *m, sdc_backend *be, sdc_unet **o
     sdc_loader L;
     sdc_loader_init(&L, m, SDC_COMP_UNET, be, &u->weights);
     sdc_status st = load_all(&L, u);
+    if (st == SDC_OK) st = sdc_loader_check_all_used(&L);
     sdc_loader_done(&L);
     if (st != SDC_OK) {
         sdc_unet_free(u);
@@ -354,9 +356,12 @@ sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w
 
     float *cur = u->buf[0], *spare = u->buf[1], *t2 = u->buf[2], *t3 = u->buf[3], *t4 = u->buf[4];
     /* skip connections: a stack of (pointer, channels) */
-    float *skip_ptr[64];
-    int skip_c[64], n_skip = 0;
+    float *skip_ptr[SDC_MAX_SKIPS];
+    int skip_c[SDC_MAX_SKIPS], n_skip = 0;
     size_t skip_off = 0;
+    if (c->n_levels > SDC_MAX_LEVELS || c->num_res_blocks > SDC_LIMIT_RES_BLOCKS)
+        return sdc_fail(SDC_ERR_ARG, "unet: %d levels of %d res blocks, more than sdc's limits (%d, %d)", c->n_levels,
+                        c->num_res_blocks, SDC_MAX_LEVELS, SDC_LIMIT_RES_BLOCKS);
 #define PUSH(buf, px, ch)                                                            \
     do {                                                                             \
         skip_ptr[n_skip] = u->skips + skip_off;                                      \

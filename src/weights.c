@@ -18,8 +18,40 @@ void sdc_loader_init(sdc_loader *L, const sdc_model_files *m, sdc_component comp
 
 void sdc_loader_done(sdc_loader *L) {
     free(L->stage);
+    free(L->used);
     L->stage = NULL;
+    L->used = NULL;
     L->stage_cap = 0;
+}
+
+static const sdc_st_file *comp_file(const sdc_loader *L) {
+    return L->comp == SDC_COMP_UNET ? L->m->unet_file : L->m->vae_file;
+}
+
+static sdc_status mark_used(sdc_loader *L, const sdc_st_tensor *t) {
+    const sdc_st_file *f = comp_file(L);
+    if (!L->used && !(L->used = calloc((size_t)f->n_tensors + 1, 1)))
+        return sdc_fail(SDC_ERR_OOM, "out of memory");
+    L->used[t - f->tensors] = 1;
+    return SDC_OK;
+}
+
+sdc_status sdc_loader_check_all_used(sdc_loader *L) {
+    const sdc_st_file *f = comp_file(L);
+    const char *prefix = L->comp == SDC_COMP_UNET ? L->m->unet_prefix : L->m->vae_prefix;
+    const char *what = L->comp == SDC_COMP_UNET ? "U-Net" : "VAE";
+    size_t n = strlen(prefix);
+    int left = 0;
+    const char *first = NULL;
+    for (int i = 0; i < f->n_tensors; i++)
+        if (strncmp(f->tensors[i].name, prefix, n) == 0 && !(L->used && L->used[i])) {
+            if (!first) first = f->tensors[i].name;
+            left++;
+        }
+    if (!left) return SDC_OK;
+    return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: %s tensor %s%s is not part of the SD 1.x / 2.x %s that sdc runs (%d such "
+                    "tensor%s): the model has parts sdc does not implement", f->path, what, first,
+                    left > 1 ? " and others" : "", what, left, left > 1 ? "s" : "");
 }
 
 /* The tensor for a diffusers name, or NULL; *full gets the name looked up. */
@@ -105,6 +137,7 @@ static sdc_status read(sdc_loader *L, const char *name, const int64_t *dims, int
         return sdc_fail(SDC_ERR_FORMAT, "%s: %s tensor %s has shape (%s), expected (%s)", f->path, what,
                         full, got, want);
     }
+    SDC_TRY(mark_used(L, t));
     SDC_TRY(sdc_st_to_f32(f, t, dst));
     sdc_st_drop_tensor_pages(f, t); /* keep peak memory to the fp32 copy */
     return SDC_OK;

@@ -22,11 +22,18 @@ typedef struct sdc_loader {
     sdc_weight_set *set;
     float *stage;        /* host staging, grown as needed */
     size_t stage_cap;    /* floats */
+    unsigned char *used; /* per tensor of the component's file: read by this loader */
 } sdc_loader;
 
 void sdc_loader_init(sdc_loader *L, const sdc_model_files *m, sdc_component comp,
                      sdc_backend *be, sdc_weight_set *set);
 void sdc_loader_done(sdc_loader *L);
+
+/* Every tensor of the component (its file, under its prefix) was read: a
+ * tensor left over is a part of the model sdc would silently skip (an
+ * SDXL add_embedding, a class embedding, an extra block), so it is an
+ * SDC_ERR_UNSUPPORTED error naming it. */
+sdc_status sdc_loader_check_all_used(sdc_loader *L);
 
 /* Whether the component has a tensor of this diffusers name. */
 bool sdc_loader_has(sdc_loader *L, const char *name);
