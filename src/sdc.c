@@ -75,6 +75,9 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
     if (st == SDC_OK)
         st = sdc_tokenizer_open_default(params->vocab_path, c->model->tokenizer_vocab,
                                         c->model->tokenizer_merges, &c->tok);
+    if (st == SDC_OK && sdc_tokenizer_vocab_size(c->tok) > c->model->config.text.vocab)
+        st = sdc_fail(SDC_ERR_FORMAT, "%s: the tokenizer has %d ids but the text encoder's token table only %d rows",
+                      params->model_path, sdc_tokenizer_vocab_size(c->tok), c->model->config.text.vocab);
     if (st == SDC_OK) st = select_backend(params, &c->be);
     double t0 = sdc_now();
     if (st == SDC_OK) st = sdc_text_encoder_load(c->model, c->be, &c->te);

@@ -99,8 +99,9 @@ static void set_json(const char *dir, const char *sub, const char *key, const ch
     snprintf(path, sizeof path, "%s/%s", dir, sub);
     FILE *fp = fopen(path, "rb");
     cr_assert(fp, "%s", path);
-    static char buf[1 << 16];
+    static char buf[1 << 21]; /* vocab.json is about 1 MB */
     size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    cr_assert_lt(n, sizeof buf - 1, "%s is larger than the test's buffer", path);
     buf[n] = '\0';
     fclose(fp);
     cJSON *j = cJSON_Parse(buf);
@@ -546,5 +547,20 @@ Test(hostile_model, sdxl_unet_tensors) {
     spec add[] = {{"add_embedding.linear_1.weight", 2, {64, 16}}};
     folder_weights(dir, "unet/diffusion_pytorch_model.safetensors", NULL, add, 1);
     refused(dir, dir, "SDXL", "add_embedding");
+    free(dir);
+}
+
+/* A tokenizer with more ids than the text encoder has rows would index
+ * past the token table: refused when the model is loaded. */
+Test(hostile_model, tokenizer_larger_than_token_table) {
+    char *dir = folder("tokbig");
+    set_json(dir, "tokenizer/vocab.json", "zzzq</w>", "49408");
+    char *png = st_path(g_dir, "t.png"), cmd[9000];
+    snprintf(cmd, sizeof cmd, "'%s' txt2img -m '%s' -p x --steps 1 -o '%s' 2>&1 | grep -q "
+             "'the tokenizer has 49409 ids but the text encoder.s token table only 49408 rows'", sdc_cli_path(), dir,
+             png);
+    cr_assert_eq(system(cmd), 0, "not refused as expected");
+    cr_assert_neq(access(png, F_OK), 0);
+    free(png);
     free(dir);
 }
