@@ -47,12 +47,7 @@ static sdc_status check_dims(const sdc_st_file *f) {
     return SDC_OK;
 }
 
-static bool has_prefix(const sdc_st_file *f, const char *prefix) {
-    size_t n = strlen(prefix);
-    for (int i = 0; i < f->n_tensors; i++)
-        if (strncmp(f->tensors[i].name, prefix, n) == 0) return true;
-    return false;
-}
+static bool has_prefix(const sdc_st_file *f, const char *prefix) { return sdc_st_find_prefix(f, prefix) != NULL; }
 
 static char *path_join(const char *a, const char *b) {
     size_t n = strlen(a) + strlen(b) + 2;
@@ -181,11 +176,7 @@ static int count_blocks(const sdc_st_file *f, const char *fmt_prefix_index, cons
     char name[512];
     while (n <= limit) {
         snprintf(name, sizeof name, fmt_prefix_index, pre, a, n);
-        size_t len = strlen(name);
-        bool found = false;
-        for (int i = 0; i < f->n_tensors && !found; i++)
-            found = strncmp(f->tensors[i].name, name, len) == 0;
-        if (!found) break;
+        if (!sdc_st_find_prefix(f, name)) break;
         n++;
     }
     return n;

@@ -652,6 +652,23 @@ const sdc_st_tensor *sdc_st_find(const sdc_st_file *f, const char *name) {
     return NULL;
 }
 
+const sdc_st_tensor *sdc_st_find_prefix(const sdc_st_file *f, const char *prefix) {
+    if (!f || !prefix) return NULL;
+    /* names are sorted: those that start with prefix follow the first
+     * name >= prefix */
+    int lo = 0, hi = f->n_tensors;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (strcmp(f->tensors[mid].name, prefix) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t n = strlen(prefix);
+    if (lo < f->n_tensors && strncmp(f->tensors[lo].name, prefix, n) == 0) return &f->tensors[lo];
+    return NULL;
+}
+
 const char *sdc_st_meta(const sdc_st_file *f, const char *key) {
     if (!f || !key) return NULL;
     int lo = 0, hi = f->n_meta - 1; /* keys are sorted */

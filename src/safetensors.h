@@ -60,6 +60,10 @@ void sdc_st_drop_tensor_pages(const sdc_st_file *f, const sdc_st_tensor *t);
 /* Binary search by exact name; NULL if absent. */
 const sdc_st_tensor *sdc_st_find(const sdc_st_file *f, const char *name);
 
+/* The first tensor (by name) whose name starts with prefix; NULL if none.
+ * A binary search, as sdc_st_find. */
+const sdc_st_tensor *sdc_st_find_prefix(const sdc_st_file *f, const char *prefix);
+
 /* Metadata value for key, NULL if absent. */
 const char *sdc_st_meta(const sdc_st_file *f, const char *key);
 

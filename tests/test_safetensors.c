@@ -732,3 +732,26 @@ Test(safetensors, f64_narrowing) {
     sdc_st_close(f);
     free(p);
 }
+
+Test(safetensors, find_prefix_is_the_first_name_with_it) {
+    char *p = tpath("prefix.safetensors");
+    st_builder *b = st_builder_new();
+    float v[1] = {0};
+    int64_t shape[1] = {1};
+    const char *names[] = {"b", "a.c", "a.b", "ab", "a"};
+    for (int i = 0; i < 5; i++) cr_assert_eq(st_builder_add_f32(b, names[i], 1, shape, v), 0);
+    cr_assert_eq(st_builder_write(b, p), 0);
+    st_builder_free(b);
+    sdc_st_file *f = NULL;
+    cr_assert_eq(sdc_st_open(p, &f), SDC_OK, "%s", sdc_last_error());
+    cr_assert_str_eq(sdc_st_find_prefix(f, "a.")->name, "a.b");
+    cr_assert_str_eq(sdc_st_find_prefix(f, "a")->name, "a");
+    cr_assert_str_eq(sdc_st_find_prefix(f, "ab")->name, "ab");
+    cr_assert_str_eq(sdc_st_find_prefix(f, "")->name, "a");
+    cr_assert_str_eq(sdc_st_find_prefix(f, "b")->name, "b");
+    cr_assert_null(sdc_st_find_prefix(f, "a.d"));
+    cr_assert_null(sdc_st_find_prefix(f, "c"));
+    cr_assert_null(sdc_st_find_prefix(f, "0"));
+    sdc_st_close(f);
+    free(p);
+}
