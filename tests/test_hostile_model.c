@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "model.h"
 #include "st_write.h"
 #include "testutil.h"
@@ -146,7 +147,10 @@ static void refused(const char *path, const char *names, const char *n1, const c
     char *png = st_path(g_dir, "out.png"), *err = st_path(g_dir, "err.txt"), cmd[9000];
     snprintf(cmd, sizeof cmd, "'%s' txt2img -m '%s' -p 'a red circle' --steps 1 --seed 1 -o '%s' >/dev/null 2>'%s'",
              sdc_cli_path(), path, png, err);
+    double t0 = sdc_now();
     int rc = system(cmd);
+    /* reported, not asserted: the suite's timeout guards against a hang */
+    fprintf(stderr, "hostile_model: sdc txt2img refused %s in %.3f s\n", path, sdc_now() - t0);
     cr_assert(WIFEXITED(rc), "sdc txt2img -m %s died from a signal", path);
     cr_assert_eq(WEXITSTATUS(rc), 1, "sdc txt2img -m %s exited %d", path, WEXITSTATUS(rc));
     struct stat sb;
