@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- small lookups ---------------------------------------------------- */
 
@@ -64,22 +66,30 @@ static bool file_exists(const char *p) {
 /* Parse a small JSON file; NULL (no error) when the file is absent. */
 static sdc_status read_json(const char *path, cJSON **out) {
     *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return SDC_OK;
-    char *buf = NULL;
-    long n = -1;
-    if (fseek(fp, 0, SEEK_END) == 0) n = ftell(fp);
-    if (n < 0 || n > (1 << 24) || fseek(fp, 0, SEEK_SET) != 0) {
-        fclose(fp);
-        return sdc_fail(SDC_ERR_FORMAT, "%s: unreadable or larger than 16 MiB", path);
+    /* non-blocking, so a FIFO in place of a config cannot stall the open */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return SDC_OK;
+        return sdc_fail(SDC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     }
-    buf = malloc((size_t)n + 1);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > (1 << 24)) {
+        close(fd);
+        return sdc_fail(SDC_ERR_FORMAT, "%s: expected a regular file of at most 16 MiB", path);
+    }
+    size_t n = (size_t)sb.st_size, got = 0;
+    char *buf = malloc(n + 1);
     if (!buf) {
-        fclose(fp);
+        close(fd);
         return sdc_fail(SDC_ERR_OOM, "%s: out of memory", path);
     }
-    size_t got = fread(buf, 1, (size_t)n, fp);
-    fclose(fp);
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
     buf[got] = '\0';
     if (memchr(buf, '\0', got)) {
         free(buf);

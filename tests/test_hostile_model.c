@@ -568,3 +568,17 @@ Test(hostile_model, tokenizer_larger_than_token_table) {
     free(png);
     free(dir);
 }
+
+/* A FIFO or a folder where a config belongs: an error, never a wait for
+ * a writer that does not come. */
+Test(hostile_model, config_that_is_a_fifo_or_a_folder) {
+    char *dir = folder("fifo"), path[8400];
+    snprintf(path, sizeof path, "%s/unet/config.json", dir);
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    refused(dir, path, "expected a regular file", NULL);
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    refused(dir, path, "expected a regular file", NULL);
+    free(dir);
+}
