@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <utf8proc.h>
 #include <zlib.h>
 
@@ -139,8 +140,7 @@ static sdc_status tok_new(int n_vocab, int n_merges, sdc_tokenizer **out) {
     return SDC_OK;
 }
 
-/* Index pieces[] (all set) by content; the first id wins on duplicates, as
- * they cannot be told apart by the string-keyed reference either. */
+/* Index pieces[] (all set) by content; a piece given twice is an error. */
 static sdc_status tok_index(sdc_tokenizer *t, const char *file) {
     for (int id = 0; id < t->n_vocab; id++) {
         const char *p = t->pieces[id];
@@ -149,7 +149,7 @@ static sdc_status tok_index(sdc_tokenizer *t, const char *file) {
         uint32_t h = hash_bytes(p, n) & t->vmask;
         while (t->vslots[h] >= 0) {
             if (!strcmp(t->pieces[t->vslots[h]], p))
-                return sdc_fail(SDC_ERR_FORMAT, "%s: piece \"%s\" has two ids (%d "
+                return sdc_fail(SDC_ERR_FORMAT, "%s: piece \"%s\" appears twice (ids %d "
                                 "and %d)", file, p, t->vslots[h], id);
             h = (h + 1) & t->vmask;
         }
@@ -183,7 +183,7 @@ static sdc_status tok_add_merge(sdc_tokenizer *t, const char *l, size_t ln,
                                 const char *r, size_t rn, int rank,
                                 const char *file, long line) {
     int a = vocab_find(t, l, ln), b = vocab_find(t, r, rn);
-    char buf[512];
+    char buf[2 * SDC_TOKENIZER_MAX_PIECE + 1];
     if (ln + rn >= sizeof buf)
         return sdc_fail(SDC_ERR_FORMAT, "%s:%ld: merge symbols are too long (%zu "
                         "bytes)", file, line, ln + rn);
@@ -219,15 +219,29 @@ static bool merge_find(const sdc_tokenizer *t, int a, int b, int *rank, int *out
 
 /* ---- file reading ------------------------------------------------------ */
 
+/* The whole file plus a NUL byte, at most SDC_TOKENIZER_MAX_FILE bytes. */
 static sdc_status read_file(const char *path, unsigned char **data, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return sdc_fail(SDC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 20, n = 0;
-    unsigned char *buf = malloc(cap);
+    struct stat sb;
+    bool too_big = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) &&
+                   sb.st_size > SDC_TOKENIZER_MAX_FILE;
+    if (too_big) { /* before reading any of it; the loop below bounds pipes */
+        fclose(f);
+        return sdc_fail(SDC_ERR_FORMAT, "%s: the file is larger than %d MiB, more than "
+                        "any tokenizer file (CLIP's are about 1 MiB)", path,
+                        SDC_TOKENIZER_MAX_FILE >> 20);
+    }
+    size_t cap = 1 << 16, n = 0;
+    unsigned char *buf = malloc(cap + 1);
     while (buf) {
         n += fread(buf + n, 1, cap - n, f);
         if (n < cap) break;
-        unsigned char *nb = realloc(buf, cap * 2);
+        if (cap >= SDC_TOKENIZER_MAX_FILE) {
+            too_big = fgetc(f) != EOF;
+            break;
+        }
+        unsigned char *nb = realloc(buf, cap * 2 + 1);
         if (!nb) {
             free(buf);
             buf = NULL;
@@ -239,10 +253,15 @@ static sdc_status read_file(const char *path, unsigned char **data, size_t *len)
     bool err = buf && ferror(f);
     fclose(f);
     if (!buf) return sdc_fail(SDC_ERR_OOM, "%s: out of memory reading the file", path);
-    if (err) {
+    if (err || too_big) {
         free(buf);
+        if (too_big)
+            return sdc_fail(SDC_ERR_FORMAT, "%s: the file is larger than %d MiB, more than "
+                            "any tokenizer file (CLIP's are about 1 MiB)", path,
+                            SDC_TOKENIZER_MAX_FILE >> 20);
         return sdc_fail(SDC_ERR_IO, "%s: read error", path);
     }
+    buf[n] = '\0';
     *data = buf;
     *len = n;
     return SDC_OK;
@@ -263,20 +282,26 @@ static sdc_status gunzip(const char *path, unsigned char *in, size_t n,
         return sdc_fail(SDC_ERR_OOM, "%s: zlib inflateInit2 failed", path);
     }
     size_t cap = n * 4 + 1024, out_n = 0;
-    unsigned char *out = malloc(cap);
+    if (cap > SDC_TOKENIZER_MAX_FILE) cap = SDC_TOKENIZER_MAX_FILE;
+    unsigned char *out = malloc(cap + 1);
     int rc = Z_OK;
     z.next_in = in;
     z.avail_in = (uInt)n;
     while (out && rc == Z_OK) {
         if (out_n == cap) {
-            unsigned char *nb = realloc(out, cap * 2);
+            if (cap >= SDC_TOKENIZER_MAX_FILE) {
+                rc = Z_MEM_ERROR;
+                break;
+            }
+            size_t nc = cap * 2 < SDC_TOKENIZER_MAX_FILE ? cap * 2 : SDC_TOKENIZER_MAX_FILE;
+            unsigned char *nb = realloc(out, nc + 1);
             if (!nb) {
                 free(out);
                 out = NULL;
                 break;
             }
             out = nb;
-            cap *= 2;
+            cap = nc;
         }
         z.next_out = out + out_n;
         z.avail_out = (uInt)(cap - out_n);
@@ -291,40 +316,92 @@ static sdc_status gunzip(const char *path, unsigned char *in, size_t n,
     if (!out) return sdc_fail(SDC_ERR_OOM, "%s: out of memory decompressing", path);
     if (rc != Z_STREAM_END) {
         free(out);
+        if (rc == Z_MEM_ERROR)
+            return sdc_fail(SDC_ERR_FORMAT, "%s: decompresses to more than %d MiB, more "
+                            "than any tokenizer file (CLIP's is 3 MiB)", path,
+                            SDC_TOKENIZER_MAX_FILE >> 20);
         if (rc == Z_BUF_ERROR || rc == Z_OK)
             return sdc_fail(SDC_ERR_FORMAT, "%s: gzip data is truncated (after %zu "
                             "decompressed bytes)", path, out_n);
         return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt gzip data (%s)", path,
                         msg ? msg : "zlib error");
     }
+    out[out_n] = '\0';
     *data = out;
     *len = out_n;
     return SDC_OK;
 }
 
-/* Splits line into exactly two whitespace-separated fields. */
-static bool split_merge(const char *s, size_t n, const char **a, size_t *an,
-                        const char **b, size_t *bn) {
-    const char *f[3];
-    size_t fl[3];
+/* Length of the strict UTF-8 sequence at s (n bytes left), 0 if invalid
+ * (overlong, surrogate, above U+10FFFF, truncated, a NUL byte). */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    if (c == 0) return 0;
+    if (c < 0x80) return 1;
+    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+               : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!len || n < len) return 0;
+    uint32_t cp = c & (0x7Fu >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3Fu);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return len;
+}
+
+/* Byte offset of the first invalid UTF-8 (or NUL) in s[0..n), n if none. */
+static size_t utf8_bad_at(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_len(u + i, n - i);
+        if (!l) return i;
+        i += l;
+    }
+    return n;
+}
+
+static bool merge_space(char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* One line of a merges file: exactly two whitespace-separated symbols of
+ * at most SDC_TOKENIZER_MAX_PIECE bytes each, valid UTF-8; else a message
+ * naming file and line. */
+static sdc_status merge_line(const char *file, long line, const char *s, size_t n,
+                             const char **a, size_t *an, const char **b, size_t *bn) {
+    size_t bad = utf8_bad_at(s, n);
+    if (bad < n)
+        return sdc_fail(SDC_ERR_FORMAT, "%s:%ld: %s at byte %zu of the line (a merges "
+                        "file is UTF-8 text)", file, line,
+                        s[bad] ? "invalid UTF-8" : "a NUL byte", bad + 1);
+    const char *f[2] = {NULL, NULL};
+    size_t fl[2] = {0, 0};
     int k = 0;
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' ||
-                         s[i] == '\v' || s[i] == '\f'))
-            i++;
+    for (size_t i = 0; i < n;) {
+        while (i < n && merge_space(s[i])) i++;
         if (i == n) break;
         size_t st = i;
-        while (i < n && !(s[i] == ' ' || s[i] == '\t' || s[i] == '\r' ||
-                          s[i] == '\v' || s[i] == '\f'))
-            i++;
-        if (k == 2) return false;
+        while (i < n && !merge_space(s[i])) i++;
+        if (k == 2) {
+            k = 3;
+            break;
+        }
         f[k] = s + st;
         fl[k++] = i - st;
     }
-    if (k != 2) return false;
+    if (k != 2)
+        return sdc_fail(SDC_ERR_FORMAT, "%s:%ld: expected a merge \"left right\" (two "
+                        "symbols), got \"%.*s\"%s", file, line, (int)(n > 60 ? 60 : n), s,
+                        n > 60 ? "..." : "");
+    for (int i = 0; i < 2; i++)
+        if (fl[i] > SDC_TOKENIZER_MAX_PIECE)
+            return sdc_fail(SDC_ERR_FORMAT, "%s:%ld: a merge symbol of %zu bytes (at most "
+                            "%d)", file, line, fl[i], SDC_TOKENIZER_MAX_PIECE);
     *a = f[0], *an = fl[0], *b = f[1], *bn = fl[1];
-    return true;
+    return SDC_OK;
 }
 
 /* ---- loaders ----------------------------------------------------------- */
@@ -386,12 +463,8 @@ sdc_status sdc_tokenizer_load_bpe(const char *path, sdc_tokenizer **out) {
     for (int k = 0; k < N_MERGES && st == SDC_OK; k++) {
         const char *a, *b;
         size_t an, bn;
-        if (!split_merge(ml[k], mlen[k], &a, &an, &b, &bn)) {
-            st = sdc_fail(SDC_ERR_FORMAT, "%s:%d: expected a merge \"left right\", got "
-                          "\"%.*s\"", path, k + 2, (int)(mlen[k] > 60 ? 60 : mlen[k]),
-                          ml[k]);
-            break;
-        }
+        st = merge_line(path, k + 2, ml[k], mlen[k], &a, &an, &b, &bn);
+        if (st != SDC_OK) break;
         char *p = malloc(an + bn + 1);
         if (!p) {
             st = sdc_fail(SDC_ERR_OOM, "tokenizer: out of memory");
@@ -412,8 +485,8 @@ sdc_status sdc_tokenizer_load_bpe(const char *path, sdc_tokenizer **out) {
     for (int k = 0; k < N_MERGES && st == SDC_OK; k++) {
         const char *a, *b;
         size_t an, bn;
-        split_merge(ml[k], mlen[k], &a, &an, &b, &bn);
-        st = tok_add_merge(t, a, an, b, bn, k, path, k + 2);
+        st = merge_line(path, k + 2, ml[k], mlen[k], &a, &an, &b, &bn);
+        if (st == SDC_OK) st = tok_add_merge(t, a, an, b, bn, k, path, k + 2);
     }
     free(ml);
     free(mlen);
@@ -426,83 +499,155 @@ sdc_status sdc_tokenizer_load_bpe(const char *path, sdc_tokenizer **out) {
     return SDC_OK;
 }
 
-sdc_status sdc_tokenizer_load_hf(const char *vocab_json, const char *merges_txt,
-                                 sdc_tokenizer **out) {
-    if (!vocab_json || !merges_txt || !out)
-        return sdc_fail(SDC_ERR_ARG, "sdc_tokenizer_load_hf: NULL argument");
-    *out = NULL;
-    unsigned char *raw = NULL;
-    size_t raw_n = 0;
-    SDC_TRY(read_file(vocab_json, &raw, &raw_n));
-    cJSON *root = cJSON_ParseWithLength((const char *)raw, raw_n);
-    free(raw);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return sdc_fail(SDC_ERR_FORMAT, "%s: expected a JSON object mapping pieces "
-                        "to ids", vocab_json);
+/* 1-based line and column of byte off of text. */
+static void text_pos(const unsigned char *text, size_t off, long *line, long *col) {
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off; i++) {
+        if (text[i] == '\n') (*line)++, *col = 1;
+        else (*col)++;
     }
-    int n_vocab = 0;
-    sdc_status st = SDC_OK;
-    for (cJSON *it = root->child; it; it = it->next) {
-        double d = it->valuedouble;
-        if (!cJSON_IsNumber(it) || d < 0 || d > 1e7 || d != (double)(int)d) {
-            st = sdc_fail(SDC_ERR_FORMAT, "%s: entry \"%s\": expected a non-negative "
-                          "integer id", vocab_json, it->string);
-            break;
+}
+
+static const char *json_type(const cJSON *it) {
+    return cJSON_IsString(it) ? "a string" : cJSON_IsNumber(it) ? "a number"
+         : cJSON_IsBool(it) ? "a boolean" : cJSON_IsNull(it) ? "null"
+         : cJSON_IsArray(it) ? "an array" : cJSON_IsObject(it) ? "an object" : "nothing";
+}
+
+/* vocab.json (NUL-terminated text of n bytes) -> t->pieces: a JSON object
+ * of n_vocab piece -> id entries, ids exactly 0 .. n_vocab - 1. */
+static sdc_status parse_vocab(const char *file, const unsigned char *text, size_t n,
+                              sdc_tokenizer **out) {
+    long line, col;
+    const unsigned char *nul = memchr(text, 0, n);
+    if (nul) {
+        text_pos(text, (size_t)(nul - text), &line, &col);
+        return sdc_fail(SDC_ERR_FORMAT, "%s:%ld:%ld: a NUL byte (a JSON file has none)",
+                        file, line, col);
+    }
+    size_t bad = utf8_bad_at((const char *)text, n);
+    if (bad < n) {
+        text_pos(text, bad, &line, &col);
+        return sdc_fail(SDC_ERR_FORMAT, "%s:%ld:%ld: invalid UTF-8 (a JSON file is UTF-8 "
+                        "text)", file, line, col);
+    }
+    /* cJSON decodes \u0000 into a NUL that would cut the piece short */
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (text[i] != '\\') continue;
+        if (text[i + 1] == 'u' && i + 6 <= n && !memcmp(text + i + 2, "0000", 4)) {
+            text_pos(text, i, &line, &col);
+            return sdc_fail(SDC_ERR_FORMAT, "%s:%ld:%ld: \\u0000 in a string (a piece "
+                            "cannot hold a NUL character)", file, line, col);
         }
-        if ((int)d + 1 > n_vocab) n_vocab = (int)d + 1;
+        i++; /* skip the escaped character */
+    }
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts((const char *)text, n + 1, &end, true);
+    if (!root) {
+        size_t off = end && end >= (const char *)text && end <= (const char *)text + n
+                         ? (size_t)(end - (const char *)text) : 0;
+        text_pos(text, off, &line, &col);
+        return sdc_fail(SDC_ERR_FORMAT, "%s:%ld:%ld: invalid JSON%s (expected one object "
+                        "mapping pieces to ids)", file, line, col,
+                        off >= n ? " (the file ends early)" : "");
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return sdc_fail(SDC_ERR_FORMAT, "%s: expected a JSON object mapping pieces to ids, "
+                        "found %s", file, json_type(root));
+    }
+    long count = 0;
+    for (cJSON *it = root->child; it; it = it->next) count++;
+    sdc_status st = SDC_OK;
+    if (count == 0)
+        st = sdc_fail(SDC_ERR_FORMAT, "%s: the vocabulary is empty", file);
+    else if (count > SDC_TOKENIZER_MAX_VOCAB)
+        st = sdc_fail(SDC_ERR_FORMAT, "%s: %ld entries; a vocabulary has at most %d (CLIP's "
+                      "has 49408)", file, count, SDC_TOKENIZER_MAX_VOCAB);
+    for (cJSON *it = root->child; it && st == SDC_OK; it = it->next) {
+        const char *k = it->string ? it->string : "";
+        size_t kn = strlen(k);
+        double d = it->valuedouble;
+        if (kn == 0)
+            st = sdc_fail(SDC_ERR_FORMAT, "%s: an entry with an empty piece (\"\")", file);
+        else if (kn > SDC_TOKENIZER_MAX_PIECE)
+            st = sdc_fail(SDC_ERR_FORMAT, "%s: piece \"%.40s...\" is %zu bytes (at most %d)",
+                          file, k, kn, SDC_TOKENIZER_MAX_PIECE);
+        else if (!cJSON_IsNumber(it))
+            st = sdc_fail(SDC_ERR_FORMAT, "%s: piece \"%s\": expected an integer id, found "
+                          "%s", file, k, json_type(it));
+        else if (!(d >= 0 && d < (double)count) || d != (double)(long)d)
+            st = sdc_fail(SDC_ERR_FORMAT, "%s: piece \"%s\": id %.17g is not an integer "
+                          "from 0 to %ld (the vocabulary has %ld entries, so its ids are "
+                          "0 to %ld)", file, k, d, count - 1, count, count - 1);
     }
     sdc_tokenizer *t = NULL;
-    if (st == SDC_OK && n_vocab == 0)
-        st = sdc_fail(SDC_ERR_FORMAT, "%s: the vocabulary is empty", vocab_json);
-    if (st == SDC_OK) st = tok_new(n_vocab, N_MERGES, &t);
+    if (st == SDC_OK) st = tok_new((int)count, N_MERGES, &t);
     for (cJSON *it = root->child; it && st == SDC_OK; it = it->next) {
         int id = (int)it->valuedouble;
         if (t->pieces[id]) {
-            st = sdc_fail(SDC_ERR_FORMAT, "%s: id %d is used by \"%s\" and \"%s\"",
-                          vocab_json, id, t->pieces[id], it->string);
+            st = sdc_fail(SDC_ERR_FORMAT, "%s: id %d is given to both \"%s\" and \"%s\" "
+                          "(ids must be unique: each of 0 to %ld once)", file, id,
+                          t->pieces[id], it->string, count - 1);
             break;
         }
         t->pieces[id] = strdup(it->string);
         if (!t->pieces[id]) st = sdc_fail(SDC_ERR_OOM, "tokenizer: out of memory");
     }
     cJSON_Delete(root);
-    if (st == SDC_OK) st = tok_index(t, vocab_json);
+    if (st == SDC_OK) st = tok_index(t, file);
+    if (st != SDC_OK) {
+        sdc_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return SDC_OK;
+}
 
-    /* transformers: read().strip().split("\n")[1 : 49152 - 256 - 2 + 1] */
+static bool ascii_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* merges.txt as transformers reads it: read().strip().split("\n")[1:48895],
+ * each line "left right". */
+static sdc_status parse_merges(sdc_tokenizer *t, const char *file, const unsigned char *text,
+                               size_t n) {
+    size_t pos = 0;
+    long line = 1;
+    while (pos < n && ascii_space(text[pos])) line += text[pos++] == '\n';
+    while (n > pos && ascii_space(text[n - 1])) n--;
+    int k = 0;
+    for (long idx = 0; pos < n && k < N_MERGES; idx++, line++) {
+        const unsigned char *nl = memchr(text + pos, '\n', n - pos);
+        size_t e = nl ? (size_t)(nl - text) : n;
+        if (idx > 0) { /* line 0 after the strip: the "#version" header */
+            const char *a, *b;
+            size_t an, bn;
+            SDC_TRY(merge_line(file, line, (const char *)text + pos, e - pos, &a, &an, &b,
+                               &bn));
+            SDC_TRY(tok_add_merge(t, a, an, b, bn, k++, file, line));
+        }
+        pos = e + 1;
+    }
+    if (k < N_MERGES)
+        sdc_notice("%s: only %d merges (CLIP has %d); ids will differ from Stable "
+                   "Diffusion's", file, k, N_MERGES);
+    return SDC_OK;
+}
+
+sdc_status sdc_tokenizer_load_hf(const char *vocab_json, const char *merges_txt,
+                                 sdc_tokenizer **out) {
+    if (!vocab_json || !merges_txt || !out)
+        return sdc_fail(SDC_ERR_ARG, "sdc_tokenizer_load_hf: NULL argument");
+    *out = NULL;
     unsigned char *text = NULL;
     size_t n = 0;
+    SDC_TRY(read_file(vocab_json, &text, &n));
+    sdc_tokenizer *t = NULL;
+    sdc_status st = parse_vocab(vocab_json, text, n, &t);
+    free(text);
+    text = NULL;
     if (st == SDC_OK) st = read_file(merges_txt, &text, &n);
-    if (st == SDC_OK) {
-        size_t pos = 0;
-        long line = 1;
-        while (pos < n && (text[pos] == ' ' || (text[pos] >= '\t' && text[pos] <= '\r'))) {
-            if (text[pos] == '\n' || (text[pos] == '\r' && (pos + 1 >= n || text[pos + 1] != '\n')))
-                line++;
-            pos++;
-        }
-        while (n > pos && (text[n - 1] == ' ' || (text[n - 1] >= '\t' && text[n - 1] <= '\r')))
-            n--;
-        int k = 0;
-        for (long idx = 0; pos < n && k < N_MERGES && st == SDC_OK; idx++, line++) {
-            size_t e = pos;
-            while (e < n && text[e] != '\n' && text[e] != '\r') e++;
-            if (idx > 0) {
-                const char *a, *b;
-                size_t an, bn;
-                if (!split_merge((const char *)text + pos, e - pos, &a, &an, &b, &bn))
-                    st = sdc_fail(SDC_ERR_FORMAT, "%s:%ld: expected a merge \"left "
-                                  "right\", got \"%.*s\"", merges_txt, line,
-                                  (int)(e - pos > 60 ? 60 : e - pos), text + pos);
-                else
-                    st = tok_add_merge(t, a, an, b, bn, k++, merges_txt, line);
-            }
-            pos = e + (e + 1 < n && text[e] == '\r' && text[e + 1] == '\n' ? 2 : 1);
-        }
-        if (st == SDC_OK && k < N_MERGES)
-            sdc_notice("%s: only %d merges (CLIP has %d); ids will differ from "
-                       "Stable Diffusion's", merges_txt, k, N_MERGES);
-    }
+    if (st == SDC_OK) st = parse_merges(t, merges_txt, text, n);
     free(text);
     if (st != SDC_OK) {
         sdc_tokenizer_free(t);
@@ -518,6 +663,9 @@ const char *sdc_tokenizer_piece(const sdc_tokenizer *tok, int id) {
     if (!tok || id < 0 || id >= tok->n_vocab) return NULL;
     return tok->pieces[id];
 }
+
+int sdc_tokenizer_bos(const sdc_tokenizer *tok) { return tok ? tok->bos : -1; }
+int sdc_tokenizer_eos(const sdc_tokenizer *tok) { return tok ? tok->eos : -1; }
 
 /* ---- pre-tokenizer classes --------------------------------------------- */
 
@@ -569,9 +717,12 @@ static int char_class(uint32_t cp) {
 
 /* ---- encoding ---------------------------------------------------------- */
 
-/* BPE of one pre-token's UTF-8 bytes; appends ids. */
-static sdc_status bpe(const sdc_tokenizer *t, const unsigned char *b, size_t n,
-                      int *sym, ivec *ids) {
+/* BPE of one pre-token's UTF-8 bytes; appends ids. CLIP's loop, as its
+ * Python runs it: find the adjacent pair of lowest rank, merge every
+ * occurrence of it left to right, repeat. Quadratic in the pre-token's
+ * length, so only for short ones (and as the reference for tests). */
+static sdc_status bpe_naive(const sdc_tokenizer *t, const unsigned char *b, size_t n,
+                            int *sym, ivec *ids) {
     for (size_t i = 0; i < n; i++)
         sym[i] = i + 1 < n ? t->byte_id[b[i]] : t->byte_id_w[b[i]];
     while (n > 1) {
@@ -601,6 +752,105 @@ static sdc_status bpe(const sdc_tokenizer *t, const unsigned char *b, size_t n,
     return SDC_OK;
 }
 
+/* A mergeable adjacent pair: symbols a, b at node pos (b at next[pos]). */
+typedef struct bpe_cand {
+    int rank, pos, a, b;
+} bpe_cand;
+
+static bool cand_less(const bpe_cand *x, const bpe_cand *y) {
+    return x->rank != y->rank ? x->rank < y->rank : x->pos < y->pos;
+}
+
+static void heap_push(bpe_cand *h, size_t *n, bpe_cand c) {
+    size_t i = (*n)++;
+    while (i && cand_less(&c, &h[(i - 1) / 2])) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = c;
+}
+
+static bpe_cand heap_pop(bpe_cand *h, size_t *n) {
+    bpe_cand top = h[0], last = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && cand_less(&h[c + 1], &h[c])) c++;
+        if (!cand_less(&h[c], &last)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n) h[i] = last;
+    return top;
+}
+
+static void push_pair(const sdc_tokenizer *t, bpe_cand *h, size_t *nh, const int *sym,
+                      int pos, int next) {
+    int r, o;
+    if (merge_find(t, sym[pos], sym[next], &r, &o))
+        heap_push(h, nh, (bpe_cand){r, pos, sym[pos], sym[next]});
+}
+
+#define BPE_NAIVE_MAX 32 /* pre-tokens up to this many bytes take the naive loop */
+
+/* The same result in O(n log n): the symbols are a linked list, the
+ * mergeable pairs a heap ordered by (rank, position). All pairs of the
+ * lowest rank are taken in one pass, left to right, each checked against
+ * the list as it is by then (so overlapping ones, "a a a", merge as the
+ * loop above merges them); the pairs the pass creates enter the heap after
+ * it, as the loop above only sees them in its next round. A pair of a rank
+ * never reappears: a merge only makes a longer, different symbol. */
+static sdc_status bpe(const sdc_tokenizer *t, const unsigned char *b, size_t n,
+                      int *sym, ivec *ids) {
+    if (n <= BPE_NAIVE_MAX) return bpe_naive(t, b, n, sym, ids);
+    if (n > (size_t)INT32_MAX / 4)
+        return sdc_fail(SDC_ERR_ARG, "tokenizer: a word of %zu bytes is too long", n);
+    int *nxt = malloc(n * 3 * sizeof *nxt);
+    bpe_cand *h = malloc(n * 3 * sizeof *h);
+    if (!nxt || !h) {
+        free(nxt);
+        free(h);
+        return sdc_fail(SDC_ERR_OOM, "tokenizer: out of memory for a %zu-byte word", n);
+    }
+    int *prv = nxt + n, *merged = nxt + 2 * n;
+    size_t nh = 0;
+    for (size_t i = 0; i < n; i++) {
+        sym[i] = i + 1 < n ? t->byte_id[b[i]] : t->byte_id_w[b[i]];
+        nxt[i] = (int)i + 1;
+        prv[i] = (int)i - 1;
+    }
+    for (size_t i = 0; i + 1 < n; i++) push_pair(t, h, &nh, sym, (int)i, (int)i + 1);
+    while (nh) {
+        int rank = h[0].rank, out = -1;
+        size_t nm = 0;
+        while (nh && h[0].rank == rank) {
+            bpe_cand c = heap_pop(h, &nh);
+            int q = nxt[c.pos];
+            if (sym[c.pos] != c.a || q >= (int)n || sym[q] != c.b) continue; /* stale */
+            if (out < 0) {
+                int r;
+                merge_find(t, c.a, c.b, &r, &out);
+            }
+            sym[c.pos] = out;
+            sym[q] = -1;
+            nxt[c.pos] = nxt[q];
+            if (nxt[q] < (int)n) prv[nxt[q]] = c.pos;
+            merged[nm++] = c.pos;
+        }
+        for (size_t k = 0; k < nm; k++) {
+            int p = merged[k];
+            if (prv[p] >= 0) push_pair(t, h, &nh, sym, prv[p], p);
+            if (nxt[p] < (int)n) push_pair(t, h, &nh, sym, p, nxt[p]);
+        }
+    }
+    sdc_status st = SDC_OK;
+    for (int i = 0; i < (int)n && st == SDC_OK; i = nxt[i]) st = ivec_push(ids, sym[i]);
+    free(nxt);
+    free(h);
+    return st;
+}
+
 /* c matches lower-case ASCII pattern character p under the regex module's
  * IGNORECASE (only 's' has a non-ASCII variant, U+017F). */
 static bool ci_eq(uint32_t c, char p) {
@@ -625,7 +875,7 @@ static bool exact(const uint32_t *v, size_t n, const char *lit) {
 
 /* _tokenize() of one piece of text between added tokens. */
 static sdc_status tokenize_text(const sdc_tokenizer *t, const uint32_t *in, size_t n,
-                                ivec *ids) {
+                                bool naive, ivec *ids) {
     sdc_u32vec fixed = {0}, low = {0};
     char *bytes = NULL;
     int *sym = NULL;
@@ -667,7 +917,8 @@ static sdc_status tokenize_text(const sdc_tokenizer *t, const uint32_t *in, size
             size_t nb = 0;
             for (size_t k = 0; k < len; k++)
                 nb += (size_t)sdc_text_utf8_char(v[i + k], bytes + nb);
-            st = bpe(t, (const unsigned char *)bytes, nb, sym, ids);
+            st = naive ? bpe_naive(t, (const unsigned char *)bytes, nb, sym, ids)
+                       : bpe(t, (const unsigned char *)bytes, nb, sym, ids);
         }
         i += len;
     }
@@ -681,7 +932,7 @@ static sdc_status tokenize_text(const sdc_tokenizer *t, const uint32_t *in, size
 /* tokenize(): split on added tokens (longest first), then _tokenize() the
  * text between them. extra/extra_id: one more added token (SD 2.x's pad). */
 static sdc_status encode_all(const sdc_tokenizer *t, const char *text,
-                             const char *extra, int extra_id, ivec *ids) {
+                             const char *extra, int extra_id, bool naive, ivec *ids) {
     if (!t || !text) return sdc_fail(SDC_ERR_ARG, "tokenizer: NULL tokenizer or text");
     sdc_u32vec cps = {0}, lit[3] = {{0}};
     const char *lits[3] = {"<|startoftext|>", "<|endoftext|>", extra};
@@ -702,24 +953,25 @@ static sdc_status encode_all(const sdc_tokenizer *t, const char *text,
             i++;
             continue;
         }
-        if (i > start) st = tokenize_text(t, cps.v + start, i - start, ids);
+        if (i > start) st = tokenize_text(t, cps.v + start, i - start, naive, ids);
         if (st == SDC_OK) st = ivec_push(ids, lit_id[hit]);
         i += lit[hit].n;
         start = i;
     }
-    if (st == SDC_OK && cps.n > start) st = tokenize_text(t, cps.v + start, cps.n - start, ids);
+    if (st == SDC_OK && cps.n > start)
+        st = tokenize_text(t, cps.v + start, cps.n - start, naive, ids);
     sdc_u32_free(&cps);
     for (int k = 0; k < 3; k++) sdc_u32_free(&lit[k]);
     return st;
 }
 
-sdc_status sdc_tokenizer_encode(sdc_tokenizer *tok, const char *text,
-                                int *ids, int max_ids, int *n_out) {
+static sdc_status encode(sdc_tokenizer *tok, const char *text, int *ids, int max_ids,
+                         int *n_out, bool naive) {
     if (max_ids < 0 || (max_ids > 0 && !ids))
         return sdc_fail(SDC_ERR_ARG, "sdc_tokenizer_encode: bad output buffer "
                         "(max_ids %d)", max_ids);
     ivec v = {0};
-    sdc_status st = encode_all(tok, text, NULL, -1, &v);
+    sdc_status st = encode_all(tok, text, NULL, -1, naive, &v);
     if (st == SDC_OK) {
         size_t m = v.n < (size_t)max_ids ? v.n : (size_t)max_ids;
         if (m) memcpy(ids, v.v, m * sizeof *ids);
@@ -727,6 +979,16 @@ sdc_status sdc_tokenizer_encode(sdc_tokenizer *tok, const char *text,
     }
     free(v.v);
     return st;
+}
+
+sdc_status sdc_tokenizer_encode(sdc_tokenizer *tok, const char *text,
+                                int *ids, int max_ids, int *n_out) {
+    return encode(tok, text, ids, max_ids, n_out, false);
+}
+
+sdc_status sdc_tokenizer_encode_reference(sdc_tokenizer *tok, const char *text,
+                                          int *ids, int max_ids, int *n_out) {
+    return encode(tok, text, ids, max_ids, n_out, true);
 }
 
 sdc_status sdc_tokenizer_encode_padded(sdc_tokenizer *tok, const char *text,
@@ -742,7 +1004,7 @@ sdc_status sdc_tokenizer_encode_padded(sdc_tokenizer *tok, const char *text,
     /* a pad token other than BOS/EOS is one more added token (SD 2.x's "!") */
     bool extra = pad_id != tok->bos && pad_id != tok->eos;
     ivec v = {0};
-    sdc_status st = encode_all(tok, text, extra ? pad : NULL, pad_id, &v);
+    sdc_status st = encode_all(tok, text, extra ? pad : NULL, pad_id, false, &v);
     if (st == SDC_OK) {
         size_t room = (size_t)n_ids - 2, m = v.n < room ? v.n : room;
         ids[0] = tok->bos;
