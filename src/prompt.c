@@ -260,6 +260,13 @@ static sdc_status parse(parser *ps, const uint32_t *v, size_t n) {
     return SDC_OK;
 }
 
+/* A fragment's code points. The pool stays NULL while every fragment is
+ * empty ("" or "\\"), and NULL + 0 is undefined in C. */
+static const uint32_t *frag_text(const parser *ps, const frag *f) {
+    static const uint32_t none[1] = {0};
+    return ps->pool.v ? ps->pool.v + f->off : none;
+}
+
 static void parser_free(parser *ps) {
     sdc_u32_free(&ps->pool);
     free(ps->f);
@@ -313,7 +320,7 @@ sdc_status sdc_prompt_parse_attention(const char *text, sdc_prompt_fragment **ou
     sdc_prompt_fragment *f = calloc(ps.n, sizeof *f);
     sdc_status st = f ? SDC_OK : sdc_fail(SDC_ERR_OOM, "prompt: out of memory");
     for (size_t i = 0; st == SDC_OK && i < ps.n; i++) {
-        f[i].text = to_utf8(ps.pool.v + ps.f[i].off, ps.f[i].len);
+        f[i].text = to_utf8(frag_text(&ps, &ps.f[i]), ps.f[i].len);
         f[i].weight_f64 = ps.f[i].w;
         f[i].weight = (float)ps.f[i].w;
         if (!f[i].text) st = sdc_fail(SDC_ERR_OOM, "prompt: out of memory");
@@ -333,6 +340,7 @@ sdc_status sdc_prompt_parse_attention(const char *text, sdc_prompt_fragment **ou
 typedef struct chunker {
     sdc_prompt *p;
     size_t cap;
+    int bos, eos;     /* the tokenizer's (49406, 49407 in CLIP's vocabulary) */
     int ids[SDC_PROMPT_CHUNK_TOKENS];
     float w[SDC_PROMPT_CHUNK_TOKENS];
     int n;            /* tokens in the current chunk */
@@ -340,18 +348,20 @@ typedef struct chunker {
 } chunker;
 
 /* next_chunk(): pad the current chunk with EOS to 75 tokens (weight 1.0),
- * wrap it in BOS ... EOS, append it, start an empty one. */
+ * wrap it in BOS ... EOS, append it, start an empty one. BOS and EOS are
+ * the tokenizer's ids, not CLIP's constants: a vocab.json may put them
+ * elsewhere, and every id in a chunk must be one of its vocabulary. */
 static sdc_status next_chunk(chunker *c) {
     sdc_prompt *p = c->p;
     SDC_TRY(grow((void **)&p->chunks, &c->cap, (size_t)p->n_chunks + 1, sizeof *p->chunks));
     sdc_prompt_chunk *ch = &p->chunks[p->n_chunks++];
-    ch->ids[0] = SDC_CLIP_BOS;
+    ch->ids[0] = c->bos;
     ch->weights[0] = 1.0f;
     for (int k = 0; k < SDC_PROMPT_CHUNK_TOKENS; k++) {
-        ch->ids[1 + k] = k < c->n ? c->ids[k] : SDC_CLIP_EOS;
+        ch->ids[1 + k] = k < c->n ? c->ids[k] : c->eos;
         ch->weights[1 + k] = k < c->n ? c->w[k] : 1.0f;
     }
-    ch->ids[SDC_CLIP_CTX - 1] = SDC_CLIP_EOS;
+    ch->ids[SDC_CLIP_CTX - 1] = c->eos;
     ch->weights[SDC_CLIP_CTX - 1] = 1.0f;
     c->n = 0;
     c->last_comma = -1;
@@ -387,8 +397,10 @@ static sdc_status add_token(chunker *c, int token, int comma, float w) {
 static int comma_id(const sdc_tokenizer *tok) {
     const char *s = sdc_tokenizer_piece(tok, 267);
     if (s && !strcmp(s, ",</w>")) return 267;
-    for (int id = 0; id < sdc_tokenizer_vocab_size(tok); id++)
-        if (!strcmp(sdc_tokenizer_piece(tok, id), ",</w>")) return id;
+    for (int id = 0; id < sdc_tokenizer_vocab_size(tok); id++) {
+        const char *p = sdc_tokenizer_piece(tok, id);
+        if (p && !strcmp(p, ",</w>")) return id;
+    }
     return -1;
 }
 
@@ -424,14 +436,15 @@ sdc_status sdc_prompt_tokenize(sdc_tokenizer *tok, const char *text, int pad_id,
     parser ps;
     SDC_TRY(parse_utf8(text, &ps));
 
-    chunker c = {.p = out, .last_comma = -1};
+    chunker c = {.p = out, .last_comma = -1, .bos = sdc_tokenizer_bos(tok),
+                 .eos = sdc_tokenizer_eos(tok)};
     int *ids = NULL;
     size_t ids_cap = 0;
     char *s = NULL;
     sdc_status st = SDC_OK;
     for (size_t i = 0; st == SDC_OK && i < ps.n; i++) {
         const frag *f = &ps.f[i];
-        const uint32_t *t = ps.pool.v + f->off;
+        const uint32_t *t = frag_text(&ps, f);
         if (f->w == -1.0 && f->len == 5 && !memcmp(t, k_break, sizeof k_break)) {
             st = next_chunk(&c);
             continue;
@@ -457,9 +470,9 @@ sdc_status sdc_prompt_tokenize(sdc_tokenizer *tok, const char *text, int pad_id,
     for (int k = 0; k < out->n_chunks; k++) {
         sdc_prompt_chunk *ch = &out->chunks[k];
         /* process_tokens: SD 2.x pads after the chunk's first EOS */
-        if (pad_id != SDC_CLIP_EOS) {
+        if (pad_id != c.eos) {
             int e = 0;
-            while (ch->ids[e] != SDC_CLIP_EOS) e++;   /* ids[76] is EOS */
+            while (ch->ids[e] != c.eos) e++;   /* ids[76] is EOS */
             for (int j = e + 1; j < SDC_CLIP_CTX; j++) ch->ids[j] = pad_id;
         }
         for (int j = 0; j < SDC_CLIP_CTX; j++)

@@ -25,7 +25,8 @@
 #define SDC_PROMPT_COMMA_BACKTRACK 20   /* opts.comma_padding_backtrack */
 
 typedef struct sdc_prompt_chunk {
-    int ids[77];        /* BOS, 75 tokens (padded), EOS -- as A1111's next_chunk builds it */
+    int ids[77];        /* BOS, 75 tokens (padded), EOS -- as A1111's next_chunk builds it;
+                           BOS and EOS are the tokenizer's (sdc_tokenizer_bos/eos) */
     float weights[77];  /* per-token multipliers; 1.0 for BOS/EOS/padding */
 } sdc_prompt_chunk;
 
@@ -57,8 +58,10 @@ void sdc_prompt_fragments_free(sdc_prompt_fragment *f, int n);
  * chunks of 75 tokens; when a chunk is full and the last comma (",</w>")
  * in it is at most 20 tokens back, the tokens after that comma move to the
  * next chunk; a BREAK fragment (text "BREAK", weight exactly -1) starts a
- * new chunk. Each chunk is padded with EOS (49407) to 75 tokens and wrapped
- * in BOS ... EOS. When pad_id differs from EOS (SD 2.x: 0), every id after
+ * new chunk. Each chunk is padded with EOS (the tokenizer's <|endoftext|>,
+ * 49407 in CLIP's vocabulary) to 75 tokens and wrapped in BOS ... EOS, so
+ * every id is one of the tokenizer's. When pad_id differs from EOS (SD
+ * 2.x: 0), every id after
  * the chunk's first EOS becomes pad_id, as process_tokens does; weights are
  * not touched by that. pad_id must be a vocabulary id. */
 sdc_status sdc_prompt_tokenize(sdc_tokenizer *tok, const char *text, int pad_id, sdc_prompt *out);
