@@ -355,6 +355,11 @@ static bool add_line(grow *g, const char *line, int lineno, const char *source, 
     if (count > MAX_EXPAND) {
         ok = false, count = 1;
         snprintf(err, sizeof err, "batch_size x n_iter = %d: at most %d", o.batch_size * o.n_iter, MAX_EXPAND);
+    } else if (ok && g->l->n + count > SDC_BATCH_MAX_JOBS) {
+        /* a short line can ask for 10000 jobs: bound what a list costs */
+        ok = false, count = 1;
+        snprintf(err, sizeof err, "the list would have more than %d jobs with this line's %d", SDC_BATCH_MAX_JOBS,
+                 o.batch_size * o.n_iter);
     }
     for (int i = 0; i < count && mem; i++) {
         sdc_batch_job *j = push_job(g, lineno);
@@ -437,6 +442,13 @@ sdc_status sdc_batch_parse_file(const char *path, const sdc_batch_defaults *d, s
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f) return sdc_fail(SDC_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    bool too_big = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > SDC_BATCH_MAX_FILE;
+    if (too_big) { /* before reading any of it; the loop below bounds pipes */
+        fclose(f);
+        return sdc_fail(SDC_ERR_FORMAT, "%s: larger than %d MiB; a prompt list is at most that", path,
+                        SDC_BATCH_MAX_FILE >> 20);
+    }
     size_t cap = 1 << 16, n = 0;
     char *text = malloc(cap);
     for (;;) {
@@ -446,14 +458,21 @@ sdc_status sdc_batch_parse_file(const char *path, const sdc_batch_defaults *d, s
         }
         n += fread(text + n, 1, cap - n, f);
         if (n < cap) break;
+        if (cap >= SDC_BATCH_MAX_FILE) {
+            too_big = fgetc(f) != EOF;
+            break;
+        }
         char *t = realloc(text, cap * 2);
         if (!t) free(text);
         text = t, cap *= 2;
     }
     bool bad = ferror(f) != 0;
     fclose(f);
-    if (bad) {
+    if (bad || too_big) {
         free(text);
+        if (too_big)
+            return sdc_fail(SDC_ERR_FORMAT, "%s: larger than %d MiB; a prompt list is at most that", path,
+                            SDC_BATCH_MAX_FILE >> 20);
         return sdc_fail(SDC_ERR_IO, "%s: read error", path);
     }
     sdc_status st = sdc_batch_parse(text, n, path, d, out);
@@ -522,7 +541,11 @@ static uint32_t be32(const unsigned char *p) {
 
 static bool png_check(FILE *f) {
     unsigned char hdr[8], *data = NULL;
-    if (fread(hdr, 1, 8, f) != 8 || memcmp(hdr, "\x89PNG\r\n\x1a\n", 8)) return false;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) return false;
+    uint64_t left = (uint64_t)sb.st_size; /* bytes after the signature, below */
+    if (left < 8 || fread(hdr, 1, 8, f) != 8 || memcmp(hdr, "\x89PNG\r\n\x1a\n", 8)) return false;
+    left -= 8;
     z_stream z;
     memset(&z, 0, sizeof z);
     if (inflateInit(&z) != Z_OK) return false;
@@ -531,9 +554,11 @@ static bool png_check(FILE *f) {
     bool ok = false, first = true, ended = false;
     for (;;) {
         unsigned char ch[8];
-        if (fread(ch, 1, 8, f) != 8) break;
+        if (left < 12 || fread(ch, 1, 8, f) != 8) break;
         uint32_t len = be32(ch);
-        if (len > (1u << 30)) break;
+        /* no allocation for a chunk the file cannot hold */
+        if (len > (1u << 30) || len > left - 12) break;
+        left -= 12 + (uint64_t)len;
         unsigned char *d = realloc(data, len + 4 + 1);
         if (!d) break;
         data = d;
@@ -544,8 +569,9 @@ static bool png_check(FILE *f) {
         if (first != !memcmp(data, "IHDR", 4)) break;
         if (first) {
             static const int CHANNELS[7] = {1, 0, 3, 1, 2, 0, 4};
+            if (len != 13) break; /* before reading its fields: data holds len + 4 bytes */
             unsigned w = be32(data + 4), h = be32(data + 8), depth = data[12], type = data[13];
-            if (len != 13 || !w || !h || type > 6 || !CHANNELS[type] || data[16] /* interlace */) break;
+            if (!w || !h || type > 6 || !CHANNELS[type] || data[16] /* interlace */) break;
             expect = (uint64_t)h * (1 + ((uint64_t)w * CHANNELS[type] * depth + 7) / 8);
             first = false;
         } else if (!memcmp(data, "IDAT", 4)) {

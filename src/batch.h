@@ -48,13 +48,20 @@ typedef struct sdc_batch_defaults {
     unsigned long long base_seed;
 } sdc_batch_defaults;
 
+/* Bounds on a prompt list (untrusted input): a file of at most 256 MiB,
+ * at most 1,000,000 jobs in all (a line that would go past that becomes
+ * a job with an error, as any bad line does). */
+#define SDC_BATCH_MAX_FILE (256 << 20)
+#define SDC_BATCH_MAX_JOBS 1000000
+
 /* Parse a whole list (text of len bytes, NUL bytes not allowed in lines);
  * `source` names it in messages. Bad lines become jobs with an error, so
  * this fails only for out of memory. Every good job has passed
  * sdc_check_gen_params(NULL, ...). */
 sdc_status sdc_batch_parse(const char *text, size_t len, const char *source,
                            const sdc_batch_defaults *d, sdc_batch_list *out);
-/* The same for a file (SDC_ERR_IO naming it when unreadable). */
+/* The same for a file (SDC_ERR_IO naming it when unreadable,
+ * SDC_ERR_FORMAT when larger than SDC_BATCH_MAX_FILE). */
 sdc_status sdc_batch_parse_file(const char *path, const sdc_batch_defaults *d,
                                 sdc_batch_list *out);
 void sdc_batch_list_free(sdc_batch_list *l);
