@@ -30,8 +30,32 @@ sdc_status sdc_png_write(const char *path, const uint8_t *rgb, int w, int h,
  * tests and `sdc inspect` of images); *out is malloc'd UTF-8, NULL if
  * absent. Any PNG works: the signature, every chunk length and CRC and the
  * IHDR/IEND framing are checked (SDC_ERR_FORMAT); tEXt (Latin-1), zTXt and
- * iTXt (compressed or not) chunks are read, the first "parameters" wins. */
+ * iTXt (compressed or not) chunks are read, the first "parameters" wins.
+ * Untrusted input: no chunk is read into memory before the file is known
+ * to hold it, a text chunk over 16 MiB is skipped, a compressed one may
+ * inflate to at most 16 MiB, and a parameters text with a NUL byte, or
+ * iTXt text that is not UTF-8, is an error naming the chunk's offset. */
 sdc_status sdc_png_read_parameters(const char *path, char **out);
+
+/* Largest image side sdc_image_read_rgb accepts, in pixels. */
+#define SDC_IMAGE_MAX_SIDE 8192
+
+/* Read a PNG file (image-to-image input) as 8-bit RGB: *rgb is malloc'd,
+ * *w * *h * 3 bytes, rows top to bottom. Any bit depth and colour type,
+ * interlaced or not, decoded by stb_image: 16-bit samples are reduced to 8,
+ * grey becomes R = G = B, a palette is expanded, alpha is dropped (not
+ * composited). Untrusted input: the file is at most 256 MiB; its structure
+ * is checked first (signature, IHDR first with valid fields, every chunk's
+ * length and CRC, no unknown critical chunk, PLTE where the colour type
+ * needs one, consecutive IDAT chunks, IEND last with nothing after it),
+ * and the size in IHDR must be at most SDC_IMAGE_MAX_SIDE x
+ * SDC_IMAGE_MAX_SIDE (8192 x 8192) before any pixel is decoded. JPEG and
+ * other formats are refused (stb_image 2.27's JPEG decoder is not safe on
+ * hostile input). Errors (SDC_ERR_IO, SDC_ERR_FORMAT; SDC_ERR_UNSUPPORTED
+ * for another format or an image over the size limit) name the file and
+ * the chunk and byte offset where there is one; on failure *rgb is NULL
+ * and *w, *h are 0. */
+sdc_status sdc_image_read_rgb(const char *path, uint8_t **rgb, int *w, int *h);
 
 /* AUTOMATIC1111's infotext:
  *   PROMPT
