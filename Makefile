@@ -64,7 +64,7 @@ VENV     := tools/.venv
 PY       := $(VENV)/bin/python
 
 .PHONY: all build test test-run test-full sanitize bench fixtures fixtures-full deps clean demo eval samples \
-        train
+        train fuzz fuzz-one fuzz-build
 # Default: check/install the Debian packages, then build.
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -149,10 +149,49 @@ test-full: deps fixtures-full
 # Criterion does not fail a test that leaks, so the log is checked as well.
 sanitize: deps
 	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 build-san/sdc build-san/sdc_tests
-	@set -o pipefail; ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1 \
+	@set -o pipefail; ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1 LSAN_OPTIONS=suppressions=tests/lsan.supp \
 	    build-san/sdc_tests --jobs 2 2>&1 | tee build-san/sanitize.log
 	@! grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" build-san/sanitize.log \
 	    || { echo "sanitize: sanitizer reports above"; exit 1; }
+
+# libFuzzer targets (fuzz/fuzz_*.c, one per untrusted input) under ASan +
+# UBSan, built with clang in their own build dir (the library without CUDA).
+# Each runs FUZZ_SECONDS from the repository root (targets read fixtures by
+# relative path), its corpus in build-fuzz/corpus/<target>/ seeded from the
+# fixtures (fuzz/seed.sh). A crash, a hang (> 10 s per input), a leak or an
+# input over the memory limit fails the run; the input is kept in
+# build-fuzz/artifacts/<target>/ (fuzz/run.sh prints how to replay it).
+#   make fuzz FUZZ_SECONDS=300        every target, 300 s each
+#   make fuzz-one FUZZ_TARGET=png     one target
+FUZZ_SECONDS ?= 60
+FUZZ_TARGET  ?= tokenizer
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_CC      ?= clang
+# -Wno-pass-failed: at -O1 clang does not vectorize, and says so for every
+# `omp simd` loop (backend_cpu*.c); a remark about speed, not a defect.
+ifeq ($(FUZZ),1)
+  CFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+            -fno-omit-frame-pointer -Wno-pass-failed
+  LDLIBS += -fsanitize=address,undefined
+endif
+
+fuzz:
+	@sh tools/deps.sh fuzz
+	@$(MAKE) --no-print-directory fuzz-build
+	@sh fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-one:
+	@sh tools/deps.sh fuzz
+	@$(MAKE) --no-print-directory fuzz-build FUZZ_TARGETS=$(FUZZ_TARGET)
+	@sh fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGET)
+
+fuzz-build:
+	@$(MAKE) --no-print-directory FUZZ=1 BUILD=build-fuzz CC=$(FUZZ_CC) NVCC= OPT=-O1 \
+	    $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
+
+build-fuzz/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h build-fuzz/libsdc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $< build-fuzz/libsdc.a -o $@ $(LDLIBS)
 
 $(VENV)/.ok: tools/requirements.txt
 	python3 -m venv $(VENV)
