@@ -437,6 +437,7 @@ static char *latin1_to_utf8(const unsigned char *s, size_t n) {
 static sdc_status parse_text(const char *path, const char *type, uint64_t off,
                              const unsigned char *d, size_t n, char **out) {
     *out = NULL;
+    if (n == 0) return SDC_OK; /* an empty chunk: no keyword (and d may be NULL) */
     const unsigned char *nul = memchr(d, 0, n);
     if (!nul) return SDC_OK; /* no keyword terminator: not ours, skip */
     if ((size_t)(nul - d) != 10 || memcmp(d, "parameters", 10)) return SDC_OK;
