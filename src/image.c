@@ -587,7 +587,7 @@ sdc_status sdc_png_read_parameters(const char *path, char **out) {
         }
         if (keep) {
             if (!read_exact(f, data, len)) goto truncated;
-            crc = crc32(crc, data, len);
+            if (len) crc = crc32(crc, data, len); /* zlib: a NULL buffer resets the CRC */
         } else { /* stream through the CRC without keeping the data */
             unsigned char buf[65536];
             for (uint32_t left = len; left;) {
