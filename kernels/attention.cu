@@ -42,6 +42,5 @@ __global__ void softmax_rows_kernel(float *s, int rows, int cols, int ld, size_t
 extern "C" int sdc_softmax_rows_cuda(float *s, int rows, int cols, int ld, int batch, size_t batch_stride,
                                      float scale, int causal, int row0, cudaStream_t st) {
     if (rows <= 0 || batch <= 0) return 0;
-    softmax_rows_kernel<<<rows * batch, SM_BLOCK, 0, st>>>(s, rows, cols, ld, batch_stride, scale, causal, row0);
-    return (int)cudaGetLastError();
+    return (int)SDC_LAUNCH(softmax_rows_kernel, rows * batch, SM_BLOCK, 0, st, s, rows, cols, ld, batch_stride, scale, causal, row0);
 }

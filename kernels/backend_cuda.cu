@@ -4,12 +4,11 @@
 // elementwise.cu / norm.cu / conv.cu / attention.cu for the rest.
 // Correct first: every op has a parity test against the CPU backend
 // (tests/test_cuda.c); the tensor-core kernels come next.
-#include <cublas_v2.h>
-#include <cuda_runtime.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "blas.h"
 #include "kernels.h"
 
 #define SCRATCH 3
@@ -22,6 +21,7 @@ typedef struct cuda_impl {
     size_t cap[SCRATCH];      // floats
     int *ids;                 // token ids for embed
     int ids_cap;
+    size_t budget;            // floats an im2col block or a block of attention scores may take
 } cuda_impl;
 
 #define CUDA_TRY(call)                                                                                      \
@@ -137,8 +137,7 @@ static sdc_status cu_attention(sdc_backend *be, float *out, const float *q, cons
         return sdc_fail(SDC_ERR_ARG, "attention: bad shape batch=%d heads=%d tq=%d tk=%d d=%d", batch, heads, tq,
                         tk, d);
     const int width = heads * d;
-    size_t budget = (size_t)64 << 20; // floats of scores at once
-    int qb = (int)(budget / ((size_t)heads * tk));
+    int qb = (int)(impl(be)->budget / ((size_t)heads * tk));
     if (qb < 1) qb = 1;
     if (qb > tq) qb = tq;
     float *s = scratch(be, 1, (size_t)heads * qb * tk);
@@ -204,7 +203,7 @@ static sdc_status cu_conv2d(sdc_backend *be, float *y, const float *x, const flo
         SDC_TRY(gemm_xwt(be, y, x, w, (int)total, cin, cout, 0.0f));
     } else {
         const size_t kk = (size_t)k * k * cin;
-        size_t mb = ((size_t)64 << 20) / kk;
+        size_t mb = impl(be)->budget / kk;
         if (mb < 64) mb = 64;
         if (mb > total) mb = total;
         float *col = scratch(be, 0, mb * kk);
@@ -319,6 +318,12 @@ extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
     }
     // fp32 products stay fp32 (no TF32): the CPU backend is the oracle
     cublasSetMathMode(im->blas, CUBLAS_PEDANTIC_MATH);
+    // scratch blocks: 1/64 of the device's memory, at most 64 Mi floats
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) cudaGetLastError();
+    im->budget = total_b / 64 / sizeof(float);
+    if (im->budget > ((size_t)64 << 20)) im->budget = (size_t)64 << 20;
+    if (im->budget < ((size_t)1 << 16)) im->budget = (size_t)1 << 16;
     be->ops = &cuda_ops;
     be->impl = im;
     *out = be;

@@ -25,6 +25,5 @@ extern "C" int sdc_im2col_cuda(float *col, const float *x, int n, int h, int w, 
     if (!total) return 0;
     size_t grid = SDC_CEIL_DIV_CU(total, (size_t)256);
     if (grid > 65535u * 32u) grid = 65535u * 32u;
-    im2col_kernel<<<(unsigned)grid, 256, 0, s>>>(col, x, h, w, cin, k, stride, pad, ho, wo, r0, rows);
-    return (int)cudaGetLastError();
+    return (int)SDC_LAUNCH(im2col_kernel, (unsigned)grid, 256, 0, s, col, x, h, w, cin, k, stride, pad, ho, wo, r0, rows);
 }

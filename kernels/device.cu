@@ -1,10 +1,12 @@
 // device.cu - CUDA device discovery for the backend selection.
-#include <cuda_runtime.h>
+#include "port.h"
 #include <stdio.h>
 
 #include "cuda.h"
 
 extern "C" int sdc_cuda_compiled(void) { return 1; }
+
+extern "C" int sdc_cuda_emulated(void) { return SDC_EMULATED; }
 
 extern "C" int sdc_cuda_device_count(char *why, int why_len) {
     int n = 0;

@@ -6,8 +6,6 @@
 
 #define BLOCK 256
 
-static int launch_status(void) { return (int)cudaGetLastError(); }
-
 static unsigned grid_for(size_t n) {
     size_t g = SDC_CEIL_DIV_CU(n, (size_t)BLOCK);
     return (unsigned)(g > 65535u * 32u ? 65535u * 32u : g);
@@ -28,8 +26,7 @@ __global__ void activation_kernel(float *y, const float *x, size_t n, int act) {
 
 extern "C" int sdc_activation_cuda(float *y, const float *x, size_t n, int act, cudaStream_t s) {
     if (!n) return 0;
-    activation_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, x, n, act);
-    return launch_status();
+    return (int)SDC_LAUNCH(activation_kernel, grid_for(n), BLOCK, 0, s, y, x, n, act);
 }
 
 __global__ void add_kernel(float *y, const float *a, const float *b, size_t n) {
@@ -39,8 +36,7 @@ __global__ void add_kernel(float *y, const float *a, const float *b, size_t n) {
 
 extern "C" int sdc_add_cuda(float *y, const float *a, const float *b, size_t n, cudaStream_t s) {
     if (!n) return 0;
-    add_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, a, b, n);
-    return launch_status();
+    return (int)SDC_LAUNCH(add_kernel, grid_for(n), BLOCK, 0, s, y, a, b, n);
 }
 
 __global__ void embed_kernel(float *y, const float *table, const float *pos, const int *ids, int n_ids, int dim) {
@@ -55,8 +51,7 @@ extern "C" int sdc_embed_cuda(float *y, const float *table, const float *pos, co
                               cudaStream_t s) {
     size_t n = (size_t)n_ids * dim;
     if (!n) return 0;
-    embed_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, table, pos, ids, n_ids, dim);
-    return launch_status();
+    return (int)SDC_LAUNCH(embed_kernel, grid_for(n), BLOCK, 0, s, y, table, pos, ids, n_ids, dim);
 }
 
 __global__ void geglu_kernel(float *y, const float *x, int m, int f) {
@@ -71,8 +66,7 @@ __global__ void geglu_kernel(float *y, const float *x, int m, int f) {
 extern "C" int sdc_geglu_cuda(float *y, const float *x, int m, int f, cudaStream_t s) {
     size_t n = (size_t)m * f;
     if (!n) return 0;
-    geglu_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, x, m, f);
-    return launch_status();
+    return (int)SDC_LAUNCH(geglu_kernel, grid_for(n), BLOCK, 0, s, y, x, m, f);
 }
 
 __global__ void add_rows_kernel(float *y, const float *x, const float *v, size_t rows, int c, size_t n) {
@@ -86,8 +80,7 @@ extern "C" int sdc_add_rows_cuda(float *y, const float *x, const float *v, int n
                                  cudaStream_t s) {
     size_t total = (size_t)n * rows * c;
     if (!total) return 0;
-    add_rows_kernel<<<grid_for(total), BLOCK, 0, s>>>(y, x, v, rows, c, total);
-    return launch_status();
+    return (int)SDC_LAUNCH(add_rows_kernel, grid_for(total), BLOCK, 0, s, y, x, v, rows, c, total);
 }
 
 __global__ void concat_kernel(float *y, const float *a, const float *b, size_t rows, int ca, int cb) {
@@ -104,8 +97,7 @@ extern "C" int sdc_concat_channels_cuda(float *y, const float *a, const float *b
                                         cudaStream_t s) {
     size_t n = rows * (size_t)(ca + cb);
     if (!n) return 0;
-    concat_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, a, b, rows, ca, cb);
-    return launch_status();
+    return (int)SDC_LAUNCH(concat_kernel, grid_for(n), BLOCK, 0, s, y, a, b, rows, ca, cb);
 }
 
 __global__ void pad_kernel(float *y, const float *x, int n, int h, int w, int c, int top, int left, int ho, int wo) {
@@ -125,8 +117,7 @@ extern "C" int sdc_pad_cuda(float *y, const float *x, int n, int h, int w, int c
     const int ho = h + top + bottom, wo = w + left + right;
     size_t total = (size_t)n * ho * wo * c;
     if (!total) return 0;
-    pad_kernel<<<grid_for(total), BLOCK, 0, s>>>(y, x, n, h, w, c, top, left, ho, wo);
-    return launch_status();
+    return (int)SDC_LAUNCH(pad_kernel, grid_for(total), BLOCK, 0, s, y, x, n, h, w, c, top, left, ho, wo);
 }
 
 __global__ void upsample_kernel(float *y, const float *x, int n, int h, int w, int c, int ho, int wo) {
@@ -145,8 +136,7 @@ extern "C" int sdc_upsample_nearest_cuda(float *y, const float *x, int n, int h,
                                          cudaStream_t s) {
     size_t total = (size_t)n * ho * wo * c;
     if (!total) return 0;
-    upsample_kernel<<<grid_for(total), BLOCK, 0, s>>>(y, x, n, h, w, c, ho, wo);
-    return launch_status();
+    return (int)SDC_LAUNCH(upsample_kernel, grid_for(total), BLOCK, 0, s, y, x, n, h, w, c, ho, wo);
 }
 
 __global__ void bias_rows_kernel(float *y, const float *bias, size_t rows, int c) {
@@ -158,8 +148,7 @@ __global__ void bias_rows_kernel(float *y, const float *bias, size_t rows, int c
 extern "C" int sdc_bias_rows_cuda(float *y, const float *bias, size_t rows, int c, cudaStream_t s) {
     size_t n = rows * c;
     if (!n) return 0;
-    bias_rows_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, bias, rows, c);
-    return launch_status();
+    return (int)SDC_LAUNCH(bias_rows_kernel, grid_for(n), BLOCK, 0, s, y, bias, rows, c);
 }
 
 __global__ void bias_residual_kernel(float *y, const float *bias, const float *res, size_t rows, int c) {
@@ -172,6 +161,5 @@ extern "C" int sdc_bias_residual_cuda(float *y, const float *bias, const float *
                                       cudaStream_t s) {
     size_t n = rows * c;
     if (!n || (!bias && !residual)) return 0;
-    bias_residual_kernel<<<grid_for(n), BLOCK, 0, s>>>(y, bias, residual, rows, c);
-    return launch_status();
+    return (int)SDC_LAUNCH(bias_residual_kernel, grid_for(n), BLOCK, 0, s, y, bias, residual, rows, c);
 }

@@ -1,11 +1,18 @@
 // kernels.h - launchers of sdc's CUDA kernels (fp32, NHWC), one family per
 // .cu file: <op>_kernel on the device, <op>_cuda(..., stream) launching it.
-// Each returns 0 or the cudaError_t of the launch.
+// Each returns 0 or the cudaError_t of the launch. Includable from C (the
+// tests call launchers directly on device buffers).
 #ifndef SDC_KERNELS_H
 #define SDC_KERNELS_H
 
 #include <stddef.h>
-#include <cuda_runtime.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+#include "port.h"
+#else
+typedef struct CUstream_st *cudaStream_t; // C callers (tests) pass NULL or a stream they got from C++
+#endif
 
 #ifdef __cplusplus
 extern "C" {

@@ -41,8 +41,7 @@ __global__ void layer_norm_kernel(float *y, const float *x, const float *gamma, 
 extern "C" int sdc_layer_norm_cuda(float *y, const float *x, const float *gamma, const float *beta, int m, int n,
                                    float eps, cudaStream_t s) {
     if (m <= 0) return 0;
-    layer_norm_kernel<<<m, NORM_BLOCK, 0, s>>>(y, x, gamma, beta, n, eps);
-    return (int)cudaGetLastError();
+    return (int)SDC_LAUNCH(layer_norm_kernel, m, NORM_BLOCK, 0, s, y, x, gamma, beta, n, eps);
 }
 
 // stats[2 * (b * groups + g)] = mean, [+1] = 1 / sqrt(var + eps)
@@ -82,10 +81,10 @@ __global__ void group_apply_kernel(float *y, const float *x, const float *gamma,
 extern "C" int sdc_group_norm_cuda(float *y, const float *x, const float *gamma, const float *beta, int n, int hw,
                                    int c, int groups, float eps, int silu, float *stats, cudaStream_t s) {
     if (n <= 0 || hw <= 0) return 0;
-    group_stats_kernel<<<n * groups, NORM_BLOCK, 0, s>>>(x, hw, c, groups, eps, stats);
+    int e = (int)SDC_LAUNCH(group_stats_kernel, n * groups, NORM_BLOCK, 0, s, x, hw, c, groups, eps, stats);
+    if (e) return e;
     size_t total = (size_t)n * hw * c;
     size_t grid = SDC_CEIL_DIV_CU(total, (size_t)256);
     if (grid > 65535u * 32u) grid = 65535u * 32u;
-    group_apply_kernel<<<(unsigned)grid, 256, 0, s>>>(y, x, gamma, beta, hw, c, groups, silu, stats, total);
-    return (int)cudaGetLastError();
+    return (int)SDC_LAUNCH(group_apply_kernel, (unsigned)grid, 256, 0, s, y, x, gamma, beta, hw, c, groups, silu, stats, total);
 }

@@ -22,6 +22,10 @@ int sdc_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
 /* 1 if the binary was built with nvcc (kernels linked in), 0 for the stub. */
 int sdc_cuda_compiled(void);
 
+/* 1 if the kernels are the host execution (kernels/emu/: a build for
+ * tests, whose one device exists only with SDC_CUDA_EMU=1), else 0. */
+int sdc_cuda_emulated(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,6 +5,8 @@
 
 int sdc_cuda_compiled(void) { return 0; }
 
+int sdc_cuda_emulated(void) { return 0; }
+
 int sdc_cuda_device_count(char *why, int why_len) {
     if (why && why_len > 0) snprintf(why, (size_t)why_len, "built without nvcc");
     return 0;

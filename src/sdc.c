@@ -53,6 +53,11 @@ sdc_status sdc_tokenizer_open_default(const char *vocab_path, const char *hf_voc
 static sdc_status select_backend(const sdc_params *p, sdc_backend **out) {
     char why[256] = "";
     int n_dev = p->backend == SDC_BACKEND_CPU ? 0 : sdc_cuda_device_count(why, sizeof why);
+    /* the emulated device (a test build) is used only when asked for */
+    if (p->backend == SDC_BACKEND_AUTO && n_dev > 0 && sdc_cuda_emulated()) {
+        snprintf(why, sizeof why, "the emulated CUDA device is used only with --backend cuda");
+        n_dev = 0;
+    }
     if (p->backend == SDC_BACKEND_CUDA && n_dev == 0)
         return sdc_fail(SDC_ERR_BACKEND, "--backend cuda: no CUDA device (%s)", why);
     if (n_dev > 0) return sdc_backend_cuda_create(0, out);
