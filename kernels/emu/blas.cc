@@ -1,0 +1,120 @@
+// blas.cc - cuBLAS's SGEMM calls on the emulated device, by the CPU's BLAS
+// (column-major, as cuBLAS defines them). Arguments are checked as cuBLAS
+// checks them, and every matrix must lie inside a live device allocation:
+// a product that would read or write past a buffer on a GPU is reported
+// here instead.
+#include <cblas.h>
+#include <stdio.h>
+
+#include "emu/emu_blas.h"
+
+struct cublasContext {
+    cudaStream_t stream = NULL;
+    cublasMath_t math = CUBLAS_DEFAULT_MATH;
+};
+
+cublasStatus_t cublasCreate(cublasHandle_t *h) {
+    if (!h) return CUBLAS_STATUS_INVALID_VALUE;
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
+        cudaGetLastError();
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    }
+    *h = new cublasContext;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasDestroy(cublasHandle_t h) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    delete h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    h->stream = s;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if ((int)mode < 0 || (int)mode > 3) return CUBLAS_STATUS_INVALID_VALUE;
+    h->math = mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+const char *cublasGetStatusString(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "the operation completed successfully";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "the library was not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "the resource allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE: return "an invalid numeric value was used as an argument";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "the GPU program failed to execute";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "the functionality requested is not supported";
+    }
+    return "unknown error";
+}
+
+namespace {
+
+// elements spanned by a column-major rows x cols matrix with leading dim ld
+size_t span(int rows, int cols, int ld) { return rows && cols ? (size_t)ld * (size_t)(cols - 1) + (size_t)rows : 0; }
+
+bool in_device(const char *call, const char *what, const float *p, size_t elems, long long stride, int batch) {
+    if (!elems) return true;
+    for (int i = 0; i < batch; i++) {
+        const float *q = p + (ptrdiff_t)(stride * i);
+        if (!sdc_emu::device_range(q, elems * sizeof(float))) {
+            fprintf(stderr, "sdc emulated device: %s: matrix %s of batch %d (%zu floats at %p) is not inside a "
+                            "device allocation\n", call, what, i, elems, (const void *)q);
+            return false;
+        }
+    }
+    return true;
+}
+
+cublasStatus_t gemm(const char *call, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                    int k, const float *alpha, const float *a, int lda, long long sa, const float *b, int ldb,
+                    long long sb, const float *beta, float *c, int ldc, long long sc, int batch) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    const bool at = ta != CUBLAS_OP_N, bt = tb != CUBLAS_OP_N;
+    if ((int)ta < 0 || (int)ta > 2 || (int)tb < 0 || (int)tb > 2 || m < 0 || n < 0 || k < 0 || batch < 0 ||
+        !alpha || !beta)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    // stored shapes: A is m x k (or k x m transposed), B k x n (or n x k)
+    const int ar = at ? k : m, ac = at ? m : k, br = bt ? n : k, bc = bt ? k : n;
+    if (lda < (ar > 1 ? ar : 1) || ldb < (br > 1 ? br : 1) || ldc < (m > 1 ? m : 1))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (sa < 0 || sb < 0 || sc < 0) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS;
+    const bool need_ab = k > 0 && *alpha != 0.0f;
+    if ((need_ab && (!in_device(call, "A", a, span(ar, ac, lda), sa, batch) ||
+                     !in_device(call, "B", b, span(br, bc, ldb), sb, batch))) ||
+        !in_device(call, "C", c, span(m, n, ldc), sc, batch))
+        return CUBLAS_STATUS_EXECUTION_FAILED;
+    const float al = *alpha, be = *beta;
+    cudaError_t e = sdc_emu::submit(h->stream, call, [=]() {
+        for (int i = 0; i < batch; i++)
+            cblas_sgemm(CblasColMajor, at ? CblasTrans : CblasNoTrans, bt ? CblasTrans : CblasNoTrans, m, n, k, al,
+                        a + (ptrdiff_t)(sa * i), lda, b + (ptrdiff_t)(sb * i), ldb, be, c + (ptrdiff_t)(sc * i),
+                        ldc);
+        return cudaSuccess;
+    });
+    return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+}
+
+} // namespace
+
+cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float *alpha, const float *a, int lda, const float *b, int ldb, const float *beta,
+                           float *c, int ldc) {
+    return gemm("cublasSgemm", h, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1);
+}
+
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                         int k, const float *alpha, const float *a, int lda, long long sa,
+                                         const float *b, int ldb, long long sb, const float *beta, float *c,
+                                         int ldc, long long sc, int batch) {
+    return gemm("cublasSgemmStridedBatched", h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc,
+                batch);
+}
