@@ -28,13 +28,20 @@ BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
 # Its own cblas.h, not whichever BLAS the cblas.h alternative points at.
 CFLAGS  += -I/usr/include/$(MULTIARCH)/openblas-openmp
 LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lutf8proc -lz -lm -fopenmp
+# The host execution of the CUDA code (kernels/emu/) is C++17.
+CXX      ?= g++
+CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -g -Iinclude -Isrc -Ikernels \
+            -I/usr/include/$(MULTIARCH)/openblas-openmp $(if $(filter 1,$(SAN)),-O1,-O2)
 
 ifeq ($(SAN),1)
   OPT    := -O1
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
+  CXXFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDLIBS += -fsanitize=address,undefined
 endif
+# Everything but the CUDA libraries: what the emulated-device binaries link.
+EMU_LDLIBS := $(LDLIBS) -lstdc++
 
 # CUDA: kernels/*.cu are compiled whenever nvcc is found (always on CI) and
 # linked into the same binary; sdc falls back to the CPU at run time when no
@@ -58,12 +65,21 @@ else
   LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/cuda_stub.o
 endif
 
+# The same kernels/*.cu compiled by the host C++ compiler against
+# kernels/emu/ (threads as fibers, warp instructions per the PTX ISA, the
+# runtime and cuBLAS calls on host memory): libsdc_emu.a, and the CUDA tests
+# and the CLI linked with it. Its device exists only with SDC_CUDA_EMU=1.
+EMU_SRC  := $(wildcard kernels/emu/*.cc)
+EMU_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:kernels/%.cu=$(BUILD)/emu/%.o) \
+            $(EMU_SRC:kernels/emu/%.cc=$(BUILD)/emu/rt/%.o)
+EMU_HDR  := $(wildcard kernels/*.h kernels/emu/*.h src/*.h)
+
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 VENV     := tools/.venv
 PY       := $(VENV)/bin/python
 
-.PHONY: all build test test-run test-full sanitize bench fixtures fixtures-full deps clean demo eval samples \
+.PHONY: all build emu test test-run test-full sanitize bench fixtures fixtures-full deps clean demo eval samples \
         train fuzz fuzz-one fuzz-build
 # Default: check/install the Debian packages, then build.
 all: deps
@@ -85,6 +101,28 @@ $(BUILD)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.h kernels/*.cuh src/*.h)
 
 $(BUILD)/libsdc.a: $(LIB_OBJ)
 	ar rcs $@ $^
+
+$(BUILD)/emu/%.o: kernels/%.cu $(EMU_HDR) Makefile
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -x c++ -c $< -o $@
+
+$(BUILD)/emu/rt/%.o: kernels/emu/%.cc $(EMU_HDR) Makefile
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/libsdc_emu.a: $(EMU_OBJ)
+	ar rcs $@ $^
+
+# CUDA tests on the emulated device; the CLI with it (SDC_CUDA_EMU=1
+# build/sdc-emu txt2img --backend cuda ...), for trying a kernel by hand.
+$(BUILD)/sdc_tests_emu: $(BUILD)/tests/test_cuda.o $(BUILD)/tests/testutil.o $(BUILD)/tests/st_write.o \
+                        $(BUILD)/libsdc_emu.a
+	$(CC) $(CFLAGS) $^ -o $@ -lcriterion $(EMU_LDLIBS)
+
+$(BUILD)/sdc-emu: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsdc_emu.a
+	$(CC) $(CFLAGS) $^ -o $@ $(EMU_LDLIBS)
+
+emu: $(BUILD)/sdc_tests_emu $(BUILD)/sdc-emu
 
 $(BUILD)/sdc: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
@@ -137,8 +175,9 @@ bench: deps fixtures-full
 test: deps
 	@$(MAKE) --no-print-directory test-run
 
-test-run: $(BUILD)/sdc $(BUILD)/sdc_tests
+test-run: $(BUILD)/sdc $(BUILD)/sdc_tests $(BUILD)/sdc_tests_emu
 	$(BUILD)/sdc_tests --jobs 2
+	SDC_CUDA_EMU=1 $(BUILD)/sdc_tests_emu --jobs 2
 
 # Full-size checks: large random checkpoints generated on demand.
 test-full: deps fixtures-full
@@ -148,9 +187,11 @@ test-full: deps fixtures-full
 # AddressSanitizer + UBSan build of the same suite, in its own build dir.
 # Criterion does not fail a test that leaks, so the log is checked as well.
 sanitize: deps
-	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 build-san/sdc build-san/sdc_tests
-	@set -o pipefail; ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1 LSAN_OPTIONS=suppressions=tests/lsan.supp \
-	    build-san/sdc_tests --jobs 2 2>&1 | tee build-san/sanitize.log
+	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 build-san/sdc build-san/sdc_tests build-san/sdc_tests_emu
+	@set -o pipefail; export ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1 \
+	    LSAN_OPTIONS=suppressions=tests/lsan.supp; \
+	    { build-san/sdc_tests --jobs 2 && SDC_CUDA_EMU=1 build-san/sdc_tests_emu --jobs 2; } 2>&1 \
+	    | tee build-san/sanitize.log
 	@! grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" build-san/sanitize.log \
 	    || { echo "sanitize: sanitizer reports above"; exit 1; }
 

@@ -47,6 +47,12 @@ int sdc_group_norm_cuda(float *y, const float *x, const float *gamma, const floa
 int sdc_im2col_cuda(float *col, const float *x, int n, int h, int w, int cin, int k, int stride, int pad, int ho,
                     int wo, size_t r0, size_t rows, cudaStream_t s);
 
+// fragment_check.cu: one warp, d = a b + c by the wrapped mma.sync.m16n8k16
+// (bf16 or f16 inputs), operands loaded per mode 0..3 (see the file); a is
+// 16x16 row-major b16, b 16x8 row-major (k, n) b16, c and d 16x8 f32
+int sdc_fragment_check_cuda(float *d, const uint16_t *a, const uint16_t *b, const float *c, int mode, int bf16,
+                            cudaStream_t s);
+
 // attention.cu: softmax over rows of s (rows, cols), scale folded into the
 // exponent; causal: row r (global query row0 + r) sees columns 0..row0+r.
 int sdc_softmax_rows_cuda(float *s, int rows, int cols, int ld, int batch, size_t batch_stride, float scale,

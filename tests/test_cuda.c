@@ -1,19 +1,36 @@
 /* test_cuda.c - the CUDA backend against the CPU backend, op by op, on
- * random inputs at SD shapes. Both compute in fp32 (cuBLAS in pedantic
- * math: no TF32), so the tolerance is fp32 vs fp32 with different
- * summation orders: normwise relative error <= 1e-5 (2e-5 for the long
- * reductions of attention at 4096 keys). Every test prints
- * "SKIP: no CUDA device" and skips on a machine without one. */
+ * random inputs. Both compute in fp32 (cuBLAS in pedantic math: no TF32),
+ * so the tolerance is fp32 vs fp32 with different summation orders:
+ * normwise relative error <= 1e-5 (2e-5 for the long reductions of
+ * attention at 4096 keys); data movement ops are exact (0).
+ *
+ * The same tests run on two devices. On a GPU (the nvcc build, sdc_tests)
+ * at the real SD shapes. On the emulated device (the same kernels compiled
+ * for the host, sdc_tests_emu, run by make test on every machine) at small
+ * shapes that still take every path of every kernel: sizes that are not
+ * multiples of the block or of each other, rows longer and shorter than a
+ * block, every head dim SD uses, causal rows, and a small device memory so
+ * that the blocked im2col and the blocked attention take several blocks
+ * with a short last one. A machine with neither prints
+ * "SKIP: no CUDA device". */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/kernels.h"
 #include "backend.h"
 #include "cuda.h"
 #include "testutil.h"
 
+/* 1 on the emulated device: small shapes */
+static int emu(void) { return sdc_cuda_emulated(); }
+
 Test(cuda, built_with_nvcc) {
+    if (emu()) {
+        cr_assert_eq(sdc_cuda_compiled(), 1, "the emulated build has the CUDA objects");
+        return;
+    }
 #ifdef SDC_HAVE_CUDA
     cr_assert_eq(sdc_cuda_compiled(), 1, "built with nvcc, but the CUDA objects are not linked");
 #else
@@ -21,7 +38,15 @@ Test(cuda, built_with_nvcc) {
 #endif
 }
 
-static sdc_backend *gpu(void) {
+/* The backend on device 0; on the emulated device, with a device memory of
+ * mem_mb MiB (0: the default), which sets the backend's scratch blocks. */
+static sdc_backend *gpu_mem(int mem_mb) {
+    if (emu()) {
+        setenv("SDC_CUDA_EMU", "1", 0);
+        char v[32];
+        snprintf(v, sizeof v, "%d", mem_mb ? mem_mb : 16384);
+        setenv("SDC_CUDA_EMU_MEM_MB", v, 1);
+    }
     char why[256] = "";
     if (sdc_cuda_device_count(why, sizeof why) == 0) {
         fprintf(stderr, "SKIP: no CUDA device (%s)\n", why);
@@ -32,12 +57,19 @@ static sdc_backend *gpu(void) {
     return be;
 }
 
+static sdc_backend *gpu(void) { return gpu_mem(0); }
+
 Test(cuda, device_probe) {
     sdc_backend *be = gpu();
     char name[256];
     sdc_cuda_device_name(name, sizeof name);
     cr_assert(name[0], "device 0 has no name");
-    fprintf(stderr, "cuda: device 0: %s\n", name);
+    cr_assert_eq(strstr(name, "emulated") != NULL, emu() != 0, "device '%s' on a %s build", name,
+                 emu() ? "emulated" : "GPU");
+    size_t free_b = 0, total_b = 0;
+    cr_assert_eq(sdc_cuda_mem_info(&free_b, &total_b), 0);
+    cr_assert(total_b > 0 && free_b <= total_b);
+    fprintf(stderr, "cuda: device 0: %s, %.0f MiB\n", name, total_b / 1048576.0);
     sdc_backend_destroy(be);
 }
 
@@ -59,24 +91,35 @@ static void expect(sdc_backend *g, const char *what, const float *d_out, const f
     free(got);
 }
 
-Test(cuda, linear_and_norms) {
+/* linear (m x k -> n, with bias), layer norm over k, group norm of n_img
+ * images of hw pixels and k channels in `groups` groups (+ SiLU) */
+static void linear_norms_case(int m, int k, int n, int n_img, int groups) {
     sdc_backend *g = gpu(), *c = test_cpu_backend();
-    const int m = 2 * 4096, k = 320, n = 960, groups = 32;
+    cr_assert_eq(m % n_img, 0);
     float *x = test_random((size_t)m * k, 1, 1.0f), *w = test_random((size_t)n * k, 2, 0.05f);
     float *b = test_random(n, 3, 0.5f), *gm = test_random(k, 4, 1.0f), *bt = test_random(k, 5, 1.0f);
-    float *y = malloc((size_t)m * n * sizeof(float)), *dy;
+    const size_t ny = (size_t)m * (n > k ? n : k);
+    float *y = malloc(ny * sizeof(float)), *dy;
     float *dx = dev(g, x, (size_t)m * k), *dw = dev(g, w, (size_t)n * k), *db = dev(g, b, n);
     float *dg = dev(g, gm, k), *dbt = dev(g, bt, k);
-    cr_assert_eq(g->ops->alloc(g, (size_t)m * n, &dy), SDC_OK);
-    c->ops->linear(c, y, x, w, b, m, k, n);
-    cr_assert_eq(g->ops->linear(g, dy, dx, dw, db, m, k, n), SDC_OK, "%s", sdc_last_error());
-    expect(g, "linear 8192x320x960", dy, y, (size_t)m * n, 1e-5);
+    cr_assert_eq(g->ops->alloc(g, ny, &dy), SDC_OK);
+    char what[96];
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        c->ops->linear(c, y, x, w, with_bias ? b : NULL, m, k, n);
+        cr_assert_eq(g->ops->linear(g, dy, dx, dw, with_bias ? db : NULL, m, k, n), SDC_OK, "%s", sdc_last_error());
+        snprintf(what, sizeof what, "linear %dx%dx%d%s", m, k, n, with_bias ? " + bias" : "");
+        expect(g, what, dy, y, (size_t)m * n, 1e-5);
+    }
     c->ops->layer_norm(c, y, x, gm, bt, m, k, 1e-5f);
     cr_assert_eq(g->ops->layer_norm(g, dy, dx, dg, dbt, m, k, 1e-5f), SDC_OK);
-    expect(g, "layer_norm", dy, y, (size_t)m * k, 1e-5);
-    c->ops->group_norm(c, y, x, gm, bt, 2, 4096, k, groups, 1e-5f, true);
-    cr_assert_eq(g->ops->group_norm(g, dy, dx, dg, dbt, 2, 4096, k, groups, 1e-5f, true), SDC_OK);
-    expect(g, "group_norm 64x64x320 + silu", dy, y, (size_t)m * k, 1e-5);
+    snprintf(what, sizeof what, "layer_norm %dx%d", m, k);
+    expect(g, what, dy, y, (size_t)m * k, 1e-5);
+    for (int silu = 0; silu < 2; silu++) {
+        c->ops->group_norm(c, y, x, gm, bt, n_img, m / n_img, k, groups, 1e-5f, silu);
+        cr_assert_eq(g->ops->group_norm(g, dy, dx, dg, dbt, n_img, m / n_img, k, groups, 1e-5f, silu), SDC_OK);
+        snprintf(what, sizeof what, "group_norm %dx%dx%d/%d%s", n_img, m / n_img, k, groups, silu ? " + silu" : "");
+        expect(g, what, dy, y, (size_t)m * k, 1e-5);
+    }
     free(x), free(w), free(b), free(gm), free(bt), free(y);
     float *ptrs[] = {dx, dw, db, dg, dbt, dy};
     for (int i = 0; i < 6; i++) g->ops->free(g, ptrs[i]);
@@ -84,19 +127,33 @@ Test(cuda, linear_and_norms) {
     sdc_backend_destroy(c);
 }
 
-static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride, int pad) {
-    sdc_backend *g = gpu(), *c = test_cpu_backend();
+Test(cuda, linear_and_norms) {
+    if (emu()) {
+        linear_norms_case(2 * 37, 40, 72, 2, 8);   /* rows under a block; 5 channels a group */
+        linear_norms_case(3 * 21, 300, 33, 3, 30); /* rows over a block (256) */
+    } else {
+        linear_norms_case(2 * 4096, 320, 960, 2, 32);
+    }
+}
+
+/* mem_mb: the emulated device's size (sets the im2col block); flags: 1 bias,
+ * 2 residual */
+static void conv_case_mem(int mem_mb, int flags, int n, int h, int w, int cin, int cout, int k, int stride,
+                          int pad) {
+    sdc_backend *g = gpu_mem(mem_mb), *c = test_cpu_backend();
     const int ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
     const size_t nx = (size_t)n * h * w * cin, ny = (size_t)n * ho * wo * cout, nw = (size_t)cout * k * k * cin;
     float *x = test_random(nx, 6, 1.0f), *wt = test_random(nw, 7, 0.05f), *b = test_random(cout, 8, 0.5f);
     float *r = test_random(ny, 9, 1.0f), *y = malloc(ny * sizeof(float)), *dy;
     float *dx = dev(g, x, nx), *dw = dev(g, wt, nw), *db = dev(g, b, cout), *dr = dev(g, r, ny);
     cr_assert_eq(g->ops->alloc(g, ny, &dy), SDC_OK);
-    c->ops->conv2d(c, y, x, wt, b, r, n, h, w, cin, cout, k, stride, pad);
-    cr_assert_eq(g->ops->conv2d(g, dy, dx, dw, db, dr, n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
-                 sdc_last_error());
-    char what[96];
-    snprintf(what, sizeof what, "conv %dx%dx%d->%d k%d s%d", h, w, cin, cout, k, stride);
+    const float *cb = flags & 1 ? b : NULL, *cr = flags & 2 ? r : NULL;
+    c->ops->conv2d(c, y, x, wt, cb, cr, n, h, w, cin, cout, k, stride, pad);
+    cr_assert_eq(g->ops->conv2d(g, dy, dx, dw, flags & 1 ? db : NULL, flags & 2 ? dr : NULL, n, h, w, cin, cout, k,
+                                stride, pad), SDC_OK, "%s", sdc_last_error());
+    char what[128];
+    snprintf(what, sizeof what, "conv %dx%dx%dx%d->%d k%d s%d p%d%s%s", n, h, w, cin, cout, k, stride, pad,
+             flags & 1 ? " +bias" : "", flags & 2 ? " +res" : "");
     expect(g, what, dy, y, ny, 1e-5);
     free(x), free(wt), free(b), free(r), free(y);
     g->ops->free(g, dx), g->ops->free(g, dw), g->ops->free(g, db), g->ops->free(g, dr), g->ops->free(g, dy);
@@ -104,14 +161,50 @@ static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride,
     sdc_backend_destroy(c);
 }
 
-Test(cuda, conv_unet_64x64x320) { conv_case(2, 64, 64, 320, 320, 3, 1, 1); }
-Test(cuda, conv_unet_8x8x1280) { conv_case(2, 8, 8, 1280, 1280, 3, 1, 1); }
-Test(cuda, conv_downsample) { conv_case(2, 64, 64, 320, 320, 3, 2, 1); }
-Test(cuda, conv_1x1_skip) { conv_case(2, 32, 32, 960, 640, 1, 1, 0); }
-Test(cuda, conv_vae_256x256x256) { conv_case(1, 256, 256, 256, 256, 3, 1, 1); }
+static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride, int pad) {
+    conv_case_mem(0, 3, n, h, w, cin, cout, k, stride, pad);
+}
 
-static void attention_case(int batch, int heads, int tq, int tk, int d, bool causal, double tol) {
-    sdc_backend *g = gpu(), *c = test_cpu_backend();
+Test(cuda, conv_unet_64x64x320) {
+    if (emu()) {
+        conv_case(2, 9, 7, 8, 12, 3, 1, 1);
+        conv_case_mem(0, 1, 1, 5, 6, 4, 5, 3, 1, 1); /* bias only */
+        conv_case_mem(0, 0, 1, 5, 6, 4, 5, 3, 1, 1); /* neither */
+    } else {
+        conv_case(2, 64, 64, 320, 320, 3, 1, 1);
+    }
+}
+Test(cuda, conv_unet_8x8x1280) {
+    if (emu()) /* 16 MiB device: 64 Ki-float im2col blocks, 227 rows each of 288, 512 rows */
+        conv_case_mem(16, 3, 2, 16, 16, 32, 24, 3, 1, 1);
+    else
+        conv_case(2, 8, 8, 1280, 1280, 3, 1, 1);
+}
+Test(cuda, conv_downsample) {
+    if (emu()) {
+        conv_case(2, 9, 8, 8, 16, 3, 2, 1);
+        conv_case(1, 8, 8, 4, 4, 3, 2, 0); /* the VAE's asymmetric pad is a pad op, then this */
+    } else {
+        conv_case(2, 64, 64, 320, 320, 3, 2, 1);
+    }
+}
+Test(cuda, conv_1x1_skip) {
+    if (emu())
+        conv_case(2, 5, 6, 24, 16, 1, 1, 0);
+    else
+        conv_case(2, 32, 32, 960, 640, 1, 1, 0);
+}
+Test(cuda, conv_vae_256x256x256) {
+    if (emu()) {
+        conv_case(1, 12, 10, 3, 8, 3, 1, 1); /* the VAE's 3-channel ends */
+        conv_case(1, 12, 10, 8, 3, 3, 1, 1);
+    } else {
+        conv_case(1, 256, 256, 256, 256, 3, 1, 1);
+    }
+}
+
+static void attention_case_mem(int mem_mb, int batch, int heads, int tq, int tk, int d, bool causal, double tol) {
+    sdc_backend *g = gpu_mem(mem_mb), *c = test_cpu_backend();
     const int width = heads * d, qs = 3 * width, kvs = 3 * width;
     const size_t nq = (size_t)batch * tq * qs, nkv = (size_t)batch * tk * kvs, no = (size_t)batch * tq * width;
     float *q = test_random(nq, 10, 2.0f), *kv = test_random(nkv, 11, 2.0f), *o = malloc(no * sizeof(float)), *dout;
@@ -129,53 +222,188 @@ static void attention_case(int batch, int heads, int tq, int tk, int d, bool cau
     sdc_backend_destroy(c);
 }
 
-Test(cuda, attention_self_4096_d40) { attention_case(2, 8, 4096, 4096, 40, false, 2e-5); }
-Test(cuda, attention_cross_77_d64) { attention_case(2, 10, 1024, 77, 64, false, 1e-5); }
-Test(cuda, attention_d80_d160) {
-    attention_case(2, 10, 256, 256, 80, false, 1e-5);
-    attention_case(2, 8, 64, 64, 160, false, 1e-5);
+static void attention_case(int batch, int heads, int tq, int tk, int d, bool causal, double tol) {
+    attention_case_mem(0, batch, heads, tq, tk, d, causal, tol);
 }
-Test(cuda, attention_text_causal) { attention_case(1, 12, 77, 77, 64, true, 1e-5); }
-Test(cuda, attention_vae_single_head) { attention_case(1, 1, 1024, 1024, 512, false, 2e-5); }
+
+Test(cuda, attention_self_4096_d40) {
+    if (emu()) {
+        attention_case(2, 2, 37, 37, 40, false, 1e-5);
+        attention_case(1, 2, 9, 300, 40, false, 1e-5); /* rows longer than the softmax block */
+        /* 16 MiB device: 64 Ki floats of scores, 109 query rows a block of 2 x 300 */
+        attention_case_mem(16, 2, 2, 300, 300, 40, false, 1e-5);
+    } else {
+        attention_case(2, 8, 4096, 4096, 40, false, 2e-5);
+    }
+}
+Test(cuda, attention_cross_77_d64) {
+    if (emu())
+        attention_case(2, 3, 19, 77, 64, false, 1e-5);
+    else
+        attention_case(2, 10, 1024, 77, 64, false, 1e-5);
+}
+Test(cuda, attention_d80_d160) {
+    if (emu()) {
+        attention_case(1, 2, 16, 16, 80, false, 1e-5);
+        attention_case(1, 1, 8, 9, 160, false, 1e-5);
+    } else {
+        attention_case(2, 10, 256, 256, 80, false, 1e-5);
+        attention_case(2, 8, 64, 64, 160, false, 1e-5);
+    }
+}
+Test(cuda, attention_text_causal) {
+    attention_case(1, emu() ? 2 : 12, 77, 77, 64, true, 1e-5);
+    if (emu()) /* causal rows in blocks after the first (row0 > 0) */
+        attention_case_mem(16, 1, 2, 300, 300, 40, true, 1e-5);
+}
+Test(cuda, attention_vae_single_head) {
+    if (emu())
+        attention_case(1, 1, 64, 64, 512, false, 1e-5);
+    else
+        attention_case(1, 1, 1024, 1024, 512, false, 2e-5);
+}
 
 Test(cuda, elementwise_ops) {
     sdc_backend *g = gpu(), *c = test_cpu_backend();
-    const int n = 2, h = 32, w = 32, ch = 640, f = 1280;
+    const int n = 2, h = emu() ? 5 : 32, w = emu() ? 7 : 32, ch = emu() ? 24 : 640, f = emu() ? 40 : 1280;
+    const int cb = emu() ? 16 : 320; /* concat: a second part narrower than the first */
     const size_t nx = (size_t)n * h * w * ch;
     float *x = test_random(nx * 2, 12, 3.0f), *v = test_random((size_t)n * ch, 13, 1.0f);
     float *y = malloc(nx * 4 * sizeof(float)), *dy;
     float *dx = dev(g, x, nx * 2), *dv = dev(g, v, (size_t)n * ch);
     cr_assert_eq(g->ops->alloc(g, nx * 4, &dy), SDC_OK);
-    const sdc_act acts[] = {SDC_ACT_GELU, SDC_ACT_QUICK_GELU, SDC_ACT_SILU};
-    for (int a = 0; a < 3; a++) {
+    const sdc_act acts[] = {SDC_ACT_NONE, SDC_ACT_GELU, SDC_ACT_QUICK_GELU, SDC_ACT_SILU};
+    for (int a = 0; a < 4; a++) {
         c->ops->activation(c, y, x, nx, acts[a]);
-        g->ops->activation(g, dy, dx, nx, acts[a]);
+        cr_assert_eq(g->ops->activation(g, dy, dx, nx, acts[a]), SDC_OK, "%s", sdc_last_error());
         expect(g, "activation", dy, y, nx, 1e-5);
     }
+    c->ops->add(c, y, x, x + nx, nx);
+    cr_assert_eq(g->ops->add(g, dy, dx, dx + nx, nx), SDC_OK);
+    expect(g, "add", dy, y, nx, 0);
     c->ops->geglu(c, y, x, (int)(nx / f), f);
-    g->ops->geglu(g, dy, dx, (int)(nx / f), f);
+    cr_assert_eq(g->ops->geglu(g, dy, dx, (int)(nx / f), f), SDC_OK);
     expect(g, "geglu", dy, y, nx, 1e-5);
     c->ops->add_rows(c, y, x, v, n, (size_t)h * w, ch);
-    g->ops->add_rows(g, dy, dx, dv, n, (size_t)h * w, ch);
+    cr_assert_eq(g->ops->add_rows(g, dy, dx, dv, n, (size_t)h * w, ch), SDC_OK);
     expect(g, "add_rows", dy, y, nx, 0);
     c->ops->upsample_nearest(c, y, x, n, h, w, ch, 2 * h, 2 * w);
-    g->ops->upsample_nearest(g, dy, dx, n, h, w, ch, 2 * h, 2 * w);
-    expect(g, "upsample", dy, y, nx * 4, 0);
-    c->ops->concat_channels(c, y, x, x + nx, (size_t)n * h * w, ch, ch);
-    g->ops->concat_channels(g, dy, dx, dx + nx, (size_t)n * h * w, ch, ch);
-    expect(g, "concat", dy, y, nx * 2, 0);
+    cr_assert_eq(g->ops->upsample_nearest(g, dy, dx, n, h, w, ch, 2 * h, 2 * w), SDC_OK);
+    expect(g, "upsample 2x", dy, y, nx * 4, 0);
+    c->ops->upsample_nearest(c, y, x, n, h, w, ch, 2 * h - 1, w + 3);
+    cr_assert_eq(g->ops->upsample_nearest(g, dy, dx, n, h, w, ch, 2 * h - 1, w + 3), SDC_OK);
+    expect(g, "upsample to a size not a multiple", dy, y, (size_t)n * (2 * h - 1) * (w + 3) * ch, 0);
+    const size_t rows = nx / (size_t)(ch + cb);
+    c->ops->concat_channels(c, y, x, x + nx, rows, ch, cb);
+    cr_assert_eq(g->ops->concat_channels(g, dy, dx, dx + nx, rows, ch, cb), SDC_OK);
+    expect(g, "concat", dy, y, rows * (size_t)(ch + cb), 0);
     c->ops->pad(c, y, x, n, h, w, ch, 0, 1, 0, 1);
-    g->ops->pad(g, dy, dx, n, h, w, ch, 0, 1, 0, 1);
-    expect(g, "pad", dy, y, (size_t)n * (h + 1) * (w + 1) * ch, 0);
+    cr_assert_eq(g->ops->pad(g, dy, dx, n, h, w, ch, 0, 1, 0, 1), SDC_OK);
+    expect(g, "pad 0,1,0,1", dy, y, (size_t)n * (h + 1) * (w + 1) * ch, 0);
+    c->ops->pad(c, y, x, n, h, w, ch, 2, 1, 1, 3);
+    cr_assert_eq(g->ops->pad(g, dy, dx, n, h, w, ch, 2, 1, 1, 3), SDC_OK);
+    expect(g, "pad 2,1,1,3", dy, y, (size_t)n * (h + 3) * (w + 4) * ch, 0);
+    /* token embedding: ids anywhere in the table, with and without positions */
+    const int vocab = 50, n_ids = emu() ? 13 : 77;
+    int ids[77];
+    for (int i = 0; i < n_ids; i++) ids[i] = (i * 37 + 11) % vocab;
+    ids[0] = 0, ids[n_ids - 1] = vocab - 1;
+    float *dtable = dev(g, x, (size_t)vocab * ch);
+    for (int p = 0; p < 2; p++) {
+        c->ops->embed(c, y, x, p ? x + nx : NULL, ids, n_ids, ch);
+        cr_assert_eq(g->ops->embed(g, dy, dtable, p ? dx + nx : NULL, ids, n_ids, ch), SDC_OK, "%s",
+                     sdc_last_error());
+        expect(g, p ? "embed + positions" : "embed", dy, y, (size_t)n_ids * ch, 0);
+    }
     free(x), free(v), free(y);
-    g->ops->free(g, dx), g->ops->free(g, dv), g->ops->free(g, dy);
+    g->ops->free(g, dx), g->ops->free(g, dv), g->ops->free(g, dy), g->ops->free(g, dtable);
     sdc_backend_destroy(g);
     sdc_backend_destroy(c);
 }
 
-/* The whole tiny pipeline on the GPU against the CPU: 8-bit pixels +-3. */
+/* binary16 / bfloat16 bits of a small integer (exact in both) */
+static uint16_t f16_bits(int v) {
+    if (v == 0) return 0;
+    uint16_t sign = v < 0 ? 0x8000u : 0;
+    unsigned m = (unsigned)(v < 0 ? -v : v);
+    int e = 0;
+    while ((m >> e) > 1) e++; /* m = 1.f * 2^e */
+    return (uint16_t)(sign | (uint16_t)((e + 15) << 10) | (uint16_t)(((m << 10) >> e) & 0x3ffu));
+}
+static uint16_t bf16_bits(int v) {
+    float f = (float)v;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16);
+}
+
+/* The fragment layouts of mma.sync.m16n8k16 and ldmatrix (x1, x2, x4, each
+ * with and without .trans) and cp.async (4, 8, 16 bytes), as port.h wraps
+ * them: A (16x16), B (16x8) and C of small integers, so that D = A B + C is
+ * exact in fp32 and must match the plain product exactly (tolerance 0); a
+ * lane or half-register out of place changes D. On the emulated device
+ * this checks the emulation against the PTX ISA's tables; on a GPU, the
+ * same tables against the hardware. */
+Test(cuda, fragment_layouts) {
+    sdc_backend *g = gpu();
+    uint16_t a16[256], b16[128], abf[256], bbf[128];
+    int a[256], b[128];
+    float c[128], want[128], got[128];
+    unsigned seed = 12345u;
+    for (int i = 0; i < 256; i++) {
+        seed = seed * 1103515245u + 12345u;
+        a[i] = (int)((seed >> 16) % 33u) - 16;
+        a16[i] = f16_bits(a[i]), abf[i] = bf16_bits(a[i]);
+    }
+    for (int i = 0; i < 128; i++) {
+        seed = seed * 1103515245u + 12345u;
+        b[i] = (int)((seed >> 16) % 33u) - 16;
+        b16[i] = f16_bits(b[i]), bbf[i] = bf16_bits(b[i]);
+        c[i] = (float)((int)((seed >> 8) % 201u) - 100);
+    }
+    for (int m = 0; m < 16; m++)
+        for (int n = 0; n < 8; n++) {
+            long s = (long)c[m * 8 + n];
+            for (int k = 0; k < 16; k++) s += (long)a[m * 16 + k] * b[k * 8 + n];
+            want[m * 8 + n] = (float)s;
+        }
+    float *da, *db, *dc = dev(g, c, 128), *dd;
+    cr_assert_eq(g->ops->alloc(g, 128, &da), SDC_OK); /* 256 b16 */
+    cr_assert_eq(g->ops->alloc(g, 64, &db), SDC_OK);  /* 128 b16 */
+    cr_assert_eq(g->ops->alloc(g, 128, &dd), SDC_OK);
+    for (int bf = 0; bf < 2; bf++) {
+        float ha[128], hb[64];
+        memcpy(ha, bf ? abf : a16, sizeof ha);
+        memcpy(hb, bf ? bbf : b16, sizeof hb);
+        cr_assert_eq(g->ops->upload(g, da, ha, 128), SDC_OK);
+        cr_assert_eq(g->ops->upload(g, db, hb, 64), SDC_OK);
+        for (int mode = 0; mode < 4; mode++) {
+            cr_assert_eq(g->ops->upload(g, dd, c, 128), SDC_OK); /* not the answer already */
+            cr_assert_eq(sdc_fragment_check_cuda(dd, (const uint16_t *)da, (const uint16_t *)db, dc, mode, bf, NULL),
+                         0, "fragment_check mode %d %s: launch failed", mode, bf ? "bf16" : "f16");
+            cr_assert_eq(g->ops->download(g, got, dd, 128), SDC_OK, "%s", sdc_last_error());
+            int bad = 0;
+            for (int i = 0; i < 128; i++)
+                if (got[i] != want[i] && bad++ < 4)
+                    fprintf(stderr, "fragment_check mode %d %s: D[%d][%d] = %g, want %g\n", mode,
+                            bf ? "bf16" : "f16", i / 8, i % 8, got[i], want[i]);
+            cr_assert_eq(bad, 0, "fragment_check mode %d %s: %d of 128 elements of D wrong", mode,
+                         bf ? "bf16" : "f16", bad);
+            fprintf(stderr, "cuda fragment layouts mode %d %s: exact\n", mode, bf ? "bf16" : "f16");
+        }
+    }
+    g->ops->free(g, da), g->ops->free(g, db), g->ops->free(g, dc), g->ops->free(g, dd);
+    sdc_backend_destroy(g);
+}
+
+/* The whole tiny pipeline on the CUDA backend against the CPU, every
+ * sampler: 8-bit pixels +-3. On the emulated device at 32x32 pixels (a
+ * 16x16 latent, two U-Net levels) and 3 steps, enough for every sampler's
+ * first, middle and last step and DPM++ 2M's second-order update: a step
+ * there is seconds of fibre switches; on a GPU at 64x64 and 6 steps. */
 Test(cuda, tiny_pipeline_matches_cpu, .timeout = 300) {
     char why[256] = "";
+    if (emu()) setenv("SDC_CUDA_EMU", "1", 0);
     if (sdc_cuda_device_count(why, sizeof why) == 0) {
         fprintf(stderr, "SKIP: no CUDA device (%s)\n", why);
         cr_skip_test("SKIP: no CUDA device (%s)", why);
@@ -191,18 +419,20 @@ Test(cuda, tiny_pipeline_matches_cpu, .timeout = 300) {
     for (int s = 0; s < 5; s++) {
         sdc_gen_params gp = sdc_gen_params_default();
         gp.prompt = "a (red:1.2) circle";
-        gp.width = gp.height = 64;
-        gp.steps = 6;
+        gp.width = gp.height = emu() ? 32 : 64;
+        gp.steps = emu() ? 3 : 6;
         gp.sampler = samplers[s];
         gp.seed = 7;
         sdc_image im[2];
         for (int b = 0; b < 2; b++) cr_assert_eq(sdc_txt2img(ctx[b], &gp, &im[b]), SDC_OK, "%s", sdc_last_error());
         int worst = 0;
-        for (size_t k = 0; k < (size_t)64 * 64 * 3; k++) {
+        const size_t px = (size_t)gp.width * gp.height;
+        for (size_t k = 0; k < px * 3; k++) {
             int d = abs((int)im[0].rgb[k] - (int)im[1].rgb[k]);
             if (d > worst) worst = d;
         }
-        for (size_t k = 0; k < (size_t)4 * 32 * 32; k++) cr_assert(im[1].latents[k] == im[1].latents[k], "NaN");
+        /* the tiny VAE halves each side: 4 x (h/2) x (w/2) latents */
+        for (size_t k = 0; k < px; k++) cr_assert(im[1].latents[k] == im[1].latents[k], "NaN");
         cr_assert(worst <= 3, "%s: GPU pixels differ from CPU by %d", samplers[s], worst);
         fprintf(stderr, "cuda pipeline %s: max pixel diff %d\n", samplers[s], worst);
         sdc_image_free(&im[0]);
