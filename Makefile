@@ -79,7 +79,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 VENV     := tools/.venv
 PY       := $(VENV)/bin/python
 
-.PHONY: all build emu test test-run test-full sanitize bench fixtures fixtures-full deps clean demo eval samples \
+.PHONY: all build emu test-emu-selftest test test-run test-full sanitize bench fixtures fixtures-full deps clean demo eval samples \
         train fuzz fuzz-one fuzz-build
 # Default: check/install the Debian packages, then build.
 all: deps
@@ -123,6 +123,19 @@ $(BUILD)/sdc-emu: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsdc_emu.a
 	$(CC) $(CFLAGS) $^ -o $@ $(EMU_LDLIBS)
 
 emu: $(BUILD)/sdc_tests_emu $(BUILD)/sdc-emu
+
+# The emulation's self-test (tests/emu/): kernels with planted bugs, each of
+# which must be reported; the out-of-bounds one by AddressSanitizer.
+$(BUILD)/emu_selftest: tests/emu/planted.cu $(EMU_SRC) $(EMU_HDR) Makefile
+	$(CXX) $(CXXFLAGS) -x c++ tests/emu/planted.cu -x none $(EMU_SRC) -o $@ $(EMU_LDLIBS)
+
+$(BUILD)/emu_selftest_asan: tests/emu/planted.cu $(EMU_SRC) $(EMU_HDR) Makefile
+	$(CXX) $(CXXFLAGS) -O1 -fsanitize=address -fno-omit-frame-pointer -x c++ tests/emu/planted.cu -x none \
+	    $(EMU_SRC) -o $@ $(EMU_LDLIBS) -fsanitize=address
+
+test-emu-selftest: deps
+	@$(MAKE) --no-print-directory $(BUILD)/emu_selftest $(BUILD)/emu_selftest_asan
+	@sh tests/emu/selftest.sh $(BUILD)
 
 $(BUILD)/sdc: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
