@@ -133,8 +133,19 @@ $(BUILD)/emu_selftest_asan: tests/emu/planted.cu $(EMU_SRC) $(EMU_HDR) Makefile
 	$(CXX) $(CXXFLAGS) -O1 -fsanitize=address -fno-omit-frame-pointer -x c++ tests/emu/planted.cu -x none \
 	    $(EMU_SRC) -o $@ $(EMU_LDLIBS) -fsanitize=address
 
+# ThreadSanitizer: the kernels instrumented, the emulation not (its own
+# bookkeeping crosses fibres by design); SDC_EMU_TSAN makes each emulated
+# thread a TSan fibre ordered only by barriers, block start and end.
+$(BUILD)/emu-tsan/%.o: kernels/emu/%.cc $(EMU_HDR) Makefile
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -DSDC_EMU_TSAN=1 -c $< -o $@
+
+$(BUILD)/emu_selftest_tsan: tests/emu/planted.cu $(EMU_SRC:kernels/emu/%.cc=$(BUILD)/emu-tsan/%.o)
+	$(CXX) $(CXXFLAGS) -O1 -fsanitize=thread -x c++ tests/emu/planted.cu -x none \
+	    $(EMU_SRC:kernels/emu/%.cc=$(BUILD)/emu-tsan/%.o) -o $@ $(EMU_LDLIBS) -fsanitize=thread
+
 test-emu-selftest: deps
-	@$(MAKE) --no-print-directory $(BUILD)/emu_selftest $(BUILD)/emu_selftest_asan
+	@$(MAKE) --no-print-directory $(BUILD)/emu_selftest $(BUILD)/emu_selftest_asan $(BUILD)/emu_selftest_tsan
 	@sh tests/emu/selftest.sh $(BUILD)
 
 $(BUILD)/sdc: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsdc.a
@@ -188,13 +199,15 @@ bench: deps fixtures-full
 test: deps
 	@$(MAKE) --no-print-directory test-run
 
-test-run: $(BUILD)/sdc $(BUILD)/sdc_tests $(BUILD)/sdc_tests_emu
+test-run: $(BUILD)/sdc $(BUILD)/sdc_tests $(BUILD)/sdc_tests_emu $(BUILD)/emu_selftest $(BUILD)/emu_selftest_asan \
+          $(BUILD)/emu_selftest_tsan
 	$(BUILD)/sdc_tests --jobs 2
+	sh tests/emu/selftest.sh $(BUILD)
 	SDC_CUDA_EMU=1 $(BUILD)/sdc_tests_emu --jobs 2
 
 # Full-size checks: large random checkpoints generated on demand.
 test-full: deps fixtures-full
-	@$(MAKE) --no-print-directory build $(BUILD)/sdc_tests
+	@$(MAKE) --no-print-directory build $(BUILD)/sdc_tests test-emu-selftest
 	SDC_TEST_FULL=1 $(BUILD)/sdc_tests --jobs 1
 
 # AddressSanitizer + UBSan build of the same suite, in its own build dir.

@@ -1,13 +1,14 @@
 #!/bin/sh
 # Install the Debian packages sdc needs, only those missing: the C toolchain
 # (gcc brings cc and libgomp, binutils brings ar, libc6-dev the C headers),
+# g++ for the emulated CUDA device (kernels/*.cu compiled for the host),
 # make, and the libraries. Enough for a fresh Debian 12 to run `make demo`
 # and `make test`.
 #   sh tools/deps.sh        the build and the suite
 #   sh tools/deps.sh fuzz   also clang with its libFuzzer runtime and libomp
 # As root it runs apt-get; otherwise it prints the one line to run.
 set -e
-pkgs="gcc libc6-dev binutils make"
+pkgs="gcc g++ libc6-dev binutils make"
 pkgs="$pkgs libstb-dev libcriterion-dev libcjson-dev libutf8proc-dev"
 pkgs="$pkgs libopenblas-dev libopenblas-openmp-dev zlib1g-dev"
 for group in "$@"; do

@@ -29,6 +29,21 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+// SDC_EMU_TSAN (the self-test's ThreadSanitizer build: the kernels are
+// instrumented, this file is not): every emulated thread is a TSan fibre,
+// switched without synchronisation, so that only what orders threads on a
+// GPU orders them here: the start and end of a block, __syncthreads(),
+// __syncwarp(). A shared-memory access that two threads make between two
+// barriers, one of them a write, is then reported as a data race.
+#ifdef SDC_EMU_TSAN
+#include <sanitizer/tsan_interface.h>
+extern "C" void __tsan_read_range(void *addr, unsigned long size);
+extern "C" void __tsan_write_range(void *addr, unsigned long size);
+#define TSAN(...) __VA_ARGS__
+#else
+#define TSAN(...)
+#endif
+
 namespace sdc_emu {
 
 // --- fiber contexts -------------------------------------------------------
@@ -123,6 +138,7 @@ struct Thread {
     std::vector<Copy> pending;       // issued cp.async, oldest first
     std::vector<size_t> group_end;   // committed groups: end index in pending
     unsigned char in[SLOT], out[SLOT];
+    void *tsan;                      // its TSan fibre (SDC_EMU_TSAN)
 };
 
 struct Warp {
@@ -132,6 +148,8 @@ struct Warp {
     int line;
     collective_fn fn;
     size_t out_n;
+    unsigned gen;      // __syncwarp rounds, and their TSan sync objects
+    char sync[2];
 };
 
 struct Block {
@@ -147,6 +165,12 @@ struct Block {
     std::string error;
     Context sched;
     const std::function<void()> *body;
+    // SDC_EMU_TSAN: the scheduler's fibre; sync objects for the block's start
+    // and end and for its barriers (two in turn: a thread may release the
+    // next barrier before another has acquired this one)
+    void *tsan_sched;
+    char sync_start, sync_done, sync_bar[2];
+    unsigned bar_gen = 0;
 };
 
 thread_local Thread *cur_thread;
@@ -235,6 +259,7 @@ static void yield(State s) {
 #endif
     if (u) resumes++;
     cur_thread = u;
+    TSAN(__tsan_switch_to_fiber(u ? u->tsan : b->tsan_sched, __tsan_switch_to_fiber_no_sync));
     ctx_switch(&t->ctx, to);
     cur_thread = t;
 #ifdef SDC_EMU_ASAN
@@ -248,8 +273,10 @@ static void entry() {
 #ifdef SDC_EMU_ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
+    TSAN(__tsan_acquire(&cur_block->sync_start));
     (*cur_block->body)();
     finish_copies(cur_thread, cur_thread->pending.size());
+    TSAN(__tsan_release(&cur_block->sync_done));
     cur_block->done++;
     yield(DONE);
 }
@@ -262,6 +289,7 @@ static void run(Block *b, Thread *t) {
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, t->ctx.stack, t->ctx.stack_size);
 #endif
+    TSAN(__tsan_switch_to_fiber(t->tsan, __tsan_switch_to_fiber_no_sync));
     ctx_switch(&b->sched, &t->ctx);
 #ifdef SDC_EMU_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
@@ -316,6 +344,8 @@ static void stuck(Block *b) {
     fail("no thread can proceed");
 }
 
+static bool run_threads(Block *b);
+
 static bool run_block(Block *b) {
     const size_t n = b->threads.size();
     for (size_t i = 0; i < n; i++) {
@@ -333,8 +363,23 @@ static bool run_block(Block *b) {
         t.state = READY;
         t.pending.clear();
         t.group_end.clear();
+#ifdef SDC_EMU_TSAN
+        t.tsan = __tsan_create_fiber(0);
+        char name[96];
+        snprintf(name, sizeof name, "%s block (%u,%u,%u) thread (%u,%u,%u)", b->kernel, b->idx.x, b->idx.y,
+                 b->idx.z, t.idx.x, t.idx.y, t.idx.z);
+        __tsan_set_fiber_name(t.tsan, name);
+#endif
     }
     b->at_barrier = b->done = 0;
+    TSAN(b->tsan_sched = __tsan_get_current_fiber(); __tsan_release(&b->sync_start));
+    const bool ok = run_threads(b);
+    TSAN(__tsan_acquire(&b->sync_done); for (Thread &t : b->threads) __tsan_destroy_fiber(t.tsan));
+    return ok;
+}
+
+static bool run_threads(Block *b) {
+    const size_t n = b->threads.size();
     for (;;) {
         bool ran = false;
         for (size_t i = 0; i < n && b->error.empty(); i++)
@@ -501,13 +546,16 @@ void syncthreads(const char *file, int line) {
         b->bar_file = file;
         b->bar_line = line;
     }
+    TSAN(const unsigned gen = b->bar_gen; __tsan_release(&b->sync_bar[gen & 1]));
     if (++b->at_barrier == (int)b->threads.size()) {
         b->at_barrier = 0;
+        b->bar_gen++;
         for (Thread &u : b->threads)
             if (u.state == AT_BARRIER) u.state = READY;
-        return;
+    } else {
+        yield(AT_BARRIER);
     }
-    yield(AT_BARRIER);
+    TSAN(__tsan_acquire(&b->sync_bar[gen & 1]));
 }
 
 void warp_collective(const char *op, unsigned mask, const void *in, size_t in_n, void *out, size_t out_n,
@@ -549,6 +597,10 @@ void warp_collective(const char *op, unsigned mask, const void *in, size_t in_n,
     memcpy(t->in, in, in_n);
     t->file = file;
     t->line = line;
+    // __syncwarp orders the memory accesses of its lanes (shuffles, votes,
+    // mma and ldmatrix do not)
+    TSAN(const bool orders = strcmp(op, "__syncwarp") == 0; const unsigned gen = w.gen;
+         if (orders) __tsan_release(&w.sync[gen & 1]));
     w.arrived |= me;
     if (w.arrived == mask) {
         unsigned char ins[32][SLOT], outs[32][SLOT];
@@ -563,9 +615,11 @@ void warp_collective(const char *op, unsigned mask, const void *in, size_t in_n,
                 if (&u != t) u.state = READY;
             }
         w.arrived = 0;
+        w.gen++;
     } else {
         yield(AT_WARP);
     }
+    TSAN(if (orders) __tsan_acquire(&w.sync[gen & 1]));
     if (!b->error.empty()) return;
     memcpy(out, t->out, out_n);
 }
@@ -587,7 +641,12 @@ void cp_async_commit() {
 }
 
 static void finish_copies(Thread *t, size_t upto) {
-    for (size_t i = 0; i < upto; i++) memcpy(t->pending[i].dst, t->pending[i].src, t->pending[i].n);
+    for (size_t i = 0; i < upto; i++) {
+        // the copy lands now, as the issuing thread's read and write
+        TSAN(__tsan_read_range((void *)t->pending[i].src, t->pending[i].n);
+             __tsan_write_range(t->pending[i].dst, t->pending[i].n));
+        memcpy(t->pending[i].dst, t->pending[i].src, t->pending[i].n);
+    }
     t->pending.erase(t->pending.begin(), t->pending.begin() + (long)upto);
     for (size_t &e : t->group_end) e -= upto;
 }

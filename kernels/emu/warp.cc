@@ -5,6 +5,10 @@
 
 #include "emu/emu.h"
 
+#ifdef SDC_EMU_TSAN
+extern "C" void __tsan_read_range(void *addr, unsigned long size);
+#endif
+
 namespace sdc_emu {
 
 // --- fp16 -----------------------------------------------------------------
@@ -232,6 +236,11 @@ void ldmatrix(uint32_t *r, int count, bool trans, const void *p, const char *fil
     if (lane < 8 * count && ((uintptr_t)p & 15u))
         report(file, line, "ldmatrix.x%d%s: lane %d gives row address %p, which is not 16-byte aligned", count,
                trans ? ".trans" : "", lane, p);
+#ifdef SDC_EMU_TSAN
+    // each lane's row is its own read of shared memory (the copy below runs
+    // in whichever lane arrives last)
+    if (lane < 8 * count) __tsan_read_range((void *)p, 16);
+#endif
     LdIn a = {(const unsigned char *)p, count, trans};
     warp_collective(trans ? "ldmatrix.trans" : "ldmatrix", 0xffffffffu, &a, sizeof a, r, (size_t)count * 4,
                     ldmatrix_fn, file, line);

@@ -7,7 +7,9 @@
 // (case "correct", "runtime"); for a planted case, exit 3 with "caught: ..."
 // when the emulation or the comparison caught the bug, 0 with "MISSED"
 // when it went through. Out-of-bounds reads are caught by AddressSanitizer
-// (emu_selftest_asan), which aborts the process with its own report.
+// (emu_selftest_asan), which aborts the process with its own report, and
+// races on shared memory by ThreadSanitizer (emu_selftest_tsan), which
+// reports each data race and exits 66.
 // tests/emu/selftest.sh runs every case and checks each outcome.
 #include <math.h>
 #include <stdio.h>
@@ -74,6 +76,18 @@ __global__ void mma_direct(float *d, const uint16_t *a, const uint16_t *b, const
     for (int i = 0; i < 4; i++) rc[i] = c[(gb + 8 * (i / 2)) * 8 + 2 * tb + i % 2];
     sdc_mma_m16n8k16_bf16(rd, ra, rb, rc);
     for (int i = 0; i < 4; i++) d[(gb + 8 * (i / 2)) * 8 + 2 * tb + i % 2] = rd[i];
+}
+
+// y[i] = x[i - 1] (y[0] = 0) through shared memory; the planted bug leaves
+// out the barrier between the store and the load. Threads that run in order
+// still read what the thread before them stored, so the answer is right and
+// only the race detector (the ThreadSanitizer build) sees the bug.
+__global__ void shift_right(float *y, const float *x, int bug) {
+    __shared__ float s[64];
+    const int i = threadIdx.x;
+    s[i] = x[i];
+    if (!bug) __syncthreads();
+    y[i] = i ? s[i - 1] : 0.0f;
 }
 
 // a warp sum by shuffles; the planted bug lets lanes 16..31 leave first
@@ -194,6 +208,19 @@ static cudaError_t run_warp_sum(int bug, float *got) {
     return cudaSuccess;
 }
 
+static cudaError_t run_shift(int bug, int *wrong) {
+    float h[64], y[64];
+    for (int i = 0; i < 64; i++) h[i] = (float)(i + 1);
+    float *dx = upload(h, 64), *dy = NULL;
+    CHECK(cudaMalloc(&dy, sizeof y));
+    CHECK(SDC_LAUNCH(shift_right, 1, 64, 0, (cudaStream_t)NULL, dy, dx, bug));
+    CHECK(cudaMemcpy(y, dy, sizeof y, cudaMemcpyDeviceToHost));
+    *wrong = 0;
+    for (int i = 0; i < 64; i++) *wrong += y[i] != (float)i;
+    cudaFree(dx), cudaFree(dy);
+    return cudaSuccess;
+}
+
 // The runtime calls the backends use and the ones to come: out of memory at
 // the configured device size, invalid launches, stream capture and replay,
 // the sticky error after a failed launch. 0 when all behave.
@@ -271,7 +298,7 @@ static int runtime_checks(void) {
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: emu_selftest correct|runtime|off_by_one_tile|swapped_lanes|missing_sync|"
-                        "divergent_barrier|divergent_shuffle|oob_read\n");
+                        "racy_shift|divergent_barrier|divergent_shuffle|oob_read\n");
         return 2;
     }
     setenv("SDC_CUDA_EMU", "1", 1);
@@ -284,6 +311,7 @@ int main(int argc, char **argv) {
         if (run_mma(0, &wrong) || wrong) return printf("mma_direct: %d wrong\n", wrong), 1;
         if (run_pair_sum(NONE)) return 1;
         if (run_warp_sum(0, &got) || got != 496.0f) return printf("warp_sum: %g\n", got), 1;
+        if (run_shift(0, &wrong) || wrong) return printf("shift_right: %d wrong\n", wrong), 1;
         printf("correct kernels: right answers\n");
         return 0;
     }
@@ -300,6 +328,9 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "swapped_lanes")) {
         e = run_mma(1, &wrong);
         if (!e && wrong) return printf("caught: mma_direct: %d of 128 elements of D wrong\n", wrong), 3;
+    } else if (!strcmp(c, "racy_shift")) {
+        e = run_shift(1, &wrong);
+        if (!e && wrong) return printf("caught: shift_right: %d of 64 wrong\n", wrong), 3;
     } else if (!strcmp(c, "divergent_barrier")) {
         e = run_matmul(DIVERGENT_BARRIER, &err);
     } else if (!strcmp(c, "divergent_shuffle")) {

@@ -5,8 +5,9 @@
 # an off-by-one tile count, a swapped fragment lane mapping and a missing
 # __syncthreads() by a wrong answer against the host (as the suite's parity
 # tests report them), a barrier in divergent code and a shuffle that a lane
-# never reaches by a failed launch that names kernel, block and thread, and
-# a read past the end of a global buffer by AddressSanitizer.
+# never reaches by a failed launch that names kernel, block and thread, a
+# read past the end of a global buffer by AddressSanitizer, and races on
+# shared memory (also one whose answer comes out right) by ThreadSanitizer.
 b=${1:-build}
 fail=0
 expect() { # expect BINARY CASE EXIT PATTERN
@@ -28,5 +29,11 @@ expect "$b/emu_selftest" missing_sync 3 "caught: tiled_matmul differs"
 expect "$b/emu_selftest" divergent_barrier 3 "barrier in divergent code"
 expect "$b/emu_selftest" divergent_shuffle 3 "which exited"
 expect "$b/emu_selftest_asan" oob_read 1 "heap-buffer-overflow"
+# the race that in-order threads hide: right answer, but a data race
+expect "$b/emu_selftest" racy_shift 0 "MISSED"
+expect "$b/emu_selftest_tsan" racy_shift 66 "ThreadSanitizer: data race"
+expect "$b/emu_selftest_tsan" missing_sync 66 "ThreadSanitizer: data race"
+# and no race where there is none
+expect "$b/emu_selftest_tsan" correct 0 "right answers"
 [ $fail -eq 0 ] && echo "selftest: every planted bug was caught"
 exit $fail
