@@ -10,13 +10,12 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "emu/emu.h"
+#include "emu/profile.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SDC_EMU_ASAN 1
@@ -230,8 +229,6 @@ static void fail(const char *fmt, ...) {
     b->error = where;
 }
 
-static thread_local unsigned long long resumes; // fiber resumptions, for the profile
-
 // The next thread after t (in order, wrapping) that can run, or none.
 static Thread *next_ready(Block *b, Thread *t) {
     const size_t n = b->threads.size();
@@ -257,7 +254,7 @@ static void yield(State s) {
     void *fake = NULL;
     __sanitizer_start_switch_fiber(s == DONE ? NULL : &fake, u ? u->ctx.stack : NULL, u ? u->ctx.stack_size : 0);
 #endif
-    if (u) resumes++;
+    if (u) counters.resumes++;
     cur_thread = u;
     TSAN(__tsan_switch_to_fiber(u ? u->tsan : b->tsan_sched, __tsan_switch_to_fiber_no_sync));
     ctx_switch(&t->ctx, to);
@@ -284,7 +281,7 @@ static void entry() {
 // From the scheduler: run threads from t on until none can run.
 static void run(Block *b, Thread *t) {
     cur_thread = t;
-    resumes++;
+    counters.resumes++;
 #ifdef SDC_EMU_ASAN
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, t->ctx.stack, t->ctx.stack_size);
@@ -398,55 +395,12 @@ static bool run_threads(Block *b) {
 
 std::map<const void *, int> &func_smem(); // runtime.cc
 
-// SDC_CUDA_EMU_PROFILE=1: per kernel, at exit, its launches, blocks,
-// threads, fiber resumptions and host seconds.
-namespace {
-struct KernelStat {
-    unsigned long long launches = 0, blocks = 0, threads = 0, resumes = 0;
-    double seconds = 0;
-};
-struct Profile {
-    std::mutex mu;
-    std::map<std::string, KernelStat> k;
-};
-Profile *profile() {
-    static Profile *p = [] {
-        const char *e = getenv("SDC_CUDA_EMU_PROFILE");
-        if (!e || strcmp(e, "1") != 0) return (Profile *)NULL;
-        atexit([] {
-            Profile *q = profile();
-            fprintf(stderr, "%-28s %9s %10s %12s %14s %9s\n", "emulated kernel", "launches", "blocks", "threads",
-                    "resumes", "seconds");
-            for (auto &kv : q->k)
-                fprintf(stderr, "%-28s %9llu %10llu %12llu %14llu %9.3f\n", kv.first.c_str(), kv.second.launches,
-                        kv.second.blocks, kv.second.threads, kv.second.resumes, kv.second.seconds);
-        });
-        return new Profile;
-    }();
-    return p;
-}
-} // namespace
-
 static cudaError_t run_grid_(const char *name, dim3 grid, dim3 block, size_t shmem,
                              const std::function<void()> &body);
 
 static cudaError_t run_grid(const char *name, dim3 grid, dim3 block, size_t shmem,
                             const std::function<void()> &body) {
-    Profile *p = profile();
-    if (!p) return run_grid_(name, grid, block, shmem, body);
-    const unsigned long long r0 = resumes;
-    const auto t0 = std::chrono::steady_clock::now();
-    cudaError_t rc = run_grid_(name, grid, block, shmem, body);
-    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::lock_guard<std::mutex> lock(p->mu);
-    KernelStat &k = p->k[name];
-    const unsigned long long nb = (unsigned long long)grid.x * grid.y * grid.z;
-    k.launches++;
-    k.blocks += nb;
-    k.threads += nb * block.x * block.y * block.z;
-    k.resumes += resumes - r0;
-    k.seconds += sec;
-    return rc;
+    return profiled(name, grid, block, [&]() { return run_grid_(name, grid, block, shmem, body); });
 }
 
 static cudaError_t run_grid_(const char *name, dim3 grid, dim3 block, size_t shmem,
@@ -633,6 +587,7 @@ void cp_async(void *smem, const void *gmem, size_t n) {
         return;
     }
     t->pending.push_back(Copy{smem, gmem, n});
+    counters.cp_bytes += n;
 }
 
 void cp_async_commit() {

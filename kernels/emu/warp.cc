@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "emu/emu.h"
+#include "emu/profile.h"
 
 #ifdef SDC_EMU_TSAN
 extern "C" void __tsan_read_range(void *addr, unsigned long size);
@@ -162,6 +163,7 @@ static void mma_fn(const unsigned char (*in)[SLOT], unsigned char (*out)[SLOT], 
         for (int i = 0; i < 4; i++) B[t * 2 + i % 2 + 8 * (i / 2)][g] = b16_value(half_of(m.b[i / 2], i % 2), bf16);
         for (int i = 0; i < 4; i++) C[g + 8 * (i / 2)][t * 2 + i % 2] = m.c[i];
     }
+    counters.mma++;
     // products of two 16-bit values are exact in float; summed in double,
     // rounded once (the hardware keeps at least fp32 inside the sum)
     float D[16][8];
@@ -213,6 +215,19 @@ static void ldmatrix_fn(const unsigned char (*in)[SLOT], unsigned char (*out)[SL
             memcpy(&a, in[8 * j + r], sizeof a);
             memcpy(M[j][r], a.p, 16);
         }
+    // shared-memory wavefronts: a matrix's 8 rows of 16 bytes (4 banks
+    // each) take as many as the most rows that share one of the 32 banks
+    counters.ldmatrix += (unsigned long long)count;
+    for (int j = 0; j < count; j++) {
+        int per_bank[32] = {0}, most = 0;
+        for (int r = 0; r < 8; r++) {
+            LdIn a;
+            memcpy(&a, in[8 * j + r], sizeof a);
+            const unsigned bank = (unsigned)(((uintptr_t)a.p >> 2) & 31u);
+            for (int w = 0; w < 4; w++) most = std::max(most, ++per_bank[(bank + (unsigned)w) & 31u]);
+        }
+        counters.wavefronts += (unsigned long long)most;
+    }
     for (int l = 0; l < 32; l++) {
         uint32_t reg[4];
         const int row = l / 4, col = 2 * (l % 4);
