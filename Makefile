@@ -79,7 +79,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 VENV     := tools/.venv
 PY       := $(VENV)/bin/python
 
-.PHONY: all build emu test-emu-selftest test test-run test-full sanitize bench fixtures fixtures-full deps clean demo eval samples \
+.PHONY: all build emu bench-emu test-emu-selftest test test-run test-full sanitize bench fixtures fixtures-full deps clean demo eval samples \
         train fuzz fuzz-one fuzz-build
 # Default: check/install the Debian packages, then build.
 all: deps
@@ -144,8 +144,18 @@ $(BUILD)/emu_selftest_tsan: tests/emu/planted.cu $(EMU_SRC:kernels/emu/%.cc=$(BU
 	$(CXX) $(CXXFLAGS) -O1 -fsanitize=thread -x c++ tests/emu/planted.cu -x none \
 	    $(EMU_SRC:kernels/emu/%.cc=$(BUILD)/emu-tsan/%.o) -o $@ $(EMU_LDLIBS) -fsanitize=thread
 
+# Every kernel of kernels/ (not the backend's host code) under ThreadSanitizer
+# the same way: a race in one of them fails the self-test. (Criterion cannot
+# run under TSan, so this is a plain program.)
+EMU_KERNELS := $(filter-out kernels/backend_cuda.cu kernels/device.cu,$(CU_SRC))
+$(BUILD)/emu_race_check: tests/emu/race_check.cu $(EMU_KERNELS) $(EMU_SRC:kernels/emu/%.cc=$(BUILD)/emu-tsan/%.o)
+	$(CXX) $(CXXFLAGS) -O1 -fsanitize=thread -x c++ tests/emu/race_check.cu $(EMU_KERNELS) -x none \
+	    $(EMU_SRC:kernels/emu/%.cc=$(BUILD)/emu-tsan/%.o) -o $@ $(EMU_LDLIBS) -fsanitize=thread
+
+EMU_SELFTEST := $(BUILD)/emu_selftest $(BUILD)/emu_selftest_asan $(BUILD)/emu_selftest_tsan $(BUILD)/emu_race_check
+
 test-emu-selftest: deps
-	@$(MAKE) --no-print-directory $(BUILD)/emu_selftest $(BUILD)/emu_selftest_asan $(BUILD)/emu_selftest_tsan
+	@$(MAKE) --no-print-directory $(EMU_SELFTEST)
 	@sh tests/emu/selftest.sh $(BUILD)
 
 $(BUILD)/sdc: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsdc.a
@@ -191,16 +201,24 @@ samples: deps
 # backend first where a device is present, then the CPU backend
 # (BENCH_ARGS=--cuda-only skips the CPU part).
 BENCH_ARGS ?=
-bench: deps fixtures-full
+bench: deps fixtures-full bench-emu
 	@$(MAKE) --no-print-directory $(BUILD)/sdc_bench
 	$(BUILD)/sdc_bench build/fixtures-full/full_sd1.safetensors $(BENCH_ARGS)
+
+# The emulated device's counters per kernel for one step of the tiny model
+# (switches, mma, ldmatrix wavefronts, cp.async bytes, and the H100 time
+# the mma and cp.async counts imply): a kernel's design judged without a GPU.
+bench-emu: deps
+	@$(MAKE) --no-print-directory $(BUILD)/sdc-emu
+	@echo "bench-emu: one CFG step of the tiny test model at 32x32 on the emulated device ($$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
+	@SDC_CUDA_EMU=1 SDC_CUDA_EMU_PROFILE=1 $(BUILD)/sdc-emu txt2img --backend cuda -m tests/fixtures/tiny_sd1.safetensors \
+	    -p "a red circle" -W 32 -H 32 --steps 1 --seed 1 -o $(BUILD)/bench-emu.png 2>&1 | grep -v '^sdc: step'
 
 # The suite; tests read fixtures relative to the repository root.
 test: deps
 	@$(MAKE) --no-print-directory test-run
 
-test-run: $(BUILD)/sdc $(BUILD)/sdc_tests $(BUILD)/sdc_tests_emu $(BUILD)/emu_selftest $(BUILD)/emu_selftest_asan \
-          $(BUILD)/emu_selftest_tsan
+test-run: $(BUILD)/sdc $(BUILD)/sdc_tests $(BUILD)/sdc_tests_emu $(EMU_SELFTEST)
 	$(BUILD)/sdc_tests --jobs 2
 	sh tests/emu/selftest.sh $(BUILD)
 	SDC_CUDA_EMU=1 $(BUILD)/sdc_tests_emu --jobs 2
