@@ -55,8 +55,8 @@ static sdc_status device_alloc(size_t bytes, void **out) {
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
         return sdc_fail(SDC_ERR_OOM,
-                        "out of device memory: %.1f MiB needed, %.1f MiB free of %.1f MiB; try a smaller size "
-                        "or --vae-tiling",
+                        "out of device memory: %.1f MiB needed, %.1f MiB free of %.1f MiB; try a smaller image "
+                        "size or fewer images at once",
                         bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0);
     }
     CUDA_TRY(e);

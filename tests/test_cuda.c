@@ -73,6 +73,24 @@ Test(cuda, device_probe) {
     sdc_backend_destroy(be);
 }
 
+/* Asking for more than the device has is SDC_ERR_OOM with a message that
+ * says how much was needed and how much is free, and the backend goes on
+ * working (the emulated device at 16 MiB; a GPU at its own size). */
+Test(cuda, out_of_memory_is_a_clear_error) {
+    sdc_backend *g = gpu_mem(16);
+    size_t free_b = 0, total_b = 0;
+    cr_assert_eq(sdc_cuda_mem_info(&free_b, &total_b), 0);
+    float *p = NULL;
+    const size_t n = total_b / sizeof(float) + ((size_t)1 << 20);
+    cr_assert_eq(g->ops->alloc(g, n, &p), SDC_ERR_OOM, "%zu floats on a %zu-byte device", n, total_b);
+    cr_assert(strstr(sdc_last_error(), "out of device memory") && strstr(sdc_last_error(), "MiB needed"), "%s",
+              sdc_last_error());
+    fprintf(stderr, "cuda out of memory: %s\n", sdc_last_error());
+    cr_assert_eq(g->ops->alloc(g, 1024, &p), SDC_OK, "after a failed allocation: %s", sdc_last_error());
+    g->ops->free(g, p);
+    sdc_backend_destroy(g);
+}
+
 /* device copy of host data */
 static float *dev(sdc_backend *g, const float *h, size_t n) {
     float *d = NULL;
