@@ -295,9 +295,49 @@ static int runtime_checks(void) {
     return bad;
 }
 
+// fp16/bf16 conversions as cuda_fp16.h / cuda_bf16.h make them (round to
+// nearest even); the fp16 values are IEEE binary16's (Python's struct 'e'
+// gives the same bits). 0 when all hold.
+static int conversion_checks(void) {
+    const struct {
+        float f;
+        uint16_t h;
+    } f16[] = {{1.0f / 3.0f, 0x3555}, {65504.0f, 0x7bff}, {65519.0f, 0x7bff}, {65520.0f, 0x7c00},
+               {-1e6f, 0xfc00},       {5.9604645e-8f, 0x0001}, {2.9802322e-8f, 0x0000}, {4.4703484e-8f, 0x0001},
+               {6.1035156e-5f, 0x0400}, {0.1f, 0x2e66}, {-2.5f, 0xc100}, {1e-8f, 0x0000},
+               {1.00048828125f, 0x3c00}, {1.00146484375f, 0x3c02}, {-0.0f, 0x8000}};
+    int bad = 0;
+    for (const auto &c : f16) {
+        const uint16_t got = __half_as_ushort(__float2half(c.f));
+        if (got != c.h) printf("conversions: __float2half(%.9g) = 0x%04x, want 0x%04x\n", (double)c.f, got, c.h), bad++;
+    }
+    if (!(__half_as_ushort(__float2half(NAN)) & 0x3ff) || (__half_as_ushort(__float2half(NAN)) & 0x7c00) != 0x7c00)
+        printf("conversions: __float2half(NaN) is not a NaN\n"), bad++;
+    // every binary16 value goes to float and back unchanged (NaNs stay NaNs)
+    for (unsigned u = 0; u < 65536; u++) {
+        const __half h = __ushort_as_half((unsigned short)u);
+        const float f = __half2float(h);
+        const uint16_t back = __half_as_ushort(__float2half(f));
+        const bool nan = (u & 0x7c00) == 0x7c00 && (u & 0x3ff);
+        if (nan ? !(f != f) : back != u) {
+            if (bad++ < 4) printf("conversions: half 0x%04x -> %.9g -> 0x%04x\n", u, (double)f, back);
+        }
+    }
+    const struct {
+        float f;
+        uint16_t b;
+    } bf[] = {{1.0f / 3.0f, 0x3eab}, {1.00390625f, 0x3f80}, {1.01171875f, 0x3f82}, {-2.5f, 0xc020}, {3.4e38f, 0x7f80}};
+    for (const auto &c : bf) {
+        const uint16_t got = __bfloat16_as_ushort(__float2bfloat16(c.f));
+        if (got != c.b)
+            printf("conversions: __float2bfloat16(%.9g) = 0x%04x, want 0x%04x\n", (double)c.f, got, c.b), bad++;
+    }
+    return bad;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
-        fprintf(stderr, "usage: emu_selftest correct|runtime|off_by_one_tile|swapped_lanes|missing_sync|"
+        fprintf(stderr, "usage: emu_selftest correct|conversions|runtime|off_by_one_tile|swapped_lanes|missing_sync|"
                         "racy_shift|divergent_barrier|divergent_shuffle|oob_read\n");
         return 2;
     }
@@ -314,6 +354,11 @@ int main(int argc, char **argv) {
         if (run_shift(0, &wrong) || wrong) return printf("shift_right: %d wrong\n", wrong), 1;
         printf("correct kernels: right answers\n");
         return 0;
+    }
+    if (!strcmp(c, "conversions")) {
+        int bad = conversion_checks();
+        if (!bad) printf("conversions: fp16 and bf16 as CUDA rounds them\n");
+        return bad ? 1 : 0;
     }
     if (!strcmp(c, "runtime")) {
         setenv("SDC_CUDA_EMU_MEM_MB", "64", 1);

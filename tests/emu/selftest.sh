@@ -24,6 +24,7 @@ expect() { # expect BINARY CASE EXIT PATTERN
     fi
 }
 expect "$b/emu_selftest" correct 0 "right answers"
+expect "$b/emu_selftest" conversions 0 "as CUDA rounds them"
 expect "$b/emu_selftest" runtime 0 "every check held"
 expect "$b/emu_selftest" off_by_one_tile 3 "caught: tiled_matmul differs"
 expect "$b/emu_selftest" swapped_lanes 3 "caught: mma_direct"
