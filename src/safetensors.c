@@ -32,6 +32,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "config_value.h"
+
 #define ST_HEADER_MAX ((uint64_t)100 * 1024 * 1024)
 #define ST_INT_MAX 9007199254740992.0 /* 2^53 */
 
@@ -97,24 +99,6 @@ static uint64_t read_u64_le(const unsigned char *p) {
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
     return v;
-}
-
-/* Short rendering of a JSON value for messages ("-3", "\"x\"", "[1,2]"). */
-static void json_repr(const cJSON *j, char *buf, size_t n) {
-    if (!j) {
-        snprintf(buf, n, "nothing");
-        return;
-    }
-    char *s = cJSON_PrintUnformatted(j);
-    if (!s) {
-        snprintf(buf, n, "(unprintable value)");
-        return;
-    }
-    if (strlen(s) > 48)
-        snprintf(buf, n, "%.45s...", s);
-    else
-        snprintf(buf, n, "%s", s);
-    cJSON_free(s);
 }
 
 /* A JSON number that is a non-negative integer no larger than 2^53. */
@@ -279,7 +263,7 @@ static sdc_status parse_entry(const sdc_st_file *f, const cJSON *entry,
     const char *name = t->name, *path = f->path;
     char found[64];
     if (!cJSON_IsObject(entry)) {
-        json_repr(entry, found, sizeof found);
+        sdc_json_repr(entry, found, sizeof found);
         return sdc_fail(SDC_ERR_FORMAT, "%s: tensor '%s': expected an object "
                         "with dtype, shape and data_offsets, found %s", path,
                         name, found);
@@ -291,7 +275,7 @@ static sdc_status parse_entry(const sdc_st_file *f, const cJSON *entry,
 
     /* dtype */
     if (!cJSON_IsString(jd) || !jd->valuestring) {
-        json_repr(jd, found, sizeof found);
+        sdc_json_repr(jd, found, sizeof found);
         return sdc_fail(SDC_ERR_FORMAT, "%s: tensor '%s': dtype must be a "
                         "string, found %s", path, name, found);
     }
@@ -308,7 +292,7 @@ static sdc_status parse_entry(const sdc_st_file *f, const cJSON *entry,
 
     /* shape */
     if (!cJSON_IsArray(js)) {
-        json_repr(js, found, sizeof found);
+        sdc_json_repr(js, found, sizeof found);
         return sdc_fail(SDC_ERR_FORMAT, "%s: tensor '%s': shape must be an "
                         "array of non-negative integers, found %s", path,
                         name, found);
@@ -324,7 +308,7 @@ static sdc_status parse_entry(const sdc_st_file *f, const cJSON *entry,
     for (const cJSON *c = js->child; c; c = c->next, i++) {
         uint64_t d;
         if (!json_uint(c, &d)) {
-            json_repr(c, found, sizeof found);
+            sdc_json_repr(c, found, sizeof found);
             return sdc_fail(SDC_ERR_FORMAT, "%s: tensor '%s': shape[%d] must "
                             "be a non-negative integer, found %s", path, name,
                             i, found);
@@ -350,7 +334,7 @@ static sdc_status parse_entry(const sdc_st_file *f, const cJSON *entry,
     uint64_t begin, end;
     if (!cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2 ||
         !json_uint(jo->child, &begin) || !json_uint(jo->child->next, &end)) {
-        json_repr(jo, found, sizeof found);
+        sdc_json_repr(jo, found, sizeof found);
         return sdc_fail(SDC_ERR_FORMAT, "%s: tensor '%s': data_offsets must "
                         "be [begin, end] with non-negative integers, found %s",
                         path, name, found);
@@ -462,7 +446,7 @@ static int cmp_meta(const void *a, const void *b) {
 static sdc_status parse_meta(sdc_st_file *f, const cJSON *m) {
     char found[64];
     if (!cJSON_IsObject(m)) {
-        json_repr(m, found, sizeof found);
+        sdc_json_repr(m, found, sizeof found);
         return sdc_fail(SDC_ERR_FORMAT, "%s: __metadata__ must be an object "
                         "of strings, found %s", f->path, found);
     }
@@ -474,7 +458,7 @@ static sdc_status parse_meta(sdc_st_file *f, const cJSON *m) {
     for (const cJSON *c = m->child; c && st == SDC_OK; c = c->next, k++) {
         const char *key = c->string ? c->string : "";
         if (!cJSON_IsString(c) || !c->valuestring) {
-            json_repr(c, found, sizeof found);
+            sdc_json_repr(c, found, sizeof found);
             st = sdc_fail(SDC_ERR_FORMAT, "%s: __metadata__ value for key "
                           "'%s' must be a string, found %s", f->path, key,
                           found);
