@@ -126,8 +126,9 @@ emu: $(BUILD)/sdc_tests_emu $(BUILD)/sdc-emu
 
 # The emulation's self-test (tests/emu/): kernels with planted bugs, each of
 # which must be reported; the out-of-bounds one by AddressSanitizer.
-$(BUILD)/emu_selftest: tests/emu/planted.cu $(EMU_SRC) $(EMU_HDR) Makefile
-	$(CXX) $(CXXFLAGS) -x c++ tests/emu/planted.cu -x none $(EMU_SRC) -o $@ $(EMU_LDLIBS)
+$(BUILD)/emu_selftest: tests/emu/planted.cu $(EMU_SRC:kernels/emu/%.cc=$(BUILD)/emu/rt/%.o) $(EMU_HDR) Makefile
+	$(CXX) $(CXXFLAGS) -x c++ tests/emu/planted.cu -x none $(EMU_SRC:kernels/emu/%.cc=$(BUILD)/emu/rt/%.o) -o $@ \
+	    $(EMU_LDLIBS)
 
 $(BUILD)/emu_selftest_asan: tests/emu/planted.cu $(EMU_SRC) $(EMU_HDR) Makefile
 	$(CXX) $(CXXFLAGS) -O1 -fsanitize=address -fno-omit-frame-pointer -x c++ tests/emu/planted.cu -x none \
