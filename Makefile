@@ -45,7 +45,7 @@ EMU_LDLIBS := $(LDLIBS) -lstdc++
 
 # CUDA: kernels/*.cu are compiled whenever nvcc is found (always on CI) and
 # linked into the same binary; sdc falls back to the CPU at run time when no
-# device is present. Without nvcc a stub stands in (src/cuda_stub.c).
+# device is present. Without nvcc a stub stands in (src/backend/cuda_stub.c).
 CUDA_HOME ?= /usr/local/cuda
 NVCC      ?= $(shell command -v nvcc 2>/dev/null || \
                { test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc; })
@@ -53,8 +53,15 @@ CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=s
 NVFLAGS   += -O3 -std=c++17 $(CUDA_ARCH) -Iinclude -Isrc -Ikernels \
              -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings
 
-CLI_SRC  := src/main.c $(wildcard src/cli_*.c)
-LIB_SRC  := $(filter-out $(CLI_SRC) src/cuda_stub.c,$(wildcard src/*.c))
+# src/<layer>/: backend (ops interface, CPU backend, profiler), model (files,
+# names, detection, weights), text, nets (text encoder, U-Net, VAE),
+# sampling, image; the library's top (sdc.c, pipeline.c) in src/. The CLI
+# (src/cli/) is apart; its prompt-list parser is linked into the tests and
+# fuzzers too. The shapes analyser lives with eval/.
+SRC_HDR  := $(wildcard src/*.h src/*/*.h)
+CLI_SRC  := $(wildcard src/cli/*.c)
+CLI_HELP := $(BUILD)/src/cli/batch.o
+LIB_SRC  := $(filter-out $(CLI_SRC) src/backend/cuda_stub.c,$(wildcard src/*.c src/*/*.c))
 CU_SRC   := $(wildcard kernels/*.cu)
 ifneq ($(NVCC),)
   LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.o)
@@ -62,7 +69,7 @@ ifneq ($(NVCC),)
   LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -lrt -ldl \
              -lpthread -lstdc++
 else
-  LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/cuda_stub.o
+  LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/backend/cuda_stub.o
 endif
 
 # The same kernels/*.cu compiled by the host C++ compiler against
@@ -72,7 +79,7 @@ endif
 EMU_SRC  := $(wildcard kernels/emu/*.cc)
 EMU_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:kernels/%.cu=$(BUILD)/emu/%.o) \
             $(EMU_SRC:kernels/emu/%.cc=$(BUILD)/emu/rt/%.o)
-EMU_HDR  := $(wildcard kernels/*.h kernels/emu/*.h src/*.h)
+EMU_HDR  := $(wildcard kernels/*.h kernels/emu/*.h) $(SRC_HDR)
 
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
@@ -91,11 +98,11 @@ build: $(BUILD)/sdc $(BUILD)/libsdc.a
 deps:
 	@sh tools/deps.sh
 
-$(BUILD)/%.o: %.c $(wildcard src/*.h include/*.h tests/*.h) Makefile
+$(BUILD)/%.o: %.c $(SRC_HDR) $(wildcard include/*.h tests/*.h eval/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.h kernels/*.cuh src/*.h)
+$(BUILD)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.h kernels/*.cuh) $(SRC_HDR)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
@@ -162,16 +169,16 @@ test-emu-selftest: deps
 $(BUILD)/sdc: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/sdc_tests: $(TEST_OBJ) $(BUILD)/libsdc.a
+$(BUILD)/sdc_tests: $(TEST_OBJ) $(CLI_HELP) $(BUILD)/eval/shapes.o $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ -lcriterion $(LDLIBS)
 
 $(BUILD)/sdc_bench: $(BUILD)/bench/bench.o $(BUILD)/bench/bench_cuda.o $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/sdc_eval: $(BUILD)/eval/eval_shapes.o $(BUILD)/libsdc.a
+$(BUILD)/sdc_eval: $(BUILD)/eval/eval_shapes.o $(BUILD)/eval/shapes.o $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/sdc_sheet: $(BUILD)/eval/contact_sheet.o $(BUILD)/libsdc.a
+$(BUILD)/sdc_sheet: $(BUILD)/eval/contact_sheet.o $(BUILD)/eval/shapes.o $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 # The shipped model (weights/, trained by tools/train_shapes.py).
@@ -183,7 +190,7 @@ demo: deps
 	$(BUILD)/sdc txt2img -m $(MODEL) -p "$(PROMPT)" --seed $(SEED) -o samples/demo.png
 
 # Held-out prompts (tools/shapes_dataset.py), 4 seeds each, scored by the
-# analyser of src/shapes.c against the thresholds the model is held to.
+# analyser of eval/shapes.c against the thresholds the model is held to.
 eval: deps
 	@$(MAKE) --no-print-directory $(BUILD)/sdc_eval
 	$(BUILD)/sdc_eval $(MODEL) --seeds 4 --sheet $(BUILD)/eval-sheet.png \
@@ -275,9 +282,9 @@ fuzz-build:
 	@$(MAKE) --no-print-directory FUZZ=1 BUILD=build-fuzz CC=$(FUZZ_CC) NVCC= OPT=-O1 \
 	    $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
 
-build-fuzz/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h build-fuzz/libsdc.a
+build-fuzz/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h build-fuzz/src/cli/batch.o build-fuzz/libsdc.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fsanitize=fuzzer $< build-fuzz/libsdc.a -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $< build-fuzz/src/cli/batch.o build-fuzz/libsdc.a -o $@ $(LDLIBS)
 
 $(VENV)/.ok: tools/requirements.txt
 	python3 -m venv $(VENV)

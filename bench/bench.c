@@ -11,9 +11,9 @@
 #include <sys/resource.h>
 
 #include "bench.h"
-#include "backend_profile.h"
+#include "backend/backend_profile.h"
 #include "context.h"
-#include "cuda.h"
+#include "backend/cuda.h"
 #include "sdc.h"
 
 /* stable-diffusion.cpp's CPU backend on these 2-core machines with such a

@@ -2,7 +2,7 @@
 #ifndef SDC_BENCH_H
 #define SDC_BENCH_H
 
-#include "backend_profile.h"
+#include "backend/backend_profile.h"
 #include "sdc.h"
 
 typedef struct step_result {

@@ -6,7 +6,7 @@
 
 #include "bench.h"
 #include "context.h"
-#include "cuda.h"
+#include "backend/cuda.h"
 #include "sdc.h"
 
 static double gib(size_t bytes) { return bytes / 1073741824.0; }

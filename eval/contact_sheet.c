@@ -7,7 +7,7 @@
  * with '#' are skipped; at most 256 prompts). Each cell of the sheet is
  * one image at the model's native size, enlarged --scale times (nearest
  * neighbour), with its prompt word-wrapped under it in the bitmap font of
- * src/grid.h (4 lines at most, the last ending in "..." when cut). Cells
+ * src/image/grid.h (4 lines at most, the last ending in "..." when cut). Cells
  * are laid out --cols to a row, 6 px apart, on a light grey background.
  * The PNG's "parameters" text records the settings. */
 #include <errno.h>
@@ -17,8 +17,8 @@
 #include <string.h>
 
 #include "common.h"
-#include "grid.h"
-#include "image.h"
+#include "image/grid.h"
+#include "image/image.h"
 #include "sdc.h"
 
 #define MAX_PROMPTS 256

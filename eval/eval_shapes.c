@@ -1,5 +1,5 @@
 /* eval_shapes.c - `make eval`: how well the shipped model draws what its
- * prompts say, measured by the analyser of its world (src/shapes.c).
+ * prompts say, measured by the analyser of its world (eval/shapes.c).
  *
  *   sdc_eval MODEL [options]          render each prompt of the held-out
  *                                     list with several seeds, analyse, score
@@ -15,7 +15,7 @@
 #include <zlib.h>
 
 #include "common.h"
-#include "image.h"
+#include "image/image.h"
 #include "sdc.h"
 #include "shapes.h"
 

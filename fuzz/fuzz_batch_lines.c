@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batch.h"
+#include "cli/batch.h"
 #include "fuzz_util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {

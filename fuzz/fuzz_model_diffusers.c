@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "fuzz_util.h"
-#include "model.h"
+#include "model/model.h"
 
 static const char *const k_json[5] = {
     "unet/config.json", "vae/config.json", "text_encoder/config.json",

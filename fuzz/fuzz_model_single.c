@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "model.h"
+#include "model/model.h"
 
 #define DATA_PAD ((size_t)32 << 20)
 

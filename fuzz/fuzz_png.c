@@ -24,9 +24,9 @@
 
 #include <zlib.h>
 
-#include "batch.h"
+#include "cli/batch.h"
 #include "fuzz_util.h"
-#include "image.h"
+#include "image/image.h"
 
 static fuzz_file *g_file;
 

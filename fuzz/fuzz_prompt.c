@@ -21,8 +21,8 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "prompt.h"
-#include "tokenizer.h"
+#include "text/prompt.h"
+#include "text/tokenizer.h"
 
 #define BPE "weights/bpe_simple_vocab_16e6.txt.gz"
 

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "safetensors.h"
+#include "model/safetensors.h"
 
 static fuzz_file *g_file;
 

@@ -21,8 +21,8 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "prompt.h"
-#include "tokenizer.h"
+#include "text/prompt.h"
+#include "text/tokenizer.h"
 
 #define SEP "\n%%merges%%\n"
 

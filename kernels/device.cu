@@ -2,7 +2,7 @@
 #include "port.h"
 #include <stdio.h>
 
-#include "cuda.h"
+#include "backend/cuda.h"
 
 extern "C" int sdc_cuda_compiled(void) { return 1; }
 

@@ -2,12 +2,12 @@
 #ifndef SDC_CONTEXT_H
 #define SDC_CONTEXT_H
 
-#include "backend.h"
-#include "model.h"
-#include "text_encoder.h"
-#include "tokenizer.h"
-#include "unet.h"
-#include "vae.h"
+#include "backend/backend.h"
+#include "model/model.h"
+#include "nets/text_encoder.h"
+#include "text/tokenizer.h"
+#include "nets/unet.h"
+#include "nets/vae.h"
 
 /* Recently encoded prompts (batch lists repeat prompts and negatives). */
 #define SDC_COND_CACHE 16

@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conditioning.h"
+#include "text/conditioning.h"
 #include "context.h"
-#include "image.h"
-#include "rng.h"
-#include "scheduler.h"
+#include "image/image.h"
+#include "sampling/rng.h"
+#include "sampling/scheduler.h"
 
 sdc_gen_params sdc_gen_params_default(void) {
     sdc_gen_params p;

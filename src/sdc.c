@@ -6,10 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conditioning.h"
+#include "text/conditioning.h"
 #include "context.h"
-#include "cuda.h"
-#include "token_text.h"
+#include "backend/cuda.h"
+#include "text/token_text.h"
 
 
 sdc_params sdc_params_default(void) {

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "testutil.h"
 
 #define TOL 1e-5

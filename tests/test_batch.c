@@ -30,8 +30,8 @@
 #include <stb/stb_image.h>
 #pragma GCC diagnostic pop
 
-#include "batch.h"
-#include "image.h"
+#include "cli/batch.h"
+#include "image/image.h"
 #include "st_write.h"
 #include "testutil.h"
 

@@ -7,8 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cuda.h"
-#include "image.h"
+#include "backend/cuda.h"
+#include "image/image.h"
 #include "st_write.h"
 #include "testutil.h"
 

@@ -9,8 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "grid.h"
-#include "image.h"
+#include "image/grid.h"
+#include "image/image.h"
 #include "st_write.h"
 #include "testutil.h"
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conditioning.h"
+#include "text/conditioning.h"
 #include "context.h"
 #include "testutil.h"
 

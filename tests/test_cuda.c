@@ -19,8 +19,8 @@
 #include <string.h>
 
 #include "../kernels/kernels.h"
-#include "backend.h"
-#include "cuda.h"
+#include "backend/backend.h"
+#include "backend/cuda.h"
 #include "testutil.h"
 
 /* 1 on the emulated device: small shapes */

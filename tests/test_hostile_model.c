@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "model.h"
+#include "model/model.h"
 #include "st_write.h"
 #include "testutil.h"
 

@@ -21,11 +21,11 @@
 
 #include <zlib.h>
 
-#include "batch.h"
-#include "image.h"
-#include "prompt.h"
+#include "cli/batch.h"
+#include "image/image.h"
+#include "text/prompt.h"
 #include "st_write.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #define BPE_GZ "weights/bpe_simple_vocab_16e6.txt.gz"
 

@@ -32,7 +32,7 @@
 #include <stb/stb_image.h>
 #pragma GCC diagnostic pop
 
-#include "image.h"
+#include "image/image.h"
 #include "st_write.h"
 
 static char *g_dir;

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "model.h"
+#include "model/model.h"
 #include "st_write.h"
 #include "testutil.h"
 

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
-#include "names.h"
+#include "model/model.h"
+#include "model/names.h"
 #include "testutil.h"
 
 #define UNET_PFX "model.diffusion_model."

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "common.h"
-#include "prompt.h"
+#include "text/prompt.h"
 
 #define BPE_GZ "weights/bpe_simple_vocab_16e6.txt.gz"
 #define FIXTURE "tests/fixtures/prompt_syntax.json"

@@ -1,4 +1,4 @@
-/* test_rng.c - sdc's port of torch's CPU generator (src/rng.c).
+/* test_rng.c - sdc's port of torch's CPU generator (src/sampling/rng.c).
  *
  * tests/fixtures/rng_reference.safetensors (tools/fixtures_rng.py) holds
  * torch.randn outputs; each tensor's metadata entry
@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
-#include "safetensors.h"
+#include "sampling/rng.h"
+#include "model/safetensors.h"
 
 #define RNG_FIXTURE "tests/fixtures/rng_reference.safetensors"
 #define MAX_CALLS 16

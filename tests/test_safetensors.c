@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "safetensors.h"
+#include "model/safetensors.h"
 #include "st_write.h"
 
 static char *g_dir;

@@ -8,7 +8,7 @@
  *     square roots (and sqrt(sigma^2 + 1) for init_noise_sigma) on the CPU
  *     with MKL's VML, which is not correctly rounded (19% of the 1000
  *     sigmas are 1 ulp from sqrtf); for SD's default schedule sdc uses
- *     torch's own values (src/scheduler_tables.h, from
+ *     torch's own values (src/sampling/scheduler_tables.h, from
  *     tools/fixtures_scheduler.py --c-tables).
  *   - one step from the reference sample x_k (and, for DPM++ 2M, the
  *     reference x_{k-1} for its history): normwise relative error
@@ -31,7 +31,7 @@
  * 'scheduler/schedules' (the run tests skip a sweep).
  * Samplers that add noise (DDPM, Euler a, DDIM eta > 0) draw it from
  * sdc_rng seeded like the reference's torch.Generator, so those runs also
- * check that src/rng.c reproduces torch's stream. */
+ * check that src/sampling/rng.c reproduces torch's stream. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
@@ -39,8 +39,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
-#include "scheduler.h"
+#include "sampling/rng.h"
+#include "sampling/scheduler.h"
 #include "testutil.h"
 
 #define REF_DEFAULT FIXTURES "/scheduler_reference.safetensors"
@@ -341,7 +341,7 @@ static void rng_after_latents(sdc_rng *r, const float *noise_ref) {
     sdc_rng_seed(r, 1234);
     sdc_rng_randn(r, first, NUMEL);
     cr_assert(memcmp(first, noise_ref, sizeof first) == 0,
-              "sdc_rng(1234) does not reproduce torch.randn's first draw (src/rng.c)");
+              "sdc_rng(1234) does not reproduce torch.randn's first draw (src/sampling/rng.c)");
 }
 
 typedef struct run_stats {

@@ -1,4 +1,4 @@
-/* The analyser of the shipped model's world (src/shapes.c) on exact
+/* The analyser of the shipped model's world (eval/shapes.c) on exact
  * dataset renders (tests/fixtures/shapes, tools/fixtures_shapes.py). */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "shapes.h"
+#include "../eval/shapes.h"
 #include "testutil.h"
 
 #define SIDE 64

@@ -1,7 +1,7 @@
 /* test_shipped.c - the shipped model (weights/sdc-shapes.safetensors,
  * trained by tools/train_shapes.py): it loads through the path a real
  * SD 1.x single file takes, and on a dozen held-out prompts it draws what
- * the prompt says, as read by the analyser of its world (src/shapes.c).
+ * the prompt says, as read by the analyser of its world (eval/shapes.c).
  * The same check on a copy whose U-Net weights are shuffled must fail, so
  * the thresholds are ones a broken model cannot pass. */
 #include <criterion/criterion.h>
@@ -10,11 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model.h"
-#include "rng.h"
-#include "safetensors.h"
-#include "shapes.h"
-#include "vae.h"
+#include "model/model.h"
+#include "sampling/rng.h"
+#include "model/safetensors.h"
+#include "../eval/shapes.h"
+#include "nets/vae.h"
 #include "testutil.h"
 
 #define SHIPPED "weights/sdc-shapes.safetensors"

@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
+#include "model/model.h"
 #include "sdc.h"
 #include "testutil.h"
-#include "text_encoder.h"
+#include "nets/text_encoder.h"
 
 #define TE_TOL 1e-4
 

@@ -3,7 +3,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "token_text.h"
+#include "text/token_text.h"
 
 static void roundtrip(const char *prompt, const char *want) {
     sdc_tokenizer *tok = NULL;

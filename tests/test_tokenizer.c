@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #define BPE_GZ "weights/bpe_simple_vocab_16e6.txt.gz"
 #define CORPUS "tests/fixtures/tokenizer_corpus.json"

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "testutil.h"
-#include "unet.h"
+#include "nets/unet.h"
 
 #define UNET_TOL 1e-4
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "testutil.h"
-#include "vae.h"
+#include "nets/vae.h"
 
 #define VAE_TOL 1e-4
 

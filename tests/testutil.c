@@ -1,7 +1,7 @@
 /* testutil.c - shared helpers for the Criterion suite. */
 #include "testutil.h"
 
-#include "backend.h"
+#include "backend/backend.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "safetensors.h"
+#include "model/safetensors.h"
 
 #define FIXTURES "tests/fixtures"
 #define FIXTURES_FULL "build/fixtures-full"

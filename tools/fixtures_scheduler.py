@@ -1,5 +1,5 @@
 """fixtures_scheduler.py - reference schedules and sampler steps for sdc's
-samplers (src/scheduler.c), from diffusers 0.31.0 on the CPU.
+samplers (src/sampling/scheduler.c), from diffusers 0.31.0 on the CPU.
 
     tools/.venv/bin/python tools/fixtures_scheduler.py
         writes tests/fixtures/scheduler_reference.safetensors
@@ -62,7 +62,7 @@ numpy's arange(1000, 0, -1000/n) yields n + 1 values for some n with
             build/sdc_tests --filter 'scheduler/schedules'
 
     tools/.venv/bin/python tools/fixtures_scheduler.py --c-tables [--out F]
-        writes src/scheduler_tables.h (committed, generated): torch's float32
+        writes src/sampling/scheduler_tables.h (committed, generated): torch's float32
         training sigmas ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5 and
         (sigma_t ** 2 + 1) ** 0.5 for each, 2 x 1000 floats as C hex
         literals. torch's CPU sqrt is MKL's vmsSqrt (not correctly rounded);
@@ -97,7 +97,7 @@ SCHED_STEPS = (1, 2, 3, 4, 7, 10, 20, 25, 50, 61, 100, 250)
 # --sweep: every step count up to 250, then coarser up to 999 (the most
 # leading spacing allows with steps_offset 1)
 SWEEP_STEPS = tuple(range(1, 251)) + (300, 333, 400, 500, 600, 700, 800, 900, 999)
-TABLES_OUT = os.path.join(ROOT, "src", "scheduler_tables.h")
+TABLES_OUT = os.path.join(ROOT, "src", "sampling", "scheduler_tables.h")
 
 
 def make_scheduler(sampler, spacing, karras, prediction):
@@ -356,7 +356,7 @@ def write_c_tables(out):
  * CPU math enters a schedule and is not correctly rounded: its float32
  * sqrt (also x ** 0.5) is MKL's VML (vmsSqrt, high-accuracy mode), within
  * 1 ulp, elementwise (the same input gives the same output whatever the
- * tensor's size or position). src/scheduler.c uses these for that config
+ * tensor's size or position). src/sampling/scheduler.c uses these for that config
  * only, and not with cfg.correctly_rounded set; any other config computes
  * them with correctly rounded sqrtf. 2 x 1000 floats, as C hex literals:
  *   sdc_torch_train_sigmas[t]   ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
@@ -400,7 +400,7 @@ def main():
                     help="schedules only, every sampler/spacing/Karras at %d step counts "
                     "(build/scheduler_sweep[_exact].safetensors)" % len(SWEEP_STEPS))
     ap.add_argument("--c-tables", action="store_true",
-                    help="write torch's float32 training-sigma tables to src/scheduler_tables.h")
+                    help="write torch's float32 training-sigma tables to src/sampling/scheduler_tables.h")
     ap.add_argument("--out", help="output file")
     args = ap.parse_args()
     assert diffusers.__version__ == "0.31.0", diffusers.__version__

@@ -8,7 +8,7 @@
         "<|endoftext|>" and once with SD 2.x's "!".
 
     tools/.venv/bin/python tools/fixtures_tokenizer.py --c-tables
-        regenerates the HTML entity table in src/text_clean.c from
+        regenerates the HTML entity table in src/text/text_clean.c from
         ftfy.chardata.HTML_ENTITIES.
 
 Each fixture entry: {"prompt", "ids_sd1" (77 ids, pad 49407), "ids_sd2"
@@ -34,7 +34,7 @@ import clip_vocab  # noqa: E402
 
 CORPUS = os.path.join(HERE, "prompt_corpus.json")
 OUT = os.path.join(ROOT, "tests", "fixtures", "tokenizer_corpus.json")
-TEXT_CLEAN_C = os.path.join(ROOT, "src", "text_clean.c")
+TEXT_CLEAN_C = os.path.join(ROOT, "src", "text", "text_clean.c")
 MAX_LEN = 77
 
 

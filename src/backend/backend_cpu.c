@@ -1,0 +1,219 @@
+/* backend_cpu.c - the CPU backend: the readable fp32 reference for every op.
+ * Matrix products go through OpenBLAS sgemm; the rest is plain loops with
+ * OpenMP over rows. Statistics are accumulated in double, two passes. */
+#include "backend/backend_cpu.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* Buffers of 2 MiB or more are 2 MiB aligned and asked to be backed by
+ * transparent huge pages: a fresh page must be zeroed by the kernel, and
+ * faulting 4 GB of weights in 4 KiB pages was most of the load time. */
+static void *cpu_aligned(size_t bytes) {
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < huge) return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    bytes = (bytes + huge - 1) & ~(huge - 1);
+    void *p = aligned_alloc(huge, bytes);
+#ifdef MADV_HUGEPAGE
+    if (p) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static sdc_status cpu_alloc(sdc_backend *be, size_t n, float **out) {
+    (void)be;
+    size_t bytes = n * sizeof(float);
+    float *p = cpu_aligned(bytes ? bytes : 64);
+    if (!p)
+        return sdc_fail(SDC_ERR_OOM, "cpu backend: out of memory allocating %zu bytes", bytes);
+    *out = p;
+    return SDC_OK;
+}
+
+static void cpu_free(sdc_backend *be, float *p) {
+    (void)be;
+    free(p);
+}
+
+static sdc_status cpu_copy(sdc_backend *be, float *dst, const float *src, size_t n) {
+    (void)be;
+    if (n) memmove(dst, src, n * sizeof(float));
+    return SDC_OK;
+}
+
+static sdc_status cpu_linear(sdc_backend *be, float *y, const float *x,
+                             const float *w, const float *bias, int m, int k, int n) {
+    (void)be;
+    if (m <= 0 || k <= 0 || n <= 0)
+        return sdc_fail(SDC_ERR_ARG, "linear: bad shape m=%d k=%d n=%d", m, k, n);
+    float beta = 0.0f;
+    if (bias) {
+        for (int i = 0; i < m; i++) memcpy(y + (size_t)i * n, bias, (size_t)n * sizeof(float));
+        beta = 1.0f;
+    }
+    /* y[m,n] = x[m,k] * w[n,k]^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k,
+                beta, y, n);
+    return SDC_OK;
+}
+
+static sdc_status cpu_layer_norm(sdc_backend *be, float *y, const float *x,
+                                 const float *gamma, const float *beta, int m,
+                                 int n, float eps) {
+    (void)be;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < m; i++) {
+        const float *xr = x + (size_t)i * n;
+        float *yr = y + (size_t)i * n;
+        double mean = 0.0, var = 0.0;
+        for (int j = 0; j < n; j++) mean += xr[j];
+        mean /= n;
+        for (int j = 0; j < n; j++) {
+            double d = xr[j] - mean;
+            var += d * d;
+        }
+        var /= n;
+        /* centre in double: mean rounded to float would cost ~ulp(mean)
+         * absolute error, large against the spread when |mean| >> std */
+        double inv = 1.0 / sqrt(var + eps);
+        for (int j = 0; j < n; j++)
+            yr[j] = (float)((xr[j] - mean) * inv) * (gamma ? gamma[j] : 1.0f) + (beta ? beta[j] : 0.0f);
+    }
+    return SDC_OK;
+}
+
+static sdc_status cpu_activation(sdc_backend *be, float *y, const float *x,
+                                 size_t n, sdc_act act) {
+    (void)be;
+    switch (act) {
+    case SDC_ACT_NONE:
+        if (y != x) memmove(y, x, n * sizeof(float));
+        break;
+    case SDC_ACT_GELU:
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++)
+            y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+        break;
+    case SDC_ACT_QUICK_GELU:
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+        break;
+    case SDC_ACT_SILU:
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
+        break;
+    default:
+        return sdc_fail(SDC_ERR_ARG, "activation: unknown kind %d", (int)act);
+    }
+    return SDC_OK;
+}
+
+static sdc_status cpu_add(sdc_backend *be, float *y, const float *a,
+                          const float *b, size_t n) {
+    (void)be;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+    return SDC_OK;
+}
+
+static sdc_status cpu_embed(sdc_backend *be, float *y, const float *table,
+                            const float *pos, const int *ids, int n_ids, int dim) {
+    (void)be;
+    for (int t = 0; t < n_ids; t++) {
+        const float *row = table + (size_t)ids[t] * dim;
+        float *yr = y + (size_t)t * dim;
+        for (int j = 0; j < dim; j++) yr[j] = row[j] + (pos ? pos[(size_t)t * dim + j] : 0.0f);
+    }
+    return SDC_OK;
+}
+
+static void cpu_destroy(sdc_backend *be);
+
+static const sdc_backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .copy = cpu_copy,
+    .linear = cpu_linear,
+    .layer_norm = cpu_layer_norm,
+    .attention = sdc_cpu_attention,
+    .activation = cpu_activation,
+    .add = cpu_add,
+    .embed = cpu_embed,
+    .conv2d = sdc_cpu_conv2d,
+    .group_norm = sdc_cpu_group_norm,
+    .upsample_nearest = sdc_cpu_upsample_nearest,
+    .pad = sdc_cpu_pad,
+    .concat_channels = sdc_cpu_concat_channels,
+    .geglu = sdc_cpu_geglu,
+    .add_rows = sdc_cpu_add_rows,
+};
+
+/* Scratch buffers reused across op calls (im2col blocks, padded inputs,
+ * attention scores); grown on demand, freed with the backend. */
+#define SCRATCH_SLOTS 4
+typedef struct cpu_impl {
+    float *buf[SCRATCH_SLOTS];
+    size_t cap[SCRATCH_SLOTS];
+} cpu_impl;
+
+float *sdc_cpu_scratch(sdc_backend *be, int slot, size_t n) {
+    cpu_impl *im = be->impl;
+    if (slot < 0 || slot >= SCRATCH_SLOTS) return NULL;
+    if (im->cap[slot] < n) {
+        free(im->buf[slot]);
+        im->buf[slot] = cpu_aligned(n * sizeof(float));
+        im->cap[slot] = im->buf[slot] ? n : 0;
+    }
+    return im->buf[slot];
+}
+
+sdc_status sdc_backend_cpu_create(int n_threads, sdc_backend **out) {
+    sdc_backend *be = calloc(1, sizeof *be);
+    cpu_impl *im = calloc(1, sizeof *im);
+    if (!be || !im) {
+        free(be);
+        free(im);
+        return sdc_fail(SDC_ERR_OOM, "cpu backend: out of memory");
+    }
+    be->impl = im;
+    be->ops = &cpu_ops;
+    be->n_threads = n_threads;
+    if (n_threads > 0) {
+        omp_set_num_threads(n_threads);
+        openblas_set_num_threads(n_threads);
+    }
+    *out = be;
+    return SDC_OK;
+}
+
+static void cpu_destroy(sdc_backend *be) {
+    cpu_impl *im = be->impl;
+    for (int i = 0; i < SCRATCH_SLOTS; i++) free(im->buf[i]);
+    free(im);
+    free(be);
+}
+
+void sdc_backend_destroy(sdc_backend *be) {
+    if (be) be->ops->destroy(be);
+}
+
+sdc_status sdc_backend_upload_new(sdc_backend *be, const float *src, size_t n,
+                                  float **out) {
+    float *p = NULL;
+    SDC_TRY(be->ops->alloc(be, n, &p));
+    sdc_status st = be->ops->upload(be, p, src, n);
+    if (st != SDC_OK) {
+        be->ops->free(be, p);
+        return st;
+    }
+    *out = p;
+    return SDC_OK;
+}

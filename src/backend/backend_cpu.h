@@ -1,0 +1,53 @@
+/* backend_cpu.h - the CPU backend's ops, split over backend_cpu*.c. */
+#ifndef SDC_BACKEND_CPU_H
+#define SDC_BACKEND_CPU_H
+
+#include <math.h>
+#include <string.h>
+
+#include "backend/backend.h"
+
+/* exp for softmax and activations: Cody-Waite range reduction and Cephes'
+ * degree-6 polynomial, ~1 ulp, written so the compiler vectorises loops of
+ * it (libm's expf is a call per element). */
+static inline float sdc_fast_expf(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, sizeof scale);
+    return y * scale;
+}
+
+/* A growable scratch buffer owned by the backend. */
+float *sdc_cpu_scratch(sdc_backend *be, int slot, size_t n);
+
+sdc_status sdc_cpu_attention(sdc_backend *be, float *out, const float *q, const float *k,
+                             const float *v, int batch, int heads, int tq, int tk,
+                             int head_dim, int q_stride, int kv_stride, bool causal);
+sdc_status sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, const float *w,
+                          const float *bias, const float *residual, int n, int h, int w_in,
+                          int cin, int cout, int k, int stride, int pad);
+sdc_status sdc_cpu_group_norm(sdc_backend *be, float *y, const float *x, const float *gamma,
+                              const float *beta, int n, int hw, int c, int groups, float eps,
+                              bool silu);
+sdc_status sdc_cpu_upsample_nearest(sdc_backend *be, float *y, const float *x, int n, int h,
+                                    int w, int c, int ho, int wo);
+sdc_status sdc_cpu_pad(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int top,
+                       int bottom, int left, int right);
+sdc_status sdc_cpu_concat_channels(sdc_backend *be, float *y, const float *a, const float *b,
+                                   size_t rows, int ca, int cb);
+sdc_status sdc_cpu_geglu(sdc_backend *be, float *y, const float *x, int m, int f);
+sdc_status sdc_cpu_add_rows(sdc_backend *be, float *y, const float *x, const float *v, int n,
+                            size_t rows, int c);
+
+#endif

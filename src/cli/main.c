@@ -1,0 +1,294 @@
+/* main.c - the sdc command line. Only this file exits. */
+#include <errno.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include "cli/cli.h"
+#include "text/conditioning.h"
+#include "model/model.h"
+#include "text/prompt.h"
+#include "sdc.h"
+#include "text/token_text.h"
+#include "text/tokenizer.h"
+
+#define SDC_VERSION "0.1.0"
+
+static const char *USAGE =
+    "sdc " SDC_VERSION " - Stable Diffusion text-to-image in C and CUDA\n"
+    "\n"
+    "usage:\n"
+    "  sdc txt2img -m MODEL -p PROMPT [options]   text to image ('sdc txt2img --help')\n"
+    "  sdc compare -m MODEL -p PROMPT [options]   sampler x steps grid ('sdc compare --help')\n"
+    "  sdc batch -m MODEL PROMPTS -o OUTDIR [options]   render a prompt list ('sdc batch --help')\n"
+    "  sdc inspect MODEL                 family, configuration and tensor summary\n"
+    "  sdc tokenize [options] PROMPT     the 77 token ids SD feeds its text encoder\n"
+    "      -m, --model MODEL   use MODEL's tokenizer files and padding\n"
+    "      --vocab FILE        BPE vocabulary (default: the shipped one)\n"
+    "      --pad-id N          padding id (49407 for SD 1.x, 0 for SD 2.x)\n"
+    "      --pieces            print one token per line with its piece\n"
+    "      --weights           parse emphasis and BREAK as txt2img does: every\n"
+    "                          77-token window, each token with its piece and weight\n"
+    "  sdc encode -m MODEL [options] PROMPT   run the text encoder, print a summary\n"
+    "      --clip-skip K       1 = last layer (default), 2 = penultimate, ...\n"
+    "      --backend auto|cpu|cuda, --threads N\n"
+    "      -o FILE             also write the (77 * windows, width) float32 context, raw\n"
+    "  sdc --help | --version\n"
+    "\n"
+    "MODEL is a single .safetensors checkpoint (SD 1.x or 2.x, original layout)\n"
+    "or a diffusers folder (unet/, vae/, text_encoder/, tokenizer/).\n";
+
+int cli_die(const char *what) {
+    fprintf(stderr, "sdc: %s%s%s\n", what ? what : "", what ? ": " : "", sdc_last_error());
+    return 1;
+}
+
+int cli_usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, "sdc: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nrun 'sdc --help' for usage\n");
+    return 2;
+}
+
+bool cli_parse_int(const char *s, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < -1000000000L || v > 1000000000L) return false;
+    *out = (int)v;
+    return true;
+}
+
+bool cli_parse_float(const char *s, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (!*s || *end || errno || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_u64(const char *s, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    if (!*s || *s == '-' || *s == '+') return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno) return false;
+    *out = v;
+    return true;
+}
+
+unsigned long long cli_random_seed(void) {
+    unsigned int s = 0;
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd < 0 || read(fd, &s, sizeof s) != (ssize_t)sizeof s) s = (unsigned int)time(NULL) ^ (unsigned int)getpid();
+    if (fd >= 0) close(fd);
+    return s;
+}
+
+int cli_common_option(int argc, char **argv, int *i, sdc_params *mp, sdc_gen_params *g,
+                      unsigned long long *seed, bool *have_seed) {
+    const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+#define IS(s, l) (!strcmp(a, s) || !strcmp(a, l))
+    if (!(IS("-m", "--model") || IS("-n", "--negative") || IS("--spacing", "--spacing") || IS("--cfg", "--cfg-scale") ||
+          IS("--seed", "--seed") || IS("-W", "--width") || IS("-H", "--height") || IS("--eta", "--eta") ||
+          IS("--clip-skip", "--clip-skip") || IS("--backend", "--backend") || IS("--threads", "--threads")))
+        return 0;
+    if (!v) return cli_usage_error("%s: missing value", a), -1;
+    (*i)++;
+    if (IS("-m", "--model")) mp->model_path = v;
+    else if (IS("-n", "--negative")) g->negative_prompt = v;
+    else if (IS("--spacing", "--spacing")) g->spacing = v;
+    else if (IS("--cfg", "--cfg-scale")) {
+        if (!cli_parse_float(v, &g->cfg_scale)) return cli_usage_error("--cfg %s: expected a number", v), -1;
+    } else if (IS("--seed", "--seed")) {
+        if (!cli_parse_u64(v, seed)) return cli_usage_error("--seed %s: expected 0 to 18446744073709551615", v), -1;
+        *have_seed = true;
+    } else if (IS("-W", "--width")) {
+        if (!cli_parse_int(v, &g->width)) return cli_usage_error("--width %s: expected a whole number", v), -1;
+    } else if (IS("-H", "--height")) {
+        if (!cli_parse_int(v, &g->height)) return cli_usage_error("--height %s: expected a whole number", v), -1;
+    } else if (IS("--eta", "--eta")) {
+        if (!cli_parse_float(v, &g->eta)) return cli_usage_error("--eta %s: expected a number", v), -1;
+    } else if (IS("--clip-skip", "--clip-skip")) {
+        if (!cli_parse_int(v, &mp->clip_skip) || mp->clip_skip < 1)
+            return cli_usage_error("--clip-skip %s: expected 1 or more", v), -1;
+    } else if (IS("--backend", "--backend")) {
+        if (cli_parse_backend(v, &mp->backend) != 0)
+            return cli_usage_error("--backend %s: expected auto, cpu or cuda", v), -1;
+    } else if (!cli_parse_int(v, &mp->n_threads) || mp->n_threads < 0) {
+        return cli_usage_error("--threads %s: expected 0 (all) or more", v), -1;
+    }
+#undef IS
+    return 1;
+}
+
+int cli_parse_backend(const char *s, sdc_backend_kind *out) {
+    if (!strcmp(s, "auto")) *out = SDC_BACKEND_AUTO;
+    else if (!strcmp(s, "cpu")) *out = SDC_BACKEND_CPU;
+    else if (!strcmp(s, "cuda")) *out = SDC_BACKEND_CUDA;
+    else return -1;
+    return 0;
+}
+
+static int cmd_inspect(int argc, char **argv) {
+    if (argc != 1) return cli_usage_error("inspect takes exactly one MODEL argument%s", "");
+    sdc_model_files *m = NULL;
+    if (sdc_model_open(argv[0], &m) != SDC_OK) return cli_die(NULL);
+    sdc_model_print(m, stdout);
+    sdc_model_close(m);
+    return 0;
+}
+
+/* Each 77-token window of the prompt as txt2img encodes it. */
+static int print_weighted(sdc_tokenizer *tok, const char *prompt, int pad) {
+    sdc_prompt p;
+    if (sdc_prompt_tokenize(tok, prompt, pad, &p) != SDC_OK) return cli_die(NULL);
+    for (int c = 0; c < p.n_chunks; c++) {
+        printf("chunk %d of %d\n", c + 1, p.n_chunks);
+        for (int i = 0; i < SDC_CLIP_CTX; i++) {
+            const char *piece = sdc_tokenizer_piece(tok, p.chunks[c].ids[i]);
+            printf("%2d %5d %-24s %g\n", i, p.chunks[c].ids[i], piece ? piece : "?",
+                   (double)p.chunks[c].weights[i]);
+        }
+    }
+    sdc_prompt_free(&p);
+    return 0;
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+    const char *model = NULL, *vocab = NULL, *prompt = NULL;
+    int pad = -1;
+    bool pieces = false, weights = false;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(a, "--vocab") && i + 1 < argc) vocab = argv[++i];
+        else if (!strcmp(a, "--pad-id") && i + 1 < argc) {
+            if (!cli_parse_int(argv[++i], &pad) || pad < 0 || pad > 49407)
+                return cli_usage_error("--pad-id %s: expected an id in 0..49407", argv[i]);
+        } else if (!strcmp(a, "--pieces")) pieces = true;
+        else if (!strcmp(a, "--weights")) weights = true;
+        else if (a[0] == '-' && a[1]) return cli_usage_error("tokenize: unknown option %s", a);
+        else if (!prompt) prompt = a;
+        else return cli_usage_error("tokenize: one PROMPT only (quote it): extra %s", a);
+    }
+    if (!prompt) return cli_usage_error("tokenize: missing PROMPT%s", "");
+    sdc_model_files *m = NULL;
+    if (model && sdc_model_open(model, &m) != SDC_OK) return cli_die(NULL);
+    if (pad < 0) pad = m ? m->config.text.pad_id : SDC_CLIP_EOS;
+    sdc_tokenizer *tok = NULL;
+    if (sdc_tokenizer_open_default(vocab, m ? m->tokenizer_vocab : NULL,
+                                   m ? m->tokenizer_merges : NULL, &tok) != SDC_OK) {
+        sdc_model_close(m);
+        return cli_die(NULL);
+    }
+    sdc_model_close(m);
+    int ids[SDC_CLIP_CTX], n_all = 0;
+    int rc = 0;
+    if (weights) {
+        rc = print_weighted(tok, prompt, pad);
+        goto done;
+    }
+    if (sdc_tokenizer_encode_padded(tok, prompt, pad, ids, SDC_CLIP_CTX, NULL) != SDC_OK ||
+        sdc_tokenizer_encode(tok, prompt, NULL, 0, &n_all) != SDC_OK) {
+        rc = cli_die(NULL);
+        goto done;
+    }
+    const int keep = SDC_CLIP_CTX - 2;
+    if (n_all > keep) {
+        int *all = malloc((size_t)n_all * sizeof *all);
+        char *dropped = malloc((size_t)n_all * 16 + 1);
+        if (all && dropped && sdc_tokenizer_encode(tok, prompt, all, n_all, &n_all) == SDC_OK) {
+            sdc_tokens_to_text(tok, all + keep, n_all - keep, dropped, (size_t)n_all * 16 + 1);
+            fprintf(stderr, "sdc: warning: the prompt is %d tokens; only %d fit in one window, so these "
+                    "words are dropped here: \"%s\" (txt2img encodes them in further windows; see --weights)\n",
+                    n_all, keep, dropped);
+        }
+        free(all);
+        free(dropped);
+    }
+    for (int i = 0; i < SDC_CLIP_CTX; i++) {
+        if (pieces) {
+            const char *p = sdc_tokenizer_piece(tok, ids[i]);
+            printf("%2d %5d %s\n", i, ids[i], p ? p : "?");
+        } else {
+            printf("%d%c", ids[i], i + 1 < SDC_CLIP_CTX ? ' ' : '\n');
+        }
+    }
+done:
+    sdc_tokenizer_free(tok);
+    return rc;
+}
+
+static int cmd_encode(int argc, char **argv) {
+    sdc_params p = sdc_params_default();
+    const char *prompt = NULL, *out_path = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) p.model_path = argv[++i];
+        else if (!strcmp(a, "-o") && i + 1 < argc) out_path = argv[++i];
+        else if (!strcmp(a, "--clip-skip") && i + 1 < argc) {
+            if (!cli_parse_int(argv[++i], &p.clip_skip) || p.clip_skip < 1)
+                return cli_usage_error("--clip-skip %s: expected 1 or more", argv[i]);
+        } else if (!strcmp(a, "--threads") && i + 1 < argc) {
+            if (!cli_parse_int(argv[++i], &p.n_threads) || p.n_threads < 0)
+                return cli_usage_error("--threads %s: expected 0 (all) or more", argv[i]);
+        } else if (!strcmp(a, "--backend") && i + 1 < argc) {
+            const char *b = argv[++i];
+            if (cli_parse_backend(b, &p.backend) != 0)
+                return cli_usage_error("--backend %s: expected auto, cpu or cuda", b);
+        } else if (a[0] == '-' && a[1]) return cli_usage_error("encode: unknown option %s", a);
+        else if (!prompt) prompt = a;
+        else return cli_usage_error("encode: one PROMPT only (quote it): extra %s", a);
+    }
+    if (!p.model_path) return cli_usage_error("encode: missing -m MODEL%s", "");
+    if (!prompt) return cli_usage_error("encode: missing PROMPT%s", "");
+    sdc_ctx *ctx = NULL;
+    if (sdc_load(&p, &ctx) != SDC_OK) return cli_die(NULL);
+    int w = sdc_context_dim(ctx);
+    float *ctxv = NULL;
+    int chunks = 0, rc = 0;
+    if (sdc_encode_conditioning(ctx, prompt, &ctxv, &chunks) != SDC_OK) {
+        rc = cli_die("encode");
+    } else {
+        const size_t n = (size_t)chunks * SDC_CLIP_CTX * w;
+        double sum = 0, sq = 0;
+        for (size_t i = 0; i < n; i++) sum += ctxv[i], sq += (double)ctxv[i] * ctxv[i];
+        printf("context (%d, %d) on %s, %d window%s: mean %.6f, rms %.6f, [0][0..3] %.6f %.6f %.6f %.6f\n",
+               chunks * SDC_CLIP_CTX, w, sdc_backend_name(ctx), chunks, chunks > 1 ? "s" : "", sum / (double)n,
+               sqrt(sq / (double)n), ctxv[0], ctxv[1], ctxv[2], ctxv[3]);
+        if (out_path) {
+            FILE *fp = fopen(out_path, "wb");
+            if (!fp || fwrite(ctxv, sizeof(float), n, fp) != n || fclose(fp) != 0) {
+                fprintf(stderr, "sdc: %s: could not write the context\n", out_path);
+                rc = 1;
+            }
+        }
+    }
+    free(ctxv);
+    sdc_free(ctx);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(USAGE, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        puts("sdc " SDC_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "encode")) return cmd_encode(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "txt2img")) return cli_txt2img(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "batch")) return cli_batch(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "compare")) return cli_compare(argc - 2, argv + 2);
+    return cli_usage_error("unknown command '%s'", argv[1]);
+}

@@ -1,0 +1,1049 @@
+/* image.c - decoded images to 8-bit RGB and PNG files with AUTOMATIC1111's
+ * "parameters" text, written atomically; the A1111 infotext.
+ *
+ * PNG encoding is stb_image_write's (the system header from libstb-dev,
+ * compiled here with static linkage) with zlib doing the deflate at level 6
+ * (STBIW_ZLIB_COMPRESS), which is faster and smaller than stb's own. The
+ * text chunk is spliced in right after IHDR, as PIL writes it for A1111:
+ *   tEXt: "parameters" NUL latin-1-text
+ *   iTXt: "parameters" NUL 0 0 NUL NUL utf-8-text  (uncompressed, no
+ *         language tag or translated keyword) when the text is not Latin-1.
+ */
+#include "image/image.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+/* ------------------------------------------------------- stb_image_write */
+
+static unsigned char *sdc_stbiw_zlib(unsigned char *data, int len, int *out_len,
+                                     int quality) {
+    (void)quality;
+    if (len < 0) return NULL;
+    uLongf cap = compressBound((uLong)len);
+    unsigned char *out = malloc(cap);
+    if (!out) return NULL;
+    if (compress2(out, &cap, data, (uLong)len, 6) != Z_OK || cap > INT_MAX) {
+        free(out);
+        return NULL;
+    }
+    *out_len = (int)cap;
+    return out;
+}
+
+#define STBIW_ZLIB_COMPRESS sdc_stbiw_zlib
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wunused-variable"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#pragma GCC diagnostic ignored "-Wconversion"
+#pragma GCC diagnostic ignored "-Wdouble-promotion"
+#include <stb/stb_image_write.h>
+#pragma GCC diagnostic pop
+
+/* stb_image (the decoder) for sdc_image_read_rgb: PNG only, from memory,
+ * static. Not JPEG: stb_image 2.27's JPEG decoder (Debian 12's libstb-dev)
+ * writes past its Huffman tables for a DHT segment whose code counts add up
+ * to more than 256 (fuzz_png found it in seconds), and the PNG path is the
+ * one whose input sdc checks itself first. STBI_MAX_DIMENSIONS makes stb
+ * refuse anything larger than our limit as well. This stb version declares
+ * stbi_set_unpremultiply_on_load_thread without defining it, which GCC
+ * reports at the end of the file, so -Wunused-function stays off for the
+ * rest of this file (not popped), as in tests/test_image.c. */
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_STATIC
+#define STBI_ONLY_PNG
+#define STBI_NO_STDIO
+#define STBI_MAX_DIMENSIONS SDC_IMAGE_MAX_SIDE
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#include <stb/stb_image.h>
+#pragma GCC diagnostic pop
+
+/* ---------------------------------------------------------------- to u8 */
+
+void sdc_image_to_u8(const float *x, int h, int w, uint8_t *rgb) {
+    size_t n = (size_t)h * (size_t)w * 3;
+    for (size_t i = 0; i < n; i++) {
+        /* Separate float32 operations, rounded one by one as torch and
+         * numpy run them (-std=c11 implies -ffp-contract=off; a fused
+         * x * 0.5 + 0.5 would round the same, the product being exact). */
+        float c = x[i] / 2.0f + 0.5f;
+        if (c != c) { /* NaN: numpy's astype(uint8) is undefined; we say 0 */
+            rgb[i] = 0;
+            continue;
+        }
+        if (c < 0.0f) c = 0.0f;
+        if (c > 1.0f) c = 1.0f;
+        rgb[i] = (uint8_t)nearbyintf(c * 255.0f); /* half to even */
+    }
+}
+
+/* ---------------------------------------------------------------- UTF-8 */
+
+/* Decode one UTF-8 sequence at s (n bytes left); strict (no overlongs, no
+ * surrogates, <= U+10FFFF). Returns its length, 0 if invalid. */
+static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
+    unsigned char c = s[0];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t len;
+    uint32_t v, min;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2, v = c & 0x1F, min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3, v = c & 0x0F, min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4, v = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        v = v << 6 | (s[i] & 0x3F);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+    *cp = v;
+    return len;
+}
+
+/* ------------------------------------------------------------ PNG chunks */
+
+static const unsigned char PNG_SIG[8] = {137, 80, 78, 71, 13, 10, 26, 10};
+#define PNG_CHUNK_MAX 0x7fffffffu
+#define PNG_TEXT_MAX ((size_t)16 << 20) /* largest text chunk we read, and
+                                          * the most a compressed one may
+                                          * inflate to (a prompt is KBs) */
+
+static void put_be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static uint32_t get_be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           (uint32_t)p[3];
+}
+
+/* The full "parameters" chunk (length, type, data, CRC) for text; *out is
+ * malloc'd. SDC_ERR_ARG if the text is not UTF-8. */
+static sdc_status text_chunk(const char *path, const char *text,
+                             unsigned char **out, size_t *out_len) {
+    static const char key[] = "parameters";
+    const size_t klen = sizeof key - 1;
+    const unsigned char *s = (const unsigned char *)text;
+    size_t n = strlen(text), nlatin = 0;
+    bool latin1 = true;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t l = utf8_next(s + i, n - i, &cp);
+        if (!l)
+            return sdc_fail(SDC_ERR_ARG, "%s: the PNG parameters text is not "
+                            "valid UTF-8 (byte %zu)", path, i);
+        if (cp > 0xFF) latin1 = false;
+        nlatin++;
+        i += l;
+    }
+    size_t dlen = latin1 ? klen + 1 + nlatin : klen + 5 + n;
+    if (dlen > PNG_CHUNK_MAX)
+        return sdc_fail(SDC_ERR_ARG, "%s: the PNG parameters text is too long "
+                        "(%zu bytes)", path, n);
+    unsigned char *c;
+    SDC_MALLOC(c, dlen + 12);
+    put_be32(c, (uint32_t)dlen);
+    memcpy(c + 4, latin1 ? "tEXt" : "iTXt", 4);
+    unsigned char *d = c + 8;
+    memcpy(d, key, klen);
+    d += klen;
+    *d++ = 0;
+    if (latin1) {
+        for (size_t i = 0; i < n;) {
+            uint32_t cp = 0; /* validated above: every step decodes */
+            i += utf8_next(s + i, n - i, &cp);
+            *d++ = (unsigned char)cp;
+        }
+    } else {
+        *d++ = 0; /* compression flag: uncompressed */
+        *d++ = 0; /* compression method */
+        *d++ = 0; /* empty language tag */
+        *d++ = 0; /* empty translated keyword */
+        memcpy(d, s, n);
+        d += n;
+    }
+    put_be32(d, (uint32_t)crc32(0L, c + 4, (uInt)(dlen + 4)));
+    *out = c;
+    *out_len = dlen + 12;
+    return SDC_OK;
+}
+
+/* ----------------------------------------------------------- PNG writing */
+
+static int write_all(int fd, const void *buf, size_t n) {
+    const unsigned char *p = buf;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        if (w == 0) {
+            errno = EIO;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The process umask, without changing it (umask() would, racing threads). */
+static mode_t current_umask(void) {
+    mode_t m = 022;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return m;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        unsigned v;
+        if (sscanf(line, "Umask: %o", &v) == 1) {
+            m = (mode_t)(v & 0777);
+            break;
+        }
+    }
+    fclose(f);
+    return m;
+}
+
+/* Directory part of path ("." if none), malloc'd; NULL on OOM. */
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return strdup(".");
+    if (slash == path) return strdup("/");
+    size_t n = (size_t)(slash - path);
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, path, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static void fsync_dir(const char *path) {
+    char *d = dir_of(path);
+    if (!d) return;
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(d);
+}
+
+sdc_status sdc_png_write(const char *path, const uint8_t *rgb, int w, int h,
+                         const char *parameters) {
+    if (!path || !*path)
+        return sdc_fail(SDC_ERR_ARG, "PNG output: empty file name");
+    if (!rgb || w <= 0 || h <= 0)
+        return sdc_fail(SDC_ERR_ARG, "%s: bad image for PNG: %dx%d%s", path,
+                        w, h, rgb ? "" : " without pixels");
+    if ((uint64_t)w * (uint64_t)h * 3 + (uint64_t)h > (uint64_t)INT_MAX / 2)
+        return sdc_fail(SDC_ERR_ARG, "%s: image too large for PNG output: "
+                        "%dx%d", path, w, h);
+
+    unsigned char *chunk = NULL;
+    size_t chunk_len = 0;
+    if (parameters) SDC_TRY(text_chunk(path, parameters, &chunk, &chunk_len));
+
+    int png_len = 0;
+    unsigned char *png = stbi_write_png_to_mem(rgb, w * 3, w, h, 3, &png_len);
+    if (!png) {
+        free(chunk);
+        return sdc_fail(SDC_ERR_OOM, "%s: PNG encoding failed (out of memory "
+                        "for a %dx%d image)", path, w, h);
+    }
+    /* signature, then IHDR: length 13, type, 13 bytes, CRC = 33 bytes */
+    const size_t ihdr_end = 8 + 8 + 13 + 4;
+    if ((size_t)png_len < ihdr_end || memcmp(png, PNG_SIG, 8) ||
+        get_be32(png + 8) != 13 || memcmp(png + 12, "IHDR", 4)) {
+        free(png);
+        free(chunk);
+        return sdc_fail(SDC_ERR_BACKEND, "%s: the PNG encoder produced no "
+                        "IHDR chunk", path);
+    }
+
+    size_t plen = strlen(path);
+    /* "path.XXXXXX.tmp"; when that name is too long for the file system,
+     * ".sdc.XXXXXX.tmp" in the same folder. */
+    char *tmp = malloc(plen + sizeof ".sdc.XXXXXX.tmp");
+    if (!tmp) {
+        free(png);
+        free(chunk);
+        return sdc_fail(SDC_ERR_OOM, "%s: out of memory", path);
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".XXXXXX.tmp", sizeof ".XXXXXX.tmp");
+
+    sdc_status st = SDC_OK;
+    int fd = mkstemps(tmp, 4);
+    if (fd < 0 && errno == ENAMETOOLONG) {
+        const char *slash = strrchr(path, '/');
+        size_t dl = slash ? (size_t)(slash - path) + 1 : 0;
+        memcpy(tmp + dl, ".sdc.XXXXXX.tmp", sizeof ".sdc.XXXXXX.tmp");
+        fd = mkstemps(tmp, 4);
+    }
+    if (fd < 0) {
+        int e = errno;
+        char *d = dir_of(path);
+        if (e == ENOENT || e == ENOTDIR)
+            st = sdc_fail(SDC_ERR_IO, "%s: cannot write: folder '%s' does not "
+                          "exist", path, d ? d : "?");
+        else
+            st = sdc_fail(SDC_ERR_IO, "%s: cannot create a file in folder "
+                          "'%s': %s", path, d ? d : "?", strerror(e));
+        free(d);
+        free(tmp);
+        free(png);
+        free(chunk);
+        return st;
+    }
+
+    const char *step = "write";
+    if (fchmod(fd, 0666 & ~current_umask()) != 0) {
+        step = "set permissions of";
+    } else if (write_all(fd, png, ihdr_end) == 0 &&
+               (!chunk || write_all(fd, chunk, chunk_len) == 0) &&
+               write_all(fd, png + ihdr_end, (size_t)png_len - ihdr_end) == 0) {
+        step = "flush";
+        if (fsync(fd) == 0) step = NULL;
+    }
+    int e = errno;
+    if (close(fd) != 0 && !step) {
+        e = errno;
+        step = "close";
+    }
+    if (!step && rename(tmp, path) != 0) {
+        e = errno;
+        step = "rename the temporary file onto";
+    }
+    if (step) {
+        st = sdc_fail(SDC_ERR_IO, "%s: cannot %s the file: %s", path, step,
+                      strerror(e));
+        unlink(tmp);
+    } else {
+        fsync_dir(path);
+    }
+    free(tmp);
+    free(png);
+    free(chunk);
+    return st;
+}
+
+/* ----------------------------------------------------------- PNG reading */
+
+/* Inflate a zlib stream (zTXt, compressed iTXt); *out malloc'd. */
+static sdc_status inflate_text(const char *path, const unsigned char *in,
+                               size_t n, unsigned char **out, size_t *out_len) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit(&z) != Z_OK)
+        return sdc_fail(SDC_ERR_OOM, "%s: zlib init failed", path);
+    size_t cap = n * 4 + 256, len = 0;
+    unsigned char *buf = malloc(cap);
+    int r = Z_OK;
+    z.next_in = (Bytef *)(uintptr_t)in;
+    z.avail_in = (uInt)n;
+    while (buf) {
+        z.next_out = buf + len;
+        z.avail_out = (uInt)(cap - len);
+        r = inflate(&z, Z_NO_FLUSH);
+        len = cap - z.avail_out;
+        if (r != Z_OK) break;
+        if (z.avail_out == 0) {
+            if (cap >= PNG_TEXT_MAX) {
+                r = Z_MEM_ERROR;
+                break;
+            }
+            cap = cap * 2 < PNG_TEXT_MAX ? cap * 2 : PNG_TEXT_MAX;
+            unsigned char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = nb;
+        } else if (z.avail_in == 0) {
+            r = Z_DATA_ERROR; /* input ended inside the stream */
+            break;
+        }
+    }
+    inflateEnd(&z);
+    if (!buf) return sdc_fail(SDC_ERR_OOM, "%s: out of memory inflating text",
+                              path);
+    if (r == Z_MEM_ERROR) {
+        free(buf);
+        return sdc_fail(SDC_ERR_FORMAT, "%s: a compressed text chunk inflates "
+                        "to more than %zu MiB", path, PNG_TEXT_MAX >> 20);
+    }
+    if (r != Z_STREAM_END) {
+        free(buf);
+        return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt compressed text chunk",
+                        path);
+    }
+    *out = buf;
+    *out_len = len;
+    return SDC_OK;
+}
+
+/* Latin-1 bytes to a fresh NUL-terminated UTF-8 string. */
+static char *latin1_to_utf8(const unsigned char *s, size_t n) {
+    char *o = malloc(2 * n + 1), *p = o;
+    if (!o) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < 0x80) {
+            *p++ = (char)s[i];
+        } else {
+            *p++ = (char)(0xC0 | s[i] >> 6);
+            *p++ = (char)(0x80 | (s[i] & 0x3F));
+        }
+    }
+    *p = '\0';
+    return o;
+}
+
+/* The "parameters" text of one tEXt/zTXt/iTXt chunk (d, n) at byte off,
+ * or *out NULL when the keyword is another. The text may not hold a NUL
+ * byte (it could not be returned whole), and iTXt text must be UTF-8. */
+static sdc_status parse_text(const char *path, const char *type, uint64_t off,
+                             const unsigned char *d, size_t n, char **out) {
+    *out = NULL;
+    if (n == 0) return SDC_OK; /* an empty chunk: no keyword (and d may be NULL) */
+    const unsigned char *nul = memchr(d, 0, n);
+    if (!nul) return SDC_OK; /* no keyword terminator: not ours, skip */
+    if ((size_t)(nul - d) != 10 || memcmp(d, "parameters", 10)) return SDC_OK;
+    const unsigned char *p = nul + 1, *end = d + n;
+    unsigned char *raw = NULL;
+    size_t raw_len = 0;
+    if (!strcmp(type, "tEXt")) {
+        if (memchr(p, 0, (size_t)(end - p)))
+            return sdc_fail(SDC_ERR_FORMAT, "%s: the tEXt chunk at byte %llu "
+                            "holds a NUL byte in its parameters text", path,
+                            (unsigned long long)off);
+        *out = latin1_to_utf8(p, (size_t)(end - p));
+    } else if (!strcmp(type, "zTXt")) {
+        if (p >= end || *p != 0)
+            return sdc_fail(SDC_ERR_FORMAT, "%s: zTXt chunk with an unknown "
+                            "compression method", path);
+        SDC_TRY(inflate_text(path, p + 1, (size_t)(end - p - 1), &raw,
+                             &raw_len));
+        if (memchr(raw, 0, raw_len)) {
+            free(raw);
+            return sdc_fail(SDC_ERR_FORMAT, "%s: the zTXt chunk at byte %llu "
+                            "holds a NUL byte in its parameters text", path,
+                            (unsigned long long)off);
+        }
+        *out = latin1_to_utf8(raw, raw_len);
+        free(raw);
+    } else { /* iTXt: flag, method, language NUL, translated keyword NUL */
+        if (end - p < 2)
+            return sdc_fail(SDC_ERR_FORMAT, "%s: truncated iTXt chunk", path);
+        int flag = p[0], method = p[1];
+        p += 2;
+        for (int k = 0; k < 2; k++) {
+            const unsigned char *z = memchr(p, 0, (size_t)(end - p));
+            if (!z)
+                return sdc_fail(SDC_ERR_FORMAT, "%s: truncated iTXt chunk",
+                                path);
+            p = z + 1;
+        }
+        if (flag > 1 || (flag == 1 && method != 0))
+            return sdc_fail(SDC_ERR_FORMAT, "%s: iTXt chunk with an unknown "
+                            "compression (flag %d, method %d)", path, flag,
+                            method);
+        if (flag == 1) {
+            SDC_TRY(inflate_text(path, p, (size_t)(end - p), &raw, &raw_len));
+            p = raw;
+            end = raw + raw_len;
+        }
+        size_t len = (size_t)(end - p);
+        for (size_t i = 0; i < len;) {
+            uint32_t cp;
+            size_t l = utf8_next(p + i, len - i, &cp);
+            if (!l || !cp) {
+                free(raw);
+                return sdc_fail(SDC_ERR_FORMAT, "%s: the iTXt chunk at byte %llu: "
+                                "%s at byte %zu of its parameters text (iTXt text is "
+                                "UTF-8)", path, (unsigned long long)off,
+                                l ? "a NUL byte" : "invalid UTF-8", i + 1);
+            }
+            i += l;
+        }
+        *out = malloc(len + 1);
+        if (*out) {
+            memcpy(*out, p, len);
+            (*out)[len] = '\0';
+        }
+        free(raw);
+    }
+    if (!*out) return sdc_fail(SDC_ERR_OOM, "%s: out of memory", path);
+    return SDC_OK;
+}
+
+static bool read_exact(FILE *f, void *buf, size_t n) {
+    return fread(buf, 1, n, f) == n;
+}
+
+sdc_status sdc_png_read_parameters(const char *path, char **out) {
+    if (!out) return sdc_fail(SDC_ERR_ARG, "sdc_png_read_parameters: no out");
+    *out = NULL;
+    if (!path || !*path) return sdc_fail(SDC_ERR_ARG, "PNG: empty file name");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return sdc_fail(SDC_ERR_IO, "%s: cannot open: %s", path,
+                        strerror(errno));
+    unsigned char hdr[8], crcb[4];
+    unsigned char *data = NULL;
+    size_t data_cap = 0;
+    char *found = NULL;
+    sdc_status st = SDC_OK;
+    uint64_t off = 8;
+    int nchunks = 0;
+    struct stat sb;
+    uint64_t fsize = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode)
+                         ? (uint64_t)sb.st_size : UINT64_MAX;
+
+    if (!read_exact(f, hdr, 8) || memcmp(hdr, PNG_SIG, 8)) {
+        st = sdc_fail(SDC_ERR_FORMAT, "%s: not a PNG file (bad signature)",
+                      path);
+        goto done;
+    }
+    for (;; nchunks++) {
+        if (!read_exact(f, hdr, 8)) {
+            st = sdc_fail(SDC_ERR_FORMAT, "%s: truncated PNG: no IEND chunk "
+                          "(file ends at byte %llu)", path,
+                          (unsigned long long)off);
+            goto done;
+        }
+        uint32_t len = get_be32(hdr);
+        char type[5];
+        memcpy(type, hdr + 4, 4);
+        type[4] = '\0';
+        for (int i = 0; i < 4; i++) {
+            unsigned char c = hdr[4 + i];
+            if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) {
+                st = sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: invalid chunk "
+                              "type at byte %llu", path,
+                              (unsigned long long)off);
+                goto done;
+            }
+        }
+        if (len > PNG_CHUNK_MAX) {
+            st = sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: chunk %s at byte "
+                          "%llu has length %u (> 2^31-1)", path, type,
+                          (unsigned long long)off, len);
+            goto done;
+        }
+        if (nchunks == 0 && (strcmp(type, "IHDR") || len != 13)) {
+            st = sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: the first chunk is "
+                          "%s (length %u), not IHDR (length 13)", path, type,
+                          len);
+            goto done;
+        }
+        /* nothing is allocated for a chunk the file cannot hold */
+        if (fsize != UINT64_MAX && off + 12 + (uint64_t)len > fsize) goto truncated;
+        bool is_text = !strcmp(type, "tEXt") || !strcmp(type, "zTXt") ||
+                       !strcmp(type, "iTXt");
+        bool keep = is_text && !found && len <= PNG_TEXT_MAX;
+        uLong crc = crc32(0L, hdr + 4, 4);
+        if (keep && len > data_cap) {
+            unsigned char *nd = realloc(data, len);
+            if (!nd) {
+                st = sdc_fail(SDC_ERR_OOM, "%s: out of memory for a %u-byte "
+                              "chunk", path, len);
+                goto done;
+            }
+            data = nd;
+            data_cap = len;
+        }
+        if (keep) {
+            if (!read_exact(f, data, len)) goto truncated;
+            if (len) crc = crc32(crc, data, len); /* zlib: a NULL buffer resets the CRC */
+        } else { /* stream through the CRC without keeping the data */
+            unsigned char buf[65536];
+            for (uint32_t left = len; left;) {
+                uint32_t take = left < sizeof buf ? left : (uint32_t)sizeof buf;
+                if (!read_exact(f, buf, take)) goto truncated;
+                crc = crc32(crc, buf, take);
+                left -= take;
+            }
+        }
+        if (!read_exact(f, crcb, 4)) goto truncated;
+        if (get_be32(crcb) != (uint32_t)crc) {
+            st = sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: CRC mismatch in "
+                          "chunk %s at byte %llu (stored %08x, computed %08x)",
+                          path, type, (unsigned long long)off,
+                          get_be32(crcb), (unsigned)crc);
+            goto done;
+        }
+        if (keep) {
+            st = parse_text(path, type, off, data, len, &found);
+            if (st != SDC_OK) goto done;
+        }
+        off += 12 + (uint64_t)len;
+        if (!strcmp(type, "IEND")) break;
+    }
+    goto done;
+truncated:
+    st = sdc_fail(SDC_ERR_FORMAT, "%s: truncated PNG: a chunk at byte %llu "
+                  "runs past the end of the file", path,
+                  (unsigned long long)off);
+done:
+    fclose(f);
+    free(data);
+    if (st != SDC_OK) {
+        free(found);
+        return st;
+    }
+    *out = found;
+    return SDC_OK;
+}
+
+/* -------------------------------------------------------- reading pixels */
+
+#define IMAGE_FILE_MAX ((size_t)256 << 20)
+
+/* The whole file, at most IMAGE_FILE_MAX bytes; *data malloc'd. */
+static sdc_status read_whole(const char *path, unsigned char **data, size_t *n) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sdc_fail(SDC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return sdc_fail(SDC_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return sdc_fail(SDC_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)sb.st_size > IMAGE_FILE_MAX) {
+        close(fd);
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: the file is %llu bytes; image "
+                        "files of more than %zu MiB are not read", path,
+                        (unsigned long long)sb.st_size, IMAGE_FILE_MAX >> 20);
+    }
+    size_t cap = (size_t)sb.st_size, len = 0;
+    unsigned char *buf = malloc(cap ? cap : 1);
+    if (!buf) {
+        close(fd);
+        return sdc_fail(SDC_ERR_OOM, "%s: out of memory for %zu bytes", path, cap);
+    }
+    while (len < cap) {
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            free(buf);
+            return sdc_fail(SDC_ERR_IO, "%s: read error: %s", path, strerror(e));
+        }
+        if (r == 0) break; /* the file shrank: what is there is checked */
+        len += (size_t)r;
+    }
+    close(fd);
+    *data = buf;
+    *n = len;
+    return SDC_OK;
+}
+
+/* The structure of a PNG in memory (stb_image does not check CRCs or the
+ * chunk order): see image.h. *w, *h from IHDR. */
+static sdc_status png_check_frame(const char *path, const unsigned char *b, size_t n,
+                                  uint32_t *w, uint32_t *h) {
+    if (n < 8 || memcmp(b, PNG_SIG, 8))
+        return sdc_fail(SDC_ERR_FORMAT, "%s: not a PNG file (bad signature)", path);
+    size_t off = 8;
+    int color = -1;
+    bool plte = false, idat = false, idat_ended = false;
+    for (int k = 0;; k++) {
+        if (n - off < 12)
+            return sdc_fail(SDC_ERR_FORMAT, "%s: truncated PNG: %s at byte %zu",
+                            path, k ? "no IEND chunk (the file ends)" :
+                            "no IHDR chunk", off);
+        uint32_t len = get_be32(b + off);
+        char type[5];
+        memcpy(type, b + off + 4, 4);
+        type[4] = '\0';
+        for (int i = 0; i < 4; i++) {
+            unsigned char c = (unsigned char)type[i];
+            if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
+                return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: invalid chunk type "
+                                "at byte %zu", path, off);
+        }
+        if (len > PNG_CHUNK_MAX || len > n - off - 12)
+            return sdc_fail(SDC_ERR_FORMAT, "%s: %s PNG: chunk %s at byte %zu has "
+                            "length %u, past the end of the file (%zu bytes)", path,
+                            len > PNG_CHUNK_MAX ? "corrupt" : "truncated", type, off,
+                            len, n);
+        const unsigned char *d = b + off + 8;
+        uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), b + off + 4, len + 4);
+        if (crc != get_be32(d + len))
+            return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: CRC mismatch in chunk "
+                            "%s at byte %zu (stored %08x, computed %08x)", path, type,
+                            off, get_be32(d + len), crc);
+        if (k == 0) {
+            if (strcmp(type, "IHDR") || len != 13)
+                return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: the first chunk is "
+                                "%s (length %u), not IHDR (length 13)", path, type, len);
+            *w = get_be32(d);
+            *h = get_be32(d + 4);
+            int depth = d[8];
+            color = d[9];
+            /* PNG 1.2, table 11.1: the bit depths each colour type allows */
+            bool depth_ok =
+                (color == 0 && (depth == 1 || depth == 2 || depth == 4 || depth == 8 ||
+                                depth == 16)) ||
+                (color == 3 && (depth == 1 || depth == 2 || depth == 4 || depth == 8)) ||
+                ((color == 2 || color == 4 || color == 6) && (depth == 8 || depth == 16));
+            if (!*w || !*h || *w > 0x7fffffffu || *h > 0x7fffffffu)
+                return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: IHDR size %ux%u "
+                                "(expected 1 to 2^31-1 a side)", path, *w, *h);
+            if (!depth_ok)
+                return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: IHDR colour type %d "
+                                "with bit depth %d (expected grey 1/2/4/8/16, RGB "
+                                "8/16, palette 1/2/4/8, grey+alpha 8/16, RGBA 8/16)",
+                                path, color, depth);
+            if (d[10] != 0 || d[11] != 0 || d[12] > 1)
+                return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: IHDR compression "
+                                "%d, filter %d, interlace %d (expected 0, 0, 0 or 1)",
+                                path, d[10], d[11], d[12]);
+        } else if (!strcmp(type, "IHDR")) {
+            return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: a second IHDR chunk at "
+                            "byte %zu", path, off);
+        } else if (!strcmp(type, "PLTE")) {
+            if (idat || plte || len == 0 || len % 3 || len > 768)
+                return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: PLTE chunk at byte %zu "
+                                "(length %u; expected one, before the image data, 3 to "
+                                "768 bytes in threes)", path, off, len);
+            plte = true;
+        } else if (!strcmp(type, "IDAT")) {
+            if (idat_ended)
+                return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: the IDAT chunks are "
+                                "not consecutive (another at byte %zu)", path, off);
+            if (color == 3 && !plte)
+                return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: a palette image "
+                                "without a PLTE chunk before its data", path);
+            idat = true;
+        } else if (!strcmp(type, "IEND")) {
+            if (!idat)
+                return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: no IDAT chunk (no "
+                                "image data)", path);
+            if (len != 0 || off + 12 != n)
+                return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: %s after the IEND "
+                                "chunk at byte %zu", path,
+                                len ? "IEND with data" : "data", off);
+            return SDC_OK;
+        } else if (idat) {
+            idat_ended = true;
+        }
+        if (type[0] >= 'A' && type[0] <= 'Z' && k > 0 && strcmp(type, "PLTE") &&
+            strcmp(type, "IDAT"))
+            return sdc_fail(SDC_ERR_FORMAT, "%s: unsupported PNG: critical chunk %s at "
+                            "byte %zu", path, type, off);
+        off += 12 + (size_t)len;
+    }
+}
+
+sdc_status sdc_image_read_rgb(const char *path, uint8_t **rgb, int *w, int *h) {
+    if (rgb) *rgb = NULL;
+    if (w) *w = 0;
+    if (h) *h = 0;
+    if (!rgb || !w || !h)
+        return sdc_fail(SDC_ERR_ARG, "sdc_image_read_rgb: NULL output");
+    if (!path || !*path) return sdc_fail(SDC_ERR_ARG, "image: empty file name");
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    SDC_TRY(read_whole(path, &buf, &n));
+    sdc_status st = SDC_OK;
+    int iw = 0, ih = 0, comp = 0;
+    if (n >= 8 && !memcmp(buf, PNG_SIG, 8)) {
+        uint32_t pw = 0, ph = 0;
+        st = png_check_frame(path, buf, n, &pw, &ph);
+        if (st == SDC_OK && (pw > SDC_IMAGE_MAX_SIDE || ph > SDC_IMAGE_MAX_SIDE))
+            st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: the image is %ux%u pixels; at most "
+                          "%dx%d are read", path, pw, ph, SDC_IMAGE_MAX_SIDE,
+                          SDC_IMAGE_MAX_SIDE);
+    } else if (n >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF) {
+        st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: a JPEG image; sdc reads PNG only "
+                      "(convert it, e.g. with ImageMagick: convert IN.jpg OUT.png)", path);
+    } else {
+        char magic[3 * 8 + 1] = "";
+        for (size_t i = 0; i < n && i < 8; i++)
+            snprintf(magic + 3 * i, sizeof magic - 3 * i, "%s%02x", i ? " " : "", buf[i]);
+        st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: not a PNG image (%s%s)", path,
+                      n ? "the file starts with " : "the file is empty", magic);
+    }
+    if (st == SDC_OK && n > INT_MAX)
+        st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: the file is too large to decode", path);
+    if (st == SDC_OK && !stbi_info_from_memory(buf, (int)n, &iw, &ih, &comp))
+        st = sdc_fail(SDC_ERR_FORMAT, "%s: cannot read the PNG header (%s)", path,
+                      stbi_failure_reason());
+    if (st == SDC_OK && (iw < 1 || ih < 1 || iw > SDC_IMAGE_MAX_SIDE ||
+                         ih > SDC_IMAGE_MAX_SIDE))
+        st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: the image is %dx%d pixels; at most %dx%d "
+                      "are read", path, iw, ih, SDC_IMAGE_MAX_SIDE, SDC_IMAGE_MAX_SIDE);
+    unsigned char *px = NULL;
+    int x = 0, y = 0;
+    if (st == SDC_OK) {
+        px = stbi_load_from_memory(buf, (int)n, &x, &y, &comp, 3);
+        if (!px)
+            st = sdc_fail(SDC_ERR_FORMAT, "%s: cannot decode the %dx%d PNG image (%s)",
+                          path, iw, ih, stbi_failure_reason());
+        else if (x != iw || y != ih)
+            st = sdc_fail(SDC_ERR_FORMAT, "%s: the PNG image decodes to %dx%d, its header "
+                          "says %dx%d", path, x, y, iw, ih);
+    }
+    free(buf);
+    if (st != SDC_OK) {
+        if (px) stbi_image_free(px);
+        return st;
+    }
+    /* stb's buffer comes from malloc (STBI_MALLOC), so free() releases it */
+    *rgb = px;
+    *w = x;
+    *h = y;
+    return SDC_OK;
+}
+
+/* ------------------------------------------------------------- infotext */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_printf(sbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    char tmp[128];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0) sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+/* A1111's quote(): a value with ',', '\n' or ':' becomes
+ * json.dumps(value, ensure_ascii=False); others are written as they are. */
+static void sb_quoted(sbuf *b, const char *v) {
+    if (!strpbrk(v, ",\n:")) {
+        sb_puts(b, v);
+        return;
+    }
+    sb_put(b, "\"", 1);
+    for (const char *s = v; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        switch (c) {
+        case '"': sb_put(b, "\\\"", 2); break;
+        case '\\': sb_put(b, "\\\\", 2); break;
+        case '\n': sb_put(b, "\\n", 2); break;
+        case '\r': sb_put(b, "\\r", 2); break;
+        case '\t': sb_put(b, "\\t", 2); break;
+        case '\b': sb_put(b, "\\b", 2); break;
+        case '\f': sb_put(b, "\\f", 2); break;
+        default:
+            if (c < 0x20)
+                sb_printf(b, "\\u%04x", c);
+            else
+                sb_put(b, s, 1);
+        }
+    }
+    sb_put(b, "\"", 1);
+}
+
+/* The CFG scale as the web UI's value prints in Python: an integral value
+ * arrives as an int ("7"); otherwise the shortest digits that read back as
+ * the same float, laid out as Python's float repr (fixed notation for
+ * decimal exponents -4..15, else "1.5e-05" style). */
+static void format_cfg(float v, char *out, size_t n) {
+    if (isnan(v)) {
+        snprintf(out, n, "nan");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(out, n, v < 0 ? "-inf" : "inf");
+        return;
+    }
+    if (v == truncf(v) && fabsf(v) < 1e15f) {
+        snprintf(out, n, "%lld", (long long)v);
+        return;
+    }
+    char sci[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(sci, sizeof sci, "%.*e", prec - 1, (double)v);
+        if (strtof(sci, NULL) == v) break;
+    }
+    /* sci = [-]d[.ddd]e[+-]XX: collect the digits and the exponent */
+    char digits[16];
+    int nd = 0;
+    const char *s = sci;
+    bool neg = *s == '-';
+    if (neg) s++;
+    for (; *s && *s != 'e'; s++)
+        if (*s >= '0' && *s <= '9' && nd < 15) digits[nd++] = *s;
+    int exp = atoi(s + 1);
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    digits[nd] = '\0';
+    char *o = out, *lim = out + n - 1;
+#define PUTC(ch) do { if (o < lim) *o++ = (ch); } while (0)
+    if (neg) PUTC('-');
+    if (exp >= -4 && exp < 16) {
+        if (exp < 0) {
+            PUTC('0');
+            PUTC('.');
+            for (int i = -1; i > exp; i--) PUTC('0');
+            for (int i = 0; i < nd; i++) PUTC(digits[i]);
+        } else {
+            for (int i = 0; i <= exp; i++) PUTC(i < nd ? digits[i] : '0');
+            PUTC('.');
+            if (nd > exp + 1)
+                for (int i = exp + 1; i < nd; i++) PUTC(digits[i]);
+            else
+                PUTC('0');
+        }
+        *o = '\0';
+    } else {
+        PUTC(digits[0]);
+        if (nd > 1) {
+            PUTC('.');
+            for (int i = 1; i < nd; i++) PUTC(digits[i]);
+        }
+        *o = '\0';
+        size_t used = (size_t)(o - out);
+        snprintf(o, n - used, "e%c%02d", exp < 0 ? '-' : '+', abs(exp));
+    }
+#undef PUTC
+}
+
+/* Byte length of the Python whitespace character (str.isspace) starting at
+ * s[0..n), 0 if none. */
+static size_t ws_at(const unsigned char *s, size_t n) {
+    if (n >= 1 && ((s[0] >= 0x09 && s[0] <= 0x0D) || s[0] == ' ' ||
+                   (s[0] >= 0x1C && s[0] <= 0x1F)))
+        return 1;
+    if (n >= 2 && s[0] == 0xC2 && (s[1] == 0x85 || s[1] == 0xA0)) return 2;
+    if (n >= 3) {
+        uint32_t cp = (uint32_t)(s[0] & 0x0F) << 12 |
+                      (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
+        if ((s[0] & 0xF0) == 0xE0 && (s[1] & 0xC0) == 0x80 &&
+            (s[2] & 0xC0) == 0x80 &&
+            (cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
+             cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000))
+            return 3;
+    }
+    return 0;
+}
+
+/* Python's str.strip() in place on UTF-8. */
+static void py_strip(char *str) {
+    unsigned char *s = (unsigned char *)str;
+    size_t n = strlen(str), a = 0, l;
+    while (a < n && (l = ws_at(s + a, n - a))) a += l;
+    for (bool more = true; more && n > a;) {
+        more = false;
+        for (size_t k = 1; k <= 3 && k <= n - a; k++) {
+            if (ws_at(s + n - k, k) == k) {
+                n -= k;
+                more = true;
+                break;
+            }
+        }
+    }
+    memmove(s, s + a, n - a);
+    s[n - a] = '\0';
+}
+
+static bool set(const char *s) { return s && *s; }
+
+char *sdc_infotext_format(const sdc_infotext *t) {
+    if (!t) return NULL;
+    sbuf b = {0};
+    sb_puts(&b, t->prompt ? t->prompt : "");
+    if (set(t->negative_prompt)) {
+        sb_puts(&b, "\nNegative prompt: ");
+        sb_puts(&b, t->negative_prompt);
+    }
+    sb_printf(&b, "\nSteps: %d", t->steps);
+    if (set(t->sampler)) {
+        sb_puts(&b, ", Sampler: ");
+        sb_quoted(&b, t->sampler);
+    }
+    if (set(t->schedule_type)) {
+        sb_puts(&b, ", Schedule type: ");
+        sb_quoted(&b, t->schedule_type);
+    }
+    char cfg[48];
+    format_cfg(t->cfg_scale, cfg, sizeof cfg);
+    sb_printf(&b, ", CFG scale: %s, Seed: %llu, Size: %dx%d", cfg,
+              (unsigned long long)t->seed, t->width, t->height);
+    if (set(t->model_hash)) {
+        sb_puts(&b, ", Model hash: ");
+        sb_quoted(&b, t->model_hash);
+    }
+    if (set(t->model_name)) {
+        sb_puts(&b, ", Model: ");
+        sb_quoted(&b, t->model_name);
+    }
+    if (set(t->extra)) {
+        sb_puts(&b, ", ");
+        sb_puts(&b, t->extra);
+    }
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    py_strip(b.p);
+    return b.p;
+}

@@ -1,0 +1,48 @@
+/* text_encoder.h - the CLIP text transformer (SD 1.x CLIP ViT-L/14, SD 2.x
+ * OpenCLIP ViT-H) on the backend interface. Pre-LN blocks, causal mask,
+ * quick_gelu or gelu MLP, final layer norm. Matches transformers'
+ * CLIPTextModel. */
+#ifndef SDC_TEXT_ENCODER_H
+#define SDC_TEXT_ENCODER_H
+
+#include "model/model.h"
+
+typedef struct sdc_text_layer {
+    float *ln1_w, *ln1_b;  /* (width) layer_norm1 / ln_1 */
+    float *qkv_w;          /* (3 * width, width): q, k, v rows stacked */
+    float *qkv_b;          /* (3 * width) */
+    float *out_w, *out_b;  /* (width, width), (width) self_attn.out_proj */
+    float *ln2_w, *ln2_b;  /* (width) layer_norm2 / ln_2 */
+    float *fc1_w, *fc1_b;  /* (ff, width), (ff) mlp.fc1 / mlp.c_fc */
+    float *fc2_w, *fc2_b;  /* (width, ff), (width) mlp.fc2 / mlp.c_proj */
+} sdc_text_layer;
+
+typedef struct sdc_text_encoder {
+    sdc_text_config cfg;
+    sdc_backend *be;        /* not owned */
+    /* weights, fp32 in backend memory */
+    float *tok_emb;         /* (vocab, width) */
+    float *pos_emb;         /* (max_pos, width) */
+    float *lnf_w, *lnf_b;   /* (width) final_layer_norm / ln_final */
+    sdc_text_layer *layers; /* (cfg.layers) */
+    /* activations for up to max_pos tokens, backend memory */
+    float *x;               /* (tokens, width) residual stream */
+    float *h;               /* (tokens, width) */
+    float *qkv;             /* (tokens, 3 * width) */
+    float *attn;            /* (tokens, width) */
+    float *mlp;             /* (tokens, ff) */
+} sdc_text_encoder;
+
+/* Load the text encoder's weights from an open model (fp16/bf16 -> fp32). */
+sdc_status sdc_text_encoder_load(const sdc_model_files *m, sdc_backend *be,
+                                 sdc_text_encoder **out);
+void sdc_text_encoder_free(sdc_text_encoder *te);
+
+/* Run the first n_layers layers on ids[n_tokens] and write the hidden state
+ * (n_tokens, width) to host memory `out`, after the final layer norm when
+ * final_norm is set. n_layers = cfg.layers_used gives the U-Net context. */
+sdc_status sdc_text_encoder_run(sdc_text_encoder *te, const int *ids,
+                                int n_tokens, int n_layers, bool final_norm,
+                                float *out);
+
+#endif

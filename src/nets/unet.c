@@ -1,0 +1,437 @@
+/* unet.c - SD U-Net forward on the backend interface (diffusers'
+ * UNet2DConditionModel semantics; names as its keys). NHWC throughout. */
+#include "nets/unet.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SWAP(a, b) do { float *t_ = (a); (a) = (b); (b) = t_; } while (0)
+
+/* ---- loading ---------------------------------------------------------- */
+
+sdc_status sdc_resnet_load(sdc_loader *L, sdc_resnet *r, const char *p, int cin, int cout,
+                           int temb_dim) {
+    char n[256];
+    r->cin = cin;
+    r->cout = cout;
+#define NAME(suffix) (snprintf(n, sizeof n, "%s.%s", p, suffix), n)
+    SDC_TRY(sdc_load_norm(L, &r->norm1_w, &r->norm1_b, cin, NAME("norm1")));
+    SDC_TRY(sdc_load_conv_bias(L, &r->conv1_w, &r->conv1_b, cout, cin, 3, NAME("conv1")));
+    if (temb_dim > 0) {
+        SDC_TRY(sdc_load_mat(L, &r->temb_w, cout, temb_dim, NAME("time_emb_proj.weight")));
+        SDC_TRY(sdc_load_vec(L, &r->temb_b, cout, NAME("time_emb_proj.bias")));
+    }
+    SDC_TRY(sdc_load_norm(L, &r->norm2_w, &r->norm2_b, cout, NAME("norm2")));
+    SDC_TRY(sdc_load_conv_bias(L, &r->conv2_w, &r->conv2_b, cout, cout, 3, NAME("conv2")));
+    if (cin != cout) SDC_TRY(sdc_load_conv_bias(L, &r->short_w, &r->short_b, cout, cin, 1, NAME("conv_shortcut")));
+#undef NAME
+    return SDC_OK;
+}
+
+static sdc_status transformer_load(sdc_loader *L, sdc_transformer *T, const char *p, int c,
+                                   int heads, int depth, int ctx_dim) {
+    char n[256], a[256], b[256], d[256];
+    T->c = c;
+    T->heads = heads;
+    T->depth = depth;
+    if (heads < 1 || c % heads)
+        return sdc_fail(SDC_ERR_FORMAT, "%s: %d channels do not split into %d heads", p, c, heads);
+#define NAME(buf, fmt, ...) (snprintf(buf, sizeof buf, "%s." fmt, p, __VA_ARGS__), buf)
+    SDC_TRY(sdc_load_norm(L, &T->norm_w, &T->norm_b, c, NAME(n, "%s", "norm")));
+    SDC_TRY(sdc_load_mat(L, &T->proj_in_w, c, c, NAME(n, "%s", "proj_in.weight")));
+    SDC_TRY(sdc_load_vec(L, &T->proj_in_b, c, NAME(n, "%s", "proj_in.bias")));
+    SDC_TRY(sdc_load_mat(L, &T->proj_out_w, c, c, NAME(n, "%s", "proj_out.weight")));
+    SDC_TRY(sdc_load_vec(L, &T->proj_out_b, c, NAME(n, "%s", "proj_out.bias")));
+    T->blocks = calloc((size_t)depth, sizeof *T->blocks);
+    if (!T->blocks) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    for (int i = 0; i < depth; i++) {
+        sdc_tblock *B = &T->blocks[i];
+        const char *bp = "transformer_blocks";
+        const int outs3[3] = {c, c, c}, outs2[2] = {c, c};
+        const char *qkv[3] = {NAME(a, "%s.%d.attn1.to_q.weight", bp, i), NAME(b, "%s.%d.attn1.to_k.weight", bp, i),
+                              NAME(d, "%s.%d.attn1.to_v.weight", bp, i)};
+        SDC_TRY(sdc_load_mats_stacked(L, &B->qkv_w, 3, outs3, c, qkv));
+        const char *kv[2] = {NAME(a, "%s.%d.attn2.to_k.weight", bp, i), NAME(b, "%s.%d.attn2.to_v.weight", bp, i)};
+        SDC_TRY(sdc_load_mats_stacked(L, &B->kv2_w, 2, outs2, ctx_dim, kv));
+        SDC_TRY(sdc_load_norm(L, &B->norm1_w, &B->norm1_b, c, NAME(n, "%s.%d.norm1", bp, i)));
+        SDC_TRY(sdc_load_mat(L, &B->out1_w, c, c, NAME(n, "%s.%d.attn1.to_out.0.weight", bp, i)));
+        SDC_TRY(sdc_load_vec(L, &B->out1_b, c, NAME(n, "%s.%d.attn1.to_out.0.bias", bp, i)));
+        SDC_TRY(sdc_load_norm(L, &B->norm2_w, &B->norm2_b, c, NAME(n, "%s.%d.norm2", bp, i)));
+        SDC_TRY(sdc_load_mat(L, &B->q2_w, c, c, NAME(n, "%s.%d.attn2.to_q.weight", bp, i)));
+        SDC_TRY(sdc_load_mat(L, &B->out2_w, c, c, NAME(n, "%s.%d.attn2.to_out.0.weight", bp, i)));
+        SDC_TRY(sdc_load_vec(L, &B->out2_b, c, NAME(n, "%s.%d.attn2.to_out.0.bias", bp, i)));
+        SDC_TRY(sdc_load_norm(L, &B->norm3_w, &B->norm3_b, c, NAME(n, "%s.%d.norm3", bp, i)));
+        SDC_TRY(sdc_load_mat(L, &B->ff1_w, 8 * c, c, NAME(n, "%s.%d.ff.net.0.proj.weight", bp, i)));
+        SDC_TRY(sdc_load_vec(L, &B->ff1_b, 8 * c, NAME(n, "%s.%d.ff.net.0.proj.bias", bp, i)));
+        SDC_TRY(sdc_load_mat(L, &B->ff2_w, c, 4 * c, NAME(n, "%s.%d.ff.net.2.weight", bp, i)));
+        SDC_TRY(sdc_load_vec(L, &B->ff2_b, c, NAME(n, "%s.%d.ff.net.2.bias", bp, i)));
+    }
+#undef NAME
+    return SDC_OK;
+}
+
+static sdc_status load_all(sdc_loader *L, sdc_unet *u) {
+    const sdc_unet_config *c = &u->cfg;
+    const int nl = c->n_levels, nr = c->num_res_blocks, te = c->time_embed_dim, c0 = c->channels[0];
+    char p[256];
+    SDC_TRY(sdc_load_mat(L, &u->time_w1, te, c0, "time_embedding.linear_1.weight"));
+    SDC_TRY(sdc_load_vec(L, &u->time_b1, te, "time_embedding.linear_1.bias"));
+    SDC_TRY(sdc_load_mat(L, &u->time_w2, te, te, "time_embedding.linear_2.weight"));
+    SDC_TRY(sdc_load_vec(L, &u->time_b2, te, "time_embedding.linear_2.bias"));
+    SDC_TRY(sdc_load_conv_bias(L, &u->conv_in_w, &u->conv_in_b, c0, c->in_channels, 3, "conv_in"));
+    /* down: level l takes channels[l-1] (c0 at level 0) to channels[l] */
+    int ch = c0;
+    for (int l = 0; l < nl; l++) {
+        sdc_unet_level *D = &u->down[l];
+        D->n_res = nr;
+        D->res = calloc((size_t)nr, sizeof *D->res);
+        if (c->attn_depth[l]) D->attn = calloc((size_t)nr, sizeof *D->attn);
+        if (!D->res || (c->attn_depth[l] && !D->attn)) return sdc_fail(SDC_ERR_OOM, "out of memory");
+        for (int j = 0; j < nr; j++) {
+            snprintf(p, sizeof p, "down_blocks.%d.resnets.%d", l, j);
+            SDC_TRY(sdc_resnet_load(L, &D->res[j], p, j ? c->channels[l] : ch, c->channels[l], te));
+            if (D->attn) {
+                snprintf(p, sizeof p, "down_blocks.%d.attentions.%d", l, j);
+                SDC_TRY(transformer_load(L, &D->attn[j], p, c->channels[l], c->heads[l], c->attn_depth[l],
+                                         c->context_dim));
+            }
+        }
+        ch = c->channels[l];
+        if (l + 1 < nl) {
+            snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0.conv", l);
+            SDC_TRY(sdc_load_conv_bias(L, &D->sample_w, &D->sample_b, ch, ch, 3, p));
+        }
+    }
+    /* mid: attention with the deepest level's heads and depth (at least 1) */
+    const int cm = c->channels[nl - 1];
+    int mid_depth = 1;
+    for (int l = nl - 1; l >= 0; l--)
+        if (c->attn_depth[l]) {
+            mid_depth = c->attn_depth[l];
+            break;
+        }
+    SDC_TRY(sdc_resnet_load(L, &u->mid_res[0], "mid_block.resnets.0", cm, cm, te));
+    SDC_TRY(transformer_load(L, &u->mid_attn, "mid_block.attentions.0", cm, c->heads[nl - 1], mid_depth,
+                             c->context_dim));
+    SDC_TRY(sdc_resnet_load(L, &u->mid_res[1], "mid_block.resnets.1", cm, cm, te));
+    /* up: diffusers' up_blocks.i is level nl-1-i; each of its nr+1 resnets
+     * takes the running channels plus a skip */
+    int prev = cm;
+    for (int i = 0; i < nl; i++) {
+        const int l = nl - 1 - i, out = c->channels[l];
+        sdc_unet_level *U = &u->up[l];
+        U->n_res = nr + 1;
+        U->res = calloc((size_t)nr + 1, sizeof *U->res);
+        if (c->attn_depth[l]) U->attn = calloc((size_t)nr + 1, sizeof *U->attn);
+        if (!U->res || (c->attn_depth[l] && !U->attn)) return sdc_fail(SDC_ERR_OOM, "out of memory");
+        for (int j = 0; j <= nr; j++) {
+            int skip = j < nr ? out : (l > 0 ? c->channels[l - 1] : c0);
+            int cin = (j == 0 ? prev : out) + skip;
+            snprintf(p, sizeof p, "up_blocks.%d.resnets.%d", i, j);
+            SDC_TRY(sdc_resnet_load(L, &U->res[j], p, cin, out, te));
+            if (U->attn) {
+                snprintf(p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
+                SDC_TRY(transformer_load(L, &U->attn[j], p, out, c->heads[l], c->attn_depth[l], c->context_dim));
+            }
+        }
+        prev = out;
+        if (l > 0) {
+            snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0.conv", i);
+            SDC_TRY(sdc_load_conv_bias(L, &U->sample_w, &U->sample_b, out, out, 3, p));
+        }
+    }
+    SDC_TRY(sdc_load_norm(L, &u->norm_out_w, &u->norm_out_b, c0, "conv_norm_out"));
+    return sdc_load_conv_bias(L, &u->conv_out_w, &u->conv_out_b, c->out_channels, c0, 3, "conv_out");
+}
+
+sdc_status sdc_unet_load(const sdc_model_files *m, sdc_backend *be, sdc_unet **out) {
+    *out = NULL;
+    const sdc_unet_config *c = &m->config.unet;
+    if (c->n_levels < 1 || c->n_levels > SDC_MAX_LEVELS || c->num_res_blocks < 1 ||
+        c->num_res_blocks > SDC_LIMIT_RES_BLOCKS || c->context_dim < 1 || c->norm_groups < 1)
+        return sdc_fail(SDC_ERR_UNSUPPORTED,
+                        "%s: U-Net configuration not understood (%d levels, %d res blocks, context %d)",
+                        m->path, c->n_levels, c->num_res_blocks, c->context_dim);
+    sdc_unet *u = calloc(1, sizeof *u);
+    if (!u) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    u->cfg = *c;
+    u->be = be;
+    sdc_loader L;
+    sdc_loader_init(&L, m, SDC_COMP_UNET, be, &u->weights);
+    sdc_status st = load_all(&L, u);
+    if (st == SDC_OK) st = sdc_loader_check_all_used(&L);
+    sdc_loader_done(&L);
+    if (st != SDC_OK) {
+        sdc_unet_free(u);
+        return st;
+    }
+    *out = u;
+    return SDC_OK;
+}
+
+static void free_state(sdc_unet *u) {
+    sdc_backend *be = u->be;
+    float **bufs[] = {&u->buf[0], &u->buf[1], &u->buf[2], &u->buf[3], &u->buf[4], &u->skips,
+                      &u->temb, &u->temb_proj, &u->tsin, &u->temb_tmp, &u->ctx_kv};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        if (*bufs[i]) be->ops->free(be, *bufs[i]);
+        *bufs[i] = NULL;
+    }
+    u->st_batch = 0;
+}
+
+void sdc_unet_free(sdc_unet *u) {
+    if (!u) return;
+    free_state(u);
+    sdc_weight_set_free(&u->weights, u->be);
+    for (int l = 0; l < SDC_MAX_LEVELS; l++) {
+        sdc_unet_level *lv[2] = {&u->down[l], &u->up[l]};
+        for (int k = 0; k < 2; k++) {
+            for (int j = 0; lv[k]->attn && j < lv[k]->n_res; j++) free(lv[k]->attn[j].blocks);
+            free(lv[k]->attn);
+            free(lv[k]->res);
+        }
+    }
+    free(u->mid_attn.blocks);
+    free(u);
+}
+
+/* ---- forward ---------------------------------------------------------- */
+
+sdc_status sdc_resnet_forward(sdc_backend *be, const sdc_resnet *r, float *y, const float *x,
+                              const float *temb, int temb_dim, float *temb_proj, float *tmp,
+                              float *tmp2, int batch, int h, int w, int groups, float eps) {
+    const sdc_backend_ops *op = be->ops;
+    const int hw = h * w;
+    SDC_TRY(op->group_norm(be, tmp, x, r->norm1_w, r->norm1_b, batch, hw, r->cin, groups, eps, true));
+    SDC_TRY(op->conv2d(be, tmp2, tmp, r->conv1_w, r->conv1_b, NULL, batch, h, w, r->cin, r->cout, 3, 1, 1));
+    if (temb && r->temb_w) {
+        SDC_TRY(op->linear(be, temb_proj, temb, r->temb_w, r->temb_b, batch, temb_dim, r->cout));
+        SDC_TRY(op->add_rows(be, tmp2, tmp2, temb_proj, batch, (size_t)hw, r->cout));
+    }
+    SDC_TRY(op->group_norm(be, tmp2, tmp2, r->norm2_w, r->norm2_b, batch, hw, r->cout, groups, eps, true));
+    const float *shortcut = x;
+    if (r->short_w) {
+        SDC_TRY(op->conv2d(be, tmp, x, r->short_w, r->short_b, NULL, batch, h, w, r->cin, r->cout, 1, 1, 0));
+        shortcut = tmp;
+    }
+    return op->conv2d(be, y, tmp2, r->conv2_w, r->conv2_b, shortcut, batch, h, w, r->cout, r->cout, 3, 1, 1);
+}
+
+static double resnet_flops(const sdc_resnet *r, double px) {
+    return 2.0 * px * 9.0 * r->cin * r->cout + 2.0 * px * 9.0 * r->cout * r->cout +
+           (r->short_w ? 2.0 * px * r->cin * r->cout : 0.0);
+}
+
+/* x (batch, h*w, c) updated in place: x = proj_out(blocks(proj_in(gn(x)))) + x.
+ * Scratch: H (c), A (4c), Q (3c), F (8c) per pixel. */
+static sdc_status transformer_forward(sdc_unet *u, const sdc_transformer *T, float *x, int batch,
+                                      int hw, const float *ctx, int tokens, float *H, float *A,
+                                      float *Q, float *F) {
+    sdc_backend *be = u->be;
+    const sdc_backend_ops *op = be->ops;
+    const int c = T->c, P = batch * hw, d = c / T->heads;
+    float *kv = u->ctx_kv;
+    SDC_TRY(op->group_norm(be, A, x, T->norm_w, T->norm_b, batch, hw, c, u->cfg.norm_groups, 1e-6f, false));
+    SDC_TRY(op->linear(be, H, A, T->proj_in_w, T->proj_in_b, P, c, c));
+    for (int i = 0; i < T->depth; i++) {
+        const sdc_tblock *B = &T->blocks[i];
+        /* self-attention */
+        SDC_TRY(op->layer_norm(be, A, H, B->norm1_w, B->norm1_b, P, c, 1e-5f));
+        SDC_TRY(op->linear(be, Q, A, B->qkv_w, NULL, P, c, 3 * c));
+        SDC_TRY(op->attention(be, A, Q, Q + c, Q + 2 * c, batch, T->heads, hw, hw, d, 3 * c, 3 * c, false));
+        SDC_TRY(op->linear(be, Q, A, B->out1_w, B->out1_b, P, c, c));
+        SDC_TRY(op->add(be, H, H, Q, (size_t)P * c));
+        /* cross-attention on the text context */
+        SDC_TRY(op->layer_norm(be, A, H, B->norm2_w, B->norm2_b, P, c, 1e-5f));
+        SDC_TRY(op->linear(be, Q, A, B->q2_w, NULL, P, c, c));
+        SDC_TRY(op->linear(be, kv, ctx, B->kv2_w, NULL, batch * tokens, u->cfg.context_dim, 2 * c));
+        SDC_TRY(op->attention(be, A, Q, kv, kv + c, batch, T->heads, hw, tokens, d, c, 2 * c, false));
+        SDC_TRY(op->linear(be, Q, A, B->out2_w, B->out2_b, P, c, c));
+        SDC_TRY(op->add(be, H, H, Q, (size_t)P * c));
+        /* GEGLU feed-forward */
+        SDC_TRY(op->layer_norm(be, A, H, B->norm3_w, B->norm3_b, P, c, 1e-5f));
+        SDC_TRY(op->linear(be, F, A, B->ff1_w, B->ff1_b, P, c, 8 * c));
+        SDC_TRY(op->geglu(be, A, F, P, 4 * c));
+        SDC_TRY(op->linear(be, Q, A, B->ff2_w, B->ff2_b, P, 4 * c, c));
+        SDC_TRY(op->add(be, H, H, Q, (size_t)P * c));
+        u->flops += 2.0 * P * c * c * (3 + 1 + 1 + 1 + 8 + 4) + 2.0 * batch * tokens * u->cfg.context_dim * 2 * c +
+                    4.0 * batch * (double)hw * hw * c + 4.0 * batch * (double)hw * tokens * c;
+    }
+    SDC_TRY(op->linear(be, A, H, T->proj_out_w, T->proj_out_b, P, c, c));
+    u->flops += 4.0 * P * c * c;
+    return op->add(be, x, x, A, (size_t)P * c);
+}
+
+/* Per level: spatial size after each downsampler (stride 2, padding 1). */
+static void level_sizes(const sdc_unet_config *c, int h, int w, int *hs, int *ws) {
+    hs[0] = h;
+    ws[0] = w;
+    for (int l = 1; l < c->n_levels; l++) {
+        hs[l] = (hs[l - 1] - 1) / 2 + 1;
+        ws[l] = (ws[l - 1] - 1) / 2 + 1;
+    }
+}
+
+static sdc_status ensure_state(sdc_unet *u, int batch, int h, int w, int tokens) {
+    if (u->st_batch == batch && u->st_h == h && u->st_w == w && u->st_tokens >= tokens) return SDC_OK;
+    free_state(u);
+    const sdc_unet_config *c = &u->cfg;
+    sdc_backend *be = u->be;
+    int hs[SDC_MAX_LEVELS], ws[SDC_MAX_LEVELS], cmax = 0;
+    level_sizes(c, h, w, hs, ws);
+    size_t work = 0, skips = (size_t)batch * h * w * c->channels[0];
+    for (int l = 0; l < c->n_levels; l++) {
+        size_t px = (size_t)batch * hs[l] * ws[l];
+        int cl = c->channels[l], cn = l + 1 < c->n_levels ? c->channels[l + 1] : cl;
+        int cp = l > 0 ? c->channels[l - 1] : cl;
+        size_t need = px * (size_t)(8 * cl);
+        int cat = (cn > cl ? cn : cl) + (cp > cl ? cp : cl);
+        if (px * (size_t)cat > need) need = px * (size_t)cat;
+        if (need > work) work = need;
+        skips += px * cl * (size_t)c->num_res_blocks;
+        if (l + 1 < c->n_levels) skips += (size_t)batch * hs[l + 1] * ws[l + 1] * cl;
+        if (cl > cmax) cmax = cl;
+    }
+    size_t small = (size_t)batch * c->time_embed_dim;
+    u->work = work;
+    for (int i = 0; i < 5; i++) SDC_TRY(be->ops->alloc(be, work, &u->buf[i]));
+    SDC_TRY(be->ops->alloc(be, skips, &u->skips));
+    SDC_TRY(be->ops->alloc(be, small, &u->temb));
+    SDC_TRY(be->ops->alloc(be, small, &u->temb_tmp));
+    SDC_TRY(be->ops->alloc(be, (size_t)batch * cmax, &u->temb_proj));
+    SDC_TRY(be->ops->alloc(be, (size_t)batch * c->channels[0], &u->tsin));
+    SDC_TRY(be->ops->alloc(be, (size_t)batch * tokens * 2 * cmax, &u->ctx_kv));
+    u->st_batch = batch;
+    u->st_h = h;
+    u->st_w = w;
+    u->st_tokens = tokens;
+    return SDC_OK;
+}
+
+/* diffusers' get_timestep_embedding(t, c0, flip_sin_to_cos=True,
+ * downscale_freq_shift=0) in float32: [cos(t f_i), sin(t f_i)],
+ * f_i = exp(-ln(10000) i / half). */
+static void timestep_embedding(float *out, int batch, int dim, double t) {
+    const int half = dim / 2;
+    for (int b = 0; b < batch; b++) {
+        float *o = out + (size_t)b * dim;
+        for (int i = 0; i < half; i++) {
+            float expo = -9.21034049987792969f * (float)i; /* -ln(10000) in float32 */
+            expo = expo / (float)half;
+            float arg = (float)t * expf(expo);
+            o[i] = cosf(arg);
+            o[half + i] = sinf(arg);
+        }
+        if (dim % 2) o[dim - 1] = 0.0f;
+    }
+}
+
+sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w, double t,
+                            const float *context, int tokens, float *out) {
+    const sdc_unet_config *c = &u->cfg;
+    sdc_backend *be = u->be;
+    const sdc_backend_ops *op = be->ops;
+    const int nl = c->n_levels, te = c->time_embed_dim, c0 = c->channels[0], G = c->norm_groups;
+    if (batch < 1 || h < 1 || w < 1 || tokens < 1)
+        return sdc_fail(SDC_ERR_ARG, "unet: bad input shape batch=%d %dx%d tokens=%d", batch, h, w, tokens);
+    SDC_TRY(ensure_state(u, batch, h, w, tokens));
+    u->flops = 0;
+    int hs[SDC_MAX_LEVELS], ws[SDC_MAX_LEVELS];
+    level_sizes(c, h, w, hs, ws);
+
+    /* time embedding: silu(linear_2(silu(linear_1(sinusoid(t))))) */
+    float *ts = malloc((size_t)batch * c0 * sizeof(float));
+    if (!ts) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    timestep_embedding(ts, batch, c0, t);
+    sdc_status st = op->upload(be, u->tsin, ts, (size_t)batch * c0);
+    free(ts);
+    SDC_TRY(st);
+    SDC_TRY(op->linear(be, u->temb_tmp, u->tsin, u->time_w1, u->time_b1, batch, c0, te));
+    SDC_TRY(op->activation(be, u->temb_tmp, u->temb_tmp, (size_t)batch * te, SDC_ACT_SILU));
+    SDC_TRY(op->linear(be, u->temb, u->temb_tmp, u->time_w2, u->time_b2, batch, te, te));
+    SDC_TRY(op->activation(be, u->temb, u->temb, (size_t)batch * te, SDC_ACT_SILU));
+
+    float *cur = u->buf[0], *spare = u->buf[1], *t2 = u->buf[2], *t3 = u->buf[3], *t4 = u->buf[4];
+    /* skip connections: a stack of (pointer, channels) */
+    float *skip_ptr[SDC_MAX_SKIPS];
+    int skip_c[SDC_MAX_SKIPS], n_skip = 0;
+    size_t skip_off = 0;
+    if (c->n_levels > SDC_MAX_LEVELS || c->num_res_blocks > SDC_LIMIT_RES_BLOCKS)
+        return sdc_fail(SDC_ERR_ARG, "unet: %d levels of %d res blocks, more than sdc's limits (%d, %d)", c->n_levels,
+                        c->num_res_blocks, SDC_MAX_LEVELS, SDC_LIMIT_RES_BLOCKS);
+#define PUSH(buf, px, ch)                                                            \
+    do {                                                                             \
+        skip_ptr[n_skip] = u->skips + skip_off;                                      \
+        skip_c[n_skip] = (ch);                                                       \
+        SDC_TRY(op->copy(be, skip_ptr[n_skip], (buf), (size_t)(px) * (ch)));         \
+        skip_off += (size_t)(px) * (ch);                                             \
+        n_skip++;                                                                    \
+    } while (0)
+
+    SDC_TRY(op->conv2d(be, cur, x, u->conv_in_w, u->conv_in_b, NULL, batch, h, w, c->in_channels, c0, 3, 1, 1));
+    u->flops += 2.0 * batch * h * w * 9.0 * c->in_channels * c0;
+    PUSH(cur, batch * h * w, c0);
+    for (int l = 0; l < nl; l++) {
+        const sdc_unet_level *D = &u->down[l];
+        const int px = batch * hs[l] * ws[l];
+        for (int j = 0; j < D->n_res; j++) {
+            SDC_TRY(sdc_resnet_forward(be, &D->res[j], spare, cur, u->temb, te, u->temb_proj, t2, t3, batch,
+                                       hs[l], ws[l], G, 1e-5f));
+            u->flops += resnet_flops(&D->res[j], px);
+            SWAP(cur, spare);
+            if (D->attn)
+                SDC_TRY(transformer_forward(u, &D->attn[j], cur, batch, hs[l] * ws[l], context, tokens, spare, t2,
+                                            t3, t4));
+            PUSH(cur, px, c->channels[l]);
+        }
+        if (D->sample_w) {
+            SDC_TRY(op->conv2d(be, spare, cur, D->sample_w, D->sample_b, NULL, batch, hs[l], ws[l], c->channels[l],
+                               c->channels[l], 3, 2, 1));
+            u->flops += 2.0 * batch * hs[l + 1] * ws[l + 1] * 9.0 * c->channels[l] * c->channels[l];
+            SWAP(cur, spare);
+            PUSH(cur, batch * hs[l + 1] * ws[l + 1], c->channels[l]);
+        }
+    }
+#undef PUSH
+    {
+        const int L = nl - 1, px = batch * hs[L] * ws[L];
+        SDC_TRY(sdc_resnet_forward(be, &u->mid_res[0], spare, cur, u->temb, te, u->temb_proj, t2, t3, batch, hs[L],
+                                   ws[L], G, 1e-5f));
+        SWAP(cur, spare);
+        SDC_TRY(transformer_forward(u, &u->mid_attn, cur, batch, hs[L] * ws[L], context, tokens, spare, t2, t3, t4));
+        SDC_TRY(sdc_resnet_forward(be, &u->mid_res[1], spare, cur, u->temb, te, u->temb_proj, t2, t3, batch, hs[L],
+                                   ws[L], G, 1e-5f));
+        SWAP(cur, spare);
+        u->flops += resnet_flops(&u->mid_res[0], px) + resnet_flops(&u->mid_res[1], px);
+    }
+    int ch = c->channels[nl - 1];
+    for (int l = nl - 1; l >= 0; l--) {
+        const sdc_unet_level *U = &u->up[l];
+        const int px = batch * hs[l] * ws[l];
+        for (int j = 0; j < U->n_res; j++) {
+            n_skip--;
+            SDC_TRY(op->concat_channels(be, spare, cur, skip_ptr[n_skip], (size_t)px, ch, skip_c[n_skip]));
+            SWAP(cur, spare);
+            SDC_TRY(sdc_resnet_forward(be, &U->res[j], spare, cur, u->temb, te, u->temb_proj, t2, t3, batch, hs[l],
+                                       ws[l], G, 1e-5f));
+            u->flops += resnet_flops(&U->res[j], px);
+            SWAP(cur, spare);
+            ch = U->res[j].cout;
+            if (U->attn)
+                SDC_TRY(transformer_forward(u, &U->attn[j], cur, batch, hs[l] * ws[l], context, tokens, spare, t2,
+                                            t3, t4));
+        }
+        if (U->sample_w) { /* nearest 2x to the next skip's size, then a 3x3 conv */
+            SDC_TRY(op->upsample_nearest(be, t2, cur, batch, hs[l], ws[l], ch, hs[l - 1], ws[l - 1]));
+            SDC_TRY(op->conv2d(be, cur, t2, U->sample_w, U->sample_b, NULL, batch, hs[l - 1], ws[l - 1], ch, ch, 3, 1,
+                               1));
+            u->flops += 2.0 * batch * hs[l - 1] * ws[l - 1] * 9.0 * ch * ch;
+        }
+    }
+    SDC_TRY(op->group_norm(be, t2, cur, u->norm_out_w, u->norm_out_b, batch, h * w, c0, G, 1e-5f, true));
+    u->flops += 2.0 * batch * h * w * 9.0 * c0 * c->out_channels;
+    return op->conv2d(be, out, t2, u->conv_out_w, u->conv_out_b, NULL, batch, h, w, c0, c->out_channels, 3, 1, 1);
+}

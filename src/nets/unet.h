@@ -1,0 +1,92 @@
+/* unet.h - the SD 1.x / 2.x U-Net (UNet2DConditionModel) on the backend
+ * interface. Activations are NHWC; names follow diffusers' keys. */
+#ifndef SDC_UNET_H
+#define SDC_UNET_H
+
+#include "model/weights.h"
+
+typedef struct sdc_resnet {
+    int cin, cout;
+    float *norm1_w, *norm1_b;   /* (cin) */
+    float *conv1_w, *conv1_b;   /* (cout, 3, 3, cin), (cout) */
+    float *temb_w, *temb_b;     /* (cout, time_embed_dim), (cout); NULL in the VAE */
+    float *norm2_w, *norm2_b;   /* (cout) */
+    float *conv2_w, *conv2_b;   /* (cout, 3, 3, cout), (cout) */
+    float *short_w, *short_b;   /* (cout, 1, 1, cin), (cout) when cin != cout, else NULL */
+} sdc_resnet;
+
+typedef struct sdc_tblock {      /* BasicTransformerBlock */
+    float *norm1_w, *norm1_b;    /* (c) */
+    float *qkv_w;                /* (3c, c): attn1 to_q, to_k, to_v stacked, no bias */
+    float *out1_w, *out1_b;      /* (c, c), (c) attn1.to_out.0 */
+    float *norm2_w, *norm2_b;
+    float *q2_w;                 /* (c, c) attn2.to_q */
+    float *kv2_w;                /* (2c, context_dim): attn2 to_k, to_v stacked */
+    float *out2_w, *out2_b;
+    float *norm3_w, *norm3_b;
+    float *ff1_w, *ff1_b;        /* (8c, c), (8c): GEGLU projection ff.net.0.proj */
+    float *ff2_w, *ff2_b;        /* (c, 4c), (c): ff.net.2 */
+} sdc_tblock;
+
+typedef struct sdc_transformer { /* Transformer2DModel */
+    int c, heads, depth;
+    float *norm_w, *norm_b;      /* (c) group norm, eps 1e-6 */
+    float *proj_in_w, *proj_in_b;   /* (c, c) 1x1 conv or linear */
+    float *proj_out_w, *proj_out_b;
+    sdc_tblock *blocks;          /* (depth) */
+} sdc_transformer;
+
+typedef struct sdc_unet_level {
+    int n_res;                   /* res blocks in this block */
+    sdc_resnet *res;             /* (n_res) */
+    sdc_transformer *attn;       /* (n_res) or NULL */
+    float *sample_w, *sample_b;  /* down: stride-2 conv; up: conv after 2x upsample; NULL if none */
+} sdc_unet_level;
+
+typedef struct sdc_unet {
+    sdc_unet_config cfg;
+    sdc_backend *be;             /* not owned */
+    sdc_weight_set weights;
+    float *time_w1, *time_b1;    /* (temb, c0), (temb) time_embedding.linear_1 */
+    float *time_w2, *time_b2;    /* (temb, temb) linear_2 */
+    float *conv_in_w, *conv_in_b;   /* (c0, 3, 3, in), (c0) */
+    sdc_unet_level down[SDC_MAX_LEVELS], up[SDC_MAX_LEVELS]; /* up[l]: level l, run deepest first */
+    sdc_resnet mid_res[2];
+    sdc_transformer mid_attn;
+    float *norm_out_w, *norm_out_b; /* (c0) conv_norm_out */
+    float *conv_out_w, *conv_out_b; /* (out, 3, 3, c0), (out) */
+    /* activations, sized for the last (batch, h, w) */
+    int st_batch, st_h, st_w;
+    float *buf[5];               /* work buffers, `work` floats each */
+    size_t work;
+    float *skips;                /* all skip connections, back to back */
+    float *temb;                 /* (batch, time_embed_dim): silu(time embedding) */
+    float *temb_proj;            /* (batch, max channels) */
+    float *tsin;                 /* (batch, c0) sinusoidal embedding */
+    float *temb_tmp;             /* (batch, time_embed_dim) */
+    float *ctx_kv;               /* (batch, tokens, 2 * max channels) cross-attention k, v */
+    int st_tokens;
+    double flops;                /* floating-point operations of the last forward */
+} sdc_unet;
+
+sdc_status sdc_unet_load(const sdc_model_files *m, sdc_backend *be, sdc_unet **out);
+void sdc_unet_free(sdc_unet *u);
+
+/* eps (or v) = unet(x, t, context): x and out are (batch, h, w, in/out
+ * channels) in backend memory, context (batch, tokens, context_dim) too;
+ * the same timestep t for the whole batch. */
+sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w, double t,
+                            const float *context, int tokens, float *out);
+
+
+/* Shared with the VAE: the building blocks. */
+sdc_status sdc_resnet_load(sdc_loader *L, sdc_resnet *r, const char *prefix, int cin, int cout,
+                           int temb_dim);
+/* y = resnet(x): temb (batch, temb_dim) is silu(time embedding) or NULL;
+ * temb_proj (batch, cout) scratch; tmp, tmp2 scratch of the activation's
+ * size; y distinct from x, tmp, tmp2. */
+sdc_status sdc_resnet_forward(sdc_backend *be, const sdc_resnet *r, float *y, const float *x,
+                              const float *temb, int temb_dim, float *temb_proj, float *tmp,
+                              float *tmp2, int batch, int h, int w, int groups, float eps);
+
+#endif

@@ -1,0 +1,256 @@
+/* vae.c - KL-VAE decoder forward (diffusers' AutoencoderKL semantics). */
+#include "nets/vae.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SWAP(a, b) do { float *t_ = (a); (a) = (b); (b) = t_; } while (0)
+#define VAE_EPS 1e-6f
+
+int sdc_vae_factor(const sdc_vae_config *c) { return 1 << (c->n_levels - 1); }
+
+static int level_ch(const sdc_vae_config *c, int l) { return c->channels * c->channels_mult[l]; }
+
+static sdc_status attn_load(sdc_loader *L, sdc_vae_attn *a, int c, const char *p) {
+    char n[256], q[256], k[256], v[256];
+    /* older diffusers files name them query/key/value/proj_attn */
+    snprintf(n, sizeof n, "%s.to_q.weight", p);
+    bool legacy = !sdc_loader_has(L, n);
+    const char *nq = legacy ? "query" : "to_q", *nk = legacy ? "key" : "to_k", *nv = legacy ? "value" : "to_v",
+               *no = legacy ? "proj_attn" : "to_out.0";
+    const int outs[3] = {c, c, c};
+    const char *names[3] = {q, k, v};
+    a->c = c;
+    snprintf(n, sizeof n, "%s.group_norm", p);
+    SDC_TRY(sdc_load_norm(L, &a->norm_w, &a->norm_b, c, n));
+    snprintf(q, sizeof q, "%s.%s.weight", p, nq);
+    snprintf(k, sizeof k, "%s.%s.weight", p, nk);
+    snprintf(v, sizeof v, "%s.%s.weight", p, nv);
+    SDC_TRY(sdc_load_mats_stacked(L, &a->qkv_w, 3, outs, c, names));
+    snprintf(q, sizeof q, "%s.%s.bias", p, nq);
+    snprintf(k, sizeof k, "%s.%s.bias", p, nk);
+    snprintf(v, sizeof v, "%s.%s.bias", p, nv);
+    SDC_TRY(sdc_load_vecs_stacked(L, &a->qkv_b, 3, outs, names));
+    snprintf(n, sizeof n, "%s.%s.weight", p, no);
+    SDC_TRY(sdc_load_mat(L, &a->out_w, c, c, n));
+    snprintf(n, sizeof n, "%s.%s.bias", p, no);
+    return sdc_load_vec(L, &a->out_b, c, n);
+}
+
+static sdc_status load_all(sdc_loader *L, sdc_vae *v) {
+    const sdc_vae_config *c = &v->cfg;
+    const int nl = c->n_levels, z = c->z_channels, top = level_ch(c, nl - 1), c0 = level_ch(c, 0);
+    char p[256];
+    SDC_TRY(sdc_load_mat(L, &v->pq_w, z, z, "post_quant_conv.weight"));
+    SDC_TRY(sdc_load_vec(L, &v->pq_b, z, "post_quant_conv.bias"));
+    SDC_TRY(sdc_load_conv_bias(L, &v->conv_in_w, &v->conv_in_b, top, z, 3, "decoder.conv_in"));
+    SDC_TRY(sdc_resnet_load(L, &v->mid_res[0], "decoder.mid_block.resnets.0", top, top, 0));
+    SDC_TRY(attn_load(L, &v->mid_attn, top, "decoder.mid_block.attentions.0"));
+    SDC_TRY(sdc_resnet_load(L, &v->mid_res[1], "decoder.mid_block.resnets.1", top, top, 0));
+    int prev = top;
+    for (int i = 0; i < nl; i++) {
+        const int l = nl - 1 - i, out = level_ch(c, l);
+        sdc_vae_up *U = &v->up[i];
+        U->n_res = c->num_res_blocks + 1;
+        U->res = calloc((size_t)U->n_res, sizeof *U->res);
+        if (!U->res) return sdc_fail(SDC_ERR_OOM, "out of memory");
+        for (int j = 0; j < U->n_res; j++) {
+            snprintf(p, sizeof p, "decoder.up_blocks.%d.resnets.%d", i, j);
+            SDC_TRY(sdc_resnet_load(L, &U->res[j], p, j ? out : prev, out, 0));
+        }
+        prev = out;
+        if (l > 0) {
+            snprintf(p, sizeof p, "decoder.up_blocks.%d.upsamplers.0.conv", i);
+            SDC_TRY(sdc_load_conv_bias(L, &U->up_w, &U->up_b, out, out, 3, p));
+        }
+    }
+    SDC_TRY(sdc_load_norm(L, &v->norm_out_w, &v->norm_out_b, c0, "decoder.conv_norm_out"));
+    return sdc_load_conv_bias(L, &v->conv_out_w, &v->conv_out_b, 3, c0, 3, "decoder.conv_out");
+}
+
+static sdc_status encoder_load(sdc_loader *L, const sdc_vae_config *c, sdc_vae_encoder *e) {
+    const int nl = c->n_levels, z = c->z_channels, top = level_ch(c, nl - 1), c0 = level_ch(c, 0);
+    char p[256];
+    SDC_TRY(sdc_load_conv_bias(L, &e->conv_in_w, &e->conv_in_b, c0, 3, 3, "encoder.conv_in"));
+    int prev = c0;
+    for (int l = 0; l < nl; l++) {
+        sdc_vae_down *D = &e->down[l];
+        const int out = level_ch(c, l);
+        D->n_res = c->num_res_blocks;
+        D->res = calloc((size_t)D->n_res, sizeof *D->res);
+        if (!D->res) return sdc_fail(SDC_ERR_OOM, "out of memory");
+        for (int j = 0; j < D->n_res; j++) {
+            snprintf(p, sizeof p, "encoder.down_blocks.%d.resnets.%d", l, j);
+            SDC_TRY(sdc_resnet_load(L, &D->res[j], p, j ? out : prev, out, 0));
+        }
+        prev = out;
+        if (l + 1 < nl) {
+            snprintf(p, sizeof p, "encoder.down_blocks.%d.downsamplers.0.conv", l);
+            SDC_TRY(sdc_load_conv_bias(L, &D->down_w, &D->down_b, out, out, 3, p));
+        }
+    }
+    SDC_TRY(sdc_resnet_load(L, &e->mid_res[0], "encoder.mid_block.resnets.0", top, top, 0));
+    SDC_TRY(attn_load(L, &e->mid_attn, top, "encoder.mid_block.attentions.0"));
+    SDC_TRY(sdc_resnet_load(L, &e->mid_res[1], "encoder.mid_block.resnets.1", top, top, 0));
+    SDC_TRY(sdc_load_norm(L, &e->norm_out_w, &e->norm_out_b, top, "encoder.conv_norm_out"));
+    SDC_TRY(sdc_load_conv_bias(L, &e->conv_out_w, &e->conv_out_b, 2 * z, top, 3, "encoder.conv_out"));
+    SDC_TRY(sdc_load_mat(L, &e->quant_w, 2 * z, 2 * z, "quant_conv.weight"));
+    return sdc_load_vec(L, &e->quant_b, 2 * z, "quant_conv.bias");
+}
+
+sdc_status sdc_vae_load(const sdc_model_files *m, sdc_backend *be, sdc_vae **out) {
+    *out = NULL;
+    const sdc_vae_config *c = &m->config.vae;
+    if (c->n_levels < 1 || c->channels < 1 || c->z_channels < 1 || c->norm_groups < 1)
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: VAE configuration not understood", m->path);
+    sdc_vae *v = calloc(1, sizeof *v);
+    if (!v) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    v->cfg = *c;
+    v->be = be;
+    sdc_loader L;
+    sdc_loader_init(&L, m, SDC_COMP_VAE, be, &v->weights);
+    sdc_status st = load_all(&L, v);
+    if (st == SDC_OK && c->has_encoder) {
+        v->enc = calloc(1, sizeof *v->enc);
+        st = v->enc ? encoder_load(&L, c, v->enc) : sdc_fail(SDC_ERR_OOM, "out of memory");
+    }
+    sdc_loader_done(&L);
+    if (st != SDC_OK) {
+        sdc_vae_free(v);
+        return st;
+    }
+    *out = v;
+    return SDC_OK;
+}
+
+static void free_state(sdc_vae *v) {
+    for (int i = 0; i < 4; i++)
+        if (v->buf[i]) v->be->ops->free(v->be, v->buf[i]), v->buf[i] = NULL;
+    v->st_h = v->st_w = 0;
+}
+
+void sdc_vae_free(sdc_vae *v) {
+    if (!v) return;
+    free_state(v);
+    if (v->enc) {
+        for (int i = 0; i < SDC_MAX_LEVELS; i++) free(v->enc->down[i].res);
+        free(v->enc);
+    }
+    sdc_weight_set_free(&v->weights, v->be);
+    for (int i = 0; i < SDC_MAX_LEVELS; i++) free(v->up[i].res);
+    free(v);
+}
+
+static sdc_status ensure_state(sdc_vae *v, int h, int w) {
+    if (v->st_h == h && v->st_w == w) return SDC_OK;
+    free_state(v);
+    const sdc_vae_config *c = &v->cfg;
+    size_t work = 0;
+    /* up block i runs at latent size * 2^i; its upsampler writes at 2^(i+1);
+     * the mid attention needs 3c per pixel */
+    for (int i = 0; i < c->n_levels; i++) {
+        int l = c->n_levels - 1 - i, ch = level_ch(c, l), prev = i ? level_ch(c, l + 1) : ch;
+        size_t px = (size_t)h * w << (2 * i);
+        size_t need = px * (size_t)(ch > prev ? ch : prev);
+        if (l > 0) need = need > 4 * px * ch ? need : 4 * px * ch;
+        if (need > work) work = need;
+    }
+    size_t mid = (size_t)h * w * 3 * level_ch(c, c->n_levels - 1);
+    if (mid > work) work = mid;
+    /* the encoder at level l: (h_l + 1) x (w_l + 1) padded pixels */
+    for (int l = 0; l < c->n_levels; l++) {
+        int sh = c->n_levels - 1 - l, cl = level_ch(c, l), cp = l ? level_ch(c, l - 1) : cl;
+        size_t px = (size_t)((h << sh) + 1) * (size_t)((w << sh) + 1);
+        size_t need = px * (size_t)(cl > cp ? cl : cp);
+        if (need > work) work = need;
+    }
+    for (int i = 0; i < 4; i++) SDC_TRY(v->be->ops->alloc(v->be, work, &v->buf[i]));
+    v->work = work;
+    v->st_h = h;
+    v->st_w = w;
+    return SDC_OK;
+}
+
+/* x (hw, c) += out(attention(qkv(gn(x)))), one head */
+static sdc_status attn_forward(sdc_vae *v, const sdc_vae_attn *a, float *x, int hw, float *A, float *Q) {
+    const sdc_backend_ops *op = v->be->ops;
+    const int c = a->c;
+    SDC_TRY(op->group_norm(v->be, A, x, a->norm_w, a->norm_b, 1, hw, c, v->cfg.norm_groups, VAE_EPS, false));
+    SDC_TRY(op->linear(v->be, Q, A, a->qkv_w, a->qkv_b, hw, c, 3 * c));
+    SDC_TRY(op->attention(v->be, A, Q, Q + c, Q + 2 * c, 1, 1, hw, hw, c, 3 * c, 3 * c, false));
+    SDC_TRY(op->linear(v->be, Q, A, a->out_w, a->out_b, hw, c, c));
+    return op->add(v->be, x, x, Q, (size_t)hw * c);
+}
+
+sdc_status sdc_vae_decode(sdc_vae *v, const float *z, int h, int w, float *image) {
+    const sdc_vae_config *c = &v->cfg;
+    sdc_backend *be = v->be;
+    const sdc_backend_ops *op = be->ops;
+    const int nl = c->n_levels, zc = c->z_channels, G = c->norm_groups, top = level_ch(c, nl - 1);
+    if (h < 1 || w < 1) return sdc_fail(SDC_ERR_ARG, "vae: bad latent size %dx%d", h, w);
+    SDC_TRY(ensure_state(v, h, w));
+    float *cur = v->buf[0], *spare = v->buf[1], *t2 = v->buf[2], *t3 = v->buf[3];
+    SDC_TRY(op->linear(be, t2, z, v->pq_w, v->pq_b, h * w, zc, zc));
+    SDC_TRY(op->conv2d(be, cur, t2, v->conv_in_w, v->conv_in_b, NULL, 1, h, w, zc, top, 3, 1, 1));
+    SDC_TRY(sdc_resnet_forward(be, &v->mid_res[0], spare, cur, NULL, 0, NULL, t2, t3, 1, h, w, G, VAE_EPS));
+    SWAP(cur, spare);
+    SDC_TRY(attn_forward(v, &v->mid_attn, cur, h * w, t2, t3));
+    SDC_TRY(sdc_resnet_forward(be, &v->mid_res[1], spare, cur, NULL, 0, NULL, t2, t3, 1, h, w, G, VAE_EPS));
+    SWAP(cur, spare);
+    int ch = top;
+    for (int i = 0; i < nl; i++) {
+        const sdc_vae_up *U = &v->up[i];
+        for (int j = 0; j < U->n_res; j++) {
+            SDC_TRY(sdc_resnet_forward(be, &U->res[j], spare, cur, NULL, 0, NULL, t2, t3, 1, h, w, G, VAE_EPS));
+            SWAP(cur, spare);
+            ch = U->res[j].cout;
+        }
+        if (U->up_w) {
+            SDC_TRY(op->upsample_nearest(be, t2, cur, 1, h, w, ch, 2 * h, 2 * w));
+            h *= 2;
+            w *= 2;
+            SDC_TRY(op->conv2d(be, cur, t2, U->up_w, U->up_b, NULL, 1, h, w, ch, ch, 3, 1, 1));
+        }
+    }
+    SDC_TRY(op->group_norm(be, t2, cur, v->norm_out_w, v->norm_out_b, 1, h * w, ch, G, VAE_EPS, true));
+    return op->conv2d(be, image, t2, v->conv_out_w, v->conv_out_b, NULL, 1, h, w, ch, 3, 3, 1, 1);
+}
+
+sdc_status sdc_vae_encode(sdc_vae *v, const float *image, int H, int W, float *mean) {
+    const sdc_vae_config *c = &v->cfg;
+    const sdc_vae_encoder *e = v->enc;
+    sdc_backend *be = v->be;
+    const sdc_backend_ops *op = be->ops;
+    const int nl = c->n_levels, zc = c->z_channels, G = c->norm_groups, f = sdc_vae_factor(c);
+    if (!e) return sdc_fail(SDC_ERR_UNSUPPORTED, "this model's VAE has no encoder");
+    if (H < f || W < f || H % f || W % f)
+        return sdc_fail(SDC_ERR_ARG, "vae encode: %dx%d is not a multiple of %d", W, H, f);
+    SDC_TRY(ensure_state(v, H / f, W / f));
+    float *cur = v->buf[0], *spare = v->buf[1], *t2 = v->buf[2], *t3 = v->buf[3];
+    int h = H, w = W, ch = level_ch(c, 0);
+    SDC_TRY(op->conv2d(be, cur, image, e->conv_in_w, e->conv_in_b, NULL, 1, h, w, 3, ch, 3, 1, 1));
+    for (int l = 0; l < nl; l++) {
+        const sdc_vae_down *D = &e->down[l];
+        for (int j = 0; j < D->n_res; j++) {
+            SDC_TRY(sdc_resnet_forward(be, &D->res[j], spare, cur, NULL, 0, NULL, t2, t3, 1, h, w, G, VAE_EPS));
+            SWAP(cur, spare);
+            ch = D->res[j].cout;
+        }
+        if (D->down_w) { /* diffusers pads right and bottom by one, then a stride-2 conv */
+            SDC_TRY(op->pad(be, t2, cur, 1, h, w, ch, 0, 1, 0, 1));
+            SDC_TRY(op->conv2d(be, cur, t2, D->down_w, D->down_b, NULL, 1, h + 1, w + 1, ch, ch, 3, 2, 0));
+            h /= 2;
+            w /= 2;
+        }
+    }
+    SDC_TRY(sdc_resnet_forward(be, &e->mid_res[0], spare, cur, NULL, 0, NULL, t2, t3, 1, h, w, G, VAE_EPS));
+    SWAP(cur, spare);
+    SDC_TRY(attn_forward(v, &e->mid_attn, cur, h * w, t2, t3));
+    SDC_TRY(sdc_resnet_forward(be, &e->mid_res[1], spare, cur, NULL, 0, NULL, t2, t3, 1, h, w, G, VAE_EPS));
+    SWAP(cur, spare);
+    SDC_TRY(op->group_norm(be, t2, cur, e->norm_out_w, e->norm_out_b, 1, h * w, ch, G, VAE_EPS, true));
+    SDC_TRY(op->conv2d(be, t3, t2, e->conv_out_w, e->conv_out_b, NULL, 1, h, w, ch, 2 * zc, 3, 1, 1));
+    /* moments = quant_conv(h); the mean is the first z channels */
+    return op->linear(be, mean, t3, e->quant_w, e->quant_b, h * w, 2 * zc, zc);
+}

@@ -1,0 +1,69 @@
+/* vae.h - the KL-VAE decoder (diffusers' AutoencoderKL.decode: post_quant_conv
+ * then Decoder) on the backend interface. NHWC; names as diffusers' keys. */
+#ifndef SDC_VAE_H
+#define SDC_VAE_H
+
+#include "nets/unet.h"
+
+typedef struct sdc_vae_attn {    /* mid-block attention: one head as wide as the channels */
+    int c;
+    float *norm_w, *norm_b;      /* (c) group norm, eps 1e-6 */
+    float *qkv_w, *qkv_b;        /* (3c, c), (3c): to_q, to_k, to_v stacked */
+    float *out_w, *out_b;        /* (c, c), (c): to_out.0 */
+} sdc_vae_attn;
+
+typedef struct sdc_vae_up {
+    int n_res;                   /* num_res_blocks + 1 */
+    sdc_resnet *res;
+    float *up_w, *up_b;          /* conv after 2x nearest upsampling; NULL at the last block */
+} sdc_vae_up;
+
+typedef struct sdc_vae_down {
+    int n_res;                   /* num_res_blocks */
+    sdc_resnet *res;
+    float *down_w, *down_b;      /* stride-2 conv after (0,1,0,1) padding; NULL at the last block */
+} sdc_vae_down;
+
+typedef struct sdc_vae_encoder {
+    float *conv_in_w, *conv_in_b;   /* (c0, 3, 3, 3) */
+    sdc_vae_down down[SDC_MAX_LEVELS];
+    sdc_resnet mid_res[2];
+    sdc_vae_attn mid_attn;
+    float *norm_out_w, *norm_out_b; /* (c_top) */
+    float *conv_out_w, *conv_out_b; /* (2z, 3, 3, c_top): mean and log-variance */
+    float *quant_w, *quant_b;       /* (2z, 2z): quant_conv */
+} sdc_vae_encoder;
+
+typedef struct sdc_vae {
+    sdc_vae_config cfg;
+    sdc_backend *be;             /* not owned */
+    sdc_weight_set weights;
+    float *pq_w, *pq_b;          /* (z, z), (z): post_quant_conv */
+    float *conv_in_w, *conv_in_b;   /* (c_top, 3, 3, z) */
+    sdc_resnet mid_res[2];
+    sdc_vae_attn mid_attn;
+    sdc_vae_up up[SDC_MAX_LEVELS];  /* up[i] = diffusers' decoder.up_blocks.i (deepest first) */
+    float *norm_out_w, *norm_out_b; /* (c0) */
+    float *conv_out_w, *conv_out_b; /* (3, 3, 3, c0), (3) */
+    sdc_vae_encoder *enc;        /* NULL when the file has no encoder */
+    int st_h, st_w;              /* latent size the buffers are sized for */
+    float *buf[4];
+    size_t work;
+} sdc_vae;
+
+sdc_status sdc_vae_load(const sdc_model_files *m, sdc_backend *be, sdc_vae **out);
+void sdc_vae_free(sdc_vae *v);
+
+/* Image size for a latent of h x w: the decoder upsamples n_levels - 1 times. */
+int sdc_vae_factor(const sdc_vae_config *c);
+
+/* image (1, h * f, w * f, 3) = decode(z (1, h, w, z_channels)), both in
+ * backend memory; z is the latent already divided by the scale factor. */
+sdc_status sdc_vae_decode(sdc_vae *v, const float *z, int h, int w, float *image);
+
+/* mean (1, H/f, W/f, z_channels) of the latent distribution of image
+ * (1, H, W, 3) in [-1, 1] (AutoencoderKL.encode(x).latent_dist.mean, before
+ * the scale factor); H and W multiples of the factor. */
+sdc_status sdc_vae_encode(sdc_vae *v, const float *image, int H, int W, float *mean);
+
+#endif
