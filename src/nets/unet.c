@@ -11,25 +11,6 @@
 
 /* ---- loading ---------------------------------------------------------- */
 
-sdc_status sdc_resnet_load(sdc_loader *L, sdc_resnet *r, const char *p, int cin, int cout,
-                           int temb_dim) {
-    char n[256];
-    r->cin = cin;
-    r->cout = cout;
-#define NAME(suffix) (snprintf(n, sizeof n, "%s.%s", p, suffix), n)
-    SDC_TRY(sdc_load_norm(L, &r->norm1_w, &r->norm1_b, cin, NAME("norm1")));
-    SDC_TRY(sdc_load_conv_bias(L, &r->conv1_w, &r->conv1_b, cout, cin, 3, NAME("conv1")));
-    if (temb_dim > 0) {
-        SDC_TRY(sdc_load_mat(L, &r->temb_w, cout, temb_dim, NAME("time_emb_proj.weight")));
-        SDC_TRY(sdc_load_vec(L, &r->temb_b, cout, NAME("time_emb_proj.bias")));
-    }
-    SDC_TRY(sdc_load_norm(L, &r->norm2_w, &r->norm2_b, cout, NAME("norm2")));
-    SDC_TRY(sdc_load_conv_bias(L, &r->conv2_w, &r->conv2_b, cout, cout, 3, NAME("conv2")));
-    if (cin != cout) SDC_TRY(sdc_load_conv_bias(L, &r->short_w, &r->short_b, cout, cin, 1, NAME("conv_shortcut")));
-#undef NAME
-    return SDC_OK;
-}
-
 static sdc_status transformer_load(sdc_loader *L, sdc_transformer *T, const char *p, int c,
                                    int heads, int depth, int ctx_dim) {
     char n[256], a[256], b[256], d[256];
@@ -200,31 +181,6 @@ void sdc_unet_free(sdc_unet *u) {
 
 /* ---- forward ---------------------------------------------------------- */
 
-sdc_status sdc_resnet_forward(sdc_backend *be, const sdc_resnet *r, float *y, const float *x,
-                              const float *temb, int temb_dim, float *temb_proj, float *tmp,
-                              float *tmp2, int batch, int h, int w, int groups, float eps) {
-    const sdc_backend_ops *op = be->ops;
-    const int hw = h * w;
-    SDC_TRY(op->group_norm(be, tmp, x, r->norm1_w, r->norm1_b, batch, hw, r->cin, groups, eps, true));
-    SDC_TRY(op->conv2d(be, tmp2, tmp, r->conv1_w, r->conv1_b, NULL, batch, h, w, r->cin, r->cout, 3, 1, 1));
-    if (temb && r->temb_w) {
-        SDC_TRY(op->linear(be, temb_proj, temb, r->temb_w, r->temb_b, batch, temb_dim, r->cout));
-        SDC_TRY(op->add_rows(be, tmp2, tmp2, temb_proj, batch, (size_t)hw, r->cout));
-    }
-    SDC_TRY(op->group_norm(be, tmp2, tmp2, r->norm2_w, r->norm2_b, batch, hw, r->cout, groups, eps, true));
-    const float *shortcut = x;
-    if (r->short_w) {
-        SDC_TRY(op->conv2d(be, tmp, x, r->short_w, r->short_b, NULL, batch, h, w, r->cin, r->cout, 1, 1, 0));
-        shortcut = tmp;
-    }
-    return op->conv2d(be, y, tmp2, r->conv2_w, r->conv2_b, shortcut, batch, h, w, r->cout, r->cout, 3, 1, 1);
-}
-
-static double resnet_flops(const sdc_resnet *r, double px) {
-    return 2.0 * px * 9.0 * r->cin * r->cout + 2.0 * px * 9.0 * r->cout * r->cout +
-           (r->short_w ? 2.0 * px * r->cin * r->cout : 0.0);
-}
-
 /* x (batch, h*w, c) updated in place: x = proj_out(blocks(proj_in(gn(x)))) + x.
  * Scratch: H (c), A (4c), Q (3c), F (8c) per pixel. */
 static sdc_status transformer_forward(sdc_unet *u, const sdc_transformer *T, float *x, int batch,
@@ -380,7 +336,7 @@ sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w
         for (int j = 0; j < D->n_res; j++) {
             SDC_TRY(sdc_resnet_forward(be, &D->res[j], spare, cur, u->temb, te, u->temb_proj, t2, t3, batch,
                                        hs[l], ws[l], G, 1e-5f));
-            u->flops += resnet_flops(&D->res[j], px);
+            u->flops += sdc_resnet_flops(&D->res[j], px);
             SWAP(cur, spare);
             if (D->attn)
                 SDC_TRY(transformer_forward(u, &D->attn[j], cur, batch, hs[l] * ws[l], context, tokens, spare, t2,
@@ -405,7 +361,7 @@ sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w
         SDC_TRY(sdc_resnet_forward(be, &u->mid_res[1], spare, cur, u->temb, te, u->temb_proj, t2, t3, batch, hs[L],
                                    ws[L], G, 1e-5f));
         SWAP(cur, spare);
-        u->flops += resnet_flops(&u->mid_res[0], px) + resnet_flops(&u->mid_res[1], px);
+        u->flops += sdc_resnet_flops(&u->mid_res[0], px) + sdc_resnet_flops(&u->mid_res[1], px);
     }
     int ch = c->channels[nl - 1];
     for (int l = nl - 1; l >= 0; l--) {
@@ -417,7 +373,7 @@ sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w
             SWAP(cur, spare);
             SDC_TRY(sdc_resnet_forward(be, &U->res[j], spare, cur, u->temb, te, u->temb_proj, t2, t3, batch, hs[l],
                                        ws[l], G, 1e-5f));
-            u->flops += resnet_flops(&U->res[j], px);
+            u->flops += sdc_resnet_flops(&U->res[j], px);
             SWAP(cur, spare);
             ch = U->res[j].cout;
             if (U->attn)

@@ -3,17 +3,7 @@
 #ifndef SDC_UNET_H
 #define SDC_UNET_H
 
-#include "model/weights.h"
-
-typedef struct sdc_resnet {
-    int cin, cout;
-    float *norm1_w, *norm1_b;   /* (cin) */
-    float *conv1_w, *conv1_b;   /* (cout, 3, 3, cin), (cout) */
-    float *temb_w, *temb_b;     /* (cout, time_embed_dim), (cout); NULL in the VAE */
-    float *norm2_w, *norm2_b;   /* (cout) */
-    float *conv2_w, *conv2_b;   /* (cout, 3, 3, cout), (cout) */
-    float *short_w, *short_b;   /* (cout, 1, 1, cin), (cout) when cin != cout, else NULL */
-} sdc_resnet;
+#include "nets/resnet.h"
 
 typedef struct sdc_tblock {      /* BasicTransformerBlock */
     float *norm1_w, *norm1_b;    /* (c) */
@@ -77,16 +67,5 @@ void sdc_unet_free(sdc_unet *u);
  * the same timestep t for the whole batch. */
 sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w, double t,
                             const float *context, int tokens, float *out);
-
-
-/* Shared with the VAE: the building blocks. */
-sdc_status sdc_resnet_load(sdc_loader *L, sdc_resnet *r, const char *prefix, int cin, int cout,
-                           int temb_dim);
-/* y = resnet(x): temb (batch, temb_dim) is silu(time embedding) or NULL;
- * temb_proj (batch, cout) scratch; tmp, tmp2 scratch of the activation's
- * size; y distinct from x, tmp, tmp2. */
-sdc_status sdc_resnet_forward(sdc_backend *be, const sdc_resnet *r, float *y, const float *x,
-                              const float *temb, int temb_dim, float *temb_proj, float *tmp,
-                              float *tmp2, int batch, int h, int w, int groups, float eps);
 
 #endif

@@ -3,7 +3,7 @@
 #ifndef SDC_VAE_H
 #define SDC_VAE_H
 
-#include "nets/unet.h"
+#include "nets/resnet.h"
 
 typedef struct sdc_vae_attn {    /* mid-block attention: one head as wide as the channels */
     int c;
