@@ -192,6 +192,12 @@ inline __nv_bfloat16 __float2bfloat16(float f) {
     return r;
 }
 inline float __bfloat162float(__nv_bfloat16 h) { return sdc_emu_bits_f32((uint32_t)h.x << 16); }
+// IEEE single-precision operations rounded to nearest, never fused: the
+// host build contracts nothing (ISO C++ mode), so these are the plain ops.
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
 inline unsigned short __half_as_ushort(__half h) { return h.x; }
 inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.x; }
 inline __half __ushort_as_half(unsigned short u) { return __half{u}; }

@@ -312,6 +312,20 @@ cudaError_t cudaFree(void *p) {
     return cudaSuccess;
 }
 
+cudaError_t cudaMallocHost(void **p, size_t n) {
+    if (!p) return ret(cudaErrorInvalidValue);
+    *p = NULL;
+    if (forbidden_in_capture("cudaMallocHost")) return ret(cudaErrorStreamCaptureUnsupported);
+    *p = malloc(n ? n : 1);
+    return *p ? cudaSuccess : ret(cudaErrorMemoryAllocation);
+}
+
+cudaError_t cudaFreeHost(void *p) {
+    if (forbidden_in_capture("cudaFreeHost")) return ret(cudaErrorStreamCaptureUnsupported);
+    free(p);
+    return cudaSuccess;
+}
+
 static cudaError_t memcpy_on(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s,
                              const char *what) {
     if (n == 0) return ready() == cudaSuccess ? cudaSuccess : ret(ready());
