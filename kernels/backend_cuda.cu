@@ -12,6 +12,12 @@
 #include "kernels.h"
 
 #define SCRATCH 3
+#define STAGES 4 // pinned staging buffers of upload_async, reused in turn
+
+static_assert((int)SDC_UPDATE_DDIM == SDC_CU_UPDATE_DDIM && (int)SDC_UPDATE_DDPM == SDC_CU_UPDATE_DDPM &&
+                  (int)SDC_UPDATE_EULER == SDC_CU_UPDATE_EULER && (int)SDC_UPDATE_DPM1 == SDC_CU_UPDATE_DPM1 &&
+                  (int)SDC_UPDATE_DPM2 == SDC_CU_UPDATE_DPM2,
+              "kernels.h and backend.h number the sampler updates alike");
 
 typedef struct cuda_impl {
     int device;
@@ -22,6 +28,11 @@ typedef struct cuda_impl {
     int *ids;                 // token ids for embed
     int ids_cap;
     size_t budget;            // floats an im2col block or a block of attention scores may take
+    float *stage[STAGES];     // pinned host memory of upload_async
+    size_t stage_cap[STAGES]; // floats
+    cudaEvent_t stage_done[STAGES];
+    bool stage_busy[STAGES];
+    int next_stage;
 } cuda_impl;
 
 #define CUDA_TRY(call)                                                                                      \
@@ -90,15 +101,57 @@ static void cu_free(sdc_backend *be, float *p) {
     cudaFree(p);
 }
 
+static void count_up(sdc_backend *be, size_t bytes) {
+    be->transfers.uploads++;
+    be->transfers.bytes_up += bytes;
+}
+
 static sdc_status cu_upload(sdc_backend *be, float *dst, const float *src, size_t n) {
+    count_up(be, n * sizeof(float));
     CUDA_TRY(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, impl(be)->stream));
     CUDA_TRY(cudaStreamSynchronize(impl(be)->stream));
     return SDC_OK;
 }
 
 static sdc_status cu_download(sdc_backend *be, float *dst, const float *src, size_t n) {
+    be->transfers.downloads++;
+    be->transfers.bytes_down += n * sizeof(float);
     CUDA_TRY(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, impl(be)->stream));
     CUDA_TRY(cudaStreamSynchronize(impl(be)->stream));
+    return SDC_OK;
+}
+
+// src is copied into the next pinned staging buffer (after the copy that
+// last used it has finished) and from there to the device on the stream;
+// the caller may reuse src at once and the host does not wait for the device.
+static sdc_status cu_upload_async(sdc_backend *be, float *dst, const float *src, size_t n) {
+    if (!n) return SDC_OK;
+    cuda_impl *im = impl(be);
+    const int k = im->next_stage;
+    im->next_stage = (k + 1) % STAGES;
+    if (im->stage_busy[k]) {
+        CUDA_TRY(cudaEventSynchronize(im->stage_done[k]));
+        im->stage_busy[k] = false;
+    }
+    if (im->stage_cap[k] < n) {
+        if (im->stage[k]) CUDA_TRY(cudaFreeHost(im->stage[k]));
+        im->stage[k] = NULL;
+        im->stage_cap[k] = 0;
+        void *p = NULL;
+        cudaError_t e = cudaMallocHost(&p, n * sizeof(float));
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            return sdc_fail(SDC_ERR_OOM, "out of pinned host memory for a %.1f MiB upload",
+                            n * sizeof(float) / 1048576.0);
+        }
+        im->stage[k] = (float *)p;
+        im->stage_cap[k] = n;
+    }
+    memcpy(im->stage[k], src, n * sizeof(float));
+    count_up(be, n * sizeof(float));
+    CUDA_TRY(cudaMemcpyAsync(dst, im->stage[k], n * sizeof(float), cudaMemcpyHostToDevice, im->stream));
+    CUDA_TRY(cudaEventRecord(im->stage_done[k], im->stream));
+    im->stage_busy[k] = true;
     return SDC_OK;
 }
 
@@ -186,6 +239,7 @@ static sdc_status cu_embed(sdc_backend *be, float *y, const float *table, const 
         im->ids = (int *)p;
         im->ids_cap = n_ids;
     }
+    count_up(be, (size_t)n_ids * sizeof(int));
     CUDA_TRY(cudaMemcpyAsync(im->ids, ids, (size_t)n_ids * sizeof(int), cudaMemcpyHostToDevice, im->stream));
     KERNEL_TRY(sdc_embed_cuda(y, table, pos, im->ids, n_ids, dim, im->stream));
     return SDC_OK;
@@ -256,12 +310,50 @@ static sdc_status cu_add_rows(sdc_backend *be, float *y, const float *x, const f
     return SDC_OK;
 }
 
+static sdc_status cu_timestep_embedding(sdc_backend *be, float *y, int rows, int dim, double t) {
+    if (rows < 1 || dim < 1) return sdc_fail(SDC_ERR_ARG, "timestep_embedding: bad shape %d x %d", rows, dim);
+    KERNEL_TRY(sdc_timestep_embedding_cuda(y, rows, dim, (float)t, impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_scale(sdc_backend *be, float *y, const float *x, float a, bool div, size_t n) {
+    KERNEL_TRY(sdc_scale_cuda(y, x, a, div ? 1 : 0, n, impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_axpy(sdc_backend *be, float *y, float a, const float *x, size_t n) {
+    KERNEL_TRY(sdc_axpy_cuda(y, a, x, n, impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_guidance(sdc_backend *be, float *y, const float *u, const float *c, float g, size_t n) {
+    KERNEL_TRY(sdc_guidance_cuda(y, u, c, g, n, impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_latent_update(sdc_backend *be, const sdc_latent_update *u, float *x, const float *mo,
+                                   float *x0_out, const float *x0_prev, size_t n) {
+    if ((u->kind == SDC_UPDATE_DPM1 || u->kind == SDC_UPDATE_DPM2) && !x0_out)
+        return sdc_fail(SDC_ERR_ARG, "latent_update: DPM++ needs a buffer for the data prediction");
+    if (u->kind == SDC_UPDATE_DPM2 && !x0_prev)
+        return sdc_fail(SDC_ERR_ARG, "latent_update: second-order DPM++ needs the previous data prediction");
+    KERNEL_TRY(sdc_latent_update_cuda((int)u->kind, u->v ? 1 : 0, u->c, x, mo, x0_out, x0_prev, n,
+                                      impl(be)->stream));
+    return SDC_OK;
+}
+
 static void cu_destroy(sdc_backend *be) {
     cuda_impl *im = impl(be);
+    if (im->stream) cudaStreamSynchronize(im->stream);
+    for (int i = 0; i < STAGES; i++) {
+        if (im->stage[i]) cudaFreeHost(im->stage[i]);
+        if (im->stage_done[i]) cudaEventDestroy(im->stage_done[i]);
+    }
     for (int i = 0; i < SCRATCH; i++)
         if (im->scratch[i]) cudaFree(im->scratch[i]);
     if (im->ids) cudaFree(im->ids);
     if (im->blas) cublasDestroy(im->blas);
+    if (im->stream) cudaStreamDestroy(im->stream);
     free(im);
     free(be);
 }
@@ -289,6 +381,12 @@ static sdc_backend_ops make_ops(void) {
     o.concat_channels = cu_concat;
     o.geglu = cu_geglu;
     o.add_rows = cu_add_rows;
+    o.timestep_embedding = cu_timestep_embedding;
+    o.scale = cu_scale;
+    o.axpy = cu_axpy;
+    o.guidance = cu_guidance;
+    o.latent_update = cu_latent_update;
+    o.upload_async = cu_upload_async;
     return o;
 }
 
@@ -310,10 +408,19 @@ extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
         return sdc_fail(SDC_ERR_OOM, "out of memory");
     }
     im->device = device;
-    im->stream = 0;
-    if (cublasCreate(&im->blas) != CUBLAS_STATUS_SUCCESS) {
-        free(be);
-        free(im);
+    // sdc's own stream: work on it is ordered, nothing waits on the legacy
+    // default stream, and it can be captured into a graph
+    bool ok = cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking) == cudaSuccess;
+    for (int i = 0; ok && i < STAGES; i++) ok = cudaEventCreate(&im->stage_done[i]) == cudaSuccess;
+    if (!ok) {
+        cudaGetLastError();
+        be->impl = im;
+        cu_destroy(be);
+        return sdc_fail(SDC_ERR_BACKEND, "could not create a stream and events on CUDA device %d", device);
+    }
+    if (cublasCreate(&im->blas) != CUBLAS_STATUS_SUCCESS || cublasSetStream(im->blas, im->stream) != CUBLAS_STATUS_SUCCESS) {
+        be->impl = im;
+        cu_destroy(be);
         return sdc_fail(SDC_ERR_BACKEND, "cublasCreate failed on device %d", device);
     }
     // fp32 products stay fp32 (no TF32): the CPU backend is the oracle

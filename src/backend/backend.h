@@ -23,6 +23,41 @@ typedef enum sdc_act {
 
 typedef struct sdc_backend sdc_backend;
 
+/* One sampler update, elementwise over latents x given the model output mo
+ * (after guidance). The scalars are computed on the host by the sampler
+ * (src/sampling/scheduler.c); every backend evaluates these expressions in
+ * this order, each operation rounded to float (no fused multiply-add), so
+ * all backends agree bit for bit:
+ *   DDIM   c = {sa, sb, sap, dir}:  x0 = v ? sa x - sb mo : (x - sb mo) / sa
+ *                                  eps = v ? sa mo + sb x : mo
+ *                                  x = sap x0 + dir eps
+ *   DDPM   c = {sa, sb, cx0, cx}:  x0 as DDIM; x = cx0 x0 + cx x
+ *   EULER  c = {sigma, c_out, d2, dt}: x0 = v ? mo c_out + x / d2 : x - sigma mo
+ *                                  x = x + ((x - x0) / sigma) dt
+ *   DPM1   c = {a, s, cx, cd0}:    m = v ? a x - s mo : (x - s mo) / a
+ *                                  x0_out = m; x = cx x - cd0 m
+ *   DPM2   c = {a, s, cx, cd0, inv_r, cd1}: m as DPM1, x0_out = m,
+ *                                  x = (cx x - cd0 m) - cd1 (inv_r (m - x0_prev))
+ * Noise, where the sampler adds it, is a separate axpy after the update. */
+typedef enum sdc_update_kind {
+    SDC_UPDATE_DDIM = 0,
+    SDC_UPDATE_DDPM,
+    SDC_UPDATE_EULER,
+    SDC_UPDATE_DPM1,
+    SDC_UPDATE_DPM2,
+} sdc_update_kind;
+
+typedef struct sdc_latent_update {
+    sdc_update_kind kind;
+    bool v;           /* v-prediction */
+    float c[6];
+} sdc_latent_update;
+
+/* The reference loop of the update above (the CPU backend's op, and the
+ * host sampler's step). x0_out / x0_prev: DPM kinds only, else unused. */
+void sdc_latent_update_apply(const sdc_latent_update *u, float *x, const float *mo, float *x0_out,
+                             const float *x0_prev, size_t n);
+
 typedef struct sdc_backend_ops {
     const char *name;
     void (*destroy)(sdc_backend *be);
@@ -93,11 +128,39 @@ typedef struct sdc_backend_ops {
      * `rows` positions (the time embedding added in a ResNet block). */
     sdc_status (*add_rows)(sdc_backend *be, float *y, const float *x, const float *v,
                            int n, size_t rows, int c);
+    /* diffusers' get_timestep_embedding(t, dim, flip_sin_to_cos=True,
+     * shift 0) in float32 for every row: y[b, i] = cos(t f_i),
+     * y[b, half + i] = sin(t f_i), f_i = exp(-ln(10000) i / half), b < rows
+     * (a trailing odd column is 0). t is an argument: nothing is copied. */
+    sdc_status (*timestep_embedding)(sdc_backend *be, float *y, int rows, int dim, double t);
+
+    /* --- the denoising loop (latents stay in backend memory) ----------- */
+    /* y[i] = x[i] * a, or x[i] / a when div; y may alias x. */
+    sdc_status (*scale)(sdc_backend *be, float *y, const float *x, float a, bool div, size_t n);
+    /* y[i] = y[i] + a * x[i] (the noise of ancestral samplers) */
+    sdc_status (*axpy)(sdc_backend *be, float *y, float a, const float *x, size_t n);
+    /* classifier-free guidance: y[i] = u[i] + g * (c[i] - u[i]); y may
+     * alias u. */
+    sdc_status (*guidance)(sdc_backend *be, float *y, const float *u, const float *c, float g, size_t n);
+    /* x updated in place by one sampler step (sdc_latent_update). */
+    sdc_status (*latent_update)(sdc_backend *be, const sdc_latent_update *u, float *x, const float *mo,
+                                float *x0_out, const float *x0_prev, size_t n);
+    /* An upload that does not wait for the copy: src may be reused as soon
+     * as it returns (the backend stages it in its own pinned memory). */
+    sdc_status (*upload_async)(sdc_backend *be, float *dst, const float *src, size_t n);
 } sdc_backend_ops;
+
+/* Host <-> backend copies so far (upload, upload_async, download and the
+ * backend's own, e.g. token ids): what tests and the profiler read. */
+typedef struct sdc_transfers {
+    size_t uploads, downloads;
+    size_t bytes_up, bytes_down;
+} sdc_transfers;
 
 struct sdc_backend {
     const sdc_backend_ops *ops;
     int n_threads;  /* CPU threads for this backend's own loops */
+    sdc_transfers transfers;
     void *impl;
 };
 

@@ -45,6 +45,18 @@ static sdc_status cpu_copy(sdc_backend *be, float *dst, const float *src, size_t
     return SDC_OK;
 }
 
+static sdc_status cpu_upload(sdc_backend *be, float *dst, const float *src, size_t n) {
+    be->transfers.uploads++;
+    be->transfers.bytes_up += n * sizeof(float);
+    return cpu_copy(be, dst, src, n);
+}
+
+static sdc_status cpu_download(sdc_backend *be, float *dst, const float *src, size_t n) {
+    be->transfers.downloads++;
+    be->transfers.bytes_down += n * sizeof(float);
+    return cpu_copy(be, dst, src, n);
+}
+
 static sdc_status cpu_linear(sdc_backend *be, float *y, const float *x,
                              const float *w, const float *bias, int m, int k, int n) {
     (void)be;
@@ -138,8 +150,8 @@ static const sdc_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
     .free = cpu_free,
-    .upload = cpu_copy,
-    .download = cpu_copy,
+    .upload = cpu_upload,
+    .download = cpu_download,
     .copy = cpu_copy,
     .linear = cpu_linear,
     .layer_norm = cpu_layer_norm,
@@ -154,6 +166,12 @@ static const sdc_backend_ops cpu_ops = {
     .concat_channels = sdc_cpu_concat_channels,
     .geglu = sdc_cpu_geglu,
     .add_rows = sdc_cpu_add_rows,
+    .timestep_embedding = sdc_cpu_timestep_embedding,
+    .scale = sdc_cpu_scale,
+    .axpy = sdc_cpu_axpy,
+    .guidance = sdc_cpu_guidance,
+    .latent_update = sdc_cpu_latent_update,
+    .upload_async = cpu_upload,
 };
 
 /* Scratch buffers reused across op calls (im2col blocks, padded inputs,

@@ -49,5 +49,11 @@ sdc_status sdc_cpu_concat_channels(sdc_backend *be, float *y, const float *a, co
 sdc_status sdc_cpu_geglu(sdc_backend *be, float *y, const float *x, int m, int f);
 sdc_status sdc_cpu_add_rows(sdc_backend *be, float *y, const float *x, const float *v, int n,
                             size_t rows, int c);
+sdc_status sdc_cpu_timestep_embedding(sdc_backend *be, float *y, int rows, int dim, double t);
+sdc_status sdc_cpu_scale(sdc_backend *be, float *y, const float *x, float a, bool div, size_t n);
+sdc_status sdc_cpu_axpy(sdc_backend *be, float *y, float a, const float *x, size_t n);
+sdc_status sdc_cpu_guidance(sdc_backend *be, float *y, const float *u, const float *c, float g, size_t n);
+sdc_status sdc_cpu_latent_update(sdc_backend *be, const sdc_latent_update *u, float *x, const float *mo,
+                                 float *x0_out, const float *x0_prev, size_t n);
 
 #endif

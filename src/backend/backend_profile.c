@@ -58,6 +58,19 @@ SHIM(add_rows, SDC_OP_ELEMENTWISE,
      (sdc_backend *be, float *y, const float *x, const float *v, int n, size_t rows, int c),
      (be, y, x, v, n, rows, c))
 
+SHIM(timestep_embedding, SDC_OP_ELEMENTWISE, (sdc_backend *be, float *y, int rows, int dim, double t),
+     (be, y, rows, dim, t))
+SHIM(scale, SDC_OP_ELEMENTWISE, (sdc_backend *be, float *y, const float *x, float a, bool div, size_t n),
+     (be, y, x, a, div, n))
+SHIM(axpy, SDC_OP_ELEMENTWISE, (sdc_backend *be, float *y, float a, const float *x, size_t n), (be, y, a, x, n))
+SHIM(guidance, SDC_OP_ELEMENTWISE,
+     (sdc_backend *be, float *y, const float *u, const float *c, float g, size_t n), (be, y, u, c, g, n))
+SHIM(latent_update, SDC_OP_ELEMENTWISE,
+     (sdc_backend *be, const sdc_latent_update *u, float *x, const float *mo, float *x0o, const float *x0p,
+      size_t n),
+     (be, u, x, mo, x0o, x0p, n))
+SHIM(upload_async, SDC_OP_MEMORY, (sdc_backend *be, float *d, const float *s, size_t n), (be, d, s, n))
+
 void sdc_backend_profile_enable(sdc_backend *be) {
     if (be->ops == &g_wrapped) return;
     g_orig = be->ops;
@@ -78,6 +91,12 @@ void sdc_backend_profile_enable(sdc_backend *be) {
     g_wrapped.concat_channels = shim_concat_channels;
     g_wrapped.geglu = shim_geglu;
     g_wrapped.add_rows = shim_add_rows;
+    g_wrapped.timestep_embedding = shim_timestep_embedding;
+    g_wrapped.scale = shim_scale;
+    g_wrapped.axpy = shim_axpy;
+    g_wrapped.guidance = shim_guidance;
+    g_wrapped.latent_update = shim_latent_update;
+    g_wrapped.upload_async = shim_upload_async;
     be->ops = &g_wrapped;
 }
 

@@ -497,19 +497,23 @@ void sdc_sampler_scale_input(const sdc_sampler *s, int i, const float *in, float
     }
 }
 
-/* ---- steps -------------------------------------------------------------- */
-
-static sdc_status draw_noise(sdc_sampler *s, sdc_rng *rng, size_t n) {
-    if (!rng)
-        return sdc_fail(SDC_ERR_ARG, "sampler %s: this step adds noise and needs a generator",
-                        NAMES[s->kind]);
-    sdc_rng_randn(rng, s->noise, n);
-    return SDC_OK;
+bool sdc_sampler_input_divisor(const sdc_sampler *s, int i, float *d) {
+    if ((s->kind == SDC_SAMPLER_EULER || s->kind == SDC_SAMPLER_EULER_A) && i >= 0 && i < s->steps) {
+        *d = sqrt_sigma2p1(s, s->sigmas[i]);
+        return true;
+    }
+    *d = 1.0f;
+    return false;
 }
 
+/* ---- steps -------------------------------------------------------------- */
+/* Each plan_* computes the step's scalars exactly as diffusers' step does
+ * (float32, its order of operations); the elementwise part is
+ * sdc_latent_update_apply (src/backend/backend_cpu_latent.c) or a
+ * backend's latent_update op. */
+
 /* DDIMScheduler.step; prev_timestep = t - T // steps whatever the spacing. */
-static sdc_status step_ddim(sdc_sampler *s, int i, const float *mo, float *x, size_t n,
-                            sdc_rng *rng) {
+static void plan_ddim(const sdc_sampler *s, int i, sdc_step_plan *p) {
     const int t = s->t_int[i], tp = t - s->T / s->steps;
     const float a_t = s->alphas_cumprod[t];
     const float a_prev = tp >= 0 ? s->alphas_cumprod[tp] : s->final_alpha_cumprod;
@@ -521,28 +525,13 @@ static sdc_status step_ddim(sdc_sampler *s, int i, const float *mo, float *x, si
     const float std_dev = s->cfg.eta * sqrtf(variance);
     const float dir_c = sqrtf((1.0f - a_prev) - std_dev * std_dev);
     const float sap = sqrtf(a_prev);
-    const bool v = s->cfg.prediction == SDC_PREDICT_V;
-    for (size_t j = 0; j < n; j++) {
-        float x0, eps;
-        if (v) {
-            x0 = sa * x[j] - sb * mo[j];
-            eps = sa * mo[j] + sb * x[j];
-        } else {
-            x0 = (x[j] - sb * mo[j]) / sa;
-            eps = mo[j];
-        }
-        x[j] = sap * x0 + dir_c * eps;
-    }
-    if (s->cfg.eta > 0.0f) {
-        SDC_TRY(draw_noise(s, rng, n));
-        for (size_t j = 0; j < n; j++) x[j] = x[j] + std_dev * s->noise[j];
-    }
-    return SDC_OK;
+    p->update = (sdc_latent_update){SDC_UPDATE_DDIM, s->cfg.prediction == SDC_PREDICT_V, {sa, sb, sap, dir_c}};
+    p->noise = s->cfg.eta > 0.0f;
+    p->noise_scale = std_dev;
 }
 
 /* DDPMScheduler.step, fixed_small variance, noise when t > 0. */
-static sdc_status step_ddpm(sdc_sampler *s, int i, const float *mo, float *x, size_t n,
-                            sdc_rng *rng) {
+static void plan_ddpm(const sdc_sampler *s, int i, sdc_step_plan *p) {
     const int t = s->t_int[i], tp = t - s->T / s->steps;
     const float a_t = s->alphas_cumprod[t];
     const float a_prev = tp >= 0 ? s->alphas_cumprod[tp] : 1.0f;
@@ -551,63 +540,37 @@ static sdc_status step_ddpm(sdc_sampler *s, int i, const float *mo, float *x, si
     const float sa = sqrtf(a_t), sb = sqrtf(beta_t);
     const float c_x0 = (sqrtf(a_prev) * cur_beta) / beta_t;
     const float c_x = (sqrtf(cur_alpha) * beta_prev) / beta_t;
-    const bool v = s->cfg.prediction == SDC_PREDICT_V;
-    for (size_t j = 0; j < n; j++) {
-        float x0 = v ? sa * x[j] - sb * mo[j] : (x[j] - sb * mo[j]) / sa;
-        x[j] = c_x0 * x0 + c_x * x[j];
-    }
-    if (t > 0) {
-        SDC_TRY(draw_noise(s, rng, n));
+    p->update = (sdc_latent_update){SDC_UPDATE_DDPM, s->cfg.prediction == SDC_PREDICT_V, {sa, sb, c_x0, c_x}};
+    p->noise = t > 0;
+    if (p->noise) {
         /* _get_variance recomputes from the alphas */
         const float beta_now = 1.0f - a_t / a_prev;
         float var = ((1.0f - a_prev) / (1.0f - a_t)) * beta_now;
         if (var < 1e-20f) var = 1e-20f;
-        const float sd = sqrtf(var);
-        for (size_t j = 0; j < n; j++) x[j] = x[j] + sd * s->noise[j];
+        p->noise_scale = sqrtf(var);
     }
-    return SDC_OK;
 }
 
-/* x0 from the model output in the Euler family (sigma_hat == sigma: no
- * churn). v: model_output * (-sigma / (sigma^2 + 1)^0.5) + sample / (sigma^2 + 1). */
-static inline float euler_x0(bool v, float sigma, float c_out, float c_skip_div, float xj,
-                             float mj) {
-    return v ? mj * c_out + xj / c_skip_div : xj - sigma * mj;
-}
-
-static sdc_status step_euler(sdc_sampler *s, int i, const float *mo, float *x, size_t n) {
+/* Euler (sigma_hat == sigma: no churn) and Euler a: x0 from the model
+ * output, v: model_output * (-sigma / (sigma^2 + 1)^0.5) + sample /
+ * (sigma^2 + 1); then x + (x - x0) / sigma * dt. */
+static void plan_euler(const sdc_sampler *s, int i, sdc_step_plan *p) {
     const float sigma = s->sigmas[i];
-    const float sigma_hat = sigma * 1.0f; /* gamma = 0 */
-    const float dt = s->sigmas[i + 1] - sigma_hat;
     const float d2 = sigma * sigma + 1.0f;
     const float c_out = -sigma / sqrt_sigma2p1(s, sigma);
-    const bool v = s->cfg.prediction == SDC_PREDICT_V;
-    for (size_t j = 0; j < n; j++) {
-        float x0 = euler_x0(v, sigma_hat, c_out, d2, x[j], mo[j]);
-        float deriv = (x[j] - x0) / sigma_hat;
-        x[j] = x[j] + deriv * dt;
+    float dt;
+    if (s->kind == SDC_SAMPLER_EULER) {
+        const float sigma_hat = sigma * 1.0f; /* gamma = 0 */
+        dt = s->sigmas[i + 1] - sigma_hat;
+    } else {
+        const float sf = sigma, st = s->sigmas[i + 1];
+        const float sigma_up = sqrtf((st * st * (sf * sf - st * st)) / (sf * sf));
+        const float sigma_down = sqrtf(st * st - sigma_up * sigma_up);
+        dt = sigma_down - sigma;
+        p->noise = true;
+        p->noise_scale = sigma_up;
     }
-    return SDC_OK;
-}
-
-static sdc_status step_euler_a(sdc_sampler *s, int i, const float *mo, float *x, size_t n,
-                               sdc_rng *rng) {
-    const float sigma = s->sigmas[i];
-    const float sf = sigma, st = s->sigmas[i + 1];
-    const float sigma_up = sqrtf((st * st * (sf * sf - st * st)) / (sf * sf));
-    const float sigma_down = sqrtf(st * st - sigma_up * sigma_up);
-    const float dt = sigma_down - sigma;
-    const float d2 = sigma * sigma + 1.0f;
-    const float c_out = -sigma / sqrt_sigma2p1(s, sigma);
-    const bool v = s->cfg.prediction == SDC_PREDICT_V;
-    for (size_t j = 0; j < n; j++) {
-        float x0 = euler_x0(v, sigma, c_out, d2, x[j], mo[j]);
-        float deriv = (x[j] - x0) / sigma;
-        x[j] = x[j] + deriv * dt;
-    }
-    SDC_TRY(draw_noise(s, rng, n));
-    for (size_t j = 0; j < n; j++) x[j] = x[j] + s->noise[j] * sigma_up;
-    return SDC_OK;
+    p->update = (sdc_latent_update){SDC_UPDATE_EULER, s->cfg.prediction == SDC_PREDICT_V, {sigma, c_out, d2, dt}};
 }
 
 /* _sigma_to_alpha_sigma_t and lambda = log(alpha) - log(sigma). */
@@ -620,21 +583,17 @@ static void vp(const sdc_sampler *s, float sigma, float *alpha, float *sig, floa
 
 /* DPMSolverMultistepScheduler.step, dpmsolver++ order 2 midpoint: first
  * order at the first step and (final_sigmas_type "zero") at the last. */
-static sdc_status step_dpmpp(sdc_sampler *s, int i, const float *mo, float *x, size_t n) {
+static void plan_dpmpp(sdc_sampler *s, int i, sdc_step_plan *p) {
     float a0, sg0, l0, at, sgt, lt;
     vp(s, s->sigmas[i], &a0, &sg0, &l0);
     vp(s, s->sigmas[i + 1], &at, &sgt, &lt);
     const bool v = s->cfg.prediction == SDC_PREDICT_V;
-    /* convert_model_output: the data prediction */
-    float *m0 = s->x0_cur;
-    for (size_t j = 0; j < n; j++)
-        m0[j] = v ? a0 * x[j] - sg0 * mo[j] : (x[j] - sg0 * mo[j]) / a0;
     const bool first_order = s->lower_order_nums < 1 || i == s->steps - 1;
     const float h = lt - l0;
     const float c_x = sgt / sg0;
     const float c_d0 = at * (t_expf(-h) - 1.0f);
     if (first_order) {
-        for (size_t j = 0; j < n; j++) x[j] = c_x * x[j] - c_d0 * m0[j];
+        p->update = (sdc_latent_update){SDC_UPDATE_DPM1, v, {a0, sg0, c_x, c_d0}};
     } else {
         float a1, sg1, l1;
         vp(s, s->sigmas[i - 1], &a1, &sg1, &l1);
@@ -642,19 +601,14 @@ static sdc_status step_dpmpp(sdc_sampler *s, int i, const float *mo, float *x, s
         const float r0 = h0 / h;
         const float inv_r0 = 1.0f / r0;
         const float c_d1 = 0.5f * c_d0;
-        const float *m1 = s->x0_prev;
-        for (size_t j = 0; j < n; j++) {
-            float d1 = inv_r0 * (m0[j] - m1[j]);
-            x[j] = (c_x * x[j] - c_d0 * m0[j]) - c_d1 * d1;
-        }
+        p->update = (sdc_latent_update){SDC_UPDATE_DPM2, v, {a0, sg0, c_x, c_d0, inv_r0, c_d1}};
     }
     if (s->lower_order_nums < 2) s->lower_order_nums++;
-    s->x0_cur = s->x0_prev, s->x0_prev = m0;
-    return SDC_OK;
+    p->keeps_x0 = true;
 }
 
-sdc_status sdc_sampler_step(sdc_sampler *s, int i, const float *model_out, float *x, size_t n,
-                            sdc_rng *rng) {
+sdc_status sdc_sampler_plan(sdc_sampler *s, int i, sdc_step_plan *p) {
+    memset(p, 0, sizeof *p);
     if (i < 0 || i >= s->steps)
         return sdc_fail(SDC_ERR_ARG, "sampler %s: step %d out of range (0..%d)", NAMES[s->kind], i,
                         s->steps - 1);
@@ -663,6 +617,26 @@ sdc_status sdc_sampler_step(sdc_sampler *s, int i, const float *model_out, float
         s->lower_order_nums = 0;
     }
     if (i != s->next_step)
+        return sdc_fail(SDC_ERR_ARG, "sampler %s: step %d taken out of order (expected %d)",
+                        NAMES[s->kind], i, s->next_step);
+    switch (s->kind) {
+    case SDC_SAMPLER_DDIM: plan_ddim(s, i, p); break;
+    case SDC_SAMPLER_DDPM: plan_ddpm(s, i, p); break;
+    case SDC_SAMPLER_EULER:
+    case SDC_SAMPLER_EULER_A: plan_euler(s, i, p); break;
+    case SDC_SAMPLER_DPMPP_2M: plan_dpmpp(s, i, p); break;
+    default: return sdc_fail(SDC_ERR_ARG, "sampler: bad kind");
+    }
+    s->next_step = i + 1;
+    return SDC_OK;
+}
+
+sdc_status sdc_sampler_step(sdc_sampler *s, int i, const float *model_out, float *x, size_t n,
+                            sdc_rng *rng) {
+    if (i < 0 || i >= s->steps)
+        return sdc_fail(SDC_ERR_ARG, "sampler %s: step %d out of range (0..%d)", NAMES[s->kind], i,
+                        s->steps - 1);
+    if (i != 0 && i != s->next_step)
         return sdc_fail(SDC_ERR_ARG, "sampler %s: step %d taken out of order (expected %d)",
                         NAMES[s->kind], i, s->next_step);
     if (n == 0) return sdc_fail(SDC_ERR_ARG, "sampler %s: empty latent", NAMES[s->kind]);
@@ -682,15 +656,19 @@ sdc_status sdc_sampler_step(sdc_sampler *s, int i, const float *model_out, float
     if (n != s->buf_n)
         return sdc_fail(SDC_ERR_ARG, "sampler %s: latent size changed within a run (%zu, was %zu)",
                         NAMES[s->kind], n, s->buf_n);
-    sdc_status st = SDC_OK;
-    switch (s->kind) {
-    case SDC_SAMPLER_DDIM: st = step_ddim(s, i, model_out, x, n, rng); break;
-    case SDC_SAMPLER_DDPM: st = step_ddpm(s, i, model_out, x, n, rng); break;
-    case SDC_SAMPLER_EULER: st = step_euler(s, i, model_out, x, n); break;
-    case SDC_SAMPLER_EULER_A: st = step_euler_a(s, i, model_out, x, n, rng); break;
-    case SDC_SAMPLER_DPMPP_2M: st = step_dpmpp(s, i, model_out, x, n); break;
-    default: st = sdc_fail(SDC_ERR_ARG, "sampler: bad kind"); break;
+    sdc_step_plan p;
+    SDC_TRY(sdc_sampler_plan(s, i, &p));
+    if (p.noise && !rng)
+        return sdc_fail(SDC_ERR_ARG, "sampler %s: this step adds noise and needs a generator",
+                        NAMES[s->kind]);
+    sdc_latent_update_apply(&p.update, x, model_out, s->x0_cur, s->x0_prev, n);
+    if (p.noise) {
+        sdc_rng_randn(rng, s->noise, n);
+        for (size_t j = 0; j < n; j++) x[j] = x[j] + p.noise_scale * s->noise[j];
     }
-    if (st == SDC_OK) s->next_step = i + 1;
-    return st;
+    if (p.keeps_x0) {
+        float *t = s->x0_cur;
+        s->x0_cur = s->x0_prev, s->x0_prev = t;
+    }
+    return SDC_OK;
 }

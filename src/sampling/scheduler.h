@@ -9,6 +9,7 @@
 #define SDC_SCHEDULER_H
 
 #include "common.h"
+#include "backend/backend.h"
 #include "sampling/rng.h"
 
 typedef enum sdc_sampler_kind {
@@ -94,6 +95,29 @@ const float *sdc_sampler_alphas_cumprod(const sdc_sampler *s, int *n);
 /* Input scaling before the U-Net at step i (Euler family: x / sqrt(sigma^2
  * + 1); identity for DDIM/DDPM). in and out may alias. n = latent size. */
 void sdc_sampler_scale_input(const sdc_sampler *s, int i, const float *in, float *out, size_t n);
+
+/* Euler family: the U-Net input at step i is x / d (true, and *d); others
+ * take x as it is (false, *d = 1). The same division as
+ * sdc_sampler_scale_input, for a backend's scale op. */
+bool sdc_sampler_input_divisor(const sdc_sampler *s, int i, float *d);
+
+/* A step as data: the elementwise update (backend.h) and, when the
+ * sampler adds noise at this step, its scale: x += noise_scale * noise,
+ * noise = n normals drawn from the job's generator right after the update
+ * (NCHW order). keeps_x0 (DPM++): the update writes this step's data
+ * prediction (x0_out) and reads the previous one (x0_prev); the caller
+ * swaps the two buffers after each step. */
+typedef struct sdc_step_plan {
+    sdc_latent_update update;
+    bool noise;
+    float noise_scale;
+    bool keeps_x0;
+} sdc_step_plan;
+
+/* Plan step i (in order 0, 1, ...; step 0 starts a new run): what
+ * sdc_sampler_step computes, for a backend to apply where the latents
+ * live. The scalars are the host step's, bit for bit. */
+sdc_status sdc_sampler_plan(sdc_sampler *s, int i, sdc_step_plan *p);
 
 /* One step: x (n floats, NCHW) is replaced by the previous sample given the
  * model output at step i (after classifier-free guidance). Samplers that add
