@@ -115,16 +115,22 @@ typedef struct job {
     sdc_sampler *sampler;
     float *pos, *neg;   /* host conditioning, (chunks * 77, width) each */
     int chunks;         /* after matching negative and positive */
-    float *x;           /* (C, h, w) latents NCHW, host */
+    float *x;           /* (C, h, w) NCHW, host: the first noise, then the final latents */
 } job;
 
-/* Buffers shared by a group of jobs run through the U-Net together. */
+/* A group of jobs run through the U-Net together. Everything the loop
+ * touches lives in backend memory: the host sends the context and the first
+ * noise (and an ancestral sampler's noise each step) and gets the images
+ * back. Latents are NHWC there, as the U-Net takes them. */
 typedef struct group_bufs {
-    float *ctx;       /* (B, tokens, width) backend: negatives then positives */
-    float *in_host;   /* (B, C, h, w) U-Net input NCHW */
-    float *tmp_host;  /* (B * n) NHWC staging */
-    float *eps_host;  /* (B, C, h, w) U-Net output NCHW */
-    float *x_dev, *eps_dev;
+    float *ctx;       /* (B, tokens, width): negatives then positives */
+    float *x;         /* (m, h, w, C) latents */
+    float *in;        /* (B, h, w, C) U-Net input: the scaled latents, twice with guidance */
+    float *eps;       /* (B, h, w, C) U-Net output, then guided */
+    float *noise;     /* (m, h, w, C) an ancestral step's noise; NULL if the sampler adds none */
+    float *x0[2];     /* (m, h, w, C) DPM++'s data predictions, this step's and the last */
+    float *host;      /* host staging, (B * max(n, context)) floats */
+    float *host2;     /* (n) */
 } group_bufs;
 
 static void job_free(job *j) {
@@ -133,10 +139,10 @@ static void job_free(job *j) {
 }
 
 static void group_free(sdc_ctx *ctx, group_bufs *g) {
-    float *dev[] = {g->ctx, g->x_dev, g->eps_dev};
+    float *dev[] = {g->ctx, g->x, g->in, g->eps, g->noise, g->x0[0], g->x0[1]};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) ctx->be->ops->free(ctx->be, dev[i]);
-    free(g->in_host), free(g->tmp_host), free(g->eps_host);
+    free(g->host), free(g->host2);
 }
 
 /* The job's conditioning: A1111 prompt syntax, the negative padded with
@@ -169,85 +175,111 @@ static sdc_status job_start(sdc_ctx *ctx, job *j, size_t n) {
 }
 
 /* m jobs with the same settings and context length through the U-Net as
- * one batch: [uncond_0 .. uncond_m-1, cond_0 .. cond_m-1] with guidance. */
+ * one batch: [uncond_0 .. uncond_m-1, cond_0 .. cond_m-1] with guidance.
+ * The host computes each step's scalars; the backend does the rest. */
 static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh, int lw, group_bufs *g) {
     sdc_backend *be = ctx->be;
+    const sdc_backend_ops *op = be->ops;
     const int C = ctx->model->config.unet.in_channels, B = cfg ? 2 * m : m;
     const size_t n = (size_t)C * lh * lw, one = (size_t)js[0]->chunks * SDC_CLIP_CTX * sdc_context_dim(ctx);
     const int tokens = js[0]->chunks * SDC_CLIP_CTX;
-    g->in_host = malloc((size_t)B * n * sizeof(float));
-    g->tmp_host = malloc((size_t)B * (n > one ? n : one) * sizeof(float));
-    g->eps_host = malloc((size_t)B * n * sizeof(float));
-    if (!g->in_host || !g->tmp_host || !g->eps_host) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    sdc_step_plan plan;
+    const bool dpm = js[0]->kind == SDC_SAMPLER_DPMPP_2M;
+    g->host = malloc((size_t)B * (n > one ? n : one) * sizeof(float));
+    g->host2 = malloc(n * sizeof(float));
+    if (!g->host || !g->host2) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    /* the context, once: the U-Net keeps its cross-attention keys and values */
     for (int j = 0; j < m; j++) {
-        if (cfg) memcpy(g->tmp_host + (size_t)j * one, js[j]->neg, one * sizeof(float));
-        memcpy(g->tmp_host + (size_t)(cfg ? m + j : j) * one, js[j]->pos, one * sizeof(float));
+        if (cfg) memcpy(g->host + (size_t)j * one, js[j]->neg, one * sizeof(float));
+        memcpy(g->host + (size_t)(cfg ? m + j : j) * one, js[j]->pos, one * sizeof(float));
     }
-    SDC_TRY(sdc_backend_upload_new(be, g->tmp_host, (size_t)B * one, &g->ctx));
-    SDC_TRY(be->ops->alloc(be, (size_t)B * n, &g->x_dev));
-    SDC_TRY(be->ops->alloc(be, (size_t)B * n, &g->eps_dev));
+    SDC_TRY(sdc_backend_upload_new(be, g->host, (size_t)B * one, &g->ctx));
+    SDC_TRY(sdc_unet_set_context(ctx->unet, g->ctx, B, tokens));
+    op->free(be, g->ctx);
+    g->ctx = NULL;
+    /* the first noise, NHWC */
+    SDC_TRY(op->alloc(be, (size_t)m * n, &g->x));
+    SDC_TRY(op->alloc(be, (size_t)B * n, &g->in));
+    SDC_TRY(op->alloc(be, (size_t)B * n, &g->eps));
+    if (dpm) {
+        SDC_TRY(op->alloc(be, (size_t)m * n, &g->x0[0]));
+        SDC_TRY(op->alloc(be, (size_t)m * n, &g->x0[1]));
+    }
+    for (int j = 0; j < m; j++) sdc_nchw_to_nhwc(js[j]->x, g->host + (size_t)j * n, 1, C, lh, lw);
+    SDC_TRY(op->upload_async(be, g->x, g->host, (size_t)m * n));
     const sdc_gen_params *p0 = js[0]->p;
     const int steps = sdc_sampler_steps(js[0]->sampler);
     double t0 = sdc_now();
     for (int i = 0; i < steps; i++) {
         for (int j = 0; j < m; j++) { /* the same scaled input for both halves */
-            float *in = g->in_host + (size_t)j * n;
-            sdc_sampler_scale_input(js[j]->sampler, i, js[j]->x, in, n);
-            if (cfg) memcpy(g->in_host + (size_t)(m + j) * n, in, n * sizeof(float));
+            float d;
+            float *xj = g->x + (size_t)j * n, *in = g->in + (size_t)j * n;
+            if (sdc_sampler_input_divisor(js[j]->sampler, i, &d)) SDC_TRY(op->scale(be, in, xj, d, true, n));
+            else SDC_TRY(op->copy(be, in, xj, n));
+            if (cfg) SDC_TRY(op->copy(be, g->in + (size_t)(m + j) * n, in, n));
         }
-        sdc_nchw_to_nhwc(g->in_host, g->tmp_host, B, C, lh, lw);
-        SDC_TRY(be->ops->upload(be, g->x_dev, g->tmp_host, (size_t)B * n));
-        SDC_TRY(sdc_unet_forward(ctx->unet, g->x_dev, B, lh, lw, sdc_sampler_timestep(js[0]->sampler, i), g->ctx,
-                                 tokens, g->eps_dev));
-        SDC_TRY(be->ops->download(be, g->tmp_host, g->eps_dev, (size_t)B * n));
-        sdc_nhwc_to_nchw(g->tmp_host, g->eps_host, B, C, lh, lw);
+        SDC_TRY(sdc_unet_run(ctx->unet, g->in, B, lh, lw, sdc_sampler_timestep(js[0]->sampler, i), g->eps));
+        bool noise = false;
         for (int j = 0; j < m; j++) {
-            float *e = g->eps_host + (size_t)j * n;
-            if (cfg) { /* uncond + g * (cond - uncond), as diffusers computes it */
-                const float gs = js[j]->p->cfg_scale, *c = g->eps_host + (size_t)(m + j) * n;
-                for (size_t k = 0; k < n; k++) e[k] = e[k] + gs * (c[k] - e[k]);
+            float *e = g->eps + (size_t)j * n, *xj = g->x + (size_t)j * n;
+            if (cfg) /* uncond + g * (cond - uncond), as diffusers computes it */
+                SDC_TRY(op->guidance(be, e, e, g->eps + (size_t)(m + j) * n, js[j]->p->cfg_scale, n));
+            SDC_TRY(sdc_sampler_plan(js[j]->sampler, i, &plan));
+            SDC_TRY(op->latent_update(be, &plan.update, xj, e, dpm ? g->x0[0] + (size_t)j * n : NULL,
+                                      dpm ? g->x0[1] + (size_t)j * n : NULL, n));
+            if (plan.noise) { /* drawn in NCHW order, as torch draws it */
+                sdc_rng_randn(&js[j]->rng, g->host2, n);
+                sdc_nchw_to_nhwc(g->host2, g->host + (size_t)j * n, 1, C, lh, lw);
+                noise = true;
             }
-            SDC_TRY(sdc_sampler_step(js[j]->sampler, i, e, js[j]->x, n, &js[j]->rng));
+        }
+        if (noise) {
+            if (!g->noise) SDC_TRY(op->alloc(be, (size_t)m * n, &g->noise));
+            SDC_TRY(op->upload_async(be, g->noise, g->host, (size_t)m * n));
+            SDC_TRY(op->axpy(be, g->x, plan.noise_scale, g->noise, (size_t)m * n));
+        }
+        if (dpm) {
+            float *t = g->x0[0];
+            g->x0[0] = g->x0[1], g->x0[1] = t;
         }
         if (p0->on_step) p0->on_step(i + 1, steps, sdc_now() - t0, p0->user);
     }
     return SDC_OK;
 }
 
-/* latents / scale_factor -> VAE -> 8-bit image, one image at a time */
-static sdc_status job_decode(sdc_ctx *ctx, job *j, int lh, int lw) {
+/* latents / scale_factor -> VAE -> 8-bit image, one image at a time; the
+ * final latents come back with the image (sdc_image.latents). */
+static sdc_status job_decode(sdc_ctx *ctx, job *j, const float *x_dev, int lh, int lw) {
     const sdc_model_config *mc = &ctx->model->config;
     const sdc_gen_params *p = j->p;
     const int C = mc->unet.in_channels;
     const size_t n = (size_t)C * lh * lw, npx = (size_t)p->width * p->height;
+    sdc_backend *be = ctx->be;
     sdc_image *out = j->out;
-    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float)), *img = malloc(npx * 3 * sizeof(float));
+    float *img = malloc(npx * 3 * sizeof(float)), *lat = malloc(n * sizeof(float));
     float *z_dev = NULL, *img_dev = NULL;
     out->rgb = malloc(npx * 3);
     out->latents = malloc(n * sizeof(float));
-    sdc_status st = (a && b && img && out->rgb && out->latents)
+    sdc_status st = (img && lat && out->rgb && out->latents)
                         ? SDC_OK
                         : sdc_fail(SDC_ERR_OOM, "out of memory for a %dx%d image", p->width, p->height);
-    if (st == SDC_OK) {
-        memcpy(out->latents, j->x, n * sizeof(float));
-        const float inv = 1.0f / mc->vae.scale_factor;
-        for (size_t k = 0; k < n; k++) a[k] = j->x[k] * inv;
-        sdc_nchw_to_nhwc(a, b, 1, C, lh, lw);
-        st = sdc_backend_upload_new(ctx->be, b, n, &z_dev);
-    }
-    if (st == SDC_OK) st = ctx->be->ops->alloc(ctx->be, npx * 3, &img_dev);
+    if (st == SDC_OK) st = be->ops->alloc(be, n, &z_dev);
+    if (st == SDC_OK) st = be->ops->scale(be, z_dev, x_dev, 1.0f / mc->vae.scale_factor, false, n);
+    if (st == SDC_OK) st = be->ops->alloc(be, npx * 3, &img_dev);
     if (st == SDC_OK) st = sdc_vae_decode(ctx->vae, z_dev, lh, lw, img_dev);
-    if (st == SDC_OK) st = ctx->be->ops->download(ctx->be, img, img_dev, npx * 3);
+    if (st == SDC_OK) st = be->ops->download(be, img, img_dev, npx * 3);
+    if (st == SDC_OK) st = be->ops->download(be, lat, x_dev, n);
     if (st == SDC_OK) {
+        sdc_nhwc_to_nchw(lat, out->latents, 1, C, lh, lw);
         sdc_image_to_u8(img, p->height, p->width, out->rgb);
         out->width = p->width;
         out->height = p->height;
         out->infotext = infotext(ctx, p, j->kind);
         if (!out->infotext) st = sdc_fail(SDC_ERR_OOM, "out of memory");
     }
-    if (z_dev) ctx->be->ops->free(ctx->be, z_dev);
-    if (img_dev) ctx->be->ops->free(ctx->be, img_dev);
-    free(a), free(b), free(img);
+    if (z_dev) be->ops->free(be, z_dev);
+    if (img_dev) be->ops->free(be, img_dev);
+    free(img), free(lat);
     return st;
 }
 
@@ -294,15 +326,15 @@ static sdc_status batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sdc_ima
         memset(&g, 0, sizeof g);
         t0 = sdc_now();
         st = denoise_group(ctx, grp, m, cfg, lh, lw, &g);
-        group_free(ctx, &g);
         const double t_denoise = (sdc_now() - t0) / m;
         for (int k = 0; st == SDC_OK && k < m; k++) {
             t0 = sdc_now();
-            st = job_decode(ctx, grp[k], lh, lw);
+            st = job_decode(ctx, grp[k], g.x + (size_t)k * nl, lh, lw);
             grp[k]->out->seconds_encode = t_encode;
             grp[k]->out->seconds_denoise = t_denoise;
             grp[k]->out->seconds_decode = sdc_now() - t0;
         }
+        group_free(ctx, &g);
     }
     free(grp), free(done);
     return st;

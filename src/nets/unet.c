@@ -155,7 +155,7 @@ sdc_status sdc_unet_load(const sdc_model_files *m, sdc_backend *be, sdc_unet **o
 static void free_state(sdc_unet *u) {
     sdc_backend *be = u->be;
     float **bufs[] = {&u->buf[0], &u->buf[1], &u->buf[2], &u->buf[3], &u->buf[4], &u->skips,
-                      &u->temb, &u->temb_proj, &u->tsin, &u->temb_tmp, &u->ctx_kv};
+                      &u->temb, &u->temb_proj, &u->tsin, &u->temb_tmp};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         if (*bufs[i]) be->ops->free(be, *bufs[i]);
         *bufs[i] = NULL;
@@ -166,6 +166,7 @@ static void free_state(sdc_unet *u) {
 void sdc_unet_free(sdc_unet *u) {
     if (!u) return;
     free_state(u);
+    if (u->kv) u->be->ops->free(u->be, u->kv);
     sdc_weight_set_free(&u->weights, u->be);
     for (int l = 0; l < SDC_MAX_LEVELS; l++) {
         sdc_unet_level *lv[2] = {&u->down[l], &u->up[l]};
@@ -184,12 +185,10 @@ void sdc_unet_free(sdc_unet *u) {
 /* x (batch, h*w, c) updated in place: x = proj_out(blocks(proj_in(gn(x)))) + x.
  * Scratch: H (c), A (4c), Q (3c), F (8c) per pixel. */
 static sdc_status transformer_forward(sdc_unet *u, const sdc_transformer *T, float *x, int batch,
-                                      int hw, const float *ctx, int tokens, float *H, float *A,
-                                      float *Q, float *F) {
+                                      int hw, float *H, float *A, float *Q, float *F) {
     sdc_backend *be = u->be;
     const sdc_backend_ops *op = be->ops;
-    const int c = T->c, P = batch * hw, d = c / T->heads;
-    float *kv = u->ctx_kv;
+    const int c = T->c, P = batch * hw, d = c / T->heads, tokens = u->kv_tokens;
     SDC_TRY(op->group_norm(be, A, x, T->norm_w, T->norm_b, batch, hw, c, u->cfg.norm_groups, 1e-6f, false));
     SDC_TRY(op->linear(be, H, A, T->proj_in_w, T->proj_in_b, P, c, c));
     for (int i = 0; i < T->depth; i++) {
@@ -203,7 +202,8 @@ static sdc_status transformer_forward(sdc_unet *u, const sdc_transformer *T, flo
         /* cross-attention on the text context */
         SDC_TRY(op->layer_norm(be, A, H, B->norm2_w, B->norm2_b, P, c, 1e-5f));
         SDC_TRY(op->linear(be, Q, A, B->q2_w, NULL, P, c, c));
-        SDC_TRY(op->linear(be, kv, ctx, B->kv2_w, NULL, batch * tokens, u->cfg.context_dim, 2 * c));
+        const float *kv = u->kv + u->kv_cursor; /* (batch, tokens, 2c): this block's, from the context */
+        u->kv_cursor += (size_t)batch * tokens * 2 * c;
         SDC_TRY(op->attention(be, A, Q, kv, kv + c, batch, T->heads, hw, tokens, d, c, 2 * c, false));
         SDC_TRY(op->linear(be, Q, A, B->out2_w, B->out2_b, P, c, c));
         SDC_TRY(op->add(be, H, H, Q, (size_t)P * c));
@@ -213,8 +213,7 @@ static sdc_status transformer_forward(sdc_unet *u, const sdc_transformer *T, flo
         SDC_TRY(op->geglu(be, A, F, P, 4 * c));
         SDC_TRY(op->linear(be, Q, A, B->ff2_w, B->ff2_b, P, 4 * c, c));
         SDC_TRY(op->add(be, H, H, Q, (size_t)P * c));
-        u->flops += 2.0 * P * c * c * (3 + 1 + 1 + 1 + 8 + 4) + 2.0 * batch * tokens * u->cfg.context_dim * 2 * c +
-                    4.0 * batch * (double)hw * hw * c + 4.0 * batch * (double)hw * tokens * c;
+        u->flops += 2.0 * P * c * c * (3 + 1 + 1 + 1 + 8 + 4) + 4.0 * batch * (double)hw * hw * c + 4.0 * batch * (double)hw * tokens * c;
     }
     SDC_TRY(op->linear(be, A, H, T->proj_out_w, T->proj_out_b, P, c, c));
     u->flops += 4.0 * P * c * c;
@@ -231,8 +230,8 @@ static void level_sizes(const sdc_unet_config *c, int h, int w, int *hs, int *ws
     }
 }
 
-static sdc_status ensure_state(sdc_unet *u, int batch, int h, int w, int tokens) {
-    if (u->st_batch == batch && u->st_h == h && u->st_w == w && u->st_tokens >= tokens) return SDC_OK;
+static sdc_status ensure_state(sdc_unet *u, int batch, int h, int w) {
+    if (u->st_batch == batch && u->st_h == h && u->st_w == w) return SDC_OK;
     free_state(u);
     const sdc_unet_config *c = &u->cfg;
     sdc_backend *be = u->be;
@@ -259,52 +258,82 @@ static sdc_status ensure_state(sdc_unet *u, int batch, int h, int w, int tokens)
     SDC_TRY(be->ops->alloc(be, small, &u->temb_tmp));
     SDC_TRY(be->ops->alloc(be, (size_t)batch * cmax, &u->temb_proj));
     SDC_TRY(be->ops->alloc(be, (size_t)batch * c->channels[0], &u->tsin));
-    SDC_TRY(be->ops->alloc(be, (size_t)batch * tokens * 2 * cmax, &u->ctx_kv));
     u->st_batch = batch;
     u->st_h = h;
     u->st_w = w;
-    u->st_tokens = tokens;
     return SDC_OK;
 }
 
-/* diffusers' get_timestep_embedding(t, c0, flip_sin_to_cos=True,
- * downscale_freq_shift=0) in float32: [cos(t f_i), sin(t f_i)],
- * f_i = exp(-ln(10000) i / half). */
-static void timestep_embedding(float *out, int batch, int dim, double t) {
-    const int half = dim / 2;
-    for (int b = 0; b < batch; b++) {
-        float *o = out + (size_t)b * dim;
-        for (int i = 0; i < half; i++) {
-            float expo = -9.21034049987792969f * (float)i; /* -ln(10000) in float32 */
-            expo = expo / (float)half;
-            float arg = (float)t * expf(expo);
-            o[i] = cosf(arg);
-            o[half + i] = sinf(arg);
-        }
-        if (dim % 2) o[dim - 1] = 0.0f;
+/* The transformers in the order a forward runs them: down levels, mid,
+ * up levels deepest first. */
+static int transformers_in_order(sdc_unet *u, sdc_transformer **out) {
+    const sdc_unet_config *c = &u->cfg;
+    int n = 0;
+    for (int l = 0; l < c->n_levels; l++)
+        for (int j = 0; u->down[l].attn && j < u->down[l].n_res; j++) out[n++] = &u->down[l].attn[j];
+    out[n++] = &u->mid_attn;
+    for (int l = c->n_levels - 1; l >= 0; l--)
+        for (int j = 0; u->up[l].attn && j < u->up[l].n_res; j++) out[n++] = &u->up[l].attn[j];
+    return n;
+}
+
+sdc_status sdc_unet_set_context(sdc_unet *u, const float *context, int batch, int tokens) {
+    sdc_backend *be = u->be;
+    if (batch < 1 || tokens < 1) return sdc_fail(SDC_ERR_ARG, "unet: bad context shape batch=%d tokens=%d", batch, tokens);
+    sdc_transformer *ts[SDC_MAX_LEVELS * (SDC_LIMIT_RES_BLOCKS + 1) * 2 + 1];
+    const int nt = transformers_in_order(u, ts);
+    size_t total = 0;
+    for (int i = 0; i < nt; i++) total += (size_t)ts[i]->depth * batch * tokens * 2 * ts[i]->c;
+    if (u->kv && (u->kv_batch != batch || u->kv_tokens != tokens)) {
+        be->ops->free(be, u->kv);
+        u->kv = NULL;
     }
+    u->kv_batch = u->kv_tokens = 0;
+    if (!u->kv) SDC_TRY(be->ops->alloc(be, total, &u->kv));
+    /* each cross-attention's k and v of the context, once for the job */
+    size_t off = 0;
+    for (int i = 0; i < nt; i++)
+        for (int d = 0; d < ts[i]->depth; d++) {
+            SDC_TRY(be->ops->linear(be, u->kv + off, context, ts[i]->blocks[d].kv2_w, NULL, batch * tokens,
+                                    u->cfg.context_dim, 2 * ts[i]->c));
+            off += (size_t)batch * tokens * 2 * ts[i]->c;
+        }
+    u->kv_batch = batch;
+    u->kv_tokens = tokens;
+    return SDC_OK;
 }
 
 sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w, double t,
                             const float *context, int tokens, float *out) {
+    SDC_TRY(sdc_unet_set_context(u, context, batch, tokens));
+    return sdc_unet_run(u, x, batch, h, w, t, out);
+}
+
+sdc_status sdc_unet_run(sdc_unet *u, const float *x, int batch, int h, int w, double t, float *out) {
     const sdc_unet_config *c = &u->cfg;
     sdc_backend *be = u->be;
     const sdc_backend_ops *op = be->ops;
     const int nl = c->n_levels, te = c->time_embed_dim, c0 = c->channels[0], G = c->norm_groups;
-    if (batch < 1 || h < 1 || w < 1 || tokens < 1)
-        return sdc_fail(SDC_ERR_ARG, "unet: bad input shape batch=%d %dx%d tokens=%d", batch, h, w, tokens);
-    SDC_TRY(ensure_state(u, batch, h, w, tokens));
+    if (batch < 1 || h < 1 || w < 1)
+        return sdc_fail(SDC_ERR_ARG, "unet: bad input shape batch=%d %dx%d", batch, h, w);
+    if (!u->kv || u->kv_batch != batch)
+        return sdc_fail(SDC_ERR_ARG, "unet: no context set for a batch of %d (sdc_unet_set_context)", batch);
+    SDC_TRY(ensure_state(u, batch, h, w));
+    const int tokens = u->kv_tokens;
+    u->kv_cursor = 0;
+    /* the context's k and v: computed once per job by sdc_unet_set_context */
     u->flops = 0;
+    {
+        sdc_transformer *ts[SDC_MAX_LEVELS * (SDC_LIMIT_RES_BLOCKS + 1) * 2 + 1];
+        const int nt = transformers_in_order(u, ts);
+        for (int i = 0; i < nt; i++)
+            u->flops += 2.0 * ts[i]->depth * batch * tokens * c->context_dim * 2 * ts[i]->c;
+    }
     int hs[SDC_MAX_LEVELS], ws[SDC_MAX_LEVELS];
     level_sizes(c, h, w, hs, ws);
 
     /* time embedding: silu(linear_2(silu(linear_1(sinusoid(t))))) */
-    float *ts = malloc((size_t)batch * c0 * sizeof(float));
-    if (!ts) return sdc_fail(SDC_ERR_OOM, "out of memory");
-    timestep_embedding(ts, batch, c0, t);
-    sdc_status st = op->upload(be, u->tsin, ts, (size_t)batch * c0);
-    free(ts);
-    SDC_TRY(st);
+    SDC_TRY(op->timestep_embedding(be, u->tsin, batch, c0, t));
     SDC_TRY(op->linear(be, u->temb_tmp, u->tsin, u->time_w1, u->time_b1, batch, c0, te));
     SDC_TRY(op->activation(be, u->temb_tmp, u->temb_tmp, (size_t)batch * te, SDC_ACT_SILU));
     SDC_TRY(op->linear(be, u->temb, u->temb_tmp, u->time_w2, u->time_b2, batch, te, te));
@@ -339,8 +368,7 @@ sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w
             u->flops += sdc_resnet_flops(&D->res[j], px);
             SWAP(cur, spare);
             if (D->attn)
-                SDC_TRY(transformer_forward(u, &D->attn[j], cur, batch, hs[l] * ws[l], context, tokens, spare, t2,
-                                            t3, t4));
+                SDC_TRY(transformer_forward(u, &D->attn[j], cur, batch, hs[l] * ws[l], spare, t2, t3, t4));
             PUSH(cur, px, c->channels[l]);
         }
         if (D->sample_w) {
@@ -357,7 +385,7 @@ sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w
         SDC_TRY(sdc_resnet_forward(be, &u->mid_res[0], spare, cur, u->temb, te, u->temb_proj, t2, t3, batch, hs[L],
                                    ws[L], G, 1e-5f));
         SWAP(cur, spare);
-        SDC_TRY(transformer_forward(u, &u->mid_attn, cur, batch, hs[L] * ws[L], context, tokens, spare, t2, t3, t4));
+        SDC_TRY(transformer_forward(u, &u->mid_attn, cur, batch, hs[L] * ws[L], spare, t2, t3, t4));
         SDC_TRY(sdc_resnet_forward(be, &u->mid_res[1], spare, cur, u->temb, te, u->temb_proj, t2, t3, batch, hs[L],
                                    ws[L], G, 1e-5f));
         SWAP(cur, spare);
@@ -377,8 +405,7 @@ sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w
             SWAP(cur, spare);
             ch = U->res[j].cout;
             if (U->attn)
-                SDC_TRY(transformer_forward(u, &U->attn[j], cur, batch, hs[l] * ws[l], context, tokens, spare, t2,
-                                            t3, t4));
+                SDC_TRY(transformer_forward(u, &U->attn[j], cur, batch, hs[l] * ws[l], spare, t2, t3, t4));
         }
         if (U->sample_w) { /* nearest 2x to the next skip's size, then a 3x3 conv */
             SDC_TRY(op->upsample_nearest(be, t2, cur, batch, hs[l], ws[l], ch, hs[l - 1], ws[l - 1]));

@@ -54,17 +54,28 @@ typedef struct sdc_unet {
     float *temb_proj;            /* (batch, max channels) */
     float *tsin;                 /* (batch, c0) sinusoidal embedding */
     float *temb_tmp;             /* (batch, time_embed_dim) */
-    float *ctx_kv;               /* (batch, tokens, 2 * max channels) cross-attention k, v */
-    int st_tokens;
+    /* cross-attention k, v of the context, every block's back to back in the
+     * order a forward runs them: (batch, tokens, 2c) each */
+    float *kv;
+    int kv_batch, kv_tokens;
+    size_t kv_cursor;            /* the next block's offset during a forward */
     double flops;                /* floating-point operations of the last forward */
 } sdc_unet;
 
 sdc_status sdc_unet_load(const sdc_model_files *m, sdc_backend *be, sdc_unet **out);
 void sdc_unet_free(sdc_unet *u);
 
-/* eps (or v) = unet(x, t, context): x and out are (batch, h, w, in/out
- * channels) in backend memory, context (batch, tokens, context_dim) too;
- * the same timestep t for the whole batch. */
+/* The text context of the next forwards, (batch, tokens, context_dim) in
+ * backend memory: every cross-attention's keys and values are computed
+ * here, once for a job, and kept (the context may be freed after). */
+sdc_status sdc_unet_set_context(sdc_unet *u, const float *context, int batch, int tokens);
+
+/* eps (or v) = unet(x, t, context of sdc_unet_set_context): x and out are
+ * (batch, h, w, in/out channels) in backend memory; the same timestep t for
+ * the whole batch (an argument: nothing is copied to the backend). */
+sdc_status sdc_unet_run(sdc_unet *u, const float *x, int batch, int h, int w, double t, float *out);
+
+/* Both in one call: set the context, then run. */
 sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w, double t,
                             const float *context, int tokens, float *out);
 
