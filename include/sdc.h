@@ -41,6 +41,16 @@ typedef enum sdc_backend_kind {
     SDC_BACKEND_CUDA,
 } sdc_backend_kind;
 
+/* The type weights are kept and multiplied in (fp32 accumulation and fp32
+ * activations always). AUTO: fp32 on the CPU backend (exact to diffusers),
+ * fp16 on CUDA. The CPU backend computes in fp32 only. */
+typedef enum sdc_precision {
+    SDC_PRECISION_AUTO = 0,
+    SDC_PRECISION_FP32,
+    SDC_PRECISION_FP16,
+    SDC_PRECISION_BF16,
+} sdc_precision;
+
 typedef struct sdc_params {
     const char *model_path;     /* single .safetensors file or diffusers folder */
     const char *vocab_path;     /* BPE vocabulary; NULL: the model's own
@@ -48,6 +58,8 @@ typedef struct sdc_params {
     sdc_backend_kind backend;
     int n_threads;              /* CPU threads; 0 = all cores */
     int clip_skip;              /* 1 = last text layer (default), 2 = penultimate, ... */
+    sdc_precision precision;    /* text encoder and U-Net weights */
+    sdc_precision vae_precision; /* VAE weights; AUTO: as `precision` */
 } sdc_params;
 
 typedef struct sdc_ctx sdc_ctx;
@@ -121,6 +133,8 @@ sdc_status sdc_image_save_png(const sdc_image *img, const char *path);
 
 /* Name of the backend in use ("cpu" or "cuda"). */
 const char *sdc_backend_name(const sdc_ctx *ctx);
+/* "auto", "fp32", "fp16", "bf16" */
+const char *sdc_precision_name(sdc_precision p);
 
 /* The side in pixels the model was trained at (512 for SD 1.x and SD 2.x
  * base, 768 for SD 2.x v-prediction, 64 for the shipped model); what a

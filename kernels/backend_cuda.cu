@@ -11,9 +11,11 @@
 #include "blas.h"
 #include "kernels.h"
 
-#define SCRATCH 3
+#define SCRATCH 4 // im2col blocks, attention scores, norm statistics, half activations
 #define STAGES 4 // pinned staging buffers of upload_async, reused in turn
 
+static_assert((int)SDC_DT_F32 == SDC_CU_F32 && (int)SDC_DT_F16 == SDC_CU_F16 && (int)SDC_DT_BF16 == SDC_CU_BF16,
+              "kernels.h and common.h number the element types alike");
 static_assert((int)SDC_UPDATE_DDIM == SDC_CU_UPDATE_DDIM && (int)SDC_UPDATE_DDPM == SDC_CU_UPDATE_DDPM &&
                   (int)SDC_UPDATE_EULER == SDC_CU_UPDATE_EULER && (int)SDC_UPDATE_DPM1 == SDC_CU_UPDATE_DPM1 &&
                   (int)SDC_UPDATE_DPM2 == SDC_CU_UPDATE_DPM2,
@@ -23,7 +25,7 @@ typedef struct cuda_impl {
     int device;
     cublasHandle_t blas;
     cudaStream_t stream;
-    float *scratch[SCRATCH];  // im2col blocks, attention scores, norm statistics
+    float *scratch[SCRATCH];  // im2col blocks, attention scores, norm statistics, half x
     size_t cap[SCRATCH];      // floats
     int *ids;                 // token ids for embed
     int ids_cap;
@@ -33,6 +35,11 @@ typedef struct cuda_impl {
     cudaEvent_t stage_done[STAGES];
     bool stage_busy[STAGES];
     int next_stage;
+    cublasMath_t math;        // the handle's math mode now
+    void *blas_ws;            // cuBLAS's workspace, reserved up front (graphs may not allocate)
+    size_t in_use, peak;      // device bytes through device_alloc / cu_free
+    struct alloc_rec { void *p; size_t bytes; } * recs;
+    size_t n_recs, cap_recs;
 } cuda_impl;
 
 #define CUDA_TRY(call)                                                                                      \
@@ -59,7 +66,36 @@ typedef struct cuda_impl {
 
 static cuda_impl *impl(sdc_backend *be) { return (cuda_impl *)be->impl; }
 
-static sdc_status device_alloc(size_t bytes, void **out) {
+
+// every device allocation of the backend goes through here and cu_free, so
+// it knows its memory in use and peak
+static sdc_status track(cuda_impl *im, void *p, size_t bytes) {
+    if (im->n_recs == im->cap_recs) {
+        size_t cap = im->cap_recs ? 2 * im->cap_recs : 1024;
+        void *r = realloc(im->recs, cap * sizeof *im->recs);
+        if (!r) {
+            cudaFree(p);
+            return sdc_fail(SDC_ERR_OOM, "out of host memory");
+        }
+        im->recs = (cuda_impl::alloc_rec *)r;
+        im->cap_recs = cap;
+    }
+    im->recs[im->n_recs++] = {p, bytes};
+    im->in_use += bytes;
+    if (im->in_use > im->peak) im->peak = im->in_use;
+    return SDC_OK;
+}
+
+static void untrack(cuda_impl *im, void *p) {
+    for (size_t i = im->n_recs; i-- > 0;)
+        if (im->recs[i].p == p) {
+            im->in_use -= im->recs[i].bytes;
+            im->recs[i] = im->recs[--im->n_recs];
+            return;
+        }
+}
+
+static sdc_status device_alloc_raw(size_t bytes, void **out) {
     cudaError_t e = cudaMalloc(out, bytes ? bytes : 4);
     if (e == cudaErrorMemoryAllocation) {
         cudaGetLastError();
@@ -74,14 +110,25 @@ static sdc_status device_alloc(size_t bytes, void **out) {
     return SDC_OK;
 }
 
+static sdc_status device_alloc(sdc_backend *be, size_t bytes, void **out) {
+    SDC_TRY(device_alloc_raw(bytes, out));
+    return track(impl(be), *out, bytes ? bytes : 4);
+}
+
+static void device_free(sdc_backend *be, void *p) {
+    if (!p) return;
+    untrack(impl(be), p);
+    cudaFree(p);
+}
+
 static float *scratch(sdc_backend *be, int slot, size_t n) {
     cuda_impl *im = impl(be);
     if (im->cap[slot] < n) {
-        if (im->scratch[slot]) cudaFree(im->scratch[slot]);
+        device_free(be, im->scratch[slot]);
         im->scratch[slot] = NULL;
         im->cap[slot] = 0;
         void *p = NULL;
-        if (device_alloc(n * sizeof(float), &p) != SDC_OK) return NULL;
+        if (device_alloc(be, n * sizeof(float), &p) != SDC_OK) return NULL;
         im->scratch[slot] = (float *)p;
         im->cap[slot] = n;
     }
@@ -91,15 +138,12 @@ static float *scratch(sdc_backend *be, int slot, size_t n) {
 static sdc_status cu_alloc(sdc_backend *be, size_t n, float **out) {
     (void)be;
     void *p = NULL;
-    SDC_TRY(device_alloc(n * sizeof(float), &p));
+    SDC_TRY(device_alloc(be, n * sizeof(float), &p));
     *out = (float *)p;
     return SDC_OK;
 }
 
-static void cu_free(sdc_backend *be, float *p) {
-    (void)be;
-    cudaFree(p);
-}
+static void cu_free(sdc_backend *be, float *p) { device_free(be, p); }
 
 static void count_up(sdc_backend *be, size_t bytes) {
     be->transfers.uploads++;
@@ -160,19 +204,97 @@ static sdc_status cu_copy(sdc_backend *be, float *dst, const float *src, size_t 
     return SDC_OK;
 }
 
-// row-major y[m, n] = x[m, k] . w[n, k]^T (+ bias): column-major y^T = w . x^T
-static sdc_status gemm_xwt(sdc_backend *be, float *y, const float *x, const float *w, int m, int k, int n,
-                           float beta) {
-    const float one = 1.0f;
-    BLAS_TRY(cublasSgemm(impl(be)->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w, k, x, k, &beta, y, n));
+static sdc_status set_math(cuda_impl *im, cublasMath_t mode) {
+    if (im->math != mode) {
+        BLAS_TRY(cublasSetMathMode(im->blas, mode));
+        im->math = mode;
+    }
     return SDC_OK;
 }
 
-static sdc_status cu_linear(sdc_backend *be, float *y, const float *x, const float *w, const float *bias, int m,
+static bool half_type(sdc_dtype t) { return t == SDC_DT_F16 || t == SDC_DT_BF16; }
+
+static sdc_status check_weight(const char *op, sdc_weight w) {
+    if (w.type != SDC_DT_F32 && !half_type(w.type))
+        return sdc_fail(SDC_ERR_ARG, "%s: weight of element type %d (expected F32, F16 or BF16)", op, (int)w.type);
+    return SDC_OK;
+}
+
+// row-major y[m, n] = x[m, k] . w[n, k]^T (+ beta y): column-major
+// y^T = w . x^T. x is fp32 for an fp32 w (pedantic fp32: no TF32, the CPU
+// is the oracle), else already in w's half type; fp32 accumulation.
+static sdc_status gemm_xwt(sdc_backend *be, float *y, const void *x, sdc_weight w, int m, int k, int n, float beta) {
+    cuda_impl *im = impl(be);
+    const float one = 1.0f;
+    if (w.type == SDC_DT_F32) {
+        SDC_TRY(set_math(im, CUBLAS_PEDANTIC_MATH));
+        BLAS_TRY(cublasSgemm(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, (const float *)w.p, k,
+                             (const float *)x, k, &beta, y, n));
+        return SDC_OK;
+    }
+    const cudaDataType_t t = w.type == SDC_DT_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    SDC_TRY(set_math(im, CUBLAS_DEFAULT_MATH));
+    BLAS_TRY(cublasGemmEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.p, t, k, x, t, k, &beta, y, CUDA_R_32F,
+                          n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return SDC_OK;
+}
+
+// x (n fp32) in w's type: x itself for fp32, else a half copy in scratch
+static sdc_status operand(sdc_backend *be, const float *x, size_t n, sdc_dtype type, const void **out) {
+    if (type == SDC_DT_F32) {
+        *out = x;
+        return SDC_OK;
+    }
+    float *h = scratch(be, 3, (n + 1) / 2);
+    if (!h) return SDC_ERR_OOM;
+    KERNEL_TRY(sdc_convert_cuda(h, (int)type, x, SDC_CU_F32, n, impl(be)->stream));
+    *out = h;
+    return SDC_OK;
+}
+
+static sdc_status cu_linear(sdc_backend *be, float *y, const float *x, sdc_weight w, const float *bias, int m,
                             int k, int n) {
     if (m <= 0 || k <= 0 || n <= 0) return sdc_fail(SDC_ERR_ARG, "linear: bad shape m=%d k=%d n=%d", m, k, n);
+    SDC_TRY(check_weight("linear", w));
+    const void *xa = NULL;
+    SDC_TRY(operand(be, x, (size_t)m * k, w.type, &xa));
     if (bias) KERNEL_TRY(sdc_bias_rows_cuda(y, bias, (size_t)m, n, impl(be)->stream));
-    return gemm_xwt(be, y, x, w, m, k, n, bias ? 1.0f : 0.0f);
+    return gemm_xwt(be, y, xa, w, m, k, n, bias ? 1.0f : 0.0f);
+}
+
+// Weights arrive in the file's type: uploaded as they are into device
+// staging, then converted into their own allocation in `type`.
+static sdc_status cu_load_tensor(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, size_t n,
+                                 void **out) {
+    *out = NULL;
+    if ((type != SDC_DT_F32 && !half_type(type)) || (src_type != SDC_DT_F32 && !half_type(src_type)))
+        return sdc_fail(SDC_ERR_ARG, "load_tensor: types %d <- %d (expected F32, F16 or BF16)", (int)type,
+                        (int)src_type);
+    const size_t sbytes = n * (src_type == SDC_DT_F32 ? 4 : 2), dbytes = n * (type == SDC_DT_F32 ? 4 : 2);
+    void *p = NULL;
+    SDC_TRY(device_alloc(be, dbytes, &p));
+    cuda_impl *im = impl(be);
+    void *stage = p; // a tensor of another type goes through its own staging, freed at once
+    if (src_type != type) {
+        sdc_status st = device_alloc(be, sbytes, &stage);
+        if (st != SDC_OK) {
+            device_free(be, p);
+            return st;
+        }
+    }
+    count_up(be, sbytes);
+    cudaError_t e = cudaMemcpyAsync(stage, src, sbytes, cudaMemcpyHostToDevice, im->stream);
+    if (e == cudaSuccess && src_type != type)
+        e = (cudaError_t)sdc_convert_cuda(p, (int)type, stage, (int)src_type, n, im->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(im->stream); // src is the caller's to reuse
+    if (stage != p) device_free(be, stage);
+    if (e != cudaSuccess) {
+        device_free(be, p);
+        cudaGetLastError();
+        return sdc_fail(SDC_ERR_BACKEND, "load_tensor: %zu elements: %s", n, cudaGetErrorString(e));
+    }
+    *out = p;
+    return SDC_OK;
 }
 
 static sdc_status cu_layer_norm(sdc_backend *be, float *y, const float *x, const float *gamma, const float *beta,
@@ -197,6 +319,7 @@ static sdc_status cu_attention(sdc_backend *be, float *out, const float *q, cons
     if (!s) return SDC_ERR_OOM;
     const float one = 1.0f, zero = 0.0f, scale = 1.0f / sqrtf((float)d);
     cuda_impl *im = impl(be);
+    SDC_TRY(set_math(im, CUBLAS_PEDANTIC_MATH));
     for (int b = 0; b < batch; b++)
         for (int i0 = 0; i0 < tq; i0 += qb) {
             const int rows = tq - i0 < qb ? tq - i0 : qb;
@@ -231,11 +354,11 @@ static sdc_status cu_embed(sdc_backend *be, float *y, const float *table, const 
                            int n_ids, int dim) {
     cuda_impl *im = impl(be);
     if (im->ids_cap < n_ids) {
-        if (im->ids) cudaFree(im->ids);
+        device_free(be, im->ids);
         im->ids = NULL;
         im->ids_cap = 0;
         void *p = NULL;
-        SDC_TRY(device_alloc((size_t)n_ids * sizeof(int), &p));
+        SDC_TRY(device_alloc(be, (size_t)n_ids * sizeof(int), &p));
         im->ids = (int *)p;
         im->ids_cap = n_ids;
     }
@@ -245,26 +368,30 @@ static sdc_status cu_embed(sdc_backend *be, float *y, const float *table, const 
     return SDC_OK;
 }
 
-static sdc_status cu_conv2d(sdc_backend *be, float *y, const float *x, const float *w, const float *bias,
+static sdc_status cu_conv2d(sdc_backend *be, float *y, const float *x, sdc_weight w, const float *bias,
                             const float *residual, int n, int h, int wi, int cin, int cout, int k, int stride,
                             int pad) {
     if (n < 1 || h < 1 || wi < 1 || cin < 1 || cout < 1 || k < 1 || stride < 1 || pad < 0)
         return sdc_fail(SDC_ERR_ARG, "conv2d: bad shape");
     const int ho = (h + 2 * pad - k) / stride + 1, wo = (wi + 2 * pad - k) / stride + 1;
     if (ho < 1 || wo < 1) return sdc_fail(SDC_ERR_ARG, "conv2d: input too small for the kernel");
+    SDC_TRY(check_weight("conv2d", w));
     const size_t total = (size_t)n * ho * wo;
     if (k == 1 && stride == 1 && pad == 0) {
-        SDC_TRY(gemm_xwt(be, y, x, w, (int)total, cin, cout, 0.0f));
+        const void *xa = NULL;
+        SDC_TRY(operand(be, x, total * cin, w.type, &xa));
+        SDC_TRY(gemm_xwt(be, y, xa, w, (int)total, cin, cout, 0.0f));
     } else {
-        const size_t kk = (size_t)k * k * cin;
+        const size_t kk = (size_t)k * k * cin, es = w.type == SDC_DT_F32 ? 4 : 2;
         size_t mb = impl(be)->budget / kk;
         if (mb < 64) mb = 64;
         if (mb > total) mb = total;
-        float *col = scratch(be, 0, mb * kk);
+        char *col = (char *)scratch(be, 0, (mb * kk * es + 3) / 4);
         if (!col) return SDC_ERR_OOM;
         for (size_t r0 = 0; r0 < total; r0 += mb) {
             const size_t rows = total - r0 < mb ? total - r0 : mb;
-            KERNEL_TRY(sdc_im2col_cuda(col, x, n, h, wi, cin, k, stride, pad, ho, wo, r0, rows, impl(be)->stream));
+            KERNEL_TRY(sdc_im2col_typed_cuda(col, (int)w.type, x, n, h, wi, cin, k, stride, pad, ho, wo, r0, rows,
+                                             impl(be)->stream));
             SDC_TRY(gemm_xwt(be, y + r0 * cout, col, w, (int)rows, (int)kk, cout, 0.0f));
         }
     }
@@ -342,6 +469,38 @@ static sdc_status cu_latent_update(sdc_backend *be, const sdc_latent_update *u, 
     return SDC_OK;
 }
 
+static sdc_status cu_capture_begin(sdc_backend *be) {
+    CUDA_TRY(cudaStreamBeginCapture(impl(be)->stream, cudaStreamCaptureModeThreadLocal));
+    return SDC_OK;
+}
+
+static sdc_status cu_capture_end(sdc_backend *be, void **graph) {
+    *graph = NULL;
+    cudaGraph_t g = NULL;
+    CUDA_TRY(cudaStreamEndCapture(impl(be)->stream, &g));
+    cudaGraphExec_t exec = NULL;
+    cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    CUDA_TRY(e);
+    *graph = exec;
+    return SDC_OK;
+}
+
+static sdc_status cu_graph_launch(sdc_backend *be, void *graph) {
+    CUDA_TRY(cudaGraphLaunch((cudaGraphExec_t)graph, impl(be)->stream));
+    return SDC_OK;
+}
+
+static void cu_graph_free(sdc_backend *be, void *graph) {
+    (void)be;
+    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
+
+static void cu_memory(sdc_backend *be, size_t *in_use, size_t *peak) {
+    if (in_use) *in_use = impl(be)->in_use;
+    if (peak) *peak = impl(be)->peak;
+}
+
 static void cu_destroy(sdc_backend *be) {
     cuda_impl *im = impl(be);
     if (im->stream) cudaStreamSynchronize(im->stream);
@@ -350,8 +509,10 @@ static void cu_destroy(sdc_backend *be) {
         if (im->stage_done[i]) cudaEventDestroy(im->stage_done[i]);
     }
     for (int i = 0; i < SCRATCH; i++)
-        if (im->scratch[i]) cudaFree(im->scratch[i]);
-    if (im->ids) cudaFree(im->ids);
+        device_free(be, im->scratch[i]);
+    device_free(be, im->ids);
+    device_free(be, im->blas_ws);
+    free(im->recs);
     if (im->blas) cublasDestroy(im->blas);
     if (im->stream) cudaStreamDestroy(im->stream);
     free(im);
@@ -368,6 +529,7 @@ static sdc_backend_ops make_ops(void) {
     o.upload = cu_upload;
     o.download = cu_download;
     o.copy = cu_copy;
+    o.load_tensor = cu_load_tensor;
     o.linear = cu_linear;
     o.layer_norm = cu_layer_norm;
     o.attention = cu_attention;
@@ -387,6 +549,11 @@ static sdc_backend_ops make_ops(void) {
     o.guidance = cu_guidance;
     o.latent_update = cu_latent_update;
     o.upload_async = cu_upload_async;
+    o.capture_begin = cu_capture_begin;
+    o.capture_end = cu_capture_end;
+    o.graph_launch = cu_graph_launch;
+    o.graph_free = cu_graph_free;
+    o.memory = cu_memory;
     return o;
 }
 
@@ -425,6 +592,23 @@ extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
     }
     // fp32 products stay fp32 (no TF32): the CPU backend is the oracle
     cublasSetMathMode(im->blas, CUBLAS_PEDANTIC_MATH);
+    im->math = CUBLAS_PEDANTIC_MATH;
+    // cuBLAS's workspace, reserved now: nothing allocates inside a graph.
+    // 32 MiB (what cuBLAS asks for on Hopper), less on a small device.
+    be->ops = &cuda_ops;
+    be->impl = im;
+    size_t free0 = 0, total0 = 0;
+    if (cudaMemGetInfo(&free0, &total0) != cudaSuccess) cudaGetLastError();
+    size_t ws = total0 / 128;
+    if (ws > ((size_t)32 << 20)) ws = (size_t)32 << 20;
+    if (ws < ((size_t)64 << 10)) ws = (size_t)64 << 10;
+    if (device_alloc(be, ws, &im->blas_ws) != SDC_OK ||
+        cublasSetWorkspace(im->blas, im->blas_ws, ws) != CUBLAS_STATUS_SUCCESS) {
+        cu_destroy(be);
+        return sdc_fail(SDC_ERR_BACKEND, "could not reserve cuBLAS's workspace on CUDA device %d", device);
+    }
+    be->weight_type = SDC_DT_F16; // the default; sdc_params.precision chooses
+
     // scratch blocks: 1/64 of the device's memory, at most 64 Mi floats
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) cudaGetLastError();

@@ -43,7 +43,16 @@ int sdc_layer_norm_cuda(float *y, const float *x, const float *gamma, const floa
 int sdc_group_norm_cuda(float *y, const float *x, const float *gamma, const float *beta, int n, int hw, int c,
                         int groups, float eps, int silu, float *stats, cudaStream_t s); // stats: 2*n*groups
 
-// conv.cu: col[r, (ky, kx, ci)] for output rows r0 .. r0 + rows - 1
+// Element types of typed buffers: the values of sdc_dtype (common.h).
+enum { SDC_CU_F32 = 1, SDC_CU_F16 = 2, SDC_CU_BF16 = 3 };
+
+// convert.cu: dst[i] = (dst_type) src[i], any of the three types each way
+int sdc_convert_cuda(void *dst, int dst_type, const void *src, int src_type, size_t n, cudaStream_t s);
+
+// conv.cu: col[r, (ky, kx, ci)] for output rows r0 .. r0 + rows - 1, in
+// col_type (SDC_CU_*); sdc_im2col_cuda writes fp32
+int sdc_im2col_typed_cuda(void *col, int col_type, const float *x, int n, int h, int w, int cin, int k, int stride,
+                          int pad, int ho, int wo, size_t r0, size_t rows, cudaStream_t s);
 int sdc_im2col_cuda(float *col, const float *x, int n, int h, int w, int cin, int k, int stride, int pad, int ho,
                     int wo, size_t r0, size_t rows, cudaStream_t s);
 

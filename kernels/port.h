@@ -135,4 +135,16 @@ __device__ __forceinline__ uint32_t sdc_pack_bf162(__nv_bfloat16 lo, __nv_bfloat
     return (uint32_t)__bfloat16_as_ushort(lo) | ((uint32_t)__bfloat16_as_ushort(hi) << 16);
 }
 
+// Element conversions for kernels templated on the stored type: to fp32,
+// and from fp32 rounding to nearest even.
+__device__ __forceinline__ float sdc_to_float(float v) { return v; }
+__device__ __forceinline__ float sdc_to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float sdc_to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __device__ __forceinline__ T sdc_from_float(float v);
+template <> __device__ __forceinline__ float sdc_from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half sdc_from_float<__half>(float v) { return __float2half(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 sdc_from_float<__nv_bfloat16>(float v) {
+    return __float2bfloat16(v);
+}
+
 #endif

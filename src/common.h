@@ -14,6 +14,16 @@
 extern "C" {
 #endif
 
+/* Element types, as safetensors names them (F16 = IEEE binary16, BF16 =
+ * bfloat16). Backend buffers use F32, F16 and BF16. */
+typedef enum sdc_dtype {
+    SDC_DT_F64, SDC_DT_F32, SDC_DT_F16, SDC_DT_BF16,
+    SDC_DT_F8_E4M3, SDC_DT_F8_E5M2,
+    SDC_DT_I64, SDC_DT_I32, SDC_DT_I16, SDC_DT_I8, SDC_DT_U8, SDC_DT_BOOL,
+    SDC_DT_U16, SDC_DT_U32, SDC_DT_U64,
+    SDC_DT_COUNT
+} sdc_dtype;
+
 /* Store a printf-style message as the current thread's last error and
  * return `code`, so call sites read: return sdc_fail(SDC_ERR_IO, "...").
  * The message is returned by sdc_last_error(). */
@@ -51,6 +61,7 @@ void sdc_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 float sdc_f16_to_f32(uint16_t h);
 uint16_t sdc_f32_to_f16(float f);
 float sdc_bf16_to_f32(uint16_t b);
+uint16_t sdc_f32_to_bf16(float f); /* round to nearest even; NaN stays NaN */
 
 /* Host-side layout changes: torch's NCHW <-> sdc's NHWC. */
 void sdc_nchw_to_nhwc(const float *src, float *dst, int n, int c, int h, int w);

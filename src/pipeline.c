@@ -131,6 +131,7 @@ typedef struct group_bufs {
     float *x0[2];     /* (m, h, w, C) DPM++'s data predictions, this step's and the last */
     float *host;      /* host staging, (B * max(n, context)) floats */
     float *host2;     /* (n) */
+    void *graph;      /* the U-Net's body as a backend graph, replayed each step */
 } group_bufs;
 
 static void job_free(job *j) {
@@ -139,6 +140,7 @@ static void job_free(job *j) {
 }
 
 static void group_free(sdc_ctx *ctx, group_bufs *g) {
+    if (g->graph) ctx->be->ops->graph_free(ctx->be, g->graph);
     float *dev[] = {g->ctx, g->x, g->in, g->eps, g->noise, g->x0[0], g->x0[1]};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) ctx->be->ops->free(ctx->be, dev[i]);
@@ -172,6 +174,30 @@ static sdc_status job_start(sdc_ctx *ctx, job *j, size_t n) {
     const float sigma0 = sdc_sampler_init_noise_sigma(j->sampler);
     for (size_t k = 0; k < n; k++) j->x[k] *= sigma0;
     return SDC_OK;
+}
+
+/* The U-Net's body for step i. Where the backend has graphs (CUDA), step 0
+ * runs it directly, which also grows every scratch buffer to its size;
+ * step 1 records it as a graph, and every later step replays that: one
+ * launch instead of hundreds. SDC_NO_GRAPHS=1 runs every step directly. */
+static sdc_status unet_body(sdc_ctx *ctx, group_bufs *g, int B, int lh, int lw, int i) {
+    sdc_backend *be = ctx->be;
+    const char *off = getenv("SDC_NO_GRAPHS");
+    if (i == 0 || !be->ops->capture_begin || (off && !strcmp(off, "1")))
+        return sdc_unet_body(ctx->unet, g->in, B, lh, lw, g->eps);
+    if (!g->graph) {
+        SDC_TRY(be->ops->capture_begin(be));
+        sdc_status st = sdc_unet_body(ctx->unet, g->in, B, lh, lw, g->eps);
+        void *graph = NULL;
+        sdc_status end = be->ops->capture_end(be, &graph);
+        if (st != SDC_OK) {
+            if (graph) be->ops->graph_free(be, graph);
+            return st;
+        }
+        SDC_TRY(end);
+        g->graph = graph;
+    }
+    return be->ops->graph_launch(be, g->graph);
 }
 
 /* m jobs with the same settings and context length through the U-Net as
@@ -218,7 +244,8 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
             else SDC_TRY(op->copy(be, in, xj, n));
             if (cfg) SDC_TRY(op->copy(be, g->in + (size_t)(m + j) * n, in, n));
         }
-        SDC_TRY(sdc_unet_run(ctx->unet, g->in, B, lh, lw, sdc_sampler_timestep(js[0]->sampler, i), g->eps));
+        SDC_TRY(sdc_unet_prepare(ctx->unet, B, lh, lw, sdc_sampler_timestep(js[0]->sampler, i)));
+        SDC_TRY(unet_body(ctx, g, B, lh, lw, i));
         bool noise = false;
         for (int j = 0; j < m; j++) {
             float *e = g->eps + (size_t)j * n, *xj = g->x + (size_t)j * n;

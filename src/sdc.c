@@ -50,6 +50,34 @@ sdc_status sdc_tokenizer_open_default(const char *vocab_path, const char *hf_voc
     return st;
 }
 
+const char *sdc_precision_name(sdc_precision p) {
+    static const char *const names[] = {"auto", "fp32", "fp16", "bf16"};
+    return (int)p >= 0 && (int)p < 4 ? names[p] : "?";
+}
+
+/* The weight types of text encoder + U-Net and of the VAE: AUTO is the
+ * backend's own choice (fp32 on the CPU, fp16 on CUDA); the CPU backend
+ * has fp32 only. */
+static sdc_status weight_types(const sdc_params *p, sdc_backend *be, sdc_dtype *wt, sdc_dtype *vt) {
+    const sdc_precision ps[2] = {p->precision, p->vae_precision ? p->vae_precision : p->precision};
+    const char *opt[2] = {"--precision", "--vae-precision"};
+    sdc_dtype *out[2] = {wt, vt};
+    const bool cpu = !strcmp(be->ops->name, "cpu");
+    for (int i = 0; i < 2; i++) {
+        switch (ps[i]) {
+        case SDC_PRECISION_AUTO: *out[i] = cpu ? SDC_DT_F32 : SDC_DT_F16; break;
+        case SDC_PRECISION_FP32: *out[i] = SDC_DT_F32; break;
+        case SDC_PRECISION_FP16: *out[i] = SDC_DT_F16; break;
+        case SDC_PRECISION_BF16: *out[i] = SDC_DT_BF16; break;
+        default: return sdc_fail(SDC_ERR_ARG, "%s: unknown precision %d", opt[i], (int)ps[i]);
+        }
+        if (cpu && *out[i] != SDC_DT_F32)
+            return sdc_fail(SDC_ERR_ARG, "%s %s: the CPU backend computes in fp32 (fp16 and bf16 are for the CUDA "
+                            "backend)", opt[i], sdc_precision_name(ps[i]));
+    }
+    return SDC_OK;
+}
+
 static sdc_status select_backend(const sdc_params *p, sdc_backend **out) {
     char why[256] = "";
     int n_dev = p->backend == SDC_BACKEND_CPU ? 0 : sdc_cuda_device_count(why, sizeof why);
@@ -85,8 +113,12 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
                       params->model_path, sdc_tokenizer_vocab_size(c->tok), c->model->config.text.vocab);
     if (st == SDC_OK) st = select_backend(params, &c->be);
     double t0 = sdc_now();
+    sdc_dtype wt = SDC_DT_F32, vt = SDC_DT_F32;
+    if (st == SDC_OK) st = weight_types(params, c->be, &wt, &vt);
+    if (st == SDC_OK) c->be->weight_type = wt;
     if (st == SDC_OK) st = sdc_text_encoder_load(c->model, c->be, &c->te);
     if (st == SDC_OK) st = sdc_unet_load(c->model, c->be, &c->unet);
+    if (st == SDC_OK) c->be->weight_type = vt;
     if (st == SDC_OK) st = sdc_vae_load(c->model, c->be, &c->vae);
     if (st == SDC_OK) {
         const char *base = strrchr(params->model_path, '/');

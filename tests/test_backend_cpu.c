@@ -17,7 +17,7 @@ static void linear_case(int m, int k, int n, bool bias) {
     float *x = test_random((size_t)m * k, 1, 1.0f), *w = test_random((size_t)n * k, 2, 0.05f), *b = test_random(n, 3, 0.5f);
     float *y = malloc((size_t)m * n * sizeof(float));
     double *r = malloc((size_t)m * n * sizeof(double));
-    cr_assert_eq(be->ops->linear(be, y, x, w, bias ? b : NULL, m, k, n), SDC_OK);
+    cr_assert_eq(be->ops->linear(be, y, x, SDC_WEIGHT_F32(w), bias ? b : NULL, m, k, n), SDC_OK);
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             double s = bias ? b[j] : 0.0;

@@ -20,7 +20,7 @@ static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride,
     float *b = test_random(cout, 23, 0.5f), *res = residual ? test_random(ny, 24, 1.0f) : NULL;
     float *y = malloc(ny * sizeof(float));
     double *r = malloc(ny * sizeof(double));
-    cr_assert_eq(be->ops->conv2d(be, y, x, wt, b, res, n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
+    cr_assert_eq(be->ops->conv2d(be, y, x, SDC_WEIGHT_F32(wt), b, res, n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
                  sdc_last_error());
 #pragma omp parallel for collapse(2)
     for (int bi = 0; bi < n; bi++)

@@ -6,6 +6,9 @@
 #include <cblas.h>
 #include <stdio.h>
 
+#include <vector>
+
+#include "emu/emu.h"
 #include "emu/emu_blas.h"
 
 struct cublasContext {
@@ -36,6 +39,12 @@ cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
     return CUBLAS_STATUS_SUCCESS;
 }
 
+cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *ws, size_t bytes) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (bytes && !sdc_emu::device_range(ws, bytes)) return CUBLAS_STATUS_INVALID_VALUE;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if ((int)mode < 0 || (int)mode > 3) return CUBLAS_STATUS_INVALID_VALUE;
@@ -60,11 +69,12 @@ namespace {
 // elements spanned by a column-major rows x cols matrix with leading dim ld
 size_t span(int rows, int cols, int ld) { return rows && cols ? (size_t)ld * (size_t)(cols - 1) + (size_t)rows : 0; }
 
-bool in_device(const char *call, const char *what, const float *p, size_t elems, long long stride, int batch) {
+bool in_device(const char *call, const char *what, const void *p, size_t elems, long long stride, int batch,
+               size_t esize = sizeof(float)) {
     if (!elems) return true;
     for (int i = 0; i < batch; i++) {
-        const float *q = p + (ptrdiff_t)(stride * i);
-        if (!sdc_emu::device_range(q, elems * sizeof(float))) {
+        const char *q = (const char *)p + (ptrdiff_t)(stride * i) * (ptrdiff_t)esize;
+        if (!sdc_emu::device_range(q, elems * esize)) {
             fprintf(stderr, "sdc emulated device: %s: matrix %s of batch %d (%zu floats at %p) is not inside a "
                             "device allocation\n", call, what, i, elems, (const void *)q);
             return false;
@@ -117,4 +127,53 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
                                          int ldc, long long sc, int batch) {
     return gemm("cublasSgemmStridedBatched", h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc,
                 batch);
+}
+
+namespace {
+
+size_t type_size(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
+
+// elems of a matrix in type t, widened to fp32
+std::vector<float> widen(const void *p, cudaDataType_t t, size_t elems) {
+    std::vector<float> out(elems);
+    for (size_t i = 0; i < elems; i++) {
+        if (t == CUDA_R_32F) out[i] = ((const float *)p)[i];
+        else if (t == CUDA_R_16F) out[i] = __half2float(((const __half *)p)[i]);
+        else out[i] = __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    }
+    return out;
+}
+
+} // namespace
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *a, cudaDataType_t at, int lda, const void *b,
+                            cudaDataType_t bt, int ldb, const void *beta, void *c, cudaDataType_t ct, int ldc,
+                            cublasComputeType_t compute, cublasGemmAlgo_t algo) {
+    const char *call = "cublasGemmEx";
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (compute != CUBLAS_COMPUTE_32F || algo != CUBLAS_GEMM_DEFAULT || ct != CUDA_R_32F || at != bt ||
+        (at != CUDA_R_32F && at != CUDA_R_16F && at != CUDA_R_16BF))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    const bool tra = ta != CUBLAS_OP_N, trb = tb != CUBLAS_OP_N;
+    if ((int)ta < 0 || (int)ta > 2 || (int)tb < 0 || (int)tb > 2 || m < 0 || n < 0 || k < 0 || !alpha || !beta)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const int ar = tra ? k : m, ac = tra ? m : k, br = trb ? n : k, bc = trb ? k : n;
+    if (lda < (ar > 1 ? ar : 1) || ldb < (br > 1 ? br : 1) || ldc < (m > 1 ? m : 1))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    const size_t sa = span(ar, ac, lda), sb = span(br, bc, ldb), es = type_size(at);
+    const bool need_ab = k > 0 && al != 0.0f;
+    if ((need_ab && (!in_device(call, "A", a, sa, 0, 1, es) || !in_device(call, "B", b, sb, 0, 1, es))) ||
+        !in_device(call, "C", c, span(m, n, ldc), 0, 1))
+        return CUBLAS_STATUS_EXECUTION_FAILED;
+    float *cf = (float *)c;
+    cudaError_t e = sdc_emu::submit(h->stream, call, [=]() {
+        std::vector<float> af = widen(a, at, need_ab ? sa : 0), bf = widen(b, bt, need_ab ? sb : 0);
+        cblas_sgemm(CblasColMajor, tra ? CblasTrans : CblasNoTrans, trb ? CblasTrans : CblasNoTrans, m, n,
+                    need_ab ? k : 0, al, af.data(), lda, bf.data(), ldb, be, cf, ldc);
+        return cudaSuccess;
+    });
+    return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }

@@ -1,7 +1,10 @@
 /* backend.h - the small ops table that model code is written against.
  *
- * Buffers are fp32 in the backend's memory (host for the CPU backend, device
- * for CUDA), row-major. Token sequences are [batch, tokens, features];
+ * Activations are fp32 buffers in the backend's memory (host for the CPU
+ * backend, device for CUDA), row-major. Weights (matrices and convolution
+ * kernels) are typed: sdc_weight says which element type the backend keeps
+ * them in (fp32 on the CPU; fp16, bf16 or fp32 on CUDA); vectors (biases,
+ * norms) and embedding tables are fp32 everywhere. Token sequences are [batch, tokens, features];
  * images are NHWC. Every op returns an sdc_status; failures carry a message
  * naming the op. The CPU backend (backend_cpu.c) is the readable reference
  * and the oracle every other backend is tested against. */
@@ -22,6 +25,16 @@ typedef enum sdc_act {
 } sdc_act;
 
 typedef struct sdc_backend sdc_backend;
+
+/* A weight matrix or convolution kernel in backend memory and its element
+ * type: F32, F16 or BF16. Products with it accumulate in fp32. */
+typedef struct sdc_weight {
+    void *p;
+    sdc_dtype type;
+} sdc_weight;
+
+/* An fp32 weight from a float buffer (tests, the CPU backend's callers). */
+#define SDC_WEIGHT_F32(ptr) ((sdc_weight){(void *)(ptr), SDC_DT_F32})
 
 /* One sampler update, elementwise over latents x given the model output mo
  * (after guidance). The scalars are computed on the host by the sampler
@@ -67,9 +80,18 @@ typedef struct sdc_backend_ops {
     sdc_status (*upload)(sdc_backend *be, float *dst, const float *src, size_t n);
     sdc_status (*download)(sdc_backend *be, float *dst, const float *src, size_t n);
 
-    /* y[m, n] = x[m, k] . w[n, k]^T (+ bias[n] if bias != NULL) */
+    /* n elements of `type` in backend memory, filled from host memory src
+     * of src_type (F32, F16 or BF16), converted (round to nearest even) on
+     * the way: the one way weights arrive. Which types a backend keeps: the
+     * CPU F32 only; CUDA F32, F16 and BF16. Freed with `free`. */
+    sdc_status (*load_tensor)(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, size_t n,
+                              void **out);
+
+    /* y[m, n] = x[m, k] . w[n, k]^T (+ bias[n] if bias != NULL); w of a type
+     * the backend keeps (load_tensor), fp32 accumulation. On CUDA an F16 or
+     * BF16 w takes x rounded to that type. */
     sdc_status (*linear)(sdc_backend *be, float *y, const float *x,
-                         const float *w, const float *bias, int m, int k, int n);
+                         sdc_weight w, const float *bias, int m, int k, int n);
     /* y[m, n] = (x - mean) / sqrt(var + eps) * gamma + beta, per row;
      * two-pass statistics. y may alias x. */
     sdc_status (*layer_norm)(sdc_backend *be, float *y, const float *x,
@@ -100,9 +122,10 @@ typedef struct sdc_backend_ops {
     /* --- image ops (NHWC) --------------------------------------------- */
     /* y[n, ho, wo, cout] = conv(x[n, h, w, cin]) + bias[cout]
      *                      (+ residual[n, ho, wo, cout] when not NULL)
-     * w: (cout, k, k, cin), permuted at load from PyTorch's (cout, cin, k, k).
+     * w: (cout, k, k, cin), permuted at load from PyTorch's (cout, cin, k, k);
+ * typed as linear's.
      * ho = (h + 2 pad - k) / stride + 1, likewise wo. y must not alias x. */
-    sdc_status (*conv2d)(sdc_backend *be, float *y, const float *x, const float *w,
+    sdc_status (*conv2d)(sdc_backend *be, float *y, const float *x, sdc_weight w,
                          const float *bias, const float *residual, int n, int h,
                          int w_in, int cin, int cout, int k, int stride, int pad);
     /* Group norm over x[n, hw, c]: statistics per (image, group of c/groups
@@ -148,6 +171,19 @@ typedef struct sdc_backend_ops {
     /* An upload that does not wait for the copy: src may be reused as soon
      * as it returns (the backend stages it in its own pinned memory). */
     sdc_status (*upload_async)(sdc_backend *be, float *dst, const float *src, size_t n);
+
+    /* --- graphs: NULL where the backend has none (the CPU) ------------- */
+    /* Record, instead of run, the ops issued from capture_begin to
+     * capture_end, as one executable graph; graph_launch runs it again on
+     * the same buffers (with the values they hold then). Nothing may
+     * allocate, copy from the host or wait while recording. */
+    sdc_status (*capture_begin)(sdc_backend *be);
+    sdc_status (*capture_end)(sdc_backend *be, void **graph);
+    sdc_status (*graph_launch)(sdc_backend *be, void *graph);
+    void (*graph_free)(sdc_backend *be, void *graph);
+    /* Device memory: in use now and the most at once since the backend was
+     * made (0 where the backend does not count, the CPU). */
+    void (*memory)(sdc_backend *be, size_t *in_use, size_t *peak);
 } sdc_backend_ops;
 
 /* Host <-> backend copies so far (upload, upload_async, download and the
@@ -161,6 +197,10 @@ struct sdc_backend {
     const sdc_backend_ops *ops;
     int n_threads;  /* CPU threads for this backend's own loops */
     sdc_transfers transfers;
+    /* the type the model loaders ask load_tensor for matrices and kernels:
+     * F32 on the CPU; on CUDA F16 by default, BF16 or F32 by choice
+     * (sdc_params.precision), set before each model is loaded */
+    sdc_dtype weight_type;
     void *impl;
 };
 

@@ -57,9 +57,39 @@ static sdc_status cpu_download(sdc_backend *be, float *dst, const float *src, si
     return cpu_copy(be, dst, src, n);
 }
 
+/* Weights arrive as fp32, fp16 or bf16 and are kept as fp32: converted
+ * straight into backend memory, no other copy. */
+static sdc_status cpu_load_tensor(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, size_t n,
+                                  void **out) {
+    *out = NULL;
+    if (type != SDC_DT_F32)
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "the CPU backend keeps weights in fp32, not %s (fp16 and bf16 are "
+                        "for --backend cuda)", type == SDC_DT_F16 ? "fp16" : "bf16");
+    if (src_type != SDC_DT_F32 && src_type != SDC_DT_F16 && src_type != SDC_DT_BF16)
+        return sdc_fail(SDC_ERR_ARG, "load_tensor: source type %d is not F32, F16 or BF16", (int)src_type);
+    float *p = NULL;
+    SDC_TRY(cpu_alloc(be, n, &p));
+    if (src_type == SDC_DT_F32) {
+        if (n) memcpy(p, src, n * sizeof(float));
+    } else {
+        const uint16_t *h = src;
+        const bool bf = src_type == SDC_DT_BF16;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) p[i] = bf ? sdc_bf16_to_f32(h[i]) : sdc_f16_to_f32(h[i]);
+    }
+    be->transfers.uploads++;
+    be->transfers.bytes_up += n * (src_type == SDC_DT_F32 ? 4 : 2);
+    *out = p;
+    return SDC_OK;
+}
+
 static sdc_status cpu_linear(sdc_backend *be, float *y, const float *x,
-                             const float *w, const float *bias, int m, int k, int n) {
+                             sdc_weight wt, const float *bias, int m, int k, int n) {
     (void)be;
+    if (wt.type != SDC_DT_F32)
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "linear: the CPU backend computes with fp32 weights, not %s",
+                        wt.type == SDC_DT_F16 ? "fp16" : "bf16");
+    const float *w = wt.p;
     if (m <= 0 || k <= 0 || n <= 0)
         return sdc_fail(SDC_ERR_ARG, "linear: bad shape m=%d k=%d n=%d", m, k, n);
     float beta = 0.0f;
@@ -153,6 +183,7 @@ static const sdc_backend_ops cpu_ops = {
     .upload = cpu_upload,
     .download = cpu_download,
     .copy = cpu_copy,
+    .load_tensor = cpu_load_tensor,
     .linear = cpu_linear,
     .layer_norm = cpu_layer_norm,
     .attention = sdc_cpu_attention,
@@ -204,6 +235,7 @@ sdc_status sdc_backend_cpu_create(int n_threads, sdc_backend **out) {
     be->impl = im;
     be->ops = &cpu_ops;
     be->n_threads = n_threads;
+    be->weight_type = SDC_DT_F32;
     if (n_threads > 0) {
         omp_set_num_threads(n_threads);
         openblas_set_num_threads(n_threads);

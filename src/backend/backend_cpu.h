@@ -34,7 +34,7 @@ float *sdc_cpu_scratch(sdc_backend *be, int slot, size_t n);
 sdc_status sdc_cpu_attention(sdc_backend *be, float *out, const float *q, const float *k,
                              const float *v, int batch, int heads, int tq, int tk,
                              int head_dim, int q_stride, int kv_stride, bool causal);
-sdc_status sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, const float *w,
+sdc_status sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, sdc_weight w,
                           const float *bias, const float *residual, int n, int h, int w_in,
                           int cin, int cout, int k, int stride, int pad);
 sdc_status sdc_cpu_group_norm(sdc_backend *be, float *y, const float *x, const float *gamma,

@@ -92,9 +92,13 @@ static sdc_status conv_im2col(sdc_backend *be, float *y, const float *x, const f
     return SDC_OK;
 }
 
-sdc_status sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, const float *w,
+sdc_status sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, sdc_weight wt,
                           const float *bias, const float *residual, int n, int h, int wi,
                           int cin, int cout, int k, int stride, int pad) {
+    if (wt.type != SDC_DT_F32)
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "conv2d: the CPU backend computes with fp32 weights, not %s",
+                        wt.type == SDC_DT_F16 ? "fp16" : "bf16");
+    const float *w = wt.p;
     if (n < 1 || h < 1 || wi < 1 || cin < 1 || cout < 1 || k < 1 || stride < 1 || pad < 0)
         return sdc_fail(SDC_ERR_ARG, "conv2d: bad shape n=%d h=%d w=%d cin=%d cout=%d k=%d s=%d p=%d",
                         n, h, wi, cin, cout, k, stride, pad);

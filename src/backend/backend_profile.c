@@ -20,7 +20,7 @@ SHIM(upload, SDC_OP_MEMORY, (sdc_backend *be, float *d, const float *s, size_t n
 SHIM(download, SDC_OP_MEMORY, (sdc_backend *be, float *d, const float *s, size_t n), (be, d, s, n))
 SHIM(copy, SDC_OP_MEMORY, (sdc_backend *be, float *d, const float *s, size_t n), (be, d, s, n))
 SHIM(linear, SDC_OP_LINEAR,
-     (sdc_backend *be, float *y, const float *x, const float *w, const float *b, int m, int k, int n),
+     (sdc_backend *be, float *y, const float *x, sdc_weight w, const float *b, int m, int k, int n),
      (be, y, x, w, b, m, k, n))
 SHIM(layer_norm, SDC_OP_LAYER_NORM,
      (sdc_backend *be, float *y, const float *x, const float *g, const float *b, int m, int n, float eps),
@@ -37,7 +37,7 @@ SHIM(embed, SDC_OP_MEMORY,
      (sdc_backend *be, float *y, const float *t, const float *p, const int *ids, int n, int d),
      (be, y, t, p, ids, n, d))
 SHIM(conv2d, SDC_OP_CONV,
-     (sdc_backend *be, float *y, const float *x, const float *w, const float *b, const float *r, int n, int h,
+     (sdc_backend *be, float *y, const float *x, sdc_weight w, const float *b, const float *r, int n, int h,
       int wi, int ci, int co, int k, int s, int p),
      (be, y, x, w, b, r, n, h, wi, ci, co, k, s, p))
 SHIM(group_norm, SDC_OP_GROUP_NORM,

@@ -16,9 +16,11 @@ bool cli_parse_float(const char *s, float *out);
 bool cli_parse_u64(const char *s, unsigned long long *out);
 /* 0 on success, -1 for an unknown name */
 int cli_parse_backend(const char *s, sdc_backend_kind *out);
+int cli_parse_precision(const char *s, sdc_precision *out);
 
 /* The options every rendering command shares: -m, -n, --spacing, --cfg,
- * --seed, -W, -H, --eta, --clip-skip, --backend, --threads. When argv[*i]
+ * --seed, -W, -H, --eta, --clip-skip, --backend, --threads, --precision,
+ * --vae-precision. When argv[*i]
  * is one of them its value is stored (the seed in *seed) and *i advanced:
  * returns 1; 0 when it is not one of them; -1 after printing a usage error
  * for a bad or missing value (exit with 2). */

@@ -30,6 +30,9 @@ static const char *HELP =
     "  --eta E               DDIM eta (default 0)\n"
     "  --clip-skip K         1 = last text layer (default), 2 = penultimate, ...\n"
     "  --backend B           auto (default), cpu or cuda\n"
+    "  --precision P         weights of the text encoder and U-Net: auto (default: fp32 on\n"
+    "                        the CPU, fp16 on CUDA), fp32, fp16 or bf16 (CUDA only)\n"
+    "  --vae-precision P     the VAE's weights (default: as --precision)\n"
     "  --threads N           CPU threads (default: all cores)\n"
     "\n"
     "The PNG carries the settings in AUTOMATIC1111's \"parameters\" text chunk.\n";

@@ -35,7 +35,7 @@ static const char *USAGE =
     "                          77-token window, each token with its piece and weight\n"
     "  sdc encode -m MODEL [options] PROMPT   run the text encoder, print a summary\n"
     "      --clip-skip K       1 = last layer (default), 2 = penultimate, ...\n"
-    "      --backend auto|cpu|cuda, --threads N\n"
+    "      --backend auto|cpu|cuda, --threads N, --precision and --vae-precision auto|fp32|fp16|bf16\n"
     "      -o FILE             also write the (77 * windows, width) float32 context, raw\n"
     "  sdc --help | --version\n"
     "\n"
@@ -96,7 +96,8 @@ int cli_common_option(int argc, char **argv, int *i, sdc_params *mp, sdc_gen_par
 #define IS(s, l) (!strcmp(a, s) || !strcmp(a, l))
     if (!(IS("-m", "--model") || IS("-n", "--negative") || IS("--spacing", "--spacing") || IS("--cfg", "--cfg-scale") ||
           IS("--seed", "--seed") || IS("-W", "--width") || IS("-H", "--height") || IS("--eta", "--eta") ||
-          IS("--clip-skip", "--clip-skip") || IS("--backend", "--backend") || IS("--threads", "--threads")))
+          IS("--clip-skip", "--clip-skip") || IS("--backend", "--backend") || IS("--threads", "--threads") ||
+          IS("--precision", "--precision") || IS("--vae-precision", "--vae-precision")))
         return 0;
     if (!v) return cli_usage_error("%s: missing value", a), -1;
     (*i)++;
@@ -120,11 +121,25 @@ int cli_common_option(int argc, char **argv, int *i, sdc_params *mp, sdc_gen_par
     } else if (IS("--backend", "--backend")) {
         if (cli_parse_backend(v, &mp->backend) != 0)
             return cli_usage_error("--backend %s: expected auto, cpu or cuda", v), -1;
+    } else if (IS("--precision", "--precision") || IS("--vae-precision", "--vae-precision")) {
+        const bool vae = a[2] == 'v';
+        if (cli_parse_precision(v, vae ? &mp->vae_precision : &mp->precision) != 0)
+            return cli_usage_error(vae ? "--vae-precision %s: expected auto, fp32, fp16 or bf16"
+                                       : "--precision %s: expected auto, fp32, fp16 or bf16", v), -1;
     } else if (!cli_parse_int(v, &mp->n_threads) || mp->n_threads < 0) {
         return cli_usage_error("--threads %s: expected 0 (all) or more", v), -1;
     }
 #undef IS
     return 1;
+}
+
+int cli_parse_precision(const char *s, sdc_precision *out) {
+    for (int p = SDC_PRECISION_AUTO; p <= SDC_PRECISION_BF16; p++)
+        if (!strcmp(s, sdc_precision_name((sdc_precision)p))) {
+            *out = (sdc_precision)p;
+            return 0;
+        }
+    return -1;
 }
 
 int cli_parse_backend(const char *s, sdc_backend_kind *out) {

@@ -13,13 +13,6 @@
 #include <stdint.h>
 #include "common.h"
 
-typedef enum sdc_dtype {
-    SDC_DT_F64, SDC_DT_F32, SDC_DT_F16, SDC_DT_BF16,
-    SDC_DT_F8_E4M3, SDC_DT_F8_E5M2,
-    SDC_DT_I64, SDC_DT_I32, SDC_DT_I16, SDC_DT_I8, SDC_DT_U8, SDC_DT_BOOL,
-    SDC_DT_U16, SDC_DT_U32, SDC_DT_U64,
-    SDC_DT_COUNT
-} sdc_dtype;
 
 #define SDC_ST_MAX_DIMS 8
 

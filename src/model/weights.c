@@ -25,7 +25,16 @@ void sdc_loader_done(sdc_loader *L) {
 }
 
 static const sdc_st_file *comp_file(const sdc_loader *L) {
-    return L->comp == SDC_COMP_UNET ? L->m->unet_file : L->m->vae_file;
+    return L->comp == SDC_COMP_UNET ? L->m->unet_file : L->comp == SDC_COMP_VAE ? L->m->vae_file : L->m->text_file;
+}
+
+static const char *comp_prefix(const sdc_loader *L) {
+    return L->comp == SDC_COMP_UNET ? L->m->unet_prefix : L->comp == SDC_COMP_VAE ? L->m->vae_prefix
+                                                                                   : L->m->text_prefix;
+}
+
+static const char *comp_what(const sdc_loader *L) {
+    return L->comp == SDC_COMP_UNET ? "U-Net" : L->comp == SDC_COMP_VAE ? "VAE" : "text encoder";
 }
 
 static sdc_status mark_used(sdc_loader *L, const sdc_st_tensor *t) {
@@ -38,8 +47,8 @@ static sdc_status mark_used(sdc_loader *L, const sdc_st_tensor *t) {
 
 sdc_status sdc_loader_check_all_used(sdc_loader *L) {
     const sdc_st_file *f = comp_file(L);
-    const char *prefix = L->comp == SDC_COMP_UNET ? L->m->unet_prefix : L->m->vae_prefix;
-    const char *what = L->comp == SDC_COMP_UNET ? "U-Net" : "VAE";
+    const char *prefix = comp_prefix(L);
+    const char *what = comp_what(L);
     size_t n = strlen(prefix);
     int left = 0;
     const char *first = NULL;
@@ -57,6 +66,10 @@ sdc_status sdc_loader_check_all_used(sdc_loader *L) {
 /* The tensor for a diffusers name, or NULL; *full gets the name looked up. */
 static const sdc_st_tensor *lookup(sdc_loader *L, const char *name, char *full, size_t cap) {
     const sdc_model_files *m = L->m;
+    if (L->comp == SDC_COMP_TEXT) { /* the text encoder's own names */
+        snprintf(full, cap, "%s%s", m->text_prefix, name);
+        return sdc_st_find(m->text_file, full);
+    }
     const bool unet = L->comp == SDC_COMP_UNET;
     const sdc_st_file *f = unet ? m->unet_file : m->vae_file;
     const char *prefix = unet ? m->unet_prefix : m->vae_prefix;
@@ -81,19 +94,19 @@ bool sdc_loader_has(sdc_loader *L, const char *name) {
     return lookup(L, name, full, sizeof full) != NULL;
 }
 
-static sdc_status stage(sdc_loader *L, size_t n) {
-    if (L->stage_cap >= n) return SDC_OK;
+static sdc_status stage(sdc_loader *L, size_t bytes) {
+    if (L->stage_cap >= bytes) return SDC_OK;
     free(L->stage);
-    L->stage = malloc(n * sizeof(float));
-    L->stage_cap = L->stage ? n : 0;
-    return L->stage ? SDC_OK : sdc_fail(SDC_ERR_OOM, "out of memory staging %zu floats", n);
+    L->stage = malloc(bytes ? bytes : 1);
+    L->stage_cap = L->stage ? bytes : 0;
+    return L->stage ? SDC_OK : sdc_fail(SDC_ERR_OOM, "out of memory staging a tensor of %zu bytes", bytes);
 }
 
-static sdc_status record(sdc_loader *L, float *p, size_t n) {
+static sdc_status record(sdc_loader *L, void *p, size_t bytes) {
     sdc_weight_set *s = L->set;
     if (s->n == s->cap) {
         int cap = s->cap ? 2 * s->cap : 256;
-        float **np = realloc(s->ptrs, (size_t)cap * sizeof *np);
+        void **np = realloc(s->ptrs, (size_t)cap * sizeof *np);
         if (!np) {
             L->be->ops->free(L->be, p);
             return sdc_fail(SDC_ERR_OOM, "out of memory");
@@ -102,32 +115,48 @@ static sdc_status record(sdc_loader *L, float *p, size_t n) {
         s->cap = cap;
     }
     s->ptrs[s->n++] = p;
-    s->floats += n;
+    s->bytes += bytes;
     return SDC_OK;
 }
 
-static sdc_status upload(sdc_loader *L, float **dst, const float *src, size_t n) {
-    float *p = NULL;
-    SDC_TRY(sdc_backend_upload_new(L->be, src, n, &p));
-    SDC_TRY(record(L, p, n));
+static size_t dtype_bytes(sdc_dtype t) { return t == SDC_DT_F32 ? 4 : 2; }
+
+/* The staged tensor (stage, of stage_type) into backend memory as `type`. */
+static sdc_status upload(sdc_loader *L, void **dst, sdc_dtype type, sdc_dtype stage_type, size_t n) {
+    void *p = NULL;
+    SDC_TRY(L->be->ops->load_tensor(L->be, type, L->stage, stage_type, n, &p));
+    SDC_TRY(record(L, p, n * dtype_bytes(type)));
     *dst = p;
     return SDC_OK;
 }
 
-/* Find `name`, check numel and (when given) the shape, convert to fp32 into
- * dst (host). dims: expected shape, ndim_alt: an alternative rank accepted
- * with the same element count (1x1 convs for matrices). */
-static sdc_status read(sdc_loader *L, const char *name, const int64_t *dims, int ndim, float *dst,
-                       bool allow_1x1) {
+/* A file type the stage keeps as it is (on a little-endian host, as the
+ * file is little-endian); any other float type is staged as F32. */
+static sdc_dtype stage_type_of(sdc_dtype t) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (t == SDC_DT_F32 || t == SDC_DT_F16 || t == SDC_DT_BF16) return t;
+#else
+    (void)t;
+#endif
+    return SDC_DT_F32;
+}
+
+/* Find `name` and check its shape. dims: expected shape; allow_1x1: a
+ * matrix may be a (out, in, 1, 1) convolution; a vector may be (1, n) in
+ * the text encoder. */
+static sdc_status find(sdc_loader *L, const char *name, const int64_t *dims, int ndim, bool allow_1x1,
+                       const sdc_st_tensor **out) {
     char full[640];
     const sdc_st_tensor *t = lookup(L, name, full, sizeof full);
-    const sdc_st_file *f = L->comp == SDC_COMP_UNET ? L->m->unet_file : L->m->vae_file;
-    const char *what = L->comp == SDC_COMP_UNET ? "U-Net" : "VAE";
+    const sdc_st_file *f = comp_file(L);
+    const char *what = comp_what(L);
     if (!t) return sdc_fail(SDC_ERR_FORMAT, "%s: %s tensor %s is missing", f->path, what, full);
     bool ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == dims[i];
     if (!ok && allow_1x1 && ndim == 2 && t->ndim == 4)
         ok = t->shape[0] == dims[0] && t->shape[1] == dims[1] && t->shape[2] == 1 && t->shape[3] == 1;
+    if (!ok && L->comp == SDC_COMP_TEXT && ndim == 1 && t->ndim == 2) /* OpenCLIP's (1, n) vectors */
+        ok = t->shape[0] == 1 && t->shape[1] == dims[0];
     if (!ok) {
         char got[128] = "", want[128] = "";
         for (int i = 0; i < t->ndim; i++)
@@ -138,68 +167,108 @@ static sdc_status read(sdc_loader *L, const char *name, const int64_t *dims, int
                         full, got, want);
     }
     SDC_TRY(mark_used(L, t));
-    SDC_TRY(sdc_st_to_f32(f, t, dst));
-    sdc_st_drop_tensor_pages(f, t); /* keep peak memory to the fp32 copy */
+    *out = t;
+    return SDC_OK;
+}
+
+/* t's elements into dst as `type` (its own, or F32); then its pages go. */
+static sdc_status stage_tensor(sdc_loader *L, const sdc_st_tensor *t, sdc_dtype type, unsigned char *dst) {
+    const sdc_st_file *f = comp_file(L);
+    if (type == t->dtype) memcpy(dst, t->data, t->nbytes);
+    else SDC_TRY(sdc_st_to_f32(f, t, (float *)dst));
+    sdc_st_drop_tensor_pages(f, t); /* the file's pages do not count twice */
+    return SDC_OK;
+}
+
+/* Read tensors names[0..n) of shapes (rows_i, cols) (cols 0: vectors) one
+ * after the other into the stage, in one type: the file's when they share
+ * a type the stage keeps, else F32. *count gets the elements staged. */
+static sdc_status read_stack(sdc_loader *L, int n, const int *rows, int cols, const char *const *names,
+                             bool allow_1x1, sdc_dtype *type, size_t *count) {
+    const sdc_st_tensor *ts[8] = {0};
+    if (n < 1 || n > 8) return sdc_fail(SDC_ERR_ARG, "read_stack: %d tensors", n);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t d[2] = {rows[i], cols};
+        SDC_TRY(find(L, names[i], d, cols ? 2 : 1, allow_1x1, &ts[i]));
+        total += (size_t)rows[i] * (size_t)(cols ? cols : 1);
+    }
+    sdc_dtype ty = stage_type_of(ts[0]->dtype);
+    for (int i = 1; i < n; i++)
+        if (stage_type_of(ts[i]->dtype) != ty) ty = SDC_DT_F32;
+    SDC_TRY(stage(L, total * dtype_bytes(ty)));
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        SDC_TRY(stage_tensor(L, ts[i], ty, L->stage + off * dtype_bytes(ty)));
+        off += (size_t)ts[i]->numel;
+    }
+    *type = ty;
+    *count = total;
     return SDC_OK;
 }
 
 sdc_status sdc_load_vec(sdc_loader *L, float **dst, int n, const char *name) {
-    int64_t d[1] = {n};
-    SDC_TRY(stage(L, (size_t)n));
-    SDC_TRY(read(L, name, d, 1, L->stage, false));
-    return upload(L, dst, L->stage, (size_t)n);
+    sdc_dtype ty;
+    size_t count;
+    SDC_TRY(read_stack(L, 1, &n, 0, &name, false, &ty, &count));
+    return upload(L, (void **)dst, SDC_DT_F32, ty, count);
 }
 
-sdc_status sdc_load_mat(sdc_loader *L, float **dst, int out, int in, const char *name) {
-    int64_t d[2] = {out, in};
-    size_t n = (size_t)out * in;
-    SDC_TRY(stage(L, n));
-    SDC_TRY(read(L, name, d, 2, L->stage, true));
-    return upload(L, dst, L->stage, n);
+sdc_status sdc_load_table(sdc_loader *L, float **dst, int rows, int cols, const char *name) {
+    sdc_dtype ty;
+    size_t count;
+    SDC_TRY(read_stack(L, 1, &rows, cols, &name, false, &ty, &count));
+    return upload(L, (void **)dst, SDC_DT_F32, ty, count);
 }
 
-sdc_status sdc_load_mats_stacked(sdc_loader *L, float **dst, int n_mats, const int *outs, int in,
+sdc_status sdc_load_mat(sdc_loader *L, sdc_weight *dst, int out, int in, const char *name) {
+    return sdc_load_mats_stacked(L, dst, 1, &out, in, &name);
+}
+
+sdc_status sdc_load_mats_stacked(sdc_loader *L, sdc_weight *dst, int n_mats, const int *outs, int in,
                                  const char *const *names) {
-    size_t total = 0;
-    for (int i = 0; i < n_mats; i++) total += (size_t)outs[i] * in;
-    SDC_TRY(stage(L, total));
-    size_t off = 0;
-    for (int i = 0; i < n_mats; i++) {
-        int64_t d[2] = {outs[i], in};
-        SDC_TRY(read(L, names[i], d, 2, L->stage + off, true));
-        off += (size_t)outs[i] * in;
-    }
-    return upload(L, dst, L->stage, total);
-}
-
-sdc_status sdc_load_conv(sdc_loader *L, float **dst, int cout, int cin, int k, const char *name) {
-    int64_t d[4] = {cout, cin, k, k};
-    size_t n = (size_t)cout * cin * k * k;
-    SDC_TRY(stage(L, 2 * n));
-    float *src = L->stage, *perm = L->stage + n;
-    SDC_TRY(read(L, name, d, 4, src, false));
-    /* (cout, cin, ky, kx) -> (cout, ky, kx, cin) */
-    for (int o = 0; o < cout; o++)
-        for (int i = 0; i < cin; i++)
-            for (int t = 0; t < k * k; t++)
-                perm[((size_t)o * k * k + t) * cin + i] = src[((size_t)o * cin + i) * k * k + t];
-    return upload(L, dst, perm, n);
+    sdc_dtype ty;
+    size_t count;
+    SDC_TRY(read_stack(L, n_mats, outs, in, names, true, &ty, &count));
+    dst->type = L->be->weight_type;
+    return upload(L, &dst->p, dst->type, ty, count);
 }
 
 sdc_status sdc_load_vecs_stacked(sdc_loader *L, float **dst, int n_vecs, const int *ns, const char *const *names) {
-    size_t total = 0;
-    for (int i = 0; i < n_vecs; i++) total += (size_t)ns[i];
-    SDC_TRY(stage(L, total));
-    size_t off = 0;
-    for (int i = 0; i < n_vecs; i++) {
-        int64_t d[1] = {ns[i]};
-        SDC_TRY(read(L, names[i], d, 1, L->stage + off, false));
-        off += (size_t)ns[i];
-    }
-    return upload(L, dst, L->stage, total);
+    sdc_dtype ty;
+    size_t count;
+    SDC_TRY(read_stack(L, n_vecs, ns, 0, names, false, &ty, &count));
+    return upload(L, (void **)dst, SDC_DT_F32, ty, count);
 }
 
-sdc_status sdc_load_conv_bias(sdc_loader *L, float **w, float **b, int cout, int cin, int k, const char *prefix) {
+/* (cout, cin, ky, kx) -> (cout, ky, kx, cin), elements of type T */
+#define PERMUTE_CONV(T, dst, src)                                                                    \
+    do {                                                                                             \
+        const T *s_ = (const T *)(src);                                                              \
+        T *d_ = (T *)(dst);                                                                          \
+        for (int o = 0; o < cout; o++)                                                               \
+            for (int i = 0; i < cin; i++)                                                            \
+                for (int t = 0; t < k * k; t++)                                                      \
+                    d_[((size_t)o * k * k + t) * cin + i] = s_[((size_t)o * cin + i) * k * k + t];   \
+    } while (0)
+
+sdc_status sdc_load_conv(sdc_loader *L, sdc_weight *dst, int cout, int cin, int k, const char *name) {
+    int64_t d[4] = {cout, cin, k, k};
+    const size_t n = (size_t)cout * cin * k * k;
+    const sdc_st_tensor *t;
+    SDC_TRY(find(L, name, d, 4, false, &t));
+    const sdc_dtype ty = stage_type_of(t->dtype);
+    const size_t es = dtype_bytes(ty);
+    SDC_TRY(stage(L, 2 * n * es));
+    unsigned char *src = L->stage + n * es;
+    SDC_TRY(stage_tensor(L, t, ty, src));
+    if (es == 4) PERMUTE_CONV(uint32_t, L->stage, src);
+    else PERMUTE_CONV(uint16_t, L->stage, src);
+    dst->type = L->be->weight_type;
+    return upload(L, &dst->p, dst->type, ty, n);
+}
+
+sdc_status sdc_load_conv_bias(sdc_loader *L, sdc_weight *w, float **b, int cout, int cin, int k, const char *prefix) {
     char n[512];
     snprintf(n, sizeof n, "%s.weight", prefix);
     SDC_TRY(sdc_load_conv(L, w, cout, cin, k, n));
@@ -216,7 +285,7 @@ sdc_status sdc_load_norm(sdc_loader *L, float **w, float **b, int n_ch, const ch
 }
 
 void sdc_weight_set_free(sdc_weight_set *set, sdc_backend *be) {
-    for (int i = 0; i < set->n; i++) be->ops->free(be, set->ptrs[i]);
+    for (int i = 0; i < set->n; i++) be->ops->free(be, (float *)set->ptrs[i]);
     free(set->ptrs);
     memset(set, 0, sizeof *set);
 }

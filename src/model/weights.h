@@ -1,18 +1,24 @@
-/* weights.h - loading U-Net and VAE weights by their diffusers names from
- * either layout, converting to fp32 in backend memory. Convolution weights
- * are permuted from PyTorch's (cout, cin, k, k) to (cout, k, k, cin). Every
- * buffer is recorded so the model frees them in one call. */
+/* weights.h - the one weight loader of the text encoder, U-Net and VAE:
+ * tensors by name (diffusers names for the U-Net and VAE, in either file
+ * layout; the text encoder's own names), shapes checked, each tensor
+ * staged on the host in the file's own type (F32, F16 or BF16; other float
+ * types as F32) and handed to the backend's load_tensor, which keeps it in
+ * the type the backend computes with (backend->weight_type for matrices
+ * and convolution kernels, fp32 for vectors and embedding tables). Never a
+ * host fp32 copy of the model. Convolution kernels are permuted from
+ * PyTorch's (cout, cin, k, k) to (cout, k, k, cin) on the way. Every buffer
+ * is recorded so the model frees them in one call. */
 #ifndef SDC_WEIGHTS_H
 #define SDC_WEIGHTS_H
 
 #include "model/model.h"
 
-typedef enum sdc_component { SDC_COMP_UNET, SDC_COMP_VAE } sdc_component;
+typedef enum sdc_component { SDC_COMP_UNET, SDC_COMP_VAE, SDC_COMP_TEXT } sdc_component;
 
 typedef struct sdc_weight_set {
-    float **ptrs;   /* every buffer allocated for this model */
+    void **ptrs;    /* every buffer allocated for this model */
     int n, cap;
-    size_t floats;  /* total size */
+    size_t bytes;   /* total size in backend memory */
 } sdc_weight_set;
 
 typedef struct sdc_loader {
@@ -20,9 +26,9 @@ typedef struct sdc_loader {
     sdc_component comp;
     sdc_backend *be;
     sdc_weight_set *set;
-    float *stage;        /* host staging, grown as needed */
-    size_t stage_cap;    /* floats */
-    unsigned char *used; /* per tensor of the component's file: read by this loader */
+    unsigned char *stage; /* host staging of one tensor (or one stack), in the file's type */
+    size_t stage_cap;     /* bytes */
+    unsigned char *used;  /* per tensor of the component's file: read by this loader */
 } sdc_loader;
 
 void sdc_loader_init(sdc_loader *L, const sdc_model_files *m, sdc_component comp,
@@ -32,28 +38,30 @@ void sdc_loader_done(sdc_loader *L);
 /* Every tensor of the component (its file, under its prefix) was read: a
  * tensor left over is a part of the model sdc would silently skip (an
  * SDXL add_embedding, a class embedding, an extra block), so it is an
- * SDC_ERR_UNSUPPORTED error naming it. */
+ * SDC_ERR_UNSUPPORTED error naming it. (U-Net and VAE.) */
 sdc_status sdc_loader_check_all_used(sdc_loader *L);
 
-/* Whether the component has a tensor of this diffusers name. */
+/* Whether the component has a tensor of this name. */
 bool sdc_loader_has(sdc_loader *L, const char *name);
 
-/* (n) vector */
+/* (n) vector, fp32; the text encoder's (1, n) exports are accepted */
 sdc_status sdc_load_vec(sdc_loader *L, float **dst, int n, const char *name);
+/* (rows, cols) table kept in fp32 (embeddings) */
+sdc_status sdc_load_table(sdc_loader *L, float **dst, int rows, int cols, const char *name);
 /* (out, in) matrix; a (out, in, 1, 1) 1x1 convolution is accepted too */
-sdc_status sdc_load_mat(sdc_loader *L, float **dst, int out, int in, const char *name);
+sdc_status sdc_load_mat(sdc_loader *L, sdc_weight *dst, int out, int in, const char *name);
 /* (cout, cin, k, k) convolution, stored (cout, k, k, cin) */
-sdc_status sdc_load_conv(sdc_loader *L, float **dst, int cout, int cin, int k, const char *name);
-/* Several (out_i, in) matrices stacked into one (sum out_i, in) buffer,
+sdc_status sdc_load_conv(sdc_loader *L, sdc_weight *dst, int cout, int cin, int k, const char *name);
+/* Several (out_i, in) matrices stacked into one (sum out_i, in) weight,
  * e.g. q, k and v into one projection. */
-sdc_status sdc_load_mats_stacked(sdc_loader *L, float **dst, int n_mats, const int *outs, int in,
+sdc_status sdc_load_mats_stacked(sdc_loader *L, sdc_weight *dst, int n_mats, const int *outs, int in,
                                  const char *const *names);
 
 /* Several (n_i) vectors stacked into one (sum n_i) buffer (biases of q, k, v). */
 sdc_status sdc_load_vecs_stacked(sdc_loader *L, float **dst, int n_vecs, const int *ns, const char *const *names);
 
 /* "<prefix>.weight" and "<prefix>.bias" of a convolution / of a norm. */
-sdc_status sdc_load_conv_bias(sdc_loader *L, float **w, float **b, int cout, int cin, int k, const char *prefix);
+sdc_status sdc_load_conv_bias(sdc_loader *L, sdc_weight *w, float **b, int cout, int cin, int k, const char *prefix);
 sdc_status sdc_load_norm(sdc_loader *L, float **w, float **b, int n, const char *prefix);
 
 void sdc_weight_set_free(sdc_weight_set *set, sdc_backend *be);

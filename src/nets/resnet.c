@@ -29,13 +29,13 @@ sdc_status sdc_resnet_forward(sdc_backend *be, const sdc_resnet *r, float *y, co
     const int hw = h * w;
     SDC_TRY(op->group_norm(be, tmp, x, r->norm1_w, r->norm1_b, batch, hw, r->cin, groups, eps, true));
     SDC_TRY(op->conv2d(be, tmp2, tmp, r->conv1_w, r->conv1_b, NULL, batch, h, w, r->cin, r->cout, 3, 1, 1));
-    if (temb && r->temb_w) {
+    if (temb && r->temb_w.p) {
         SDC_TRY(op->linear(be, temb_proj, temb, r->temb_w, r->temb_b, batch, temb_dim, r->cout));
         SDC_TRY(op->add_rows(be, tmp2, tmp2, temb_proj, batch, (size_t)hw, r->cout));
     }
     SDC_TRY(op->group_norm(be, tmp2, tmp2, r->norm2_w, r->norm2_b, batch, hw, r->cout, groups, eps, true));
     const float *shortcut = x;
-    if (r->short_w) {
+    if (r->short_w.p) {
         SDC_TRY(op->conv2d(be, tmp, x, r->short_w, r->short_b, NULL, batch, h, w, r->cin, r->cout, 1, 1, 0));
         shortcut = tmp;
     }
@@ -44,5 +44,5 @@ sdc_status sdc_resnet_forward(sdc_backend *be, const sdc_resnet *r, float *y, co
 
 double sdc_resnet_flops(const sdc_resnet *r, double px) {
     return 2.0 * px * 9.0 * r->cin * r->cout + 2.0 * px * 9.0 * r->cout * r->cout +
-           (r->short_w ? 2.0 * px * r->cin * r->cout : 0.0);
+           (r->short_w.p ? 2.0 * px * r->cin * r->cout : 0.0);
 }

@@ -10,11 +10,11 @@
 typedef struct sdc_resnet {
     int cin, cout;
     float *norm1_w, *norm1_b;   /* (cin) */
-    float *conv1_w, *conv1_b;   /* (cout, 3, 3, cin), (cout) */
-    float *temb_w, *temb_b;     /* (cout, time_embed_dim), (cout); NULL in the VAE */
+    sdc_weight conv1_w; float *conv1_b;   /* (cout, 3, 3, cin), (cout) */
+    sdc_weight temb_w; float *temb_b;     /* (cout, time_embed_dim), (cout); .p NULL in the VAE */
     float *norm2_w, *norm2_b;   /* (cout) */
-    float *conv2_w, *conv2_b;   /* (cout, 3, 3, cout), (cout) */
-    float *short_w, *short_b;   /* (cout, 1, 1, cin), (cout) when cin != cout, else NULL */
+    sdc_weight conv2_w; float *conv2_b;   /* (cout, 3, 3, cout), (cout) */
+    sdc_weight short_w; float *short_b;   /* (cout, 1, 1, cin), (cout) when cin != cout, else .p NULL */
 } sdc_resnet;
 
 sdc_status sdc_resnet_load(sdc_loader *L, sdc_resnet *r, const char *prefix, int cin, int cout,

@@ -5,22 +5,22 @@
 #ifndef SDC_TEXT_ENCODER_H
 #define SDC_TEXT_ENCODER_H
 
-#include "model/model.h"
+#include "model/weights.h"
 
 typedef struct sdc_text_layer {
     float *ln1_w, *ln1_b;  /* (width) layer_norm1 / ln_1 */
-    float *qkv_w;          /* (3 * width, width): q, k, v rows stacked */
+    sdc_weight qkv_w;          /* (3 * width, width): q, k, v rows stacked */
     float *qkv_b;          /* (3 * width) */
-    float *out_w, *out_b;  /* (width, width), (width) self_attn.out_proj */
+    sdc_weight out_w; float *out_b;  /* (width, width), (width) self_attn.out_proj */
     float *ln2_w, *ln2_b;  /* (width) layer_norm2 / ln_2 */
-    float *fc1_w, *fc1_b;  /* (ff, width), (ff) mlp.fc1 / mlp.c_fc */
-    float *fc2_w, *fc2_b;  /* (width, ff), (width) mlp.fc2 / mlp.c_proj */
+    sdc_weight fc1_w; float *fc1_b;  /* (ff, width), (ff) mlp.fc1 / mlp.c_fc */
+    sdc_weight fc2_w; float *fc2_b;  /* (width, ff), (width) mlp.fc2 / mlp.c_proj */
 } sdc_text_layer;
 
 typedef struct sdc_text_encoder {
     sdc_text_config cfg;
     sdc_backend *be;        /* not owned */
-    /* weights, fp32 in backend memory */
+    sdc_weight_set weights;  /* every weight buffer below */
     float *tok_emb;         /* (vocab, width) */
     float *pos_emb;         /* (max_pos, width) */
     float *lnf_w, *lnf_b;   /* (width) final_layer_norm / ln_final */
@@ -33,7 +33,8 @@ typedef struct sdc_text_encoder {
     float *mlp;             /* (tokens, ff) */
 } sdc_text_encoder;
 
-/* Load the text encoder's weights from an open model (fp16/bf16 -> fp32). */
+/* Load the text encoder's weights from an open model (matrices in the
+ * backend's weight type, the rest fp32). */
 sdc_status sdc_text_encoder_load(const sdc_model_files *m, sdc_backend *be,
                                  sdc_text_encoder **out);
 void sdc_text_encoder_free(sdc_text_encoder *te);

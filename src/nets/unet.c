@@ -309,16 +309,28 @@ sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w
     return sdc_unet_run(u, x, batch, h, w, t, out);
 }
 
-sdc_status sdc_unet_run(sdc_unet *u, const float *x, int batch, int h, int w, double t, float *out) {
-    const sdc_unet_config *c = &u->cfg;
-    sdc_backend *be = u->be;
-    const sdc_backend_ops *op = be->ops;
-    const int nl = c->n_levels, te = c->time_embed_dim, c0 = c->channels[0], G = c->norm_groups;
+sdc_status sdc_unet_prepare(sdc_unet *u, int batch, int h, int w, double t) {
     if (batch < 1 || h < 1 || w < 1)
         return sdc_fail(SDC_ERR_ARG, "unet: bad input shape batch=%d %dx%d", batch, h, w);
     if (!u->kv || u->kv_batch != batch)
         return sdc_fail(SDC_ERR_ARG, "unet: no context set for a batch of %d (sdc_unet_set_context)", batch);
     SDC_TRY(ensure_state(u, batch, h, w));
+    /* the sinusoid of t: t is the op's argument, so this stays outside a graph */
+    return u->be->ops->timestep_embedding(u->be, u->tsin, batch, u->cfg.channels[0], t);
+}
+
+sdc_status sdc_unet_run(sdc_unet *u, const float *x, int batch, int h, int w, double t, float *out) {
+    SDC_TRY(sdc_unet_prepare(u, batch, h, w, t));
+    return sdc_unet_body(u, x, batch, h, w, out);
+}
+
+sdc_status sdc_unet_body(sdc_unet *u, const float *x, int batch, int h, int w, float *out) {
+    const sdc_unet_config *c = &u->cfg;
+    sdc_backend *be = u->be;
+    const sdc_backend_ops *op = be->ops;
+    const int nl = c->n_levels, te = c->time_embed_dim, c0 = c->channels[0], G = c->norm_groups;
+    if (u->st_batch != batch || u->st_h != h || u->st_w != w || u->kv_batch != batch)
+        return sdc_fail(SDC_ERR_ARG, "unet: batch %d at %dx%d not prepared (sdc_unet_prepare)", batch, h, w);
     const int tokens = u->kv_tokens;
     u->kv_cursor = 0;
     /* the context's k and v: computed once per job by sdc_unet_set_context */
@@ -332,8 +344,8 @@ sdc_status sdc_unet_run(sdc_unet *u, const float *x, int batch, int h, int w, do
     int hs[SDC_MAX_LEVELS], ws[SDC_MAX_LEVELS];
     level_sizes(c, h, w, hs, ws);
 
-    /* time embedding: silu(linear_2(silu(linear_1(sinusoid(t))))) */
-    SDC_TRY(op->timestep_embedding(be, u->tsin, batch, c0, t));
+    /* time embedding: silu(linear_2(silu(linear_1(sinusoid(t))))), the
+     * sinusoid from sdc_unet_prepare */
     SDC_TRY(op->linear(be, u->temb_tmp, u->tsin, u->time_w1, u->time_b1, batch, c0, te));
     SDC_TRY(op->activation(be, u->temb_tmp, u->temb_tmp, (size_t)batch * te, SDC_ACT_SILU));
     SDC_TRY(op->linear(be, u->temb, u->temb_tmp, u->time_w2, u->time_b2, batch, te, te));
@@ -371,7 +383,7 @@ sdc_status sdc_unet_run(sdc_unet *u, const float *x, int batch, int h, int w, do
                 SDC_TRY(transformer_forward(u, &D->attn[j], cur, batch, hs[l] * ws[l], spare, t2, t3, t4));
             PUSH(cur, px, c->channels[l]);
         }
-        if (D->sample_w) {
+        if (D->sample_w.p) {
             SDC_TRY(op->conv2d(be, spare, cur, D->sample_w, D->sample_b, NULL, batch, hs[l], ws[l], c->channels[l],
                                c->channels[l], 3, 2, 1));
             u->flops += 2.0 * batch * hs[l + 1] * ws[l + 1] * 9.0 * c->channels[l] * c->channels[l];
@@ -407,7 +419,7 @@ sdc_status sdc_unet_run(sdc_unet *u, const float *x, int batch, int h, int w, do
             if (U->attn)
                 SDC_TRY(transformer_forward(u, &U->attn[j], cur, batch, hs[l] * ws[l], spare, t2, t3, t4));
         }
-        if (U->sample_w) { /* nearest 2x to the next skip's size, then a 3x3 conv */
+        if (U->sample_w.p) { /* nearest 2x to the next skip's size, then a 3x3 conv */
             SDC_TRY(op->upsample_nearest(be, t2, cur, batch, hs[l], ws[l], ch, hs[l - 1], ws[l - 1]));
             SDC_TRY(op->conv2d(be, cur, t2, U->sample_w, U->sample_b, NULL, batch, hs[l - 1], ws[l - 1], ch, ch, 3, 1,
                                1));

@@ -7,22 +7,22 @@
 
 typedef struct sdc_tblock {      /* BasicTransformerBlock */
     float *norm1_w, *norm1_b;    /* (c) */
-    float *qkv_w;                /* (3c, c): attn1 to_q, to_k, to_v stacked, no bias */
-    float *out1_w, *out1_b;      /* (c, c), (c) attn1.to_out.0 */
+    sdc_weight qkv_w;                /* (3c, c): attn1 to_q, to_k, to_v stacked, no bias */
+    sdc_weight out1_w; float *out1_b;      /* (c, c), (c) attn1.to_out.0 */
     float *norm2_w, *norm2_b;
-    float *q2_w;                 /* (c, c) attn2.to_q */
-    float *kv2_w;                /* (2c, context_dim): attn2 to_k, to_v stacked */
-    float *out2_w, *out2_b;
+    sdc_weight q2_w;                 /* (c, c) attn2.to_q */
+    sdc_weight kv2_w;                /* (2c, context_dim): attn2 to_k, to_v stacked */
+    sdc_weight out2_w; float *out2_b;
     float *norm3_w, *norm3_b;
-    float *ff1_w, *ff1_b;        /* (8c, c), (8c): GEGLU projection ff.net.0.proj */
-    float *ff2_w, *ff2_b;        /* (c, 4c), (c): ff.net.2 */
+    sdc_weight ff1_w; float *ff1_b;        /* (8c, c), (8c): GEGLU projection ff.net.0.proj */
+    sdc_weight ff2_w; float *ff2_b;        /* (c, 4c), (c): ff.net.2 */
 } sdc_tblock;
 
 typedef struct sdc_transformer { /* Transformer2DModel */
     int c, heads, depth;
     float *norm_w, *norm_b;      /* (c) group norm, eps 1e-6 */
-    float *proj_in_w, *proj_in_b;   /* (c, c) 1x1 conv or linear */
-    float *proj_out_w, *proj_out_b;
+    sdc_weight proj_in_w; float *proj_in_b;   /* (c, c) 1x1 conv or linear */
+    sdc_weight proj_out_w; float *proj_out_b;
     sdc_tblock *blocks;          /* (depth) */
 } sdc_transformer;
 
@@ -30,21 +30,21 @@ typedef struct sdc_unet_level {
     int n_res;                   /* res blocks in this block */
     sdc_resnet *res;             /* (n_res) */
     sdc_transformer *attn;       /* (n_res) or NULL */
-    float *sample_w, *sample_b;  /* down: stride-2 conv; up: conv after 2x upsample; NULL if none */
+    sdc_weight sample_w; float *sample_b;  /* down: stride-2 conv; up: conv after 2x upsample; .p NULL if none */
 } sdc_unet_level;
 
 typedef struct sdc_unet {
     sdc_unet_config cfg;
     sdc_backend *be;             /* not owned */
     sdc_weight_set weights;
-    float *time_w1, *time_b1;    /* (temb, c0), (temb) time_embedding.linear_1 */
-    float *time_w2, *time_b2;    /* (temb, temb) linear_2 */
-    float *conv_in_w, *conv_in_b;   /* (c0, 3, 3, in), (c0) */
+    sdc_weight time_w1; float *time_b1;    /* (temb, c0), (temb) time_embedding.linear_1 */
+    sdc_weight time_w2; float *time_b2;    /* (temb, temb) linear_2 */
+    sdc_weight conv_in_w; float *conv_in_b;   /* (c0, 3, 3, in), (c0) */
     sdc_unet_level down[SDC_MAX_LEVELS], up[SDC_MAX_LEVELS]; /* up[l]: level l, run deepest first */
     sdc_resnet mid_res[2];
     sdc_transformer mid_attn;
     float *norm_out_w, *norm_out_b; /* (c0) conv_norm_out */
-    float *conv_out_w, *conv_out_b; /* (out, 3, 3, c0), (out) */
+    sdc_weight conv_out_w; float *conv_out_b; /* (out, 3, 3, c0), (out) */
     /* activations, sized for the last (batch, h, w) */
     int st_batch, st_h, st_w;
     float *buf[5];               /* work buffers, `work` floats each */
@@ -74,6 +74,13 @@ sdc_status sdc_unet_set_context(sdc_unet *u, const float *context, int batch, in
  * (batch, h, w, in/out channels) in backend memory; the same timestep t for
  * the whole batch (an argument: nothing is copied to the backend). */
 sdc_status sdc_unet_run(sdc_unet *u, const float *x, int batch, int h, int w, double t, float *out);
+
+/* sdc_unet_run in two parts, for a backend that records the second as a
+ * graph: prepare sizes the state for (batch, h, w) and writes the time
+ * embedding of t (t is an op's argument, so this part is issued each step);
+ * body is the rest, the same ops on the same buffers at every step. */
+sdc_status sdc_unet_prepare(sdc_unet *u, int batch, int h, int w, double t);
+sdc_status sdc_unet_body(sdc_unet *u, const float *x, int batch, int h, int w, float *out);
 
 /* Both in one call: set the context, then run. */
 sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w, double t,

@@ -206,7 +206,7 @@ sdc_status sdc_vae_decode(sdc_vae *v, const float *z, int h, int w, float *image
             SWAP(cur, spare);
             ch = U->res[j].cout;
         }
-        if (U->up_w) {
+        if (U->up_w.p) {
             SDC_TRY(op->upsample_nearest(be, t2, cur, 1, h, w, ch, 2 * h, 2 * w));
             h *= 2;
             w *= 2;
@@ -237,7 +237,7 @@ sdc_status sdc_vae_encode(sdc_vae *v, const float *image, int H, int W, float *m
             SWAP(cur, spare);
             ch = D->res[j].cout;
         }
-        if (D->down_w) { /* diffusers pads right and bottom by one, then a stride-2 conv */
+        if (D->down_w.p) { /* diffusers pads right and bottom by one, then a stride-2 conv */
             SDC_TRY(op->pad(be, t2, cur, 1, h, w, ch, 0, 1, 0, 1));
             SDC_TRY(op->conv2d(be, cur, t2, D->down_w, D->down_b, NULL, 1, h + 1, w + 1, ch, ch, 3, 2, 0));
             h /= 2;

@@ -8,43 +8,43 @@
 typedef struct sdc_vae_attn {    /* mid-block attention: one head as wide as the channels */
     int c;
     float *norm_w, *norm_b;      /* (c) group norm, eps 1e-6 */
-    float *qkv_w, *qkv_b;        /* (3c, c), (3c): to_q, to_k, to_v stacked */
-    float *out_w, *out_b;        /* (c, c), (c): to_out.0 */
+    sdc_weight qkv_w; float *qkv_b;        /* (3c, c), (3c): to_q, to_k, to_v stacked */
+    sdc_weight out_w; float *out_b;        /* (c, c), (c): to_out.0 */
 } sdc_vae_attn;
 
 typedef struct sdc_vae_up {
     int n_res;                   /* num_res_blocks + 1 */
     sdc_resnet *res;
-    float *up_w, *up_b;          /* conv after 2x nearest upsampling; NULL at the last block */
+    sdc_weight up_w; float *up_b;          /* conv after 2x nearest upsampling; .p NULL at the last block */
 } sdc_vae_up;
 
 typedef struct sdc_vae_down {
     int n_res;                   /* num_res_blocks */
     sdc_resnet *res;
-    float *down_w, *down_b;      /* stride-2 conv after (0,1,0,1) padding; NULL at the last block */
+    sdc_weight down_w; float *down_b;      /* stride-2 conv after (0,1,0,1) padding; .p NULL at the last block */
 } sdc_vae_down;
 
 typedef struct sdc_vae_encoder {
-    float *conv_in_w, *conv_in_b;   /* (c0, 3, 3, 3) */
+    sdc_weight conv_in_w; float *conv_in_b;   /* (c0, 3, 3, 3) */
     sdc_vae_down down[SDC_MAX_LEVELS];
     sdc_resnet mid_res[2];
     sdc_vae_attn mid_attn;
     float *norm_out_w, *norm_out_b; /* (c_top) */
-    float *conv_out_w, *conv_out_b; /* (2z, 3, 3, c_top): mean and log-variance */
-    float *quant_w, *quant_b;       /* (2z, 2z): quant_conv */
+    sdc_weight conv_out_w; float *conv_out_b; /* (2z, 3, 3, c_top): mean and log-variance */
+    sdc_weight quant_w; float *quant_b;       /* (2z, 2z): quant_conv */
 } sdc_vae_encoder;
 
 typedef struct sdc_vae {
     sdc_vae_config cfg;
     sdc_backend *be;             /* not owned */
     sdc_weight_set weights;
-    float *pq_w, *pq_b;          /* (z, z), (z): post_quant_conv */
-    float *conv_in_w, *conv_in_b;   /* (c_top, 3, 3, z) */
+    sdc_weight pq_w; float *pq_b;          /* (z, z), (z): post_quant_conv */
+    sdc_weight conv_in_w; float *conv_in_b;   /* (c_top, 3, 3, z) */
     sdc_resnet mid_res[2];
     sdc_vae_attn mid_attn;
     sdc_vae_up up[SDC_MAX_LEVELS];  /* up[i] = diffusers' decoder.up_blocks.i (deepest first) */
     float *norm_out_w, *norm_out_b; /* (c0) */
-    float *conv_out_w, *conv_out_b; /* (3, 3, 3, c0), (3) */
+    sdc_weight conv_out_w; float *conv_out_b; /* (3, 3, 3, c0), (3) */
     sdc_vae_encoder *enc;        /* NULL when the file has no encoder */
     int st_h, st_w;              /* latent size the buffers are sized for */
     float *buf[4];
