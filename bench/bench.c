@@ -85,6 +85,8 @@ int unet_step(sdc_ctx *ctx, int px, int reps, step_result *out) {
             }
     out->seconds = times[reps / 2];
     out->gflop = ctx->unet->flops * 1e-9;
+    out->peak_bytes = 0;
+    if (be->ops->memory) be->ops->memory(be, NULL, &out->peak_bytes);
     free(h);
     be->ops->free(be, x), be->ops->free(be, eps), be->ops->free(be, cond);
     return rc;
@@ -134,10 +136,11 @@ int images_per_second(sdc_ctx *ctx, int px, int steps, int n, double ips[2]) {
     return 0;
 }
 
-sdc_ctx *bench_load(const char *model, sdc_backend_kind backend, double *seconds) {
+sdc_ctx *bench_load(const char *model, sdc_backend_kind backend, sdc_precision precision, double *seconds) {
     sdc_params p = sdc_params_default();
     p.model_path = model;
     p.backend = backend;
+    p.precision = precision;
     double t0 = sdc_now();
     sdc_ctx *ctx = NULL;
     if (sdc_load(&p, &ctx) != SDC_OK) {
@@ -177,7 +180,7 @@ int main(int argc, char **argv) {
            g_unet, g_ref);
 
     double t_load, t0;
-    sdc_ctx *ctx = bench_load(model, SDC_BACKEND_CPU, &t_load);
+    sdc_ctx *ctx = bench_load(model, SDC_BACKEND_CPU, SDC_PRECISION_AUTO, &t_load);
     if (!ctx) return 1;
     float *c = malloc((size_t)77 * sdc_context_dim(ctx) * sizeof(float));
     sdc_encode_prompt(ctx, "warm up", c);

@@ -8,6 +8,7 @@
 typedef struct step_result {
     double seconds, gflop;
     sdc_profile prof;
+    size_t peak_bytes; /* the backend's peak device memory after the steps (0 on the CPU) */
 } step_result;
 
 /* Median of `reps` (<= 8) U-Net calls with CFG (batch 2) at px x px after one
@@ -23,7 +24,7 @@ int images_per_second(sdc_ctx *ctx, int px, int steps, int n, double ips[2]);
 
 /* Loads `model` on `backend`; the seconds it took in *seconds. NULL (and
  * the error printed) on failure. */
-sdc_ctx *bench_load(const char *model, sdc_backend_kind backend, double *seconds);
+sdc_ctx *bench_load(const char *model, sdc_backend_kind backend, sdc_precision precision, double *seconds);
 
 /* The CUDA backend's figures on `model`; 0 on success. */
 int bench_cuda(const char *model);

@@ -17,14 +17,11 @@ static double used_gib(void) {
     return sdc_cuda_mem_info(&free_b, &total_b) ? -1.0 : gib(total_b - free_b);
 }
 
-int bench_cuda(const char *model) {
-    char name[128];
-    sdc_cuda_device_name(name, sizeof name);
+/* One precision: the weights of every component in `prec`. */
+static int bench_cuda_at(const char *model, sdc_precision prec) {
     double mem_before = used_gib();
-    printf("sdc CUDA benchmark: %s\ndevice 0: %s\n\n", model, name);
-
     double t_load, t0;
-    sdc_ctx *ctx = bench_load(model, SDC_BACKEND_CUDA, &t_load);
+    sdc_ctx *ctx = bench_load(model, SDC_BACKEND_CUDA, prec, &t_load);
     if (!ctx) return 1;
     double mem_loaded = used_gib();
 
@@ -61,16 +58,24 @@ int bench_cuda(const char *model) {
         return 1;
     }
 
-    printf("%-36s %12s %10s %12s\n", "stage (SD 1.5 shapes, fp32, CUDA)", "time", "it/s", "TFLOP/s");
-    printf("%-36s %10.2f s\n", "load weights (fp16 -> fp32, upload)", t_load);
-    printf("%-36s %9.2f ms\n", "text encode (2 prompts)", t_text * 1e3);
+    const size_t peak_unet = s512.peak_bytes;
+    size_t peak_all = 0;
+    ctx->be->ops->memory(ctx->be, NULL, &peak_all);
+    char title[64], load[64];
+    snprintf(title, sizeof title, "stage (SD 1.5 shapes, %s weights, CUDA)", sdc_precision_name(prec));
+    snprintf(load, sizeof load, "load weights (fp16 file -> %s)", sdc_precision_name(prec));
+    printf("%-40s %12s %10s %12s\n", title, "time", "it/s", "TFLOP/s");
+    printf("%-40s %10.2f s\n", load, t_load);
+    printf("%-40s %9.2f ms\n", "text encode (2 prompts)", t_text * 1e3);
     const step_result *sr[2] = {&s256, &s512};
     const char *lbl[2] = {"U-Net step, CFG batch 2, 256x256", "U-Net step, CFG batch 2, 512x512"};
     for (int i = 0; i < 2; i++)
-        printf("%-36s %9.2f ms %10.2f %12.1f\n", lbl[i], sr[i]->seconds * 1e3, 1.0 / sr[i]->seconds,
+        printf("%-40s %9.2f ms %10.2f %12.1f\n", lbl[i], sr[i]->seconds * 1e3, 1.0 / sr[i]->seconds,
                sr[i]->gflop / sr[i]->seconds * 1e-3);
-    printf("%-36s %9.2f ms\n", "VAE decode 256x256", v256 * 1e3);
-    printf("%-36s %9.2f ms\n", "VAE decode 512x512", v512 * 1e3);
+    printf("%-40s %9.2f ms\n", "VAE decode 256x256", v256 * 1e3);
+    printf("%-40s %9.2f ms\n", "VAE decode 512x512", v512 * 1e3);
+    printf("\npeak device memory (sdc's own allocations): %.2f GiB up to the 512x512 U-Net step, %.2f GiB over the "
+           "whole run\n", gib(peak_unet), gib(peak_all));
     printf("\ndevice memory in use (cudaMemGetInfo, CUDA context included; not a peak):\n");
     printf("  before load %.2f GiB, after load %.2f GiB, after the U-Net steps %.2f GiB, after VAE decode %.2f GiB\n",
            mem_before, mem_loaded, mem_unet, mem_vae);
@@ -79,4 +84,12 @@ int bench_cuda(const char *model) {
            ips[1] / ips[0]);
     sdc_free(ctx);
     return 0;
+}
+
+int bench_cuda(const char *model) {
+    char name[128];
+    sdc_cuda_device_name(name, sizeof name);
+    printf("sdc CUDA benchmark: %s\ndevice 0: %s\n\n", model, name);
+    if (bench_cuda_at(model, SDC_PRECISION_FP16)) return 1;
+    return bench_cuda_at(model, SDC_PRECISION_FP32);
 }

@@ -165,6 +165,12 @@ sdc_status sdc_encode_prompt(sdc_ctx *ctx, const char *prompt, float *out) {
 
 const char *sdc_backend_name(const sdc_ctx *ctx) { return ctx->be->ops->name; }
 
+size_t sdc_device_memory_peak(const sdc_ctx *ctx) {
+    size_t peak = 0;
+    if (ctx->be->ops->memory) ctx->be->ops->memory(ctx->be, NULL, &peak);
+    return peak;
+}
+
 int sdc_native_size(const sdc_ctx *ctx) { return ctx->model->config.image_size; }
 
 void sdc_free(sdc_ctx *ctx) {

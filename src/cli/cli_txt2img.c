@@ -133,11 +133,14 @@ int cli_txt2img(int argc, char **argv) {
         if (sdc_image_save_png(&img, out) != SDC_OK) {
             rc = cli_die(NULL);
         } else {
+            char mem[64] = "";
+            const size_t peak = sdc_device_memory_peak(ctx);
+            if (peak) snprintf(mem, sizeof mem, ", peak device memory %.0f MiB", peak / 1048576.0);
             fprintf(stderr,
                     "sdc: %s: load %.1f s, text encode %.2f s, denoise %.1f s (%.2f s/step), decode %.1f s, "
-                    "total %.1f s\n",
+                    "total %.1f s%s\n",
                     sdc_backend_name(ctx), t_load, img.seconds_encode, img.seconds_denoise,
-                    img.seconds_denoise / g.steps, img.seconds_decode, sdc_now() - t0);
+                    img.seconds_denoise / g.steps, img.seconds_decode, sdc_now() - t0, mem);
             printf("%s\n", out);
         }
         sdc_image_free(&img);

@@ -153,13 +153,11 @@ sdc_status sdc_unet_load(const sdc_model_files *m, sdc_backend *be, sdc_unet **o
 }
 
 static void free_state(sdc_unet *u) {
-    sdc_backend *be = u->be;
+    if (u->arena) u->be->ops->free(u->be, u->arena);
+    u->arena = NULL;
     float **bufs[] = {&u->buf[0], &u->buf[1], &u->buf[2], &u->buf[3], &u->buf[4], &u->skips,
                       &u->temb, &u->temb_proj, &u->tsin, &u->temb_tmp};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        if (*bufs[i]) be->ops->free(be, *bufs[i]);
-        *bufs[i] = NULL;
-    }
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) *bufs[i] = NULL;
     u->st_batch = 0;
 }
 
@@ -252,12 +250,20 @@ static sdc_status ensure_state(sdc_unet *u, int batch, int h, int w) {
     }
     size_t small = (size_t)batch * c->time_embed_dim;
     u->work = work;
-    for (int i = 0; i < 5; i++) SDC_TRY(be->ops->alloc(be, work, &u->buf[i]));
-    SDC_TRY(be->ops->alloc(be, skips, &u->skips));
-    SDC_TRY(be->ops->alloc(be, small, &u->temb));
-    SDC_TRY(be->ops->alloc(be, small, &u->temb_tmp));
-    SDC_TRY(be->ops->alloc(be, (size_t)batch * cmax, &u->temb_proj));
-    SDC_TRY(be->ops->alloc(be, (size_t)batch * c->channels[0], &u->tsin));
+    /* every activation of a forward in one arena, laid out once per shape */
+    float **bufs[] = {&u->buf[0], &u->buf[1], &u->buf[2], &u->buf[3], &u->buf[4], &u->skips,
+                      &u->temb, &u->temb_tmp, &u->temb_proj, &u->tsin};
+    const size_t sizes[] = {work, work, work, work, work, skips, small, small, (size_t)batch * cmax,
+                            (size_t)batch * c->channels[0]};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 63) & ~(size_t)63;
+    SDC_TRY(be->ops->alloc(be, total, &u->arena));
+    u->arena_floats = total;
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        *bufs[i] = u->arena + off; /* 256-byte aligned */
+        off += (sizes[i] + 63) & ~(size_t)63;
+    }
     u->st_batch = batch;
     u->st_h = h;
     u->st_w = w;

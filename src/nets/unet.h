@@ -45,8 +45,10 @@ typedef struct sdc_unet {
     sdc_transformer mid_attn;
     float *norm_out_w, *norm_out_b; /* (c0) conv_norm_out */
     sdc_weight conv_out_w; float *conv_out_b; /* (out, 3, 3, c0), (out) */
-    /* activations, sized for the last (batch, h, w) */
+    /* activations, sized for the last (batch, h, w), carved from one arena */
     int st_batch, st_h, st_w;
+    float *arena;
+    size_t arena_floats;
     float *buf[5];               /* work buffers, `work` floats each */
     size_t work;
     float *skips;                /* all skip connections, back to back */

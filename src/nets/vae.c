@@ -125,8 +125,8 @@ sdc_status sdc_vae_load(const sdc_model_files *m, sdc_backend *be, sdc_vae **out
 }
 
 static void free_state(sdc_vae *v) {
-    for (int i = 0; i < 4; i++)
-        if (v->buf[i]) v->be->ops->free(v->be, v->buf[i]), v->buf[i] = NULL;
+    if (v->buf[0]) v->be->ops->free(v->be, v->buf[0]); /* the arena */
+    for (int i = 0; i < 4; i++) v->buf[i] = NULL;
     v->st_h = v->st_w = 0;
 }
 
@@ -165,7 +165,10 @@ static sdc_status ensure_state(sdc_vae *v, int h, int w) {
         size_t need = px * (size_t)(cl > cp ? cl : cp);
         if (need > work) work = need;
     }
-    for (int i = 0; i < 4; i++) SDC_TRY(v->be->ops->alloc(v->be, work, &v->buf[i]));
+    /* the four work buffers in one arena, laid out once per latent size */
+    const size_t stride = (work + 63) & ~(size_t)63;
+    SDC_TRY(v->be->ops->alloc(v->be, 4 * stride, &v->buf[0]));
+    for (int i = 1; i < 4; i++) v->buf[i] = v->buf[0] + (size_t)i * stride;
     v->work = work;
     v->st_h = h;
     v->st_w = w;
