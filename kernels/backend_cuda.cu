@@ -496,6 +496,11 @@ static void cu_graph_free(sdc_backend *be, void *graph) {
     if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
 }
 
+static sdc_status cu_sync(sdc_backend *be) {
+    CUDA_TRY(cudaStreamSynchronize(impl(be)->stream));
+    return SDC_OK;
+}
+
 static void cu_memory(sdc_backend *be, size_t *in_use, size_t *peak) {
     if (in_use) *in_use = impl(be)->in_use;
     if (peak) *peak = impl(be)->peak;
@@ -554,6 +559,7 @@ static sdc_backend_ops make_ops(void) {
     o.graph_launch = cu_graph_launch;
     o.graph_free = cu_graph_free;
     o.memory = cu_memory;
+    o.sync = cu_sync;
     return o;
 }
 

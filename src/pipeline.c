@@ -271,7 +271,9 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
         }
         if (p0->on_step) p0->on_step(i + 1, steps, sdc_now() - t0, p0->user);
     }
-    return SDC_OK;
+    /* the steps are queued on an asynchronous backend: wait for them, so
+     * the denoise time is the steps' own */
+    return op->sync ? op->sync(be) : SDC_OK;
 }
 
 /* latents / scale_factor -> VAE -> 8-bit image, one image at a time; the

@@ -181,6 +181,8 @@ typedef struct sdc_backend_ops {
     sdc_status (*capture_end)(sdc_backend *be, void **graph);
     sdc_status (*graph_launch)(sdc_backend *be, void *graph);
     void (*graph_free)(sdc_backend *be, void *graph);
+    /* Wait until everything issued so far has run (timing; no copy). */
+    sdc_status (*sync)(sdc_backend *be);
     /* Device memory: in use now and the most at once since the backend was
      * made (0 where the backend does not count, the CPU). */
     void (*memory)(sdc_backend *be, size_t *in_use, size_t *peak);
