@@ -235,6 +235,13 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
     SDC_TRY(op->upload_async(be, g->x, g->host, (size_t)m * n));
     const sdc_gen_params *p0 = js[0]->p;
     const int steps = sdc_sampler_steps(js[0]->sampler);
+    /* the time embeddings of the whole schedule, once */
+    double *ts = malloc((size_t)steps * sizeof *ts);
+    if (!ts) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    for (int i = 0; i < steps; i++) ts[i] = sdc_sampler_timestep(js[0]->sampler, i);
+    sdc_status st_sched = sdc_unet_set_schedule(ctx->unet, B, lh, lw, ts, steps);
+    free(ts);
+    SDC_TRY(st_sched);
     double t0 = sdc_now();
     for (int i = 0; i < steps; i++) {
         for (int j = 0; j < m; j++) { /* the same scaled input for both halves */
@@ -244,7 +251,7 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
             else SDC_TRY(op->copy(be, in, xj, n));
             if (cfg) SDC_TRY(op->copy(be, g->in + (size_t)(m + j) * n, in, n));
         }
-        SDC_TRY(sdc_unet_prepare(ctx->unet, B, lh, lw, sdc_sampler_timestep(js[0]->sampler, i)));
+        SDC_TRY(sdc_unet_prepare_step(ctx->unet, B, lh, lw, i));
         SDC_TRY(unet_body(ctx, g, B, lh, lw, i));
         bool noise = false;
         for (int j = 0; j < m; j++) {

@@ -165,6 +165,7 @@ void sdc_unet_free(sdc_unet *u) {
     if (!u) return;
     free_state(u);
     if (u->kv) u->be->ops->free(u->be, u->kv);
+    if (u->temb_table) u->be->ops->free(u->be, u->temb_table);
     sdc_weight_set_free(&u->weights, u->be);
     for (int l = 0; l < SDC_MAX_LEVELS; l++) {
         sdc_unet_level *lv[2] = {&u->down[l], &u->up[l]};
@@ -315,14 +316,54 @@ sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w
     return sdc_unet_run(u, x, batch, h, w, t, out);
 }
 
+/* out (batch, time_embed_dim) = silu(linear_2(silu(linear_1(sinusoid(t))))) */
+static sdc_status time_embedding(sdc_unet *u, int batch, double t, float *out) {
+    sdc_backend *be = u->be;
+    const sdc_backend_ops *op = be->ops;
+    const int te = u->cfg.time_embed_dim, c0 = u->cfg.channels[0];
+    SDC_TRY(op->timestep_embedding(be, u->tsin, batch, c0, t));
+    SDC_TRY(op->linear(be, u->temb_tmp, u->tsin, u->time_w1, u->time_b1, batch, c0, te));
+    SDC_TRY(op->activation(be, u->temb_tmp, u->temb_tmp, (size_t)batch * te, SDC_ACT_SILU));
+    SDC_TRY(op->linear(be, out, u->temb_tmp, u->time_w2, u->time_b2, batch, te, te));
+    return op->activation(be, out, out, (size_t)batch * te, SDC_ACT_SILU);
+}
+
 sdc_status sdc_unet_prepare(sdc_unet *u, int batch, int h, int w, double t) {
     if (batch < 1 || h < 1 || w < 1)
         return sdc_fail(SDC_ERR_ARG, "unet: bad input shape batch=%d %dx%d", batch, h, w);
     if (!u->kv || u->kv_batch != batch)
         return sdc_fail(SDC_ERR_ARG, "unet: no context set for a batch of %d (sdc_unet_set_context)", batch);
     SDC_TRY(ensure_state(u, batch, h, w));
-    /* the sinusoid of t: t is the op's argument, so this stays outside a graph */
-    return u->be->ops->timestep_embedding(u->be, u->tsin, batch, u->cfg.channels[0], t);
+    return time_embedding(u, batch, t, u->temb);
+}
+
+sdc_status sdc_unet_set_schedule(sdc_unet *u, int batch, int h, int w, const double *t, int steps) {
+    sdc_backend *be = u->be;
+    if (steps < 1 || batch < 1 || h < 1 || w < 1)
+        return sdc_fail(SDC_ERR_ARG, "unet: schedule of %d steps for batch %d at %dx%d", steps, batch, h, w);
+    SDC_TRY(ensure_state(u, batch, h, w));
+    const size_t row = (size_t)batch * u->cfg.time_embed_dim;
+    if (u->temb_table && u->temb_steps * u->temb_batch * (size_t)u->cfg.time_embed_dim < (size_t)steps * row) {
+        be->ops->free(be, u->temb_table);
+        u->temb_table = NULL;
+    }
+    u->temb_steps = u->temb_batch = 0;
+    if (!u->temb_table) SDC_TRY(be->ops->alloc(be, (size_t)steps * row, &u->temb_table));
+    for (int i = 0; i < steps; i++) SDC_TRY(time_embedding(u, batch, t[i], u->temb_table + (size_t)i * row));
+    u->temb_steps = steps;
+    u->temb_batch = batch;
+    return SDC_OK;
+}
+
+sdc_status sdc_unet_prepare_step(sdc_unet *u, int batch, int h, int w, int step) {
+    if (!u->temb_table || u->temb_batch != (size_t)batch || step < 0 || (size_t)step >= u->temb_steps)
+        return sdc_fail(SDC_ERR_ARG, "unet: step %d of a schedule not set for a batch of %d (sdc_unet_set_schedule)",
+                        step, batch);
+    if (!u->kv || u->kv_batch != batch)
+        return sdc_fail(SDC_ERR_ARG, "unet: no context set for a batch of %d (sdc_unet_set_context)", batch);
+    SDC_TRY(ensure_state(u, batch, h, w));
+    const size_t row = (size_t)batch * u->cfg.time_embed_dim;
+    return u->be->ops->copy(u->be, u->temb, u->temb_table + (size_t)step * row, row);
 }
 
 sdc_status sdc_unet_run(sdc_unet *u, const float *x, int batch, int h, int w, double t, float *out) {
@@ -350,12 +391,7 @@ sdc_status sdc_unet_body(sdc_unet *u, const float *x, int batch, int h, int w, f
     int hs[SDC_MAX_LEVELS], ws[SDC_MAX_LEVELS];
     level_sizes(c, h, w, hs, ws);
 
-    /* time embedding: silu(linear_2(silu(linear_1(sinusoid(t))))), the
-     * sinusoid from sdc_unet_prepare */
-    SDC_TRY(op->linear(be, u->temb_tmp, u->tsin, u->time_w1, u->time_b1, batch, c0, te));
-    SDC_TRY(op->activation(be, u->temb_tmp, u->temb_tmp, (size_t)batch * te, SDC_ACT_SILU));
-    SDC_TRY(op->linear(be, u->temb, u->temb_tmp, u->time_w2, u->time_b2, batch, te, te));
-    SDC_TRY(op->activation(be, u->temb, u->temb, (size_t)batch * te, SDC_ACT_SILU));
+    /* u->temb: the time embedding, from sdc_unet_prepare or _prepare_step */
 
     float *cur = u->buf[0], *spare = u->buf[1], *t2 = u->buf[2], *t3 = u->buf[3], *t4 = u->buf[4];
     /* skip connections: a stack of (pointer, channels) */

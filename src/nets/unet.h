@@ -61,6 +61,9 @@ typedef struct sdc_unet {
     float *kv;
     int kv_batch, kv_tokens;
     size_t kv_cursor;            /* the next block's offset during a forward */
+    /* the time embedding of every step of a schedule: (steps, batch, temb) */
+    float *temb_table;
+    size_t temb_steps, temb_batch;
     double flops;                /* floating-point operations of the last forward */
 } sdc_unet;
 
@@ -78,11 +81,18 @@ sdc_status sdc_unet_set_context(sdc_unet *u, const float *context, int batch, in
 sdc_status sdc_unet_run(sdc_unet *u, const float *x, int batch, int h, int w, double t, float *out);
 
 /* sdc_unet_run in two parts, for a backend that records the second as a
- * graph: prepare sizes the state for (batch, h, w) and writes the time
- * embedding of t (t is an op's argument, so this part is issued each step);
- * body is the rest, the same ops on the same buffers at every step. */
+ * graph: prepare sizes the state for (batch, h, w) and computes the time
+ * embedding of t (t is an op's argument, so this part is issued each step,
+ * outside the graph); body is the rest, the same ops on the same buffers
+ * at every step. */
 sdc_status sdc_unet_prepare(sdc_unet *u, int batch, int h, int w, double t);
 sdc_status sdc_unet_body(sdc_unet *u, const float *x, int batch, int h, int w, float *out);
+
+/* The time embeddings of a whole schedule (t[0..steps)), computed once for a
+ * job with the ops prepare uses, so they are the same values; then
+ * prepare_step(i) is prepare(t[i]) as one copy within backend memory. */
+sdc_status sdc_unet_set_schedule(sdc_unet *u, int batch, int h, int w, const double *t, int steps);
+sdc_status sdc_unet_prepare_step(sdc_unet *u, int batch, int h, int w, int step);
 
 /* Both in one call: set the context, then run. */
 sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w, double t,
