@@ -134,7 +134,8 @@ sdc_status sdc_image_save_png(const sdc_image *img, const char *path);
 /* Name of the backend in use ("cpu" or "cuda"). */
 const char *sdc_backend_name(const sdc_ctx *ctx);
 /* The most device memory sdc has held at once since the model was loaded
- * (weights, activations, workspaces), in bytes; 0 on the CPU backend. */
+ * (weights, activations, workspaces), in bytes; 0 on the CPU backend or
+ * for a NULL ctx. */
 size_t sdc_device_memory_peak(const sdc_ctx *ctx);
 /* "auto", "fp32", "fp16", "bf16" */
 const char *sdc_precision_name(sdc_precision p);

@@ -167,7 +167,7 @@ const char *sdc_backend_name(const sdc_ctx *ctx) { return ctx->be->ops->name; }
 
 size_t sdc_device_memory_peak(const sdc_ctx *ctx) {
     size_t peak = 0;
-    if (ctx->be->ops->memory) ctx->be->ops->memory(ctx->be, NULL, &peak);
+    if (ctx && ctx->be && ctx->be->ops->memory) ctx->be->ops->memory(ctx->be, NULL, &peak);
     return peak;
 }
 

@@ -407,7 +407,7 @@ int cli_batch(int argc, char **argv) {
                 s.failed, el, s.rendered / el);
     else
         fprintf(stderr, "sdc: %d rendered, %d skipped, %d failed\n", s.rendered, s.skipped, s.failed);
-    if (sdc_device_memory_peak(ctx))
+    if (ctx && sdc_device_memory_peak(ctx))
         fprintf(stderr, "sdc: peak device memory %.0f MiB\n", sdc_device_memory_peak(ctx) / 1048576.0);
     rc = g_stop ? 130 : s.failed ? 1 : 0;
 out:
