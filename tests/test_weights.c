@@ -1,0 +1,86 @@
+/* test_weights.c - the one weight loader (src/model/weights.c) stages each
+ * tensor in the file's own type. A checkpoint whose tensors are the same
+ * values in other types must load to the same weights: the tiny SD 1.x
+ * model rewritten with every other F16 tensor widened to F32 (exact), so
+ * that stacked tensors (q, k, v) mix types, renders bit for bit what the
+ * all-F16 file renders on the CPU; and the file rewritten in BF16 loads
+ * and renders finite images (its values are rounded, so not the same). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/safetensors.h"
+#include "sdc.h"
+#include "st_write.h"
+#include "testutil.h"
+
+/* src rewritten to dst: F16 tensors whose index % every == 0 (every 0:
+ * none) widened to F32, or all F16 tensors narrowed to BF16 (bf16 true). */
+static void rewrite(const char *src, const char *dst, int every, bool bf16) {
+    sdc_st_file *f = NULL;
+    cr_assert_eq(sdc_st_open(src, &f), SDC_OK, "%s", sdc_last_error());
+    st_builder *b = st_builder_new();
+    int k = 0;
+    for (int i = 0; i < f->n_tensors; i++) {
+        const sdc_st_tensor *t = &f->tensors[i];
+        if (t->dtype != SDC_DT_F16) {
+            cr_assert_eq(st_builder_add(b, t->name, sdc_dtype_name(t->dtype), t->ndim, t->shape, t->data, t->nbytes), 0);
+            continue;
+        }
+        const uint16_t *h = t->data;
+        const size_t n = (size_t)t->numel;
+        if (bf16) {
+            uint16_t *o = malloc(n * 2);
+            for (size_t j = 0; j < n; j++) o[j] = sdc_f32_to_bf16(sdc_f16_to_f32(h[j]));
+            cr_assert_eq(st_builder_add(b, t->name, "BF16", t->ndim, t->shape, o, n * 2), 0);
+            free(o);
+        } else if (every && k++ % every == 0) {
+            float *o = malloc(n * 4);
+            for (size_t j = 0; j < n; j++) o[j] = sdc_f16_to_f32(h[j]);
+            cr_assert_eq(st_builder_add(b, t->name, "F32", t->ndim, t->shape, o, n * 4), 0);
+            free(o);
+        } else {
+            cr_assert_eq(st_builder_add(b, t->name, "F16", t->ndim, t->shape, t->data, t->nbytes), 0);
+        }
+    }
+    for (int i = 0; i < f->n_meta; i++) st_builder_meta(b, f->meta_keys[i], f->meta_values[i]);
+    cr_assert_eq(st_builder_write(b, dst), 0);
+    st_builder_free(b);
+    sdc_st_close(f);
+}
+
+static void render(const char *model, sdc_image *out) {
+    sdc_params p = sdc_params_default();
+    p.model_path = model;
+    p.backend = SDC_BACKEND_CPU;
+    sdc_ctx *ctx = NULL;
+    cr_assert_eq(sdc_load(&p, &ctx), SDC_OK, "%s: %s", model, sdc_last_error());
+    sdc_gen_params g = sdc_gen_params_default();
+    g.prompt = "a red circle";
+    g.negative_prompt = "blue";
+    g.width = g.height = 32;
+    g.steps = 2;
+    g.sampler = "dpmpp_2m";
+    g.seed = 3;
+    cr_assert_eq(sdc_txt2img(ctx, &g, out), SDC_OK, "%s", sdc_last_error());
+    sdc_free(ctx);
+}
+
+Test(weights, file_types_load_the_same, .timeout = 120) {
+    char *dir = st_tmpdir(), *mixed = st_path(dir, "mixed.safetensors"), *bf = st_path(dir, "bf16.safetensors");
+    rewrite(FIXTURES "/tiny_sd1.safetensors", mixed, 2, false);
+    rewrite(FIXTURES "/tiny_sd1.safetensors", bf, 0, true);
+    sdc_image a, b, c;
+    render(FIXTURES "/tiny_sd1.safetensors", &a);
+    render(mixed, &b);
+    render(bf, &c);
+    const size_t nl = (size_t)4 * 16 * 16, npx = (size_t)32 * 32 * 3;
+    cr_assert(memcmp(a.latents, b.latents, nl * sizeof(float)) == 0, "F16 and mixed F16/F32 files render differently");
+    cr_assert(memcmp(a.rgb, b.rgb, npx) == 0);
+    for (size_t i = 0; i < nl; i++) cr_assert(isfinite(c.latents[i]), "BF16 file: latent %zu is %g", i, c.latents[i]);
+    cr_assert(memcmp(a.latents, c.latents, nl * sizeof(float)) != 0, "BF16 rounding changed nothing: not loaded?");
+    sdc_image_free(&a), sdc_image_free(&b), sdc_image_free(&c);
+    st_rmtree(dir);
+    free(dir), free(mixed), free(bf);
+}
