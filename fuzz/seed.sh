@@ -31,7 +31,7 @@ safetensors)
     for f in tests/fixtures/tiny_sd1.safetensors tests/fixtures/tiny_sd2.safetensors; do
         header "$f" | put "header-$(basename "$f")"
     done ;;
-model_single)
+model_single | model_load)
     for f in tests/fixtures/tiny_sd1.safetensors tests/fixtures/tiny_sd2.safetensors \
              weights/sdc-shapes.safetensors; do
         header "$f" | put "header-$(basename "$f")"
