@@ -132,6 +132,7 @@ typedef struct group_bufs {
     float *host;      /* host staging, (B * max(n, context)) floats */
     float *host2;     /* (n) */
     void *graph;      /* the U-Net's body as a backend graph, replayed each step */
+    bool graphs;      /* the backend records graphs and SDC_NO_GRAPHS is not 1 */
 } group_bufs;
 
 static void job_free(job *j) {
@@ -182,8 +183,7 @@ static sdc_status job_start(sdc_ctx *ctx, job *j, size_t n) {
  * launch instead of hundreds. SDC_NO_GRAPHS=1 runs every step directly. */
 static sdc_status unet_body(sdc_ctx *ctx, group_bufs *g, int B, int lh, int lw, int i) {
     sdc_backend *be = ctx->be;
-    const char *off = getenv("SDC_NO_GRAPHS");
-    if (i == 0 || !be->ops->capture_begin || (off && !strcmp(off, "1")))
+    if (i == 0 || !g->graphs)
         return sdc_unet_body(ctx->unet, g->in, B, lh, lw, g->eps);
     if (!g->graph) {
         SDC_TRY(be->ops->capture_begin(be));
@@ -235,6 +235,8 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
     SDC_TRY(op->upload_async(be, g->x, g->host, (size_t)m * n));
     const sdc_gen_params *p0 = js[0]->p;
     const int steps = sdc_sampler_steps(js[0]->sampler);
+    const char *no_graphs = getenv("SDC_NO_GRAPHS");
+    g->graphs = op->capture_begin && !(no_graphs && !strcmp(no_graphs, "1"));
     /* the time embeddings of the whole schedule, once */
     double *ts = malloc((size_t)steps * sizeof *ts);
     if (!ts) return sdc_fail(SDC_ERR_OOM, "out of memory");

@@ -42,6 +42,17 @@ Test(cuda, built_with_nvcc) {
 #endif
 }
 
+/* Skips the test where there is no device (the emulated one is asked for
+ * on the emulated build). */
+static void need_device(void) {
+    if (emu()) setenv("SDC_CUDA_EMU", "1", 0);
+    char why[256] = "";
+    if (sdc_cuda_device_count(why, sizeof why) == 0) {
+        fprintf(stderr, "SKIP: no CUDA device (%s)\n", why);
+        cr_skip_test("SKIP: no CUDA device (%s)", why);
+    }
+}
+
 /* The backend on device 0; on the emulated device, with a device memory of
  * mem_mb MiB (0: the default), which sets the backend's scratch blocks. */
 static sdc_backend *gpu_mem(int mem_mb) {
@@ -51,11 +62,7 @@ static sdc_backend *gpu_mem(int mem_mb) {
         snprintf(v, sizeof v, "%d", mem_mb ? mem_mb : 16384);
         setenv("SDC_CUDA_EMU_MEM_MB", v, 1);
     }
-    char why[256] = "";
-    if (sdc_cuda_device_count(why, sizeof why) == 0) {
-        fprintf(stderr, "SKIP: no CUDA device (%s)\n", why);
-        cr_skip_test("SKIP: no CUDA device (%s)", why);
-    }
+    need_device();
     sdc_backend *be = NULL;
     cr_assert_eq(sdc_backend_cuda_create(0, &be), SDC_OK, "%s", sdc_last_error());
     return be;
@@ -463,12 +470,7 @@ static void xfer_step(int step, int total, double seconds, void *user) {
 }
 
 Test(cuda, denoise_loop_transfers, .timeout = 300) {
-    char why[256] = "";
-    if (emu()) setenv("SDC_CUDA_EMU", "1", 0);
-    if (sdc_cuda_device_count(why, sizeof why) == 0) {
-        fprintf(stderr, "SKIP: no CUDA device (%s)\n", why);
-        cr_skip_test("SKIP: no CUDA device (%s)", why);
-    }
+    need_device();
     sdc_params p = sdc_params_default();
     p.model_path = FIXTURES "/tiny_sd1.safetensors";
     p.backend = SDC_BACKEND_CUDA;
@@ -512,12 +514,7 @@ Test(cuda, denoise_loop_transfers, .timeout = 300) {
  * together (per-image scale): on the CUDA backend each image is the CPU
  * backend's (8-bit pixels +-3), and the two images differ. */
 Test(cuda, batch_with_per_image_guidance, .timeout = 300) {
-    char why[256] = "";
-    if (emu()) setenv("SDC_CUDA_EMU", "1", 0);
-    if (sdc_cuda_device_count(why, sizeof why) == 0) {
-        fprintf(stderr, "SKIP: no CUDA device (%s)\n", why);
-        cr_skip_test("SKIP: no CUDA device (%s)", why);
-    }
+    need_device();
     sdc_ctx *ctx[2];
     for (int b = 0; b < 2; b++) {
         sdc_params p = sdc_params_default();
@@ -646,12 +643,7 @@ Test(cuda, half_weights) {
  * measured) and pixels within 3 levels (1); bf16 within 6e-2 (<= 3.2e-2)
  * and 16 levels (11). */
 static void half_pipeline(sdc_precision prec, double lat_tol, int px_tol) {
-    char why[256] = "";
-    if (emu()) setenv("SDC_CUDA_EMU", "1", 0);
-    if (sdc_cuda_device_count(why, sizeof why) == 0) {
-        fprintf(stderr, "SKIP: no CUDA device (%s)\n", why);
-        cr_skip_test("SKIP: no CUDA device (%s)", why);
-    }
+    need_device();
     sdc_st_file *ref = NULL;
     cr_assert_eq(sdc_st_open(FIXTURES "/pipeline_tiny_sd1_ref.safetensors", &ref), SDC_OK, "%s", sdc_last_error());
     sdc_params p = sdc_params_default();
@@ -709,12 +701,7 @@ Test(cuda, tiny_pipeline_bf16, .timeout = 600) { half_pipeline(SDC_PRECISION_BF1
  * (SDC_NO_GRAPHS=1), latents bit for bit. Recording allocates nothing:
  * the device memory in use is the same before and after. */
 Test(cuda, graph_replay_is_exact, .timeout = 300) {
-    char why[256] = "";
-    if (emu()) setenv("SDC_CUDA_EMU", "1", 0);
-    if (sdc_cuda_device_count(why, sizeof why) == 0) {
-        fprintf(stderr, "SKIP: no CUDA device (%s)\n", why);
-        cr_skip_test("SKIP: no CUDA device (%s)", why);
-    }
+    need_device();
     sdc_params p = sdc_params_default();
     p.model_path = FIXTURES "/tiny_sd1.safetensors";
     p.backend = SDC_BACKEND_CUDA;
@@ -858,12 +845,7 @@ Test(cuda, fragment_layouts) {
  * first, middle and last step and DPM++ 2M's second-order update: a step
  * there is seconds of fibre switches; on a GPU at 64x64 and 6 steps. */
 Test(cuda, tiny_pipeline_matches_cpu, .timeout = 300) {
-    char why[256] = "";
-    if (emu()) setenv("SDC_CUDA_EMU", "1", 0);
-    if (sdc_cuda_device_count(why, sizeof why) == 0) {
-        fprintf(stderr, "SKIP: no CUDA device (%s)\n", why);
-        cr_skip_test("SKIP: no CUDA device (%s)", why);
-    }
+    need_device();
     const char *samplers[] = {"ddim", "ddpm", "euler", "euler_a", "dpmpp_2m"};
     sdc_ctx *ctx[2];
     for (int b = 0; b < 2; b++) {

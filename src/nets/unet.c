@@ -259,7 +259,6 @@ static sdc_status ensure_state(sdc_unet *u, int batch, int h, int w) {
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 63) & ~(size_t)63;
     SDC_TRY(be->ops->alloc(be, total, &u->arena));
-    u->arena_floats = total;
     size_t off = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *bufs[i] = u->arena + off; /* 256-byte aligned */

@@ -48,7 +48,6 @@ typedef struct sdc_unet {
     /* activations, sized for the last (batch, h, w), carved from one arena */
     int st_batch, st_h, st_w;
     float *arena;
-    size_t arena_floats;
     float *buf[5];               /* work buffers, `work` floats each */
     size_t work;
     float *skips;                /* all skip connections, back to back */
