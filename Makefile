@@ -122,8 +122,8 @@ $(BUILD)/libsdc_emu.a: $(EMU_OBJ)
 
 # CUDA tests on the emulated device; the CLI with it (SDC_CUDA_EMU=1
 # build/sdc-emu txt2img --backend cuda ...), for trying a kernel by hand.
-$(BUILD)/sdc_tests_emu: $(BUILD)/tests/test_cuda.o $(BUILD)/tests/testutil.o $(BUILD)/tests/st_write.o \
-                        $(BUILD)/libsdc_emu.a
+EMU_TESTS := $(addprefix $(BUILD)/tests/,test_cuda.o cuda_testutil.o testutil.o st_write.o)
+$(BUILD)/sdc_tests_emu: $(EMU_TESTS) $(BUILD)/libsdc_emu.a
 	$(CC) $(CFLAGS) $^ -o $@ -lcriterion $(EMU_LDLIBS)
 
 $(BUILD)/sdc-emu: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsdc_emu.a

@@ -25,10 +25,8 @@
 #include "context.h"
 #include "model/safetensors.h"
 #include "nets/unet.h"
+#include "cuda_testutil.h"
 #include "testutil.h"
-
-/* 1 on the emulated device: small shapes */
-static int emu(void) { return sdc_cuda_emulated(); }
 
 Test(cuda, built_with_nvcc) {
     if (emu()) {
@@ -40,32 +38,6 @@ Test(cuda, built_with_nvcc) {
 #else
     cr_assert_eq(sdc_cuda_compiled(), 0);
 #endif
-}
-
-/* Skips the test where there is no device (the emulated one is asked for
- * on the emulated build). */
-static void need_device(void) {
-    if (emu()) setenv("SDC_CUDA_EMU", "1", 0);
-    char why[256] = "";
-    if (sdc_cuda_device_count(why, sizeof why) == 0) {
-        fprintf(stderr, "SKIP: no CUDA device (%s)\n", why);
-        cr_skip_test("SKIP: no CUDA device (%s)", why);
-    }
-}
-
-/* The backend on device 0; on the emulated device, with a device memory of
- * mem_mb MiB (0: the default), which sets the backend's scratch blocks. */
-static sdc_backend *gpu_mem(int mem_mb) {
-    if (emu()) {
-        setenv("SDC_CUDA_EMU", "1", 0);
-        char v[32];
-        snprintf(v, sizeof v, "%d", mem_mb ? mem_mb : 16384);
-        setenv("SDC_CUDA_EMU_MEM_MB", v, 1);
-    }
-    need_device();
-    sdc_backend *be = NULL;
-    cr_assert_eq(sdc_backend_cuda_create(0, &be), SDC_OK, "%s", sdc_last_error());
-    return be;
 }
 
 static sdc_backend *gpu(void) { return gpu_mem(0); }
@@ -100,13 +72,6 @@ Test(cuda, out_of_memory_is_a_clear_error) {
     cr_assert_eq(g->ops->alloc(g, 1024, &p), SDC_OK, "after a failed allocation: %s", sdc_last_error());
     g->ops->free(g, p);
     sdc_backend_destroy(g);
-}
-
-/* device copy of host data */
-static float *dev(sdc_backend *g, const float *h, size_t n) {
-    float *d = NULL;
-    cr_assert_eq(sdc_backend_upload_new(g, h, n, &d), SDC_OK, "%s", sdc_last_error());
-    return d;
 }
 
 static void expect(sdc_backend *g, const char *what, const float *d_out, const float *want, size_t n, double tol) {
