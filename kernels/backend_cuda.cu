@@ -4,6 +4,7 @@
 // elementwise.cu / norm.cu / conv.cu / attention.cu for the rest.
 // Correct first: every op has a parity test against the CPU backend
 // (tests/test_cuda.c); the tensor-core kernels come next.
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,12 @@ typedef struct cuda_impl {
     cublasMath_t math;        // the handle's math mode now
     void *blas_ws;            // cuBLAS's workspace, reserved up front (graphs may not allocate)
     size_t in_use, peak;      // device bytes through device_alloc / cu_free
+    // planned memory: a dry run records what each scratch slot, the token
+    // ids and the staging need; scratch_bind then carves the slots from the
+    // caller's arena, and `bound` forbids growing them
+    bool planning, bound;
+    size_t need[SCRATCH];     // floats
+    size_t stage_need;        // floats
     struct alloc_rec { void *p; size_t bytes; } * recs;
     size_t n_recs, cap_recs;
 } cuda_impl;
@@ -111,6 +118,10 @@ static sdc_status device_alloc_raw(size_t bytes, void **out) {
 }
 
 static sdc_status device_alloc(sdc_backend *be, size_t bytes, void **out) {
+    if (impl(be)->planning)
+        return sdc_fail(SDC_ERR_BACKEND, "an allocation of %.2f MiB during a dry run of planned memory (a dry run "
+                        "runs and allocates nothing)", bytes / 1048576.0);
+    be->allocations++;
     SDC_TRY(device_alloc_raw(bytes, out));
     return track(impl(be), *out, bytes ? bytes : 4);
 }
@@ -121,18 +132,32 @@ static void device_free(sdc_backend *be, void *p) {
     cudaFree(p);
 }
 
-static float *scratch(sdc_backend *be, int slot, size_t n) {
+// Scratch slot `slot` of at least n floats for op `op`. In a dry run the
+// need is recorded and *out is NULL (the op returns before it launches
+// anything). Bound to a plan, a slot never grows: needing more than the
+// plan reserved is an error. Otherwise the slot grows on demand.
+static sdc_status scratch(sdc_backend *be, int slot, size_t n, const char *op, float **out) {
     cuda_impl *im = impl(be);
+    *out = NULL;
+    if (im->planning) {
+        if (n > im->need[slot]) im->need[slot] = n;
+        return SDC_OK;
+    }
     if (im->cap[slot] < n) {
+        if (im->bound)
+            return sdc_fail(SDC_ERR_BACKEND, "%s: needs %.2f MiB of scratch (slot %d), more than the memory plan "
+                            "reserved (%.2f MiB): the dry run did not see this op", op, n * 4 / 1048576.0, slot,
+                            im->cap[slot] * 4 / 1048576.0);
         device_free(be, im->scratch[slot]);
         im->scratch[slot] = NULL;
         im->cap[slot] = 0;
         void *p = NULL;
-        if (device_alloc(be, n * sizeof(float), &p) != SDC_OK) return NULL;
+        SDC_TRY(device_alloc(be, n * sizeof(float), &p));
         im->scratch[slot] = (float *)p;
         im->cap[slot] = n;
     }
-    return im->scratch[slot];
+    *out = im->scratch[slot];
+    return SDC_OK;
 }
 
 static sdc_status cu_alloc(sdc_backend *be, size_t n, float **out) {
@@ -171,6 +196,10 @@ static sdc_status cu_download(sdc_backend *be, float *dst, const float *src, siz
 static sdc_status cu_upload_async(sdc_backend *be, float *dst, const float *src, size_t n) {
     if (!n) return SDC_OK;
     cuda_impl *im = impl(be);
+    if (im->planning) { // the dry run: only how much staging it needs
+        if (n > im->stage_need) im->stage_need = n;
+        return SDC_OK;
+    }
     const int k = im->next_stage;
     im->next_stage = (k + 1) % STAGES;
     if (im->stage_busy[k]) {
@@ -240,13 +269,16 @@ static sdc_status gemm_xwt(sdc_backend *be, float *y, const void *x, sdc_weight 
 }
 
 // x (n fp32) in w's type: x itself for fp32, else a half copy in scratch
-static sdc_status operand(sdc_backend *be, const float *x, size_t n, sdc_dtype type, const void **out) {
+static sdc_status operand(sdc_backend *be, const char *op, const float *x, size_t n, sdc_dtype type,
+                          const void **out) {
     if (type == SDC_DT_F32) {
         *out = x;
         return SDC_OK;
     }
-    float *h = scratch(be, 3, (n + 1) / 2);
-    if (!h) return SDC_ERR_OOM;
+    float *h = NULL;
+    SDC_TRY(scratch(be, 3, (n + 1) / 2, op, &h));
+    *out = h;
+    if (impl(be)->planning) return SDC_OK;
     KERNEL_TRY(sdc_convert_cuda(h, (int)type, x, SDC_CU_F32, n, impl(be)->stream));
     *out = h;
     return SDC_OK;
@@ -257,7 +289,8 @@ static sdc_status cu_linear(sdc_backend *be, float *y, const float *x, sdc_weigh
     if (m <= 0 || k <= 0 || n <= 0) return sdc_fail(SDC_ERR_ARG, "linear: bad shape m=%d k=%d n=%d", m, k, n);
     SDC_TRY(check_weight("linear", w));
     const void *xa = NULL;
-    SDC_TRY(operand(be, x, (size_t)m * k, w.type, &xa));
+    SDC_TRY(operand(be, "linear", x, (size_t)m * k, w.type, &xa));
+    if (impl(be)->planning) return SDC_OK;
     if (bias) KERNEL_TRY(sdc_bias_rows_cuda(y, bias, (size_t)m, n, impl(be)->stream));
     return gemm_xwt(be, y, xa, w, m, k, n, bias ? 1.0f : 0.0f);
 }
@@ -315,8 +348,9 @@ static sdc_status cu_attention(sdc_backend *be, float *out, const float *q, cons
     int qb = (int)(impl(be)->budget / ((size_t)heads * tk));
     if (qb < 1) qb = 1;
     if (qb > tq) qb = tq;
-    float *s = scratch(be, 1, (size_t)heads * qb * tk);
-    if (!s) return SDC_ERR_OOM;
+    float *s = NULL;
+    SDC_TRY(scratch(be, 1, (size_t)heads * qb * tk, "attention", &s));
+    if (impl(be)->planning) return SDC_OK;
     const float one = 1.0f, zero = 0.0f, scale = 1.0f / sqrtf((float)d);
     cuda_impl *im = impl(be);
     SDC_TRY(set_math(im, CUBLAS_PEDANTIC_MATH));
@@ -379,15 +413,18 @@ static sdc_status cu_conv2d(sdc_backend *be, float *y, const float *x, sdc_weigh
     const size_t total = (size_t)n * ho * wo;
     if (k == 1 && stride == 1 && pad == 0) {
         const void *xa = NULL;
-        SDC_TRY(operand(be, x, total * cin, w.type, &xa));
+        SDC_TRY(operand(be, "conv2d", x, total * cin, w.type, &xa));
+        if (impl(be)->planning) return SDC_OK;
         SDC_TRY(gemm_xwt(be, y, xa, w, (int)total, cin, cout, 0.0f));
     } else {
         const size_t kk = (size_t)k * k * cin, es = w.type == SDC_DT_F32 ? 4 : 2;
         size_t mb = impl(be)->budget / kk;
         if (mb < 64) mb = 64;
         if (mb > total) mb = total;
-        char *col = (char *)scratch(be, 0, (mb * kk * es + 3) / 4);
-        if (!col) return SDC_ERR_OOM;
+        float *colf = NULL;
+        SDC_TRY(scratch(be, 0, (mb * kk * es + 3) / 4, "conv2d", &colf));
+        if (impl(be)->planning) return SDC_OK;
+        char *col = (char *)colf;
         for (size_t r0 = 0; r0 < total; r0 += mb) {
             const size_t rows = total - r0 < mb ? total - r0 : mb;
             KERNEL_TRY(sdc_im2col_typed_cuda(col, (int)w.type, x, n, h, wi, cin, k, stride, pad, ho, wo, r0, rows,
@@ -403,8 +440,9 @@ static sdc_status cu_group_norm(sdc_backend *be, float *y, const float *x, const
                                 int n, int hw, int c, int groups, float eps, bool silu) {
     if (groups < 1 || c % groups)
         return sdc_fail(SDC_ERR_ARG, "group_norm: %d channels not divisible into %d groups", c, groups);
-    float *stats = scratch(be, 2, (size_t)2 * n * groups);
-    if (!stats) return SDC_ERR_OOM;
+    float *stats = NULL;
+    SDC_TRY(scratch(be, 2, (size_t)2 * n * groups, "group_norm", &stats));
+    if (impl(be)->planning) return SDC_OK;
     KERNEL_TRY(sdc_group_norm_cuda(y, x, gamma, beta, n, hw, c, groups, eps, silu ? 1 : 0, stats, impl(be)->stream));
     return SDC_OK;
 }
@@ -506,6 +544,98 @@ static void cu_memory(sdc_backend *be, size_t *in_use, size_t *peak) {
     if (peak) *peak = impl(be)->peak;
 }
 
+// ---- planned memory -------------------------------------------------------
+
+static const sdc_backend_ops *plan_table(void);
+static const sdc_backend_ops *run_table(void);
+
+static sdc_status cu_plan_begin(sdc_backend *be) {
+    cuda_impl *im = impl(be);
+    if (im->planning) return sdc_fail(SDC_ERR_ARG, "plan_begin: a dry run is already open");
+    im->planning = true;
+    memset(im->need, 0, sizeof im->need);
+    im->stage_need = 0;
+    be->ops = plan_table();
+    return SDC_OK;
+}
+
+static size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+// The staging of upload_async reserved for the largest upload the dry run
+// saw; the scratch's size given back.
+static sdc_status cu_plan_end(sdc_backend *be, size_t *bytes) {
+    cuda_impl *im = impl(be);
+    *bytes = 0;
+    if (!im->planning) return sdc_fail(SDC_ERR_ARG, "plan_end: no dry run is open");
+    im->planning = false;
+    be->ops = run_table();
+    for (int k = 0; k < STAGES; k++) {
+        if (im->stage_cap[k] >= im->stage_need) continue;
+        if (im->stage_busy[k]) {
+            CUDA_TRY(cudaEventSynchronize(im->stage_done[k]));
+            im->stage_busy[k] = false;
+        }
+        if (im->stage[k]) CUDA_TRY(cudaFreeHost(im->stage[k]));
+        im->stage[k] = NULL;
+        im->stage_cap[k] = 0;
+        void *p = NULL;
+        if (cudaMallocHost(&p, im->stage_need * sizeof(float)) != cudaSuccess) {
+            cudaGetLastError();
+            return sdc_fail(SDC_ERR_OOM, "out of pinned host memory for %.1f MiB of upload staging",
+                            im->stage_need * sizeof(float) / 1048576.0);
+        }
+        im->stage[k] = (float *)p;
+        im->stage_cap[k] = im->stage_need;
+    }
+    for (int i = 0; i < SCRATCH; i++) *bytes += align256(im->need[i] * sizeof(float));
+    return SDC_OK;
+}
+
+// The scratch slots as the last dry run sized them, carved from p; NULL:
+// back to slots of the backend's own, grown on demand.
+static sdc_status cu_scratch_bind(sdc_backend *be, void *p, size_t bytes) {
+    cuda_impl *im = impl(be);
+    if (im->planning) return sdc_fail(SDC_ERR_ARG, "scratch_bind: inside a dry run");
+    size_t total = 0;
+    for (int i = 0; i < SCRATCH; i++) total += align256(im->need[i] * sizeof(float));
+    if (p && bytes < total)
+        return sdc_fail(SDC_ERR_ARG, "scratch_bind: %zu bytes given, the plan needs %zu", bytes, total);
+    if (p && ((uintptr_t)p & 255)) return sdc_fail(SDC_ERR_ARG, "scratch_bind: memory not 256-byte aligned");
+    // ops already queued may still use the old slots
+    CUDA_TRY(cudaStreamSynchronize(im->stream));
+    for (int i = 0; i < SCRATCH; i++) {
+        if (!im->bound) device_free(be, im->scratch[i]);
+        im->scratch[i] = NULL;
+        im->cap[i] = 0;
+    }
+    im->bound = p != NULL;
+    size_t off = 0;
+    for (int i = 0; p && i < SCRATCH; i++) {
+        im->scratch[i] = im->need[i] ? (float *)((char *)p + off) : NULL;
+        im->cap[i] = im->need[i];
+        off += align256(im->need[i] * sizeof(float));
+    }
+    return SDC_OK;
+}
+
+// The dry run's table: the ops that take scratch are the real ones (they
+// record it and return before launching); the rest do nothing.
+template <typename... A> static sdc_status plan_noop(sdc_backend *, A...) { return SDC_OK; }
+
+static sdc_status plan_alloc(sdc_backend *be, size_t n, float **out) {
+    *out = NULL;
+    return device_alloc(be, n * sizeof(float), (void **)out); // fails, naming the dry run
+}
+
+static sdc_status plan_load_tensor(sdc_backend *be, sdc_dtype, const void *, sdc_dtype, size_t n, void **out) {
+    *out = NULL;
+    return device_alloc(be, n * 2, out);
+}
+
+static sdc_status plan_capture(sdc_backend *) {
+    return sdc_fail(SDC_ERR_ARG, "graph capture inside a dry run of planned memory");
+}
+
 static void cu_destroy(sdc_backend *be) {
     cuda_impl *im = impl(be);
     if (im->stream) cudaStreamSynchronize(im->stream);
@@ -513,7 +643,7 @@ static void cu_destroy(sdc_backend *be) {
         if (im->stage[i]) cudaFreeHost(im->stage[i]);
         if (im->stage_done[i]) cudaEventDestroy(im->stage_done[i]);
     }
-    for (int i = 0; i < SCRATCH; i++)
+    for (int i = 0; i < SCRATCH && !im->bound; i++) // bound slots are the caller's
         device_free(be, im->scratch[i]);
     device_free(be, im->ids);
     device_free(be, im->blas_ws);
@@ -560,10 +690,42 @@ static sdc_backend_ops make_ops(void) {
     o.graph_free = cu_graph_free;
     o.memory = cu_memory;
     o.sync = cu_sync;
+    o.plan_begin = cu_plan_begin;
+    o.plan_end = cu_plan_end;
+    o.scratch_bind = cu_scratch_bind;
+    return o;
+}
+
+static sdc_backend_ops make_plan_ops(void) {
+    sdc_backend_ops o = make_ops();
+    o.alloc = plan_alloc;
+    o.load_tensor = plan_load_tensor;
+    o.upload = plan_noop;
+    o.download = plan_noop;
+    o.copy = plan_noop;
+    o.layer_norm = plan_noop;
+    o.activation = plan_noop;
+    o.add = plan_noop;
+    o.embed = plan_noop;
+    o.upsample_nearest = plan_noop;
+    o.pad = plan_noop;
+    o.concat_channels = plan_noop;
+    o.geglu = plan_noop;
+    o.add_rows = plan_noop;
+    o.timestep_embedding = plan_noop;
+    o.scale = plan_noop;
+    o.axpy = plan_noop;
+    o.guidance = plan_noop;
+    o.latent_update = plan_noop;
+    o.capture_begin = plan_capture;
+    o.sync = plan_noop;
     return o;
 }
 
 static const sdc_backend_ops cuda_ops = make_ops();
+static const sdc_backend_ops cuda_plan_ops = make_plan_ops();
+static const sdc_backend_ops *plan_table(void) { return &cuda_plan_ops; }
+static const sdc_backend_ops *run_table(void) { return &cuda_ops; }
 
 extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
     *out = NULL;
@@ -614,6 +776,14 @@ extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
         return sdc_fail(SDC_ERR_BACKEND, "could not reserve cuBLAS's workspace on CUDA device %d", device);
     }
     be->weight_type = SDC_DT_F16; // the default; sdc_params.precision chooses
+    // token ids of the text encoder: room for 16 prompts' windows up front
+    void *ids = NULL;
+    if (device_alloc(be, 16 * 77 * sizeof(int), &ids) != SDC_OK) {
+        cu_destroy(be);
+        return SDC_ERR_OOM;
+    }
+    im->ids = (int *)ids;
+    im->ids_cap = 16 * 77;
 
     // scratch blocks: 1/64 of the device's memory, at most 64 Mi floats
     size_t free_b = 0, total_b = 0;

@@ -31,6 +31,7 @@ struct sdc_ctx {
     sdc_cond_entry cond_cache[SDC_COND_CACHE];
     int cond_next;            /* round-robin slot to replace */
     long cond_hits;           /* how often the cache answered */
+    struct sdc_plan *plan;    /* (owned) the last render shape's memory, kept for the next */
 };
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "text/conditioning.h"
 #include "context.h"
+#include "plan.h"
 #include "image/image.h"
 #include "sampling/rng.h"
 #include "sampling/scheduler.h"
@@ -119,15 +120,16 @@ typedef struct job {
 } job;
 
 /* A group of jobs run through the U-Net together. Everything the loop
- * touches lives in backend memory: the host sends the context and the first
- * noise (and an ancestral sampler's noise each step) and gets the images
- * back. Latents are NHWC there, as the U-Net takes them. */
+ * touches lives in backend memory, in the render's plan (plan.h: these
+ * point into its arena): the host sends the context and the first noise
+ * (and an ancestral sampler's noise each step) and gets the images back.
+ * Latents are NHWC there, as the U-Net takes them. */
 typedef struct group_bufs {
     float *ctx;       /* (B, tokens, width): negatives then positives */
     float *x;         /* (m, h, w, C) latents */
     float *in;        /* (B, h, w, C) U-Net input: the scaled latents, twice with guidance */
     float *eps;       /* (B, h, w, C) U-Net output, then guided */
-    float *noise;     /* (m, h, w, C) an ancestral step's noise; NULL if the sampler adds none */
+    float *noise;     /* (m, h, w, C) an ancestral step's noise */
     float *x0[2];     /* (m, h, w, C) DPM++'s data predictions, this step's and the last */
     float *host;      /* host staging, (B * max(n, context)) floats */
     float *host2;     /* (n) */
@@ -142,9 +144,6 @@ static void job_free(job *j) {
 
 static void group_free(sdc_ctx *ctx, group_bufs *g) {
     if (g->graph) ctx->be->ops->graph_free(ctx->be, g->graph);
-    float *dev[] = {g->ctx, g->x, g->in, g->eps, g->noise, g->x0[0], g->x0[1]};
-    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
-        if (dev[i]) ctx->be->ops->free(ctx->be, dev[i]);
     free(g->host), free(g->host2);
 }
 
@@ -211,6 +210,12 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
     const int tokens = js[0]->chunks * SDC_CLIP_CTX;
     sdc_step_plan plan;
     const bool dpm = js[0]->kind == SDC_SAMPLER_DPMPP_2M;
+    const int steps = sdc_sampler_steps(js[0]->sampler);
+    /* every buffer from here to the decoded image: laid out once per shape */
+    const sdc_plan *pl = NULL;
+    SDC_TRY(sdc_plan_render(ctx, B, m, lh, lw, tokens, steps, &pl));
+    g->ctx = pl->ctx, g->x = pl->x, g->in = pl->in, g->eps = pl->eps, g->noise = pl->noise;
+    g->x0[0] = pl->x0[0], g->x0[1] = pl->x0[1];
     g->host = malloc((size_t)B * (n > one ? n : one) * sizeof(float));
     g->host2 = malloc(n * sizeof(float));
     if (!g->host || !g->host2) return sdc_fail(SDC_ERR_OOM, "out of memory");
@@ -219,22 +224,12 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
         if (cfg) memcpy(g->host + (size_t)j * one, js[j]->neg, one * sizeof(float));
         memcpy(g->host + (size_t)(cfg ? m + j : j) * one, js[j]->pos, one * sizeof(float));
     }
-    SDC_TRY(sdc_backend_upload_new(be, g->host, (size_t)B * one, &g->ctx));
+    SDC_TRY(op->upload(be, g->ctx, g->host, (size_t)B * one));
     SDC_TRY(sdc_unet_set_context(ctx->unet, g->ctx, B, tokens));
-    op->free(be, g->ctx);
-    g->ctx = NULL;
     /* the first noise, NHWC */
-    SDC_TRY(op->alloc(be, (size_t)m * n, &g->x));
-    SDC_TRY(op->alloc(be, (size_t)B * n, &g->in));
-    SDC_TRY(op->alloc(be, (size_t)B * n, &g->eps));
-    if (dpm) {
-        SDC_TRY(op->alloc(be, (size_t)m * n, &g->x0[0]));
-        SDC_TRY(op->alloc(be, (size_t)m * n, &g->x0[1]));
-    }
     for (int j = 0; j < m; j++) sdc_nchw_to_nhwc(js[j]->x, g->host + (size_t)j * n, 1, C, lh, lw);
     SDC_TRY(op->upload_async(be, g->x, g->host, (size_t)m * n));
     const sdc_gen_params *p0 = js[0]->p;
-    const int steps = sdc_sampler_steps(js[0]->sampler);
     const char *no_graphs = getenv("SDC_NO_GRAPHS");
     g->graphs = op->capture_begin && !(no_graphs && !strcmp(no_graphs, "1"));
     /* the time embeddings of the whole schedule, once */
@@ -270,7 +265,6 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
             }
         }
         if (noise) {
-            if (!g->noise) SDC_TRY(op->alloc(be, (size_t)m * n, &g->noise));
             SDC_TRY(op->upload_async(be, g->noise, g->host, (size_t)m * n));
             SDC_TRY(op->axpy(be, g->x, plan.noise_scale, g->noise, (size_t)m * n));
         }
@@ -295,15 +289,13 @@ static sdc_status job_decode(sdc_ctx *ctx, job *j, const float *x_dev, int lh, i
     sdc_backend *be = ctx->be;
     sdc_image *out = j->out;
     float *img = malloc(npx * 3 * sizeof(float)), *lat = malloc(n * sizeof(float));
-    float *z_dev = NULL, *img_dev = NULL;
+    float *z_dev = ctx->plan->z, *img_dev = ctx->plan->img; /* the render's plan */
     out->rgb = malloc(npx * 3);
     out->latents = malloc(n * sizeof(float));
     sdc_status st = (img && lat && out->rgb && out->latents)
                         ? SDC_OK
                         : sdc_fail(SDC_ERR_OOM, "out of memory for a %dx%d image", p->width, p->height);
-    if (st == SDC_OK) st = be->ops->alloc(be, n, &z_dev);
     if (st == SDC_OK) st = be->ops->scale(be, z_dev, x_dev, 1.0f / mc->vae.scale_factor, false, n);
-    if (st == SDC_OK) st = be->ops->alloc(be, npx * 3, &img_dev);
     if (st == SDC_OK) st = sdc_vae_decode(ctx->vae, z_dev, lh, lw, img_dev);
     if (st == SDC_OK) st = be->ops->download(be, img, img_dev, npx * 3);
     if (st == SDC_OK) st = be->ops->download(be, lat, x_dev, n);
@@ -315,8 +307,6 @@ static sdc_status job_decode(sdc_ctx *ctx, job *j, const float *x_dev, int lh, i
         out->infotext = infotext(ctx, p, j->kind);
         if (!out->infotext) st = sdc_fail(SDC_ERR_OOM, "out of memory");
     }
-    if (z_dev) be->ops->free(be, z_dev);
-    if (img_dev) be->ops->free(be, img_dev);
     free(img), free(lat);
     return st;
 }

@@ -8,6 +8,7 @@
 
 #include "text/conditioning.h"
 #include "context.h"
+#include "plan.h"
 #include "backend/cuda.h"
 #include "text/token_text.h"
 
@@ -175,6 +176,7 @@ int sdc_native_size(const sdc_ctx *ctx) { return ctx->model->config.image_size; 
 
 void sdc_free(sdc_ctx *ctx) {
     if (!ctx) return;
+    sdc_plan_release(ctx);
     sdc_conditioning_cache_clear(ctx);
     sdc_vae_free(ctx->vae);
     sdc_unet_free(ctx->unet);

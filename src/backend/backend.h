@@ -186,7 +186,31 @@ typedef struct sdc_backend_ops {
     /* Device memory: in use now and the most at once since the backend was
      * made (0 where the backend does not count, the CPU). */
     void (*memory)(sdc_backend *be, size_t *in_use, size_t *peak);
+
+    /* --- planned memory: NULL where the backend has no scratch of its own
+     * memory to plan (the CPU's is host memory, grown on first use) ------
+     * A dry run. Between plan_begin and plan_end every op checks its
+     * arguments and records the scratch it would need (im2col blocks,
+     * attention scores, norm statistics, half copies of operands) and the
+     * pinned staging of upload_async, but runs, copies and counts nothing;
+     * alloc and load_tensor fail (a dry run that allocates is a bug).
+     * plan_end reserves the staging and gives the scratch's size in bytes.
+     * scratch_bind then hands the backend that much of its own memory (a
+     * region of the caller's arena) for its scratch: from then on no op
+     * allocates, and one that needs more scratch than planned fails naming
+     * itself. scratch_bind(be, NULL, 0) goes back to scratch of its own,
+     * grown on demand (unplanned use: tests, one-off forwards). */
+    sdc_status (*plan_begin)(sdc_backend *be);
+    sdc_status (*plan_end)(sdc_backend *be, size_t *scratch_bytes);
+    sdc_status (*scratch_bind)(sdc_backend *be, void *p, size_t bytes);
 } sdc_backend_ops;
+
+/* What a network asks of planned memory, in floats of backend memory:
+ * activations, rewritten by every forward (the same bytes may serve another
+ * network between forwards), and state kept across a job's forwards. */
+typedef struct sdc_net_memory {
+    size_t activations, state;
+} sdc_net_memory;
 
 /* Host <-> backend copies so far (upload, upload_async, download and the
  * backend's own, e.g. token ids): what tests and the profiler read. */
@@ -199,6 +223,9 @@ struct sdc_backend {
     const sdc_backend_ops *ops;
     int n_threads;  /* CPU threads for this backend's own loops */
     sdc_transfers transfers;
+    /* allocations of backend memory so far (alloc, load_tensor and the
+     * backend's own scratch): a planned render of a known shape adds none */
+    size_t allocations;
     /* the type the model loaders ask load_tensor for matrices and kernels:
      * F32 on the CPU; on CUDA F16 by default, BF16 or F32 by choice
      * (sdc_params.precision), set before each model is loaded */

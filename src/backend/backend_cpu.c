@@ -25,7 +25,7 @@ static void *cpu_aligned(size_t bytes) {
 }
 
 static sdc_status cpu_alloc(sdc_backend *be, size_t n, float **out) {
-    (void)be;
+    be->allocations++;
     size_t bytes = n * sizeof(float);
     float *p = cpu_aligned(bytes ? bytes : 64);
     if (!p)
@@ -218,6 +218,7 @@ float *sdc_cpu_scratch(sdc_backend *be, int slot, size_t n) {
     if (slot < 0 || slot >= SCRATCH_SLOTS) return NULL;
     if (im->cap[slot] < n) {
         free(im->buf[slot]);
+        be->allocations++;
         im->buf[slot] = cpu_aligned(n * sizeof(float));
         im->cap[slot] = im->buf[slot] ? n : 0;
     }

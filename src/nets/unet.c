@@ -153,8 +153,10 @@ sdc_status sdc_unet_load(const sdc_model_files *m, sdc_backend *be, sdc_unet **o
 }
 
 static void free_state(sdc_unet *u) {
-    if (u->arena) u->be->ops->free(u->be, u->arena);
+    if (u->arena && !u->arena_ext) u->be->ops->free(u->be, u->arena);
     u->arena = NULL;
+    u->arena_cap = 0;
+    u->arena_ext = false;
     float **bufs[] = {&u->buf[0], &u->buf[1], &u->buf[2], &u->buf[3], &u->buf[4], &u->skips,
                       &u->temb, &u->temb_proj, &u->tsin, &u->temb_tmp};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) *bufs[i] = NULL;
@@ -164,8 +166,8 @@ static void free_state(sdc_unet *u) {
 void sdc_unet_free(sdc_unet *u) {
     if (!u) return;
     free_state(u);
-    if (u->kv) u->be->ops->free(u->be, u->kv);
-    if (u->temb_table) u->be->ops->free(u->be, u->temb_table);
+    if (u->kv && !u->kv_ext) u->be->ops->free(u->be, u->kv);
+    if (u->temb_table && !u->temb_ext) u->be->ops->free(u->be, u->temb_table);
     sdc_weight_set_free(&u->weights, u->be);
     for (int l = 0; l < SDC_MAX_LEVELS; l++) {
         sdc_unet_level *lv[2] = {&u->down[l], &u->up[l]};
@@ -229,11 +231,12 @@ static void level_sizes(const sdc_unet_config *c, int h, int w, int *hs, int *ws
     }
 }
 
-static sdc_status ensure_state(sdc_unet *u, int batch, int h, int w) {
-    if (u->st_batch == batch && u->st_h == h && u->st_w == w) return SDC_OK;
-    free_state(u);
+#define N_ACT 10 /* the activation buffers of a forward */
+
+/* The activations' layout for (batch, h, w): each buffer's size in floats,
+ * the total (each rounded up to 256 bytes) returned. */
+static size_t act_layout(const sdc_unet *u, int batch, int h, int w, size_t *work_out, size_t sizes[N_ACT]) {
     const sdc_unet_config *c = &u->cfg;
-    sdc_backend *be = u->be;
     int hs[SDC_MAX_LEVELS], ws[SDC_MAX_LEVELS], cmax = 0;
     level_sizes(c, h, w, hs, ws);
     size_t work = 0, skips = (size_t)batch * h * w * c->channels[0];
@@ -249,18 +252,34 @@ static sdc_status ensure_state(sdc_unet *u, int batch, int h, int w) {
         if (l + 1 < c->n_levels) skips += (size_t)batch * hs[l + 1] * ws[l + 1] * cl;
         if (cl > cmax) cmax = cl;
     }
-    size_t small = (size_t)batch * c->time_embed_dim;
+    const size_t small = (size_t)batch * c->time_embed_dim;
+    /* buf[0..4], skips, temb, temb_tmp, temb_proj, tsin */
+    const size_t sz[N_ACT] = {work, work, work, work, work, skips, small, small, (size_t)batch * cmax,
+                              (size_t)batch * c->channels[0]};
+    size_t total = 0;
+    for (int i = 0; i < N_ACT; i++) {
+        sizes[i] = sz[i];
+        total += (sz[i] + 63) & ~(size_t)63;
+    }
+    *work_out = work;
+    return total;
+}
+
+static sdc_status ensure_state(sdc_unet *u, int batch, int h, int w) {
+    if (u->st_batch == batch && u->st_h == h && u->st_w == w) return SDC_OK;
+    size_t sizes[N_ACT], work = 0;
+    const size_t total = act_layout(u, batch, h, w, &work, sizes);
+    if (!u->arena_ext || total > u->arena_cap) { /* the caller's region is too small: the U-Net's own */
+        free_state(u);
+        SDC_TRY(u->be->ops->alloc(u->be, total, &u->arena));
+        u->arena_cap = total;
+    }
     u->work = work;
     /* every activation of a forward in one arena, laid out once per shape */
-    float **bufs[] = {&u->buf[0], &u->buf[1], &u->buf[2], &u->buf[3], &u->buf[4], &u->skips,
-                      &u->temb, &u->temb_tmp, &u->temb_proj, &u->tsin};
-    const size_t sizes[] = {work, work, work, work, work, skips, small, small, (size_t)batch * cmax,
-                            (size_t)batch * c->channels[0]};
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 63) & ~(size_t)63;
-    SDC_TRY(be->ops->alloc(be, total, &u->arena));
+    float **bufs[N_ACT] = {&u->buf[0], &u->buf[1], &u->buf[2], &u->buf[3], &u->buf[4], &u->skips,
+                           &u->temb, &u->temb_tmp, &u->temb_proj, &u->tsin};
     size_t off = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    for (int i = 0; i < N_ACT; i++) {
         *bufs[i] = u->arena + off; /* 256-byte aligned */
         off += (sizes[i] + 63) & ~(size_t)63;
     }
@@ -283,19 +302,66 @@ static int transformers_in_order(sdc_unet *u, sdc_transformer **out) {
     return n;
 }
 
+/* floats of every cross-attention's keys and values for (batch, tokens) */
+static size_t kv_floats(sdc_unet *u, int batch, int tokens) {
+    sdc_transformer *ts[SDC_MAX_LEVELS * (SDC_LIMIT_RES_BLOCKS + 1) * 2 + 1];
+    const int nt = transformers_in_order(u, ts);
+    size_t total = 0;
+    for (int i = 0; i < nt; i++) total += (size_t)ts[i]->depth * batch * tokens * 2 * ts[i]->c;
+    return total;
+}
+
+/* *p: at least n floats, in the caller's region (*ext) while it is large
+ * enough, else the U-Net's own, reallocated when it must grow */
+static sdc_status ensure_buf(sdc_unet *u, float **p, size_t *cap, bool *ext, size_t n) {
+    if (*p && *cap >= n) return SDC_OK;
+    if (*p && !*ext) u->be->ops->free(u->be, *p);
+    *p = NULL;
+    *cap = 0;
+    *ext = false;
+    SDC_TRY(u->be->ops->alloc(u->be, n, p));
+    *cap = n;
+    return SDC_OK;
+}
+
+sdc_net_memory sdc_unet_memory(sdc_unet *u, int batch, int h, int w, int tokens, int steps) {
+    size_t sizes[N_ACT], work;
+    sdc_net_memory m = {act_layout(u, batch, h, w, &work, sizes), 0};
+    m.state = ((kv_floats(u, batch, tokens) + 63) & ~(size_t)63) + (size_t)steps * batch * u->cfg.time_embed_dim;
+    return m;
+}
+
+void sdc_unet_use_memory(sdc_unet *u, float *act, float *state, sdc_net_memory m, int batch, int tokens) {
+    free_state(u);
+    if (u->kv && !u->kv_ext) u->be->ops->free(u->be, u->kv);
+    if (u->temb_table && !u->temb_ext) u->be->ops->free(u->be, u->temb_table);
+    u->kv = u->temb_table = NULL;
+    u->kv_cap = u->temb_cap = 0;
+    u->kv_ext = u->temb_ext = false;
+    u->kv_batch = u->kv_tokens = 0;
+    u->temb_steps = u->temb_batch = 0;
+    if (act) {
+        u->arena = act;
+        u->arena_cap = m.activations;
+        u->arena_ext = true;
+    }
+    if (state) {
+        const size_t kv = (kv_floats(u, batch, tokens) + 63) & ~(size_t)63;
+        u->kv = state;
+        u->kv_cap = kv;
+        u->temb_table = state + kv;
+        u->temb_cap = m.state - kv;
+        u->kv_ext = u->temb_ext = true;
+    }
+}
+
 sdc_status sdc_unet_set_context(sdc_unet *u, const float *context, int batch, int tokens) {
     sdc_backend *be = u->be;
     if (batch < 1 || tokens < 1) return sdc_fail(SDC_ERR_ARG, "unet: bad context shape batch=%d tokens=%d", batch, tokens);
     sdc_transformer *ts[SDC_MAX_LEVELS * (SDC_LIMIT_RES_BLOCKS + 1) * 2 + 1];
     const int nt = transformers_in_order(u, ts);
-    size_t total = 0;
-    for (int i = 0; i < nt; i++) total += (size_t)ts[i]->depth * batch * tokens * 2 * ts[i]->c;
-    if (u->kv && (u->kv_batch != batch || u->kv_tokens != tokens)) {
-        be->ops->free(be, u->kv);
-        u->kv = NULL;
-    }
     u->kv_batch = u->kv_tokens = 0;
-    if (!u->kv) SDC_TRY(be->ops->alloc(be, total, &u->kv));
+    SDC_TRY(ensure_buf(u, &u->kv, &u->kv_cap, &u->kv_ext, kv_floats(u, batch, tokens)));
     /* each cross-attention's k and v of the context, once for the job */
     size_t off = 0;
     for (int i = 0; i < nt; i++)
@@ -337,17 +403,12 @@ sdc_status sdc_unet_prepare(sdc_unet *u, int batch, int h, int w, double t) {
 }
 
 sdc_status sdc_unet_set_schedule(sdc_unet *u, int batch, int h, int w, const double *t, int steps) {
-    sdc_backend *be = u->be;
     if (steps < 1 || batch < 1 || h < 1 || w < 1)
         return sdc_fail(SDC_ERR_ARG, "unet: schedule of %d steps for batch %d at %dx%d", steps, batch, h, w);
     SDC_TRY(ensure_state(u, batch, h, w));
     const size_t row = (size_t)batch * u->cfg.time_embed_dim;
-    if (u->temb_table && u->temb_steps * u->temb_batch * (size_t)u->cfg.time_embed_dim < (size_t)steps * row) {
-        be->ops->free(be, u->temb_table);
-        u->temb_table = NULL;
-    }
     u->temb_steps = u->temb_batch = 0;
-    if (!u->temb_table) SDC_TRY(be->ops->alloc(be, (size_t)steps * row, &u->temb_table));
+    SDC_TRY(ensure_buf(u, &u->temb_table, &u->temb_cap, &u->temb_ext, (size_t)steps * row));
     for (int i = 0; i < steps; i++) SDC_TRY(time_embedding(u, batch, t[i], u->temb_table + (size_t)i * row));
     u->temb_steps = steps;
     u->temb_batch = batch;

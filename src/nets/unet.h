@@ -45,9 +45,13 @@ typedef struct sdc_unet {
     sdc_transformer mid_attn;
     float *norm_out_w, *norm_out_b; /* (c0) conv_norm_out */
     sdc_weight conv_out_w; float *conv_out_b; /* (out, 3, 3, c0), (out) */
-    /* activations, sized for the last (batch, h, w), carved from one arena */
+    /* activations, sized for the last (batch, h, w), carved from one arena:
+     * the caller's (sdc_unet_use_memory) while it is large enough, else
+     * the U-Net's own */
     int st_batch, st_h, st_w;
     float *arena;
+    size_t arena_cap;            /* floats */
+    bool arena_ext;              /* the caller's memory, not freed here */
     float *buf[5];               /* work buffers, `work` floats each */
     size_t work;
     float *skips;                /* all skip connections, back to back */
@@ -58,10 +62,14 @@ typedef struct sdc_unet {
     /* cross-attention k, v of the context, every block's back to back in the
      * order a forward runs them: (batch, tokens, 2c) each */
     float *kv;
+    size_t kv_cap;
+    bool kv_ext;
     int kv_batch, kv_tokens;
     size_t kv_cursor;            /* the next block's offset during a forward */
     /* the time embedding of every step of a schedule: (steps, batch, temb) */
     float *temb_table;
+    size_t temb_cap;
+    bool temb_ext;
     size_t temb_steps, temb_batch;
     double flops;                /* floating-point operations of the last forward */
 } sdc_unet;
@@ -93,6 +101,17 @@ sdc_status sdc_unet_body(sdc_unet *u, const float *x, int batch, int h, int w, f
 sdc_status sdc_unet_set_schedule(sdc_unet *u, int batch, int h, int w, const double *t, int steps);
 sdc_status sdc_unet_prepare_step(sdc_unet *u, int batch, int h, int w, int step);
 
+/* Planned memory. What the U-Net needs for a batch at h x w with a
+ * context of `tokens` and a schedule of `steps`, in floats: activations
+ * (rewritten by every forward: free for other work between forwards) and
+ * state (the context's keys and values and the schedule's time embeddings,
+ * kept from sdc_unet_set_context / _set_schedule to the job's last step). */
+sdc_net_memory sdc_unet_memory(sdc_unet *u, int batch, int h, int w, int tokens, int steps);
+/* Regions of the caller's backend memory, of those sizes (256-byte
+ * aligned), for the U-Net to use instead of its own; NULL: its own again.
+ * Drops the context and schedule set so far. A shape that does not fit
+ * falls back to the U-Net's own memory. */
+void sdc_unet_use_memory(sdc_unet *u, float *activations, float *state, sdc_net_memory m, int batch, int tokens);
 /* Both in one call: set the context, then run. */
 sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w, double t,
                             const float *context, int tokens, float *out);

@@ -125,7 +125,10 @@ sdc_status sdc_vae_load(const sdc_model_files *m, sdc_backend *be, sdc_vae **out
 }
 
 static void free_state(sdc_vae *v) {
-    if (v->buf[0]) v->be->ops->free(v->be, v->buf[0]); /* the arena */
+    if (v->arena && !v->arena_ext) v->be->ops->free(v->be, v->arena);
+    v->arena = NULL;
+    v->arena_cap = 0;
+    v->arena_ext = false;
     for (int i = 0; i < 4; i++) v->buf[i] = NULL;
     v->st_h = v->st_w = 0;
 }
@@ -142,9 +145,8 @@ void sdc_vae_free(sdc_vae *v) {
     free(v);
 }
 
-static sdc_status ensure_state(sdc_vae *v, int h, int w) {
-    if (v->st_h == h && v->st_w == w) return SDC_OK;
-    free_state(v);
+/* floats of one work buffer for an h x w latent */
+static size_t work_floats(const sdc_vae *v, int h, int w) {
     const sdc_vae_config *c = &v->cfg;
     size_t work = 0;
     /* up block i runs at latent size * 2^i; its upsampler writes at 2^(i+1);
@@ -165,10 +167,32 @@ static sdc_status ensure_state(sdc_vae *v, int h, int w) {
         size_t need = px * (size_t)(cl > cp ? cl : cp);
         if (need > work) work = need;
     }
+    return work;
+}
+
+sdc_net_memory sdc_vae_memory(const sdc_vae *v, int h, int w) {
+    sdc_net_memory m = {4 * ((work_floats(v, h, w) + 63) & ~(size_t)63), 0};
+    return m;
+}
+
+void sdc_vae_use_memory(sdc_vae *v, float *activations, sdc_net_memory m) {
+    free_state(v);
+    if (!activations) return;
+    v->arena = activations;
+    v->arena_cap = m.activations;
+    v->arena_ext = true;
+}
+
+static sdc_status ensure_state(sdc_vae *v, int h, int w) {
+    if (v->st_h == h && v->st_w == w) return SDC_OK;
+    const size_t work = work_floats(v, h, w), stride = (work + 63) & ~(size_t)63;
+    if (!v->arena_ext || 4 * stride > v->arena_cap) { /* the caller's region is too small: the VAE's own */
+        free_state(v);
+        SDC_TRY(v->be->ops->alloc(v->be, 4 * stride, &v->arena));
+        v->arena_cap = 4 * stride;
+    }
     /* the four work buffers in one arena, laid out once per latent size */
-    const size_t stride = (work + 63) & ~(size_t)63;
-    SDC_TRY(v->be->ops->alloc(v->be, 4 * stride, &v->buf[0]));
-    for (int i = 1; i < 4; i++) v->buf[i] = v->buf[0] + (size_t)i * stride;
+    for (int i = 0; i < 4; i++) v->buf[i] = v->arena + (size_t)i * stride;
     v->work = work;
     v->st_h = h;
     v->st_w = w;

@@ -47,7 +47,10 @@ typedef struct sdc_vae {
     sdc_weight conv_out_w; float *conv_out_b; /* (3, 3, 3, c0), (3) */
     sdc_vae_encoder *enc;        /* NULL when the file has no encoder */
     int st_h, st_w;              /* latent size the buffers are sized for */
-    float *buf[4];
+    float *buf[4];               /* work buffers carved from one arena: the caller's */
+    float *arena;                /* (sdc_vae_use_memory) while large enough, else the VAE's own */
+    size_t arena_cap;            /* floats */
+    bool arena_ext;
     size_t work;
 } sdc_vae;
 
@@ -56,6 +59,13 @@ void sdc_vae_free(sdc_vae *v);
 
 /* Image size for a latent of h x w: the decoder upsamples n_levels - 1 times. */
 int sdc_vae_factor(const sdc_vae_config *c);
+
+/* Planned memory: the activations of a decode (or encode) of an h x w
+ * latent, in floats (the VAE keeps no state); then a region of the
+ * caller's backend memory of that size (256-byte aligned) to use instead
+ * of its own, or NULL for its own again. */
+sdc_net_memory sdc_vae_memory(const sdc_vae *v, int h, int w);
+void sdc_vae_use_memory(sdc_vae *v, float *activations, sdc_net_memory m);
 
 /* image (1, h * f, w * f, 3) = decode(z (1, h, w, z_channels)), both in
  * backend memory; z is the latent already divided by the scale factor. */

@@ -1,0 +1,117 @@
+/* plan.c - one arena per render shape, sized by a dry run (plan.h). */
+#include "plan.h"
+
+#include <stdlib.h>
+
+#include "context.h"
+
+static size_t up64(size_t n) { return (n + 63) & ~(size_t)63; } /* floats: 256 bytes */
+
+void sdc_plan_release(sdc_ctx *ctx) {
+    sdc_plan *p = ctx->plan;
+    if (!p) return;
+    sdc_backend *be = ctx->be;
+    if (be->ops->sync) be->ops->sync(be); /* nothing queued may still use it */
+    sdc_unet_use_memory(ctx->unet, NULL, NULL, p->unet, 0, 0);
+    sdc_vae_use_memory(ctx->vae, NULL, p->vae);
+    if (be->ops->scratch_bind) be->ops->scratch_bind(be, NULL, 0);
+    if (p->arena) be->ops->free(be, p->arena);
+    free(p);
+    ctx->plan = NULL;
+}
+
+/* The arena's layout: the shared region, the U-Net's state, the loop's
+ * buffers; the floats they take (the scratch goes behind them). With
+ * `base` the buffers are carved from it and the U-Net and VAE given
+ * their parts. */
+static size_t layout(sdc_ctx *ctx, sdc_plan *p, float *base) {
+    const int C = ctx->model->config.unet.in_channels, f = sdc_vae_factor(&ctx->model->config.vae);
+    const size_t n = (size_t)C * p->lh * p->lw, npx = (size_t)p->lh * f * p->lw * f;
+    const size_t shared = up64(p->unet.activations > p->vae.activations ? p->unet.activations : p->vae.activations);
+    float **bufs[] = {&p->ctx, &p->x, &p->in, &p->eps, &p->noise, &p->x0[0], &p->x0[1], &p->z, &p->img};
+    const size_t sizes[] = {(size_t)p->batch * p->tokens * sdc_context_dim(ctx), (size_t)p->images * n,
+                            (size_t)p->batch * n, (size_t)p->batch * n, (size_t)p->images * n,
+                            (size_t)p->images * n, (size_t)p->images * n, n, npx * 3};
+    size_t off = shared + up64(p->unet.state);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        if (base) *bufs[i] = base + off;
+        off += up64(sizes[i]);
+    }
+    if (base) {
+        sdc_unet_use_memory(ctx->unet, base, base + shared, p->unet, p->batch, p->tokens);
+        sdc_vae_use_memory(ctx->vae, base, p->vae);
+    }
+    return off;
+}
+
+/* The dry run: the ops of one render with this shape (a prompt window
+ * through the text encoder, the first upload, the context's keys and
+ * values, the schedule's time embeddings, one U-Net step, one decode)
+ * issued to the backend in its planning mode, which records the scratch
+ * and staging they need and runs none of them. The guidance and sampler
+ * ops take no scratch. */
+static sdc_status dry_run(sdc_ctx *ctx, sdc_plan *p, size_t *scratch_bytes) {
+    sdc_backend *be = ctx->be;
+    const int C = ctx->model->config.unet.in_channels;
+    const size_t n = (size_t)C * p->lh * p->lw;
+    double *ts = calloc((size_t)p->steps, sizeof *ts);
+    if (!ts) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    sdc_status st = be->ops->plan_begin(be);
+    if (st != SDC_OK) {
+        free(ts);
+        return st;
+    }
+    int ids[SDC_CLIP_CTX] = {0}; /* a later job's prompts are encoded while this plan holds */
+    st = sdc_text_encoder_run(ctx->te, ids, SDC_CLIP_CTX, ctx->te->cfg.layers, true, NULL);
+    if (st == SDC_OK) st = be->ops->upload_async(be, p->x, NULL, (size_t)p->images * n);
+    if (st == SDC_OK) st = sdc_unet_set_context(ctx->unet, p->ctx, p->batch, p->tokens);
+    if (st == SDC_OK) st = sdc_unet_set_schedule(ctx->unet, p->batch, p->lh, p->lw, ts, p->steps);
+    if (st == SDC_OK) st = sdc_unet_prepare_step(ctx->unet, p->batch, p->lh, p->lw, 0);
+    if (st == SDC_OK) st = sdc_unet_body(ctx->unet, p->in, p->batch, p->lh, p->lw, p->eps);
+    if (st == SDC_OK) st = sdc_vae_decode(ctx->vae, p->z, p->lh, p->lw, p->img);
+    free(ts);
+    sdc_status end = be->ops->plan_end(be, scratch_bytes);
+    return st != SDC_OK ? st : end;
+}
+
+sdc_status sdc_plan_render(sdc_ctx *ctx, int batch, int images, int lh, int lw, int tokens, int steps,
+                           const sdc_plan **out) {
+    sdc_plan *p = ctx->plan;
+    if (p && p->batch == batch && p->images == images && p->lh == lh && p->lw == lw && p->tokens == tokens &&
+        p->steps == steps) {
+        *out = p;
+        return SDC_OK;
+    }
+    sdc_plan_release(ctx);
+    p = calloc(1, sizeof *p);
+    if (!p) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    ctx->plan = p;
+    p->batch = batch, p->images = images, p->lh = lh, p->lw = lw, p->tokens = tokens, p->steps = steps;
+    p->unet = sdc_unet_memory(ctx->unet, batch, lh, lw, tokens, steps);
+    p->vae = sdc_vae_memory(ctx->vae, lh, lw);
+    sdc_backend *be = ctx->be;
+    const size_t body = layout(ctx, p, NULL);
+    sdc_status st = be->ops->alloc(be, body, &p->arena);
+    if (st == SDC_OK) layout(ctx, p, p->arena);
+    /* the scratch, sized by a dry run on this layout; then the arena again
+     * with the scratch behind the same layout */
+    if (st == SDC_OK && be->ops->plan_begin) st = dry_run(ctx, p, &p->scratch_bytes);
+    if (st == SDC_OK && p->scratch_bytes) {
+        sdc_unet_use_memory(ctx->unet, NULL, NULL, p->unet, 0, 0);
+        sdc_vae_use_memory(ctx->vae, NULL, p->vae);
+        be->ops->free(be, p->arena);
+        p->arena = NULL;
+        st = be->ops->alloc(be, body + p->scratch_bytes / sizeof(float), &p->arena);
+        if (st == SDC_OK) {
+            layout(ctx, p, p->arena);
+            st = be->ops->scratch_bind(be, p->arena + body, p->scratch_bytes);
+        }
+    }
+    p->floats = body + p->scratch_bytes / sizeof(float);
+    if (st != SDC_OK) {
+        sdc_plan_release(ctx);
+        return st;
+    }
+    *out = p;
+    return SDC_OK;
+}

@@ -1,0 +1,48 @@
+/* plan.h - planned memory of a render (internal to the library).
+ *
+ * A group of jobs rendered together has one shape: batch (images, doubled
+ * with guidance), latent size, context length, steps. For that shape every
+ * buffer of backend memory the render touches after the text encoder is
+ * laid out once in one arena, sized by a dry run of the backend:
+ *
+ *   [ U-Net activations | the VAE's (the same bytes: it runs after the steps) ]
+ *   [ U-Net state: the context's keys and values, the time embeddings ]
+ *   [ the loop's buffers: context, latents, model input and output, noise,
+ *     DPM++'s data predictions; one image's latents and pixels to decode ]
+ *   [ the backend's scratch: im2col blocks, attention scores, statistics,
+ *     half copies of operands, as the dry run found them ]
+ *
+ * Once planned, no op allocates: the next group of the same shape reuses
+ * the plan as it is. The text encoder's few buffers do not depend on the
+ * shape and are its own, made when the model loads. */
+#ifndef SDC_PLAN_H
+#define SDC_PLAN_H
+
+#include "sdc.h"
+#include "backend/backend.h"
+
+typedef struct sdc_plan {
+    /* the shape it was planned for */
+    int batch, images, lh, lw, tokens, steps;
+    float *arena;            /* the one allocation */
+    size_t floats;           /* its size, scratch included */
+    size_t scratch_bytes;    /* the backend's part, from the dry run (0 on the CPU) */
+    sdc_net_memory unet, vae;
+    float *ctx;              /* (batch, tokens, context_dim) the uploaded context */
+    float *x;                /* (images, lh, lw, C) the latents */
+    float *in, *eps;         /* (batch, lh, lw, C) the U-Net's input and output */
+    float *noise;            /* (images, lh, lw, C) an ancestral step's noise */
+    float *x0[2];            /* (images, lh, lw, C) DPM++'s data predictions */
+    float *z;                /* (lh, lw, C) one image's latents / scale factor */
+    float *img;              /* (f lh, f lw, 3) its pixels */
+} sdc_plan;
+
+/* The plan for this shape: ctx's current one when it matches, else a new
+ * one (the old released first). */
+sdc_status sdc_plan_render(sdc_ctx *ctx, int batch, int images, int lh, int lw, int tokens, int steps,
+                           const sdc_plan **out);
+/* Give the arena back; the U-Net, the VAE and the backend go back to
+ * memory of their own. */
+void sdc_plan_release(sdc_ctx *ctx);
+
+#endif
