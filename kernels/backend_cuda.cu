@@ -12,7 +12,8 @@
 #include "blas.h"
 #include "kernels.h"
 
-#define SCRATCH 4 // im2col blocks, attention scores, norm statistics, half activations
+#define SCRATCH 5 // im2col blocks, attention scores, norm statistics, half activations, padded outputs
+#define CHAN_PAD 8 // convolution channels padded to this in the weights' layout (16 bytes of fp16)
 #define STAGES 4 // pinned staging buffers of upload_async, reused in turn
 
 static_assert((int)SDC_DT_F32 == SDC_CU_F32 && (int)SDC_DT_F16 == SDC_CU_F16 && (int)SDC_DT_BF16 == SDC_CU_BF16,
@@ -26,7 +27,7 @@ typedef struct cuda_impl {
     int device;
     cublasHandle_t blas;
     cudaStream_t stream;
-    float *scratch[SCRATCH];  // im2col blocks, attention scores, norm statistics, half x
+    float *scratch[SCRATCH];  // im2col blocks, attention scores, norm statistics, half x, padded y
     size_t cap[SCRATCH];      // floats
     int *ids;                 // token ids for embed
     int ids_cap;
@@ -43,6 +44,7 @@ typedef struct cuda_impl {
     // ids and the staging need; scratch_bind then carves the slots from the
     // caller's arena, and `bound` forbids growing them
     bool planning, bound;
+    const sdc_backend_ops *ops_before; // the table plan_end puts back (the profiler's, when it wraps ours)
     size_t need[SCRATCH];     // floats
     size_t stage_need;        // floats
     struct alloc_rec { void *p; size_t bytes; } * recs;
@@ -330,6 +332,48 @@ static sdc_status cu_load_tensor(sdc_backend *be, sdc_dtype type, const void *sr
     return SDC_OK;
 }
 
+static int round_up(int v, int q) { return (v + q - 1) / q * q; }
+
+// A convolution kernel (cout, k, k, cin) -> (cout8, k, k, cin8) in `type`,
+// zero in the padded channels: uploaded as it is into device staging, then
+// converted row by row into the padded allocation.
+static sdc_status cu_load_conv(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, int cout, int k,
+                               int cin, sdc_weight *out) {
+    out->p = NULL;
+    if (cout < 1 || k < 1 || cin < 1) return sdc_fail(SDC_ERR_ARG, "load_conv: bad shape %d x %d x %d x %d", cout, k, k, cin);
+    if ((type != SDC_DT_F32 && !half_type(type)) || (src_type != SDC_DT_F32 && !half_type(src_type)))
+        return sdc_fail(SDC_ERR_ARG, "load_conv: types %d <- %d (expected F32, F16 or BF16)", (int)type,
+                        (int)src_type);
+    const int cp = round_up(cin, CHAN_PAD), op = round_up(cout, CHAN_PAD);
+    const size_t rows = (size_t)cout * k * k, n = rows * cin, es = type == SDC_DT_F32 ? 4 : 2;
+    const size_t sbytes = n * (src_type == SDC_DT_F32 ? 4 : 2), dbytes = (size_t)op * k * k * cp * es;
+    void *p = NULL, *stage = NULL;
+    SDC_TRY(device_alloc(be, dbytes, &p));
+    sdc_status st = device_alloc(be, sbytes, &stage);
+    if (st != SDC_OK) {
+        device_free(be, p);
+        return st;
+    }
+    cuda_impl *im = impl(be);
+    count_up(be, sbytes);
+    cudaError_t e = cudaMemsetAsync(p, 0, dbytes, im->stream);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(stage, src, sbytes, cudaMemcpyHostToDevice, im->stream);
+    if (e == cudaSuccess)
+        e = (cudaError_t)sdc_convert_rows_cuda(p, (int)type, (size_t)cp, stage, (int)src_type, (size_t)cin, rows,
+                                               (size_t)cin, im->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(im->stream); // src is the caller's to reuse
+    device_free(be, stage);
+    if (e != cudaSuccess) {
+        device_free(be, p);
+        cudaGetLastError();
+        return sdc_fail(SDC_ERR_BACKEND, "load_conv: %d x %d x %d x %d: %s", cout, k, k, cin, cudaGetErrorString(e));
+    }
+    out->p = p;
+    out->type = type;
+    out->chan_pad = CHAN_PAD;
+    return SDC_OK;
+}
+
 static sdc_status cu_layer_norm(sdc_backend *be, float *y, const float *x, const float *gamma, const float *beta,
                                 int m, int n, float eps) {
     KERNEL_TRY(sdc_layer_norm_cuda(y, x, gamma, beta, m, n, eps, impl(be)->stream));
@@ -411,25 +455,37 @@ static sdc_status cu_conv2d(sdc_backend *be, float *y, const float *x, sdc_weigh
     if (ho < 1 || wo < 1) return sdc_fail(SDC_ERR_ARG, "conv2d: input too small for the kernel");
     SDC_TRY(check_weight("conv2d", w));
     const size_t total = (size_t)n * ho * wo;
-    if (k == 1 && stride == 1 && pad == 0) {
+    // the weights' layout: channels padded (load_conv) or as given
+    const int q = w.chan_pad > 1 ? w.chan_pad : 1, cp = round_up(cin, q), op = round_up(cout, q);
+    if (k == 1 && stride == 1 && pad == 0 && cp == cin && op == cout) {
         const void *xa = NULL;
         SDC_TRY(operand(be, "conv2d", x, total * cin, w.type, &xa));
         if (impl(be)->planning) return SDC_OK;
         SDC_TRY(gemm_xwt(be, y, xa, w, (int)total, cin, cout, 0.0f));
     } else {
-        const size_t kk = (size_t)k * k * cin, es = w.type == SDC_DT_F32 ? 4 : 2;
+        // im2col blocks of mb output pixels x (ky, kx, cp) columns; where
+        // cout is padded, each block's product (mb x op) goes to scratch and
+        // its first cout columns on to y
+        const size_t kk = (size_t)k * k * cp, es = w.type == SDC_DT_F32 ? 4 : 2;
         size_t mb = impl(be)->budget / kk;
         if (mb < 64) mb = 64;
         if (mb > total) mb = total;
-        float *colf = NULL;
+        float *colf = NULL, *yp = NULL;
         SDC_TRY(scratch(be, 0, (mb * kk * es + 3) / 4, "conv2d", &colf));
+        if (op != cout) SDC_TRY(scratch(be, 4, mb * op, "conv2d", &yp));
         if (impl(be)->planning) return SDC_OK;
         char *col = (char *)colf;
         for (size_t r0 = 0; r0 < total; r0 += mb) {
             const size_t rows = total - r0 < mb ? total - r0 : mb;
-            KERNEL_TRY(sdc_im2col_typed_cuda(col, (int)w.type, x, n, h, wi, cin, k, stride, pad, ho, wo, r0, rows,
-                                             impl(be)->stream));
-            SDC_TRY(gemm_xwt(be, y + r0 * cout, col, w, (int)rows, (int)kk, cout, 0.0f));
+            KERNEL_TRY(sdc_im2col_typed_cuda(col, (int)w.type, x, n, h, wi, cin, cp, k, stride, pad, ho, wo, r0,
+                                             rows, impl(be)->stream));
+            if (op == cout) {
+                SDC_TRY(gemm_xwt(be, y + r0 * cout, col, w, (int)rows, (int)kk, cout, 0.0f));
+            } else {
+                SDC_TRY(gemm_xwt(be, yp, col, w, (int)rows, (int)kk, op, 0.0f));
+                KERNEL_TRY(sdc_convert_rows_cuda(y + r0 * cout, SDC_CU_F32, (size_t)cout, yp, SDC_CU_F32, (size_t)op,
+                                                 rows, (size_t)cout, impl(be)->stream));
+            }
         }
     }
     KERNEL_TRY(sdc_bias_residual_cuda(y, bias, residual, total, cout, impl(be)->stream));
@@ -547,7 +603,6 @@ static void cu_memory(sdc_backend *be, size_t *in_use, size_t *peak) {
 // ---- planned memory -------------------------------------------------------
 
 static const sdc_backend_ops *plan_table(void);
-static const sdc_backend_ops *run_table(void);
 
 static sdc_status cu_plan_begin(sdc_backend *be) {
     cuda_impl *im = impl(be);
@@ -555,6 +610,7 @@ static sdc_status cu_plan_begin(sdc_backend *be) {
     im->planning = true;
     memset(im->need, 0, sizeof im->need);
     im->stage_need = 0;
+    im->ops_before = be->ops;
     be->ops = plan_table();
     return SDC_OK;
 }
@@ -568,7 +624,7 @@ static sdc_status cu_plan_end(sdc_backend *be, size_t *bytes) {
     *bytes = 0;
     if (!im->planning) return sdc_fail(SDC_ERR_ARG, "plan_end: no dry run is open");
     im->planning = false;
-    be->ops = run_table();
+    be->ops = im->ops_before;
     for (int k = 0; k < STAGES; k++) {
         if (im->stage_cap[k] >= im->stage_need) continue;
         if (im->stage_busy[k]) {
@@ -632,6 +688,12 @@ static sdc_status plan_load_tensor(sdc_backend *be, sdc_dtype, const void *, sdc
     return device_alloc(be, n * 2, out);
 }
 
+static sdc_status plan_load_conv(sdc_backend *be, sdc_dtype, const void *, sdc_dtype, int cout, int k, int cin,
+                                 sdc_weight *out) {
+    out->p = NULL;
+    return device_alloc(be, (size_t)cout * k * k * cin * 2, &out->p);
+}
+
 static sdc_status plan_capture(sdc_backend *) {
     return sdc_fail(SDC_ERR_ARG, "graph capture inside a dry run of planned memory");
 }
@@ -665,6 +727,7 @@ static sdc_backend_ops make_ops(void) {
     o.download = cu_download;
     o.copy = cu_copy;
     o.load_tensor = cu_load_tensor;
+    o.load_conv = cu_load_conv;
     o.linear = cu_linear;
     o.layer_norm = cu_layer_norm;
     o.attention = cu_attention;
@@ -700,6 +763,7 @@ static sdc_backend_ops make_plan_ops(void) {
     sdc_backend_ops o = make_ops();
     o.alloc = plan_alloc;
     o.load_tensor = plan_load_tensor;
+    o.load_conv = plan_load_conv;
     o.upload = plan_noop;
     o.download = plan_noop;
     o.copy = plan_noop;
@@ -725,7 +789,6 @@ static sdc_backend_ops make_plan_ops(void) {
 static const sdc_backend_ops cuda_ops = make_ops();
 static const sdc_backend_ops cuda_plan_ops = make_plan_ops();
 static const sdc_backend_ops *plan_table(void) { return &cuda_plan_ops; }
-static const sdc_backend_ops *run_table(void) { return &cuda_ops; }
 
 extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
     *out = NULL;

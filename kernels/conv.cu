@@ -1,49 +1,52 @@
 // conv.cu - im2col for the CUDA convolution: rows are output pixels, columns
-// (ky, kx, cin), matching the (cout, k, k, cin) weight layout, so the
+// (ky, kx, cin), matching the (cout, k, k, cin) weight layout (cin padded
+// with zero columns where the weights' layout pads it), so the
 // convolution is one GEMM per block of rows (cuBLAS, in backend_cuda.cu).
 // The columns are written in the weights' type (fp32, fp16 or bf16), so a
 // half-precision product reads half-precision columns straight away.
 #include "kernels.h"
 
 template <typename T>
-__global__ void im2col_kernel(T *col, const float *x, int h, int w, int cin, int k, int stride, int pad, int ho,
-                              int wo, size_t r0, size_t rows) {
-    const size_t kk = (size_t)k * k * cin, total = rows * kk;
+__global__ void im2col_kernel(T *col, const float *x, int h, int w, int cin, int cin_p, int k, int stride, int pad,
+                              int ho, int wo, size_t r0, size_t rows) {
+    const size_t kk = (size_t)k * k * cin_p, total = rows * kk;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         const size_t r = i / kk, e = i % kk;
-        const int ci = (int)(e % cin), t = (int)(e / cin), ky = t / k, kx = t % k;
+        const int ci = (int)(e % cin_p), t = (int)(e / cin_p), ky = t / k, kx = t % k;
         const size_t pix = r0 + r;
         const int b = (int)(pix / ((size_t)ho * wo)), rem = (int)(pix % ((size_t)ho * wo));
         const int oy = rem / wo, ox = rem % wo;
         const int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
-        const float v = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[(((size_t)b * h + iy) * w + ix) * cin + ci] : 0.0f;
+        const float v = (ci < cin && iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[(((size_t)b * h + iy) * w + ix) * cin + ci] : 0.0f;
         col[i] = sdc_from_float<T>(v);
     }
 }
 
-extern "C" int sdc_im2col_typed_cuda(void *col, int col_type, const float *x, int n, int h, int w, int cin, int k,
-                                     int stride, int pad, int ho, int wo, size_t r0, size_t rows, cudaStream_t s) {
+extern "C" int sdc_im2col_typed_cuda(void *col, int col_type, const float *x, int n, int h, int w, int cin,
+                                     int cin_p, int k, int stride, int pad, int ho, int wo, size_t r0, size_t rows,
+                                     cudaStream_t s) {
     (void)n;
-    size_t total = rows * (size_t)k * k * cin;
+    if (cin_p < cin) return (int)cudaErrorInvalidValue;
+    size_t total = rows * (size_t)k * k * cin_p;
     if (!total) return 0;
     size_t grid = SDC_CEIL_DIV_CU(total, (size_t)256);
     if (grid > 65535u * 32u) grid = 65535u * 32u;
     switch (col_type) {
     case SDC_CU_F32:
-        return (int)SDC_LAUNCH(im2col_kernel<float>, (unsigned)grid, 256, 0, s, (float *)col, x, h, w, cin, k,
+        return (int)SDC_LAUNCH(im2col_kernel<float>, (unsigned)grid, 256, 0, s, (float *)col, x, h, w, cin, cin_p, k,
                                stride, pad, ho, wo, r0, rows);
     case SDC_CU_F16:
-        return (int)SDC_LAUNCH(im2col_kernel<__half>, (unsigned)grid, 256, 0, s, (__half *)col, x, h, w, cin, k,
+        return (int)SDC_LAUNCH(im2col_kernel<__half>, (unsigned)grid, 256, 0, s, (__half *)col, x, h, w, cin, cin_p, k,
                                stride, pad, ho, wo, r0, rows);
     case SDC_CU_BF16:
-        return (int)SDC_LAUNCH(im2col_kernel<__nv_bfloat16>, (unsigned)grid, 256, 0, s, (__nv_bfloat16 *)col, x, h,
-                               w, cin, k, stride, pad, ho, wo, r0, rows);
+        return (int)SDC_LAUNCH(im2col_kernel<__nv_bfloat16>, (unsigned)grid, 256, 0, s, (__nv_bfloat16 *)col, x,
+                               h, w, cin, cin_p, k, stride, pad, ho, wo, r0, rows);
     }
     return (int)cudaErrorInvalidValue;
 }
 
 extern "C" int sdc_im2col_cuda(float *col, const float *x, int n, int h, int w, int cin, int k, int stride, int pad,
                                int ho, int wo, size_t r0, size_t rows, cudaStream_t s) {
-    return sdc_im2col_typed_cuda(col, SDC_CU_F32, x, n, h, w, cin, k, stride, pad, ho, wo, r0, rows, s);
+    return sdc_im2col_typed_cuda(col, SDC_CU_F32, x, n, h, w, cin, cin, k, stride, pad, ho, wo, r0, rows, s);
 }

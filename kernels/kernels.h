@@ -48,11 +48,16 @@ enum { SDC_CU_F32 = 1, SDC_CU_F16 = 2, SDC_CU_BF16 = 3 };
 
 // convert.cu: dst[i] = (dst_type) src[i], any of the three types each way
 int sdc_convert_cuda(void *dst, int dst_type, const void *src, int src_type, size_t n, cudaStream_t s);
+// the same on rows: dst[r * ld_dst + c] = src[r * ld_src + c] for c < cols
+// (other columns of dst untouched): padding rows out, or taking them in
+int sdc_convert_rows_cuda(void *dst, int dst_type, size_t ld_dst, const void *src, int src_type, size_t ld_src,
+                          size_t rows, size_t cols, cudaStream_t s);
 
 // conv.cu: col[r, (ky, kx, ci)] for output rows r0 .. r0 + rows - 1, in
-// col_type (SDC_CU_*); sdc_im2col_cuda writes fp32
-int sdc_im2col_typed_cuda(void *col, int col_type, const float *x, int n, int h, int w, int cin, int k, int stride,
-                          int pad, int ho, int wo, size_t r0, size_t rows, cudaStream_t s);
+// col_type (SDC_CU_*), ci < cin_p (>= cin: the padded weight layout's
+// channels, zero past cin); sdc_im2col_cuda writes fp32, unpadded
+int sdc_im2col_typed_cuda(void *col, int col_type, const float *x, int n, int h, int w, int cin, int cin_p, int k,
+                          int stride, int pad, int ho, int wo, size_t r0, size_t rows, cudaStream_t s);
 int sdc_im2col_cuda(float *col, const float *x, int n, int h, int w, int cin, int k, int stride, int pad, int ho,
                     int wo, size_t r0, size_t rows, cudaStream_t s);
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/backend_profile.h"
 #include "context.h"
 #include "cuda_testutil.h"
 #include "plan.h"
@@ -53,7 +54,7 @@ Test(plan, dry_run_sizes_scratch_and_runs_nothing) {
     float *wh = test_random(nw, 3, 0.2f);
     void *wp = NULL;
     cr_assert_eq(be->ops->load_tensor(be, SDC_DT_F16, wh, SDC_DT_F32, nw, &wp), SDC_OK, "%s", sdc_last_error());
-    const sdc_weight wt = {wp, SDC_DT_F16};
+    const sdc_weight wt = {wp, SDC_DT_F16, 0};
     conv_case small = conv_make(be, 5, 6, 1), big = conv_make(be, 10, 12, 2);
     const size_t n_small = (size_t)5 * 6 * COUT;
 
@@ -191,4 +192,26 @@ Test(plan, render_cuda, .timeout = 300) {
     need_device();
     if (emu()) planned_render(SDC_BACKEND_CUDA, 16, 24);
     else planned_render(SDC_BACKEND_CUDA, 512, 768);
+}
+
+/* The profiler wraps the backend's ops table, and a dry run swaps in its
+ * own and back: the wrapper must come back with it, or everything after
+ * planning (the U-Net's convolutions) goes untimed. */
+Test(plan, profiler_survives_planning, .timeout = 300) {
+    need_device();
+    sdc_params p = sdc_params_default();
+    p.model_path = FIXTURES "/tiny_sd1.safetensors";
+    p.backend = SDC_BACKEND_CUDA;
+    sdc_ctx *ctx;
+    cr_assert_eq(sdc_load(&p, &ctx), SDC_OK, "%s", sdc_last_error());
+    const sdc_backend_ops *own = ctx->be->ops;
+    sdc_backend_profile_enable(ctx->be);
+    sdc_backend_profile_reset();
+    alloc_probe probe = {.be = ctx->be};
+    render(ctx, "a red circle", emu() ? 16 : 512, 1, &probe);
+    cr_assert_neq(ctx->be->ops, own, "the profiler's table is still in place after planning");
+    cr_assert_gt(sdc_backend_profile_get()->calls[SDC_OP_CONV], 0, "the U-Net's convolutions were timed");
+    sdc_backend_profile_disable(ctx->be);
+    cr_assert_eq(ctx->be->ops, own);
+    sdc_free(ctx);
 }

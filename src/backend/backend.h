@@ -31,10 +31,13 @@ typedef struct sdc_backend sdc_backend;
 typedef struct sdc_weight {
     void *p;
     sdc_dtype type;
+    /* a convolution kernel from load_conv: its cin and cout are stored
+     * padded with zeros to multiples of chan_pad (0 or 1: as given) */
+    int chan_pad;
 } sdc_weight;
 
 /* An fp32 weight from a float buffer (tests, the CPU backend's callers). */
-#define SDC_WEIGHT_F32(ptr) ((sdc_weight){(void *)(ptr), SDC_DT_F32})
+#define SDC_WEIGHT_F32(ptr) ((sdc_weight){(void *)(ptr), SDC_DT_F32, 0})
 
 /* One sampler update, elementwise over latents x given the model output mo
  * (after guidance). The scalars are computed on the host by the sampler
@@ -86,6 +89,14 @@ typedef struct sdc_backend_ops {
      * CPU F32 only; CUDA F32, F16 and BF16. Freed with `free`. */
     sdc_status (*load_tensor)(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, size_t n,
                               void **out);
+    /* A convolution kernel (cout, k, k, cin) from host memory, as
+     * load_tensor, into the layout the backend computes best with: the CPU
+     * keeps it as given; CUDA pads cin and cout with zeros to multiples of
+     * 8 (16 bytes of fp16: what tensor-core loads take; conv_in's 4 input
+     * channels, the VAE's 3 output ones), (cout8, k, k, cin8), and says so
+     * in out->chan_pad. conv2d takes either layout. Freed with `free`. */
+    sdc_status (*load_conv)(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, int cout, int k,
+                            int cin, sdc_weight *out);
 
     /* y[m, n] = x[m, k] . w[n, k]^T (+ bias[n] if bias != NULL); w of a type
      * the backend keeps (load_tensor), fp32 accumulation. On CUDA an F16 or

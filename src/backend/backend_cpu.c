@@ -173,6 +173,14 @@ static sdc_status cpu_embed(sdc_backend *be, float *y, const float *table,
     return SDC_OK;
 }
 
+/* The CPU's convolution kernels stay (cout, k, k, cin), unpadded. */
+static sdc_status cpu_load_conv(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, int cout, int k,
+                                int cin, sdc_weight *out) {
+    out->type = type;
+    out->chan_pad = 1;
+    return cpu_load_tensor(be, type, src, src_type, (size_t)cout * k * k * cin, &out->p);
+}
+
 static void cpu_destroy(sdc_backend *be);
 
 static const sdc_backend_ops cpu_ops = {
@@ -184,6 +192,7 @@ static const sdc_backend_ops cpu_ops = {
     .download = cpu_download,
     .copy = cpu_copy,
     .load_tensor = cpu_load_tensor,
+    .load_conv = cpu_load_conv,
     .linear = cpu_linear,
     .layer_norm = cpu_layer_norm,
     .attention = sdc_cpu_attention,

@@ -264,8 +264,11 @@ sdc_status sdc_load_conv(sdc_loader *L, sdc_weight *dst, int cout, int cin, int 
     SDC_TRY(stage_tensor(L, t, ty, src));
     if (es == 4) PERMUTE_CONV(uint32_t, L->stage, src);
     else PERMUTE_CONV(uint16_t, L->stage, src);
-    dst->type = L->be->weight_type;
-    return upload(L, &dst->p, dst->type, ty, n);
+    /* the backend lays it out as it computes best (CUDA pads channels) */
+    SDC_TRY(L->be->ops->load_conv(L->be, L->be->weight_type, L->stage, ty, cout, k, cin, dst));
+    const int q = dst->chan_pad > 1 ? dst->chan_pad : 1;
+    const size_t padded = (size_t)((cout + q - 1) / q * q) * k * k * ((cin + q - 1) / q * q);
+    return record(L, dst->p, padded * dtype_bytes(dst->type));
 }
 
 sdc_status sdc_load_conv_bias(sdc_loader *L, sdc_weight *w, float **b, int cout, int cin, int k, const char *prefix) {
