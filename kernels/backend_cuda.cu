@@ -293,7 +293,7 @@ static sdc_status cu_linear(sdc_backend *be, float *y, const float *x, sdc_weigh
     const void *xa = NULL;
     SDC_TRY(operand(be, "linear", x, (size_t)m * k, w.type, &xa));
     if (impl(be)->planning) return SDC_OK;
-    if (bias) KERNEL_TRY(sdc_bias_rows_cuda(y, bias, (size_t)m, n, impl(be)->stream));
+    if (bias) KERNEL_TRY(sdc_bias_rows_cuda(y, SDC_CU_F32, bias, (size_t)m, n, impl(be)->stream));
     return gemm_xwt(be, y, xa, w, m, k, n, bias ? 1.0f : 0.0f);
 }
 
@@ -376,7 +376,7 @@ static sdc_status cu_load_conv(sdc_backend *be, sdc_dtype type, const void *src,
 
 static sdc_status cu_layer_norm(sdc_backend *be, float *y, const float *x, const float *gamma, const float *beta,
                                 int m, int n, float eps) {
-    KERNEL_TRY(sdc_layer_norm_cuda(y, x, gamma, beta, m, n, eps, impl(be)->stream));
+    KERNEL_TRY(sdc_layer_norm_cuda(y, x, SDC_CU_F32, gamma, beta, m, n, eps, impl(be)->stream));
     return SDC_OK;
 }
 
@@ -419,12 +419,12 @@ static sdc_status cu_attention(sdc_backend *be, float *out, const float *q, cons
 }
 
 static sdc_status cu_activation(sdc_backend *be, float *y, const float *x, size_t n, sdc_act act) {
-    KERNEL_TRY(sdc_activation_cuda(y, x, n, (int)act, impl(be)->stream));
+    KERNEL_TRY(sdc_activation_cuda(y, x, SDC_CU_F32, n, (int)act, impl(be)->stream));
     return SDC_OK;
 }
 
 static sdc_status cu_add(sdc_backend *be, float *y, const float *a, const float *b, size_t n) {
-    KERNEL_TRY(sdc_add_cuda(y, a, b, n, impl(be)->stream));
+    KERNEL_TRY(sdc_add_cuda(y, a, b, SDC_CU_F32, n, impl(be)->stream));
     return SDC_OK;
 }
 
@@ -442,7 +442,7 @@ static sdc_status cu_embed(sdc_backend *be, float *y, const float *table, const 
     }
     count_up(be, (size_t)n_ids * sizeof(int));
     CUDA_TRY(cudaMemcpyAsync(im->ids, ids, (size_t)n_ids * sizeof(int), cudaMemcpyHostToDevice, im->stream));
-    KERNEL_TRY(sdc_embed_cuda(y, table, pos, im->ids, n_ids, dim, im->stream));
+    KERNEL_TRY(sdc_embed_cuda(y, SDC_CU_F32, table, pos, im->ids, n_ids, dim, im->stream));
     return SDC_OK;
 }
 
@@ -477,7 +477,7 @@ static sdc_status cu_conv2d(sdc_backend *be, float *y, const float *x, sdc_weigh
         char *col = (char *)colf;
         for (size_t r0 = 0; r0 < total; r0 += mb) {
             const size_t rows = total - r0 < mb ? total - r0 : mb;
-            KERNEL_TRY(sdc_im2col_typed_cuda(col, (int)w.type, x, n, h, wi, cin, cp, k, stride, pad, ho, wo, r0,
+            KERNEL_TRY(sdc_im2col_typed_cuda(col, (int)w.type, x, SDC_CU_F32, n, h, wi, cin, cp, k, stride, pad, ho, wo, r0,
                                              rows, impl(be)->stream));
             if (op == cout) {
                 SDC_TRY(gemm_xwt(be, y + r0 * cout, col, w, (int)rows, (int)kk, cout, 0.0f));
@@ -488,7 +488,7 @@ static sdc_status cu_conv2d(sdc_backend *be, float *y, const float *x, sdc_weigh
             }
         }
     }
-    KERNEL_TRY(sdc_bias_residual_cuda(y, bias, residual, total, cout, impl(be)->stream));
+    KERNEL_TRY(sdc_bias_residual_cuda(y, SDC_CU_F32, bias, residual, total, cout, impl(be)->stream));
     return SDC_OK;
 }
 
@@ -499,35 +499,35 @@ static sdc_status cu_group_norm(sdc_backend *be, float *y, const float *x, const
     float *stats = NULL;
     SDC_TRY(scratch(be, 2, (size_t)2 * n * groups, "group_norm", &stats));
     if (impl(be)->planning) return SDC_OK;
-    KERNEL_TRY(sdc_group_norm_cuda(y, x, gamma, beta, n, hw, c, groups, eps, silu ? 1 : 0, stats, impl(be)->stream));
+    KERNEL_TRY(sdc_group_norm_cuda(y, x, SDC_CU_F32, gamma, beta, n, hw, c, groups, eps, silu ? 1 : 0, stats, impl(be)->stream));
     return SDC_OK;
 }
 
 static sdc_status cu_upsample(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int ho,
                               int wo) {
-    KERNEL_TRY(sdc_upsample_nearest_cuda(y, x, n, h, w, c, ho, wo, impl(be)->stream));
+    KERNEL_TRY(sdc_upsample_nearest_cuda(y, x, SDC_CU_F32, n, h, w, c, ho, wo, impl(be)->stream));
     return SDC_OK;
 }
 
 static sdc_status cu_pad(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int top,
                          int bottom, int left, int right) {
-    KERNEL_TRY(sdc_pad_cuda(y, x, n, h, w, c, top, bottom, left, right, impl(be)->stream));
+    KERNEL_TRY(sdc_pad_cuda(y, x, SDC_CU_F32, n, h, w, c, top, bottom, left, right, impl(be)->stream));
     return SDC_OK;
 }
 
 static sdc_status cu_concat(sdc_backend *be, float *y, const float *a, const float *b, size_t rows, int ca, int cb) {
-    KERNEL_TRY(sdc_concat_channels_cuda(y, a, b, rows, ca, cb, impl(be)->stream));
+    KERNEL_TRY(sdc_concat_channels_cuda(y, a, b, SDC_CU_F32, rows, ca, cb, impl(be)->stream));
     return SDC_OK;
 }
 
 static sdc_status cu_geglu(sdc_backend *be, float *y, const float *x, int m, int f) {
-    KERNEL_TRY(sdc_geglu_cuda(y, x, m, f, impl(be)->stream));
+    KERNEL_TRY(sdc_geglu_cuda(y, x, SDC_CU_F32, m, f, impl(be)->stream));
     return SDC_OK;
 }
 
 static sdc_status cu_add_rows(sdc_backend *be, float *y, const float *x, const float *v, int n, size_t rows,
                               int c) {
-    KERNEL_TRY(sdc_add_rows_cuda(y, x, v, n, rows, c, impl(be)->stream));
+    KERNEL_TRY(sdc_add_rows_cuda(y, x, v, SDC_CU_F32, n, rows, c, impl(be)->stream));
     return SDC_OK;
 }
 

@@ -41,3 +41,11 @@ extern "C" int sdc_cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {
     if (total_bytes) *total_bytes = t;
     return 0;
 }
+
+extern "C" int sdc_cuda_sync(void) {
+    if (cudaDeviceSynchronize() != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    return 0;
+}

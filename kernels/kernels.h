@@ -1,4 +1,4 @@
-// kernels.h - launchers of sdc's CUDA kernels (fp32, NHWC), one family per
+// kernels.h - launchers of sdc's CUDA kernels (NHWC), one family per
 // .cu file: <op>_kernel on the device, <op>_cuda(..., stream) launching it.
 // Each returns 0 or the cudaError_t of the launch. Includable from C (the
 // tests call launchers directly on device buffers).
@@ -10,6 +10,17 @@
 
 #ifdef __cplusplus
 #include "port.h"
+// SDC_TYPED(t, expr): return expr evaluated with T the C++ type of the
+// element type t (SDC_CU_*); an unknown t is cudaErrorInvalidValue.
+#define SDC_TYPED(t, ...)                                                                                         \
+    do {                                                                                                          \
+        switch (t) {                                                                                              \
+        case 1: { typedef float T; return __VA_ARGS__; }                                                          \
+        case 2: { typedef __half T; return __VA_ARGS__; }                                                         \
+        case 3: { typedef __nv_bfloat16 T; return __VA_ARGS__; }                                                  \
+        }                                                                                                         \
+        return (int)cudaErrorInvalidValue;                                                                        \
+    } while (0)
 #else
 typedef struct CUstream_st *cudaStream_t; // C callers (tests) pass NULL or a stream they got from C++
 #endif
@@ -20,31 +31,34 @@ extern "C" {
 
 #define SDC_CEIL_DIV_CU(a, b) (((a) + (b) - 1) / (b))
 
-// elementwise.cu
-int sdc_activation_cuda(float *y, const float *x, size_t n, int act, cudaStream_t s); // act: sdc_act
-int sdc_add_cuda(float *y, const float *a, const float *b, size_t n, cudaStream_t s);
-int sdc_embed_cuda(float *y, const float *table, const float *pos, const int *ids, int n_ids, int dim,
-                   cudaStream_t s);
-int sdc_geglu_cuda(float *y, const float *x, int m, int f, cudaStream_t s);
-int sdc_add_rows_cuda(float *y, const float *x, const float *v, int n, size_t rows, int c, cudaStream_t s);
-int sdc_concat_channels_cuda(float *y, const float *a, const float *b, size_t rows, int ca, int cb,
-                             cudaStream_t s);
-int sdc_pad_cuda(float *y, const float *x, int n, int h, int w, int c, int top, int bottom, int left, int right,
-                 cudaStream_t s);
-int sdc_upsample_nearest_cuda(float *y, const float *x, int n, int h, int w, int c, int ho, int wo,
-                              cudaStream_t s);
-int sdc_bias_rows_cuda(float *y, const float *bias, size_t rows, int c, cudaStream_t s); // y[r, :] = bias
-// y[r, :] += bias (may be NULL) + residual[r, :] (may be NULL)
-int sdc_bias_residual_cuda(float *y, const float *bias, const float *residual, size_t rows, int c, cudaStream_t s);
-
-// norm.cu
-int sdc_layer_norm_cuda(float *y, const float *x, const float *gamma, const float *beta, int m, int n, float eps,
-                        cudaStream_t s);
-int sdc_group_norm_cuda(float *y, const float *x, const float *gamma, const float *beta, int n, int hw, int c,
-                        int groups, float eps, int silu, float *stats, cudaStream_t s); // stats: 2*n*groups
-
 // Element types of typed buffers: the values of sdc_dtype (common.h).
 enum { SDC_CU_F32 = 1, SDC_CU_F16 = 2, SDC_CU_BF16 = 3 };
+
+// elementwise.cu: activations y, x, a, b, v, residual of element type t
+// (SDC_CU_*), every value computed in fp32 and rounded once to t; bias,
+// table and pos fp32
+int sdc_activation_cuda(void *y, const void *x, int t, size_t n, int act, cudaStream_t s); // act: sdc_act
+int sdc_add_cuda(void *y, const void *a, const void *b, int t, size_t n, cudaStream_t s);
+int sdc_embed_cuda(void *y, int t, const float *table, const float *pos, const int *ids, int n_ids, int dim,
+                   cudaStream_t s);
+int sdc_geglu_cuda(void *y, const void *x, int t, int m, int f, cudaStream_t s);
+int sdc_add_rows_cuda(void *y, const void *x, const void *v, int t, int n, size_t rows, int c, cudaStream_t s);
+int sdc_concat_channels_cuda(void *y, const void *a, const void *b, int t, size_t rows, int ca, int cb,
+                             cudaStream_t s);
+int sdc_pad_cuda(void *y, const void *x, int t, int n, int h, int w, int c, int top, int bottom, int left, int right,
+                 cudaStream_t s);
+int sdc_upsample_nearest_cuda(void *y, const void *x, int t, int n, int h, int w, int c, int ho, int wo,
+                              cudaStream_t s);
+int sdc_bias_rows_cuda(void *y, int t, const float *bias, size_t rows, int c, cudaStream_t s); // y[r, :] = bias
+// y[r, :] += bias (may be NULL) + residual[r, :] (may be NULL)
+int sdc_bias_residual_cuda(void *y, int t, const float *bias, const void *residual, size_t rows, int c,
+                           cudaStream_t s);
+
+// norm.cu: x and y of element type t, statistics in double, gamma/beta fp32
+int sdc_layer_norm_cuda(void *y, const void *x, int t, const float *gamma, const float *beta, int m, int n, float eps,
+                        cudaStream_t s);
+int sdc_group_norm_cuda(void *y, const void *x, int t, const float *gamma, const float *beta, int n, int hw, int c,
+                        int groups, float eps, int silu, float *stats, cudaStream_t s); // stats: 2*n*groups
 
 // convert.cu: dst[i] = (dst_type) src[i], any of the three types each way
 int sdc_convert_cuda(void *dst, int dst_type, const void *src, int src_type, size_t n, cudaStream_t s);
@@ -54,10 +68,10 @@ int sdc_convert_rows_cuda(void *dst, int dst_type, size_t ld_dst, const void *sr
                           size_t rows, size_t cols, cudaStream_t s);
 
 // conv.cu: col[r, (ky, kx, ci)] for output rows r0 .. r0 + rows - 1, in
-// col_type (SDC_CU_*), ci < cin_p (>= cin: the padded weight layout's
-// channels, zero past cin); sdc_im2col_cuda writes fp32, unpadded
-int sdc_im2col_typed_cuda(void *col, int col_type, const float *x, int n, int h, int w, int cin, int cin_p, int k,
-                          int stride, int pad, int ho, int wo, size_t r0, size_t rows, cudaStream_t s);
+// col_type (SDC_CU_*) from x in x_type, ci < cin_p (>= cin: the padded
+// weight layout's channels, zero past cin); sdc_im2col_cuda: fp32, unpadded
+int sdc_im2col_typed_cuda(void *col, int col_type, const void *x, int x_type, int n, int h, int w, int cin, int cin_p,
+                          int k, int stride, int pad, int ho, int wo, size_t r0, size_t rows, cudaStream_t s);
 int sdc_im2col_cuda(float *col, const float *x, int n, int h, int w, int cin, int k, int stride, int pad, int ho,
                     int wo, size_t r0, size_t rows, cudaStream_t s);
 

@@ -786,6 +786,8 @@ Test(cuda, fragment_layouts) {
             cr_assert_eq(g->ops->upload(g, dd, c, 128), SDC_OK); /* not the answer already */
             cr_assert_eq(sdc_fragment_check_cuda(dd, (const uint16_t *)da, (const uint16_t *)db, dc, mode, bf, NULL),
                          0, "fragment_check mode %d %s: launch failed", mode, bf ? "bf16" : "f16");
+            /* launched on the legacy stream, which does not order the backend's non-blocking one */
+            cr_assert_eq(sdc_cuda_sync(), 0);
             cr_assert_eq(g->ops->download(g, got, dd, 128), SDC_OK, "%s", sdc_last_error());
             int bad = 0;
             for (int i = 0; i < 128; i++)

@@ -19,6 +19,11 @@ void sdc_cuda_device_name(char *name, int name_len);
 /* Device 0's free and total memory in bytes; 0 on success, -1 if none. */
 int sdc_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
 
+/* Wait for everything issued to device 0 on any stream (tests that call
+ * launchers directly on the legacy stream, then read through a backend's
+ * own): 0 on success, -1 if it failed or there is none. */
+int sdc_cuda_sync(void);
+
 /* 1 if the binary was built with nvcc (kernels linked in), 0 for the stub. */
 int sdc_cuda_compiled(void);
 

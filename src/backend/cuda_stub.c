@@ -23,6 +23,8 @@ int sdc_cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {
     return -1;
 }
 
+int sdc_cuda_sync(void) { return -1; }
+
 sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
     (void)device;
     *out = NULL;
