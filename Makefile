@@ -214,8 +214,15 @@ samples: deps
 # (BENCH_ARGS=--cuda-only skips the CPU part).
 BENCH_ARGS ?=
 bench: deps fixtures-full bench-emu
-	@$(MAKE) --no-print-directory $(BUILD)/sdc_bench
+	@$(MAKE) --no-print-directory $(BUILD)/sdc_bench $(BUILD)/plan_report_emu
 	$(BUILD)/sdc_bench build/fixtures-full/full_sd1.safetensors $(BENCH_ARGS)
+	@echo
+	SDC_CUDA_EMU=1 $(BUILD)/plan_report_emu build/fixtures-full/full_sd1.safetensors 512 1
+
+# The device memory of a render at SD 1.5 shapes from the planned memory's
+# dry run alone, on the emulated device (bench/plan_report.c).
+$(BUILD)/plan_report_emu: bench/plan_report.c $(BUILD)/libsdc_emu.a $(SRC_HDR)
+	$(CC) $(CFLAGS) bench/plan_report.c $(BUILD)/libsdc_emu.a -o $@ $(EMU_LDLIBS)
 
 # The emulated device's counters per kernel for one step of the tiny model
 # (switches, mma, ldmatrix wavefronts, cp.async bytes, and the H100 time

@@ -345,6 +345,12 @@ static sdc_status cu_load_conv(sdc_backend *be, sdc_dtype type, const void *src,
         return sdc_fail(SDC_ERR_ARG, "load_conv: types %d <- %d (expected F32, F16 or BF16)", (int)type,
                         (int)src_type);
     const int cp = round_up(cin, CHAN_PAD), op = round_up(cout, CHAN_PAD);
+    if (cp == cin && op == cout) { // already a multiple of 8 both ways: the layout as given
+        SDC_TRY(cu_load_tensor(be, type, src, src_type, (size_t)cout * k * k * cin, &out->p));
+        out->type = type;
+        out->chan_pad = CHAN_PAD;
+        return SDC_OK;
+    }
     const size_t rows = (size_t)cout * k * k, n = rows * cin, es = type == SDC_DT_F32 ? 4 : 2;
     const size_t sbytes = n * (src_type == SDC_DT_F32 ? 4 : 2), dbytes = (size_t)op * k * k * cp * es;
     void *p = NULL, *stage = NULL;

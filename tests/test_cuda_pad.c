@@ -7,7 +7,8 @@
  * (the same fp16 products, accumulated in fp32, plus zeros). The cases
  * are the SD shapes that need padding, small: conv_in's 4 input channels,
  * the U-Net's 4 and the VAE's 3 output channels, the VAE encoder's 3 input
- * channels, a 1x1 and a stride-2 convolution with odd counts. */
+ * channels, a 1x1 and a stride-2 convolution with odd counts, and one
+ * whose counts need no padding (its kernel is uploaded as it is). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,7 @@ Test(cuda, conv_padded_channels, .timeout = 300) {
         pad_case(1, 12, 10, 3, 8, 3, 1, 1); /* the VAE encoder's conv_in: 3 -> */
         pad_case(1, 5, 6, 5, 6, 1, 1, 0);   /* 1x1, odd both ways */
         pad_case(1, 9, 8, 3, 5, 3, 2, 1);   /* stride 2, odd both ways */
+        pad_case(1, 6, 5, 16, 8, 3, 1, 1);  /* multiples of 8 already: kept as given */
     } else {
         pad_case(2, 64, 64, 4, 320, 3, 1, 1);
         pad_case(2, 64, 64, 320, 4, 3, 1, 1);
