@@ -26,7 +26,7 @@ typedef struct sdc_plan {
     int batch, images, lh, lw, tokens, steps;
     float *arena;            /* the one allocation */
     size_t floats;           /* its size, scratch included */
-    size_t scratch_bytes;    /* the backend's part, from the dry run (0 on the CPU) */
+    size_t scratch_bytes;    /* the backend's part, from the dry run */
     sdc_net_memory unet, vae;
     float *ctx;              /* (batch, tokens, context_dim) the uploaded context */
     float *x;                /* (images, lh, lw, C) the latents */

@@ -3,8 +3,8 @@
  * plan, ops never allocate and an op the dry run missed fails naming itself;
  * a render's device memory is one arena, and a second render of the same
  * shape allocates nothing. CUDA tests run on the emulated device in
- * make test (sdc_tests_emu) and on a GPU where there is one; the render
- * test runs on the CPU backend too. */
+ * make test (sdc_tests_emu) and on a GPU where there is one; the dry run
+ * and render tests run on the CPU backend too. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,14 +47,16 @@ static conv_case conv_make(sdc_backend *be, int h, int w, uint64_t seed) {
     return c;
 }
 
-Test(plan, dry_run_sizes_scratch_and_runs_nothing) {
-    sdc_backend *be = gpu_mem(0);
-    cr_assert(be->ops->plan_begin && be->ops->plan_end && be->ops->scratch_bind, "the CUDA backend plans memory");
+/* wtype: the weights' type (fp16 on CUDA, whose im2col then writes fp16
+ * columns; fp32 on the CPU) */
+static void dry_run_case(sdc_backend *be, sdc_dtype wtype) {
+    cr_assert(be->ops->plan_begin && be->ops->plan_end && be->ops->scratch_bind, "the %s backend plans memory",
+              be->ops->name);
     const size_t nw = (size_t)COUT * 9 * CIN;
     float *wh = test_random(nw, 3, 0.2f);
     void *wp = NULL;
-    cr_assert_eq(be->ops->load_tensor(be, SDC_DT_F16, wh, SDC_DT_F32, nw, &wp), SDC_OK, "%s", sdc_last_error());
-    const sdc_weight wt = {wp, SDC_DT_F16, 0};
+    cr_assert_eq(be->ops->load_tensor(be, wtype, wh, SDC_DT_F32, nw, &wp), SDC_OK, "%s", sdc_last_error());
+    const sdc_weight wt = {wp, wtype, 0};
     conv_case small = conv_make(be, 5, 6, 1), big = conv_make(be, 10, 12, 2);
     const size_t n_small = (size_t)5 * 6 * COUT;
 
@@ -71,7 +73,7 @@ Test(plan, dry_run_sizes_scratch_and_runs_nothing) {
     cr_assert(strstr(sdc_last_error(), "dry run"), "%s", sdc_last_error());
     size_t bytes = 0;
     cr_assert_eq(be->ops->plan_end(be, &bytes), SDC_OK, "%s", sdc_last_error());
-    /* im2col of 30 pixels x 72 columns in fp16, in 256-byte units */
+    /* im2col of 30 pixels x 72 columns (in fp16 at least), in 256-byte units */
     cr_assert(bytes >= (size_t)5 * 6 * 9 * CIN * 2 && bytes % 256 == 0, "scratch of %zu bytes", bytes);
     cr_assert_eq(be->allocations, a0, "the dry run allocated");
     cr_assert_eq(be->transfers.uploads, t0.uploads, "the dry run copied");
@@ -109,6 +111,9 @@ Test(plan, dry_run_sizes_scratch_and_runs_nothing) {
     sdc_backend_destroy(be);
 }
 
+Test(plan, dry_run_sizes_scratch_and_runs_nothing_cuda) { dry_run_case(gpu_mem(0), SDC_DT_F16); }
+Test(plan, dry_run_sizes_scratch_and_runs_nothing_cpu) { dry_run_case(test_cpu_backend(), SDC_DT_F32); }
+
 typedef struct alloc_probe {
     sdc_backend *be;
     size_t at[8];
@@ -141,8 +146,8 @@ static size_t in_use(sdc_ctx *ctx) {
     return u;
 }
 
-/* A render plans its memory once: on a device, after its first step
- * nothing allocates (decode included); the device memory it adds is exactly the plan's one
+/* A render plans its memory once: after its first step nothing allocates
+ * (decode included); the device memory it adds is exactly the plan's one
  * arena; a second render of the same shape (other prompts, so the text
  * encoder runs under the plan) allocates nothing at all; a new shape plans
  * anew. */
@@ -157,12 +162,11 @@ static void planned_render(sdc_backend_kind kind, int size, int size2) {
     alloc_probe probe = {.be = ctx->be};
     render(ctx, "a red circle", size, 1, &probe);
     const size_t a1 = ctx->be->allocations;
-    /* (the CPU's scratch is host memory grown on first use, decode included) */
-    if (device) cr_assert_eq(a1, probe.at[1], "allocations after the first step of a render: %zu", a1 - probe.at[1]);
+    cr_assert_eq(a1, probe.at[1], "allocations after the first step of a render: %zu", a1 - probe.at[1]);
     const sdc_plan *pl = ctx->plan;
     cr_assert(pl && pl->arena && pl->batch == 2 && pl->images == 1, "the render's plan");
-    if (device) {
-        cr_assert(pl->scratch_bytes > 0, "the dry run sized the backend's scratch");
+    cr_assert(pl->scratch_bytes > 0, "the dry run sized the backend's scratch");
+    if (device) { /* (the CPU backend does not count its memory) */
         cr_assert_eq(in_use(ctx) - u0, pl->floats * sizeof(float),
                      "device memory added by the render: %zu bytes, the plan's arena %zu", in_use(ctx) - u0,
                      pl->floats * sizeof(float));

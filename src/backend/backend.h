@@ -198,13 +198,13 @@ typedef struct sdc_backend_ops {
      * made (0 where the backend does not count, the CPU). */
     void (*memory)(sdc_backend *be, size_t *in_use, size_t *peak);
 
-    /* --- planned memory: NULL where the backend has no scratch of its own
-     * memory to plan (the CPU's is host memory, grown on first use) ------
-     * A dry run. Between plan_begin and plan_end every op checks its
-     * arguments and records the scratch it would need (im2col blocks,
-     * attention scores, norm statistics, half copies of operands) and the
-     * pinned staging of upload_async, but runs, copies and counts nothing;
-     * alloc and load_tensor fail (a dry run that allocates is a bug).
+    /* --- planned memory (both backends; NULL would mean nothing to plan) --
+     * A dry run. Between plan_begin and plan_end the ops that take scratch
+     * check their arguments and record what they would need (im2col
+     * blocks, attention scores, norm statistics, padded inputs, half copies
+     * of operands), upload_async its pinned staging (CUDA), and nothing
+     * runs, is copied or counted; the other ops do nothing; alloc and
+     * load_* fail (a dry run that allocates is a bug).
      * plan_end reserves the staging and gives the scratch's size in bytes.
      * scratch_bind then hands the backend that much of its own memory (a
      * region of the caller's arena) for its scratch: from then on no op

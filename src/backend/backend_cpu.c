@@ -13,9 +13,9 @@
 /* Buffers of 2 MiB or more are 2 MiB aligned and asked to be backed by
  * transparent huge pages: a fresh page must be zeroed by the kernel, and
  * faulting 4 GB of weights in 4 KiB pages was most of the load time. */
-static void *cpu_aligned(size_t bytes) {
+void *sdc_cpu_aligned(size_t bytes) {
     const size_t huge = (size_t)2 << 20;
-    if (bytes < huge) return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (bytes < huge) return aligned_alloc(256, (bytes + 255) & ~(size_t)255); /* as cudaMalloc's */
     bytes = (bytes + huge - 1) & ~(huge - 1);
     void *p = aligned_alloc(huge, bytes);
 #ifdef MADV_HUGEPAGE
@@ -25,9 +25,12 @@ static void *cpu_aligned(size_t bytes) {
 }
 
 static sdc_status cpu_alloc(sdc_backend *be, size_t n, float **out) {
-    be->allocations++;
     size_t bytes = n * sizeof(float);
-    float *p = cpu_aligned(bytes ? bytes : 64);
+    if (((sdc_cpu_impl *)be->impl)->planning)
+        return sdc_fail(SDC_ERR_BACKEND, "an allocation of %.2f MiB during a dry run of planned memory (a dry run "
+                        "runs and allocates nothing)", bytes / 1048576.0);
+    be->allocations++;
+    float *p = sdc_cpu_aligned(bytes ? bytes : 64);
     if (!p)
         return sdc_fail(SDC_ERR_OOM, "cpu backend: out of memory allocating %zu bytes", bytes);
     *out = p;
@@ -212,31 +215,39 @@ static const sdc_backend_ops cpu_ops = {
     .guidance = sdc_cpu_guidance,
     .latent_update = sdc_cpu_latent_update,
     .upload_async = cpu_upload,
+    .plan_begin = sdc_cpu_plan_begin,
+    .plan_end = sdc_cpu_plan_end,
+    .scratch_bind = sdc_cpu_scratch_bind,
 };
 
-/* Scratch buffers reused across op calls (im2col blocks, padded inputs,
- * attention scores); grown on demand, freed with the backend. */
-#define SCRATCH_SLOTS 4
-typedef struct cpu_impl {
-    float *buf[SCRATCH_SLOTS];
-    size_t cap[SCRATCH_SLOTS];
-} cpu_impl;
+const sdc_backend_ops *sdc_cpu_ops(void) { return &cpu_ops; }
 
-float *sdc_cpu_scratch(sdc_backend *be, int slot, size_t n) {
-    cpu_impl *im = be->impl;
-    if (slot < 0 || slot >= SCRATCH_SLOTS) return NULL;
+sdc_status sdc_cpu_scratch(sdc_backend *be, int slot, size_t n, const char *op, float **out) {
+    sdc_cpu_impl *im = be->impl;
+    *out = NULL;
+    if (slot < 0 || slot >= SDC_CPU_SCRATCH_SLOTS) return sdc_fail(SDC_ERR_ARG, "%s: no scratch slot %d", op, slot);
+    if (im->planning) {
+        if (n > im->need[slot]) im->need[slot] = n;
+        return SDC_OK;
+    }
     if (im->cap[slot] < n) {
+        if (im->bound)
+            return sdc_fail(SDC_ERR_BACKEND, "%s: needs %.2f MiB of scratch (slot %d), more than the memory plan "
+                            "reserved (%.2f MiB): the dry run did not see this op", op, n * 4 / 1048576.0, slot,
+                            im->cap[slot] * 4 / 1048576.0);
         free(im->buf[slot]);
         be->allocations++;
-        im->buf[slot] = cpu_aligned(n * sizeof(float));
+        im->buf[slot] = sdc_cpu_aligned(n * sizeof(float));
         im->cap[slot] = im->buf[slot] ? n : 0;
+        if (!im->buf[slot]) return sdc_fail(SDC_ERR_OOM, "%s: out of memory for %zu floats of scratch", op, n);
     }
-    return im->buf[slot];
+    *out = im->buf[slot];
+    return SDC_OK;
 }
 
 sdc_status sdc_backend_cpu_create(int n_threads, sdc_backend **out) {
     sdc_backend *be = calloc(1, sizeof *be);
-    cpu_impl *im = calloc(1, sizeof *im);
+    sdc_cpu_impl *im = calloc(1, sizeof *im);
     if (!be || !im) {
         free(be);
         free(im);
@@ -255,8 +266,8 @@ sdc_status sdc_backend_cpu_create(int n_threads, sdc_backend **out) {
 }
 
 static void cpu_destroy(sdc_backend *be) {
-    cpu_impl *im = be->impl;
-    for (int i = 0; i < SCRATCH_SLOTS; i++) free(im->buf[i]);
+    sdc_cpu_impl *im = be->impl;
+    for (int i = 0; i < SDC_CPU_SCRATCH_SLOTS && !im->bound; i++) free(im->buf[i]); /* bound: the caller's */
     free(im);
     free(be);
 }

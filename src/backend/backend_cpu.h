@@ -28,8 +28,35 @@ static inline float sdc_fast_expf(float x) {
     return y * scale;
 }
 
-/* A growable scratch buffer owned by the backend. */
-float *sdc_cpu_scratch(sdc_backend *be, int slot, size_t n);
+/* The CPU backend's state: scratch slots reused across op calls (im2col
+ * blocks, padded inputs, attention scores, statistics), grown on demand or
+ * carved from a plan's arena, and the dry run's bookkeeping (backend.h,
+ * planned memory). */
+#define SDC_CPU_SCRATCH_SLOTS 4
+typedef struct sdc_cpu_impl {
+    float *buf[SDC_CPU_SCRATCH_SLOTS];
+    size_t cap[SDC_CPU_SCRATCH_SLOTS];      /* floats */
+    bool planning, bound;
+    size_t need[SDC_CPU_SCRATCH_SLOTS];     /* floats, as the dry run found them */
+    sdc_backend_ops plan_ops;               /* the dry run's table */
+    const sdc_backend_ops *ops_before;      /* the table plan_end puts back */
+} sdc_cpu_impl;
+
+/* Scratch slot `slot` of at least n floats for op `op`. In a dry run the
+ * need is recorded and *out is NULL: the op returns before computing
+ * (sdc_cpu_planning). Bound to a plan, a slot never grows (more than
+ * planned is an error naming op); otherwise it grows on demand. */
+sdc_status sdc_cpu_scratch(sdc_backend *be, int slot, size_t n, const char *op, float **out);
+static inline bool sdc_cpu_planning(const sdc_backend *be) { return ((const sdc_cpu_impl *)be->impl)->planning; }
+
+/* the CPU backend's ops table (not the profiler's wrapper around it) */
+const sdc_backend_ops *sdc_cpu_ops(void);
+/* backend_cpu_plan.c: the dry run and scratch binding of backend.h */
+sdc_status sdc_cpu_plan_begin(sdc_backend *be);
+sdc_status sdc_cpu_plan_end(sdc_backend *be, size_t *scratch_bytes);
+sdc_status sdc_cpu_scratch_bind(sdc_backend *be, void *p, size_t bytes);
+/* the aligned allocation every CPU buffer comes from (backend_cpu.c) */
+void *sdc_cpu_aligned(size_t bytes);
 
 sdc_status sdc_cpu_attention(sdc_backend *be, float *out, const float *q, const float *k,
                              const float *v, int batch, int heads, int tq, int tk,

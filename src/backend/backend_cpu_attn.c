@@ -75,8 +75,9 @@ sdc_status sdc_cpu_attention(sdc_backend *be, float *out, const float *q, const 
                    /* softmax(scale * q.k) with the scale folded into the exponent */
                    .scale = 1.0f / sqrtf((float)head_dim)};
     const int jobs = batch * heads * a.blocks, nt = omp_get_max_threads();
-    float *s = sdc_cpu_scratch(be, 0, (size_t)nt * QBLOCK * tk);
-    if (!s) return sdc_fail(SDC_ERR_OOM, "attention: out of memory for %d x %d scores", QBLOCK, tk);
+    float *s = NULL;
+    SDC_TRY(sdc_cpu_scratch(be, 0, (size_t)nt * QBLOCK * tk, "attention", &s));
+    if (sdc_cpu_planning(be)) return SDC_OK;
     if (jobs >= 4 * nt && nt > 1) {
         int blas_threads = openblas_get_num_threads();
         openblas_set_num_threads(1);

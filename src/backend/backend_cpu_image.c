@@ -27,9 +27,10 @@ static sdc_status conv3x3_shifted(sdc_backend *be, float *y, const float *x, con
                                   int wi, int cin, int cout) {
     const int hp = h + 2, wp = wi + 2;
     const size_t m = (size_t)n * hp * wp, slack = (size_t)2 * wp + 2;
-    float *p = sdc_cpu_scratch(be, 1, (m + slack) * cin);
-    float *yw = sdc_cpu_scratch(be, 2, m * cout);
-    if (!p || !yw) return sdc_fail(SDC_ERR_OOM, "conv2d: out of memory for %zu x %d", m, cin);
+    float *p = NULL, *yw = NULL;
+    SDC_TRY(sdc_cpu_scratch(be, 1, (m + slack) * cin, "conv2d", &p));
+    SDC_TRY(sdc_cpu_scratch(be, 2, m * cout, "conv2d", &yw));
+    if (sdc_cpu_planning(be)) return SDC_OK;
     memset(p, 0, (m + slack) * cin * sizeof(float));
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < n; b++)
@@ -67,8 +68,9 @@ static sdc_status conv_im2col(sdc_backend *be, float *y, const float *x, const f
     size_t mb = ((size_t)8 << 20) / kk;
     if (mb < 64) mb = 64;
     if (mb > total) mb = total;
-    float *col = sdc_cpu_scratch(be, 1, mb * kk);
-    if (!col) return sdc_fail(SDC_ERR_OOM, "conv2d: out of memory for a %zu x %zu block", mb, kk);
+    float *col = NULL;
+    SDC_TRY(sdc_cpu_scratch(be, 1, mb * kk, "conv2d", &col));
+    if (sdc_cpu_planning(be)) return SDC_OK;
     for (size_t m0 = 0; m0 < total; m0 += mb) {
         size_t rows = total - m0 < mb ? total - m0 : mb;
 #pragma omp parallel for schedule(static)
@@ -106,12 +108,14 @@ sdc_status sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, sdc_weight 
     if (ho < 1 || wo < 1)
         return sdc_fail(SDC_ERR_ARG, "conv2d: %dx%d input too small for a %dx%d kernel", h, wi, k, k);
     if (k == 1 && stride == 1 && pad == 0) {
+        if (sdc_cpu_planning(be)) return SDC_OK; /* no scratch */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n * h * wi, cout, cin, 1.0f, x, cin, w,
                     cin, 0.0f, y, cout);
     } else if (k == 3 && stride == 1 && pad == 1 && h * wi >= 256) {
         return conv3x3_shifted(be, y, x, w, bias, residual, n, h, wi, cin, cout);
     } else {
         SDC_TRY(conv_im2col(be, y, x, w, n, h, wi, cin, cout, k, stride, pad, ho, wo));
+        if (sdc_cpu_planning(be)) return SDC_OK;
     }
     epilogue(y, bias, residual, (size_t)n * ho * wo, cout);
     return SDC_OK;
@@ -127,8 +131,10 @@ sdc_status sdc_cpu_group_norm(sdc_backend *be, float *y, const float *x, const f
     if (groups < 1 || c % groups != 0)
         return sdc_fail(SDC_ERR_ARG, "group_norm: %d channels not divisible into %d groups", c, groups);
     const int cg = c / groups, nt = omp_get_max_threads();
-    double *part = (double *)sdc_cpu_scratch(be, 3, (size_t)nt * c * 2 + (size_t)4 * c);
-    if (!part) return sdc_fail(SDC_ERR_OOM, "group_norm: out of memory");
+    float *partf = NULL;
+    SDC_TRY(sdc_cpu_scratch(be, 3, (size_t)nt * c * 2 + (size_t)4 * c, "group_norm", &partf));
+    if (sdc_cpu_planning(be)) return SDC_OK;
+    double *part = (double *)partf;
     /* per channel: the group mean as a float plus its rounding residual
      * (so x - mean loses nothing when |mean| >> std), and the scale */
     float *mf = (float *)(part + (size_t)nt * c), *mr = mf + c, *scale = mr + c;

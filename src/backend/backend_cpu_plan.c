@@ -1,0 +1,114 @@
+/* backend_cpu_plan.c - planned memory on the CPU backend (backend.h): the
+ * dry run's ops table and the scratch carved from a plan's arena. The ops
+ * that take scratch (attention, conv2d, group_norm) run as themselves in
+ * the dry run: they record what they need and return before computing, so
+ * the sizes come from the same code that uses them. Every other op does
+ * nothing; alloc and load_* fail. */
+#include "backend/backend_cpu.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+/* the do-nothing ops of the dry run: their parameters are unused by design */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+
+static sdc_status nop_copy(sdc_backend *be, float *d, const float *s, size_t n) { return SDC_OK; }
+static sdc_status nop_linear(sdc_backend *be, float *y, const float *x, sdc_weight w, const float *b, int m, int k,
+                             int n) {
+    return SDC_OK;
+}
+static sdc_status nop_layer_norm(sdc_backend *be, float *y, const float *x, const float *g, const float *b, int m,
+                                 int n, float eps) {
+    return SDC_OK;
+}
+static sdc_status nop_activation(sdc_backend *be, float *y, const float *x, size_t n, sdc_act a) { return SDC_OK; }
+static sdc_status nop_add(sdc_backend *be, float *y, const float *a, const float *b, size_t n) { return SDC_OK; }
+static sdc_status nop_embed(sdc_backend *be, float *y, const float *t, const float *p, const int *ids, int n, int d) {
+    return SDC_OK;
+}
+static sdc_status nop_upsample(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int ho, int wo) {
+    return SDC_OK;
+}
+static sdc_status nop_pad(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int t, int b, int l,
+                          int r) {
+    return SDC_OK;
+}
+static sdc_status nop_concat(sdc_backend *be, float *y, const float *a, const float *b, size_t rows, int ca, int cb) {
+    return SDC_OK;
+}
+static sdc_status nop_geglu(sdc_backend *be, float *y, const float *x, int m, int f) { return SDC_OK; }
+static sdc_status nop_add_rows(sdc_backend *be, float *y, const float *x, const float *v, int n, size_t rows, int c) {
+    return SDC_OK;
+}
+static sdc_status nop_timestep(sdc_backend *be, float *y, int rows, int dim, double t) { return SDC_OK; }
+static sdc_status nop_scale(sdc_backend *be, float *y, const float *x, float a, bool div, size_t n) { return SDC_OK; }
+static sdc_status nop_axpy(sdc_backend *be, float *y, float a, const float *x, size_t n) { return SDC_OK; }
+static sdc_status nop_guidance(sdc_backend *be, float *y, const float *u, const float *c, float g, size_t n) {
+    return SDC_OK;
+}
+static sdc_status nop_update(sdc_backend *be, const sdc_latent_update *u, float *x, const float *mo, float *x0o,
+                             const float *x0p, size_t n) {
+    return SDC_OK;
+}
+
+#pragma GCC diagnostic pop
+
+static size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+sdc_status sdc_cpu_plan_begin(sdc_backend *be) {
+    sdc_cpu_impl *im = be->impl;
+    if (im->planning) return sdc_fail(SDC_ERR_ARG, "plan_begin: a dry run is already open");
+    sdc_backend_ops *o = &im->plan_ops;
+    *o = *sdc_cpu_ops(); /* alloc, load_*: the real ones, which refuse while planning */
+    o->upload = o->download = o->copy = o->upload_async = nop_copy;
+    o->linear = nop_linear;
+    o->layer_norm = nop_layer_norm;
+    o->activation = nop_activation;
+    o->add = nop_add;
+    o->embed = nop_embed;
+    o->upsample_nearest = nop_upsample;
+    o->pad = nop_pad;
+    o->concat_channels = nop_concat;
+    o->geglu = nop_geglu;
+    o->add_rows = nop_add_rows;
+    o->timestep_embedding = nop_timestep;
+    o->scale = nop_scale;
+    o->axpy = nop_axpy;
+    o->guidance = nop_guidance;
+    o->latent_update = nop_update;
+    for (int i = 0; i < SDC_CPU_SCRATCH_SLOTS; i++) im->need[i] = 0;
+    im->planning = true;
+    im->ops_before = be->ops;
+    be->ops = o;
+    return SDC_OK;
+}
+
+sdc_status sdc_cpu_plan_end(sdc_backend *be, size_t *scratch_bytes) {
+    sdc_cpu_impl *im = be->impl;
+    *scratch_bytes = 0;
+    if (!im->planning) return sdc_fail(SDC_ERR_ARG, "plan_end: no dry run is open");
+    im->planning = false;
+    be->ops = im->ops_before;
+    for (int i = 0; i < SDC_CPU_SCRATCH_SLOTS; i++) *scratch_bytes += align256(im->need[i] * sizeof(float));
+    return SDC_OK;
+}
+
+sdc_status sdc_cpu_scratch_bind(sdc_backend *be, void *p, size_t bytes) {
+    sdc_cpu_impl *im = be->impl;
+    if (im->planning) return sdc_fail(SDC_ERR_ARG, "scratch_bind: inside a dry run");
+    size_t total = 0;
+    for (int i = 0; i < SDC_CPU_SCRATCH_SLOTS; i++) total += align256(im->need[i] * sizeof(float));
+    if (p && bytes < total)
+        return sdc_fail(SDC_ERR_ARG, "scratch_bind: %zu bytes given, the plan needs %zu", bytes, total);
+    if (p && ((uintptr_t)p & 255)) return sdc_fail(SDC_ERR_ARG, "scratch_bind: memory not 256-byte aligned");
+    size_t off = 0;
+    for (int i = 0; i < SDC_CPU_SCRATCH_SLOTS; i++) {
+        if (!im->bound) free(im->buf[i]);
+        im->buf[i] = p && im->need[i] ? (float *)((char *)p + off) : NULL;
+        im->cap[i] = p ? im->need[i] : 0;
+        if (p) off += align256(im->need[i] * sizeof(float));
+    }
+    im->bound = p != NULL;
+    return SDC_OK;
+}
