@@ -40,8 +40,8 @@ typedef struct cuda_impl {
     cublasMath_t math;        // the handle's math mode now
     void *blas_ws;            // cuBLAS's workspace, reserved up front (graphs may not allocate)
     size_t in_use, peak;      // device bytes through device_alloc / cu_free
-    // planned memory: a dry run records what each scratch slot, the token
-    // ids and the staging need; scratch_bind then carves the slots from the
+    // planned memory: a dry run records what each scratch slot and the
+    // upload staging need; scratch_bind then carves the slots from the
     // caller's arena, and `bound` forbids growing them
     bool planning, bound;
     const sdc_backend_ops *ops_before; // the table plan_end puts back (the profiler's, when it wraps ours)
@@ -340,7 +340,8 @@ static int round_up(int v, int q) { return (v + q - 1) / q * q; }
 static sdc_status cu_load_conv(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, int cout, int k,
                                int cin, sdc_weight *out) {
     out->p = NULL;
-    if (cout < 1 || k < 1 || cin < 1) return sdc_fail(SDC_ERR_ARG, "load_conv: bad shape %d x %d x %d x %d", cout, k, k, cin);
+    if (cout < 1 || k < 1 || cin < 1)
+        return sdc_fail(SDC_ERR_ARG, "load_conv: bad shape %d x %d x %d x %d", cout, k, k, cin);
     if ((type != SDC_DT_F32 && !half_type(type)) || (src_type != SDC_DT_F32 && !half_type(src_type)))
         return sdc_fail(SDC_ERR_ARG, "load_conv: types %d <- %d (expected F32, F16 or BF16)", (int)type,
                         (int)src_type);
@@ -483,8 +484,8 @@ static sdc_status cu_conv2d(sdc_backend *be, float *y, const float *x, sdc_weigh
         char *col = (char *)colf;
         for (size_t r0 = 0; r0 < total; r0 += mb) {
             const size_t rows = total - r0 < mb ? total - r0 : mb;
-            KERNEL_TRY(sdc_im2col_typed_cuda(col, (int)w.type, x, SDC_CU_F32, n, h, wi, cin, cp, k, stride, pad, ho, wo, r0,
-                                             rows, impl(be)->stream));
+            KERNEL_TRY(sdc_im2col_typed_cuda(col, (int)w.type, x, SDC_CU_F32, n, h, wi, cin, cp, k, stride, pad, ho,
+                                             wo, r0, rows, impl(be)->stream));
             if (op == cout) {
                 SDC_TRY(gemm_xwt(be, y + r0 * cout, col, w, (int)rows, (int)kk, cout, 0.0f));
             } else {
