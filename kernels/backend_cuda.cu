@@ -4,7 +4,6 @@
 // elementwise.cu / norm.cu / conv.cu / attention.cu for the rest.
 // Correct first: every op has a parity test against the CPU backend
 // (tests/test_cuda.c); the tensor-core kernels come next.
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -622,8 +621,6 @@ static sdc_status cu_plan_begin(sdc_backend *be) {
     return SDC_OK;
 }
 
-static size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
-
 // The staging of upload_async reserved for the largest upload the dry run
 // saw; the scratch's size given back.
 static sdc_status cu_plan_end(sdc_backend *be, size_t *bytes) {
@@ -650,7 +647,7 @@ static sdc_status cu_plan_end(sdc_backend *be, size_t *bytes) {
         im->stage[k] = (float *)p;
         im->stage_cap[k] = im->stage_need;
     }
-    for (int i = 0; i < SCRATCH; i++) *bytes += align256(im->need[i] * sizeof(float));
+    *bytes = sdc_scratch_plan_bytes(im->need, SCRATCH);
     return SDC_OK;
 }
 
@@ -659,47 +656,24 @@ static sdc_status cu_plan_end(sdc_backend *be, size_t *bytes) {
 static sdc_status cu_scratch_bind(sdc_backend *be, void *p, size_t bytes) {
     cuda_impl *im = impl(be);
     if (im->planning) return sdc_fail(SDC_ERR_ARG, "scratch_bind: inside a dry run");
-    size_t total = 0;
-    for (int i = 0; i < SCRATCH; i++) total += align256(im->need[i] * sizeof(float));
-    if (p && bytes < total)
-        return sdc_fail(SDC_ERR_ARG, "scratch_bind: %zu bytes given, the plan needs %zu", bytes, total);
-    if (p && ((uintptr_t)p & 255)) return sdc_fail(SDC_ERR_ARG, "scratch_bind: memory not 256-byte aligned");
+    float *at[SCRATCH];
+    SDC_TRY(sdc_scratch_layout(im->need, SCRATCH, p, bytes, at));
     // ops already queued may still use the old slots
     CUDA_TRY(cudaStreamSynchronize(im->stream));
     for (int i = 0; i < SCRATCH; i++) {
         if (!im->bound) device_free(be, im->scratch[i]);
-        im->scratch[i] = NULL;
-        im->cap[i] = 0;
+        im->scratch[i] = at[i];
+        im->cap[i] = p ? im->need[i] : 0;
     }
     im->bound = p != NULL;
-    size_t off = 0;
-    for (int i = 0; p && i < SCRATCH; i++) {
-        im->scratch[i] = im->need[i] ? (float *)((char *)p + off) : NULL;
-        im->cap[i] = im->need[i];
-        off += align256(im->need[i] * sizeof(float));
-    }
     return SDC_OK;
 }
 
 // The dry run's table: the ops that take scratch are the real ones (they
-// record it and return before launching); the rest do nothing.
+// record it and return before launching); alloc and load_* too (every
+// allocation goes through device_alloc, which refuses while planning); the
+// rest do nothing.
 template <typename... A> static sdc_status plan_noop(sdc_backend *, A...) { return SDC_OK; }
-
-static sdc_status plan_alloc(sdc_backend *be, size_t n, float **out) {
-    *out = NULL;
-    return device_alloc(be, n * sizeof(float), (void **)out); // fails, naming the dry run
-}
-
-static sdc_status plan_load_tensor(sdc_backend *be, sdc_dtype, const void *, sdc_dtype, size_t n, void **out) {
-    *out = NULL;
-    return device_alloc(be, n * 2, out);
-}
-
-static sdc_status plan_load_conv(sdc_backend *be, sdc_dtype, const void *, sdc_dtype, int cout, int k, int cin,
-                                 sdc_weight *out) {
-    out->p = NULL;
-    return device_alloc(be, (size_t)cout * k * k * cin * 2, &out->p);
-}
 
 static sdc_status plan_capture(sdc_backend *) {
     return sdc_fail(SDC_ERR_ARG, "graph capture inside a dry run of planned memory");
@@ -768,9 +742,6 @@ static sdc_backend_ops make_ops(void) {
 
 static sdc_backend_ops make_plan_ops(void) {
     sdc_backend_ops o = make_ops();
-    o.alloc = plan_alloc;
-    o.load_tensor = plan_load_tensor;
-    o.load_conv = plan_load_conv;
     o.upload = plan_noop;
     o.download = plan_noop;
     o.copy = plan_noop;

@@ -216,6 +216,13 @@ typedef struct sdc_backend_ops {
     sdc_status (*scratch_bind)(sdc_backend *be, void *p, size_t bytes);
 } sdc_backend_ops;
 
+/* For a backend's planned memory: the bytes its `slots` scratch slots of
+ * need[i] floats take in a plan's arena, each 256-byte aligned; and where
+ * each lies in the region p of `bytes` (at[i]; NULL for an empty slot or a
+ * NULL p), refused if the region is short or p not 256-byte aligned. */
+size_t sdc_scratch_plan_bytes(const size_t *need, int slots);
+sdc_status sdc_scratch_layout(const size_t *need, int slots, void *p, size_t bytes, float **at);
+
 /* What a network asks of planned memory, in floats of backend memory:
  * activations, rewritten by every forward (the same bytes may serve another
  * network between forwards), and state kept across a job's forwards. */

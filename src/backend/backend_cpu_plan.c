@@ -6,7 +6,6 @@
  * nothing; alloc and load_* fail. */
 #include "backend/backend_cpu.h"
 
-#include <stdint.h>
 #include <stdlib.h>
 
 /* the do-nothing ops of the dry run: their parameters are unused by design */
@@ -54,8 +53,6 @@ static sdc_status nop_update(sdc_backend *be, const sdc_latent_update *u, float 
 
 #pragma GCC diagnostic pop
 
-static size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
-
 sdc_status sdc_cpu_plan_begin(sdc_backend *be) {
     sdc_cpu_impl *im = be->impl;
     if (im->planning) return sdc_fail(SDC_ERR_ARG, "plan_begin: a dry run is already open");
@@ -90,24 +87,19 @@ sdc_status sdc_cpu_plan_end(sdc_backend *be, size_t *scratch_bytes) {
     if (!im->planning) return sdc_fail(SDC_ERR_ARG, "plan_end: no dry run is open");
     im->planning = false;
     be->ops = im->ops_before;
-    for (int i = 0; i < SDC_CPU_SCRATCH_SLOTS; i++) *scratch_bytes += align256(im->need[i] * sizeof(float));
+    *scratch_bytes = sdc_scratch_plan_bytes(im->need, SDC_CPU_SCRATCH_SLOTS);
     return SDC_OK;
 }
 
 sdc_status sdc_cpu_scratch_bind(sdc_backend *be, void *p, size_t bytes) {
     sdc_cpu_impl *im = be->impl;
     if (im->planning) return sdc_fail(SDC_ERR_ARG, "scratch_bind: inside a dry run");
-    size_t total = 0;
-    for (int i = 0; i < SDC_CPU_SCRATCH_SLOTS; i++) total += align256(im->need[i] * sizeof(float));
-    if (p && bytes < total)
-        return sdc_fail(SDC_ERR_ARG, "scratch_bind: %zu bytes given, the plan needs %zu", bytes, total);
-    if (p && ((uintptr_t)p & 255)) return sdc_fail(SDC_ERR_ARG, "scratch_bind: memory not 256-byte aligned");
-    size_t off = 0;
+    float *at[SDC_CPU_SCRATCH_SLOTS];
+    SDC_TRY(sdc_scratch_layout(im->need, SDC_CPU_SCRATCH_SLOTS, p, bytes, at));
     for (int i = 0; i < SDC_CPU_SCRATCH_SLOTS; i++) {
         if (!im->bound) free(im->buf[i]);
-        im->buf[i] = p && im->need[i] ? (float *)((char *)p + off) : NULL;
+        im->buf[i] = at[i];
         im->cap[i] = p ? im->need[i] : 0;
-        if (p) off += align256(im->need[i] * sizeof(float));
     }
     im->bound = p != NULL;
     return SDC_OK;
