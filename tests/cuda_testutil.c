@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "backend/cuda.h"
+#include "testutil.h"
 
 int emu(void) { return sdc_cuda_emulated(); }
 
@@ -29,6 +30,24 @@ sdc_backend *gpu_mem(int mem_mb) {
     sdc_backend *be = NULL;
     cr_assert_eq(sdc_backend_cuda_create(0, &be), SDC_OK, "%s", sdc_last_error());
     return be;
+}
+
+void step_probe_record(int step, int total, double seconds, void *user) {
+    (void)total, (void)seconds;
+    step_probe *p = user;
+    if (step < 0 || step > 20) return;
+    p->at[step] = p->be->transfers;
+    p->allocs[step] = p->be->allocations;
+}
+
+sdc_ctx *tiny_ctx(sdc_backend_kind kind, sdc_precision precision) {
+    sdc_params p = sdc_params_default();
+    p.model_path = FIXTURES "/tiny_sd1.safetensors";
+    p.backend = kind;
+    p.precision = precision;
+    sdc_ctx *ctx = NULL;
+    cr_assert_eq(sdc_load(&p, &ctx), SDC_OK, "%s", sdc_last_error());
+    return ctx;
 }
 
 float *dev(sdc_backend *g, const float *h, size_t n) {

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "backend/backend.h"
+#include "sdc.h"
 
 /* 1 on the emulated device (sdc_tests_emu): the tests take small shapes */
 int emu(void);
@@ -15,6 +16,17 @@ void need_device(void);
 /* The backend on device 0; on the emulated device, with a device memory of
  * mem_mb MiB (0: the default), which sets the backend's scratch blocks. */
 sdc_backend *gpu_mem(int mem_mb);
+/* A render's on_step callback (user: a step_probe) recording after each
+ * step the backend's host copies and allocations so far, steps 1..20. */
+typedef struct step_probe {
+    sdc_backend *be;
+    sdc_transfers at[21];
+    size_t allocs[21];
+} step_probe;
+void step_probe_record(int step, int total, double seconds, void *user);
+/* A context on the tiny test model (tests/fixtures/tiny_sd1.safetensors)
+ * with this backend and precision (asserts it loads). */
+sdc_ctx *tiny_ctx(sdc_backend_kind kind, sdc_precision precision);
 /* A device copy of n host floats (asserts on failure). */
 float *dev(sdc_backend *g, const float *h, size_t n);
 

@@ -24,27 +24,12 @@
  * final latents after it; nothing else crosses during the steps. Counted
  * by the backend around every host <-> device copy. 16x16 pixels on the
  * emulated device (a 20-step render there is ~10 s), 512x512 on a GPU. */
-typedef struct xfer_probe {
-    sdc_backend *be;
-    sdc_transfers at[21];
-} xfer_probe;
-
-static void xfer_step(int step, int total, double seconds, void *user) {
-    (void)total, (void)seconds;
-    xfer_probe *p = user;
-    p->at[step] = p->be->transfers;
-}
-
 Test(cuda, denoise_loop_transfers, .timeout = 300) {
     need_device();
-    sdc_params p = sdc_params_default();
-    p.model_path = FIXTURES "/tiny_sd1.safetensors";
-    p.backend = SDC_BACKEND_CUDA;
-    sdc_ctx *ctx;
-    cr_assert_eq(sdc_load(&p, &ctx), SDC_OK, "%s", sdc_last_error());
+    sdc_ctx *ctx = tiny_ctx(SDC_BACKEND_CUDA, SDC_PRECISION_AUTO);
     const char *samplers[] = {"dpmpp_2m", "euler_a"};
     for (int s = 0; s < 2; s++) {
-        xfer_probe probe = {.be = ctx->be};
+        step_probe probe = {.be = ctx->be};
         const sdc_transfers start = ctx->be->transfers;
         sdc_gen_params gp = sdc_gen_params_default();
         gp.prompt = "a red circle";
@@ -52,7 +37,7 @@ Test(cuda, denoise_loop_transfers, .timeout = 300) {
         gp.steps = 20;
         gp.sampler = samplers[s];
         gp.seed = 5;
-        gp.on_step = xfer_step;
+        gp.on_step = step_probe_record;
         gp.user = &probe;
         sdc_image im;
         cr_assert_eq(sdc_txt2img(ctx, &gp, &im), SDC_OK, "%s", sdc_last_error());
@@ -82,13 +67,8 @@ Test(cuda, denoise_loop_transfers, .timeout = 300) {
 Test(cuda, batch_with_per_image_guidance, .timeout = 300) {
     need_device();
     sdc_ctx *ctx[2];
-    for (int b = 0; b < 2; b++) {
-        sdc_params p = sdc_params_default();
-        p.model_path = FIXTURES "/tiny_sd1.safetensors";
-        p.backend = b ? SDC_BACKEND_CUDA : SDC_BACKEND_CPU;
-        p.precision = SDC_PRECISION_FP32;
-        cr_assert_eq(sdc_load(&p, &ctx[b]), SDC_OK, "%s", sdc_last_error());
-    }
+    for (int b = 0; b < 2; b++)
+        ctx[b] = tiny_ctx(b ? SDC_BACKEND_CUDA : SDC_BACKEND_CPU, SDC_PRECISION_FP32);
     sdc_gen_params jobs[2];
     const float scales[2] = {7.5f, 2.0f};
     for (int j = 0; j < 2; j++) {
@@ -132,12 +112,7 @@ static void half_pipeline(sdc_precision prec, double lat_tol, int px_tol) {
     need_device();
     sdc_st_file *ref = NULL;
     cr_assert_eq(sdc_st_open(FIXTURES "/pipeline_tiny_sd1_ref.safetensors", &ref), SDC_OK, "%s", sdc_last_error());
-    sdc_params p = sdc_params_default();
-    p.model_path = FIXTURES "/tiny_sd1.safetensors";
-    p.backend = SDC_BACKEND_CUDA;
-    p.precision = prec;
-    sdc_ctx *ctx;
-    cr_assert_eq(sdc_load(&p, &ctx), SDC_OK, "%s", sdc_last_error());
+    sdc_ctx *ctx = tiny_ctx(SDC_BACKEND_CUDA, prec);
     /* the references' cases: ddim, ddpm, euler, euler_a, dpmpp_2m (seeds 42 + case) */
     const int cases[5] = {0, 2, 3, 5, 6};
     const char *samplers[5] = {"ddim", "ddpm", "euler", "euler_a", "dpmpp_2m"};
@@ -188,11 +163,7 @@ Test(cuda, tiny_pipeline_bf16, .timeout = 600) { half_pipeline(SDC_PRECISION_BF1
  * the device memory in use is the same before and after. */
 Test(cuda, graph_replay_is_exact, .timeout = 300) {
     need_device();
-    sdc_params p = sdc_params_default();
-    p.model_path = FIXTURES "/tiny_sd1.safetensors";
-    p.backend = SDC_BACKEND_CUDA;
-    sdc_ctx *ctx;
-    cr_assert_eq(sdc_load(&p, &ctx), SDC_OK, "%s", sdc_last_error());
+    sdc_ctx *ctx = tiny_ctx(SDC_BACKEND_CUDA, SDC_PRECISION_AUTO);
     sdc_backend *be = ctx->be;
     const int B = 2, h = 8, w = 8, C = ctx->model->config.unet.in_channels, cd = sdc_context_dim(ctx);
     const size_t n = (size_t)B * h * w * C, nc = (size_t)B * 77 * cd;
@@ -259,13 +230,8 @@ Test(cuda, tiny_pipeline_matches_cpu, .timeout = 300) {
     need_device();
     const char *samplers[] = {"ddim", "ddpm", "euler", "euler_a", "dpmpp_2m"};
     sdc_ctx *ctx[2];
-    for (int b = 0; b < 2; b++) {
-        sdc_params p = sdc_params_default();
-        p.model_path = FIXTURES "/tiny_sd1.safetensors";
-        p.backend = b ? SDC_BACKEND_CUDA : SDC_BACKEND_CPU;
-        p.precision = SDC_PRECISION_FP32; /* the exact check; half precision below */
-        cr_assert_eq(sdc_load(&p, &ctx[b]), SDC_OK, "%s", sdc_last_error());
-    }
+    for (int b = 0; b < 2; b++) /* the exact check; half precision below */
+        ctx[b] = tiny_ctx(b ? SDC_BACKEND_CUDA : SDC_BACKEND_CPU, SDC_PRECISION_FP32);
     for (int s = 0; s < 5; s++) {
         sdc_gen_params gp = sdc_gen_params_default();
         gp.prompt = "a (red:1.2) circle";

@@ -114,18 +114,7 @@ static void dry_run_case(sdc_backend *be, sdc_dtype wtype) {
 Test(plan, dry_run_sizes_scratch_and_runs_nothing_cuda) { dry_run_case(gpu_mem(0), SDC_DT_F16); }
 Test(plan, dry_run_sizes_scratch_and_runs_nothing_cpu) { dry_run_case(test_cpu_backend(), SDC_DT_F32); }
 
-typedef struct alloc_probe {
-    sdc_backend *be;
-    size_t at[8];
-} alloc_probe;
-
-static void alloc_step(int step, int total, double seconds, void *user) {
-    (void)total, (void)seconds;
-    alloc_probe *p = user;
-    if (step < 8) p->at[step] = p->be->allocations;
-}
-
-static void render(sdc_ctx *ctx, const char *prompt, int size, uint64_t seed, alloc_probe *probe) {
+static void render(sdc_ctx *ctx, const char *prompt, int size, uint64_t seed, step_probe *probe) {
     sdc_gen_params gp = sdc_gen_params_default();
     gp.prompt = prompt;
     gp.negative_prompt = "blurry";
@@ -133,7 +122,7 @@ static void render(sdc_ctx *ctx, const char *prompt, int size, uint64_t seed, al
     gp.steps = 4;
     gp.sampler = "euler_a"; /* noise uploaded every step */
     gp.seed = seed;
-    gp.on_step = alloc_step;
+    gp.on_step = step_probe_record;
     gp.user = probe;
     sdc_image im;
     cr_assert_eq(sdc_txt2img(ctx, &gp, &im), SDC_OK, "%s", sdc_last_error());
@@ -152,17 +141,13 @@ static size_t in_use(sdc_ctx *ctx) {
  * encoder runs under the plan) allocates nothing at all; a new shape plans
  * anew. */
 static void planned_render(sdc_backend_kind kind, int size, int size2) {
-    sdc_params p = sdc_params_default();
-    p.model_path = FIXTURES "/tiny_sd1.safetensors";
-    p.backend = kind;
-    sdc_ctx *ctx;
-    cr_assert_eq(sdc_load(&p, &ctx), SDC_OK, "%s", sdc_last_error());
+    sdc_ctx *ctx = tiny_ctx(kind, SDC_PRECISION_AUTO);
     const bool device = kind == SDC_BACKEND_CUDA;
     const size_t u0 = in_use(ctx);
-    alloc_probe probe = {.be = ctx->be};
+    step_probe probe = {.be = ctx->be};
     render(ctx, "a red circle", size, 1, &probe);
     const size_t a1 = ctx->be->allocations;
-    cr_assert_eq(a1, probe.at[1], "allocations after the first step of a render: %zu", a1 - probe.at[1]);
+    cr_assert_eq(a1, probe.allocs[1], "allocations after the first step of a render: %zu", a1 - probe.allocs[1]);
     const sdc_plan *pl = ctx->plan;
     cr_assert(pl && pl->arena && pl->batch == 2 && pl->images == 1, "the render's plan");
     cr_assert(pl->scratch_bytes > 0, "the dry run sized the backend's scratch");
@@ -203,15 +188,11 @@ Test(plan, render_cuda, .timeout = 300) {
  * planning (the U-Net's convolutions) goes untimed. */
 Test(plan, profiler_survives_planning, .timeout = 300) {
     need_device();
-    sdc_params p = sdc_params_default();
-    p.model_path = FIXTURES "/tiny_sd1.safetensors";
-    p.backend = SDC_BACKEND_CUDA;
-    sdc_ctx *ctx;
-    cr_assert_eq(sdc_load(&p, &ctx), SDC_OK, "%s", sdc_last_error());
+    sdc_ctx *ctx = tiny_ctx(SDC_BACKEND_CUDA, SDC_PRECISION_AUTO);
     const sdc_backend_ops *own = ctx->be->ops;
     sdc_backend_profile_enable(ctx->be);
     sdc_backend_profile_reset();
-    alloc_probe probe = {.be = ctx->be};
+    step_probe probe = {.be = ctx->be};
     render(ctx, "a red circle", emu() ? 16 : 512, 1, &probe);
     cr_assert_neq(ctx->be->ops, own, "the profiler's table is still in place after planning");
     cr_assert_gt(sdc_backend_profile_get()->calls[SDC_OP_CONV], 0, "the U-Net's convolutions were timed");
