@@ -146,34 +146,78 @@ std::vector<float> widen(const void *p, cudaDataType_t t, size_t elems) {
 
 } // namespace
 
-cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                            const void *alpha, const void *a, cudaDataType_t at, int lda, const void *b,
-                            cudaDataType_t bt, int ldb, const void *beta, void *c, cudaDataType_t ct, int ldc,
-                            cublasComputeType_t compute, cublasGemmAlgo_t algo) {
-    const char *call = "cublasGemmEx";
+namespace {
+
+// C (m x n at ldc, column-major) in type t from fp32 values, each rounded
+// once (round to nearest even, as cuBLAS's epilogue does)
+void narrow(void *c, cudaDataType_t t, const float *v, int m, int n, int ldc) {
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            const size_t at = (size_t)j * ldc + i;
+            if (t == CUDA_R_32F) ((float *)c)[at] = v[at];
+            else if (t == CUDA_R_16F) ((__half *)c)[at] = __float2half(v[at]);
+            else ((__nv_bfloat16 *)c)[at] = __float2bfloat16(v[at]);
+        }
+}
+
+cublasStatus_t gemm_ex(const char *call, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                       int k, const void *alpha, const void *a, cudaDataType_t at, int lda, long long sa,
+                       const void *b, cudaDataType_t bt, int ldb, long long sb, const void *beta, void *c,
+                       cudaDataType_t ct, int ldc, long long sc, int batch, cublasComputeType_t compute,
+                       cublasGemmAlgo_t algo) {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (compute != CUBLAS_COMPUTE_32F || algo != CUBLAS_GEMM_DEFAULT || ct != CUDA_R_32F || at != bt ||
+    // A and B of one type; C fp32 or A's type
+    if (compute != CUBLAS_COMPUTE_32F || algo != CUBLAS_GEMM_DEFAULT || at != bt || (ct != CUDA_R_32F && ct != at) ||
         (at != CUDA_R_32F && at != CUDA_R_16F && at != CUDA_R_16BF))
         return CUBLAS_STATUS_NOT_SUPPORTED;
     const bool tra = ta != CUBLAS_OP_N, trb = tb != CUBLAS_OP_N;
-    if ((int)ta < 0 || (int)ta > 2 || (int)tb < 0 || (int)tb > 2 || m < 0 || n < 0 || k < 0 || !alpha || !beta)
+    if ((int)ta < 0 || (int)ta > 2 || (int)tb < 0 || (int)tb > 2 || m < 0 || n < 0 || k < 0 || batch < 0 ||
+        !alpha || !beta)
         return CUBLAS_STATUS_INVALID_VALUE;
     const int ar = tra ? k : m, ac = tra ? m : k, br = trb ? n : k, bc = trb ? k : n;
     if (lda < (ar > 1 ? ar : 1) || ldb < (br > 1 ? br : 1) || ldc < (m > 1 ? m : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
-    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    if (sa < 0 || sb < 0 || sc < 0) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS;
     const float al = *(const float *)alpha, be = *(const float *)beta;
-    const size_t sa = span(ar, ac, lda), sb = span(br, bc, ldb), es = type_size(at);
+    const size_t ea = span(ar, ac, lda), eb = span(br, bc, ldb), ec = span(m, n, ldc), es = type_size(at),
+                 esc = type_size(ct);
     const bool need_ab = k > 0 && al != 0.0f;
-    if ((need_ab && (!in_device(call, "A", a, sa, 0, 1, es) || !in_device(call, "B", b, sb, 0, 1, es))) ||
-        !in_device(call, "C", c, span(m, n, ldc), 0, 1))
+    if ((need_ab && (!in_device(call, "A", a, ea, sa, batch, es) || !in_device(call, "B", b, eb, sb, batch, es))) ||
+        !in_device(call, "C", c, ec, sc, batch, esc))
         return CUBLAS_STATUS_EXECUTION_FAILED;
-    float *cf = (float *)c;
     cudaError_t e = sdc_emu::submit(h->stream, call, [=]() {
-        std::vector<float> af = widen(a, at, need_ab ? sa : 0), bf = widen(b, bt, need_ab ? sb : 0);
-        cblas_sgemm(CblasColMajor, tra ? CblasTrans : CblasNoTrans, trb ? CblasTrans : CblasNoTrans, m, n,
-                    need_ab ? k : 0, al, af.data(), lda, bf.data(), ldb, be, cf, ldc);
+        for (int i = 0; i < batch; i++) {
+            const char *ai = (const char *)a + (ptrdiff_t)(sa * i) * (ptrdiff_t)es;
+            const char *bi = (const char *)b + (ptrdiff_t)(sb * i) * (ptrdiff_t)es;
+            char *ci = (char *)c + (ptrdiff_t)(sc * i) * (ptrdiff_t)esc;
+            std::vector<float> af = widen(ai, at, need_ab ? ea : 0), bf = widen(bi, bt, need_ab ? eb : 0);
+            // C read only where beta needs it (cuBLAS does not read C when beta is 0)
+            std::vector<float> cf = be != 0.0f ? widen(ci, ct, ec) : std::vector<float>(ec, 0.0f);
+            cblas_sgemm(CblasColMajor, tra ? CblasTrans : CblasNoTrans, trb ? CblasTrans : CblasNoTrans, m, n,
+                        need_ab ? k : 0, al, af.data(), lda, bf.data(), ldb, be, cf.data(), ldc);
+            narrow(ci, ct, cf.data(), m, n, ldc);
+        }
         return cudaSuccess;
     });
     return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+}
+
+} // namespace
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *a, cudaDataType_t at, int lda, const void *b,
+                            cudaDataType_t bt, int ldb, const void *beta, void *c, cudaDataType_t ct, int ldc,
+                            cublasComputeType_t compute, cublasGemmAlgo_t algo) {
+    return gemm_ex("cublasGemmEx", h, ta, tb, m, n, k, alpha, a, at, lda, 0, b, bt, ldb, 0, beta, c, ct, ldc, 0, 1,
+                   compute, algo);
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                          int k, const void *alpha, const void *a, cudaDataType_t at, int lda,
+                                          long long sa, const void *b, cudaDataType_t bt, int ldb, long long sb,
+                                          const void *beta, void *c, cudaDataType_t ct, int ldc, long long sc,
+                                          int batch, cublasComputeType_t compute, cublasGemmAlgo_t algo) {
+    return gemm_ex("cublasGemmStridedBatchedEx", h, ta, tb, m, n, k, alpha, a, at, lda, sa, b, bt, ldb, sb, beta, c,
+                   ct, ldc, sc, batch, compute, algo);
 }

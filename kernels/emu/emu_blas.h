@@ -46,11 +46,18 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
                                          int ldc, long long sc, int batch);
 // Mixed-type product as cuBLAS computes it with CUBLAS_COMPUTE_32F: A and B
 // of one type (fp32, fp16 or bf16) widened to fp32 exactly, fp32
-// accumulation, C in fp32 (the combinations sdc uses; others are
-// CUBLAS_STATUS_NOT_SUPPORTED).
+// accumulation, C in fp32 or in A's type (alpha AB + beta C rounded once;
+// C read only when beta is not 0). The combinations sdc uses; others are
+// CUBLAS_STATUS_NOT_SUPPORTED.
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                             const void *alpha, const void *a, cudaDataType_t at, int lda, const void *b,
                             cudaDataType_t bt, int ldb, const void *beta, void *c, cudaDataType_t ct, int ldc,
                             cublasComputeType_t compute, cublasGemmAlgo_t algo);
+// The same over `batch` products, each matrix `s*` elements after the last.
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                          int k, const void *alpha, const void *a, cudaDataType_t at, int lda,
+                                          long long sa, const void *b, cudaDataType_t bt, int ldb, long long sb,
+                                          const void *beta, void *c, cudaDataType_t ct, int ldc, long long sc,
+                                          int batch, cublasComputeType_t compute, cublasGemmAlgo_t algo);
 
 #endif
