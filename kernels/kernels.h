@@ -85,10 +85,14 @@ int sdc_fragment_check_cuda(float *d, const uint16_t *a, const uint16_t *b, cons
 // exponent; causal: row r (global query row0 + r) sees columns 0..row0+r.
 int sdc_softmax_rows_cuda(float *s, int rows, int cols, int ld, int batch, size_t batch_stride, float scale,
                           int causal, int row0, cudaStream_t st);
+// the same with the probabilities written to p (same layout as s) in p_type
+// (SDC_CU_*), s left holding the exponentials; p NULL: in place, fp32 only
+int sdc_softmax_rows_typed_cuda(float *s, void *p, int p_type, int rows, int cols, int ld, int batch,
+                                size_t batch_stride, float scale, int causal, int row0, cudaStream_t st);
 
 // latent.cu: the denoising loop (backend.h documents each op)
 enum { SDC_CU_UPDATE_DDIM = 0, SDC_CU_UPDATE_DDPM, SDC_CU_UPDATE_EULER, SDC_CU_UPDATE_DPM1, SDC_CU_UPDATE_DPM2 };
-int sdc_timestep_embedding_cuda(float *y, int rows, int dim, float t, cudaStream_t s);
+int sdc_timestep_embedding_cuda(void *y, int t_type, int rows, int dim, float t, cudaStream_t s); // y: t_type
 int sdc_scale_cuda(float *y, const float *x, float a, int div, size_t n, cudaStream_t s); // x * a or x / a
 int sdc_axpy_cuda(float *y, float a, const float *x, size_t n, cudaStream_t s);          // y += a x
 int sdc_guidance_cuda(float *y, const float *u, const float *c, float g, size_t n, cudaStream_t s);

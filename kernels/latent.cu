@@ -20,7 +20,7 @@ static unsigned grid_for(size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
 // y (rows, dim): [cos(t f_i), sin(t f_i)], f_i = exp(-ln(10000) i / half)
-__global__ void timestep_embedding_kernel(float *y, int rows, int dim, float t) {
+template <typename T> __global__ void timestep_embedding_kernel(T *y, int rows, int dim, float t) {
     const int half = dim / 2;
     const size_t n = (size_t)rows * dim;
     GRID_STRIDE(k, n) {
@@ -33,14 +33,14 @@ __global__ void timestep_embedding_kernel(float *y, int rows, int dim, float t) 
             const float arg = __fmul_rn(t, expf(expo));
             v = j < half ? cosf(arg) : sinf(arg);
         }
-        y[k] = v;
+        y[k] = sdc_from_float<T>(v);
     }
 }
 
-extern "C" int sdc_timestep_embedding_cuda(float *y, int rows, int dim, float t, cudaStream_t s) {
+extern "C" int sdc_timestep_embedding_cuda(void *y, int t_type, int rows, int dim, float t, cudaStream_t s) {
     const size_t n = (size_t)rows * dim;
     if (!n) return 0;
-    return (int)SDC_LAUNCH(timestep_embedding_kernel, grid_for(n), BLOCK, 0, s, y, rows, dim, t);
+    SDC_TYPED(t_type, (int)SDC_LAUNCH(timestep_embedding_kernel<T>, grid_for(n), BLOCK, 0, s, (T *)y, rows, dim, t));
 }
 
 __global__ void scale_kernel(float *y, const float *x, float a, int div, size_t n) {
