@@ -1,5 +1,6 @@
-// backend_cuda.cu - the CUDA backend's ops table: fp32 device buffers,
-// cuBLAS for matrix products (linear layers, convolution as im2col + GEMM,
+// backend_cuda.cu - the CUDA backend's ops table: typed device buffers
+// (fp32, fp16 or bf16 activations, one type per op), cuBLAS for matrix
+// products (linear layers, convolution as im2col + GEMM,
 // attention as two batched GEMMs around a row softmax), the kernels of
 // elementwise.cu / norm.cu / conv.cu / attention.cu for the rest.
 // Correct first: every op has a parity test against the CPU backend
@@ -169,7 +170,7 @@ static sdc_status cu_alloc(sdc_backend *be, size_t n, float **out) {
     return SDC_OK;
 }
 
-static void cu_free(sdc_backend *be, float *p) { device_free(be, p); }
+static void cu_free(sdc_backend *be, void *p) { device_free(be, p); }
 
 static void count_up(sdc_backend *be, size_t bytes) {
     be->transfers.uploads++;
@@ -229,8 +230,42 @@ static sdc_status cu_upload_async(sdc_backend *be, float *dst, const float *src,
     return SDC_OK;
 }
 
-static sdc_status cu_copy(sdc_backend *be, float *dst, const float *src, size_t n) {
-    CUDA_TRY(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, impl(be)->stream));
+static bool half_type(sdc_dtype t) { return t == SDC_DT_F16 || t == SDC_DT_BF16; }
+
+static const char *type_name(sdc_dtype t) {
+    return t == SDC_DT_F32 ? "F32" : t == SDC_DT_F16 ? "F16" : t == SDC_DT_BF16 ? "BF16" : "not an activation type";
+}
+
+// The activations of one op: every given buffer (p not NULL) of one type,
+// F32, F16 or BF16; *t is that type as the kernels number it (SDC_CU_*).
+static sdc_status acts(const char *op, std::initializer_list<sdc_buf> bufs, int *t) {
+    sdc_dtype first = SDC_DT_COUNT;
+    for (const sdc_buf &b : bufs) {
+        if (!b.p) continue;
+        if (b.type != SDC_DT_F32 && !half_type(b.type))
+            return sdc_fail(SDC_ERR_ARG, "%s: activations of element type %d (expected F32, F16 or BF16)", op,
+                            (int)b.type);
+        if (first == SDC_DT_COUNT) first = b.type;
+        else if (b.type != first)
+            return sdc_fail(SDC_ERR_ARG, "%s: activations of types %s and %s in one op (convert first)", op,
+                            type_name(first), type_name(b.type));
+    }
+    *t = first == SDC_DT_COUNT ? SDC_CU_F32 : (int)first;
+    return SDC_OK;
+}
+
+static sdc_status cu_copy(sdc_backend *be, sdc_buf dst, sdc_buf src, size_t n) {
+    int t = 0;
+    SDC_TRY(acts("copy", {dst, src}, &t));
+    CUDA_TRY(cudaMemcpyAsync(dst.p, src.p, n * sdc_act_size(dst.type), cudaMemcpyDeviceToDevice, impl(be)->stream));
+    return SDC_OK;
+}
+
+static sdc_status cu_convert(sdc_backend *be, sdc_buf dst, sdc_buf src, size_t n) {
+    int t = 0;
+    SDC_TRY(acts("convert", {dst}, &t));
+    SDC_TRY(acts("convert", {src}, &t));
+    KERNEL_TRY(sdc_convert_cuda(dst.p, (int)dst.type, src.p, (int)src.type, n, impl(be)->stream));
     return SDC_OK;
 }
 
@@ -242,58 +277,81 @@ static sdc_status set_math(cuda_impl *im, cublasMath_t mode) {
     return SDC_OK;
 }
 
-static bool half_type(sdc_dtype t) { return t == SDC_DT_F16 || t == SDC_DT_BF16; }
-
 static sdc_status check_weight(const char *op, sdc_weight w) {
     if (w.type != SDC_DT_F32 && !half_type(w.type))
         return sdc_fail(SDC_ERR_ARG, "%s: weight of element type %d (expected F32, F16 or BF16)", op, (int)w.type);
     return SDC_OK;
 }
 
+// A product's types: activations of w's type, or fp32 activations with any
+// w (rounded to w's type on the way in, the product back in fp32).
+static sdc_status product_types(const char *op, int t, sdc_weight w) {
+    if (t == (int)w.type || t == SDC_CU_F32) return SDC_OK;
+    return sdc_fail(SDC_ERR_ARG, "%s: %s activations with %s weights (expected the weights' type, or F32)", op,
+                    type_name((sdc_dtype)t), type_name(w.type));
+}
+
+static cudaDataType_t blas_type(int t) {
+    return t == SDC_CU_F32 ? CUDA_R_32F : t == SDC_CU_F16 ? CUDA_R_16F : CUDA_R_16BF;
+}
+
 // row-major y[m, n] = x[m, k] . w[n, k]^T (+ beta y): column-major
-// y^T = w . x^T. x is fp32 for an fp32 w (pedantic fp32: no TF32, the CPU
-// is the oracle), else already in w's half type; fp32 accumulation.
-static sdc_status gemm_xwt(sdc_backend *be, float *y, const void *x, sdc_weight w, int m, int k, int n, float beta) {
+// y^T = w . x^T, y of type yt. x is fp32 for an fp32 w (pedantic fp32: no
+// TF32, the CPU is the oracle), else already in w's half type; fp32
+// accumulation, y rounded once to yt (fp32 or w's type).
+static sdc_status gemm_xwt(sdc_backend *be, void *y, int yt, const void *x, sdc_weight w, int m, int k, int n,
+                           float beta) {
     cuda_impl *im = impl(be);
     const float one = 1.0f;
     if (w.type == SDC_DT_F32) {
         SDC_TRY(set_math(im, CUBLAS_PEDANTIC_MATH));
         BLAS_TRY(cublasSgemm(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, (const float *)w.p, k,
-                             (const float *)x, k, &beta, y, n));
+                             (const float *)x, k, &beta, (float *)y, n));
         return SDC_OK;
     }
-    const cudaDataType_t t = w.type == SDC_DT_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    const cudaDataType_t t = blas_type((int)w.type);
     SDC_TRY(set_math(im, CUBLAS_DEFAULT_MATH));
-    BLAS_TRY(cublasGemmEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.p, t, k, x, t, k, &beta, y, CUDA_R_32F,
-                          n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    BLAS_TRY(cublasGemmEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.p, t, k, x, t, k, &beta, y,
+                          blas_type(yt), n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return SDC_OK;
 }
 
-// x (n fp32) in w's type: x itself for fp32, else a half copy in scratch
-static sdc_status operand(sdc_backend *be, const char *op, const float *x, size_t n, sdc_dtype type,
-                          const void **out) {
-    if (type == SDC_DT_F32) {
-        *out = x;
+// x (n elements) in w's type: x itself when it has it, else (fp32 x, half
+// w) a half copy in scratch
+static sdc_status operand(sdc_backend *be, const char *op, sdc_buf x, size_t n, sdc_dtype type, const void **out) {
+    if (x.type == type) {
+        *out = x.p;
         return SDC_OK;
     }
     float *h = NULL;
-    SDC_TRY(scratch(be, 3, (n + 1) / 2, op, &h));
+    SDC_TRY(scratch(be, 3, sdc_act_floats(type, n), op, &h));
     *out = h;
     if (impl(be)->planning) return SDC_OK;
-    KERNEL_TRY(sdc_convert_cuda(h, (int)type, x, SDC_CU_F32, n, impl(be)->stream));
-    *out = h;
+    KERNEL_TRY(sdc_convert_cuda(h, (int)type, x.p, (int)x.type, n, impl(be)->stream));
     return SDC_OK;
 }
 
-static sdc_status cu_linear(sdc_backend *be, float *y, const float *x, sdc_weight w, const float *bias, int m,
-                            int k, int n) {
+// fp32 y takes the bias first and the product on top (beta 1: one rounding,
+// as cuBLAS adds beta y in fp32); a half y takes the product and then the
+// bias in fp32, rounded again
+static sdc_status cu_linear(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *bias, int m, int k,
+                            int n) {
     if (m <= 0 || k <= 0 || n <= 0) return sdc_fail(SDC_ERR_ARG, "linear: bad shape m=%d k=%d n=%d", m, k, n);
     SDC_TRY(check_weight("linear", w));
+    int t = 0;
+    SDC_TRY(acts("linear", {y, x}, &t));
+    SDC_TRY(product_types("linear", t, w));
     const void *xa = NULL;
     SDC_TRY(operand(be, "linear", x, (size_t)m * k, w.type, &xa));
     if (impl(be)->planning) return SDC_OK;
-    if (bias) KERNEL_TRY(sdc_bias_rows_cuda(y, SDC_CU_F32, bias, (size_t)m, n, impl(be)->stream));
-    return gemm_xwt(be, y, xa, w, m, k, n, bias ? 1.0f : 0.0f);
+    cudaStream_t st = impl(be)->stream;
+    if (t == SDC_CU_F32) {
+        if (bias) KERNEL_TRY(sdc_bias_rows_cuda(y.p, t, bias, (size_t)m, n, st));
+        return gemm_xwt(be, y.p, t, xa, w, m, k, n, bias ? 1.0f : 0.0f);
+    }
+    SDC_TRY(gemm_xwt(be, y.p, t, xa, w, m, k, n, 0.0f));
+    if (bias) KERNEL_TRY(sdc_bias_residual_cuda(y.p, t, bias, NULL, (size_t)m, n, st));
+    return SDC_OK;
 }
 
 // Weights arrive in the file's type: uploaded as they are into device
@@ -380,62 +438,93 @@ static sdc_status cu_load_conv(sdc_backend *be, sdc_dtype type, const void *src,
     return SDC_OK;
 }
 
-static sdc_status cu_layer_norm(sdc_backend *be, float *y, const float *x, const float *gamma, const float *beta,
+static sdc_status cu_layer_norm(sdc_backend *be, sdc_buf y, sdc_buf x, const float *gamma, const float *beta,
                                 int m, int n, float eps) {
-    KERNEL_TRY(sdc_layer_norm_cuda(y, x, SDC_CU_F32, gamma, beta, m, n, eps, impl(be)->stream));
+    int t = 0;
+    SDC_TRY(acts("layer_norm", {y, x}, &t));
+    KERNEL_TRY(sdc_layer_norm_cuda(y.p, x.p, t, gamma, beta, m, n, eps, impl(be)->stream));
     return SDC_OK;
 }
 
 // For each image and block of queries: S = Q K^T for all heads (one strided
-// batched GEMM), a row softmax, then O = P V (another).
-static sdc_status cu_attention(sdc_backend *be, float *out, const float *q, const float *k, const float *v,
-                               int batch, int heads, int tq, int tk, int d, int q_stride, int kv_stride,
-                               bool causal) {
+// batched GEMM), a row softmax, then O = P V (another). Scores and softmax
+// in fp32; with half activations the products read q, k, v in their type,
+// S comes out in fp32, P is rounded once to the half type for O = P V, and
+// O to the activations' type. fp32 activations: pedantic fp32 throughout.
+static sdc_status cu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf k, sdc_buf v, int batch, int heads,
+                               int tq, int tk, int d, int q_stride, int kv_stride, bool causal) {
     if (batch < 1 || heads < 1 || tq < 1 || tk < 1 || d < 1)
         return sdc_fail(SDC_ERR_ARG, "attention: bad shape batch=%d heads=%d tq=%d tk=%d d=%d", batch, heads, tq,
                         tk, d);
+    int t = 0;
+    SDC_TRY(acts("attention", {out, q, k, v}, &t));
+    const bool half = t != SDC_CU_F32;
     const int width = heads * d;
     int qb = (int)(impl(be)->budget / ((size_t)heads * tk));
     if (qb < 1) qb = 1;
     if (qb > tq) qb = tq;
+    // the scores (fp32), then for half activations the probabilities in
+    // their type, 256-byte aligned after them
+    const size_t ns = (size_t)heads * qb * tk, p_off = (ns + 63) & ~(size_t)63;
     float *s = NULL;
-    SDC_TRY(scratch(be, 1, (size_t)heads * qb * tk, "attention", &s));
+    SDC_TRY(scratch(be, 1, half ? p_off + sdc_act_floats((sdc_dtype)t, ns) : ns, "attention", &s));
     if (impl(be)->planning) return SDC_OK;
     const float one = 1.0f, zero = 0.0f, scale = 1.0f / sqrtf((float)d);
     cuda_impl *im = impl(be);
-    SDC_TRY(set_math(im, CUBLAS_PEDANTIC_MATH));
+    SDC_TRY(set_math(im, half ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH));
+    const cudaDataType_t bt = blas_type(t);
+    const size_t es = sdc_act_size((sdc_dtype)t);
+    void *p = half ? (void *)(s + p_off) : NULL;
     for (int b = 0; b < batch; b++)
         for (int i0 = 0; i0 < tq; i0 += qb) {
             const int rows = tq - i0 < qb ? tq - i0 : qb;
-            const float *qp = q + ((size_t)b * tq + i0) * q_stride;
-            const float *kp = k + (size_t)b * tk * kv_stride, *vp = v + (size_t)b * tk * kv_stride;
-            float *op = out + ((size_t)b * tq + i0) * width;
+            const char *qp = (const char *)q.p + ((size_t)b * tq + i0) * q_stride * es;
+            const char *kp = (const char *)k.p + (size_t)b * tk * kv_stride * es;
+            const char *vp = (const char *)v.p + (size_t)b * tk * kv_stride * es;
+            char *op = (char *)out.p + ((size_t)b * tq + i0) * width * es;
+            const long long sst = (long long)rows * tk;
             // S_h^T (tk x rows) = K_h (tk x d) . Q_h^T (d x rows), column-major
-            BLAS_TRY(cublasSgemmStridedBatched(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, tk, rows, d, &one, kp,
-                                               kv_stride, d, qp, q_stride, d, &zero, s, tk, (long long)rows * tk,
-                                               heads));
-            KERNEL_TRY(sdc_softmax_rows_cuda(s, rows, tk, tk, heads, (size_t)rows * tk, scale, causal, i0,
-                                             im->stream));
+            if (!half)
+                BLAS_TRY(cublasSgemmStridedBatched(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, tk, rows, d, &one,
+                                                   (const float *)kp, kv_stride, d, (const float *)qp, q_stride, d,
+                                                   &zero, s, tk, sst, heads));
+            else
+                BLAS_TRY(cublasGemmStridedBatchedEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, tk, rows, d, &one, kp, bt,
+                                                    kv_stride, d, qp, bt, q_stride, d, &zero, s, CUDA_R_32F, tk, sst,
+                                                    heads, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+            KERNEL_TRY(sdc_softmax_rows_typed_cuda(s, p, t, rows, tk, tk, heads, (size_t)sst, scale, causal, i0,
+                                                   im->stream));
             // O_h^T (d x rows) = V_h^T (d x tk) . P_h^T (tk x rows)
-            BLAS_TRY(cublasSgemmStridedBatched(im->blas, CUBLAS_OP_N, CUBLAS_OP_N, d, rows, tk, &one, vp,
-                                               kv_stride, d, s, tk, (long long)rows * tk, &zero, op, width, d,
-                                               heads));
+            if (!half)
+                BLAS_TRY(cublasSgemmStridedBatched(im->blas, CUBLAS_OP_N, CUBLAS_OP_N, d, rows, tk, &one,
+                                                   (const float *)vp, kv_stride, d, s, tk, sst, &zero, (float *)op,
+                                                   width, d, heads));
+            else
+                BLAS_TRY(cublasGemmStridedBatchedEx(im->blas, CUBLAS_OP_N, CUBLAS_OP_N, d, rows, tk, &one, vp, bt,
+                                                    kv_stride, d, p, bt, tk, sst, &zero, op, bt, width, d, heads,
+                                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         }
     return SDC_OK;
 }
 
-static sdc_status cu_activation(sdc_backend *be, float *y, const float *x, size_t n, sdc_act act) {
-    KERNEL_TRY(sdc_activation_cuda(y, x, SDC_CU_F32, n, (int)act, impl(be)->stream));
+static sdc_status cu_activation(sdc_backend *be, sdc_buf y, sdc_buf x, size_t n, sdc_act act) {
+    int t = 0;
+    SDC_TRY(acts("activation", {y, x}, &t));
+    KERNEL_TRY(sdc_activation_cuda(y.p, x.p, t, n, (int)act, impl(be)->stream));
     return SDC_OK;
 }
 
-static sdc_status cu_add(sdc_backend *be, float *y, const float *a, const float *b, size_t n) {
-    KERNEL_TRY(sdc_add_cuda(y, a, b, SDC_CU_F32, n, impl(be)->stream));
+static sdc_status cu_add(sdc_backend *be, sdc_buf y, sdc_buf a, sdc_buf b, size_t n) {
+    int t = 0;
+    SDC_TRY(acts("add", {y, a, b}, &t));
+    KERNEL_TRY(sdc_add_cuda(y.p, a.p, b.p, t, n, impl(be)->stream));
     return SDC_OK;
 }
 
-static sdc_status cu_embed(sdc_backend *be, float *y, const float *table, const float *pos, const int *ids,
+static sdc_status cu_embed(sdc_backend *be, sdc_buf y, const float *table, const float *pos, const int *ids,
                            int n_ids, int dim) {
+    int t = 0;
+    SDC_TRY(acts("embed", {y}, &t));
     cuda_impl *im = impl(be);
     if (im->ids_cap < n_ids) {
         device_free(be, im->ids);
@@ -448,98 +537,115 @@ static sdc_status cu_embed(sdc_backend *be, float *y, const float *table, const 
     }
     count_up(be, (size_t)n_ids * sizeof(int));
     CUDA_TRY(cudaMemcpyAsync(im->ids, ids, (size_t)n_ids * sizeof(int), cudaMemcpyHostToDevice, im->stream));
-    KERNEL_TRY(sdc_embed_cuda(y, SDC_CU_F32, table, pos, im->ids, n_ids, dim, im->stream));
+    KERNEL_TRY(sdc_embed_cuda(y.p, t, table, pos, im->ids, n_ids, dim, im->stream));
     return SDC_OK;
 }
 
-static sdc_status cu_conv2d(sdc_backend *be, float *y, const float *x, sdc_weight w, const float *bias,
-                            const float *residual, int n, int h, int wi, int cin, int cout, int k, int stride,
-                            int pad) {
+static sdc_status cu_conv2d(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *bias,
+                            sdc_buf residual, int n, int h, int wi, int cin, int cout, int k, int stride, int pad) {
     if (n < 1 || h < 1 || wi < 1 || cin < 1 || cout < 1 || k < 1 || stride < 1 || pad < 0)
         return sdc_fail(SDC_ERR_ARG, "conv2d: bad shape");
     const int ho = (h + 2 * pad - k) / stride + 1, wo = (wi + 2 * pad - k) / stride + 1;
     if (ho < 1 || wo < 1) return sdc_fail(SDC_ERR_ARG, "conv2d: input too small for the kernel");
     SDC_TRY(check_weight("conv2d", w));
-    const size_t total = (size_t)n * ho * wo;
+    int t = 0;
+    SDC_TRY(acts("conv2d", {y, x, residual}, &t));
+    SDC_TRY(product_types("conv2d", t, w));
+    const size_t total = (size_t)n * ho * wo, es = sdc_act_size((sdc_dtype)t);
+    cudaStream_t st = impl(be)->stream;
     // the weights' layout: channels padded (load_conv) or as given
     const int q = w.chan_pad > 1 ? w.chan_pad : 1, cp = round_up(cin, q), op = round_up(cout, q);
     if (k == 1 && stride == 1 && pad == 0 && cp == cin && op == cout) {
         const void *xa = NULL;
         SDC_TRY(operand(be, "conv2d", x, total * cin, w.type, &xa));
         if (impl(be)->planning) return SDC_OK;
-        SDC_TRY(gemm_xwt(be, y, xa, w, (int)total, cin, cout, 0.0f));
+        SDC_TRY(gemm_xwt(be, y.p, t, xa, w, (int)total, cin, cout, 0.0f));
     } else {
-        // im2col blocks of mb output pixels x (ky, kx, cp) columns; where
-        // cout is padded, each block's product (mb x op) goes to scratch and
-        // its first cout columns on to y
-        const size_t kk = (size_t)k * k * cp, es = w.type == SDC_DT_F32 ? 4 : 2;
+        // im2col blocks of mb output pixels x (ky, kx, cp) columns in the
+        // weights' type; where cout is padded, each block's product (mb x op,
+        // the activations' type) goes to scratch and its first cout columns
+        // on to y
+        const size_t kk = (size_t)k * k * cp, ew = sdc_act_size(w.type);
         size_t mb = impl(be)->budget / kk;
         if (mb < 64) mb = 64;
         if (mb > total) mb = total;
         float *colf = NULL, *yp = NULL;
-        SDC_TRY(scratch(be, 0, (mb * kk * es + 3) / 4, "conv2d", &colf));
-        if (op != cout) SDC_TRY(scratch(be, 4, mb * op, "conv2d", &yp));
+        SDC_TRY(scratch(be, 0, (mb * kk * ew + 3) / 4, "conv2d", &colf));
+        if (op != cout) SDC_TRY(scratch(be, 4, sdc_act_floats((sdc_dtype)t, mb * op), "conv2d", &yp));
         if (impl(be)->planning) return SDC_OK;
         char *col = (char *)colf;
         for (size_t r0 = 0; r0 < total; r0 += mb) {
             const size_t rows = total - r0 < mb ? total - r0 : mb;
-            KERNEL_TRY(sdc_im2col_typed_cuda(col, (int)w.type, x, SDC_CU_F32, n, h, wi, cin, cp, k, stride, pad, ho,
-                                             wo, r0, rows, impl(be)->stream));
+            char *yr = (char *)y.p + r0 * cout * es;
+            KERNEL_TRY(sdc_im2col_typed_cuda(col, (int)w.type, x.p, t, n, h, wi, cin, cp, k, stride, pad, ho, wo, r0,
+                                             rows, st));
             if (op == cout) {
-                SDC_TRY(gemm_xwt(be, y + r0 * cout, col, w, (int)rows, (int)kk, cout, 0.0f));
+                SDC_TRY(gemm_xwt(be, yr, t, col, w, (int)rows, (int)kk, cout, 0.0f));
             } else {
-                SDC_TRY(gemm_xwt(be, yp, col, w, (int)rows, (int)kk, op, 0.0f));
-                KERNEL_TRY(sdc_convert_rows_cuda(y + r0 * cout, SDC_CU_F32, (size_t)cout, yp, SDC_CU_F32, (size_t)op,
-                                                 rows, (size_t)cout, impl(be)->stream));
+                SDC_TRY(gemm_xwt(be, yp, t, col, w, (int)rows, (int)kk, op, 0.0f));
+                KERNEL_TRY(sdc_convert_rows_cuda(yr, t, (size_t)cout, yp, t, (size_t)op, rows, (size_t)cout, st));
             }
         }
     }
-    KERNEL_TRY(sdc_bias_residual_cuda(y, SDC_CU_F32, bias, residual, total, cout, impl(be)->stream));
+    KERNEL_TRY(sdc_bias_residual_cuda(y.p, t, bias, residual.p, total, cout, st));
     return SDC_OK;
 }
 
-static sdc_status cu_group_norm(sdc_backend *be, float *y, const float *x, const float *gamma, const float *beta,
+static sdc_status cu_group_norm(sdc_backend *be, sdc_buf y, sdc_buf x, const float *gamma, const float *beta,
                                 int n, int hw, int c, int groups, float eps, bool silu) {
+    int t = 0;
+    SDC_TRY(acts("group_norm", {y, x}, &t));
     if (groups < 1 || c % groups)
         return sdc_fail(SDC_ERR_ARG, "group_norm: %d channels not divisible into %d groups", c, groups);
     float *stats = NULL;
     SDC_TRY(scratch(be, 2, (size_t)2 * n * groups, "group_norm", &stats));
     if (impl(be)->planning) return SDC_OK;
-    KERNEL_TRY(sdc_group_norm_cuda(y, x, SDC_CU_F32, gamma, beta, n, hw, c, groups, eps, silu ? 1 : 0, stats, impl(be)->stream));
+    KERNEL_TRY(sdc_group_norm_cuda(y.p, x.p, t, gamma, beta, n, hw, c, groups, eps, silu ? 1 : 0, stats,
+                                   impl(be)->stream));
     return SDC_OK;
 }
 
-static sdc_status cu_upsample(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int ho,
-                              int wo) {
-    KERNEL_TRY(sdc_upsample_nearest_cuda(y, x, SDC_CU_F32, n, h, w, c, ho, wo, impl(be)->stream));
+static sdc_status cu_upsample(sdc_backend *be, sdc_buf y, sdc_buf x, int n, int h, int w, int c, int ho, int wo) {
+    int t = 0;
+    SDC_TRY(acts("upsample_nearest", {y, x}, &t));
+    KERNEL_TRY(sdc_upsample_nearest_cuda(y.p, x.p, t, n, h, w, c, ho, wo, impl(be)->stream));
     return SDC_OK;
 }
 
-static sdc_status cu_pad(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int top,
-                         int bottom, int left, int right) {
-    KERNEL_TRY(sdc_pad_cuda(y, x, SDC_CU_F32, n, h, w, c, top, bottom, left, right, impl(be)->stream));
+static sdc_status cu_pad(sdc_backend *be, sdc_buf y, sdc_buf x, int n, int h, int w, int c, int top, int bottom,
+                         int left, int right) {
+    int t = 0;
+    SDC_TRY(acts("pad", {y, x}, &t));
+    KERNEL_TRY(sdc_pad_cuda(y.p, x.p, t, n, h, w, c, top, bottom, left, right, impl(be)->stream));
     return SDC_OK;
 }
 
-static sdc_status cu_concat(sdc_backend *be, float *y, const float *a, const float *b, size_t rows, int ca, int cb) {
-    KERNEL_TRY(sdc_concat_channels_cuda(y, a, b, SDC_CU_F32, rows, ca, cb, impl(be)->stream));
+static sdc_status cu_concat(sdc_backend *be, sdc_buf y, sdc_buf a, sdc_buf b, size_t rows, int ca, int cb) {
+    int t = 0;
+    SDC_TRY(acts("concat_channels", {y, a, b}, &t));
+    KERNEL_TRY(sdc_concat_channels_cuda(y.p, a.p, b.p, t, rows, ca, cb, impl(be)->stream));
     return SDC_OK;
 }
 
-static sdc_status cu_geglu(sdc_backend *be, float *y, const float *x, int m, int f) {
-    KERNEL_TRY(sdc_geglu_cuda(y, x, SDC_CU_F32, m, f, impl(be)->stream));
+static sdc_status cu_geglu(sdc_backend *be, sdc_buf y, sdc_buf x, int m, int f) {
+    int t = 0;
+    SDC_TRY(acts("geglu", {y, x}, &t));
+    KERNEL_TRY(sdc_geglu_cuda(y.p, x.p, t, m, f, impl(be)->stream));
     return SDC_OK;
 }
 
-static sdc_status cu_add_rows(sdc_backend *be, float *y, const float *x, const float *v, int n, size_t rows,
-                              int c) {
-    KERNEL_TRY(sdc_add_rows_cuda(y, x, v, SDC_CU_F32, n, rows, c, impl(be)->stream));
+static sdc_status cu_add_rows(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_buf v, int n, size_t rows, int c) {
+    int t = 0;
+    SDC_TRY(acts("add_rows", {y, x, v}, &t));
+    KERNEL_TRY(sdc_add_rows_cuda(y.p, x.p, v.p, t, n, rows, c, impl(be)->stream));
     return SDC_OK;
 }
 
-static sdc_status cu_timestep_embedding(sdc_backend *be, float *y, int rows, int dim, double t) {
+static sdc_status cu_timestep_embedding(sdc_backend *be, sdc_buf y, int rows, int dim, double t) {
     if (rows < 1 || dim < 1) return sdc_fail(SDC_ERR_ARG, "timestep_embedding: bad shape %d x %d", rows, dim);
-    KERNEL_TRY(sdc_timestep_embedding_cuda(y, rows, dim, (float)t, impl(be)->stream));
+    int ty = 0;
+    SDC_TRY(acts("timestep_embedding", {y}, &ty));
+    KERNEL_TRY(sdc_timestep_embedding_cuda(y.p, ty, rows, dim, (float)t, impl(be)->stream));
     return SDC_OK;
 }
 
@@ -707,6 +813,7 @@ static sdc_backend_ops make_ops(void) {
     o.upload = cu_upload;
     o.download = cu_download;
     o.copy = cu_copy;
+    o.convert = cu_convert;
     o.load_tensor = cu_load_tensor;
     o.load_conv = cu_load_conv;
     o.linear = cu_linear;
@@ -745,6 +852,7 @@ static sdc_backend_ops make_plan_ops(void) {
     o.upload = plan_noop;
     o.download = plan_noop;
     o.copy = plan_noop;
+    o.convert = plan_noop;
     o.layer_norm = plan_noop;
     o.activation = plan_noop;
     o.add = plan_noop;

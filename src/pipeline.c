@@ -245,8 +245,8 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
             float d;
             float *xj = g->x + (size_t)j * n, *in = g->in + (size_t)j * n;
             if (sdc_sampler_input_divisor(js[j]->sampler, i, &d)) SDC_TRY(op->scale(be, in, xj, d, true, n));
-            else SDC_TRY(op->copy(be, in, xj, n));
-            if (cfg) SDC_TRY(op->copy(be, g->in + (size_t)(m + j) * n, in, n));
+            else SDC_TRY(op->copy(be, SDC_F32(in), SDC_F32(xj), n));
+            if (cfg) SDC_TRY(op->copy(be, SDC_F32(g->in + (size_t)(m + j) * n), SDC_F32(in), n));
         }
         SDC_TRY(sdc_unet_prepare_step(ctx->unet, B, lh, lw, i));
         SDC_TRY(unet_body(ctx, g, B, lh, lw, i));

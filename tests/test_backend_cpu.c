@@ -17,7 +17,7 @@ static void linear_case(int m, int k, int n, bool bias) {
     float *x = test_random((size_t)m * k, 1, 1.0f), *w = test_random((size_t)n * k, 2, 0.05f), *b = test_random(n, 3, 0.5f);
     float *y = malloc((size_t)m * n * sizeof(float));
     double *r = malloc((size_t)m * n * sizeof(double));
-    cr_assert_eq(be->ops->linear(be, y, x, SDC_WEIGHT_F32(w), bias ? b : NULL, m, k, n), SDC_OK);
+    cr_assert_eq(be->ops->linear(be, SDC_F32(y), SDC_F32(x), SDC_WEIGHT_F32(w), bias ? b : NULL, m, k, n), SDC_OK);
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             double s = bias ? b[j] : 0.0;
@@ -40,7 +40,7 @@ Test(backend_cpu, layer_norm_two_pass) {
     for (size_t i = 0; i < (size_t)m * n; i++) x[i] += 3000.0f;
     float *y = malloc((size_t)m * n * sizeof(float));
     double *r = malloc((size_t)m * n * sizeof(double));
-    cr_assert_eq(be->ops->layer_norm(be, y, x, g, b, m, n, 1e-5f), SDC_OK);
+    cr_assert_eq(be->ops->layer_norm(be, SDC_F32(y), SDC_F32(x), g, b, m, n, 1e-5f), SDC_OK);
     for (int i = 0; i < m; i++) {
         double mu = 0, var = 0;
         for (int j = 0; j < n; j++) mu += x[(size_t)i * n + j];
@@ -62,7 +62,7 @@ static void attention_case(int batch, int heads, int tq, int tk, int hd, bool ca
     const float *k = kv, *v = kv + width;
     float *o = malloc((size_t)batch * tq * width * sizeof(float));
     double *r = calloc((size_t)batch * tq * width, sizeof(double)), *s = malloc((size_t)tk * sizeof(double));
-    cr_assert_eq(be->ops->attention(be, o, q, k, v, batch, heads, tq, tk, hd, qs, kvs, causal), SDC_OK);
+    cr_assert_eq(be->ops->attention(be, SDC_F32(o), SDC_F32(q), SDC_F32(k), SDC_F32(v), batch, heads, tq, tk, hd, qs, kvs, causal), SDC_OK);
     for (int b = 0; b < batch; b++)
         for (int h = 0; h < heads; h++)
             for (int i = 0; i < tq; i++) {
@@ -98,7 +98,7 @@ Test(backend_cpu, activations) {
     double *r = malloc(n * sizeof(double));
     const sdc_act acts[] = {SDC_ACT_GELU, SDC_ACT_QUICK_GELU, SDC_ACT_SILU, SDC_ACT_NONE};
     for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
-        cr_assert_eq(be->ops->activation(be, y, x, n, acts[a]), SDC_OK);
+        cr_assert_eq(be->ops->activation(be, SDC_F32(y), SDC_F32(x), n, acts[a]), SDC_OK);
         for (size_t i = 0; i < n; i++) {
             double v = x[i];
             r[i] = acts[a] == SDC_ACT_GELU         ? 0.5 * v * (1.0 + erf(v / sqrt(2.0)))
@@ -118,8 +118,8 @@ Test(backend_cpu, embed_and_add) {
     float *tab = test_random((size_t)vocab * dim, 10, 1.0f), *pos = test_random((size_t)n * dim, 11, 1.0f);
     float *y = malloc((size_t)n * dim * sizeof(float)), *z = malloc((size_t)n * dim * sizeof(float));
     int ids[7] = {0, 49, 3, 3, 17, 1, 48};
-    cr_assert_eq(be->ops->embed(be, y, tab, pos, ids, n, dim), SDC_OK);
-    cr_assert_eq(be->ops->add(be, z, y, y, (size_t)n * dim), SDC_OK);
+    cr_assert_eq(be->ops->embed(be, SDC_F32(y), tab, pos, ids, n, dim), SDC_OK);
+    cr_assert_eq(be->ops->add(be, SDC_F32(z), SDC_F32(y), SDC_F32(y), (size_t)n * dim), SDC_OK);
     for (int t = 0; t < n; t++)
         for (int j = 0; j < dim; j++) {
             float want = tab[ids[t] * dim + j] + pos[t * dim + j];

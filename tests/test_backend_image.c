@@ -20,7 +20,7 @@ static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride,
     float *b = test_random(cout, 23, 0.5f), *res = residual ? test_random(ny, 24, 1.0f) : NULL;
     float *y = malloc(ny * sizeof(float));
     double *r = malloc(ny * sizeof(double));
-    cr_assert_eq(be->ops->conv2d(be, y, x, SDC_WEIGHT_F32(wt), b, res, n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
+    cr_assert_eq(be->ops->conv2d(be, SDC_F32(y), SDC_F32(x), SDC_WEIGHT_F32(wt), b, SDC_F32(res), n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
                  sdc_last_error());
 #pragma omp parallel for collapse(2)
     for (int bi = 0; bi < n; bi++)
@@ -62,7 +62,7 @@ static void group_norm_case(int n, int hw, int c, int groups, bool silu, float o
     for (size_t i = 0; i < nx; i++) x[i] += offset;
     float *y = malloc(nx * sizeof(float));
     double *r = malloc(nx * sizeof(double));
-    cr_assert_eq(be->ops->group_norm(be, y, x, g, b, n, hw, c, groups, 1e-5f, silu), SDC_OK);
+    cr_assert_eq(be->ops->group_norm(be, SDC_F32(y), SDC_F32(x), g, b, n, hw, c, groups, 1e-5f, silu), SDC_OK);
     const int cg = c / groups;
     for (int bi = 0; bi < n; bi++)
         for (int gi = 0; gi < groups; gi++) {
@@ -94,7 +94,7 @@ Test(backend_image, upsample_nearest) {
     sdc_backend *be = test_cpu_backend();
     const int n = 2, h = 5, w = 3, c = 7, ho = 10, wo = 7; /* 2x and a non-integer ratio */
     float *x = test_random((size_t)n * h * w * c, 41, 1.0f), *y = malloc((size_t)n * ho * wo * c * sizeof(float));
-    cr_assert_eq(be->ops->upsample_nearest(be, y, x, n, h, w, c, ho, wo), SDC_OK);
+    cr_assert_eq(be->ops->upsample_nearest(be, SDC_F32(y), SDC_F32(x), n, h, w, c, ho, wo), SDC_OK);
     for (int b = 0; b < n; b++)
         for (int oy = 0; oy < ho; oy++)
             for (int ox = 0; ox < wo; ox++)
@@ -112,7 +112,7 @@ Test(backend_image, geglu_concat_add_rows) {
     const int m = 300, f = 640;
     float *x = test_random((size_t)m * 2 * f, 51, 4.0f), *y = malloc((size_t)m * f * sizeof(float));
     double *r = malloc((size_t)m * f * sizeof(double));
-    cr_assert_eq(be->ops->geglu(be, y, x, m, f), SDC_OK);
+    cr_assert_eq(be->ops->geglu(be, SDC_F32(y), SDC_F32(x), m, f), SDC_OK);
     for (int i = 0; i < m; i++)
         for (int j = 0; j < f; j++) {
             double a = x[(size_t)i * 2 * f + j], g = x[(size_t)i * 2 * f + f + j];
@@ -121,13 +121,13 @@ Test(backend_image, geglu_concat_add_rows) {
     check_close_f64(TOL, "geglu", y, r, (size_t)m * f);
     /* concat and row broadcast are exact */
     float *a = test_random(6 * 3, 52, 1.0f), *b = test_random(6 * 2, 53, 1.0f), *cc = malloc(6 * 5 * sizeof(float));
-    cr_assert_eq(be->ops->concat_channels(be, cc, a, b, 6, 3, 2), SDC_OK);
+    cr_assert_eq(be->ops->concat_channels(be, SDC_F32(cc), SDC_F32(a), SDC_F32(b), 6, 3, 2), SDC_OK);
     for (int i = 0; i < 6; i++) {
         for (int j = 0; j < 3; j++) cr_assert_eq(cc[i * 5 + j], a[i * 3 + j]);
         for (int j = 0; j < 2; j++) cr_assert_eq(cc[i * 5 + 3 + j], b[i * 2 + j]);
     }
     float *v = test_random(2 * 5, 54, 1.0f), *z = malloc(6 * 5 * sizeof(float));
-    cr_assert_eq(be->ops->add_rows(be, z, cc, v, 2, 3, 5), SDC_OK);
+    cr_assert_eq(be->ops->add_rows(be, SDC_F32(z), SDC_F32(cc), SDC_F32(v), 2, 3, 5), SDC_OK);
     for (int bi = 0; bi < 2; bi++)
         for (int rr = 0; rr < 3; rr++)
             for (int j = 0; j < 5; j++)

@@ -99,18 +99,18 @@ static void linear_norms_case(int m, int k, int n, int n_img, int groups) {
     cr_assert_eq(g->ops->alloc(g, ny, &dy), SDC_OK);
     char what[96];
     for (int with_bias = 0; with_bias < 2; with_bias++) {
-        c->ops->linear(c, y, x, SDC_WEIGHT_F32(w), with_bias ? b : NULL, m, k, n);
-        cr_assert_eq(g->ops->linear(g, dy, dx, SDC_WEIGHT_F32(dw), with_bias ? db : NULL, m, k, n), SDC_OK, "%s", sdc_last_error());
+        c->ops->linear(c, SDC_F32(y), SDC_F32(x), SDC_WEIGHT_F32(w), with_bias ? b : NULL, m, k, n);
+        cr_assert_eq(g->ops->linear(g, SDC_F32(dy), SDC_F32(dx), SDC_WEIGHT_F32(dw), with_bias ? db : NULL, m, k, n), SDC_OK, "%s", sdc_last_error());
         snprintf(what, sizeof what, "linear %dx%dx%d%s", m, k, n, with_bias ? " + bias" : "");
         expect(g, what, dy, y, (size_t)m * n, 1e-5);
     }
-    c->ops->layer_norm(c, y, x, gm, bt, m, k, 1e-5f);
-    cr_assert_eq(g->ops->layer_norm(g, dy, dx, dg, dbt, m, k, 1e-5f), SDC_OK);
+    c->ops->layer_norm(c, SDC_F32(y), SDC_F32(x), gm, bt, m, k, 1e-5f);
+    cr_assert_eq(g->ops->layer_norm(g, SDC_F32(dy), SDC_F32(dx), dg, dbt, m, k, 1e-5f), SDC_OK);
     snprintf(what, sizeof what, "layer_norm %dx%d", m, k);
     expect(g, what, dy, y, (size_t)m * k, 1e-5);
     for (int silu = 0; silu < 2; silu++) {
-        c->ops->group_norm(c, y, x, gm, bt, n_img, m / n_img, k, groups, 1e-5f, silu);
-        cr_assert_eq(g->ops->group_norm(g, dy, dx, dg, dbt, n_img, m / n_img, k, groups, 1e-5f, silu), SDC_OK);
+        c->ops->group_norm(c, SDC_F32(y), SDC_F32(x), gm, bt, n_img, m / n_img, k, groups, 1e-5f, silu);
+        cr_assert_eq(g->ops->group_norm(g, SDC_F32(dy), SDC_F32(dx), dg, dbt, n_img, m / n_img, k, groups, 1e-5f, silu), SDC_OK);
         snprintf(what, sizeof what, "group_norm %dx%dx%d/%d%s", n_img, m / n_img, k, groups, silu ? " + silu" : "");
         expect(g, what, dy, y, (size_t)m * k, 1e-5);
     }
@@ -142,8 +142,8 @@ static void conv_case_mem(int mem_mb, int flags, int n, int h, int w, int cin, i
     float *dx = dev(g, x, nx), *dw = dev(g, wt, nw), *db = dev(g, b, cout), *dr = dev(g, r, ny);
     cr_assert_eq(g->ops->alloc(g, ny, &dy), SDC_OK);
     const float *cb = flags & 1 ? b : NULL, *cr = flags & 2 ? r : NULL;
-    c->ops->conv2d(c, y, x, SDC_WEIGHT_F32(wt), cb, cr, n, h, w, cin, cout, k, stride, pad);
-    cr_assert_eq(g->ops->conv2d(g, dy, dx, SDC_WEIGHT_F32(dw), flags & 1 ? db : NULL, flags & 2 ? dr : NULL, n, h, w, cin, cout, k,
+    c->ops->conv2d(c, SDC_F32(y), SDC_F32(x), SDC_WEIGHT_F32(wt), cb, SDC_F32(cr), n, h, w, cin, cout, k, stride, pad);
+    cr_assert_eq(g->ops->conv2d(g, SDC_F32(dy), SDC_F32(dx), SDC_WEIGHT_F32(dw), flags & 1 ? db : NULL, SDC_F32(flags & 2 ? dr : NULL), n, h, w, cin, cout, k,
                                 stride, pad), SDC_OK, "%s", sdc_last_error());
     char what[128];
     snprintf(what, sizeof what, "conv %dx%dx%dx%d->%d k%d s%d p%d%s%s", n, h, w, cin, cout, k, stride, pad,
@@ -204,8 +204,8 @@ static void attention_case_mem(int mem_mb, int batch, int heads, int tq, int tk,
     float *q = test_random(nq, 10, 2.0f), *kv = test_random(nkv, 11, 2.0f), *o = malloc(no * sizeof(float)), *dout;
     float *dq = dev(g, q, nq), *dkv = dev(g, kv, nkv);
     cr_assert_eq(g->ops->alloc(g, no, &dout), SDC_OK);
-    c->ops->attention(c, o, q, kv + width, kv + 2 * width, batch, heads, tq, tk, d, qs, kvs, causal);
-    cr_assert_eq(g->ops->attention(g, dout, dq, dkv + width, dkv + 2 * width, batch, heads, tq, tk, d, qs, kvs,
+    c->ops->attention(c, SDC_F32(o), SDC_F32(q), SDC_F32(kv + width), SDC_F32(kv + 2 * width), batch, heads, tq, tk, d, qs, kvs, causal);
+    cr_assert_eq(g->ops->attention(g, SDC_F32(dout), SDC_F32(dq), SDC_F32(dkv + width), SDC_F32(dkv + 2 * width), batch, heads, tq, tk, d, qs, kvs,
                                    causal), SDC_OK, "%s", sdc_last_error());
     char what[96];
     snprintf(what, sizeof what, "attention b%d h%d %dx%d d%d%s", batch, heads, tq, tk, d, causal ? " causal" : "");
@@ -268,34 +268,34 @@ Test(cuda, elementwise_ops) {
     cr_assert_eq(g->ops->alloc(g, nx * 4, &dy), SDC_OK);
     const sdc_act acts[] = {SDC_ACT_NONE, SDC_ACT_GELU, SDC_ACT_QUICK_GELU, SDC_ACT_SILU};
     for (int a = 0; a < 4; a++) {
-        c->ops->activation(c, y, x, nx, acts[a]);
-        cr_assert_eq(g->ops->activation(g, dy, dx, nx, acts[a]), SDC_OK, "%s", sdc_last_error());
+        c->ops->activation(c, SDC_F32(y), SDC_F32(x), nx, acts[a]);
+        cr_assert_eq(g->ops->activation(g, SDC_F32(dy), SDC_F32(dx), nx, acts[a]), SDC_OK, "%s", sdc_last_error());
         expect(g, "activation", dy, y, nx, 1e-5);
     }
-    c->ops->add(c, y, x, x + nx, nx);
-    cr_assert_eq(g->ops->add(g, dy, dx, dx + nx, nx), SDC_OK);
+    c->ops->add(c, SDC_F32(y), SDC_F32(x), SDC_F32(x + nx), nx);
+    cr_assert_eq(g->ops->add(g, SDC_F32(dy), SDC_F32(dx), SDC_F32(dx + nx), nx), SDC_OK);
     expect(g, "add", dy, y, nx, 0);
-    c->ops->geglu(c, y, x, (int)(nx / f), f);
-    cr_assert_eq(g->ops->geglu(g, dy, dx, (int)(nx / f), f), SDC_OK);
+    c->ops->geglu(c, SDC_F32(y), SDC_F32(x), (int)(nx / f), f);
+    cr_assert_eq(g->ops->geglu(g, SDC_F32(dy), SDC_F32(dx), (int)(nx / f), f), SDC_OK);
     expect(g, "geglu", dy, y, nx, 1e-5);
-    c->ops->add_rows(c, y, x, v, n, (size_t)h * w, ch);
-    cr_assert_eq(g->ops->add_rows(g, dy, dx, dv, n, (size_t)h * w, ch), SDC_OK);
+    c->ops->add_rows(c, SDC_F32(y), SDC_F32(x), SDC_F32(v), n, (size_t)h * w, ch);
+    cr_assert_eq(g->ops->add_rows(g, SDC_F32(dy), SDC_F32(dx), SDC_F32(dv), n, (size_t)h * w, ch), SDC_OK);
     expect(g, "add_rows", dy, y, nx, 0);
-    c->ops->upsample_nearest(c, y, x, n, h, w, ch, 2 * h, 2 * w);
-    cr_assert_eq(g->ops->upsample_nearest(g, dy, dx, n, h, w, ch, 2 * h, 2 * w), SDC_OK);
+    c->ops->upsample_nearest(c, SDC_F32(y), SDC_F32(x), n, h, w, ch, 2 * h, 2 * w);
+    cr_assert_eq(g->ops->upsample_nearest(g, SDC_F32(dy), SDC_F32(dx), n, h, w, ch, 2 * h, 2 * w), SDC_OK);
     expect(g, "upsample 2x", dy, y, nx * 4, 0);
-    c->ops->upsample_nearest(c, y, x, n, h, w, ch, 2 * h - 1, w + 3);
-    cr_assert_eq(g->ops->upsample_nearest(g, dy, dx, n, h, w, ch, 2 * h - 1, w + 3), SDC_OK);
+    c->ops->upsample_nearest(c, SDC_F32(y), SDC_F32(x), n, h, w, ch, 2 * h - 1, w + 3);
+    cr_assert_eq(g->ops->upsample_nearest(g, SDC_F32(dy), SDC_F32(dx), n, h, w, ch, 2 * h - 1, w + 3), SDC_OK);
     expect(g, "upsample to a size not a multiple", dy, y, (size_t)n * (2 * h - 1) * (w + 3) * ch, 0);
     const size_t rows = nx / (size_t)(ch + cb);
-    c->ops->concat_channels(c, y, x, x + nx, rows, ch, cb);
-    cr_assert_eq(g->ops->concat_channels(g, dy, dx, dx + nx, rows, ch, cb), SDC_OK);
+    c->ops->concat_channels(c, SDC_F32(y), SDC_F32(x), SDC_F32(x + nx), rows, ch, cb);
+    cr_assert_eq(g->ops->concat_channels(g, SDC_F32(dy), SDC_F32(dx), SDC_F32(dx + nx), rows, ch, cb), SDC_OK);
     expect(g, "concat", dy, y, rows * (size_t)(ch + cb), 0);
-    c->ops->pad(c, y, x, n, h, w, ch, 0, 1, 0, 1);
-    cr_assert_eq(g->ops->pad(g, dy, dx, n, h, w, ch, 0, 1, 0, 1), SDC_OK);
+    c->ops->pad(c, SDC_F32(y), SDC_F32(x), n, h, w, ch, 0, 1, 0, 1);
+    cr_assert_eq(g->ops->pad(g, SDC_F32(dy), SDC_F32(dx), n, h, w, ch, 0, 1, 0, 1), SDC_OK);
     expect(g, "pad 0,1,0,1", dy, y, (size_t)n * (h + 1) * (w + 1) * ch, 0);
-    c->ops->pad(c, y, x, n, h, w, ch, 2, 1, 1, 3);
-    cr_assert_eq(g->ops->pad(g, dy, dx, n, h, w, ch, 2, 1, 1, 3), SDC_OK);
+    c->ops->pad(c, SDC_F32(y), SDC_F32(x), n, h, w, ch, 2, 1, 1, 3);
+    cr_assert_eq(g->ops->pad(g, SDC_F32(dy), SDC_F32(dx), n, h, w, ch, 2, 1, 1, 3), SDC_OK);
     expect(g, "pad 2,1,1,3", dy, y, (size_t)n * (h + 3) * (w + 4) * ch, 0);
     /* token embedding: ids anywhere in the table, with and without positions */
     const int vocab = 50, n_ids = emu() ? 13 : 77;
@@ -304,8 +304,8 @@ Test(cuda, elementwise_ops) {
     ids[0] = 0, ids[n_ids - 1] = vocab - 1;
     float *dtable = dev(g, x, (size_t)vocab * ch);
     for (int p = 0; p < 2; p++) {
-        c->ops->embed(c, y, x, p ? x + nx : NULL, ids, n_ids, ch);
-        cr_assert_eq(g->ops->embed(g, dy, dtable, p ? dx + nx : NULL, ids, n_ids, ch), SDC_OK, "%s",
+        c->ops->embed(c, SDC_F32(y), x, p ? x + nx : NULL, ids, n_ids, ch);
+        cr_assert_eq(g->ops->embed(g, SDC_F32(dy), dtable, p ? dx + nx : NULL, ids, n_ids, ch), SDC_OK, "%s",
                      sdc_last_error());
         expect(g, p ? "embed + positions" : "embed", dy, y, (size_t)n_ids * ch, 0);
     }
@@ -336,7 +336,7 @@ Test(cuda, latent_ops) {
     }
     memcpy(y, x, n * sizeof(float));
     c->ops->axpy(c, y, 0.3712f, mo, n);
-    cr_assert_eq(g->ops->copy(g, dy, dx, n), SDC_OK);
+    cr_assert_eq(g->ops->copy(g, SDC_F32(dy), SDC_F32(dx), n), SDC_OK);
     cr_assert_eq(g->ops->axpy(g, dy, 0.3712f, dmo, n), SDC_OK);
     expect(g, "axpy", dy, y, n, 0);
     c->ops->guidance(c, y, x, mo, 7.5f, n);
@@ -358,7 +358,7 @@ Test(cuda, latent_ops) {
     for (size_t u = 0; u < sizeof ups / sizeof ups[0]; u++) {
         memcpy(y, x, n * sizeof(float));
         cr_assert_eq(c->ops->latent_update(c, &ups[u], y, mo, x0, prev, n), SDC_OK);
-        cr_assert_eq(g->ops->copy(g, dy, dx, n), SDC_OK);
+        cr_assert_eq(g->ops->copy(g, SDC_F32(dy), SDC_F32(dx), n), SDC_OK);
         cr_assert_eq(g->ops->latent_update(g, &ups[u], dy, dmo, dx0, dprev, n), SDC_OK, "%s", sdc_last_error());
         char what[64];
         snprintf(what, sizeof what, "latent update kind %d%s", (int)ups[u].kind, ups[u].v ? " (v)" : "");
@@ -374,8 +374,8 @@ Test(cuda, latent_ops) {
     for (int di = 0; di < 3; di++)
         for (int ti = 0; ti < 5; ti++) {
             const int rows = 3, dim = dims[di];
-            cr_assert_eq(c->ops->timestep_embedding(c, y, rows, dim, ts[ti]), SDC_OK);
-            cr_assert_eq(g->ops->timestep_embedding(g, dy, rows, dim, ts[ti]), SDC_OK);
+            cr_assert_eq(c->ops->timestep_embedding(c, SDC_F32(y), rows, dim, ts[ti]), SDC_OK);
+            cr_assert_eq(g->ops->timestep_embedding(g, SDC_F32(dy), rows, dim, ts[ti]), SDC_OK);
             cr_assert_eq(g->ops->download(g, x0, dy, (size_t)rows * dim), SDC_OK);
             double worst = 0;
             for (int k = 0; k < rows * dim; k++) {
@@ -475,16 +475,16 @@ Test(cuda, half_weights) {
         sdc_weight w = {NULL, types[t], 0}, wc = {NULL, types[t], 0};
         cr_assert_eq(g->ops->load_tensor(g, types[t], wa, SDC_DT_F32, (size_t)nn * k, &w.p), SDC_OK);
         cr_assert_eq(g->ops->load_tensor(g, types[t], wi, SDC_DT_F32, (size_t)cout * 9 * cin, &wc.p), SDC_OK);
-        c->ops->linear(c, ya, xa, SDC_WEIGHT_F32(wa), ba, m, k, nn);
-        cr_assert_eq(g->ops->linear(g, dy, dx, w, db, m, k, nn), SDC_OK, "%s", sdc_last_error());
+        c->ops->linear(c, SDC_F32(ya), SDC_F32(xa), SDC_WEIGHT_F32(wa), ba, m, k, nn);
+        cr_assert_eq(g->ops->linear(g, SDC_F32(dy), SDC_F32(dx), w, db, m, k, nn), SDC_OK, "%s", sdc_last_error());
         char what[64];
         snprintf(what, sizeof what, "linear, %s weights", tn);
         expect(g, what, dy, ya, (size_t)m * nn, tol[t]);
         const int ks[3] = {3, 1, 3}, ss[3] = {1, 1, 2}, ps[3] = {1, 0, 1};
         for (int v = 0; v < 3; v++) { /* the 1x1 case reads the first cout x cin of the kernel */
             const int ho = (H + 2 * ps[v] - ks[v]) / ss[v] + 1, wo = (W + 2 * ps[v] - ks[v]) / ss[v] + 1;
-            c->ops->conv2d(c, yi, xi, SDC_WEIGHT_F32(wi), bi, NULL, N, H, W, cin, cout, ks[v], ss[v], ps[v]);
-            cr_assert_eq(g->ops->conv2d(g, dy, dxi, wc, dbi, NULL, N, H, W, cin, cout, ks[v], ss[v], ps[v]), SDC_OK,
+            c->ops->conv2d(c, SDC_F32(yi), SDC_F32(xi), SDC_WEIGHT_F32(wi), bi, SDC_NO_BUF, N, H, W, cin, cout, ks[v], ss[v], ps[v]);
+            cr_assert_eq(g->ops->conv2d(g, SDC_F32(dy), SDC_F32(dxi), wc, dbi, SDC_NO_BUF, N, H, W, cin, cout, ks[v], ss[v], ps[v]), SDC_OK,
                          "%s", sdc_last_error());
             snprintf(what, sizeof what, "conv %dx%d stride %d, %s weights", ks[v], ks[v], ss[v], tn);
             expect(g, what, dy, yi, (size_t)N * ho * wo * cout, tol[t]);

@@ -57,8 +57,8 @@ static void pad_case(int n, int h, int w, int cin, int cout, int k, int stride, 
     cr_assert_eq(g->ops->load_conv(g, SDC_DT_F32, wt, SDC_DT_F32, cout, k, cin, &w32), SDC_OK, "%s",
                  sdc_last_error());
     check_layout(g, w32, wt, cout, k, cin);
-    c->ops->conv2d(c, y, x, SDC_WEIGHT_F32(wt), b, r, n, h, w, cin, cout, k, stride, pad);
-    cr_assert_eq(g->ops->conv2d(g, dy, dx, w32, db, dr, n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
+    c->ops->conv2d(c, SDC_F32(y), SDC_F32(x), SDC_WEIGHT_F32(wt), b, SDC_F32(r), n, h, w, cin, cout, k, stride, pad);
+    cr_assert_eq(g->ops->conv2d(g, SDC_F32(dy), SDC_F32(dx), w32, db, SDC_F32(dr), n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
                  sdc_last_error());
     float *got = get(g, dy, ny);
     double e = max_rel_err(got, y, ny, NULL);
@@ -71,9 +71,9 @@ static void pad_case(int n, int h, int w, int cin, int cout, int k, int stride, 
     cr_assert_eq(g->ops->load_conv(g, SDC_DT_F16, wt, SDC_DT_F32, cout, k, cin, &w16), SDC_OK, "%s",
                  sdc_last_error());
     cr_assert_eq(g->ops->load_tensor(g, SDC_DT_F16, wt, SDC_DT_F32, nw, &u16.p), SDC_OK, "%s", sdc_last_error());
-    cr_assert_eq(g->ops->conv2d(g, dy, dx, w16, db, dr, n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
+    cr_assert_eq(g->ops->conv2d(g, SDC_F32(dy), SDC_F32(dx), w16, db, SDC_F32(dr), n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
                  sdc_last_error());
-    cr_assert_eq(g->ops->conv2d(g, dy2, dx, u16, db, dr, n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
+    cr_assert_eq(g->ops->conv2d(g, SDC_F32(dy2), SDC_F32(dx), u16, db, SDC_F32(dr), n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
                  sdc_last_error());
     float *padded = get(g, dy, ny), *plain = get(g, dy2, ny);
     e = max_rel_err(padded, plain, ny, NULL);

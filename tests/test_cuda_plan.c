@@ -33,7 +33,7 @@ typedef struct conv_case {
 enum { CIN = 8, COUT = 12 };
 
 static sdc_status conv(sdc_backend *be, conv_case *c, sdc_weight wt) {
-    return be->ops->conv2d(be, c->y, c->x, wt, NULL, NULL, 1, c->h, c->w, CIN, COUT, 3, 1, 1);
+    return be->ops->conv2d(be, SDC_F32(c->y), SDC_F32(c->x), wt, NULL, SDC_NO_BUF, 1, c->h, c->w, CIN, COUT, 3, 1, 1);
 }
 
 static conv_case conv_make(sdc_backend *be, int h, int w, uint64_t seed) {
@@ -66,7 +66,7 @@ static void dry_run_case(sdc_backend *be, sdc_dtype wtype) {
     const size_t a0 = be->allocations;
     cr_assert_eq(be->ops->plan_begin(be), SDC_OK, "%s", sdc_last_error());
     cr_assert_eq(conv(be, &small, wt), SDC_OK, "%s", sdc_last_error());
-    cr_assert_eq(be->ops->conv2d(be, small.y, small.x, wt, NULL, NULL, 1, 5, 6, CIN, COUT, 9, 1, 0), SDC_ERR_ARG,
+    cr_assert_eq(be->ops->conv2d(be, SDC_F32(small.y), SDC_F32(small.x), wt, NULL, SDC_NO_BUF, 1, 5, 6, CIN, COUT, 9, 1, 0), SDC_ERR_ARG,
                  "a dry run still checks the shapes");
     float *p = NULL;
     cr_assert_neq(be->ops->alloc(be, 16, &p), SDC_OK, "no allocation inside a dry run");

@@ -1,10 +1,15 @@
 /* backend.h - the small ops table that model code is written against.
  *
- * Activations are fp32 buffers in the backend's memory (host for the CPU
- * backend, device for CUDA), row-major. Weights (matrices and convolution
- * kernels) are typed: sdc_weight says which element type the backend keeps
- * them in (fp32 on the CPU; fp16, bf16 or fp32 on CUDA); vectors (biases,
- * norms) and embedding tables are fp32 everywhere. Token sequences are [batch, tokens, features];
+ * Activations are typed buffers in the backend's memory (host for the CPU
+ * backend, device for CUDA), row-major: sdc_buf says their element type.
+ * The CPU backend takes fp32 activations only; CUDA fp32, fp16 or bf16,
+ * one type for all the activations of one op (convert changes type). The
+ * denoising loop's ops and the host copies (upload, download) are fp32
+ * (float *): latents stay fp32 whatever the networks compute in. Weights
+ * (matrices and convolution kernels) are typed too: sdc_weight says which
+ * element type the backend keeps them in (fp32 on the CPU; fp16, bf16 or
+ * fp32 on CUDA); vectors (biases, norms) and embedding tables are fp32
+ * everywhere. Token sequences are [batch, tokens, features];
  * images are NHWC. Every op returns an sdc_status; failures carry a message
  * naming the op. The CPU backend (backend_cpu.c) is the readable reference
  * and the oracle every other backend is tested against. */
@@ -38,6 +43,27 @@ typedef struct sdc_weight {
 
 /* An fp32 weight from a float buffer (tests, the CPU backend's callers). */
 #define SDC_WEIGHT_F32(ptr) ((sdc_weight){(void *)(ptr), SDC_DT_F32, 0})
+
+/* A buffer of activations in backend memory and its element type: F32,
+ * F16 or BF16. p NULL: no buffer (an optional argument left out). */
+typedef struct sdc_buf {
+    void *p;
+    sdc_dtype type;
+} sdc_buf;
+
+/* fp32 activations from a float pointer (NULL gives no buffer) */
+#define SDC_F32(ptr) ((sdc_buf){(void *)(ptr), SDC_DT_F32})
+#define SDC_NO_BUF ((sdc_buf){NULL, SDC_DT_F32})
+
+/* bytes of one element of an activation type (4 for F32, 2 for F16/BF16) */
+static inline size_t sdc_act_size(sdc_dtype t) { return t == SDC_DT_F32 ? 4 : 2; }
+/* the buffer from element i on */
+static inline sdc_buf sdc_at(sdc_buf b, size_t i) {
+    if (b.p) b.p = (char *)b.p + i * sdc_act_size(b.type);
+    return b;
+}
+/* floats of backend memory (alloc's unit) that n elements of t take */
+static inline size_t sdc_act_floats(sdc_dtype t, size_t n) { return (n * sdc_act_size(t) + 3) / 4; }
 
 /* One sampler update, elementwise over latents x given the model output mo
  * (after guidance). The scalars are computed on the host by the sampler
@@ -77,9 +103,10 @@ void sdc_latent_update_apply(const sdc_latent_update *u, float *x, const float *
 typedef struct sdc_backend_ops {
     const char *name;
     void (*destroy)(sdc_backend *be);
-    /* memory: n floats of backend memory */
+    /* memory: n floats of backend memory (4n bytes, 256-byte aligned: a
+     * typed buffer of m elements of t takes sdc_act_floats(t, m)) */
     sdc_status (*alloc)(sdc_backend *be, size_t n, float **out);
-    void (*free)(sdc_backend *be, float *p);
+    void (*free)(sdc_backend *be, void *p);
     sdc_status (*upload)(sdc_backend *be, float *dst, const float *src, size_t n);
     sdc_status (*download)(sdc_backend *be, float *dst, const float *src, size_t n);
 
@@ -101,74 +128,82 @@ typedef struct sdc_backend_ops {
     /* y[m, n] = x[m, k] . w[n, k]^T (+ bias[n] if bias != NULL); w of a type
      * the backend keeps (load_tensor), fp32 accumulation. On CUDA an F16 or
      * BF16 w takes x rounded to that type. */
-    sdc_status (*linear)(sdc_backend *be, float *y, const float *x,
+    /* x and y of one type T, w of type T, or T fp32 and w of any type
+     * (x is then rounded to w's type on the way in). */
+    sdc_status (*linear)(sdc_backend *be, sdc_buf y, sdc_buf x,
                          sdc_weight w, const float *bias, int m, int k, int n);
     /* y[m, n] = (x - mean) / sqrt(var + eps) * gamma + beta, per row;
      * two-pass statistics. y may alias x. */
-    sdc_status (*layer_norm)(sdc_backend *be, float *y, const float *x,
+    sdc_status (*layer_norm)(sdc_backend *be, sdc_buf y, sdc_buf x,
                              const float *gamma, const float *beta, int m,
                              int n, float eps);
     /* Multi-head scaled dot-product attention, scale 1/sqrt(head_dim).
      * q: [batch, tq, *] with row stride q_stride floats; head h reads
      * columns [h*head_dim, (h+1)*head_dim). k, v: [batch, tk, *] with row
      * stride kv_stride. out: [batch, tq, heads*head_dim] (dense).
-     * causal: query i attends to keys j <= i. */
-    sdc_status (*attention)(sdc_backend *be, float *out, const float *q,
-                            const float *k, const float *v, int batch,
+     * causal: query i attends to keys j <= i. Scores, softmax statistics
+     * and probabilities in fp32 whatever the activations' type (the
+     * probabilities rounded to it for the product with v). */
+    sdc_status (*attention)(sdc_backend *be, sdc_buf out, sdc_buf q,
+                            sdc_buf k, sdc_buf v, int batch,
                             int heads, int tq, int tk, int head_dim,
                             int q_stride, int kv_stride, bool causal);
     /* y[i] = act(x[i]) for n elements; y may alias x. */
-    sdc_status (*activation)(sdc_backend *be, float *y, const float *x,
+    sdc_status (*activation)(sdc_backend *be, sdc_buf y, sdc_buf x,
                              size_t n, sdc_act act);
-    /* dst[i] = src[i] within backend memory. */
-    sdc_status (*copy)(sdc_backend *be, float *dst, const float *src, size_t n);
+    /* dst[i] = src[i] within backend memory, n elements of one type. */
+    sdc_status (*copy)(sdc_backend *be, sdc_buf dst, sdc_buf src, size_t n);
+    /* dst[i] = src[i] converted to dst's type (round to nearest even),
+     * any of F32, F16, BF16 each way on both backends. */
+    sdc_status (*convert)(sdc_backend *be, sdc_buf dst, sdc_buf src, size_t n);
     /* y[i] = a[i] + b[i]; y may alias a or b. */
-    sdc_status (*add)(sdc_backend *be, float *y, const float *a,
-                      const float *b, size_t n);
+    sdc_status (*add)(sdc_backend *be, sdc_buf y, sdc_buf a,
+                      sdc_buf b, size_t n);
     /* y[t, :] = table[ids[t], :] + (pos ? pos[t, :] : 0) for t < n_ids;
      * ids is host memory, already range-checked. */
-    sdc_status (*embed)(sdc_backend *be, float *y, const float *table,
+    sdc_status (*embed)(sdc_backend *be, sdc_buf y, const float *table,
                         const float *pos, const int *ids, int n_ids, int dim);
 
     /* --- image ops (NHWC) --------------------------------------------- */
     /* y[n, ho, wo, cout] = conv(x[n, h, w, cin]) + bias[cout]
-     *                      (+ residual[n, ho, wo, cout] when not NULL)
+     *                      (+ residual[n, ho, wo, cout] when residual.p)
      * w: (cout, k, k, cin), permuted at load from PyTorch's (cout, cin, k, k);
- * typed as linear's.
+     * types as linear's (residual of y's type).
      * ho = (h + 2 pad - k) / stride + 1, likewise wo. y must not alias x. */
-    sdc_status (*conv2d)(sdc_backend *be, float *y, const float *x, sdc_weight w,
-                         const float *bias, const float *residual, int n, int h,
+    sdc_status (*conv2d)(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w,
+                         const float *bias, sdc_buf residual, int n, int h,
                          int w_in, int cin, int cout, int k, int stride, int pad);
     /* Group norm over x[n, hw, c]: statistics per (image, group of c/groups
      * channels), two-pass; then gamma/beta per channel; silu after when
      * `silu`. y may alias x. */
-    sdc_status (*group_norm)(sdc_backend *be, float *y, const float *x,
+    sdc_status (*group_norm)(sdc_backend *be, sdc_buf y, sdc_buf x,
                              const float *gamma, const float *beta, int n, int hw,
                              int c, int groups, float eps, bool silu);
     /* Nearest-neighbour resize x[n, h, w, c] -> y[n, ho, wo, c] as PyTorch's
      * F.interpolate(mode="nearest"): src = floor(dst * in / out). */
-    sdc_status (*upsample_nearest)(sdc_backend *be, float *y, const float *x, int n,
+    sdc_status (*upsample_nearest)(sdc_backend *be, sdc_buf y, sdc_buf x, int n,
                                    int h, int w, int c, int ho, int wo);
     /* Zero padding: y[n, h + top + bottom, w + left + right, c] with x
      * placed at (top, left). */
-    sdc_status (*pad)(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c,
+    sdc_status (*pad)(sdc_backend *be, sdc_buf y, sdc_buf x, int n, int h, int w, int c,
                       int top, int bottom, int left, int right);
     /* y[r, 0:ca] = a[r, :], y[r, ca:ca+cb] = b[r, :] for r < rows. */
-    sdc_status (*concat_channels)(sdc_backend *be, float *y, const float *a,
-                                  const float *b, size_t rows, int ca, int cb);
+    sdc_status (*concat_channels)(sdc_backend *be, sdc_buf y, sdc_buf a,
+                                  sdc_buf b, size_t rows, int ca, int cb);
     /* GEGLU: y[m, j] = x[m, j] * gelu(x[m, f + j]) for j < f; x is (m, 2f). */
-    sdc_status (*geglu)(sdc_backend *be, float *y, const float *x, int m, int f);
+    sdc_status (*geglu)(sdc_backend *be, sdc_buf y, sdc_buf x, int m, int f);
     /* y[b, r, j] = x[b, r, j] + v[b, j]: a per-image row broadcast over
      * `rows` positions (the time embedding added in a ResNet block). */
-    sdc_status (*add_rows)(sdc_backend *be, float *y, const float *x, const float *v,
+    sdc_status (*add_rows)(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_buf v,
                            int n, size_t rows, int c);
     /* diffusers' get_timestep_embedding(t, dim, flip_sin_to_cos=True,
      * shift 0) in float32 for every row: y[b, i] = cos(t f_i),
      * y[b, half + i] = sin(t f_i), f_i = exp(-ln(10000) i / half), b < rows
-     * (a trailing odd column is 0). t is an argument: nothing is copied. */
-    sdc_status (*timestep_embedding)(sdc_backend *be, float *y, int rows, int dim, double t);
+     * (a trailing odd column is 0), rounded once to y's type. t is an
+     * argument: nothing is copied. */
+    sdc_status (*timestep_embedding)(sdc_backend *be, sdc_buf y, int rows, int dim, double t);
 
-    /* --- the denoising loop (latents stay in backend memory) ----------- */
+    /* --- the denoising loop (latents stay in backend memory, fp32) ----- */
     /* y[i] = x[i] * a, or x[i] / a when div; y may alias x. */
     sdc_status (*scale)(sdc_backend *be, float *y, const float *x, float a, bool div, size_t n);
     /* y[i] = y[i] + a * x[i] (the noise of ancestral samplers) */

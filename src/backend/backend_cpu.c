@@ -1,6 +1,9 @@
 /* backend_cpu.c - the CPU backend: the readable fp32 reference for every op.
- * Matrix products go through OpenBLAS sgemm; the rest is plain loops with
- * OpenMP over rows. Statistics are accumulated in double, two passes. */
+ * It takes F32 activations only (an sdc_buf of another type is refused,
+ * naming the op); convert and copy also move F16 and BF16 buffers, so that
+ * typed buffers can be checked against it. Matrix products go through
+ * OpenBLAS sgemm; the rest is plain loops with OpenMP over rows. Statistics
+ * are accumulated in double, two passes. */
 #include "backend/backend_cpu.h"
 
 #include <cblas.h>
@@ -37,27 +40,80 @@ static sdc_status cpu_alloc(sdc_backend *be, size_t n, float **out) {
     return SDC_OK;
 }
 
-static void cpu_free(sdc_backend *be, float *p) {
+static void cpu_free(sdc_backend *be, void *p) {
     (void)be;
     free(p);
 }
 
-static sdc_status cpu_copy(sdc_backend *be, float *dst, const float *src, size_t n) {
-    (void)be;
-    if (n) memmove(dst, src, n * sizeof(float));
+static bool is_act_type(sdc_dtype t) { return t == SDC_DT_F32 || t == SDC_DT_F16 || t == SDC_DT_BF16; }
+
+/* for messages: an activation type's name */
+static const char *act_type_name(sdc_dtype t) {
+    switch (t) {
+    case SDC_DT_F32: return "F32";
+    case SDC_DT_F16: return "F16";
+    case SDC_DT_BF16: return "BF16";
+    default: return "other than F32, F16 or BF16";
+    }
+}
+
+sdc_status sdc_cpu_f32(const char *op, int n, const sdc_buf *bufs) {
+    for (int i = 0; i < n; i++)
+        if (bufs[i].p && bufs[i].type != SDC_DT_F32)
+            return sdc_fail(SDC_ERR_ARG, "%s: activations of type %s; the CPU backend computes in F32 only", op,
+                            act_type_name(bufs[i].type));
     return SDC_OK;
 }
 
+/* host memory to host memory: upload and download are plain copies */
 static sdc_status cpu_upload(sdc_backend *be, float *dst, const float *src, size_t n) {
     be->transfers.uploads++;
     be->transfers.bytes_up += n * sizeof(float);
-    return cpu_copy(be, dst, src, n);
+    if (n) memmove(dst, src, n * sizeof(float));
+    return SDC_OK;
 }
 
 static sdc_status cpu_download(sdc_backend *be, float *dst, const float *src, size_t n) {
     be->transfers.downloads++;
     be->transfers.bytes_down += n * sizeof(float);
-    return cpu_copy(be, dst, src, n);
+    if (n) memmove(dst, src, n * sizeof(float));
+    return SDC_OK;
+}
+
+/* A byte copy, so any activation type, as long as both sides agree. */
+static sdc_status cpu_copy(sdc_backend *be, sdc_buf dst, sdc_buf src, size_t n) {
+    (void)be;
+    if (!is_act_type(dst.type) || dst.type != src.type)
+        return sdc_fail(SDC_ERR_ARG, "copy: from %s to %s: both sides must be one of F32, F16, BF16 and the same "
+                        "(between types use convert)", act_type_name(src.type), act_type_name(dst.type));
+    if (n) memmove(dst.p, src.p, n * sdc_act_size(dst.type));
+    return SDC_OK;
+}
+
+/* Any of F32, F16, BF16 to any: through fp32, exact for every half value,
+ * so the one rounding (to nearest even) is the host helpers' to dst's type.
+ * Across types dst and src must not overlap; one type is a plain copy. */
+static sdc_status cpu_convert(sdc_backend *be, sdc_buf dst, sdc_buf src, size_t n) {
+    (void)be;
+    if (!is_act_type(dst.type) || !is_act_type(src.type))
+        return sdc_fail(SDC_ERR_ARG, "convert: from %s to %s: F32, F16 and BF16 only", act_type_name(src.type),
+                        act_type_name(dst.type));
+    if (dst.type == src.type) {
+        if (n) memmove(dst.p, src.p, n * sdc_act_size(dst.type));
+        return SDC_OK;
+    }
+    const sdc_dtype st = src.type, dt = dst.type;
+    const float *s32 = src.p;
+    const uint16_t *s16 = src.p;
+    float *d32 = dst.p;
+    uint16_t *d16 = dst.p;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float f = st == SDC_DT_F32 ? s32[i] : st == SDC_DT_F16 ? sdc_f16_to_f32(s16[i]) : sdc_bf16_to_f32(s16[i]);
+        if (dt == SDC_DT_F32) d32[i] = f;
+        else d16[i] = dt == SDC_DT_F16 ? sdc_f32_to_f16(f) : sdc_f32_to_bf16(f);
+    }
+    return SDC_OK;
 }
 
 /* Weights arrive as fp32, fp16 or bf16 and are kept as fp32: converted
@@ -86,9 +142,12 @@ static sdc_status cpu_load_tensor(sdc_backend *be, sdc_dtype type, const void *s
     return SDC_OK;
 }
 
-static sdc_status cpu_linear(sdc_backend *be, float *y, const float *x,
+static sdc_status cpu_linear(sdc_backend *be, sdc_buf yb, sdc_buf xb,
                              sdc_weight wt, const float *bias, int m, int k, int n) {
     (void)be;
+    SDC_TRY(sdc_cpu_f32("linear", 2, (sdc_buf[]){yb, xb}));
+    float *y = yb.p;
+    const float *x = xb.p;
     if (wt.type != SDC_DT_F32)
         return sdc_fail(SDC_ERR_UNSUPPORTED, "linear: the CPU backend computes with fp32 weights, not %s",
                         wt.type == SDC_DT_F16 ? "fp16" : "bf16");
@@ -106,10 +165,13 @@ static sdc_status cpu_linear(sdc_backend *be, float *y, const float *x,
     return SDC_OK;
 }
 
-static sdc_status cpu_layer_norm(sdc_backend *be, float *y, const float *x,
+static sdc_status cpu_layer_norm(sdc_backend *be, sdc_buf yb, sdc_buf xb,
                                  const float *gamma, const float *beta, int m,
                                  int n, float eps) {
     (void)be;
+    SDC_TRY(sdc_cpu_f32("layer_norm", 2, (sdc_buf[]){yb, xb}));
+    float *y = yb.p;
+    const float *x = xb.p;
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < m; i++) {
         const float *xr = x + (size_t)i * n;
@@ -131,9 +193,12 @@ static sdc_status cpu_layer_norm(sdc_backend *be, float *y, const float *x,
     return SDC_OK;
 }
 
-static sdc_status cpu_activation(sdc_backend *be, float *y, const float *x,
+static sdc_status cpu_activation(sdc_backend *be, sdc_buf yb, sdc_buf xb,
                                  size_t n, sdc_act act) {
     (void)be;
+    SDC_TRY(sdc_cpu_f32("activation", 2, (sdc_buf[]){yb, xb}));
+    float *y = yb.p;
+    const float *x = xb.p;
     switch (act) {
     case SDC_ACT_NONE:
         if (y != x) memmove(y, x, n * sizeof(float));
@@ -157,17 +222,22 @@ static sdc_status cpu_activation(sdc_backend *be, float *y, const float *x,
     return SDC_OK;
 }
 
-static sdc_status cpu_add(sdc_backend *be, float *y, const float *a,
-                          const float *b, size_t n) {
+static sdc_status cpu_add(sdc_backend *be, sdc_buf yb, sdc_buf ab,
+                          sdc_buf bb, size_t n) {
     (void)be;
+    SDC_TRY(sdc_cpu_f32("add", 3, (sdc_buf[]){yb, ab, bb}));
+    float *y = yb.p;
+    const float *a = ab.p, *b = bb.p;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
     return SDC_OK;
 }
 
-static sdc_status cpu_embed(sdc_backend *be, float *y, const float *table,
+static sdc_status cpu_embed(sdc_backend *be, sdc_buf yb, const float *table,
                             const float *pos, const int *ids, int n_ids, int dim) {
     (void)be;
+    SDC_TRY(sdc_cpu_f32("embed", 1, &yb));
+    float *y = yb.p;
     for (int t = 0; t < n_ids; t++) {
         const float *row = table + (size_t)ids[t] * dim;
         float *yr = y + (size_t)t * dim;
@@ -194,6 +264,7 @@ static const sdc_backend_ops cpu_ops = {
     .upload = cpu_upload,
     .download = cpu_download,
     .copy = cpu_copy,
+    .convert = cpu_convert,
     .load_tensor = cpu_load_tensor,
     .load_conv = cpu_load_conv,
     .linear = cpu_linear,

@@ -1,4 +1,6 @@
-/* backend_cpu.h - the CPU backend's ops, split over backend_cpu*.c. */
+/* backend_cpu.h - the CPU backend's ops, split over backend_cpu*.c. They
+ * take F32 activations only (sdc_cpu_f32); convert and copy move F16 and
+ * BF16 buffers too. */
 #ifndef SDC_BACKEND_CPU_H
 #define SDC_BACKEND_CPU_H
 
@@ -58,25 +60,29 @@ sdc_status sdc_cpu_scratch_bind(sdc_backend *be, void *p, size_t bytes);
 /* the aligned allocation every CPU buffer comes from (backend_cpu.c) */
 void *sdc_cpu_aligned(size_t bytes);
 
-sdc_status sdc_cpu_attention(sdc_backend *be, float *out, const float *q, const float *k,
-                             const float *v, int batch, int heads, int tq, int tk,
-                             int head_dim, int q_stride, int kv_stride, bool causal);
-sdc_status sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, sdc_weight w,
-                          const float *bias, const float *residual, int n, int h, int w_in,
-                          int cin, int cout, int k, int stride, int pad);
-sdc_status sdc_cpu_group_norm(sdc_backend *be, float *y, const float *x, const float *gamma,
-                              const float *beta, int n, int hw, int c, int groups, float eps,
-                              bool silu);
-sdc_status sdc_cpu_upsample_nearest(sdc_backend *be, float *y, const float *x, int n, int h,
-                                    int w, int c, int ho, int wo);
-sdc_status sdc_cpu_pad(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int top,
-                       int bottom, int left, int right);
-sdc_status sdc_cpu_concat_channels(sdc_backend *be, float *y, const float *a, const float *b,
-                                   size_t rows, int ca, int cb);
-sdc_status sdc_cpu_geglu(sdc_backend *be, float *y, const float *x, int m, int f);
-sdc_status sdc_cpu_add_rows(sdc_backend *be, float *y, const float *x, const float *v, int n,
-                            size_t rows, int c);
-sdc_status sdc_cpu_timestep_embedding(sdc_backend *be, float *y, int rows, int dim, double t);
+/* The CPU backend computes in F32 only: SDC_OK when each of the n buffers
+ * is F32 (a NULL p, an optional buffer left out, is skipped), else
+ * SDC_ERR_ARG naming op and the type it was given. Every op taking sdc_buf
+ * activations checks them so before it computes (backend_cpu.c). */
+sdc_status sdc_cpu_f32(const char *op, int n, const sdc_buf *bufs);
+
+sdc_status sdc_cpu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf k, sdc_buf v, int batch,
+                             int heads, int tq, int tk, int head_dim, int q_stride, int kv_stride, bool causal);
+sdc_status sdc_cpu_conv2d(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *bias,
+                          sdc_buf residual, int n, int h, int w_in, int cin, int cout, int k, int stride,
+                          int pad);
+sdc_status sdc_cpu_group_norm(sdc_backend *be, sdc_buf y, sdc_buf x, const float *gamma, const float *beta,
+                              int n, int hw, int c, int groups, float eps, bool silu);
+sdc_status sdc_cpu_upsample_nearest(sdc_backend *be, sdc_buf y, sdc_buf x, int n, int h, int w, int c, int ho,
+                                    int wo);
+sdc_status sdc_cpu_pad(sdc_backend *be, sdc_buf y, sdc_buf x, int n, int h, int w, int c, int top, int bottom,
+                       int left, int right);
+sdc_status sdc_cpu_concat_channels(sdc_backend *be, sdc_buf y, sdc_buf a, sdc_buf b, size_t rows, int ca,
+                                   int cb);
+sdc_status sdc_cpu_geglu(sdc_backend *be, sdc_buf y, sdc_buf x, int m, int f);
+sdc_status sdc_cpu_add_rows(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_buf v, int n, size_t rows, int c);
+sdc_status sdc_cpu_timestep_embedding(sdc_backend *be, sdc_buf y, int rows, int dim, double t);
+/* the denoising loop's ops: fp32 latents (float *) */
 sdc_status sdc_cpu_scale(sdc_backend *be, float *y, const float *x, float a, bool div, size_t n);
 sdc_status sdc_cpu_axpy(sdc_backend *be, float *y, float a, const float *x, size_t n);
 sdc_status sdc_cpu_guidance(sdc_backend *be, float *y, const float *u, const float *c, float g, size_t n);

@@ -63,13 +63,13 @@ static void attn_job(const attn_args *a, int job, float *s) {
     }
 }
 
-sdc_status sdc_cpu_attention(sdc_backend *be, float *out, const float *q, const float *k,
-                             const float *v, int batch, int heads, int tq, int tk,
-                             int head_dim, int q_stride, int kv_stride, bool causal) {
+sdc_status sdc_cpu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf k, sdc_buf v, int batch,
+                             int heads, int tq, int tk, int head_dim, int q_stride, int kv_stride, bool causal) {
+    SDC_TRY(sdc_cpu_f32("attention", 4, (sdc_buf[]){out, q, k, v}));
     if (batch < 1 || heads < 1 || tq < 1 || tk < 1 || head_dim < 1)
         return sdc_fail(SDC_ERR_ARG, "attention: bad shape batch=%d heads=%d tq=%d tk=%d d=%d",
                         batch, heads, tq, tk, head_dim);
-    attn_args a = {.out = out, .q = q, .k = k, .v = v, .heads = heads, .tq = tq, .tk = tk, .d = head_dim,
+    attn_args a = {.out = out.p, .q = q.p, .k = k.p, .v = v.p, .heads = heads, .tq = tq, .tk = tk, .d = head_dim,
                    .q_stride = q_stride, .kv_stride = kv_stride, .width = heads * head_dim,
                    .blocks = (tq + QBLOCK - 1) / QBLOCK, .causal = causal,
                    /* softmax(scale * q.k) with the scale folded into the exponent */

@@ -94,9 +94,12 @@ static sdc_status conv_im2col(sdc_backend *be, float *y, const float *x, const f
     return SDC_OK;
 }
 
-sdc_status sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, sdc_weight wt,
-                          const float *bias, const float *residual, int n, int h, int wi,
+sdc_status sdc_cpu_conv2d(sdc_backend *be, sdc_buf yb, sdc_buf xb, sdc_weight wt,
+                          const float *bias, sdc_buf rb, int n, int h, int wi,
                           int cin, int cout, int k, int stride, int pad) {
+    SDC_TRY(sdc_cpu_f32("conv2d", 3, (sdc_buf[]){yb, xb, rb}));
+    float *y = yb.p;
+    const float *x = xb.p, *residual = rb.p; /* residual NULL: none */
     if (wt.type != SDC_DT_F32)
         return sdc_fail(SDC_ERR_UNSUPPORTED, "conv2d: the CPU backend computes with fp32 weights, not %s",
                         wt.type == SDC_DT_F16 ? "fp16" : "bf16");
@@ -125,9 +128,12 @@ sdc_status sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, sdc_weight 
  * per channel over pixel chunks (vectorised across channels, in double),
  * then combined per group: pass 1 the means, pass 2 the squared deviations
  * from the group mean (two-pass, never E[x^2] - E[x]^2), pass 3 applies. */
-sdc_status sdc_cpu_group_norm(sdc_backend *be, float *y, const float *x, const float *gamma,
+sdc_status sdc_cpu_group_norm(sdc_backend *be, sdc_buf yb, sdc_buf xb, const float *gamma,
                               const float *beta, int n, int hw, int c, int groups, float eps,
                               bool silu) {
+    SDC_TRY(sdc_cpu_f32("group_norm", 2, (sdc_buf[]){yb, xb}));
+    float *y = yb.p;
+    const float *x = xb.p;
     if (groups < 1 || c % groups != 0)
         return sdc_fail(SDC_ERR_ARG, "group_norm: %d channels not divisible into %d groups", c, groups);
     const int cg = c / groups, nt = omp_get_max_threads();
@@ -200,9 +206,12 @@ sdc_status sdc_cpu_group_norm(sdc_backend *be, float *y, const float *x, const f
     return SDC_OK;
 }
 
-sdc_status sdc_cpu_upsample_nearest(sdc_backend *be, float *y, const float *x, int n, int h,
+sdc_status sdc_cpu_upsample_nearest(sdc_backend *be, sdc_buf yb, sdc_buf xb, int n, int h,
                                     int w, int c, int ho, int wo) {
     (void)be;
+    SDC_TRY(sdc_cpu_f32("upsample_nearest", 2, (sdc_buf[]){yb, xb}));
+    float *y = yb.p;
+    const float *x = xb.p;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < n; b++)
         for (int oy = 0; oy < ho; oy++) {
@@ -216,9 +225,12 @@ sdc_status sdc_cpu_upsample_nearest(sdc_backend *be, float *y, const float *x, i
     return SDC_OK;
 }
 
-sdc_status sdc_cpu_pad(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int top,
+sdc_status sdc_cpu_pad(sdc_backend *be, sdc_buf yb, sdc_buf xb, int n, int h, int w, int c, int top,
                        int bottom, int left, int right) {
     (void)be;
+    SDC_TRY(sdc_cpu_f32("pad", 2, (sdc_buf[]){yb, xb}));
+    float *y = yb.p;
+    const float *x = xb.p;
     const int ho = h + top + bottom, wo = w + left + right;
     memset(y, 0, (size_t)n * ho * wo * c * sizeof(float));
 #pragma omp parallel for collapse(2) schedule(static)
@@ -229,9 +241,12 @@ sdc_status sdc_cpu_pad(sdc_backend *be, float *y, const float *x, int n, int h, 
     return SDC_OK;
 }
 
-sdc_status sdc_cpu_concat_channels(sdc_backend *be, float *y, const float *a, const float *b,
+sdc_status sdc_cpu_concat_channels(sdc_backend *be, sdc_buf yb, sdc_buf ab, sdc_buf bb,
                                    size_t rows, int ca, int cb) {
     (void)be;
+    SDC_TRY(sdc_cpu_f32("concat_channels", 3, (sdc_buf[]){yb, ab, bb}));
+    float *y = yb.p;
+    const float *a = ab.p, *b = bb.p;
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++) {
         memcpy(y + r * (ca + cb), a + r * ca, (size_t)ca * sizeof(float));
@@ -248,8 +263,11 @@ static inline float erf_approx(float x) {
     return x < 0 ? -r : r;
 }
 
-sdc_status sdc_cpu_geglu(sdc_backend *be, float *y, const float *x, int m, int f) {
+sdc_status sdc_cpu_geglu(sdc_backend *be, sdc_buf yb, sdc_buf xb, int m, int f) {
     (void)be;
+    SDC_TRY(sdc_cpu_f32("geglu", 2, (sdc_buf[]){yb, xb}));
+    float *y = yb.p;
+    const float *x = xb.p;
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < m; i++) {
         const float *a = x + (size_t)i * 2 * f, *g = a + f;
@@ -260,9 +278,12 @@ sdc_status sdc_cpu_geglu(sdc_backend *be, float *y, const float *x, int m, int f
     return SDC_OK;
 }
 
-sdc_status sdc_cpu_add_rows(sdc_backend *be, float *y, const float *x, const float *v, int n,
+sdc_status sdc_cpu_add_rows(sdc_backend *be, sdc_buf yb, sdc_buf xb, sdc_buf vb, int n,
                             size_t rows, int c) {
     (void)be;
+    SDC_TRY(sdc_cpu_f32("add_rows", 3, (sdc_buf[]){yb, xb, vb}));
+    float *y = yb.p;
+    const float *x = xb.p, *v = vb.p;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < n; b++)
         for (size_t r = 0; r < rows; r++) {

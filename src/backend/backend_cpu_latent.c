@@ -54,9 +54,11 @@ void sdc_latent_update_apply(const sdc_latent_update *u, float *x, const float *
     }
 }
 
-sdc_status sdc_cpu_timestep_embedding(sdc_backend *be, float *y, int rows, int dim, double t) {
+sdc_status sdc_cpu_timestep_embedding(sdc_backend *be, sdc_buf yb, int rows, int dim, double t) {
     (void)be;
+    SDC_TRY(sdc_cpu_f32("timestep_embedding", 1, &yb));
     if (rows < 1 || dim < 1) return sdc_fail(SDC_ERR_ARG, "timestep_embedding: bad shape %d x %d", rows, dim);
+    float *y = yb.p;
     const int half = dim / 2;
     for (int b = 0; b < rows; b++) {
         float *o = y + (size_t)b * dim;

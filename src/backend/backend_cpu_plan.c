@@ -12,35 +12,36 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 
-static sdc_status nop_copy(sdc_backend *be, float *d, const float *s, size_t n) { return SDC_OK; }
-static sdc_status nop_linear(sdc_backend *be, float *y, const float *x, sdc_weight w, const float *b, int m, int k,
+static sdc_status nop_upload(sdc_backend *be, float *d, const float *s, size_t n) { return SDC_OK; }
+static sdc_status nop_copy(sdc_backend *be, sdc_buf d, sdc_buf s, size_t n) { return SDC_OK; }
+static sdc_status nop_linear(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *b, int m, int k,
                              int n) {
     return SDC_OK;
 }
-static sdc_status nop_layer_norm(sdc_backend *be, float *y, const float *x, const float *g, const float *b, int m,
-                                 int n, float eps) {
+static sdc_status nop_layer_norm(sdc_backend *be, sdc_buf y, sdc_buf x, const float *g, const float *b, int m, int n,
+                                 float eps) {
     return SDC_OK;
 }
-static sdc_status nop_activation(sdc_backend *be, float *y, const float *x, size_t n, sdc_act a) { return SDC_OK; }
-static sdc_status nop_add(sdc_backend *be, float *y, const float *a, const float *b, size_t n) { return SDC_OK; }
-static sdc_status nop_embed(sdc_backend *be, float *y, const float *t, const float *p, const int *ids, int n, int d) {
+static sdc_status nop_activation(sdc_backend *be, sdc_buf y, sdc_buf x, size_t n, sdc_act a) { return SDC_OK; }
+static sdc_status nop_add(sdc_backend *be, sdc_buf y, sdc_buf a, sdc_buf b, size_t n) { return SDC_OK; }
+static sdc_status nop_embed(sdc_backend *be, sdc_buf y, const float *t, const float *p, const int *ids, int n, int d) {
     return SDC_OK;
 }
-static sdc_status nop_upsample(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int ho, int wo) {
+static sdc_status nop_upsample(sdc_backend *be, sdc_buf y, sdc_buf x, int n, int h, int w, int c, int ho, int wo) {
     return SDC_OK;
 }
-static sdc_status nop_pad(sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int t, int b, int l,
+static sdc_status nop_pad(sdc_backend *be, sdc_buf y, sdc_buf x, int n, int h, int w, int c, int t, int b, int l,
                           int r) {
     return SDC_OK;
 }
-static sdc_status nop_concat(sdc_backend *be, float *y, const float *a, const float *b, size_t rows, int ca, int cb) {
+static sdc_status nop_concat(sdc_backend *be, sdc_buf y, sdc_buf a, sdc_buf b, size_t rows, int ca, int cb) {
     return SDC_OK;
 }
-static sdc_status nop_geglu(sdc_backend *be, float *y, const float *x, int m, int f) { return SDC_OK; }
-static sdc_status nop_add_rows(sdc_backend *be, float *y, const float *x, const float *v, int n, size_t rows, int c) {
+static sdc_status nop_geglu(sdc_backend *be, sdc_buf y, sdc_buf x, int m, int f) { return SDC_OK; }
+static sdc_status nop_add_rows(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_buf v, int n, size_t rows, int c) {
     return SDC_OK;
 }
-static sdc_status nop_timestep(sdc_backend *be, float *y, int rows, int dim, double t) { return SDC_OK; }
+static sdc_status nop_timestep(sdc_backend *be, sdc_buf y, int rows, int dim, double t) { return SDC_OK; }
 static sdc_status nop_scale(sdc_backend *be, float *y, const float *x, float a, bool div, size_t n) { return SDC_OK; }
 static sdc_status nop_axpy(sdc_backend *be, float *y, float a, const float *x, size_t n) { return SDC_OK; }
 static sdc_status nop_guidance(sdc_backend *be, float *y, const float *u, const float *c, float g, size_t n) {
@@ -58,7 +59,8 @@ sdc_status sdc_cpu_plan_begin(sdc_backend *be) {
     if (im->planning) return sdc_fail(SDC_ERR_ARG, "plan_begin: a dry run is already open");
     sdc_backend_ops *o = &im->plan_ops;
     *o = *sdc_cpu_ops(); /* alloc, load_*: the real ones, which refuse while planning */
-    o->upload = o->download = o->copy = o->upload_async = nop_copy;
+    o->upload = o->download = o->upload_async = nop_upload;
+    o->copy = o->convert = nop_copy;
     o->linear = nop_linear;
     o->layer_norm = nop_layer_norm;
     o->activation = nop_activation;

@@ -18,47 +18,47 @@ static sdc_profile g_prof;
 
 SHIM(upload, SDC_OP_MEMORY, (sdc_backend *be, float *d, const float *s, size_t n), (be, d, s, n))
 SHIM(download, SDC_OP_MEMORY, (sdc_backend *be, float *d, const float *s, size_t n), (be, d, s, n))
-SHIM(copy, SDC_OP_MEMORY, (sdc_backend *be, float *d, const float *s, size_t n), (be, d, s, n))
+SHIM(copy, SDC_OP_MEMORY, (sdc_backend *be, sdc_buf d, sdc_buf s, size_t n), (be, d, s, n))
+SHIM(convert, SDC_OP_MEMORY, (sdc_backend *be, sdc_buf d, sdc_buf s, size_t n), (be, d, s, n))
 SHIM(linear, SDC_OP_LINEAR,
-     (sdc_backend *be, float *y, const float *x, sdc_weight w, const float *b, int m, int k, int n),
+     (sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *b, int m, int k, int n),
      (be, y, x, w, b, m, k, n))
 SHIM(layer_norm, SDC_OP_LAYER_NORM,
-     (sdc_backend *be, float *y, const float *x, const float *g, const float *b, int m, int n, float eps),
+     (sdc_backend *be, sdc_buf y, sdc_buf x, const float *g, const float *b, int m, int n, float eps),
      (be, y, x, g, b, m, n, eps))
 SHIM(attention, SDC_OP_ATTENTION,
-     (sdc_backend *be, float *o, const float *q, const float *k, const float *v, int b, int h, int tq, int tk,
-      int d, int qs, int kvs, bool causal),
+     (sdc_backend *be, sdc_buf o, sdc_buf q, sdc_buf k, sdc_buf v, int b, int h, int tq, int tk, int d, int qs,
+      int kvs, bool causal),
      (be, o, q, k, v, b, h, tq, tk, d, qs, kvs, causal))
-SHIM(activation, SDC_OP_ELEMENTWISE, (sdc_backend *be, float *y, const float *x, size_t n, sdc_act a),
+SHIM(activation, SDC_OP_ELEMENTWISE, (sdc_backend *be, sdc_buf y, sdc_buf x, size_t n, sdc_act a),
      (be, y, x, n, a))
-SHIM(add, SDC_OP_ELEMENTWISE, (sdc_backend *be, float *y, const float *a, const float *b, size_t n),
-     (be, y, a, b, n))
+SHIM(add, SDC_OP_ELEMENTWISE, (sdc_backend *be, sdc_buf y, sdc_buf a, sdc_buf b, size_t n), (be, y, a, b, n))
 SHIM(embed, SDC_OP_MEMORY,
-     (sdc_backend *be, float *y, const float *t, const float *p, const int *ids, int n, int d),
+     (sdc_backend *be, sdc_buf y, const float *t, const float *p, const int *ids, int n, int d),
      (be, y, t, p, ids, n, d))
 SHIM(conv2d, SDC_OP_CONV,
-     (sdc_backend *be, float *y, const float *x, sdc_weight w, const float *b, const float *r, int n, int h,
-      int wi, int ci, int co, int k, int s, int p),
+     (sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *b, sdc_buf r, int n, int h, int wi,
+      int ci, int co, int k, int s, int p),
      (be, y, x, w, b, r, n, h, wi, ci, co, k, s, p))
 SHIM(group_norm, SDC_OP_GROUP_NORM,
-     (sdc_backend *be, float *y, const float *x, const float *g, const float *b, int n, int hw, int c, int gr,
+     (sdc_backend *be, sdc_buf y, sdc_buf x, const float *g, const float *b, int n, int hw, int c, int gr,
       float eps, bool silu),
      (be, y, x, g, b, n, hw, c, gr, eps, silu))
 SHIM(upsample_nearest, SDC_OP_MEMORY,
-     (sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int ho, int wo),
+     (sdc_backend *be, sdc_buf y, sdc_buf x, int n, int h, int w, int c, int ho, int wo),
      (be, y, x, n, h, w, c, ho, wo))
 SHIM(pad, SDC_OP_MEMORY,
-     (sdc_backend *be, float *y, const float *x, int n, int h, int w, int c, int t, int b, int l, int r),
+     (sdc_backend *be, sdc_buf y, sdc_buf x, int n, int h, int w, int c, int t, int b, int l, int r),
      (be, y, x, n, h, w, c, t, b, l, r))
 SHIM(concat_channels, SDC_OP_MEMORY,
-     (sdc_backend *be, float *y, const float *a, const float *b, size_t rows, int ca, int cb),
+     (sdc_backend *be, sdc_buf y, sdc_buf a, sdc_buf b, size_t rows, int ca, int cb),
      (be, y, a, b, rows, ca, cb))
-SHIM(geglu, SDC_OP_ELEMENTWISE, (sdc_backend *be, float *y, const float *x, int m, int f), (be, y, x, m, f))
+SHIM(geglu, SDC_OP_ELEMENTWISE, (sdc_backend *be, sdc_buf y, sdc_buf x, int m, int f), (be, y, x, m, f))
 SHIM(add_rows, SDC_OP_ELEMENTWISE,
-     (sdc_backend *be, float *y, const float *x, const float *v, int n, size_t rows, int c),
+     (sdc_backend *be, sdc_buf y, sdc_buf x, sdc_buf v, int n, size_t rows, int c),
      (be, y, x, v, n, rows, c))
 
-SHIM(timestep_embedding, SDC_OP_ELEMENTWISE, (sdc_backend *be, float *y, int rows, int dim, double t),
+SHIM(timestep_embedding, SDC_OP_ELEMENTWISE, (sdc_backend *be, sdc_buf y, int rows, int dim, double t),
      (be, y, rows, dim, t))
 SHIM(scale, SDC_OP_ELEMENTWISE, (sdc_backend *be, float *y, const float *x, float a, bool div, size_t n),
      (be, y, x, a, div, n))
@@ -78,6 +78,7 @@ void sdc_backend_profile_enable(sdc_backend *be) {
     g_wrapped.upload = shim_upload;
     g_wrapped.download = shim_download;
     g_wrapped.copy = shim_copy;
+    g_wrapped.convert = shim_convert;
     g_wrapped.linear = shim_linear;
     g_wrapped.layer_norm = shim_layer_norm;
     g_wrapped.attention = shim_attention;

@@ -22,21 +22,21 @@ sdc_status sdc_resnet_load(sdc_loader *L, sdc_resnet *r, const char *p, int cin,
     return SDC_OK;
 }
 
-sdc_status sdc_resnet_forward(sdc_backend *be, const sdc_resnet *r, float *y, const float *x,
-                              const float *temb, int temb_dim, float *temb_proj, float *tmp,
-                              float *tmp2, int batch, int h, int w, int groups, float eps) {
+sdc_status sdc_resnet_forward(sdc_backend *be, const sdc_resnet *r, sdc_buf y, sdc_buf x, sdc_buf temb,
+                              int temb_dim, sdc_buf temb_proj, sdc_buf tmp, sdc_buf tmp2, int batch, int h, int w,
+                              int groups, float eps) {
     const sdc_backend_ops *op = be->ops;
     const int hw = h * w;
     SDC_TRY(op->group_norm(be, tmp, x, r->norm1_w, r->norm1_b, batch, hw, r->cin, groups, eps, true));
-    SDC_TRY(op->conv2d(be, tmp2, tmp, r->conv1_w, r->conv1_b, NULL, batch, h, w, r->cin, r->cout, 3, 1, 1));
-    if (temb && r->temb_w.p) {
+    SDC_TRY(op->conv2d(be, tmp2, tmp, r->conv1_w, r->conv1_b, SDC_NO_BUF, batch, h, w, r->cin, r->cout, 3, 1, 1));
+    if (temb.p && r->temb_w.p) {
         SDC_TRY(op->linear(be, temb_proj, temb, r->temb_w, r->temb_b, batch, temb_dim, r->cout));
         SDC_TRY(op->add_rows(be, tmp2, tmp2, temb_proj, batch, (size_t)hw, r->cout));
     }
     SDC_TRY(op->group_norm(be, tmp2, tmp2, r->norm2_w, r->norm2_b, batch, hw, r->cout, groups, eps, true));
-    const float *shortcut = x;
+    sdc_buf shortcut = x;
     if (r->short_w.p) {
-        SDC_TRY(op->conv2d(be, tmp, x, r->short_w, r->short_b, NULL, batch, h, w, r->cin, r->cout, 1, 1, 0));
+        SDC_TRY(op->conv2d(be, tmp, x, r->short_w, r->short_b, SDC_NO_BUF, batch, h, w, r->cin, r->cout, 1, 1, 0));
         shortcut = tmp;
     }
     return op->conv2d(be, y, tmp2, r->conv2_w, r->conv2_b, shortcut, batch, h, w, r->cout, r->cout, 3, 1, 1);

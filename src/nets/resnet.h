@@ -19,12 +19,13 @@ typedef struct sdc_resnet {
 
 sdc_status sdc_resnet_load(sdc_loader *L, sdc_resnet *r, const char *prefix, int cin, int cout,
                            int temb_dim);
-/* y = resnet(x): temb (batch, temb_dim) is silu(time embedding) or NULL;
- * temb_proj (batch, cout) scratch; tmp, tmp2 scratch of the activation's
- * size; y distinct from x, tmp, tmp2. */
-sdc_status sdc_resnet_forward(sdc_backend *be, const sdc_resnet *r, float *y, const float *x,
-                              const float *temb, int temb_dim, float *temb_proj, float *tmp,
-                              float *tmp2, int batch, int h, int w, int groups, float eps);
+/* y = resnet(x), every buffer of one activation type: temb (batch,
+ * temb_dim) is silu(time embedding) or no buffer; temb_proj (batch, cout)
+ * scratch; tmp, tmp2 scratch of the activation's size; y distinct from x,
+ * tmp, tmp2. */
+sdc_status sdc_resnet_forward(sdc_backend *be, const sdc_resnet *r, sdc_buf y, sdc_buf x, sdc_buf temb,
+                              int temb_dim, sdc_buf temb_proj, sdc_buf tmp, sdc_buf tmp2, int batch, int h, int w,
+                              int groups, float eps);
 
 /* Floating-point operations of one forward over px pixels (the convolutions). */
 double sdc_resnet_flops(const sdc_resnet *r, double px);

@@ -89,11 +89,14 @@ static sdc_status load_all(sdc_loader *L, sdc_text_encoder *te) {
     for (int l = 0; l < c->layers; l++) SDC_TRY(load_layer(L, l, c, &te->layers[l]));
     sdc_backend *be = L->be;
     const size_t T = (size_t)c->max_pos;
-    SDC_TRY(be->ops->alloc(be, T * W, &te->x));
-    SDC_TRY(be->ops->alloc(be, T * W, &te->h));
-    SDC_TRY(be->ops->alloc(be, T * 3 * W, &te->qkv));
-    SDC_TRY(be->ops->alloc(be, T * W, &te->attn));
-    return be->ops->alloc(be, T * (size_t)c->ff, &te->mlp);
+    sdc_buf *bufs[] = {&te->x, &te->h, &te->qkv, &te->attn, &te->mlp};
+    const size_t elems[] = {T * W, T * W, T * 3 * W, T * W, T * (size_t)c->ff};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        float *p = NULL;
+        SDC_TRY(be->ops->alloc(be, sdc_act_floats(te->act, elems[i]), &p));
+        *bufs[i] = (sdc_buf){p, te->act};
+    }
+    return te->act == SDC_DT_F32 ? SDC_OK : be->ops->alloc(be, T * W, &te->out);
 }
 
 sdc_status sdc_text_encoder_load(const sdc_model_files *m, sdc_backend *be,
@@ -103,6 +106,7 @@ sdc_status sdc_text_encoder_load(const sdc_model_files *m, sdc_backend *be,
     if (!te) return sdc_fail(SDC_ERR_OOM, "text encoder: out of memory");
     te->cfg = m->config.text;
     te->be = be;
+    te->act = be->weight_type; /* activations in the weights' type */
     te->layers = calloc((size_t)te->cfg.layers, sizeof *te->layers);
     sdc_loader L;
     sdc_loader_init(&L, m, SDC_COMP_TEXT, be, &te->weights);
@@ -119,9 +123,10 @@ sdc_status sdc_text_encoder_load(const sdc_model_files *m, sdc_backend *be,
 void sdc_text_encoder_free(sdc_text_encoder *te) {
     if (!te) return;
     sdc_backend *be = te->be;
-    float **bufs[] = {&te->x, &te->h, &te->qkv, &te->attn, &te->mlp};
+    sdc_buf *bufs[] = {&te->x, &te->h, &te->qkv, &te->attn, &te->mlp};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (*bufs[i]) be->ops->free(be, *bufs[i]);
+        if (bufs[i]->p) be->ops->free(be, bufs[i]->p);
+    if (te->out) be->ops->free(be, te->out);
     sdc_weight_set_free(&te->weights, be);
     free(te->layers);
     free(te);
@@ -149,7 +154,7 @@ sdc_status sdc_text_encoder_run(sdc_text_encoder *te, const int *ids,
         /* x = x + out_proj(attention(ln1(x))) */
         SDC_TRY(op->layer_norm(be, te->h, te->x, ly->ln1_w, ly->ln1_b, T, W, c->eps));
         SDC_TRY(op->linear(be, te->qkv, te->h, ly->qkv_w, ly->qkv_b, T, W, 3 * W));
-        SDC_TRY(op->attention(be, te->attn, te->qkv, te->qkv + W, te->qkv + 2 * W, 1, H, T, T,
+        SDC_TRY(op->attention(be, te->attn, te->qkv, sdc_at(te->qkv, W), sdc_at(te->qkv, 2 * (size_t)W), 1, H, T, T,
                               W / H, 3 * W, 3 * W, true));
         SDC_TRY(op->linear(be, te->h, te->attn, ly->out_w, ly->out_b, T, W, W));
         SDC_TRY(op->add(be, te->x, te->x, te->h, (size_t)T * W));
@@ -160,9 +165,12 @@ sdc_status sdc_text_encoder_run(sdc_text_encoder *te, const int *ids,
         SDC_TRY(op->linear(be, te->h, te->mlp, ly->fc2_w, ly->fc2_b, T, c->ff, W));
         SDC_TRY(op->add(be, te->x, te->x, te->h, (size_t)T * W));
     }
+    sdc_buf last = te->x;
     if (final_norm) {
         SDC_TRY(op->layer_norm(be, te->h, te->x, te->lnf_w, te->lnf_b, T, W, c->eps));
-        return op->download(be, out, te->h, (size_t)T * W);
+        last = te->h;
     }
-    return op->download(be, out, te->x, (size_t)T * W);
+    if (te->act == SDC_DT_F32) return op->download(be, out, last.p, (size_t)T * W);
+    SDC_TRY(op->convert(be, SDC_F32(te->out), last, (size_t)T * W));
+    return op->download(be, out, te->out, (size_t)T * W);
 }

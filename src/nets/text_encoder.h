@@ -25,12 +25,15 @@ typedef struct sdc_text_encoder {
     float *pos_emb;         /* (max_pos, width) */
     float *lnf_w, *lnf_b;   /* (width) final_layer_norm / ln_final */
     sdc_text_layer *layers; /* (cfg.layers) */
-    /* activations for up to max_pos tokens, backend memory */
-    float *x;               /* (tokens, width) residual stream */
-    float *h;               /* (tokens, width) */
-    float *qkv;             /* (tokens, 3 * width) */
-    float *attn;            /* (tokens, width) */
-    float *mlp;             /* (tokens, ff) */
+    /* activations for up to max_pos tokens, backend memory, in the
+     * weights' type (act) */
+    sdc_dtype act;
+    sdc_buf x;              /* (tokens, width) residual stream */
+    sdc_buf h;              /* (tokens, width) */
+    sdc_buf qkv;            /* (tokens, 3 * width) */
+    sdc_buf attn;           /* (tokens, width) */
+    sdc_buf mlp;            /* (tokens, ff) */
+    float *out;             /* (tokens, width) fp32: the hidden state to download */
 } sdc_text_encoder;
 
 /* Load the text encoder's weights from an open model (matrices in the

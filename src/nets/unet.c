@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SWAP(a, b) do { float *t_ = (a); (a) = (b); (b) = t_; } while (0)
+#define SWAP(a, b) do { sdc_buf t_ = (a); (a) = (b); (b) = t_; } while (0)
 
 /* ---- loading ---------------------------------------------------------- */
 
@@ -139,6 +139,7 @@ sdc_status sdc_unet_load(const sdc_model_files *m, sdc_backend *be, sdc_unet **o
     if (!u) return sdc_fail(SDC_ERR_OOM, "out of memory");
     u->cfg = *c;
     u->be = be;
+    u->act = be->weight_type; /* activations in the weights' type */
     sdc_loader L;
     sdc_loader_init(&L, m, SDC_COMP_UNET, be, &u->weights);
     sdc_status st = load_all(&L, u);
@@ -157,9 +158,9 @@ static void free_state(sdc_unet *u) {
     u->arena = NULL;
     u->arena_cap = 0;
     u->arena_ext = false;
-    float **bufs[] = {&u->buf[0], &u->buf[1], &u->buf[2], &u->buf[3], &u->buf[4], &u->skips,
-                      &u->temb, &u->temb_proj, &u->tsin, &u->temb_tmp};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) *bufs[i] = NULL;
+    sdc_buf *bufs[] = {&u->buf[0], &u->buf[1], &u->buf[2], &u->buf[3], &u->buf[4], &u->skips,
+                       &u->temb, &u->temb_proj, &u->tsin, &u->temb_tmp};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) *bufs[i] = SDC_NO_BUF;
     u->st_batch = 0;
 }
 
@@ -183,10 +184,13 @@ void sdc_unet_free(sdc_unet *u) {
 
 /* ---- forward ---------------------------------------------------------- */
 
+/* the context's keys and values (set_context), in the activations' type */
+static sdc_buf kv_buf(const sdc_unet *u) { return (sdc_buf){u->kv, u->act}; }
+
 /* x (batch, h*w, c) updated in place: x = proj_out(blocks(proj_in(gn(x)))) + x.
  * Scratch: H (c), A (4c), Q (3c), F (8c) per pixel. */
-static sdc_status transformer_forward(sdc_unet *u, const sdc_transformer *T, float *x, int batch,
-                                      int hw, float *H, float *A, float *Q, float *F) {
+static sdc_status transformer_forward(sdc_unet *u, const sdc_transformer *T, sdc_buf x, int batch,
+                                      int hw, sdc_buf H, sdc_buf A, sdc_buf Q, sdc_buf F) {
     sdc_backend *be = u->be;
     const sdc_backend_ops *op = be->ops;
     const int c = T->c, P = batch * hw, d = c / T->heads, tokens = u->kv_tokens;
@@ -197,15 +201,16 @@ static sdc_status transformer_forward(sdc_unet *u, const sdc_transformer *T, flo
         /* self-attention */
         SDC_TRY(op->layer_norm(be, A, H, B->norm1_w, B->norm1_b, P, c, 1e-5f));
         SDC_TRY(op->linear(be, Q, A, B->qkv_w, NULL, P, c, 3 * c));
-        SDC_TRY(op->attention(be, A, Q, Q + c, Q + 2 * c, batch, T->heads, hw, hw, d, 3 * c, 3 * c, false));
+        SDC_TRY(op->attention(be, A, Q, sdc_at(Q, c), sdc_at(Q, 2 * (size_t)c), batch, T->heads, hw, hw, d, 3 * c,
+                              3 * c, false));
         SDC_TRY(op->linear(be, Q, A, B->out1_w, B->out1_b, P, c, c));
         SDC_TRY(op->add(be, H, H, Q, (size_t)P * c));
         /* cross-attention on the text context */
         SDC_TRY(op->layer_norm(be, A, H, B->norm2_w, B->norm2_b, P, c, 1e-5f));
         SDC_TRY(op->linear(be, Q, A, B->q2_w, NULL, P, c, c));
-        const float *kv = u->kv + u->kv_cursor; /* (batch, tokens, 2c): this block's, from the context */
+        const sdc_buf kv = sdc_at(kv_buf(u), u->kv_cursor); /* (batch, tokens, 2c): this block's */
         u->kv_cursor += (size_t)batch * tokens * 2 * c;
-        SDC_TRY(op->attention(be, A, Q, kv, kv + c, batch, T->heads, hw, tokens, d, c, 2 * c, false));
+        SDC_TRY(op->attention(be, A, Q, kv, sdc_at(kv, c), batch, T->heads, hw, tokens, d, c, 2 * c, false));
         SDC_TRY(op->linear(be, Q, A, B->out2_w, B->out2_b, P, c, c));
         SDC_TRY(op->add(be, H, H, Q, (size_t)P * c));
         /* GEGLU feed-forward */
@@ -233,8 +238,8 @@ static void level_sizes(const sdc_unet_config *c, int h, int w, int *hs, int *ws
 
 #define N_ACT 10 /* the activation buffers of a forward */
 
-/* The activations' layout for (batch, h, w): each buffer's size in floats,
- * the total (each rounded up to 256 bytes) returned. */
+/* The activations' layout for (batch, h, w): each buffer's size in
+ * elements, the total in floats (each rounded up to 256 bytes) returned. */
 static size_t act_layout(const sdc_unet *u, int batch, int h, int w, size_t *work_out, size_t sizes[N_ACT]) {
     const sdc_unet_config *c = &u->cfg;
     int hs[SDC_MAX_LEVELS], ws[SDC_MAX_LEVELS], cmax = 0;
@@ -259,7 +264,7 @@ static size_t act_layout(const sdc_unet *u, int batch, int h, int w, size_t *wor
     size_t total = 0;
     for (int i = 0; i < N_ACT; i++) {
         sizes[i] = sz[i];
-        total += (sz[i] + 63) & ~(size_t)63;
+        total += (sdc_act_floats(u->act, sz[i]) + 63) & ~(size_t)63;
     }
     *work_out = work;
     return total;
@@ -276,12 +281,12 @@ static sdc_status ensure_state(sdc_unet *u, int batch, int h, int w) {
     }
     u->work = work;
     /* every activation of a forward in one arena, laid out once per shape */
-    float **bufs[N_ACT] = {&u->buf[0], &u->buf[1], &u->buf[2], &u->buf[3], &u->buf[4], &u->skips,
-                           &u->temb, &u->temb_tmp, &u->temb_proj, &u->tsin};
+    sdc_buf *bufs[N_ACT] = {&u->buf[0], &u->buf[1], &u->buf[2], &u->buf[3], &u->buf[4], &u->skips,
+                            &u->temb, &u->temb_tmp, &u->temb_proj, &u->tsin};
     size_t off = 0;
     for (int i = 0; i < N_ACT; i++) {
-        *bufs[i] = u->arena + off; /* 256-byte aligned */
-        off += (sizes[i] + 63) & ~(size_t)63;
+        *bufs[i] = (sdc_buf){u->arena + off, u->act}; /* 256-byte aligned */
+        off += (sdc_act_floats(u->act, sizes[i]) + 63) & ~(size_t)63;
     }
     u->st_batch = batch;
     u->st_h = h;
@@ -302,13 +307,25 @@ static int transformers_in_order(sdc_unet *u, sdc_transformer **out) {
     return n;
 }
 
-/* floats of every cross-attention's keys and values for (batch, tokens) */
-static size_t kv_floats(sdc_unet *u, int batch, int tokens) {
+/* elements of every cross-attention's keys and values for (batch, tokens) */
+static size_t kv_elems(sdc_unet *u, int batch, int tokens) {
     sdc_transformer *ts[SDC_MAX_LEVELS * (SDC_LIMIT_RES_BLOCKS + 1) * 2 + 1];
     const int nt = transformers_in_order(u, ts);
     size_t total = 0;
     for (int i = 0; i < nt; i++) total += (size_t)ts[i]->depth * batch * tokens * 2 * ts[i]->c;
     return total;
+}
+
+/* floats of the keys and values (256-byte aligned) and, for activations
+ * other than fp32, of the context in their type after them */
+static size_t kv_floats(sdc_unet *u, int batch, int tokens) {
+    const size_t kv = (sdc_act_floats(u->act, kv_elems(u, batch, tokens)) + 63) & ~(size_t)63;
+    if (u->act == SDC_DT_F32) return kv;
+    return kv + sdc_act_floats(u->act, (size_t)batch * tokens * u->cfg.context_dim);
+}
+
+static sdc_buf temb_row(const sdc_unet *u, size_t step, size_t row) {
+    return sdc_at((sdc_buf){u->temb_table, u->act}, step * row);
 }
 
 /* *p: at least n floats, in the caller's region (*ext) while it is large
@@ -327,7 +344,8 @@ static sdc_status ensure_buf(sdc_unet *u, float **p, size_t *cap, bool *ext, siz
 sdc_net_memory sdc_unet_memory(sdc_unet *u, int batch, int h, int w, int tokens, int steps) {
     size_t sizes[N_ACT], work;
     sdc_net_memory m = {act_layout(u, batch, h, w, &work, sizes), 0};
-    m.state = ((kv_floats(u, batch, tokens) + 63) & ~(size_t)63) + (size_t)steps * batch * u->cfg.time_embed_dim;
+    m.state = ((kv_floats(u, batch, tokens) + 63) & ~(size_t)63) +
+              sdc_act_floats(u->act, (size_t)steps * batch * u->cfg.time_embed_dim);
     return m;
 }
 
@@ -362,11 +380,17 @@ sdc_status sdc_unet_set_context(sdc_unet *u, const float *context, int batch, in
     const int nt = transformers_in_order(u, ts);
     u->kv_batch = u->kv_tokens = 0;
     SDC_TRY(ensure_buf(u, &u->kv, &u->kv_cap, &u->kv_ext, kv_floats(u, batch, tokens)));
+    /* the context in the activations' type, after the keys and values */
+    sdc_buf ctx = SDC_F32(context);
+    if (u->act != SDC_DT_F32) {
+        ctx = (sdc_buf){u->kv + ((sdc_act_floats(u->act, kv_elems(u, batch, tokens)) + 63) & ~(size_t)63), u->act};
+        SDC_TRY(be->ops->convert(be, ctx, SDC_F32(context), (size_t)batch * tokens * u->cfg.context_dim));
+    }
     /* each cross-attention's k and v of the context, once for the job */
     size_t off = 0;
     for (int i = 0; i < nt; i++)
         for (int d = 0; d < ts[i]->depth; d++) {
-            SDC_TRY(be->ops->linear(be, u->kv + off, context, ts[i]->blocks[d].kv2_w, NULL, batch * tokens,
+            SDC_TRY(be->ops->linear(be, sdc_at(kv_buf(u), off), ctx, ts[i]->blocks[d].kv2_w, NULL, batch * tokens,
                                     u->cfg.context_dim, 2 * ts[i]->c));
             off += (size_t)batch * tokens * 2 * ts[i]->c;
         }
@@ -382,7 +406,7 @@ sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w
 }
 
 /* out (batch, time_embed_dim) = silu(linear_2(silu(linear_1(sinusoid(t))))) */
-static sdc_status time_embedding(sdc_unet *u, int batch, double t, float *out) {
+static sdc_status time_embedding(sdc_unet *u, int batch, double t, sdc_buf out) {
     sdc_backend *be = u->be;
     const sdc_backend_ops *op = be->ops;
     const int te = u->cfg.time_embed_dim, c0 = u->cfg.channels[0];
@@ -408,8 +432,8 @@ sdc_status sdc_unet_set_schedule(sdc_unet *u, int batch, int h, int w, const dou
     SDC_TRY(ensure_state(u, batch, h, w));
     const size_t row = (size_t)batch * u->cfg.time_embed_dim;
     u->temb_steps = u->temb_batch = 0;
-    SDC_TRY(ensure_buf(u, &u->temb_table, &u->temb_cap, &u->temb_ext, (size_t)steps * row));
-    for (int i = 0; i < steps; i++) SDC_TRY(time_embedding(u, batch, t[i], u->temb_table + (size_t)i * row));
+    SDC_TRY(ensure_buf(u, &u->temb_table, &u->temb_cap, &u->temb_ext, sdc_act_floats(u->act, (size_t)steps * row)));
+    for (int i = 0; i < steps; i++) SDC_TRY(time_embedding(u, batch, t[i], temb_row(u, (size_t)i, row)));
     u->temb_steps = steps;
     u->temb_batch = batch;
     return SDC_OK;
@@ -423,7 +447,7 @@ sdc_status sdc_unet_prepare_step(sdc_unet *u, int batch, int h, int w, int step)
         return sdc_fail(SDC_ERR_ARG, "unet: no context set for a batch of %d (sdc_unet_set_context)", batch);
     SDC_TRY(ensure_state(u, batch, h, w));
     const size_t row = (size_t)batch * u->cfg.time_embed_dim;
-    return u->be->ops->copy(u->be, u->temb, u->temb_table + (size_t)step * row, row);
+    return u->be->ops->copy(u->be, u->temb, temb_row(u, (size_t)step, row), row);
 }
 
 sdc_status sdc_unet_run(sdc_unet *u, const float *x, int batch, int h, int w, double t, float *out) {
@@ -453,9 +477,9 @@ sdc_status sdc_unet_body(sdc_unet *u, const float *x, int batch, int h, int w, f
 
     /* u->temb: the time embedding, from sdc_unet_prepare or _prepare_step */
 
-    float *cur = u->buf[0], *spare = u->buf[1], *t2 = u->buf[2], *t3 = u->buf[3], *t4 = u->buf[4];
-    /* skip connections: a stack of (pointer, channels) */
-    float *skip_ptr[SDC_MAX_SKIPS];
+    sdc_buf cur = u->buf[0], spare = u->buf[1], t2 = u->buf[2], t3 = u->buf[3], t4 = u->buf[4];
+    /* skip connections: a stack of (buffer, channels) */
+    sdc_buf skip_ptr[SDC_MAX_SKIPS];
     int skip_c[SDC_MAX_SKIPS], n_skip = 0;
     size_t skip_off = 0;
     if (c->n_levels > SDC_MAX_LEVELS || c->num_res_blocks > SDC_LIMIT_RES_BLOCKS)
@@ -463,14 +487,22 @@ sdc_status sdc_unet_body(sdc_unet *u, const float *x, int batch, int h, int w, f
                         c->num_res_blocks, SDC_MAX_LEVELS, SDC_LIMIT_RES_BLOCKS);
 #define PUSH(buf, px, ch)                                                            \
     do {                                                                             \
-        skip_ptr[n_skip] = u->skips + skip_off;                                      \
+        skip_ptr[n_skip] = sdc_at(u->skips, skip_off);                               \
         skip_c[n_skip] = (ch);                                                       \
         SDC_TRY(op->copy(be, skip_ptr[n_skip], (buf), (size_t)(px) * (ch)));         \
         skip_off += (size_t)(px) * (ch);                                             \
         n_skip++;                                                                    \
     } while (0)
 
-    SDC_TRY(op->conv2d(be, cur, x, u->conv_in_w, u->conv_in_b, NULL, batch, h, w, c->in_channels, c0, 3, 1, 1));
+    /* the fp32 latents in the activations' type (t4 is free until the
+     * first transformer) */
+    sdc_buf xin = SDC_F32(x);
+    if (u->act != SDC_DT_F32) {
+        xin = t4;
+        SDC_TRY(op->convert(be, xin, SDC_F32(x), (size_t)batch * h * w * c->in_channels));
+    }
+    SDC_TRY(op->conv2d(be, cur, xin, u->conv_in_w, u->conv_in_b, SDC_NO_BUF, batch, h, w, c->in_channels, c0, 3, 1,
+                       1));
     u->flops += 2.0 * batch * h * w * 9.0 * c->in_channels * c0;
     PUSH(cur, batch * h * w, c0);
     for (int l = 0; l < nl; l++) {
@@ -486,7 +518,7 @@ sdc_status sdc_unet_body(sdc_unet *u, const float *x, int batch, int h, int w, f
             PUSH(cur, px, c->channels[l]);
         }
         if (D->sample_w.p) {
-            SDC_TRY(op->conv2d(be, spare, cur, D->sample_w, D->sample_b, NULL, batch, hs[l], ws[l], c->channels[l],
+            SDC_TRY(op->conv2d(be, spare, cur, D->sample_w, D->sample_b, SDC_NO_BUF, batch, hs[l], ws[l], c->channels[l],
                                c->channels[l], 3, 2, 1));
             u->flops += 2.0 * batch * hs[l + 1] * ws[l + 1] * 9.0 * c->channels[l] * c->channels[l];
             SWAP(cur, spare);
@@ -523,12 +555,17 @@ sdc_status sdc_unet_body(sdc_unet *u, const float *x, int batch, int h, int w, f
         }
         if (U->sample_w.p) { /* nearest 2x to the next skip's size, then a 3x3 conv */
             SDC_TRY(op->upsample_nearest(be, t2, cur, batch, hs[l], ws[l], ch, hs[l - 1], ws[l - 1]));
-            SDC_TRY(op->conv2d(be, cur, t2, U->sample_w, U->sample_b, NULL, batch, hs[l - 1], ws[l - 1], ch, ch, 3, 1,
+            SDC_TRY(op->conv2d(be, cur, t2, U->sample_w, U->sample_b, SDC_NO_BUF, batch, hs[l - 1], ws[l - 1], ch, ch, 3, 1,
                                1));
             u->flops += 2.0 * batch * hs[l - 1] * ws[l - 1] * 9.0 * ch * ch;
         }
     }
     SDC_TRY(op->group_norm(be, t2, cur, u->norm_out_w, u->norm_out_b, batch, h * w, c0, G, 1e-5f, true));
     u->flops += 2.0 * batch * h * w * 9.0 * c0 * c->out_channels;
-    return op->conv2d(be, out, t2, u->conv_out_w, u->conv_out_b, NULL, batch, h, w, c0, c->out_channels, 3, 1, 1);
+    if (u->act == SDC_DT_F32)
+        return op->conv2d(be, SDC_F32(out), t2, u->conv_out_w, u->conv_out_b, SDC_NO_BUF, batch, h, w, c0,
+                          c->out_channels, 3, 1, 1);
+    SDC_TRY(op->conv2d(be, t3, t2, u->conv_out_w, u->conv_out_b, SDC_NO_BUF, batch, h, w, c0, c->out_channels, 3, 1,
+                       1));
+    return op->convert(be, SDC_F32(out), t3, (size_t)batch * h * w * c->out_channels);
 }

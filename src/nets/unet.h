@@ -45,6 +45,10 @@ typedef struct sdc_unet {
     sdc_transformer mid_attn;
     float *norm_out_w, *norm_out_b; /* (c0) conv_norm_out */
     sdc_weight conv_out_w; float *conv_out_b; /* (out, 3, 3, c0), (out) */
+    /* the activations' element type: the weights' (F32 on the CPU; F16,
+     * BF16 or F32 on CUDA). Inputs and outputs of the entry points below
+     * are fp32 whatever it is, converted on the way in and out. */
+    sdc_dtype act;
     /* activations, sized for the last (batch, h, w), carved from one arena:
      * the caller's (sdc_unet_use_memory) while it is large enough, else
      * the U-Net's own */
@@ -52,23 +56,24 @@ typedef struct sdc_unet {
     float *arena;
     size_t arena_cap;            /* floats */
     bool arena_ext;              /* the caller's memory, not freed here */
-    float *buf[5];               /* work buffers, `work` floats each */
+    sdc_buf buf[5];              /* work buffers, `work` elements each */
     size_t work;
-    float *skips;                /* all skip connections, back to back */
-    float *temb;                 /* (batch, time_embed_dim): silu(time embedding) */
-    float *temb_proj;            /* (batch, max channels) */
-    float *tsin;                 /* (batch, c0) sinusoidal embedding */
-    float *temb_tmp;             /* (batch, time_embed_dim) */
+    sdc_buf skips;               /* all skip connections, back to back */
+    sdc_buf temb;                /* (batch, time_embed_dim): silu(time embedding) */
+    sdc_buf temb_proj;           /* (batch, max channels) */
+    sdc_buf tsin;                /* (batch, c0) sinusoidal embedding */
+    sdc_buf temb_tmp;            /* (batch, time_embed_dim) */
     /* cross-attention k, v of the context, every block's back to back in the
-     * order a forward runs them: (batch, tokens, 2c) each */
+     * order a forward runs them: (batch, tokens, 2c) each; then, for
+     * activations other than fp32, the context in their type */
     float *kv;
-    size_t kv_cap;
+    size_t kv_cap;               /* floats */
     bool kv_ext;
     int kv_batch, kv_tokens;
     size_t kv_cursor;            /* the next block's offset during a forward */
     /* the time embedding of every step of a schedule: (steps, batch, temb) */
     float *temb_table;
-    size_t temb_cap;
+    size_t temb_cap;             /* floats */
     bool temb_ext;
     size_t temb_steps, temb_batch;
     double flops;                /* floating-point operations of the last forward */
@@ -77,13 +82,13 @@ typedef struct sdc_unet {
 sdc_status sdc_unet_load(const sdc_model_files *m, sdc_backend *be, sdc_unet **out);
 void sdc_unet_free(sdc_unet *u);
 
-/* The text context of the next forwards, (batch, tokens, context_dim) in
- * backend memory: every cross-attention's keys and values are computed
+/* The text context of the next forwards, (batch, tokens, context_dim) fp32
+ * in backend memory: every cross-attention's keys and values are computed
  * here, once for a job, and kept (the context may be freed after). */
 sdc_status sdc_unet_set_context(sdc_unet *u, const float *context, int batch, int tokens);
 
 /* eps (or v) = unet(x, t, context of sdc_unet_set_context): x and out are
- * (batch, h, w, in/out channels) in backend memory; the same timestep t for
+ * (batch, h, w, in/out channels) fp32 in backend memory; the same timestep t for
  * the whole batch (an argument: nothing is copied to the backend). */
 sdc_status sdc_unet_run(sdc_unet *u, const float *x, int batch, int h, int w, double t, float *out);
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SWAP(a, b) do { float *t_ = (a); (a) = (b); (b) = t_; } while (0)
+#define SWAP(a, b) do { sdc_buf t_ = (a); (a) = (b); (b) = t_; } while (0)
 #define VAE_EPS 1e-6f
 
 int sdc_vae_factor(const sdc_vae_config *c) { return 1 << (c->n_levels - 1); }
@@ -108,6 +108,7 @@ sdc_status sdc_vae_load(const sdc_model_files *m, sdc_backend *be, sdc_vae **out
     if (!v) return sdc_fail(SDC_ERR_OOM, "out of memory");
     v->cfg = *c;
     v->be = be;
+    v->act = be->weight_type; /* activations in the weights' type */
     sdc_loader L;
     sdc_loader_init(&L, m, SDC_COMP_VAE, be, &v->weights);
     sdc_status st = load_all(&L, v);
@@ -129,7 +130,7 @@ static void free_state(sdc_vae *v) {
     v->arena = NULL;
     v->arena_cap = 0;
     v->arena_ext = false;
-    for (int i = 0; i < 4; i++) v->buf[i] = NULL;
+    for (int i = 0; i < 4; i++) v->buf[i] = SDC_NO_BUF;
     v->st_h = v->st_w = 0;
 }
 
@@ -145,8 +146,8 @@ void sdc_vae_free(sdc_vae *v) {
     free(v);
 }
 
-/* floats of one work buffer for an h x w latent */
-static size_t work_floats(const sdc_vae *v, int h, int w) {
+/* elements of one work buffer for an h x w latent */
+static size_t work_elems(const sdc_vae *v, int h, int w) {
     const sdc_vae_config *c = &v->cfg;
     size_t work = 0;
     /* up block i runs at latent size * 2^i; its upsampler writes at 2^(i+1);
@@ -171,7 +172,7 @@ static size_t work_floats(const sdc_vae *v, int h, int w) {
 }
 
 sdc_net_memory sdc_vae_memory(const sdc_vae *v, int h, int w) {
-    sdc_net_memory m = {4 * ((work_floats(v, h, w) + 63) & ~(size_t)63), 0};
+    sdc_net_memory m = {4 * ((sdc_act_floats(v->act, work_elems(v, h, w)) + 63) & ~(size_t)63), 0};
     return m;
 }
 
@@ -185,14 +186,14 @@ void sdc_vae_use_memory(sdc_vae *v, float *activations, sdc_net_memory m) {
 
 static sdc_status ensure_state(sdc_vae *v, int h, int w) {
     if (v->st_h == h && v->st_w == w) return SDC_OK;
-    const size_t work = work_floats(v, h, w), stride = (work + 63) & ~(size_t)63;
+    const size_t work = work_elems(v, h, w), stride = (sdc_act_floats(v->act, work) + 63) & ~(size_t)63;
     if (!v->arena_ext || 4 * stride > v->arena_cap) { /* the caller's region is too small: the VAE's own */
         free_state(v);
         SDC_TRY(v->be->ops->alloc(v->be, 4 * stride, &v->arena));
         v->arena_cap = 4 * stride;
     }
     /* the four work buffers in one arena, laid out once per latent size */
-    for (int i = 0; i < 4; i++) v->buf[i] = v->arena + (size_t)i * stride;
+    for (int i = 0; i < 4; i++) v->buf[i] = (sdc_buf){v->arena + (size_t)i * stride, v->act};
     v->work = work;
     v->st_h = h;
     v->st_w = w;
@@ -200,12 +201,12 @@ static sdc_status ensure_state(sdc_vae *v, int h, int w) {
 }
 
 /* x (hw, c) += out(attention(qkv(gn(x)))), one head */
-static sdc_status attn_forward(sdc_vae *v, const sdc_vae_attn *a, float *x, int hw, float *A, float *Q) {
+static sdc_status attn_forward(sdc_vae *v, const sdc_vae_attn *a, sdc_buf x, int hw, sdc_buf A, sdc_buf Q) {
     const sdc_backend_ops *op = v->be->ops;
     const int c = a->c;
     SDC_TRY(op->group_norm(v->be, A, x, a->norm_w, a->norm_b, 1, hw, c, v->cfg.norm_groups, VAE_EPS, false));
     SDC_TRY(op->linear(v->be, Q, A, a->qkv_w, a->qkv_b, hw, c, 3 * c));
-    SDC_TRY(op->attention(v->be, A, Q, Q + c, Q + 2 * c, 1, 1, hw, hw, c, 3 * c, 3 * c, false));
+    SDC_TRY(op->attention(v->be, A, Q, sdc_at(Q, c), sdc_at(Q, 2 * (size_t)c), 1, 1, hw, hw, c, 3 * c, 3 * c, false));
     SDC_TRY(op->linear(v->be, Q, A, a->out_w, a->out_b, hw, c, c));
     return op->add(v->be, x, x, Q, (size_t)hw * c);
 }
@@ -217,19 +218,24 @@ sdc_status sdc_vae_decode(sdc_vae *v, const float *z, int h, int w, float *image
     const int nl = c->n_levels, zc = c->z_channels, G = c->norm_groups, top = level_ch(c, nl - 1);
     if (h < 1 || w < 1) return sdc_fail(SDC_ERR_ARG, "vae: bad latent size %dx%d", h, w);
     SDC_TRY(ensure_state(v, h, w));
-    float *cur = v->buf[0], *spare = v->buf[1], *t2 = v->buf[2], *t3 = v->buf[3];
-    SDC_TRY(op->linear(be, t2, z, v->pq_w, v->pq_b, h * w, zc, zc));
-    SDC_TRY(op->conv2d(be, cur, t2, v->conv_in_w, v->conv_in_b, NULL, 1, h, w, zc, top, 3, 1, 1));
-    SDC_TRY(sdc_resnet_forward(be, &v->mid_res[0], spare, cur, NULL, 0, NULL, t2, t3, 1, h, w, G, VAE_EPS));
+    sdc_buf cur = v->buf[0], spare = v->buf[1], t2 = v->buf[2], t3 = v->buf[3];
+    sdc_buf zin = SDC_F32(z); /* the fp32 latent in the activations' type */
+    if (v->act != SDC_DT_F32) {
+        zin = t3;
+        SDC_TRY(op->convert(be, zin, SDC_F32(z), (size_t)h * w * zc));
+    }
+    SDC_TRY(op->linear(be, t2, zin, v->pq_w, v->pq_b, h * w, zc, zc));
+    SDC_TRY(op->conv2d(be, cur, t2, v->conv_in_w, v->conv_in_b, SDC_NO_BUF, 1, h, w, zc, top, 3, 1, 1));
+    SDC_TRY(sdc_resnet_forward(be, &v->mid_res[0], spare, cur, SDC_NO_BUF, 0, SDC_NO_BUF, t2, t3, 1, h, w, G, VAE_EPS));
     SWAP(cur, spare);
     SDC_TRY(attn_forward(v, &v->mid_attn, cur, h * w, t2, t3));
-    SDC_TRY(sdc_resnet_forward(be, &v->mid_res[1], spare, cur, NULL, 0, NULL, t2, t3, 1, h, w, G, VAE_EPS));
+    SDC_TRY(sdc_resnet_forward(be, &v->mid_res[1], spare, cur, SDC_NO_BUF, 0, SDC_NO_BUF, t2, t3, 1, h, w, G, VAE_EPS));
     SWAP(cur, spare);
     int ch = top;
     for (int i = 0; i < nl; i++) {
         const sdc_vae_up *U = &v->up[i];
         for (int j = 0; j < U->n_res; j++) {
-            SDC_TRY(sdc_resnet_forward(be, &U->res[j], spare, cur, NULL, 0, NULL, t2, t3, 1, h, w, G, VAE_EPS));
+            SDC_TRY(sdc_resnet_forward(be, &U->res[j], spare, cur, SDC_NO_BUF, 0, SDC_NO_BUF, t2, t3, 1, h, w, G, VAE_EPS));
             SWAP(cur, spare);
             ch = U->res[j].cout;
         }
@@ -237,11 +243,14 @@ sdc_status sdc_vae_decode(sdc_vae *v, const float *z, int h, int w, float *image
             SDC_TRY(op->upsample_nearest(be, t2, cur, 1, h, w, ch, 2 * h, 2 * w));
             h *= 2;
             w *= 2;
-            SDC_TRY(op->conv2d(be, cur, t2, U->up_w, U->up_b, NULL, 1, h, w, ch, ch, 3, 1, 1));
+            SDC_TRY(op->conv2d(be, cur, t2, U->up_w, U->up_b, SDC_NO_BUF, 1, h, w, ch, ch, 3, 1, 1));
         }
     }
     SDC_TRY(op->group_norm(be, t2, cur, v->norm_out_w, v->norm_out_b, 1, h * w, ch, G, VAE_EPS, true));
-    return op->conv2d(be, image, t2, v->conv_out_w, v->conv_out_b, NULL, 1, h, w, ch, 3, 3, 1, 1);
+    if (v->act == SDC_DT_F32)
+        return op->conv2d(be, SDC_F32(image), t2, v->conv_out_w, v->conv_out_b, SDC_NO_BUF, 1, h, w, ch, 3, 3, 1, 1);
+    SDC_TRY(op->conv2d(be, t3, t2, v->conv_out_w, v->conv_out_b, SDC_NO_BUF, 1, h, w, ch, 3, 3, 1, 1));
+    return op->convert(be, SDC_F32(image), t3, (size_t)h * w * 3);
 }
 
 sdc_status sdc_vae_encode(sdc_vae *v, const float *image, int H, int W, float *mean) {
@@ -254,30 +263,37 @@ sdc_status sdc_vae_encode(sdc_vae *v, const float *image, int H, int W, float *m
     if (H < f || W < f || H % f || W % f)
         return sdc_fail(SDC_ERR_ARG, "vae encode: %dx%d is not a multiple of %d", W, H, f);
     SDC_TRY(ensure_state(v, H / f, W / f));
-    float *cur = v->buf[0], *spare = v->buf[1], *t2 = v->buf[2], *t3 = v->buf[3];
+    sdc_buf cur = v->buf[0], spare = v->buf[1], t2 = v->buf[2], t3 = v->buf[3];
     int h = H, w = W, ch = level_ch(c, 0);
-    SDC_TRY(op->conv2d(be, cur, image, e->conv_in_w, e->conv_in_b, NULL, 1, h, w, 3, ch, 3, 1, 1));
+    sdc_buf in = SDC_F32(image); /* the fp32 image in the activations' type */
+    if (v->act != SDC_DT_F32) {
+        in = t3;
+        SDC_TRY(op->convert(be, in, SDC_F32(image), (size_t)H * W * 3));
+    }
+    SDC_TRY(op->conv2d(be, cur, in, e->conv_in_w, e->conv_in_b, SDC_NO_BUF, 1, h, w, 3, ch, 3, 1, 1));
     for (int l = 0; l < nl; l++) {
         const sdc_vae_down *D = &e->down[l];
         for (int j = 0; j < D->n_res; j++) {
-            SDC_TRY(sdc_resnet_forward(be, &D->res[j], spare, cur, NULL, 0, NULL, t2, t3, 1, h, w, G, VAE_EPS));
+            SDC_TRY(sdc_resnet_forward(be, &D->res[j], spare, cur, SDC_NO_BUF, 0, SDC_NO_BUF, t2, t3, 1, h, w, G, VAE_EPS));
             SWAP(cur, spare);
             ch = D->res[j].cout;
         }
         if (D->down_w.p) { /* diffusers pads right and bottom by one, then a stride-2 conv */
             SDC_TRY(op->pad(be, t2, cur, 1, h, w, ch, 0, 1, 0, 1));
-            SDC_TRY(op->conv2d(be, cur, t2, D->down_w, D->down_b, NULL, 1, h + 1, w + 1, ch, ch, 3, 2, 0));
+            SDC_TRY(op->conv2d(be, cur, t2, D->down_w, D->down_b, SDC_NO_BUF, 1, h + 1, w + 1, ch, ch, 3, 2, 0));
             h /= 2;
             w /= 2;
         }
     }
-    SDC_TRY(sdc_resnet_forward(be, &e->mid_res[0], spare, cur, NULL, 0, NULL, t2, t3, 1, h, w, G, VAE_EPS));
+    SDC_TRY(sdc_resnet_forward(be, &e->mid_res[0], spare, cur, SDC_NO_BUF, 0, SDC_NO_BUF, t2, t3, 1, h, w, G, VAE_EPS));
     SWAP(cur, spare);
     SDC_TRY(attn_forward(v, &e->mid_attn, cur, h * w, t2, t3));
-    SDC_TRY(sdc_resnet_forward(be, &e->mid_res[1], spare, cur, NULL, 0, NULL, t2, t3, 1, h, w, G, VAE_EPS));
+    SDC_TRY(sdc_resnet_forward(be, &e->mid_res[1], spare, cur, SDC_NO_BUF, 0, SDC_NO_BUF, t2, t3, 1, h, w, G, VAE_EPS));
     SWAP(cur, spare);
     SDC_TRY(op->group_norm(be, t2, cur, e->norm_out_w, e->norm_out_b, 1, h * w, ch, G, VAE_EPS, true));
-    SDC_TRY(op->conv2d(be, t3, t2, e->conv_out_w, e->conv_out_b, NULL, 1, h, w, ch, 2 * zc, 3, 1, 1));
+    SDC_TRY(op->conv2d(be, t3, t2, e->conv_out_w, e->conv_out_b, SDC_NO_BUF, 1, h, w, ch, 2 * zc, 3, 1, 1));
     /* moments = quant_conv(h); the mean is the first z channels */
-    return op->linear(be, mean, t3, e->quant_w, e->quant_b, h * w, 2 * zc, zc);
+    if (v->act == SDC_DT_F32) return op->linear(be, SDC_F32(mean), t3, e->quant_w, e->quant_b, h * w, 2 * zc, zc);
+    SDC_TRY(op->linear(be, t2, t3, e->quant_w, e->quant_b, h * w, 2 * zc, zc));
+    return op->convert(be, SDC_F32(mean), t2, (size_t)h * w * zc);
 }

@@ -46,8 +46,9 @@ typedef struct sdc_vae {
     float *norm_out_w, *norm_out_b; /* (c0) */
     sdc_weight conv_out_w; float *conv_out_b; /* (3, 3, 3, c0), (3) */
     sdc_vae_encoder *enc;        /* NULL when the file has no encoder */
+    sdc_dtype act;               /* the activations' type: the weights' (entry points take fp32) */
     int st_h, st_w;              /* latent size the buffers are sized for */
-    float *buf[4];               /* work buffers carved from one arena: the caller's */
+    sdc_buf buf[4];              /* work buffers carved from one arena: the caller's */
     float *arena;                /* (sdc_vae_use_memory) while large enough, else the VAE's own */
     size_t arena_cap;            /* floats */
     bool arena_ext;
@@ -67,12 +68,12 @@ int sdc_vae_factor(const sdc_vae_config *c);
 sdc_net_memory sdc_vae_memory(const sdc_vae *v, int h, int w);
 void sdc_vae_use_memory(sdc_vae *v, float *activations, sdc_net_memory m);
 
-/* image (1, h * f, w * f, 3) = decode(z (1, h, w, z_channels)), both in
- * backend memory; z is the latent already divided by the scale factor. */
+/* image (1, h * f, w * f, 3) = decode(z (1, h, w, z_channels)), both fp32
+ * in backend memory; z is the latent already divided by the scale factor. */
 sdc_status sdc_vae_decode(sdc_vae *v, const float *z, int h, int w, float *image);
 
 /* mean (1, H/f, W/f, z_channels) of the latent distribution of image
- * (1, H, W, 3) in [-1, 1] (AutoencoderKL.encode(x).latent_dist.mean, before
+ * (1, H, W, 3) in [-1, 1], both fp32 in backend memory (AutoencoderKL.encode(x).latent_dist.mean, before
  * the scale factor); H and W multiples of the factor. */
 sdc_status sdc_vae_encode(sdc_vae *v, const float *image, int H, int W, float *mean);
 
