@@ -1,0 +1,354 @@
+/* test_cuda_halfops.c - the CUDA backend's ops on fp16 and bf16 activations
+ * (typed buffers, sdc_buf) against the CPU backend, on the emulated device
+ * in make test and on a GPU where there is one.
+ *
+ * Each case rounds its inputs and weights to the half type on the host, so
+ * the CPU computes in fp32 on exactly the values the device reads; what is
+ * left is the device's own rounding: every result rounded once to the half
+ * type (half an ulp: 2^-11 relative in fp16, 2^-8 in bf16), a product's
+ * bias or residual added after that rounding, attention's probabilities
+ * rounded to the half type before P V. Stated tolerances (max error over
+ * the largest reference value, testutil's max_rel_err): elementwise ops and
+ * norms 1e-3 (fp16) and 8e-3 (bf16), one rounding; products and attention
+ * 2e-3 and 1.6e-2, two or three roundings. Conversions are exact. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "cuda_testutil.h"
+#include "testutil.h"
+
+static const sdc_dtype HALF[2] = {SDC_DT_F16, SDC_DT_BF16};
+static const double TOL_ONE[2] = {1e-3, 8e-3}, TOL_PRODUCT[2] = {2e-3, 1.6e-2};
+
+static const char *tn(sdc_dtype t) { return t == SDC_DT_F16 ? "fp16" : "bf16"; }
+static uint16_t to_bits(sdc_dtype t, float v) { return t == SDC_DT_F16 ? sdc_f32_to_f16(v) : sdc_f32_to_bf16(v); }
+static float from_bits(sdc_dtype t, uint16_t b) { return t == SDC_DT_F16 ? sdc_f16_to_f32(b) : sdc_bf16_to_f32(b); }
+
+/* A half input: n random values rounded to t (host, fp32: what the CPU
+ * reads) and the same values as t on the device. */
+typedef struct hin {
+    float *host;
+    sdc_buf d;
+    size_t n;
+} hin;
+
+static hin hin_make(sdc_backend *g, sdc_dtype t, size_t n, uint64_t seed, float scale) {
+    hin h = {test_random(n, seed, scale), {NULL, t}, n};
+    uint16_t *bits = calloc(n + 1, sizeof *bits);
+    for (size_t i = 0; i < n; i++) {
+        bits[i] = to_bits(t, h.host[i]);
+        h.host[i] = from_bits(t, bits[i]);
+    }
+    h.d.p = dev(g, (const float *)bits, sdc_act_floats(t, n));
+    free(bits);
+    return h;
+}
+
+static void hin_free(sdc_backend *g, hin *h) {
+    free(h->host);
+    g->ops->free(g, h->d.p);
+}
+
+static sdc_buf hout(sdc_backend *g, sdc_dtype t, size_t n) {
+    float *p = NULL;
+    cr_assert_eq(g->ops->alloc(g, sdc_act_floats(t, n), &p), SDC_OK, "%s", sdc_last_error());
+    return (sdc_buf){p, t};
+}
+
+/* the device's half result against the CPU's fp32 one */
+static void hexpect(sdc_backend *g, const char *what, sdc_buf out, const float *want, size_t n, double tol) {
+    uint16_t *bits = calloc(n + 1, sizeof *bits);
+    float *got = malloc(n * sizeof(float));
+    cr_assert_eq(g->ops->download(g, (float *)bits, out.p, sdc_act_floats(out.type, n)), SDC_OK, "%s",
+                 sdc_last_error());
+    for (size_t i = 0; i < n; i++) got[i] = from_bits(out.type, bits[i]);
+    size_t worst = 0;
+    const double e = max_rel_err(got, want, n, &worst);
+    if (!(e <= tol)) print_mismatches(what, got, want, n, tol, 5);
+    cr_assert(e <= tol, "%s %s: cuda vs cpu max rel err %.3g > %.1e (at %zu)", what, tn(out.type), e, tol, worst);
+    fprintf(stderr, "cuda %s %s: max rel err %.2e\n", what, tn(out.type), e);
+    free(bits), free(got);
+}
+
+/* host values rounded to t, uploaded as fp32 (weights for load_*) */
+static float *rounded(sdc_dtype t, size_t n, uint64_t seed, float scale) {
+    float *v = test_random(n, seed, scale);
+    for (size_t i = 0; i < n; i++) v[i] = from_bits(t, to_bits(t, v[i]));
+    return v;
+}
+
+/* convert: fp32 -> half -> fp32 on both backends, bit for bit the host's
+ * round to nearest even (past fp16's range, a subnormal, a tie) */
+Test(cuda_halfops, convert) {
+    sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
+    const size_t n = 1001;
+    float *x = test_random(n, 40, 4.0f), *back = malloc(n * sizeof(float));
+    x[0] = 70000.0f, x[1] = -1e-6f, x[2] = 1.0f / 3.0f, x[3] = 1.0f + 1.0f / 2048.0f;
+    uint16_t *bits = calloc(n + 1, sizeof *bits);
+    float *dx = dev(g, x, n), *dback = NULL;
+    cr_assert_eq(g->ops->alloc(g, n, &dback), SDC_OK);
+    for (int k = 0; k < 2; k++) {
+        const sdc_dtype t = HALF[k];
+        sdc_buf dh = hout(g, t, n);
+        sdc_buf chb = {calloc(n + 1, 2), t};
+        cr_assert_eq(g->ops->convert(g, dh, SDC_F32(dx), n), SDC_OK, "%s", sdc_last_error());
+        cr_assert_eq(c->ops->convert(c, chb, SDC_F32(x), n), SDC_OK, "%s", sdc_last_error());
+        cr_assert_eq(g->ops->download(g, (float *)bits, dh.p, sdc_act_floats(t, n)), SDC_OK);
+        for (size_t i = 0; i < n; i++) {
+            const uint16_t want = to_bits(t, x[i]);
+            cr_assert_eq(bits[i], want, "cuda %s of %g: 0x%04x, expected 0x%04x", tn(t), (double)x[i], bits[i], want);
+            cr_assert_eq(((uint16_t *)chb.p)[i], want, "cpu %s of %g", tn(t), (double)x[i]);
+        }
+        cr_assert_eq(g->ops->convert(g, SDC_F32(dback), dh, n), SDC_OK, "%s", sdc_last_error());
+        cr_assert_eq(g->ops->download(g, back, dback, n), SDC_OK);
+        for (size_t i = 0; i < n; i++) {
+            const float w = from_bits(t, bits[i]);
+            cr_assert(back[i] == w || (isnan(back[i]) && isnan(w)), "widened %s %zu: %g, expected %g", tn(t), i,
+                      (double)back[i], (double)w);
+        }
+        g->ops->free(g, dh.p);
+        free(chb.p);
+    }
+    free(x), free(back), free(bits);
+    g->ops->free(g, dx), g->ops->free(g, dback);
+    sdc_backend_destroy(g);
+    sdc_backend_destroy(c);
+}
+
+/* linear with bias: half activations, weights of their type */
+Test(cuda_halfops, linear) {
+    sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
+    const int m = emu() ? 37 : 4096, k = emu() ? 72 : 320, n = emu() ? 40 : 1280;
+    for (int h = 0; h < 2; h++) {
+        const sdc_dtype t = HALF[h];
+        hin x = hin_make(g, t, (size_t)m * k, 41, 1.0f);
+        float *w = rounded(t, (size_t)n * k, 42, 0.1f), *b = test_random(n, 43, 0.5f);
+        float *y = malloc((size_t)m * n * sizeof(float)), *db = dev(g, b, n);
+        sdc_weight dw = {NULL, t, 0};
+        cr_assert_eq(g->ops->load_tensor(g, t, w, SDC_DT_F32, (size_t)n * k, &dw.p), SDC_OK, "%s", sdc_last_error());
+        sdc_buf dy = hout(g, t, (size_t)m * n);
+        for (int bias = 0; bias < 2; bias++) {
+            c->ops->linear(c, SDC_F32(y), SDC_F32(x.host), SDC_WEIGHT_F32(w), bias ? b : NULL, m, k, n);
+            cr_assert_eq(g->ops->linear(g, dy, x.d, dw, bias ? db : NULL, m, k, n), SDC_OK, "%s", sdc_last_error());
+            hexpect(g, bias ? "linear + bias" : "linear", dy, y, (size_t)m * n, TOL_PRODUCT[h]);
+        }
+        g->ops->free(g, dw.p), g->ops->free(g, dy.p), g->ops->free(g, db);
+        hin_free(g, &x);
+        free(w), free(b), free(y);
+    }
+    sdc_backend_destroy(g);
+    sdc_backend_destroy(c);
+}
+
+/* conv2d on half activations: 3x3 with bias and residual, 1x1, stride 2,
+ * and a kernel whose channels the weights' layout pads (4 in, 3 out: the
+ * U-Net's conv_in, the VAE's conv_out) */
+static void conv_half(sdc_backend *g, sdc_backend *c, int h, int n, int H, int W, int cin, int cout, int k,
+                      int stride, int pad, bool residual) {
+    const sdc_dtype t = HALF[h];
+    const int ho = (H + 2 * pad - k) / stride + 1, wo = (W + 2 * pad - k) / stride + 1;
+    const size_t nx = (size_t)n * H * W * cin, ny = (size_t)n * ho * wo * cout;
+    hin x = hin_make(g, t, nx, 44, 1.0f), r = hin_make(g, t, ny, 45, 1.0f);
+    float *w = rounded(t, (size_t)cout * k * k * cin, 46, 0.05f), *b = test_random(cout, 47, 0.5f);
+    float *y = malloc(ny * sizeof(float)), *db = dev(g, b, cout);
+    sdc_weight dw;
+    cr_assert_eq(g->ops->load_conv(g, t, w, SDC_DT_F32, cout, k, cin, &dw), SDC_OK, "%s", sdc_last_error());
+    sdc_buf dy = hout(g, t, ny);
+    c->ops->conv2d(c, SDC_F32(y), SDC_F32(x.host), SDC_WEIGHT_F32(w), b, SDC_F32(residual ? r.host : NULL), n, H, W,
+                   cin, cout, k, stride, pad);
+    cr_assert_eq(g->ops->conv2d(g, dy, x.d, dw, db, residual ? r.d : SDC_NO_BUF, n, H, W, cin, cout, k, stride, pad),
+                 SDC_OK, "%s", sdc_last_error());
+    char what[96];
+    snprintf(what, sizeof what, "conv %dx%dx%dx%d->%d k%d s%d%s", n, H, W, cin, cout, k, stride,
+             residual ? " +res" : "");
+    hexpect(g, what, dy, y, ny, TOL_PRODUCT[h]);
+    g->ops->free(g, dw.p), g->ops->free(g, dy.p), g->ops->free(g, db);
+    hin_free(g, &x), hin_free(g, &r);
+    free(w), free(b), free(y);
+}
+
+Test(cuda_halfops, conv2d) {
+    sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
+    for (int h = 0; h < 2; h++) {
+        if (emu()) {
+            conv_half(g, c, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
+            conv_half(g, c, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
+            conv_half(g, c, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
+            conv_half(g, c, h, 2, 5, 5, 4, 16, 3, 1, 1, false); /* conv_in: 4 input channels */
+            conv_half(g, c, h, 1, 6, 6, 16, 3, 3, 1, 1, false); /* conv_out: 3 output channels */
+        } else {
+            conv_half(g, c, h, 2, 64, 64, 320, 320, 3, 1, 1, true);
+            conv_half(g, c, h, 2, 32, 32, 320, 640, 1, 1, 0, true);
+            conv_half(g, c, h, 2, 64, 64, 320, 320, 3, 2, 1, false);
+            conv_half(g, c, h, 2, 64, 64, 4, 320, 3, 1, 1, false);
+            conv_half(g, c, h, 1, 256, 256, 128, 3, 3, 1, 1, false);
+        }
+    }
+    sdc_backend_destroy(g);
+    sdc_backend_destroy(c);
+}
+
+/* attention on half q, k, v (k and v strided in a packed buffer, as the
+ * models pass them); mem_mb: the emulated device's size, which splits the
+ * queries into blocks */
+static void attention_half(int mem_mb, int h, int batch, int heads, int tq, int tk, int d, bool causal) {
+    sdc_backend *g = gpu_mem(mem_mb), *c = test_cpu_backend();
+    const sdc_dtype t = HALF[h];
+    const int width = heads * d, qs = 3 * width, kvs = 2 * width;
+    const size_t nq = (size_t)batch * tq * qs, nkv = (size_t)batch * tk * kvs, no = (size_t)batch * tq * width;
+    hin q = hin_make(g, t, nq, 48, 2.0f), kv = hin_make(g, t, nkv, 49, 2.0f);
+    float *o = malloc(no * sizeof(float));
+    sdc_buf dout = hout(g, t, no);
+    c->ops->attention(c, SDC_F32(o), SDC_F32(q.host), SDC_F32(kv.host), SDC_F32(kv.host + width), batch, heads, tq, tk,
+                      d, qs, kvs, causal);
+    cr_assert_eq(g->ops->attention(g, dout, q.d, kv.d, sdc_at(kv.d, width), batch, heads, tq, tk, d, qs, kvs, causal),
+                 SDC_OK, "%s", sdc_last_error());
+    char what[96];
+    snprintf(what, sizeof what, "attention b%d h%d %dx%d d%d%s", batch, heads, tq, tk, d, causal ? " causal" : "");
+    hexpect(g, what, dout, o, no, TOL_PRODUCT[h]);
+    free(o);
+    g->ops->free(g, dout.p);
+    hin_free(g, &q), hin_free(g, &kv);
+    sdc_backend_destroy(g);
+    sdc_backend_destroy(c);
+}
+
+Test(cuda_halfops, attention) {
+    for (int h = 0; h < 2; h++) {
+        if (emu()) {
+            attention_half(0, h, 2, 2, 37, 37, 40, false);  /* self */
+            attention_half(0, h, 2, 3, 19, 77, 64, false);  /* cross, 77 tokens */
+            attention_half(0, h, 1, 2, 77, 77, 64, true);   /* the text encoder's causal mask */
+            attention_half(0, h, 1, 1, 32, 32, 128, false); /* the VAE's one head */
+            /* 16 MiB device: query blocks of 109 rows, causal rows past the first block */
+            attention_half(16, h, 1, 2, 300, 300, 40, true);
+        } else {
+            attention_half(0, h, 2, 8, 4096, 4096, 40, false);
+            attention_half(0, h, 2, 10, 1024, 77, 64, false);
+            attention_half(0, h, 1, 12, 77, 77, 64, true);
+            attention_half(0, h, 1, 1, 1024, 1024, 512, false);
+        }
+    }
+}
+
+/* layer norm and group norm (+ SiLU) on half activations */
+Test(cuda_halfops, norms) {
+    sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
+    const int n_img = 2, hw = emu() ? 37 : 4096, ch = emu() ? 40 : 320, groups = emu() ? 8 : 32;
+    const size_t n = (size_t)n_img * hw * ch;
+    float *gm = test_random(ch, 50, 1.0f), *bt = test_random(ch, 51, 1.0f), *y = malloc(n * sizeof(float));
+    float *dg = dev(g, gm, ch), *dbt = dev(g, bt, ch);
+    for (int h = 0; h < 2; h++) {
+        const sdc_dtype t = HALF[h];
+        hin x = hin_make(g, t, n, 52, 3.0f);
+        sdc_buf dy = hout(g, t, n);
+        c->ops->layer_norm(c, SDC_F32(y), SDC_F32(x.host), gm, bt, n_img * hw, ch, 1e-5f);
+        cr_assert_eq(g->ops->layer_norm(g, dy, x.d, dg, dbt, n_img * hw, ch, 1e-5f), SDC_OK, "%s", sdc_last_error());
+        hexpect(g, "layer_norm", dy, y, n, TOL_ONE[h]);
+        for (int silu = 0; silu < 2; silu++) {
+            c->ops->group_norm(c, SDC_F32(y), SDC_F32(x.host), gm, bt, n_img, hw, ch, groups, 1e-5f, silu);
+            cr_assert_eq(g->ops->group_norm(g, dy, x.d, dg, dbt, n_img, hw, ch, groups, 1e-5f, silu), SDC_OK, "%s",
+                         sdc_last_error());
+            hexpect(g, silu ? "group_norm + silu" : "group_norm", dy, y, n, TOL_ONE[h]);
+        }
+        g->ops->free(g, dy.p);
+        hin_free(g, &x);
+    }
+    free(gm), free(bt), free(y);
+    g->ops->free(g, dg), g->ops->free(g, dbt);
+    sdc_backend_destroy(g);
+    sdc_backend_destroy(c);
+}
+
+/* The elementwise and layout ops on half activations: each computes in
+ * fp32 and rounds once. */
+Test(cuda_halfops, elementwise) {
+    sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
+    const int nb = 2, H = 5, W = 6, C = 24, f = 36, rows = nb * H * W;
+    const size_t n = (size_t)rows * C, big = (size_t)nb * (2 * H) * (2 * W + 1) * C * 2;
+    float *y = malloc(big * sizeof(float)), *table = test_random((size_t)50 * C, 53, 1.0f);
+    float *pos = test_random((size_t)rows * C, 54, 1.0f), *dtable = dev(g, table, (size_t)50 * C);
+    float *dpos = dev(g, pos, (size_t)rows * C);
+    int ids[60];
+    for (int i = 0; i < rows; i++) ids[i] = (i * 7) % 50;
+    for (int h = 0; h < 2; h++) {
+        const sdc_dtype t = HALF[h];
+        const double tol = TOL_ONE[h];
+        hin a = hin_make(g, t, n, 55, 3.0f), b = hin_make(g, t, n, 56, 3.0f);
+        hin gg = hin_make(g, t, (size_t)rows * 2 * f, 57, 3.0f), v = hin_make(g, t, (size_t)nb * C, 58, 1.0f);
+        sdc_buf dy = hout(g, t, big);
+        const sdc_act acts[3] = {SDC_ACT_GELU, SDC_ACT_QUICK_GELU, SDC_ACT_SILU};
+        for (int k = 0; k < 3; k++) {
+            c->ops->activation(c, SDC_F32(y), SDC_F32(a.host), n, acts[k]);
+            cr_assert_eq(g->ops->activation(g, dy, a.d, n, acts[k]), SDC_OK, "%s", sdc_last_error());
+            hexpect(g, "activation", dy, y, n, tol);
+        }
+        c->ops->add(c, SDC_F32(y), SDC_F32(a.host), SDC_F32(b.host), n);
+        cr_assert_eq(g->ops->add(g, dy, a.d, b.d, n), SDC_OK, "%s", sdc_last_error());
+        hexpect(g, "add", dy, y, n, tol);
+        c->ops->geglu(c, SDC_F32(y), SDC_F32(gg.host), rows, f);
+        cr_assert_eq(g->ops->geglu(g, dy, gg.d, rows, f), SDC_OK, "%s", sdc_last_error());
+        hexpect(g, "geglu", dy, y, (size_t)rows * f, tol);
+        c->ops->add_rows(c, SDC_F32(y), SDC_F32(a.host), SDC_F32(v.host), nb, (size_t)H * W, C);
+        cr_assert_eq(g->ops->add_rows(g, dy, a.d, v.d, nb, (size_t)H * W, C), SDC_OK, "%s", sdc_last_error());
+        hexpect(g, "add_rows", dy, y, n, tol);
+        /* layout ops move values: exact */
+        c->ops->concat_channels(c, SDC_F32(y), SDC_F32(a.host), SDC_F32(b.host), (size_t)rows, C / 2, C / 2);
+        cr_assert_eq(g->ops->concat_channels(g, dy, a.d, b.d, (size_t)rows, C / 2, C / 2), SDC_OK, "%s",
+                     sdc_last_error());
+        hexpect(g, "concat_channels", dy, y, n, 0.0);
+        c->ops->pad(c, SDC_F32(y), SDC_F32(a.host), nb, H, W, C, 0, 1, 0, 1);
+        cr_assert_eq(g->ops->pad(g, dy, a.d, nb, H, W, C, 0, 1, 0, 1), SDC_OK, "%s", sdc_last_error());
+        hexpect(g, "pad", dy, y, (size_t)nb * (H + 1) * (W + 1) * C, 0.0);
+        c->ops->upsample_nearest(c, SDC_F32(y), SDC_F32(a.host), nb, H, W, C, 2 * H, 2 * W + 1);
+        cr_assert_eq(g->ops->upsample_nearest(g, dy, a.d, nb, H, W, C, 2 * H, 2 * W + 1), SDC_OK, "%s",
+                     sdc_last_error());
+        hexpect(g, "upsample_nearest", dy, y, (size_t)nb * 2 * H * (2 * W + 1) * C, 0.0);
+        sdc_buf dz = hout(g, t, n);
+        cr_assert_eq(g->ops->copy(g, dz, a.d, n), SDC_OK, "%s", sdc_last_error());
+        hexpect(g, "copy", dz, a.host, n, 0.0);
+        g->ops->free(g, dz.p);
+        /* embed and the timestep embedding: fp32 tables and arguments,
+         * results rounded to t */
+        c->ops->embed(c, SDC_F32(y), table, pos, ids, rows, C);
+        cr_assert_eq(g->ops->embed(g, dy, dtable, dpos, ids, rows, C), SDC_OK, "%s", sdc_last_error());
+        hexpect(g, "embed", dy, y, n, tol);
+        c->ops->timestep_embedding(c, SDC_F32(y), nb, 320, 981.0);
+        cr_assert_eq(g->ops->timestep_embedding(g, dy, nb, 320, 981.0), SDC_OK, "%s", sdc_last_error());
+        hexpect(g, "timestep_embedding", dy, y, (size_t)nb * 320, tol);
+        g->ops->free(g, dy.p);
+        hin_free(g, &a), hin_free(g, &b), hin_free(g, &gg), hin_free(g, &v);
+    }
+    free(y), free(table), free(pos);
+    g->ops->free(g, dtable), g->ops->free(g, dpos);
+    sdc_backend_destroy(g);
+    sdc_backend_destroy(c);
+}
+
+/* Ops say which types they take: activations of two types in one op, half
+ * activations with weights of another type, and half activations on the
+ * CPU are errors that name the op (nothing runs). */
+Test(cuda_halfops, types_refused) {
+    sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
+    const size_t n = 64;
+    sdc_buf a16 = hout(g, SDC_DT_F16, n), b16 = hout(g, SDC_DT_BF16, n);
+    cr_assert_eq(g->ops->add(g, a16, a16, b16, n), SDC_ERR_ARG);
+    cr_assert(strstr(sdc_last_error(), "add") && strstr(sdc_last_error(), "BF16"), "%s", sdc_last_error());
+    float *w = rounded(SDC_DT_BF16, 8 * 8, 59, 0.1f);
+    sdc_weight dw = {NULL, SDC_DT_BF16, 0};
+    cr_assert_eq(g->ops->load_tensor(g, SDC_DT_BF16, w, SDC_DT_F32, 64, &dw.p), SDC_OK);
+    cr_assert_eq(g->ops->linear(g, a16, a16, dw, NULL, 8, 8, 8), SDC_ERR_ARG);
+    cr_assert(strstr(sdc_last_error(), "linear"), "%s", sdc_last_error());
+    uint16_t host[64] = {0};
+    cr_assert_eq(c->ops->add(c, (sdc_buf){host, SDC_DT_F16}, (sdc_buf){host, SDC_DT_F16},
+                             (sdc_buf){host, SDC_DT_F16}, n), SDC_ERR_ARG);
+    cr_assert(strstr(sdc_last_error(), "add"), "%s", sdc_last_error());
+    g->ops->free(g, a16.p), g->ops->free(g, b16.p), g->ops->free(g, dw.p);
+    free(w);
+    sdc_backend_destroy(g);
+    sdc_backend_destroy(c);
+}
