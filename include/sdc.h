@@ -58,8 +58,10 @@ typedef struct sdc_params {
     sdc_backend_kind backend;
     int n_threads;              /* CPU threads; 0 = all cores */
     int clip_skip;              /* 1 = last text layer (default), 2 = penultimate, ... */
-    sdc_precision precision;    /* text encoder and U-Net weights */
-    sdc_precision vae_precision; /* VAE weights; AUTO: as `precision` */
+    sdc_precision precision;    /* text encoder and U-Net weights and activations;
+                                   AUTO: fp32 on the CPU, fp16 on CUDA */
+    sdc_precision vae_precision; /* the VAE's; AUTO: fp32 on the CPU; on CUDA fp32
+                                    when `precision` is fp32, else bf16 */
 } sdc_params;
 
 typedef struct sdc_ctx sdc_ctx;

@@ -56,17 +56,21 @@ const char *sdc_precision_name(sdc_precision p) {
     return (int)p >= 0 && (int)p < 4 ? names[p] : "?";
 }
 
-/* The weight types of text encoder + U-Net and of the VAE: AUTO is the
- * backend's own choice (fp32 on the CPU, fp16 on CUDA); the CPU backend
- * has fp32 only. */
+/* The weight (and activation) types of text encoder + U-Net and of the
+ * VAE: AUTO is the backend's own choice, fp32 on the CPU; on CUDA fp16 for
+ * text encoder and U-Net, and for the VAE fp32 when the rest is fp32, else
+ * bf16 (fp32's range: SD 1.x/2.x VAE decoders overflow fp16 into NaN or
+ * black images). The CPU backend has fp32 only. */
 static sdc_status weight_types(const sdc_params *p, sdc_backend *be, sdc_dtype *wt, sdc_dtype *vt) {
-    const sdc_precision ps[2] = {p->precision, p->vae_precision ? p->vae_precision : p->precision};
+    const sdc_precision ps[2] = {p->precision, p->vae_precision};
     const char *opt[2] = {"--precision", "--vae-precision"};
     sdc_dtype *out[2] = {wt, vt};
     const bool cpu = !strcmp(be->ops->name, "cpu");
     for (int i = 0; i < 2; i++) {
         switch (ps[i]) {
-        case SDC_PRECISION_AUTO: *out[i] = cpu ? SDC_DT_F32 : SDC_DT_F16; break;
+        case SDC_PRECISION_AUTO:
+            *out[i] = cpu ? SDC_DT_F32 : i == 0 ? SDC_DT_F16 : *wt == SDC_DT_F32 ? SDC_DT_F32 : SDC_DT_BF16;
+            break;
         case SDC_PRECISION_FP32: *out[i] = SDC_DT_F32; break;
         case SDC_PRECISION_FP16: *out[i] = SDC_DT_F16; break;
         case SDC_PRECISION_BF16: *out[i] = SDC_DT_BF16; break;

@@ -41,10 +41,15 @@ void step_probe_record(int step, int total, double seconds, void *user) {
 }
 
 sdc_ctx *tiny_ctx(sdc_backend_kind kind, sdc_precision precision) {
+    return tiny_ctx_vae(kind, precision, SDC_PRECISION_AUTO);
+}
+
+sdc_ctx *tiny_ctx_vae(sdc_backend_kind kind, sdc_precision precision, sdc_precision vae_precision) {
     sdc_params p = sdc_params_default();
     p.model_path = FIXTURES "/tiny_sd1.safetensors";
     p.backend = kind;
     p.precision = precision;
+    p.vae_precision = vae_precision;
     sdc_ctx *ctx = NULL;
     cr_assert_eq(sdc_load(&p, &ctx), SDC_OK, "%s", sdc_last_error());
     return ctx;

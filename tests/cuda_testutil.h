@@ -27,6 +27,8 @@ void step_probe_record(int step, int total, double seconds, void *user);
 /* A context on the tiny test model (tests/fixtures/tiny_sd1.safetensors)
  * with this backend and precision (asserts it loads). */
 sdc_ctx *tiny_ctx(sdc_backend_kind kind, sdc_precision precision);
+/* the same with the VAE's precision chosen too */
+sdc_ctx *tiny_ctx_vae(sdc_backend_kind kind, sdc_precision precision, sdc_precision vae_precision);
 /* A device copy of n host floats (asserts on failure). */
 float *dev(sdc_backend *g, const float *h, size_t n);
 

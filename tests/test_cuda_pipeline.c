@@ -100,19 +100,20 @@ Test(cuda, batch_with_per_image_guidance, .timeout = 300) {
     }
 }
 
-/* The tiny pipelines end to end with half-precision weights against
- * diffusers' float32 pipeline (the references test_pipeline.c holds the
- * CPU to within 1e-3 and 2 levels): every sampler, SD 1.x at 32x32 and 4
- * steps with guidance 7.5 (which multiplies the difference of the two
- * halves 7.5 times). Stated tolerances, with a margin over what the
- * emulated device measured: fp16 latents within 5e-3 relative (<= 2.8e-3
- * measured) and pixels within 3 levels (1); bf16 within 6e-2 (<= 3.2e-2)
- * and 16 levels (11). */
-static void half_pipeline(sdc_precision prec, double lat_tol, int px_tol) {
+/* The tiny pipelines end to end in half precision (weights and
+ * activations) against diffusers' float32 pipeline (the references
+ * test_pipeline.c holds the CPU to within 1e-3 and 2 levels): every
+ * sampler, SD 1.x at 32x32 and 4 steps with guidance 7.5 (which multiplies
+ * the difference of the two halves 7.5 times). Stated tolerances, with a
+ * margin over what the emulated device measured: all fp16 (VAE included),
+ * latents within 5e-3 relative (<= 4.3e-3 measured) and pixels within 3
+ * levels (2); fp16 with the default bf16 VAE, the same latents and pixels
+ * within 6 levels (4); all bf16, 6e-2 (<= 4.2e-2) and 16 levels (15). */
+static void half_pipeline(sdc_precision prec, sdc_precision vae_prec, double lat_tol, int px_tol) {
     need_device();
     sdc_st_file *ref = NULL;
     cr_assert_eq(sdc_st_open(FIXTURES "/pipeline_tiny_sd1_ref.safetensors", &ref), SDC_OK, "%s", sdc_last_error());
-    sdc_ctx *ctx = tiny_ctx(SDC_BACKEND_CUDA, prec);
+    sdc_ctx *ctx = tiny_ctx_vae(SDC_BACKEND_CUDA, prec, vae_prec);
     /* the references' cases: ddim, ddpm, euler, euler_a, dpmpp_2m (seeds 42 + case) */
     const int cases[5] = {0, 2, 3, 5, 6};
     const char *samplers[5] = {"ddim", "ddpm", "euler", "euler_a", "dpmpp_2m"};
@@ -139,8 +140,8 @@ static void half_pipeline(sdc_precision prec, double lat_tol, int px_tol) {
             int d = abs((int)img.rgb[k] - (int)((const unsigned char *)it->data)[k]);
             if (d > worst) worst = d;
         }
-        fprintf(stderr, "cuda %s pipeline %s: latents rel err %.2e, max pixel diff %d\n", sdc_precision_name(prec),
-                samplers[i], e, worst);
+        fprintf(stderr, "cuda %s pipeline (VAE %s) %s: latents rel err %.2e, max pixel diff %d\n",
+                sdc_precision_name(prec), sdc_precision_name(vae_prec), samplers[i], e, worst);
         cr_assert(e <= lat_tol, "%s %s: latents rel err %.3g > %.0e", sdc_precision_name(prec), samplers[i], e,
                   lat_tol);
         cr_assert(worst <= px_tol, "%s %s: pixels off by %d > %d", sdc_precision_name(prec), samplers[i], worst,
@@ -152,8 +153,11 @@ static void half_pipeline(sdc_precision prec, double lat_tol, int px_tol) {
     sdc_st_close(ref);
 }
 
-Test(cuda, tiny_pipeline_fp16, .timeout = 600) { half_pipeline(SDC_PRECISION_FP16, 5e-3, 3); }
-Test(cuda, tiny_pipeline_bf16, .timeout = 600) { half_pipeline(SDC_PRECISION_BF16, 6e-2, 16); }
+Test(cuda, tiny_pipeline_fp16, .timeout = 600) { half_pipeline(SDC_PRECISION_FP16, SDC_PRECISION_FP16, 5e-3, 3); }
+Test(cuda, tiny_pipeline_fp16_default_vae, .timeout = 600) {
+    half_pipeline(SDC_PRECISION_FP16, SDC_PRECISION_AUTO, 5e-3, 6);
+}
+Test(cuda, tiny_pipeline_bf16, .timeout = 600) { half_pipeline(SDC_PRECISION_BF16, SDC_PRECISION_BF16, 6e-2, 16); }
 
 /* A graph replay gives exactly what the same ops give run directly: the
  * U-Net body of the tiny model (fp16 weights) run directly, then recorded
