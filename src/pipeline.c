@@ -1,6 +1,7 @@
 /* pipeline.c - text to image: prompt -> context, noise -> denoising loop
  * with classifier-free guidance -> VAE decode -> 8-bit image. The same
  * steps, in the same order, as diffusers' StableDiffusionPipeline. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "text/conditioning.h"
 #include "context.h"
 #include "plan.h"
+#include "model/safetensors.h"
 #include "image/image.h"
 #include "sampling/rng.h"
 #include "sampling/scheduler.h"
@@ -279,6 +281,24 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
     return op->sync ? op->sync(be) : SDC_OK;
 }
 
+/* A network that overflowed its half type leaves inf or NaN behind, which
+ * would become a black or noisy image: an error saying which network and
+ * what to try instead (in fp32 the model itself is at fault). */
+static sdc_status not_finite(const char *net, const char *what, sdc_dtype act, const char *option) {
+    if (act == SDC_DT_F32)
+        return sdc_fail(SDC_ERR_BACKEND, "the %s gave non-finite %s in F32: the model's weights overflow", net, what);
+    return sdc_fail(SDC_ERR_BACKEND, "the %s gave non-finite %s: it overflowed %s; try %s bf16 or fp32", net, what,
+                    sdc_dtype_name(act), option);
+}
+
+static sdc_status check_finite(const sdc_ctx *ctx, const float *lat, size_t n, const float *img, size_t m) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(lat[i])) return not_finite("U-Net", "latents", ctx->unet->act, "--precision");
+    for (size_t i = 0; i < m; i++)
+        if (!isfinite(img[i])) return not_finite("VAE decoder", "pixels", ctx->vae->act, "--vae-precision");
+    return SDC_OK;
+}
+
 /* latents / scale_factor -> VAE -> 8-bit image, one image at a time; the
  * final latents come back with the image (sdc_image.latents). */
 static sdc_status job_decode(sdc_ctx *ctx, job *j, const float *x_dev, int lh, int lw) {
@@ -299,6 +319,7 @@ static sdc_status job_decode(sdc_ctx *ctx, job *j, const float *x_dev, int lh, i
     if (st == SDC_OK) st = sdc_vae_decode(ctx->vae, z_dev, lh, lw, img_dev);
     if (st == SDC_OK) st = be->ops->download(be, img, img_dev, npx * 3);
     if (st == SDC_OK) st = be->ops->download(be, lat, x_dev, n);
+    if (st == SDC_OK) st = check_finite(ctx, lat, n, img, npx * 3);
     if (st == SDC_OK) {
         sdc_nhwc_to_nchw(lat, out->latents, 1, C, lh, lw);
         sdc_image_to_u8(img, p->height, p->width, out->rgb);

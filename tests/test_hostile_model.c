@@ -582,3 +582,54 @@ Test(hostile_model, config_that_is_a_fifo_or_a_folder) {
     refused(dir, path, "expected a regular file", NULL);
     free(dir);
 }
+
+/* tiny_sd1 with every element of one F16 tensor set to `bits` */
+static char *filled(const char *name, const char *tensor, uint16_t bits) {
+    char *dst = st_path(g_dir, name);
+    sdc_st_file *f = NULL;
+    cr_assert_eq(sdc_st_open(FIXTURES "/tiny_sd1.safetensors", &f), SDC_OK, "%s", sdc_last_error());
+    st_builder *b = st_builder_new();
+    bool found = false;
+    for (int i = 0; i < f->n_tensors; i++) {
+        const sdc_st_tensor *t = &f->tensors[i];
+        const void *data = t->data;
+        uint16_t *mod = NULL;
+        if (!strcmp(t->name, tensor)) {
+            cr_assert_eq(t->dtype, SDC_DT_F16, "%s is not F16", tensor);
+            mod = malloc(t->nbytes);
+            for (size_t k = 0; k < t->nbytes / 2; k++) mod[k] = bits;
+            data = mod;
+            found = true;
+        }
+        cr_assert_eq(st_builder_add(b, t->name, sdc_dtype_name(t->dtype), t->ndim, t->shape, data, t->nbytes), 0);
+        free(mod);
+    }
+    cr_assert(found, "no tensor %s", tensor);
+    for (int i = 0; i < f->n_meta; i++) st_builder_meta(b, f->meta_keys[i], f->meta_values[i]);
+    cr_assert_eq(st_builder_write(b, dst), 0);
+    st_builder_free(b);
+    sdc_st_close(f);
+    return dst;
+}
+
+/* A network whose output is inf or NaN (here: an infinite bias in the
+ * model; on CUDA, a half type that overflowed) is an error naming the
+ * network, not a black image: non-zero exit, no file. */
+static void overflowing(const char *tensor, const char *needle) {
+    char *p = filled("inf.safetensors", tensor, 0x7c00); /* +inf in binary16 */
+    char *png = st_path(g_dir, "inf.png"), cmd[9000];
+    snprintf(cmd, sizeof cmd, "'%s' txt2img -m '%s' -p 'a red circle' --steps 1 -W 16 -H 16 -o '%s' 2>&1 | grep -q '%s'",
+             sdc_cli_path(), p, png, needle);
+    cr_assert_eq(system(cmd), 0, "no error with \"%s\"", needle);
+    cr_assert_neq(access(png, F_OK), 0, "an image was written");
+    free(png);
+    free(p);
+}
+
+Test(hostile_model, unet_output_not_finite) {
+    overflowing("model.diffusion_model.out.2.bias", "the U-Net gave non-finite latents in F32");
+}
+
+Test(hostile_model, vae_output_not_finite) {
+    overflowing("first_stage_model.decoder.conv_out.bias", "the VAE decoder gave non-finite pixels in F32");
+}
