@@ -106,7 +106,11 @@ sdc_status sdc_text_encoder_load(const sdc_model_files *m, sdc_backend *be,
     if (!te) return sdc_fail(SDC_ERR_OOM, "text encoder: out of memory");
     te->cfg = m->config.text;
     te->be = be;
-    te->act = be->weight_type; /* activations in the weights' type */
+    /* fp32 activations whatever the weights' type (products round their
+     * input to it): a prompt window is 77 tokens, so this costs next to
+     * nothing, and the context every step of a render reads keeps fp32's
+     * precision (in fp16 the final layer norm gave up to 5e-3 relative) */
+    te->act = SDC_DT_F32;
     te->layers = calloc((size_t)te->cfg.layers, sizeof *te->layers);
     sdc_loader L;
     sdc_loader_init(&L, m, SDC_COMP_TEXT, be, &te->weights);

@@ -25,8 +25,8 @@ typedef struct sdc_text_encoder {
     float *pos_emb;         /* (max_pos, width) */
     float *lnf_w, *lnf_b;   /* (width) final_layer_norm / ln_final */
     sdc_text_layer *layers; /* (cfg.layers) */
-    /* activations for up to max_pos tokens, backend memory, in the
-     * weights' type (act) */
+    /* activations for up to max_pos tokens, backend memory, of type act
+     * (fp32: see text_encoder.c) */
     sdc_dtype act;
     sdc_buf x;              /* (tokens, width) residual stream */
     sdc_buf h;              /* (tokens, width) */
