@@ -13,6 +13,7 @@
 
 #include "backend/cuda.h"
 #include "context.h"
+#include "model/safetensors.h"
 #include "plan.h"
 #include "sdc.h"
 
@@ -55,9 +56,10 @@ int main(int argc, char **argv) {
     be->ops->memory(be, &in_use, &peak);
     const size_t shared = pl->unet.activations > pl->vae.activations ? pl->unet.activations : pl->vae.activations;
     const size_t loop = pl->floats - (shared + pl->unet.state) - pl->scratch_bytes / 4;
-    printf("planned device memory: %s at %dx%d, %d image%s with guidance (U-Net batch %d), 20 steps, %s weights\n",
-           model, px, px, images, images > 1 ? "s" : "", 2 * images,
-           sdc_precision_name(ctx->params.precision == SDC_PRECISION_AUTO ? SDC_PRECISION_FP16 : ctx->params.precision));
+    printf("planned device memory: %s at %dx%d, %d image%s with guidance (U-Net batch %d), 20 steps, U-Net in %s, "
+           "VAE in %s (weights and activations)\n",
+           model, px, px, images, images > 1 ? "s" : "", 2 * images, sdc_dtype_name(ctx->unet->act),
+           sdc_dtype_name(ctx->vae->act));
     printf("device: %s (planned by a dry run in %.2f s; nothing rendered)\n\n", name, t_plan);
     printf("  %-44s %10.1f MiB\n", "weights and the backend's reserves (loaded)", mib(loaded));
     printf("  %-44s %10.1f MiB\n", "the render's arena", mib(pl->floats * sizeof(float)));
