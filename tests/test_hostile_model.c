@@ -618,7 +618,8 @@ static char *filled(const char *name, const char *tensor, uint16_t bits) {
 static void overflowing(const char *tensor, const char *needle) {
     char *p = filled("inf.safetensors", tensor, 0x7c00); /* +inf in binary16 */
     char *png = st_path(g_dir, "inf.png"), cmd[9000];
-    snprintf(cmd, sizeof cmd, "'%s' txt2img -m '%s' -p 'a red circle' --steps 1 -W 16 -H 16 -o '%s' 2>&1 | grep -q '%s'",
+    snprintf(cmd, sizeof cmd,
+             "'%s' txt2img -m '%s' -p 'a red circle' --steps 1 -W 16 -H 16 -o '%s' 2>&1 | grep -q '%s'",
              sdc_cli_path(), p, png, needle);
     cr_assert_eq(system(cmd), 0, "no error with \"%s\"", needle);
     cr_assert_neq(access(png, F_OK), 0, "an image was written");

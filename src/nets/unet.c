@@ -518,8 +518,8 @@ sdc_status sdc_unet_body(sdc_unet *u, const float *x, int batch, int h, int w, f
             PUSH(cur, px, c->channels[l]);
         }
         if (D->sample_w.p) {
-            SDC_TRY(op->conv2d(be, spare, cur, D->sample_w, D->sample_b, SDC_NO_BUF, batch, hs[l], ws[l], c->channels[l],
-                               c->channels[l], 3, 2, 1));
+            SDC_TRY(op->conv2d(be, spare, cur, D->sample_w, D->sample_b, SDC_NO_BUF, batch, hs[l], ws[l],
+                               c->channels[l], c->channels[l], 3, 2, 1));
             u->flops += 2.0 * batch * hs[l + 1] * ws[l + 1] * 9.0 * c->channels[l] * c->channels[l];
             SWAP(cur, spare);
             PUSH(cur, batch * hs[l + 1] * ws[l + 1], c->channels[l]);
@@ -555,8 +555,8 @@ sdc_status sdc_unet_body(sdc_unet *u, const float *x, int batch, int h, int w, f
         }
         if (U->sample_w.p) { /* nearest 2x to the next skip's size, then a 3x3 conv */
             SDC_TRY(op->upsample_nearest(be, t2, cur, batch, hs[l], ws[l], ch, hs[l - 1], ws[l - 1]));
-            SDC_TRY(op->conv2d(be, cur, t2, U->sample_w, U->sample_b, SDC_NO_BUF, batch, hs[l - 1], ws[l - 1], ch, ch, 3, 1,
-                               1));
+            SDC_TRY(op->conv2d(be, cur, t2, U->sample_w, U->sample_b, SDC_NO_BUF, batch, hs[l - 1], ws[l - 1], ch, ch,
+                               3, 1, 1));
             u->flops += 2.0 * batch * hs[l - 1] * ws[l - 1] * 9.0 * ch * ch;
         }
     }

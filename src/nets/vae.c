@@ -235,7 +235,8 @@ sdc_status sdc_vae_decode(sdc_vae *v, const float *z, int h, int w, float *image
     for (int i = 0; i < nl; i++) {
         const sdc_vae_up *U = &v->up[i];
         for (int j = 0; j < U->n_res; j++) {
-            SDC_TRY(sdc_resnet_forward(be, &U->res[j], spare, cur, SDC_NO_BUF, 0, SDC_NO_BUF, t2, t3, 1, h, w, G, VAE_EPS));
+            SDC_TRY(sdc_resnet_forward(be, &U->res[j], spare, cur, SDC_NO_BUF, 0, SDC_NO_BUF, t2, t3, 1, h, w, G,
+                                       VAE_EPS));
             SWAP(cur, spare);
             ch = U->res[j].cout;
         }
@@ -274,7 +275,8 @@ sdc_status sdc_vae_encode(sdc_vae *v, const float *image, int H, int W, float *m
     for (int l = 0; l < nl; l++) {
         const sdc_vae_down *D = &e->down[l];
         for (int j = 0; j < D->n_res; j++) {
-            SDC_TRY(sdc_resnet_forward(be, &D->res[j], spare, cur, SDC_NO_BUF, 0, SDC_NO_BUF, t2, t3, 1, h, w, G, VAE_EPS));
+            SDC_TRY(sdc_resnet_forward(be, &D->res[j], spare, cur, SDC_NO_BUF, 0, SDC_NO_BUF, t2, t3, 1, h, w, G,
+                                       VAE_EPS));
             SWAP(cur, spare);
             ch = D->res[j].cout;
         }
