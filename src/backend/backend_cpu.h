@@ -13,6 +13,12 @@
  * degree-6 polynomial, ~1 ulp, written so the compiler vectorises loops of
  * it (libm's expf is a call per element). */
 static inline float sdc_fast_expf(float x) {
+    /* exp(NaN) is NaN; the integer part below must stay defined for it (a
+     * NaN converted to int and shifted is undefined behaviour), so NaN is
+     * computed as 0 and put back at the end: selects, no branch */
+    const float x0 = x;
+    const bool nan = x != x;
+    x = nan ? 0.0f : x;
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     float n = rintf(x * 1.44269504088896341f);
     float r = x - n * 0.693359375f;
@@ -27,7 +33,7 @@ static inline float sdc_fast_expf(float x) {
     int32_t e = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &e, sizeof scale);
-    return y * scale;
+    return nan ? x0 : y * scale;
 }
 
 /* The CPU backend's state: scratch slots reused across op calls (im2col
