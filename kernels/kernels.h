@@ -90,6 +90,22 @@ int sdc_softmax_rows_cuda(float *s, int rows, int cols, int ld, int batch, size_
 int sdc_softmax_rows_typed_cuda(float *s, void *p, int p_type, int rows, int cols, int ld, int batch,
                                 size_t batch_stride, float scale, int causal, int row0, cudaStream_t st);
 
+// flash_attn.cu: fused attention on tensor cores (FlashAttention-2's
+// scheme), q, k, v and out of type t (SDC_CU_F16 or SDC_CU_BF16), the
+// layout of the backend's attention op: q rows q_stride elements apart,
+// head h at columns [h d, (h + 1) d), k and v rows kv_stride apart, out
+// dense (batch, tq, heads d); scale multiplies the scores; causal: query i
+// sees keys j <= i. Scores, the softmax's running max and sum in fp32, P
+// rounded to t for P V. Supported: head dims up to SDC_FLASH_MAX_D,
+// multiples of 8, strides multiples of 8 and 16-byte aligned pointers
+// (sdc_flash_attention_supported); anything else is cudaErrorInvalidValue.
+#define SDC_FLASH_MAX_D 160
+int sdc_flash_attention_supported(int t, int d, int q_stride, int kv_stride, const void *q, const void *k,
+                                  const void *v);
+int sdc_flash_attention_cuda(void *out, const void *q, const void *k, const void *v, int t, int batch, int heads,
+                             int tq, int tk, int d, int q_stride, int kv_stride, int causal, float scale,
+                             cudaStream_t s);
+
 // latent.cu: the denoising loop (backend.h documents each op)
 enum { SDC_CU_UPDATE_DDIM = 0, SDC_CU_UPDATE_DDPM, SDC_CU_UPDATE_EULER, SDC_CU_UPDATE_DPM1, SDC_CU_UPDATE_DPM2 };
 int sdc_timestep_embedding_cuda(void *y, int t_type, int rows, int dim, float t, cudaStream_t s); // y: t_type

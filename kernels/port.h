@@ -123,6 +123,14 @@ template <int N> __device__ __forceinline__ void sdc_cp_async_wait(void) {
 
 #endif
 
+// Unroll the loop that follows (constant trip counts over register arrays:
+// unrolled, the arrays stay in registers); the host compiler decides alone.
+#if defined(__CUDACC__)
+#define SDC_UNROLL _Pragma("unroll")
+#else
+#define SDC_UNROLL
+#endif
+
 // Lane and warp of this thread in a one-dimensional block.
 __device__ __forceinline__ int sdc_lane(void) { return (int)(threadIdx.x & 31u); }
 __device__ __forceinline__ int sdc_warp(void) { return (int)(threadIdx.x >> 5); }
