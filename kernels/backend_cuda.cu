@@ -38,6 +38,7 @@ typedef struct cuda_impl {
     bool stage_busy[STAGES];
     int next_stage;
     cublasMath_t math;        // the handle's math mode now
+    bool attn_gemm;           // SDC_ATTN=cublas: half attention as two GEMMs around a softmax, not flash_attn.cu
     void *blas_ws;            // cuBLAS's workspace, reserved up front (graphs may not allocate)
     size_t in_use, peak;      // device bytes through device_alloc / cu_free
     // planned memory: a dry run records what each scratch slot and the
@@ -446,7 +447,10 @@ static sdc_status cu_layer_norm(sdc_backend *be, sdc_buf y, sdc_buf x, const flo
     return SDC_OK;
 }
 
-// For each image and block of queries: S = Q K^T for all heads (one strided
+// Half activations: the fused kernel of flash_attn.cu where it takes the
+// shape (head dims up to 160: every SD U-Net and text encoder head), no
+// scratch. Otherwise (fp32, the VAE's 512-wide head, SDC_ATTN=cublas), for
+// each image and block of queries: S = Q K^T for all heads (one strided
 // batched GEMM), a row softmax, then O = P V (another). Scores and softmax
 // in fp32; with half activations the products read q, k, v in their type,
 // S comes out in fp32, P is rounded once to the half type for O = P V, and
@@ -459,6 +463,12 @@ static sdc_status cu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf 
     int t = 0;
     SDC_TRY(acts("attention", {out, q, k, v}, &t));
     const bool half = t != SDC_CU_F32;
+    if (half && !impl(be)->attn_gemm && sdc_flash_attention_supported(t, d, q_stride, kv_stride, q.p, k.p, v.p)) {
+        if (impl(be)->planning) return SDC_OK; // no scratch
+        KERNEL_TRY(sdc_flash_attention_cuda(out.p, q.p, k.p, v.p, t, batch, heads, tq, tk, d, q_stride, kv_stride,
+                                            causal ? 1 : 0, 1.0f / sqrtf((float)d), impl(be)->stream));
+        return SDC_OK;
+    }
     const int width = heads * d;
     int qb = (int)(impl(be)->budget / ((size_t)heads * tk));
     if (qb < 1) qb = 1;
@@ -892,6 +902,8 @@ extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
         return sdc_fail(SDC_ERR_OOM, "out of memory");
     }
     im->device = device;
+    const char *attn = getenv("SDC_ATTN");
+    im->attn_gemm = attn && !strcmp(attn, "cublas");
     // sdc's own stream: work on it is ordered, nothing waits on the legacy
     // default stream, and it can be captured into a graph
     bool ok = cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking) == cudaSuccess;

@@ -193,10 +193,15 @@ Test(cuda_halfops, conv2d) {
 }
 
 /* attention on half q, k, v (k and v strided in a packed buffer, as the
- * models pass them); mem_mb: the emulated device's size, which splits the
- * queries into blocks */
-static void attention_half(int mem_mb, int h, int batch, int heads, int tq, int tk, int d, bool causal) {
+ * models pass them), by the fused kernel (flash_attn.cu: head dims up to
+ * 160) or, with SDC_ATTN=cublas and for wider heads, by two GEMMs around a
+ * softmax; which one ran shows in the scratch: the fused kernel takes
+ * none. mem_mb: the emulated device's size, which splits the GEMM path's
+ * queries into blocks. */
+static void attention_half(int mem_mb, bool gemm, int h, int batch, int heads, int tq, int tk, int d, bool causal) {
+    if (gemm) setenv("SDC_ATTN", "cublas", 1);
     sdc_backend *g = gpu_mem(mem_mb), *c = test_cpu_backend();
+    unsetenv("SDC_ATTN");
     const sdc_dtype t = HALF[h];
     const int width = heads * d, qs = 3 * width, kvs = 2 * width;
     const size_t nq = (size_t)batch * tq * qs, nkv = (size_t)batch * tk * kvs, no = (size_t)batch * tq * width;
@@ -205,10 +210,14 @@ static void attention_half(int mem_mb, int h, int batch, int heads, int tq, int 
     sdc_buf dout = hout(g, t, no);
     c->ops->attention(c, SDC_F32(o), SDC_F32(q.host), SDC_F32(kv.host), SDC_F32(kv.host + width), batch, heads, tq, tk,
                       d, qs, kvs, causal);
+    const size_t allocs = g->allocations;
     cr_assert_eq(g->ops->attention(g, dout, q.d, kv.d, sdc_at(kv.d, width), batch, heads, tq, tk, d, qs, kvs, causal),
                  SDC_OK, "%s", sdc_last_error());
+    const bool fused = !gemm && d <= 160;
+    cr_assert_eq(g->allocations == allocs, fused, "d %d: the %s path was expected", d, fused ? "fused" : "GEMM");
     char what[96];
-    snprintf(what, sizeof what, "attention b%d h%d %dx%d d%d%s", batch, heads, tq, tk, d, causal ? " causal" : "");
+    snprintf(what, sizeof what, "attention (%s) b%d h%d %dx%d d%d%s", fused ? "fused" : "gemm", batch, heads, tq, tk,
+             d, causal ? " causal" : "");
     hexpect(g, what, dout, o, no, TOL_PRODUCT[h]);
     free(o);
     g->ops->free(g, dout.p);
@@ -217,20 +226,45 @@ static void attention_half(int mem_mb, int h, int batch, int heads, int tq, int 
     sdc_backend_destroy(c);
 }
 
-Test(cuda_halfops, attention) {
+/* Every head dim SD has (40, 64, 80, 160) and others up to 160, with
+ * query and key counts that leave partial tiles (64 queries a block; 64
+ * keys a tile up to d 80, 32 above), several key tiles, cross-attention to
+ * 77 and 154 keys, the causal mask across tiles, batch and heads > 1. */
+Test(cuda_halfops, attention_fused) {
     for (int h = 0; h < 2; h++) {
         if (emu()) {
-            attention_half(0, h, 2, 2, 37, 37, 40, false);  /* self */
-            attention_half(0, h, 2, 3, 19, 77, 64, false);  /* cross, 77 tokens */
-            attention_half(0, h, 1, 2, 77, 77, 64, true);   /* the text encoder's causal mask */
-            attention_half(0, h, 1, 1, 32, 32, 128, false); /* the VAE's one head */
-            /* 16 MiB device: query blocks of 109 rows, causal rows past the first block */
-            attention_half(16, h, 1, 2, 300, 300, 40, true);
+            attention_half(0, false, h, 2, 2, 70, 70, 40, false);  /* self, tails, two key tiles */
+            attention_half(0, false, h, 2, 3, 19, 77, 64, false);  /* cross, 77 tokens */
+            attention_half(0, false, h, 1, 2, 9, 154, 64, false);  /* cross, a long prompt's 154 */
+            attention_half(0, false, h, 1, 2, 77, 77, 64, true);   /* the text encoder's causal mask */
+            attention_half(0, false, h, 1, 1, 130, 130, 24, true); /* causal over three query blocks */
+            attention_half(0, false, h, 1, 2, 40, 40, 80, false);
+            attention_half(0, false, h, 2, 1, 33, 70, 160, false); /* 32-key tiles */
+            attention_half(0, false, h, 1, 1, 16, 16, 8, false);   /* the smallest head */
         } else {
-            attention_half(0, h, 2, 8, 4096, 4096, 40, false);
-            attention_half(0, h, 2, 10, 1024, 77, 64, false);
-            attention_half(0, h, 1, 12, 77, 77, 64, true);
-            attention_half(0, h, 1, 1, 1024, 1024, 512, false);
+            attention_half(0, false, h, 2, 8, 4096, 4096, 40, false);
+            attention_half(0, false, h, 2, 10, 1024, 77, 64, false);
+            attention_half(0, false, h, 2, 10, 1024, 1024, 64, false);
+            attention_half(0, false, h, 2, 10, 256, 256, 80, false);
+            attention_half(0, false, h, 2, 20, 64, 64, 160, false);
+            attention_half(0, false, h, 1, 12, 77, 77, 64, true);
+        }
+    }
+}
+
+/* The GEMM path: SDC_ATTN=cublas, and the VAE's single 512-wide head. */
+Test(cuda_halfops, attention_gemm) {
+    for (int h = 0; h < 2; h++) {
+        if (emu()) {
+            attention_half(0, true, h, 2, 2, 37, 37, 40, false);
+            attention_half(0, true, h, 2, 3, 19, 77, 64, false);
+            attention_half(0, true, h, 1, 2, 77, 77, 64, true);
+            attention_half(0, false, h, 1, 1, 16, 16, 512, false); /* the VAE's head */
+            /* 16 MiB device: query blocks of 109 rows, causal rows past the first block */
+            attention_half(16, true, h, 1, 2, 300, 300, 40, true);
+        } else {
+            attention_half(0, true, h, 2, 8, 4096, 4096, 40, false);
+            attention_half(0, false, h, 1, 1, 1024, 1024, 512, false);
         }
     }
 }

@@ -61,6 +61,16 @@ int main(void) {
     check("im2col", sdc_im2col_cuda(y, x, n, h, w, c, 3, 1, 1, h, w, 0, (size_t)n * h * w, s));
     check("softmax_rows 9x300", sdc_softmax_rows_cuda(y, 9, 300, 300, 2, 9 * 300, 0.125f, 0, 0, s));
     check("softmax_rows causal", sdc_softmax_rows_cuda(y, 20, 40, 40, 1, 0, 0.125f, 1, 5, s));
+    {
+        // fused attention: two query blocks with a partial one, several key
+        // tiles (64 keys at d 40, 32 at d 160), causal; half values from
+        // fp32 patterns (unchecked)
+        float *f = buf(3 * 8192, 0.25f), *o = buf(8192, 0.0f);
+        check("flash_attention d40 causal", sdc_flash_attention_cuda(o, f, f + 8192, f + 16384, SDC_CU_F16, 1, 1, 70,
+                                                                     70, 40, 40, 40, 1, 0.15f, s));
+        check("flash_attention d160 bf16", sdc_flash_attention_cuda(o, f, f + 8192, f + 16384, SDC_CU_BF16, 1, 1, 33,
+                                                                    70, 160, 160, 160, 0, 0.08f, s));
+    }
     for (int mode = 0; mode < 4; mode++)
         for (int bf16 = 0; bf16 < 2; bf16++) {
             char what[64];
