@@ -608,7 +608,7 @@ static sdc_status cu_group_norm(sdc_backend *be, sdc_buf y, sdc_buf x, const flo
     if (groups < 1 || c % groups)
         return sdc_fail(SDC_ERR_ARG, "group_norm: %d channels not divisible into %d groups", c, groups);
     float *stats = NULL;
-    SDC_TRY(scratch(be, 2, (size_t)2 * n * groups, "group_norm", &stats));
+    SDC_TRY(scratch(be, 2, sdc_group_norm_scratch_floats(n, hw, groups), "group_norm", &stats));
     if (impl(be)->planning) return SDC_OK;
     KERNEL_TRY(sdc_group_norm_cuda(y.p, x.p, t, gamma, beta, n, hw, c, groups, eps, silu ? 1 : 0, stats,
                                    impl(be)->stream));

@@ -57,8 +57,11 @@ int sdc_bias_residual_cuda(void *y, int t, const float *bias, const void *residu
 // norm.cu: x and y of element type t, statistics in double, gamma/beta fp32
 int sdc_layer_norm_cuda(void *y, const void *x, int t, const float *gamma, const float *beta, int m, int n, float eps,
                         cudaStream_t s);
+// scratch: sdc_group_norm_scratch_floats(n, hw, groups) floats of device
+// memory (the statistics and the split reduction's partials)
 int sdc_group_norm_cuda(void *y, const void *x, int t, const float *gamma, const float *beta, int n, int hw, int c,
-                        int groups, float eps, int silu, float *stats, cudaStream_t s); // stats: 2*n*groups
+                        int groups, float eps, int silu, float *scratch, cudaStream_t s);
+size_t sdc_group_norm_scratch_floats(int n, int hw, int groups);
 
 // convert.cu: dst[i] = (dst_type) src[i], any of the three types each way
 int sdc_convert_cuda(void *dst, int dst_type, const void *src, int src_type, size_t n, cudaStream_t s);

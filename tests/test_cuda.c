@@ -130,6 +130,30 @@ Test(cuda, linear_and_norms) {
     }
 }
 
+/* Group norm's statistics split over many blocks (kernels/norm.cu: up to
+ * 64 ranges of pixels a group, merged by Chan's formula) on values far
+ * from zero (500 + N(0, 1): where E[x^2] - E[x]^2 would lose every digit),
+ * against the CPU's two passes in double; fp32, tolerance 1e-5. */
+Test(cuda, group_norm_split_offset) {
+    sdc_backend *g = gpu(), *c = test_cpu_backend();
+    const int n = 2, hw = emu() ? 33 * 31 : 64 * 64, ch = emu() ? 64 : 320, groups = 32;
+    const size_t nx = (size_t)n * hw * ch;
+    float *x = test_random(nx, 61, 1.0f), *gm = test_random(ch, 62, 1.0f), *bt = test_random(ch, 63, 1.0f);
+    for (size_t i = 0; i < nx; i++) x[i] += 500.0f;
+    float *y = malloc(nx * sizeof(float)), *dx = dev(g, x, nx), *dg = dev(g, gm, ch), *dbt = dev(g, bt, ch), *dy;
+    cr_assert_eq(g->ops->alloc(g, nx, &dy), SDC_OK);
+    for (int silu = 0; silu < 2; silu++) {
+        c->ops->group_norm(c, SDC_F32(y), SDC_F32(x), gm, bt, n, hw, ch, groups, 1e-5f, silu);
+        cr_assert_eq(g->ops->group_norm(g, SDC_F32(dy), SDC_F32(dx), dg, dbt, n, hw, ch, groups, 1e-5f, silu), SDC_OK,
+                     "%s", sdc_last_error());
+        expect(g, silu ? "group_norm split, offset 500 + silu" : "group_norm split, offset 500", dy, y, nx, 1e-5);
+    }
+    free(x), free(gm), free(bt), free(y);
+    g->ops->free(g, dx), g->ops->free(g, dg), g->ops->free(g, dbt), g->ops->free(g, dy);
+    sdc_backend_destroy(g);
+    sdc_backend_destroy(c);
+}
+
 /* mem_mb: the emulated device's size (sets the im2col block); flags: 1 bias,
  * 2 residual */
 static void conv_case_mem(int mem_mb, int flags, int n, int h, int w, int cin, int cout, int k, int stride,

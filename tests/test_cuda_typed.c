@@ -147,7 +147,7 @@ Test(cuda_typed, norms) {
     const int rows[2] = {74, 63}, cols[2] = {40, 300};
     float *gh = test_random(300, 31, 1.0f), *bh = test_random(300, 32, 1.0f);
     float *gamma = dev(g, gh, 300), *beta = dev(g, bh, 300), *stats = NULL;
-    cr_assert_eq(g->ops->alloc(g, 2 * 3 * 30, &stats), SDC_OK);
+    cr_assert_eq(g->ops->alloc(g, sdc_group_norm_scratch_floats(3, 21, 30), &stats), SDC_OK);
     for (int k = 0; k < 2; k++) {
         const int t = TYPES[k];
         for (int c = 0; c < 2; c++) {

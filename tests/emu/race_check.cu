@@ -39,7 +39,7 @@ int main(void) {
     const cudaStream_t s = NULL;
     const int n = 2, h = 5, w = 7, c = 24, groups = 4;
     const size_t nx = (size_t)n * h * w * c;
-    float *x = buf(nx * 4, 0.5f), *y = buf(nx * 16, 0.0f), *v = buf(512, 1.0f), *stats = buf(2 * n * groups, 0.0f);
+    float *x = buf(nx * 4, 0.5f), *y = buf(nx * 16, 0.0f), *v = buf(512, 1.0f), *stats = buf(sdc_group_norm_scratch_floats(n, h * w, groups), 0.0f);
     int *ids = NULL;
     cudaMalloc(&ids, 8 * sizeof(int));
     int hid[8] = {0, 3, 1, 4, 1, 5, 2, 6};
