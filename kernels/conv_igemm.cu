@@ -1,0 +1,164 @@
+// conv_igemm.cu - convolution as an implicit GEMM on tensor cores: no
+// im2col buffer. NHWC activations and (cout_p, k, k, cin_p) weights (the
+// padded layout of load_conv) of one half type, fp32 accumulation.
+//
+//   M = n ho wo output pixels, N = cout, K = k k cin_p, in (ky, kx, ci)
+//   order; A[m, (ky, kx, ci)] = x[img, oy s - p + ky, ox s - p + kx, ci]
+//   (zero outside the image and past cin), B[(ky, kx, ci), co] = w[co, ky,
+//   kx, ci]: a weight row is a column of B, contiguous along K, which is
+//   the instruction's column-major B, so both operands load with ldmatrix
+//   without a transpose.
+//
+// Block level: a 128 x 128 tile of the output, 8 warps as 2 (m) x 4 (n),
+// each warp 64 x 32, i.e. 4 x 4 mma.sync m16n8k16 tiles per k16 step. The
+// K loop takes 32 at a time through two shared-memory stages filled by
+// cp.async (16 bytes: 8 channels, which cin % 8 == 0 keeps inside one
+// pixel and one (ky, kx)); rows padded by 8 elements so that the eight
+// rows of an ldmatrix fall in different banks. Epilogue: + bias (fp32),
+// + residual, rounded once to the output type, only for m < M and co < cout.
+#include "kernels.h"
+
+#define IG_BM 128
+#define IG_BN 128
+#define IG_BK 32
+#define IG_LD (IG_BK + 8) // shared row length in elements
+#define IG_THREADS 256
+
+template <typename T> struct ig_mma;
+template <> struct ig_mma<__half> {
+    static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+        sdc_mma_m16n8k16_f16(d, a, b, d);
+    }
+};
+template <> struct ig_mma<__nv_bfloat16> {
+    static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+        sdc_mma_m16n8k16_bf16(d, a, b, d);
+    }
+};
+
+struct ig_shape {
+    int n, h, w, cin, cin_p, cout, cout_p, k, stride, pad, ho, wo;
+    int m, kk; // M and K of the GEMM
+};
+
+// One stage: the A tile (BM output pixels x BK of K) and the B tile (BN
+// output channels x BK), 16-byte chunks by cp.async, zeros where the
+// chunk lies outside (padding, image border, past M, N or K).
+template <typename T>
+__device__ __forceinline__ void ig_stage(T *sa, T *sb, const T *x, const T *w, const ig_shape &p, int m0, int n0,
+                                         int k0) {
+    constexpr int CH = IG_BK / 8; // chunks a row
+    for (int i = threadIdx.x; i < IG_BM * CH; i += IG_THREADS) {
+        const int r = i / CH, c = (i % CH) * 8, m = m0 + r, kq = k0 + c;
+        T *dst = sa + r * IG_LD + c;
+        bool ok = m < p.m && kq < p.kk;
+        const T *src = NULL;
+        if (ok) {
+            const int ci = kq % p.cin_p, t = kq / p.cin_p, ky = t / p.k, kx = t % p.k;
+            const int img = m / (p.ho * p.wo), rem = m % (p.ho * p.wo), oy = rem / p.wo, ox = rem % p.wo;
+            const int iy = oy * p.stride - p.pad + ky, ix = ox * p.stride - p.pad + kx;
+            ok = ci < p.cin && iy >= 0 && iy < p.h && ix >= 0 && ix < p.w;
+            if (ok) src = x + (((size_t)img * p.h + iy) * p.w + ix) * p.cin + ci;
+        }
+        if (ok) {
+            sdc_cp_async16(dst, src);
+        } else {
+            for (int e = 0; e < 8; e++) dst[e] = sdc_from_float<T>(0.0f);
+        }
+    }
+    for (int i = threadIdx.x; i < IG_BN * CH; i += IG_THREADS) {
+        const int r = i / CH, c = (i % CH) * 8, co = n0 + r, kq = k0 + c;
+        T *dst = sb + r * IG_LD + c;
+        if (co < p.cout_p && kq < p.kk) {
+            sdc_cp_async16(dst, w + (size_t)co * p.kk + kq);
+        } else {
+            for (int e = 0; e < 8; e++) dst[e] = sdc_from_float<T>(0.0f);
+        }
+    }
+}
+
+template <typename T>
+__global__ void conv_igemm_kernel(T *y, const T *x, const T *w, const float *bias, const T *residual, ig_shape p) {
+    __shared__ __align__(16) T sa[2][IG_BM * IG_LD];
+    __shared__ __align__(16) T sb[2][IG_BN * IG_LD];
+    const int warp = sdc_warp(), lane = sdc_lane(), g = lane / 4, t4 = lane % 4;
+    const int wm = warp / 4, wn = warp % 4; // 2 x 4 warps
+    const int m0 = blockIdx.x * IG_BM, n0 = blockIdx.y * IG_BN;
+    float acc[4][4][4];
+    SDC_UNROLL
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+
+    const int n_k = SDC_CEIL_DIV_CU(p.kk, IG_BK);
+    ig_stage<T>(sa[0], sb[0], x, w, p, m0, n0, 0);
+    sdc_cp_async_commit();
+    for (int kt = 0; kt < n_k; kt++) {
+        const int st = kt % 2;
+        if (kt + 1 < n_k) ig_stage<T>(sa[st ^ 1], sb[st ^ 1], x, w, p, m0, n0, (kt + 1) * IG_BK);
+        sdc_cp_async_commit();
+        sdc_cp_async_wait<1>();
+        __syncthreads();
+        SDC_UNROLL
+        for (int ks = 0; ks < IG_BK / 16; ks++) {
+            uint32_t af[4][4], bf[4][2];
+            const int mat = lane / 8;
+            SDC_UNROLL
+            for (int i = 0; i < 4; i++) { // A: rows of this warp's m16 tile i
+                const int row = wm * 64 + i * 16 + (mat % 2) * 8 + lane % 8;
+                sdc_ldmatrix_x4(af[i], sa[st] + row * IG_LD + ks * 16 + (mat / 2) * 8);
+            }
+            SDC_UNROLL
+            for (int j = 0; j < 4; j += 2) { // B: weight rows (output channels) of n8 tiles j, j + 1
+                const int row = wn * 32 + (j + mat / 2) * 8 + lane % 8;
+                uint32_t r[4];
+                sdc_ldmatrix_x4(r, sb[st] + row * IG_LD + ks * 16 + (mat % 2) * 8);
+                bf[j][0] = r[0], bf[j][1] = r[1], bf[j + 1][0] = r[2], bf[j + 1][1] = r[3];
+            }
+            SDC_UNROLL
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) ig_mma<T>::run(acc[i][j], af[i], bf[j]);
+        }
+        __syncthreads(); // this stage is filled again two steps on
+    }
+    sdc_cp_async_wait<0>();
+
+    // epilogue: bias, residual, one rounding
+    SDC_UNROLL
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            for (int e = 0; e < 4; e++) {
+                const int m = m0 + wm * 64 + i * 16 + g + 8 * (e / 2), co = n0 + wn * 32 + j * 8 + 2 * t4 + e % 2;
+                if (m >= p.m || co >= p.cout) continue;
+                const size_t at = (size_t)m * p.cout + co;
+                float v = acc[i][j][e] + (bias ? bias[co] : 0.0f);
+                if (residual) v += sdc_to_float(residual[at]);
+                y[at] = sdc_from_float<T>(v);
+            }
+}
+
+extern "C" int sdc_conv_igemm_supported(int t, int cin, int cin_p, int cout_p, const void *x, const void *w) {
+    return (t == SDC_CU_F16 || t == SDC_CU_BF16) && cin % 8 == 0 && cin_p % 8 == 0 && cout_p % 8 == 0 &&
+           ((uintptr_t)x | (uintptr_t)w) % 16 == 0;
+}
+
+extern "C" int sdc_conv_igemm_cuda(void *y, const void *x, const void *w, const float *bias, const void *residual,
+                                   int t, int n, int h, int wi, int cin, int cin_p, int cout, int cout_p, int k,
+                                   int stride, int pad, cudaStream_t s) {
+    if (!sdc_conv_igemm_supported(t, cin, cin_p, cout_p, x, w) || cin_p < cin || cout_p < cout || k < 1 ||
+        stride < 1 || pad < 0)
+        return (int)cudaErrorInvalidValue;
+    ig_shape p;
+    p.n = n, p.h = h, p.w = wi, p.cin = cin, p.cin_p = cin_p, p.cout = cout, p.cout_p = cout_p, p.k = k;
+    p.stride = stride, p.pad = pad;
+    p.ho = (h + 2 * pad - k) / stride + 1, p.wo = (wi + 2 * pad - k) / stride + 1;
+    if (n < 1 || p.ho < 1 || p.wo < 1) return 0;
+    p.m = n * p.ho * p.wo, p.kk = k * k * cin_p;
+    const dim3 grid((unsigned)SDC_CEIL_DIV_CU(p.m, IG_BM), (unsigned)SDC_CEIL_DIV_CU(cout, IG_BN));
+    if (t == SDC_CU_F16)
+        return (int)SDC_LAUNCH(conv_igemm_kernel<__half>, grid, IG_THREADS, 0, s, (__half *)y, (const __half *)x,
+                               (const __half *)w, bias, (const __half *)residual, p);
+    return (int)SDC_LAUNCH(conv_igemm_kernel<__nv_bfloat16>, grid, IG_THREADS, 0, s, (__nv_bfloat16 *)y,
+                           (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)w, bias, (const __nv_bfloat16 *)residual,
+                           p);
+}
