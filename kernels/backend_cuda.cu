@@ -39,6 +39,7 @@ typedef struct cuda_impl {
     int next_stage;
     cublasMath_t math;        // the handle's math mode now
     bool attn_gemm;           // SDC_ATTN=cublas: half attention as two GEMMs around a softmax, not flash_attn.cu
+    bool conv_im2col;         // SDC_CONV=im2col: half convolutions by im2col + cuBLAS, not conv_igemm.cu
     void *blas_ws;            // cuBLAS's workspace, reserved up front (graphs may not allocate)
     size_t in_use, peak;      // device bytes through device_alloc / cu_free
     // planned memory: a dry run records what each scratch slot and the
@@ -565,6 +566,16 @@ static sdc_status cu_conv2d(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w,
     cudaStream_t st = impl(be)->stream;
     // the weights' layout: channels padded (load_conv) or as given
     const int q = w.chan_pad > 1 ? w.chan_pad : 1, cp = round_up(cin, q), op = round_up(cout, q);
+    // half activations: the implicit GEMM of conv_igemm.cu where it takes
+    // the shape (input channels a multiple of 8: all but the first layers
+    // of the U-Net and the VAE encoder), bias and residual in its epilogue,
+    // no scratch
+    if (t != SDC_CU_F32 && !impl(be)->conv_im2col && sdc_conv_igemm_supported(t, cin, cp, op, x.p, w.p)) {
+        if (impl(be)->planning) return SDC_OK;
+        KERNEL_TRY(sdc_conv_igemm_cuda(y.p, x.p, w.p, bias, residual.p, t, n, h, wi, cin, cp, cout, op, k, stride,
+                                       pad, st));
+        return SDC_OK;
+    }
     if (k == 1 && stride == 1 && pad == 0 && cp == cin && op == cout) {
         const void *xa = NULL;
         SDC_TRY(operand(be, "conv2d", x, total * cin, w.type, &xa));
@@ -904,6 +915,8 @@ extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
     im->device = device;
     const char *attn = getenv("SDC_ATTN");
     im->attn_gemm = attn && !strcmp(attn, "cublas");
+    const char *conv = getenv("SDC_CONV");
+    im->conv_im2col = conv && !strcmp(conv, "im2col");
     // sdc's own stream: work on it is ordered, nothing waits on the legacy
     // default stream, and it can be captured into a graph
     bool ok = cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking) == cudaSuccess;

@@ -144,11 +144,16 @@ Test(cuda_halfops, linear) {
     sdc_backend_destroy(c);
 }
 
-/* conv2d on half activations: 3x3 with bias and residual, 1x1, stride 2,
- * and a kernel whose channels the weights' layout pads (4 in, 3 out: the
- * U-Net's conv_in, the VAE's conv_out) */
-static void conv_half(sdc_backend *g, sdc_backend *c, int h, int n, int H, int W, int cin, int cout, int k,
-                      int stride, int pad, bool residual) {
+/* conv2d on half activations, by the implicit GEMM of conv_igemm.cu
+ * (input channels a multiple of 8) or, with SDC_CONV=im2col and for other
+ * channel counts, by im2col + cuBLAS; which one ran shows in the scratch:
+ * the implicit GEMM takes none. Kernels whose channels the weights' layout
+ * pads (4 in, 3 out: the U-Net's conv_in, the VAE's conv_out). */
+static void conv_half(bool im2col, int h, int n, int H, int W, int cin, int cout, int k, int stride, int pad,
+                      bool residual) {
+    if (im2col) setenv("SDC_CONV", "im2col", 1);
+    sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
+    unsetenv("SDC_CONV");
     const sdc_dtype t = HALF[h];
     const int ho = (H + 2 * pad - k) / stride + 1, wo = (W + 2 * pad - k) / stride + 1;
     const size_t nx = (size_t)n * H * W * cin, ny = (size_t)n * ho * wo * cout;
@@ -160,36 +165,62 @@ static void conv_half(sdc_backend *g, sdc_backend *c, int h, int n, int H, int W
     sdc_buf dy = hout(g, t, ny);
     c->ops->conv2d(c, SDC_F32(y), SDC_F32(x.host), SDC_WEIGHT_F32(w), b, SDC_F32(residual ? r.host : NULL), n, H, W,
                    cin, cout, k, stride, pad);
+    const size_t allocs = g->allocations;
     cr_assert_eq(g->ops->conv2d(g, dy, x.d, dw, db, residual ? r.d : SDC_NO_BUF, n, H, W, cin, cout, k, stride, pad),
                  SDC_OK, "%s", sdc_last_error());
+    const bool implicit = !im2col && cin % 8 == 0;
+    if (implicit || k > 1) /* (a plain 1x1 product by cuBLAS takes no scratch either) */
+        cr_assert_eq(g->allocations == allocs, implicit, "cin %d: the %s path was expected", cin,
+                     implicit ? "implicit-GEMM" : "im2col");
     char what[96];
-    snprintf(what, sizeof what, "conv %dx%dx%dx%d->%d k%d s%d%s", n, H, W, cin, cout, k, stride,
-             residual ? " +res" : "");
+    snprintf(what, sizeof what, "conv (%s) %dx%dx%dx%d->%d k%d s%d p%d%s", implicit ? "implicit" : "im2col", n, H, W,
+             cin, cout, k, stride, pad, residual ? " +res" : "");
     hexpect(g, what, dy, y, ny, TOL_PRODUCT[h]);
     g->ops->free(g, dw.p), g->ops->free(g, dy.p), g->ops->free(g, db);
     hin_free(g, &x), hin_free(g, &r);
     free(w), free(b), free(y);
-}
-
-Test(cuda_halfops, conv2d) {
-    sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
-    for (int h = 0; h < 2; h++) {
-        if (emu()) {
-            conv_half(g, c, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
-            conv_half(g, c, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
-            conv_half(g, c, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
-            conv_half(g, c, h, 2, 5, 5, 4, 16, 3, 1, 1, false); /* conv_in: 4 input channels */
-            conv_half(g, c, h, 1, 6, 6, 16, 3, 3, 1, 1, false); /* conv_out: 3 output channels */
-        } else {
-            conv_half(g, c, h, 2, 64, 64, 320, 320, 3, 1, 1, true);
-            conv_half(g, c, h, 2, 32, 32, 320, 640, 1, 1, 0, true);
-            conv_half(g, c, h, 2, 64, 64, 320, 320, 3, 2, 1, false);
-            conv_half(g, c, h, 2, 64, 64, 4, 320, 3, 1, 1, false);
-            conv_half(g, c, h, 1, 256, 256, 128, 3, 3, 1, 1, false);
-        }
-    }
     sdc_backend_destroy(g);
     sdc_backend_destroy(c);
+}
+
+/* Output pixels and channels that leave partial 128 x 128 tiles, K not a
+ * multiple of the 32 a step takes (3 x 3 x 8 = 72), several K steps,
+ * stride 2 with and without padding (the VAE's downsampler pads right and
+ * bottom itself), 1x1, and the residual in the epilogue. */
+Test(cuda_halfops, conv2d_implicit_gemm) {
+    for (int h = 0; h < 2; h++) {
+        if (emu()) {
+            conv_half(false, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
+            conv_half(false, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
+            conv_half(false, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
+            conv_half(false, h, 1, 8, 8, 16, 16, 3, 2, 0, false);
+            conv_half(false, h, 1, 9, 17, 8, 136, 3, 1, 1, true); /* 153 pixels, 136 channels: partial tiles */
+            conv_half(false, h, 1, 6, 6, 16, 3, 3, 1, 1, false);  /* conv_out: 3 output channels */
+            conv_half(false, h, 1, 5, 5, 72, 40, 3, 1, 1, false);  /* K = 648: 21 steps of 32 */
+        } else {
+            conv_half(false, h, 2, 64, 64, 320, 320, 3, 1, 1, true);
+            conv_half(false, h, 2, 32, 32, 320, 640, 1, 1, 0, true);
+            conv_half(false, h, 2, 64, 64, 320, 320, 3, 2, 1, false);
+            conv_half(false, h, 2, 8, 8, 1280, 1280, 3, 1, 1, true);
+            conv_half(false, h, 1, 256, 256, 128, 3, 3, 1, 1, false);
+        }
+    }
+}
+
+/* The im2col path: SDC_CONV=im2col, and input channels that are not a
+ * multiple of 8 (conv_in's 4). */
+Test(cuda_halfops, conv2d_im2col) {
+    for (int h = 0; h < 2; h++) {
+        if (emu()) {
+            conv_half(true, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
+            conv_half(true, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
+            conv_half(true, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
+            conv_half(false, h, 2, 5, 5, 4, 16, 3, 1, 1, false); /* conv_in: 4 input channels */
+        } else {
+            conv_half(true, h, 2, 64, 64, 320, 320, 3, 1, 1, true);
+            conv_half(false, h, 2, 64, 64, 4, 320, 3, 1, 1, false);
+        }
+    }
 }
 
 /* attention on half q, k, v (k and v strided in a packed buffer, as the
