@@ -39,7 +39,8 @@ int main(void) {
     const cudaStream_t s = NULL;
     const int n = 2, h = 5, w = 7, c = 24, groups = 4;
     const size_t nx = (size_t)n * h * w * c;
-    float *x = buf(nx * 4, 0.5f), *y = buf(nx * 16, 0.0f), *v = buf(512, 1.0f), *stats = buf(sdc_group_norm_scratch_floats(n, h * w, groups), 0.0f);
+    float *x = buf(nx * 4, 0.5f), *y = buf(nx * 16, 0.0f), *v = buf(512, 1.0f);
+    float *stats = buf(sdc_group_norm_scratch_floats(n, h * w, groups), 0.0f);
     int *ids = NULL;
     cudaMalloc(&ids, 8 * sizeof(int));
     int hid[8] = {0, 3, 1, 4, 1, 5, 2, 6};
@@ -71,6 +72,12 @@ int main(void) {
         check("flash_attention d160 bf16", sdc_flash_attention_cuda(o, f, f + 8192, f + 16384, SDC_CU_BF16, 1, 1, 33,
                                                                     70, 160, 160, 160, 0, 0.08f, s));
     }
+    // the implicit-GEMM convolution: 3x3 with padding and a residual (K =
+    // 216 over 7 steps), stride 2; half values from fp32 patterns
+    check("conv_igemm 3x3", sdc_conv_igemm_cuda(y, x, x + 1000, v, y + 4000, SDC_CU_F16, n, h, w, c, c, 16, 16, 3, 1,
+                                                1, s));
+    check("conv_igemm stride 2", sdc_conv_igemm_cuda(y, x, x + 1000, NULL, NULL, SDC_CU_BF16, n, h, w, c, c, 16, 16, 3,
+                                                     2, 1, s));
     for (int mode = 0; mode < 4; mode++)
         for (int bf16 = 0; bf16 < 2; bf16++) {
             char what[64];
