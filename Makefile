@@ -11,6 +11,9 @@
 #   make fixtures   regenerate committed reference fixtures (PyTorch venv)
 #   make fixtures-full  full-size fixtures in build/fixtures-full (not committed)
 #   make deps       install the Debian packages sdc needs (apt-get as root)
+#   make gpu-check  on a GPU machine: build, suite, compute-sanitizer, benchmark
+#                   beside diffusers, in one command (make gpu-prep first,
+#                   where package registries are reachable)
 #   make clean
 
 SHELL   := /bin/bash
@@ -90,7 +93,7 @@ VENV     := tools/.venv
 PY       := $(VENV)/bin/python
 
 .PHONY: all build emu bench-emu test-emu-selftest test test-run test-full sanitize bench fixtures fixtures-full deps clean demo eval samples \
-        train fuzz fuzz-one fuzz-build
+        train fuzz fuzz-one fuzz-build gpu-check gpu-prep
 # Default: check/install the Debian packages, then build.
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -224,6 +227,21 @@ bench: deps fixtures-full bench-emu
 # dry run alone, on the emulated device (bench/plan_report.c).
 $(BUILD)/plan_report_emu: bench/plan_report.c $(BUILD)/libsdc_emu.a $(SRC_HDR)
 	$(CC) $(CFLAGS) bench/plan_report.c $(BUILD)/libsdc_emu.a -o $@ $(EMU_LDLIBS)
+
+# The same report against a GPU (make gpu-check).
+$(BUILD)/plan_report: bench/plan_report.c $(BUILD)/libsdc.a $(SRC_HDR)
+	$(CC) $(CFLAGS) bench/plan_report.c $(BUILD)/libsdc.a -o $@ $(LDLIBS)
+
+# On a GPU machine, everything in one command (tools/gpu_check.sh: build for
+# its GPU, the suite at SD shapes, compute-sanitizer, the CUDA benchmark
+# with the cuBLAS column, diffusers beside it), into build/gpu-check/; on a
+# machine without a GPU it says so and stops. make gpu-prep fetches here
+# what a GPU machine without package registries lacks, into .gpu/.
+gpu-check:
+	bash tools/gpu_check.sh build/gpu-check
+
+gpu-prep:
+	sh tools/gpu_prep.sh
 
 # The emulated device's counters per kernel for one step of the tiny model
 # (switches, mma, ldmatrix wavefronts, cp.async bytes, and the H100 time

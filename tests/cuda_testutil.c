@@ -4,11 +4,17 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cuda.h"
 #include "testutil.h"
 
 int emu(void) { return sdc_cuda_emulated(); }
+
+int small_shapes(void) {
+    const char *v = getenv("SDC_TEST_SMALL");
+    return emu() || (v && !strcmp(v, "1"));
+}
 
 void need_device(void) {
     if (emu()) setenv("SDC_CUDA_EMU", "1", 0);

@@ -8,8 +8,12 @@
 #include "backend/backend.h"
 #include "sdc.h"
 
-/* 1 on the emulated device (sdc_tests_emu): the tests take small shapes */
+/* 1 on the emulated device (sdc_tests_emu) */
 int emu(void);
+/* 1 where the tests take small shapes: on the emulated device, and on a
+ * GPU where SDC_TEST_SMALL=1 asks for them (make gpu-check's
+ * compute-sanitizer runs, which slow every kernel down many times) */
+int small_shapes(void);
 /* Skips the test where there is no device (the emulated one is asked for
  * on the emulated build). */
 void need_device(void);

@@ -29,7 +29,7 @@
 #include "testutil.h"
 
 Test(cuda, built_with_nvcc) {
-    if (emu()) {
+    if (small_shapes()) {
         cr_assert_eq(sdc_cuda_compiled(), 1, "the emulated build has the CUDA objects");
         return;
     }
@@ -47,8 +47,8 @@ Test(cuda, device_probe) {
     char name[256];
     sdc_cuda_device_name(name, sizeof name);
     cr_assert(name[0], "device 0 has no name");
-    cr_assert_eq(strstr(name, "emulated") != NULL, emu() != 0, "device '%s' on a %s build", name,
-                 emu() ? "emulated" : "GPU");
+    cr_assert_eq(strstr(name, "emulated") != NULL, small_shapes() != 0, "device '%s' on a %s build", name,
+                 small_shapes() ? "emulated" : "GPU");
     size_t free_b = 0, total_b = 0;
     cr_assert_eq(sdc_cuda_mem_info(&free_b, &total_b), 0);
     cr_assert(total_b > 0 && free_b <= total_b);
@@ -122,7 +122,7 @@ static void linear_norms_case(int m, int k, int n, int n_img, int groups) {
 }
 
 Test(cuda, linear_and_norms) {
-    if (emu()) {
+    if (small_shapes()) {
         linear_norms_case(2 * 37, 40, 72, 2, 8);   /* rows under a block; 5 channels a group */
         linear_norms_case(3 * 21, 300, 33, 3, 30); /* rows over a block (256) */
     } else {
@@ -136,7 +136,7 @@ Test(cuda, linear_and_norms) {
  * against the CPU's two passes in double; fp32, tolerance 1e-5. */
 Test(cuda, group_norm_split_offset) {
     sdc_backend *g = gpu(), *c = test_cpu_backend();
-    const int n = 2, hw = emu() ? 33 * 31 : 64 * 64, ch = emu() ? 64 : 320, groups = 32;
+    const int n = 2, hw = small_shapes() ? 33 * 31 : 64 * 64, ch = small_shapes() ? 64 : 320, groups = 32;
     const size_t nx = (size_t)n * hw * ch;
     float *x = test_random(nx, 61, 1.0f), *gm = test_random(ch, 62, 1.0f), *bt = test_random(ch, 63, 1.0f);
     for (size_t i = 0; i < nx; i++) x[i] += 500.0f;
@@ -184,7 +184,7 @@ static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride,
 }
 
 Test(cuda, conv_unet_64x64x320) {
-    if (emu()) {
+    if (small_shapes()) {
         conv_case(2, 9, 7, 8, 12, 3, 1, 1);
         conv_case_mem(0, 1, 1, 5, 6, 4, 5, 3, 1, 1); /* bias only */
         conv_case_mem(0, 0, 1, 5, 6, 4, 5, 3, 1, 1); /* neither */
@@ -193,13 +193,13 @@ Test(cuda, conv_unet_64x64x320) {
     }
 }
 Test(cuda, conv_unet_8x8x1280) {
-    if (emu()) /* 16 MiB device: 64 Ki-float im2col blocks, 227 rows each of 288, 512 rows */
+    if (small_shapes()) /* 16 MiB device: 64 Ki-float im2col blocks, 227 rows each of 288, 512 rows */
         conv_case_mem(16, 3, 2, 16, 16, 32, 24, 3, 1, 1);
     else
         conv_case(2, 8, 8, 1280, 1280, 3, 1, 1);
 }
 Test(cuda, conv_downsample) {
-    if (emu()) {
+    if (small_shapes()) {
         conv_case(2, 9, 8, 8, 16, 3, 2, 1);
         conv_case(1, 8, 8, 4, 4, 3, 2, 0); /* the VAE's asymmetric pad is a pad op, then this */
     } else {
@@ -207,13 +207,13 @@ Test(cuda, conv_downsample) {
     }
 }
 Test(cuda, conv_1x1_skip) {
-    if (emu())
+    if (small_shapes())
         conv_case(2, 5, 6, 24, 16, 1, 1, 0);
     else
         conv_case(2, 32, 32, 960, 640, 1, 1, 0);
 }
 Test(cuda, conv_vae_256x256x256) {
-    if (emu()) {
+    if (small_shapes()) {
         conv_case(1, 12, 10, 3, 8, 3, 1, 1); /* the VAE's 3-channel ends */
         conv_case(1, 12, 10, 8, 3, 3, 1, 1);
     } else {
@@ -245,7 +245,7 @@ static void attention_case(int batch, int heads, int tq, int tk, int d, bool cau
 }
 
 Test(cuda, attention_self_4096_d40) {
-    if (emu()) {
+    if (small_shapes()) {
         attention_case(2, 2, 37, 37, 40, false, 1e-5);
         attention_case(1, 2, 9, 300, 40, false, 1e-5); /* rows longer than the softmax block */
         /* 16 MiB device: 64 Ki floats of scores, 109 query rows a block of 2 x 300 */
@@ -255,13 +255,13 @@ Test(cuda, attention_self_4096_d40) {
     }
 }
 Test(cuda, attention_cross_77_d64) {
-    if (emu())
+    if (small_shapes())
         attention_case(2, 3, 19, 77, 64, false, 1e-5);
     else
         attention_case(2, 10, 1024, 77, 64, false, 1e-5);
 }
 Test(cuda, attention_d80_d160) {
-    if (emu()) {
+    if (small_shapes()) {
         attention_case(1, 2, 16, 16, 80, false, 1e-5);
         attention_case(1, 1, 8, 9, 160, false, 1e-5);
     } else {
@@ -270,12 +270,12 @@ Test(cuda, attention_d80_d160) {
     }
 }
 Test(cuda, attention_text_causal) {
-    attention_case(1, emu() ? 2 : 12, 77, 77, 64, true, 1e-5);
-    if (emu()) /* causal rows in blocks after the first (row0 > 0) */
+    attention_case(1, small_shapes() ? 2 : 12, 77, 77, 64, true, 1e-5);
+    if (small_shapes()) /* causal rows in blocks after the first (row0 > 0) */
         attention_case_mem(16, 1, 2, 300, 300, 40, true, 1e-5);
 }
 Test(cuda, attention_vae_single_head) {
-    if (emu())
+    if (small_shapes())
         attention_case(1, 1, 64, 64, 512, false, 1e-5);
     else
         attention_case(1, 1, 1024, 1024, 512, false, 2e-5);
@@ -283,8 +283,8 @@ Test(cuda, attention_vae_single_head) {
 
 Test(cuda, elementwise_ops) {
     sdc_backend *g = gpu(), *c = test_cpu_backend();
-    const int n = 2, h = emu() ? 5 : 32, w = emu() ? 7 : 32, ch = emu() ? 24 : 640, f = emu() ? 40 : 1280;
-    const int cb = emu() ? 16 : 320; /* concat: a second part narrower than the first */
+    const int n = 2, h = small_shapes() ? 5 : 32, w = small_shapes() ? 7 : 32, ch = small_shapes() ? 24 : 640, f = small_shapes() ? 40 : 1280;
+    const int cb = small_shapes() ? 16 : 320; /* concat: a second part narrower than the first */
     const size_t nx = (size_t)n * h * w * ch;
     float *x = test_random(nx * 2, 12, 3.0f), *v = test_random((size_t)n * ch, 13, 1.0f);
     float *y = malloc(nx * 4 * sizeof(float)), *dy;
@@ -322,7 +322,7 @@ Test(cuda, elementwise_ops) {
     cr_assert_eq(g->ops->pad(g, SDC_F32(dy), SDC_F32(dx), n, h, w, ch, 2, 1, 1, 3), SDC_OK);
     expect(g, "pad 2,1,1,3", dy, y, (size_t)n * (h + 3) * (w + 4) * ch, 0);
     /* token embedding: ids anywhere in the table, with and without positions */
-    const int vocab = 50, n_ids = emu() ? 13 : 77;
+    const int vocab = 50, n_ids = small_shapes() ? 13 : 77;
     int ids[77];
     for (int i = 0; i < n_ids; i++) ids[i] = (i * 37 + 11) % vocab;
     ids[0] = 0, ids[n_ids - 1] = vocab - 1;
@@ -347,7 +347,7 @@ Test(cuda, elementwise_ops) {
  * absolute on a GPU (CUDA's expf is within 2 ulp, and t is up to 999). */
 Test(cuda, latent_ops) {
     sdc_backend *g = gpu(), *c = test_cpu_backend();
-    const size_t n = emu() ? 1000 : (size_t)2 * 4 * 64 * 64;
+    const size_t n = small_shapes() ? 1000 : (size_t)2 * 4 * 64 * 64;
     float *x = test_random(n, 21, 2.0f), *mo = test_random(n, 22, 1.5f), *prev = test_random(n, 23, 1.0f);
     float *y = malloc(n * sizeof(float)), *x0 = malloc(n * sizeof(float));
     float *dx = dev(g, x, n), *dmo = dev(g, mo, n), *dprev = dev(g, prev, n), *dy, *dx0;
@@ -406,7 +406,7 @@ Test(cuda, latent_ops) {
                 double d = fabs((double)x0[k] - (double)y[k]);
                 if (d > worst) worst = d;
             }
-            const double tol = emu() ? 0.0 : 5e-4;
+            const double tol = small_shapes() ? 0.0 : 5e-4;
             cr_assert(worst <= tol, "time embedding dim %d t %g: max abs diff %.3g > %.0e", dim, ts[ti], worst, tol);
         }
     free(x), free(mo), free(prev), free(y), free(x0);
@@ -484,8 +484,8 @@ Test(cuda, half_weights) {
     cr_assert_eq(c->ops->load_tensor(c, SDC_DT_F16, h16, SDC_DT_F16, n, &p), SDC_ERR_UNSUPPORTED);
     free(x), free(back), free(h16), free(hb), free(got);
     /* products: a linear layer and 3x3 / 1x1 / strided convolutions */
-    const int m = emu() ? 37 : 4096, k = emu() ? 72 : 320, nn = emu() ? 40 : 640;
-    const int N = 2, H = emu() ? 6 : 32, W = emu() ? 5 : 32, cin = emu() ? 12 : 320, cout = emu() ? 20 : 320;
+    const int m = small_shapes() ? 37 : 4096, k = small_shapes() ? 72 : 320, nn = small_shapes() ? 40 : 640;
+    const int N = 2, H = small_shapes() ? 6 : 32, W = small_shapes() ? 5 : 32, cin = small_shapes() ? 12 : 320, cout = small_shapes() ? 20 : 320;
     float *xa = test_random((size_t)m * k, 32, 1.0f), *wa = test_random((size_t)nn * k, 33, 0.1f);
     float *ba = test_random((size_t)nn, 34, 0.5f), *ya = malloc((size_t)m * nn * sizeof(float));
     float *xi = test_random((size_t)N * H * W * cin, 35, 1.0f), *wi = test_random((size_t)cout * 9 * cin, 36, 0.1f);

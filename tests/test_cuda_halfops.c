@@ -122,7 +122,7 @@ Test(cuda_halfops, convert) {
 /* linear with bias: half activations, weights of their type */
 Test(cuda_halfops, linear) {
     sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
-    const int m = emu() ? 37 : 4096, k = emu() ? 72 : 320, n = emu() ? 40 : 1280;
+    const int m = small_shapes() ? 37 : 4096, k = small_shapes() ? 72 : 320, n = small_shapes() ? 40 : 1280;
     for (int h = 0; h < 2; h++) {
         const sdc_dtype t = HALF[h];
         hin x = hin_make(g, t, (size_t)m * k, 41, 1.0f);
@@ -189,7 +189,7 @@ static void conv_half(bool im2col, int h, int n, int H, int W, int cin, int cout
  * bottom itself), 1x1, and the residual in the epilogue. */
 Test(cuda_halfops, conv2d_implicit_gemm) {
     for (int h = 0; h < 2; h++) {
-        if (emu()) {
+        if (small_shapes()) {
             conv_half(false, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
             conv_half(false, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
             conv_half(false, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
@@ -211,7 +211,7 @@ Test(cuda_halfops, conv2d_implicit_gemm) {
  * multiple of 8 (conv_in's 4). */
 Test(cuda_halfops, conv2d_im2col) {
     for (int h = 0; h < 2; h++) {
-        if (emu()) {
+        if (small_shapes()) {
             conv_half(true, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
             conv_half(true, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
             conv_half(true, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
@@ -263,7 +263,7 @@ static void attention_half(int mem_mb, bool gemm, int h, int batch, int heads, i
  * 77 and 154 keys, the causal mask across tiles, batch and heads > 1. */
 Test(cuda_halfops, attention_fused) {
     for (int h = 0; h < 2; h++) {
-        if (emu()) {
+        if (small_shapes()) {
             attention_half(0, false, h, 2, 2, 70, 70, 40, false);  /* self, tails, two key tiles */
             attention_half(0, false, h, 2, 3, 19, 77, 64, false);  /* cross, 77 tokens */
             attention_half(0, false, h, 1, 2, 9, 154, 64, false);  /* cross, a long prompt's 154 */
@@ -286,7 +286,7 @@ Test(cuda_halfops, attention_fused) {
 /* The GEMM path: SDC_ATTN=cublas, and the VAE's single 512-wide head. */
 Test(cuda_halfops, attention_gemm) {
     for (int h = 0; h < 2; h++) {
-        if (emu()) {
+        if (small_shapes()) {
             attention_half(0, true, h, 2, 2, 37, 37, 40, false);
             attention_half(0, true, h, 2, 3, 19, 77, 64, false);
             attention_half(0, true, h, 1, 2, 77, 77, 64, true);
@@ -303,7 +303,7 @@ Test(cuda_halfops, attention_gemm) {
 /* layer norm and group norm (+ SiLU) on half activations */
 Test(cuda_halfops, norms) {
     sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
-    const int n_img = 2, hw = emu() ? 37 : 4096, ch = emu() ? 40 : 320, groups = emu() ? 8 : 32;
+    const int n_img = 2, hw = small_shapes() ? 37 : 4096, ch = small_shapes() ? 40 : 320, groups = small_shapes() ? 8 : 32;
     const size_t n = (size_t)n_img * hw * ch;
     float *gm = test_random(ch, 50, 1.0f), *bt = test_random(ch, 51, 1.0f), *y = malloc(n * sizeof(float));
     float *dg = dev(g, gm, ch), *dbt = dev(g, bt, ch);

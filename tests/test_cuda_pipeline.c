@@ -33,7 +33,7 @@ Test(cuda, denoise_loop_transfers, .timeout = 300) {
         const sdc_transfers start = ctx->be->transfers;
         sdc_gen_params gp = sdc_gen_params_default();
         gp.prompt = "a red circle";
-        gp.width = gp.height = emu() ? 16 : 512;
+        gp.width = gp.height = small_shapes() ? 16 : 512;
         gp.steps = 20;
         gp.sampler = samplers[s];
         gp.seed = 5;
@@ -74,7 +74,7 @@ Test(cuda, batch_with_per_image_guidance, .timeout = 300) {
     for (int j = 0; j < 2; j++) {
         jobs[j] = sdc_gen_params_default();
         jobs[j].prompt = "a blue square";
-        jobs[j].width = jobs[j].height = emu() ? 16 : 64;
+        jobs[j].width = jobs[j].height = small_shapes() ? 16 : 64;
         jobs[j].steps = 3;
         jobs[j].sampler = "euler";
         jobs[j].seed = 11;
@@ -247,8 +247,8 @@ Test(cuda, tiny_pipeline_matches_cpu, .timeout = 300) {
     for (int s = 0; s < 5; s++) {
         sdc_gen_params gp = sdc_gen_params_default();
         gp.prompt = "a (red:1.2) circle";
-        gp.width = gp.height = emu() ? 32 : 64;
-        gp.steps = emu() ? 3 : 6;
+        gp.width = gp.height = small_shapes() ? 32 : 64;
+        gp.steps = small_shapes() ? 3 : 6;
         gp.sampler = samplers[s];
         gp.seed = 7;
         sdc_image im[2];
@@ -262,7 +262,7 @@ Test(cuda, tiny_pipeline_matches_cpu, .timeout = 300) {
         /* the tiny VAE halves each side: 4 x (h/2) x (w/2) latents */
         size_t at;
         const double lat = max_rel_err(im[1].latents, im[0].latents, px, &at);
-        const double lat_tol = emu() ? 2e-5 : 1e-4;
+        const double lat_tol = small_shapes() ? 2e-5 : 1e-4;
         cr_assert(lat <= lat_tol, "%s: latents differ from the CPU's by %.3g > %.0e (relative)", samplers[s], lat,
                   lat_tol);
         cr_assert(worst <= 3, "%s: GPU pixels differ from CPU by %d", samplers[s], worst);

@@ -179,7 +179,7 @@ Test(plan, render_cpu, .timeout = 300) { planned_render(SDC_BACKEND_CPU, 32, 48)
 
 Test(plan, render_cuda, .timeout = 300) {
     need_device();
-    if (emu()) planned_render(SDC_BACKEND_CUDA, 16, 24);
+    if (small_shapes()) planned_render(SDC_BACKEND_CUDA, 16, 24);
     else planned_render(SDC_BACKEND_CUDA, 512, 768);
 }
 
@@ -193,7 +193,7 @@ Test(plan, profiler_survives_planning, .timeout = 300) {
     sdc_backend_profile_enable(ctx->be);
     sdc_backend_profile_reset();
     step_probe probe = {.be = ctx->be};
-    render(ctx, "a red circle", emu() ? 16 : 512, 1, &probe);
+    render(ctx, "a red circle", small_shapes() ? 16 : 512, 1, &probe);
     cr_assert_neq(ctx->be->ops, own, "the profiler's table is still in place after planning");
     cr_assert_gt(sdc_backend_profile_get()->calls[SDC_OP_CONV], 0, "the U-Net's convolutions were timed");
     sdc_backend_profile_disable(ctx->be);
