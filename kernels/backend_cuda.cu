@@ -40,6 +40,8 @@ typedef struct cuda_impl {
     cublasMath_t math;        // the handle's math mode now
     bool attn_gemm;           // SDC_ATTN=cublas: half attention as two GEMMs around a softmax, not flash_attn.cu
     bool conv_im2col;         // SDC_CONV=im2col: half convolutions by im2col + cuBLAS, not conv_igemm.cu
+    int conv_tile;            // SDC_CONV_TILE=64|128: conv_igemm.cu's tile forced (0: its table chooses)
+    int sms;                  // the device's multiprocessors (conv_igemm.cu's table)
     void *blas_ws;            // cuBLAS's workspace, reserved up front (graphs may not allocate)
     size_t in_use, peak;      // device bytes through device_alloc / cu_free
     // planned memory: a dry run records what each scratch slot and the
@@ -573,7 +575,7 @@ static sdc_status cu_conv2d(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w,
     if (t != SDC_CU_F32 && !impl(be)->conv_im2col && sdc_conv_igemm_supported(t, cin, cp, op, x.p, w.p)) {
         if (impl(be)->planning) return SDC_OK;
         KERNEL_TRY(sdc_conv_igemm_cuda(y.p, x.p, w.p, bias, residual.p, t, n, h, wi, cin, cp, cout, op, k, stride,
-                                       pad, st));
+                                       pad, impl(be)->conv_tile, impl(be)->sms, st));
         return SDC_OK;
     }
     if (k == 1 && stride == 1 && pad == 0 && cp == cin && op == cout) {
@@ -917,6 +919,11 @@ extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
     im->attn_gemm = attn && !strcmp(attn, "cublas");
     const char *conv = getenv("SDC_CONV");
     im->conv_im2col = conv && !strcmp(conv, "im2col");
+    const char *tile = getenv("SDC_CONV_TILE");
+    im->conv_tile = tile && (!strcmp(tile, "64") || !strcmp(tile, "128")) ? atoi(tile) : 0;
+    cudaDeviceProp prop;
+    im->sms = cudaGetDeviceProperties(&prop, device) == cudaSuccess ? prop.multiProcessorCount : 0;
+    cudaGetLastError();
     // sdc's own stream: work on it is ordered, nothing waits on the legacy
     // default stream, and it can be captured into a graph
     bool ok = cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking) == cudaSuccess;

@@ -9,20 +9,30 @@
 //   the instruction's column-major B, so both operands load with ldmatrix
 //   without a transpose.
 //
-// Block level: a 128 x 128 tile of the output, 8 warps as 2 (m) x 4 (n),
-// each warp 64 x 32, i.e. 4 x 4 mma.sync m16n8k16 tiles per k16 step. The
-// K loop takes 32 at a time through two shared-memory stages filled by
-// cp.async (16 bytes: 8 channels, which cin % 8 == 0 keeps inside one
-// pixel and one (ky, kx)); rows padded by 8 elements so that the eight
-// rows of an ldmatrix fall in different banks. Epilogue: + bias (fp32),
-// + residual, rounded once to the output type, only for m < M and co < cout.
+// Block level, two tile shapes (the table below): 128 x 128 of the output
+// with 8 warps as 2 (m) x 4 (n), each warp 64 x 32 (4 x 4 mma.sync
+// m16n8k16 tiles per k16 step), for problems that fill the GPU with such
+// tiles; 64 x 64 with 4 warps as 2 x 2, each 32 x 32 (2 x 4 mma tiles),
+// for the small ones (the U-Net's 8x8 and 16x16 levels: at batch 2 an 8x8
+// level is M = 128, one row of 128-tiles). The K loop takes 32 at a time
+// through two shared-memory stages filled by cp.async (16 bytes: 8
+// channels, which cin % 8 == 0 keeps inside one pixel and one (ky, kx));
+// rows padded by 8 elements so that the eight rows of an ldmatrix fall in
+// different banks. Epilogue: + bias (fp32), + residual, rounded once to the
+// output type, only for m < M and co < cout.
 #include "kernels.h"
 
-#define IG_BM 128
-#define IG_BN 128
 #define IG_BK 32
 #define IG_LD (IG_BK + 8) // shared row length in elements
-#define IG_THREADS 256
+
+// A tile shape: BM x BN outputs a block, WM x WN a warp.
+template <int BM_, int BN_, int WM_, int WN_> struct ig_tile {
+    static constexpr int BM = BM_, BN = BN_, WM = WM_, WN = WN_;
+    static constexpr int WARPS_N = BN / WN, THREADS = 32 * (BM / WM) * (BN / WN);
+    static constexpr int MI = WM / 16, NI = WN / 8; // mma tiles a warp
+};
+typedef ig_tile<128, 128, 64, 32> ig_large;
+typedef ig_tile<64, 64, 32, 32> ig_small;
 
 template <typename T> struct ig_mma;
 template <> struct ig_mma<__half> {
@@ -44,11 +54,11 @@ struct ig_shape {
 // One stage: the A tile (BM output pixels x BK of K) and the B tile (BN
 // output channels x BK), 16-byte chunks by cp.async, zeros where the
 // chunk lies outside (padding, image border, past M, N or K).
-template <typename T>
+template <typename T, typename TL>
 __device__ __forceinline__ void ig_stage(T *sa, T *sb, const T *x, const T *w, const ig_shape &p, int m0, int n0,
                                          int k0) {
     constexpr int CH = IG_BK / 8; // chunks a row
-    for (int i = threadIdx.x; i < IG_BM * CH; i += IG_THREADS) {
+    for (int i = threadIdx.x; i < TL::BM * CH; i += TL::THREADS) {
         const int r = i / CH, c = (i % CH) * 8, m = m0 + r, kq = k0 + c;
         T *dst = sa + r * IG_LD + c;
         bool ok = m < p.m && kq < p.kk;
@@ -66,7 +76,7 @@ __device__ __forceinline__ void ig_stage(T *sa, T *sb, const T *x, const T *w, c
             for (int e = 0; e < 8; e++) dst[e] = sdc_from_float<T>(0.0f);
         }
     }
-    for (int i = threadIdx.x; i < IG_BN * CH; i += IG_THREADS) {
+    for (int i = threadIdx.x; i < TL::BN * CH; i += TL::THREADS) {
         const int r = i / CH, c = (i % CH) * 8, co = n0 + r, kq = k0 + c;
         T *dst = sb + r * IG_LD + c;
         if (co < p.cout_p && kq < p.kk) {
@@ -77,47 +87,48 @@ __device__ __forceinline__ void ig_stage(T *sa, T *sb, const T *x, const T *w, c
     }
 }
 
-template <typename T>
+template <typename T, typename TL>
 __global__ void conv_igemm_kernel(T *y, const T *x, const T *w, const float *bias, const T *residual, ig_shape p) {
-    __shared__ __align__(16) T sa[2][IG_BM * IG_LD];
-    __shared__ __align__(16) T sb[2][IG_BN * IG_LD];
+    constexpr int MI = TL::MI, NI = TL::NI;
+    __shared__ __align__(16) T sa[2][TL::BM * IG_LD];
+    __shared__ __align__(16) T sb[2][TL::BN * IG_LD];
     const int warp = sdc_warp(), lane = sdc_lane(), g = lane / 4, t4 = lane % 4;
-    const int wm = warp / 4, wn = warp % 4; // 2 x 4 warps
-    const int m0 = blockIdx.x * IG_BM, n0 = blockIdx.y * IG_BN;
-    float acc[4][4][4];
+    const int wm = warp / TL::WARPS_N, wn = warp % TL::WARPS_N;
+    const int m0 = blockIdx.x * TL::BM, n0 = blockIdx.y * TL::BN;
+    float acc[MI][NI][4];
     SDC_UNROLL
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++)
+    for (int i = 0; i < MI; i++)
+        for (int j = 0; j < NI; j++)
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 
     const int n_k = SDC_CEIL_DIV_CU(p.kk, IG_BK);
-    ig_stage<T>(sa[0], sb[0], x, w, p, m0, n0, 0);
+    ig_stage<T, TL>(sa[0], sb[0], x, w, p, m0, n0, 0);
     sdc_cp_async_commit();
     for (int kt = 0; kt < n_k; kt++) {
         const int st = kt % 2;
-        if (kt + 1 < n_k) ig_stage<T>(sa[st ^ 1], sb[st ^ 1], x, w, p, m0, n0, (kt + 1) * IG_BK);
+        if (kt + 1 < n_k) ig_stage<T, TL>(sa[st ^ 1], sb[st ^ 1], x, w, p, m0, n0, (kt + 1) * IG_BK);
         sdc_cp_async_commit();
         sdc_cp_async_wait<1>();
         __syncthreads();
         SDC_UNROLL
         for (int ks = 0; ks < IG_BK / 16; ks++) {
-            uint32_t af[4][4], bf[4][2];
+            uint32_t af[MI][4], bf[NI][2];
             const int mat = lane / 8;
             SDC_UNROLL
-            for (int i = 0; i < 4; i++) { // A: rows of this warp's m16 tile i
-                const int row = wm * 64 + i * 16 + (mat % 2) * 8 + lane % 8;
+            for (int i = 0; i < MI; i++) { // A: rows of this warp's m16 tile i
+                const int row = wm * TL::WM + i * 16 + (mat % 2) * 8 + lane % 8;
                 sdc_ldmatrix_x4(af[i], sa[st] + row * IG_LD + ks * 16 + (mat / 2) * 8);
             }
             SDC_UNROLL
-            for (int j = 0; j < 4; j += 2) { // B: weight rows (output channels) of n8 tiles j, j + 1
-                const int row = wn * 32 + (j + mat / 2) * 8 + lane % 8;
+            for (int j = 0; j < NI; j += 2) { // B: weight rows (output channels) of n8 tiles j, j + 1
+                const int row = wn * TL::WN + (j + mat / 2) * 8 + lane % 8;
                 uint32_t r[4];
                 sdc_ldmatrix_x4(r, sb[st] + row * IG_LD + ks * 16 + (mat % 2) * 8);
                 bf[j][0] = r[0], bf[j][1] = r[1], bf[j + 1][0] = r[2], bf[j + 1][1] = r[3];
             }
             SDC_UNROLL
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++) ig_mma<T>::run(acc[i][j], af[i], bf[j]);
+            for (int i = 0; i < MI; i++)
+                for (int j = 0; j < NI; j++) ig_mma<T>::run(acc[i][j], af[i], bf[j]);
         }
         __syncthreads(); // this stage is filled again two steps on
     }
@@ -125,10 +136,11 @@ __global__ void conv_igemm_kernel(T *y, const T *x, const T *w, const float *bia
 
     // epilogue: bias, residual, one rounding
     SDC_UNROLL
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++)
+    for (int i = 0; i < MI; i++)
+        for (int j = 0; j < NI; j++)
             for (int e = 0; e < 4; e++) {
-                const int m = m0 + wm * 64 + i * 16 + g + 8 * (e / 2), co = n0 + wn * 32 + j * 8 + 2 * t4 + e % 2;
+                const int m = m0 + wm * TL::WM + i * 16 + g + 8 * (e / 2);
+                const int co = n0 + wn * TL::WN + j * 8 + 2 * t4 + e % 2;
                 if (m >= p.m || co >= p.cout) continue;
                 const size_t at = (size_t)m * p.cout + co;
                 float v = acc[i][j][e] + (bias ? bias[co] : 0.0f);
@@ -142,9 +154,31 @@ extern "C" int sdc_conv_igemm_supported(int t, int cin, int cin_p, int cout_p, c
            ((uintptr_t)x | (uintptr_t)w) % 16 == 0;
 }
 
+template <typename T, typename TL>
+static int ig_launch(void *y, const void *x, const void *w, const float *bias, const void *residual, const ig_shape &p,
+                     cudaStream_t s) {
+    const dim3 grid((unsigned)SDC_CEIL_DIV_CU(p.m, TL::BM), (unsigned)SDC_CEIL_DIV_CU(p.cout, TL::BN));
+    return (int)SDC_LAUNCH((conv_igemm_kernel<T, TL>), grid, TL::THREADS, 0, s, (T *)y, (const T *)x, (const T *)w,
+                           bias, (const T *)residual, p);
+}
+
+template <typename T>
+static int ig_dispatch(void *y, const void *x, const void *w, const float *bias, const void *residual,
+                       const ig_shape &p, int tile, int sms, cudaStream_t s) {
+    // the table: 128 x 128 tiles where they make at least one wave on the
+    // GPU's multiprocessors (sms; 0: not known, take them), else 64 x 64
+    if (tile == 0) {
+        const long long large = (long long)SDC_CEIL_DIV_CU(p.m, 128) * SDC_CEIL_DIV_CU(p.cout, 128);
+        tile = sms <= 0 || large >= sms ? 128 : 64;
+    }
+    if (tile == 128) return ig_launch<T, ig_large>(y, x, w, bias, residual, p, s);
+    if (tile == 64) return ig_launch<T, ig_small>(y, x, w, bias, residual, p, s);
+    return (int)cudaErrorInvalidValue;
+}
+
 extern "C" int sdc_conv_igemm_cuda(void *y, const void *x, const void *w, const float *bias, const void *residual,
                                    int t, int n, int h, int wi, int cin, int cin_p, int cout, int cout_p, int k,
-                                   int stride, int pad, cudaStream_t s) {
+                                   int stride, int pad, int tile, int sms, cudaStream_t s) {
     if (!sdc_conv_igemm_supported(t, cin, cin_p, cout_p, x, w) || cin_p < cin || cout_p < cout || k < 1 ||
         stride < 1 || pad < 0)
         return (int)cudaErrorInvalidValue;
@@ -154,11 +188,6 @@ extern "C" int sdc_conv_igemm_cuda(void *y, const void *x, const void *w, const 
     p.ho = (h + 2 * pad - k) / stride + 1, p.wo = (wi + 2 * pad - k) / stride + 1;
     if (n < 1 || p.ho < 1 || p.wo < 1) return 0;
     p.m = n * p.ho * p.wo, p.kk = k * k * cin_p;
-    const dim3 grid((unsigned)SDC_CEIL_DIV_CU(p.m, IG_BM), (unsigned)SDC_CEIL_DIV_CU(cout, IG_BN));
-    if (t == SDC_CU_F16)
-        return (int)SDC_LAUNCH(conv_igemm_kernel<__half>, grid, IG_THREADS, 0, s, (__half *)y, (const __half *)x,
-                               (const __half *)w, bias, (const __half *)residual, p);
-    return (int)SDC_LAUNCH(conv_igemm_kernel<__nv_bfloat16>, grid, IG_THREADS, 0, s, (__nv_bfloat16 *)y,
-                           (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)w, bias, (const __nv_bfloat16 *)residual,
-                           p);
+    if (t == SDC_CU_F16) return ig_dispatch<__half>(y, x, w, bias, residual, p, tile, sms, s);
+    return ig_dispatch<__nv_bfloat16>(y, x, w, bias, residual, p, tile, sms, s);
 }

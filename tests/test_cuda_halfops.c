@@ -149,11 +149,13 @@ Test(cuda_halfops, linear) {
  * channel counts, by im2col + cuBLAS; which one ran shows in the scratch:
  * the implicit GEMM takes none. Kernels whose channels the weights' layout
  * pads (4 in, 3 out: the U-Net's conv_in, the VAE's conv_out). */
-static void conv_half(bool im2col, int h, int n, int H, int W, int cin, int cout, int k, int stride, int pad,
-                      bool residual) {
+static void conv_tile(int tile, bool im2col, int h, int n, int H, int W, int cin, int cout, int k, int stride,
+                      int pad, bool residual) {
     if (im2col) setenv("SDC_CONV", "im2col", 1);
+    if (tile) setenv("SDC_CONV_TILE", tile == 64 ? "64" : "128", 1);
     sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
     unsetenv("SDC_CONV");
+    unsetenv("SDC_CONV_TILE");
     const sdc_dtype t = HALF[h];
     const int ho = (H + 2 * pad - k) / stride + 1, wo = (W + 2 * pad - k) / stride + 1;
     const size_t nx = (size_t)n * H * W * cin, ny = (size_t)n * ho * wo * cout;
@@ -173,8 +175,9 @@ static void conv_half(bool im2col, int h, int n, int H, int W, int cin, int cout
         cr_assert_eq(g->allocations == allocs, implicit, "cin %d: the %s path was expected", cin,
                      implicit ? "implicit-GEMM" : "im2col");
     char what[96];
-    snprintf(what, sizeof what, "conv (%s) %dx%dx%dx%d->%d k%d s%d p%d%s", implicit ? "implicit" : "im2col", n, H, W,
-             cin, cout, k, stride, pad, residual ? " +res" : "");
+    snprintf(what, sizeof what, "conv (%s%s) %dx%dx%dx%d->%d k%d s%d p%d%s", implicit ? "implicit" : "im2col",
+             implicit ? (tile == 64 ? " 64" : tile == 128 ? " 128" : "") : "", n, H, W, cin, cout, k, stride, pad,
+             residual ? " +res" : "");
     hexpect(g, what, dy, y, ny, TOL_PRODUCT[h]);
     g->ops->free(g, dw.p), g->ops->free(g, dy.p), g->ops->free(g, db);
     hin_free(g, &x), hin_free(g, &r);
@@ -183,20 +186,28 @@ static void conv_half(bool im2col, int h, int n, int H, int W, int cin, int cout
     sdc_backend_destroy(c);
 }
 
-/* Output pixels and channels that leave partial 128 x 128 tiles, K not a
- * multiple of the 32 a step takes (3 x 3 x 8 = 72), several K steps,
- * stride 2 with and without padding (the VAE's downsampler pads right and
- * bottom itself), 1x1, and the residual in the epilogue. */
+static void conv_half(bool im2col, int h, int n, int H, int W, int cin, int cout, int k, int stride, int pad,
+                      bool residual) {
+    conv_tile(0, im2col, h, n, H, W, cin, cout, k, stride, pad, residual);
+}
+
+/* Output pixels and channels that leave partial tiles (both tile shapes
+ * of the table: 128 x 128 and 64 x 64), K not a multiple of the 32 a step
+ * takes (3 x 3 x 8 = 72), several K steps, stride 2 with and without
+ * padding (the VAE's downsampler pads right and bottom itself), 1x1, and
+ * the residual in the epilogue. */
 Test(cuda_halfops, conv2d_implicit_gemm) {
     for (int h = 0; h < 2; h++) {
         if (small_shapes()) {
-            conv_half(false, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
-            conv_half(false, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
-            conv_half(false, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
-            conv_half(false, h, 1, 8, 8, 16, 16, 3, 2, 0, false);
-            conv_half(false, h, 1, 9, 17, 8, 136, 3, 1, 1, true); /* 153 pixels, 136 channels: partial tiles */
-            conv_half(false, h, 1, 6, 6, 16, 3, 3, 1, 1, false);  /* conv_out: 3 output channels */
-            conv_half(false, h, 1, 5, 5, 72, 40, 3, 1, 1, false);  /* K = 648: 21 steps of 32 */
+            for (int tile = 64; tile <= 128; tile += 64) {
+                conv_tile(tile, false, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
+                conv_tile(tile, false, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
+                conv_tile(tile, false, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
+                conv_tile(tile, false, h, 1, 8, 8, 16, 16, 3, 2, 0, false);
+                conv_tile(tile, false, h, 1, 9, 17, 8, 136, 3, 1, 1, true); /* 153 pixels, 136 channels */
+                conv_tile(tile, false, h, 1, 6, 6, 16, 3, 3, 1, 1, false);  /* conv_out: 3 output channels */
+                conv_tile(tile, false, h, 1, 5, 5, 72, 40, 3, 1, 1, false);  /* K = 648: 21 steps of 32 */
+            }
         } else {
             conv_half(false, h, 2, 64, 64, 320, 320, 3, 1, 1, true);
             conv_half(false, h, 2, 32, 32, 320, 640, 1, 1, 0, true);
