@@ -11,9 +11,10 @@
  * SD 1.x fp16 1.1e-3, bf16 1.4e-2; SD 2.x fp16 3.0e-3, and bf16 3.7e-2
  * against a stated 5e-2 (2.5e-2 with cuBLAS for convolution and attention:
  * in bf16 an fp32 sum in another order rounds a few outputs the other way,
- * and SD 2.x's tiny U-Net carries that further); VAE decoder fp16 1.3e-3, bf16 1.1e-2; VAE
- * encoder fp16 1.3e-3, bf16 1.4e-2; the text encoder (fp32 activations,
- * weights in the half type) fp16 1.1e-3, bf16 2.1e-2. fp16 keeps 11
+ * and SD 2.x's tiny U-Net carries that further); VAE decoder fp16
+ * 1.3e-3, bf16 1.1e-2; VAE encoder fp16 1.3e-3, bf16 1.4e-2; the text
+ * encoder (fp32 activations, weights in the half type) fp16 1.1e-3, bf16
+ * 2.1e-2. fp16 keeps 11
  * significant bits, bf16 8: each rounding is up to 2^-11 or 2^-8
  * relative, and a network is a few dozen ops in a row; bf16 weights are
  * also a coarser copy of the fp16-rounded weights the references use. */
