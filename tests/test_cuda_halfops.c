@@ -314,7 +314,8 @@ Test(cuda_halfops, attention_gemm) {
 /* layer norm and group norm (+ SiLU) on half activations */
 Test(cuda_halfops, norms) {
     sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
-    const int n_img = 2, hw = small_shapes() ? 37 : 4096, ch = small_shapes() ? 40 : 320, groups = small_shapes() ? 8 : 32;
+    const bool sm = small_shapes();
+    const int n_img = 2, hw = sm ? 37 : 4096, ch = sm ? 40 : 320, groups = sm ? 8 : 32;
     const size_t n = (size_t)n_img * hw * ch;
     float *gm = test_random(ch, 50, 1.0f), *bt = test_random(ch, 51, 1.0f), *y = malloc(n * sizeof(float));
     float *dg = dev(g, gm, ch), *dbt = dev(g, bt, ch);

@@ -55,7 +55,8 @@ say "device: $GPU"
 {
     echo "# gpu-check $(date -u +%Y-%m-%d) on $GPU"
     echo
-    echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), CPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+    cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+    echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), CPU $cpu"
 } >"$RES"
 
 # 2. libraries: the system's, or .gpu/debs in a private root
@@ -116,7 +117,13 @@ section() {
     shift
     mark=$(wc -l <"$LOG")
     step "$@"
-    { echo; echo "## $title"; echo '```'; tail -n +"$((mark + 1))" "$LOG" | grep -v '^gpu-check: '; echo '```'; } >>"$RES"
+    {
+        echo
+        echo "## $title"
+        echo '```'
+        tail -n +"$((mark + 1))" "$LOG" | grep -v '^gpu-check: '
+        echo '```'
+    } >>"$RES"
 }
 
 # 6. the benchmark: the checkpoint, sdc's kernels, the cuBLAS column, memory
@@ -133,6 +140,6 @@ fi
 # 7. diffusers on the same GPU
 section "diffusers (fp16, SDPA), same GPU, same run" diffusers 120 python3 tools/bench_diffusers.py
 
-say "done in $(($(date +%s) - T0)) s; $([ $status = 0 ] && echo 'every step passed' || echo 'a step FAILED: see the log');" \
-    "figures in $RES, everything in $LOG"
+verdict=$([ $status = 0 ] && echo 'every step passed' || echo 'a step FAILED: see the log')
+say "done in $(($(date +%s) - T0)) s; $verdict; figures in $RES, everything in $LOG"
 exit $status
