@@ -96,7 +96,7 @@ static sdc_status load_all(sdc_loader *L, sdc_text_encoder *te) {
         SDC_TRY(be->ops->alloc(be, sdc_act_floats(te->act, elems[i]), &p));
         *bufs[i] = (sdc_buf){p, te->act};
     }
-    return te->act == SDC_DT_F32 ? SDC_OK : be->ops->alloc(be, T * W, &te->out);
+    return SDC_OK;
 }
 
 sdc_status sdc_text_encoder_load(const sdc_model_files *m, sdc_backend *be,
@@ -130,7 +130,6 @@ void sdc_text_encoder_free(sdc_text_encoder *te) {
     sdc_buf *bufs[] = {&te->x, &te->h, &te->qkv, &te->attn, &te->mlp};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]->p) be->ops->free(be, bufs[i]->p);
-    if (te->out) be->ops->free(be, te->out);
     sdc_weight_set_free(&te->weights, be);
     free(te->layers);
     free(te);
@@ -158,8 +157,8 @@ sdc_status sdc_text_encoder_run(sdc_text_encoder *te, const int *ids,
         /* x = x + out_proj(attention(ln1(x))) */
         SDC_TRY(op->layer_norm(be, te->h, te->x, ly->ln1_w, ly->ln1_b, T, W, c->eps));
         SDC_TRY(op->linear(be, te->qkv, te->h, ly->qkv_w, ly->qkv_b, T, W, 3 * W));
-        SDC_TRY(op->attention(be, te->attn, te->qkv, sdc_at(te->qkv, W), sdc_at(te->qkv, 2 * (size_t)W), 1, H, T, T,
-                              W / H, 3 * W, 3 * W, true));
+        SDC_TRY(op->attention(be, te->attn, te->qkv, sdc_at(te->qkv, W), sdc_at(te->qkv, 2 * (size_t)W), 1, H, T,
+                              T, W / H, 3 * W, 3 * W, true));
         SDC_TRY(op->linear(be, te->h, te->attn, ly->out_w, ly->out_b, T, W, W));
         SDC_TRY(op->add(be, te->x, te->x, te->h, (size_t)T * W));
         /* x = x + fc2(act(fc1(ln2(x)))) */
@@ -174,7 +173,5 @@ sdc_status sdc_text_encoder_run(sdc_text_encoder *te, const int *ids,
         SDC_TRY(op->layer_norm(be, te->h, te->x, te->lnf_w, te->lnf_b, T, W, c->eps));
         last = te->h;
     }
-    if (te->act == SDC_DT_F32) return op->download(be, out, last.p, (size_t)T * W);
-    SDC_TRY(op->convert(be, SDC_F32(te->out), last, (size_t)T * W));
-    return op->download(be, out, te->out, (size_t)T * W);
+    return op->download(be, out, last.p, (size_t)T * W); /* fp32 activations (te->act) */
 }

@@ -33,7 +33,6 @@ typedef struct sdc_text_encoder {
     sdc_buf qkv;            /* (tokens, 3 * width) */
     sdc_buf attn;           /* (tokens, width) */
     sdc_buf mlp;            /* (tokens, ff) */
-    float *out;             /* (tokens, width) fp32: the hidden state to download */
 } sdc_text_encoder;
 
 /* Load the text encoder's weights from an open model (matrices in the
