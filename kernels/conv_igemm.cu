@@ -34,18 +34,6 @@ template <int BM_, int BN_, int WM_, int WN_> struct ig_tile {
 typedef ig_tile<128, 128, 64, 32> ig_large;
 typedef ig_tile<64, 64, 32, 32> ig_small;
 
-template <typename T> struct ig_mma;
-template <> struct ig_mma<__half> {
-    static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2]) {
-        sdc_mma_m16n8k16_f16(d, a, b, d);
-    }
-};
-template <> struct ig_mma<__nv_bfloat16> {
-    static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2]) {
-        sdc_mma_m16n8k16_bf16(d, a, b, d);
-    }
-};
-
 struct ig_shape {
     int n, h, w, cin, cin_p, cout, cout_p, k, stride, pad, ho, wo;
     int m, kk; // M and K of the GEMM
@@ -128,7 +116,7 @@ __global__ void conv_igemm_kernel(T *y, const T *x, const T *w, const float *bia
             }
             SDC_UNROLL
             for (int i = 0; i < MI; i++)
-                for (int j = 0; j < NI; j++) ig_mma<T>::run(acc[i][j], af[i], bf[j]);
+                for (int j = 0; j < NI; j++) sdc_mma16<T>::run(acc[i][j], af[i], bf[j]);
         }
         __syncthreads(); // this stage is filled again two steps on
     }

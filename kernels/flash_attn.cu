@@ -28,24 +28,6 @@
 #define FA_WARPS 4    // 16 rows a warp
 #define FA_PAD 8      // elements of padding at the end of each shared row
 
-template <typename T> struct fa_mma;
-template <> struct fa_mma<__half> {
-    static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2]) {
-        sdc_mma_m16n8k16_f16(d, a, b, d);
-    }
-    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-        return sdc_pack_half2(__float2half(lo), __float2half(hi));
-    }
-};
-template <> struct fa_mma<__nv_bfloat16> {
-    static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2]) {
-        sdc_mma_m16n8k16_bf16(d, a, b, d);
-    }
-    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-        return sdc_pack_bf162(__float2bfloat16(lo), __float2bfloat16(hi));
-    }
-};
-
 // rows [r0, r0 + rows) x DP columns of a (tokens x stride) matrix into
 // shared memory (row length DP + FA_PAD), 16 bytes per cp.async; rows past
 // `valid` and columns past d are zeros (plain stores)
@@ -127,8 +109,8 @@ __global__ void flash_attn_kernel(T *out, const T *q, const T *k, const T *v, in
                 uint32_t kb[4];
                 const int m = lane / 8, key = (j + m / 2) * 8 + lane % 8;
                 sdc_ldmatrix_x4(kb, ks[st] + key * LD + kk * 16 + (m % 2) * 8);
-                fa_mma<T>::run(s[j], qa[kk], kb);
-                fa_mma<T>::run(s[j + 1], qa[kk], kb + 2);
+                sdc_mma16<T>::run(s[j], qa[kk], kb);
+                sdc_mma16<T>::run(s[j + 1], qa[kk], kb + 2);
             }
 
         // mask, the rows' new max, rescale what is accumulated
@@ -166,15 +148,15 @@ __global__ void flash_attn_kernel(T *out, const T *q, const T *k, const T *v, in
                     l_run[i / 2] += e;
                 }
             // the two S tiles are one A fragment (16 x 16) of P
-            const uint32_t pa[4] = {fa_mma<T>::pack(p[0][0], p[0][1]), fa_mma<T>::pack(p[0][2], p[0][3]),
-                                    fa_mma<T>::pack(p[1][0], p[1][1]), fa_mma<T>::pack(p[1][2], p[1][3])};
+            const uint32_t pa[4] = {sdc_mma16<T>::pack(p[0][0], p[0][1]), sdc_mma16<T>::pack(p[0][2], p[0][3]),
+                                    sdc_mma16<T>::pack(p[1][0], p[1][1]), sdc_mma16<T>::pack(p[1][2], p[1][3])};
             SDC_UNROLL
             for (int dn = 0; dn < DT; dn += 2) { // DT is even: DP is a multiple of 16
                 uint32_t vb[4];
                 const int m = lane / 8, key = kc * 16 + (m % 2) * 8 + lane % 8;
                 sdc_ldmatrix_x4_trans(vb, vs[st] + key * LD + (dn + m / 2) * 8);
-                fa_mma<T>::run(o[dn], pa, vb);
-                fa_mma<T>::run(o[dn + 1], pa, vb + 2);
+                sdc_mma16<T>::run(o[dn], pa, vb);
+                sdc_mma16<T>::run(o[dn + 1], pa, vb + 2);
             }
         }
         __syncthreads(); // this stage is loaded again two tiles on

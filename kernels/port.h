@@ -9,6 +9,7 @@
 //   sdc_shfl / sdc_shfl_xor / sdc_shfl_down / sdc_shfl_up (mask, v, lane)
 //   sdc_ballot / sdc_any / sdc_all (mask, pred), sdc_syncwarp(mask)
 //   sdc_mma_m16n8k16_f16 / _bf16 (d[4], a[4], b[2], c[4])  row.col, f32 acc
+//   sdc_mma16<T>::run / ::pack             the same for a kernel templated on T
 //   sdc_ldmatrix_x1 / _x2 / _x4 (r[], p), and _trans      8x8 b16 matrices
 //   sdc_cp_async4 / 8 / 16 (smem, gmem), sdc_cp_async_commit(),
 //   sdc_cp_async_wait<N>()
@@ -142,6 +143,26 @@ __device__ __forceinline__ uint32_t sdc_pack_half2(__half lo, __half hi) {
 __device__ __forceinline__ uint32_t sdc_pack_bf162(__nv_bfloat16 lo, __nv_bfloat16 hi) {
     return (uint32_t)__bfloat16_as_ushort(lo) | ((uint32_t)__bfloat16_as_ushort(hi) << 16);
 }
+
+// mma.sync m16n8k16 with f32 accumulation (d += a b) for a kernel templated
+// on its half type, and a pair of fp32 values packed as two of that type
+template <typename T> struct sdc_mma16;
+template <> struct sdc_mma16<__half> {
+    static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+        sdc_mma_m16n8k16_f16(d, a, b, d);
+    }
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+        return sdc_pack_half2(__float2half(lo), __float2half(hi));
+    }
+};
+template <> struct sdc_mma16<__nv_bfloat16> {
+    static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+        sdc_mma_m16n8k16_bf16(d, a, b, d);
+    }
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+        return sdc_pack_bf162(__float2bfloat16(lo), __float2bfloat16(hi));
+    }
+};
 
 // Element conversions for kernels templated on the stored type: to fp32,
 // and from fp32 rounding to nearest even.
