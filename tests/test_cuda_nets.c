@@ -93,7 +93,7 @@ Test(cuda_nets, unet) {
             cr_assert_eq(sdc_unet_forward(u, dx, shape[0], shape[2], shape[3], atof(sdc_st_meta(ref, tname)), dctx,
                                           77, dout),
                          SDC_OK, "%s", sdc_last_error());
-            char what[32];
+            char what[48];
             snprintf(what, sizeof what, "unet sd%d %s", k / 2 + 1, on);
             /* bf16 on SD 2.x: 5e-2 (see the top) */
             const double tol = k == 3 ? 5e-2 : TOL[k % 2];
