@@ -15,15 +15,21 @@
 // tiles; 64 x 64 with 4 warps as 2 x 2, each 32 x 32 (2 x 4 mma tiles),
 // for the small ones (the U-Net's 8x8 and 16x16 levels: at batch 2 an 8x8
 // level is M = 128, one row of 128-tiles). The K loop takes 32 at a time
-// through two shared-memory stages filled by cp.async (16 bytes: 8
-// channels, which cin % 8 == 0 keeps inside one pixel and one (ky, kx));
-// rows padded by 8 elements so that the eight rows of an ldmatrix fall in
-// different banks. Epilogue: + bias (fp32), + residual, rounded once to the
-// output type, only for m < M and co < cout.
+// through three shared-memory stages filled by cp.async (16 bytes: 8
+// channels, which cin % 8 == 0 keeps inside one pixel and one (ky, kx)),
+// two tiles ahead of the one multiplied. A stage's rows are 32 elements (64
+// bytes, four 16-byte chunks) with the chunks swizzled: chunk c of row r
+// sits at c ^ ((r / 2) % 4), so the eight rows an ldmatrix reads at one
+// chunk land in eight different 16-byte bank groups, without padding.
+// Epilogue: + bias (fp32), + residual, rounded once to the output type,
+// only for m < M and co < cout.
 #include "kernels.h"
 
-#define IG_BK 32
-#define IG_LD (IG_BK + 8) // shared row length in elements
+#define IG_BK 32     // K a step: a shared row of 4 chunks of 8 elements
+#define IG_STAGES 3  // shared-memory stages: loads run two steps ahead
+
+// element offset of chunk c (0..3) of row r in a stage (the swizzle above)
+__device__ __forceinline__ int ig_at(int r, int c) { return r * IG_BK + ((c ^ ((r >> 1) & 3)) << 3); }
 
 // A tile shape: BM x BN outputs a block, WM x WN a warp.
 template <int BM_, int BN_, int WM_, int WN_> struct ig_tile {
@@ -48,7 +54,7 @@ __device__ __forceinline__ void ig_stage(T *sa, T *sb, const T *x, const T *w, c
     constexpr int CH = IG_BK / 8; // chunks a row
     for (int i = threadIdx.x; i < TL::BM * CH; i += TL::THREADS) {
         const int r = i / CH, c = (i % CH) * 8, m = m0 + r, kq = k0 + c;
-        T *dst = sa + r * IG_LD + c;
+        T *dst = sa + ig_at(r, c / 8);
         bool ok = m < p.m && kq < p.kk;
         const T *src = NULL;
         if (ok) {
@@ -66,7 +72,7 @@ __device__ __forceinline__ void ig_stage(T *sa, T *sb, const T *x, const T *w, c
     }
     for (int i = threadIdx.x; i < TL::BN * CH; i += TL::THREADS) {
         const int r = i / CH, c = (i % CH) * 8, co = n0 + r, kq = k0 + c;
-        T *dst = sb + r * IG_LD + c;
+        T *dst = sb + ig_at(r, c / 8);
         if (co < p.cout_p && kq < p.kk) {
             sdc_cp_async16(dst, w + (size_t)co * p.kk + kq);
         } else {
@@ -78,8 +84,8 @@ __device__ __forceinline__ void ig_stage(T *sa, T *sb, const T *x, const T *w, c
 template <typename T, typename TL>
 __global__ void conv_igemm_kernel(T *y, const T *x, const T *w, const float *bias, const T *residual, ig_shape p) {
     constexpr int MI = TL::MI, NI = TL::NI;
-    __shared__ __align__(16) T sa[2][TL::BM * IG_LD];
-    __shared__ __align__(16) T sb[2][TL::BN * IG_LD];
+    __shared__ __align__(16) T sa[IG_STAGES][TL::BM * IG_BK];
+    __shared__ __align__(16) T sb[IG_STAGES][TL::BN * IG_BK];
     const int warp = sdc_warp(), lane = sdc_lane(), g = lane / 4, t4 = lane % 4;
     const int wm = warp / TL::WARPS_N, wn = warp % TL::WARPS_N;
     const int m0 = blockIdx.x * TL::BM, n0 = blockIdx.y * TL::BN;
@@ -90,14 +96,19 @@ __global__ void conv_igemm_kernel(T *y, const T *x, const T *w, const float *bia
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 
     const int n_k = SDC_CEIL_DIV_CU(p.kk, IG_BK);
-    ig_stage<T, TL>(sa[0], sb[0], x, w, p, m0, n0, 0);
-    sdc_cp_async_commit();
-    for (int kt = 0; kt < n_k; kt++) {
-        const int st = kt % 2;
-        if (kt + 1 < n_k) ig_stage<T, TL>(sa[st ^ 1], sb[st ^ 1], x, w, p, m0, n0, (kt + 1) * IG_BK);
+    // the first IG_STAGES - 1 steps' tiles, one cp.async group each (empty
+    // past the last step, so that the count of groups stays the step's)
+    for (int s0 = 0; s0 < IG_STAGES - 1; s0++) {
+        if (s0 < n_k) ig_stage<T, TL>(sa[s0], sb[s0], x, w, p, m0, n0, s0 * IG_BK);
         sdc_cp_async_commit();
-        sdc_cp_async_wait<1>();
-        __syncthreads();
+    }
+    for (int kt = 0; kt < n_k; kt++) {
+        const int st = kt % IG_STAGES;
+        sdc_cp_async_wait<IG_STAGES - 2>(); // this step's group has landed
+        __syncthreads();                      // for every thread; and the last step's stage is free
+        const int nx = kt + IG_STAGES - 1;
+        if (nx < n_k) ig_stage<T, TL>(sa[nx % IG_STAGES], sb[nx % IG_STAGES], x, w, p, m0, n0, nx * IG_BK);
+        sdc_cp_async_commit();
         SDC_UNROLL
         for (int ks = 0; ks < IG_BK / 16; ks++) {
             uint32_t af[MI][4], bf[NI][2];
@@ -105,20 +116,19 @@ __global__ void conv_igemm_kernel(T *y, const T *x, const T *w, const float *bia
             SDC_UNROLL
             for (int i = 0; i < MI; i++) { // A: rows of this warp's m16 tile i
                 const int row = wm * TL::WM + i * 16 + (mat % 2) * 8 + lane % 8;
-                sdc_ldmatrix_x4(af[i], sa[st] + row * IG_LD + ks * 16 + (mat / 2) * 8);
+                sdc_ldmatrix_x4(af[i], sa[st] + ig_at(row, ks * 2 + mat / 2));
             }
             SDC_UNROLL
             for (int j = 0; j < NI; j += 2) { // B: weight rows (output channels) of n8 tiles j, j + 1
                 const int row = wn * TL::WN + (j + mat / 2) * 8 + lane % 8;
                 uint32_t r[4];
-                sdc_ldmatrix_x4(r, sb[st] + row * IG_LD + ks * 16 + (mat % 2) * 8);
+                sdc_ldmatrix_x4(r, sb[st] + ig_at(row, ks * 2 + mat % 2));
                 bf[j][0] = r[0], bf[j][1] = r[1], bf[j + 1][0] = r[2], bf[j + 1][1] = r[3];
             }
             SDC_UNROLL
             for (int i = 0; i < MI; i++)
                 for (int j = 0; j < NI; j++) sdc_mma16<T>::run(acc[i][j], af[i], bf[j]);
         }
-        __syncthreads(); // this stage is filled again two steps on
     }
     sdc_cp_async_wait<0>();
 
