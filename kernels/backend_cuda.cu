@@ -1,10 +1,12 @@
 // backend_cuda.cu - the CUDA backend's ops table: typed device buffers
-// (fp32, fp16 or bf16 activations, one type per op), cuBLAS for matrix
-// products (linear layers, convolution as im2col + GEMM,
-// attention as two batched GEMMs around a row softmax), the kernels of
-// elementwise.cu / norm.cu / conv.cu / attention.cu for the rest.
-// Correct first: every op has a parity test against the CPU backend
-// (tests/test_cuda.c); the tensor-core kernels come next.
+// (fp32, fp16 or bf16 activations, one type per op). In fp16 and bf16,
+// sdc's own tensor-core kernels for attention (flash_attn.cu) and
+// convolution (conv_igemm.cu) where they take the shape; cuBLAS for linear
+// layers, for fp32 (pedantic: the CPU is the oracle) and for the rest
+// (convolution as im2col + GEMM, attention as two batched GEMMs around a
+// row softmax); the kernels of elementwise.cu / norm.cu / conv.cu /
+// attention.cu / latent.cu for everything else. Every op has a parity test
+// against the CPU backend (tests/test_cuda*.c).
 #include <stdlib.h>
 #include <string.h>
 
