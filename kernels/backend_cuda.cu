@@ -11,6 +11,9 @@
 #include <string.h>
 
 #include "backend/backend.h"
+extern "C" {
+#include "model/safetensors.h" // sdc_dtype_name
+}
 #include "blas.h"
 #include "kernels.h"
 
@@ -236,25 +239,19 @@ static sdc_status cu_upload_async(sdc_backend *be, float *dst, const float *src,
     return SDC_OK;
 }
 
-static bool half_type(sdc_dtype t) { return t == SDC_DT_F16 || t == SDC_DT_BF16; }
-
-static const char *type_name(sdc_dtype t) {
-    return t == SDC_DT_F32 ? "F32" : t == SDC_DT_F16 ? "F16" : t == SDC_DT_BF16 ? "BF16" : "not an activation type";
-}
-
 // The activations of one op: every given buffer (p not NULL) of one type,
 // F32, F16 or BF16; *t is that type as the kernels number it (SDC_CU_*).
 static sdc_status acts(const char *op, std::initializer_list<sdc_buf> bufs, int *t) {
     sdc_dtype first = SDC_DT_COUNT;
     for (const sdc_buf &b : bufs) {
         if (!b.p) continue;
-        if (b.type != SDC_DT_F32 && !half_type(b.type))
+        if (!sdc_act_type(b.type))
             return sdc_fail(SDC_ERR_ARG, "%s: activations of element type %d (expected F32, F16 or BF16)", op,
                             (int)b.type);
         if (first == SDC_DT_COUNT) first = b.type;
         else if (b.type != first)
             return sdc_fail(SDC_ERR_ARG, "%s: activations of types %s and %s in one op (convert first)", op,
-                            type_name(first), type_name(b.type));
+                            sdc_dtype_name(first), sdc_dtype_name(b.type));
     }
     *t = first == SDC_DT_COUNT ? SDC_CU_F32 : (int)first;
     return SDC_OK;
@@ -284,7 +281,7 @@ static sdc_status set_math(cuda_impl *im, cublasMath_t mode) {
 }
 
 static sdc_status check_weight(const char *op, sdc_weight w) {
-    if (w.type != SDC_DT_F32 && !half_type(w.type))
+    if (!sdc_act_type(w.type))
         return sdc_fail(SDC_ERR_ARG, "%s: weight of element type %d (expected F32, F16 or BF16)", op, (int)w.type);
     return SDC_OK;
 }
@@ -294,7 +291,7 @@ static sdc_status check_weight(const char *op, sdc_weight w) {
 static sdc_status product_types(const char *op, int t, sdc_weight w) {
     if (t == (int)w.type || t == SDC_CU_F32) return SDC_OK;
     return sdc_fail(SDC_ERR_ARG, "%s: %s activations with %s weights (expected the weights' type, or F32)", op,
-                    type_name((sdc_dtype)t), type_name(w.type));
+                    sdc_dtype_name((sdc_dtype)t), sdc_dtype_name(w.type));
 }
 
 static cudaDataType_t blas_type(int t) {
@@ -365,7 +362,7 @@ static sdc_status cu_linear(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w,
 static sdc_status cu_load_tensor(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, size_t n,
                                  void **out) {
     *out = NULL;
-    if ((type != SDC_DT_F32 && !half_type(type)) || (src_type != SDC_DT_F32 && !half_type(src_type)))
+    if (!sdc_act_type(type) || !sdc_act_type(src_type))
         return sdc_fail(SDC_ERR_ARG, "load_tensor: types %d <- %d (expected F32, F16 or BF16)", (int)type,
                         (int)src_type);
     const size_t sbytes = n * (src_type == SDC_DT_F32 ? 4 : 2), dbytes = n * (type == SDC_DT_F32 ? 4 : 2);
@@ -405,7 +402,7 @@ static sdc_status cu_load_conv(sdc_backend *be, sdc_dtype type, const void *src,
     out->p = NULL;
     if (cout < 1 || k < 1 || cin < 1)
         return sdc_fail(SDC_ERR_ARG, "load_conv: bad shape %d x %d x %d x %d", cout, k, k, cin);
-    if ((type != SDC_DT_F32 && !half_type(type)) || (src_type != SDC_DT_F32 && !half_type(src_type)))
+    if (!sdc_act_type(type) || !sdc_act_type(src_type))
         return sdc_fail(SDC_ERR_ARG, "load_conv: types %d <- %d (expected F32, F16 or BF16)", (int)type,
                         (int)src_type);
     const int cp = round_up(cin, CHAN_PAD), op = round_up(cout, CHAN_PAD);

@@ -55,6 +55,8 @@ typedef struct sdc_buf {
 #define SDC_F32(ptr) ((sdc_buf){(void *)(ptr), SDC_DT_F32})
 #define SDC_NO_BUF ((sdc_buf){NULL, SDC_DT_F32})
 
+/* the element types of backend buffers: activations and weights */
+static inline bool sdc_act_type(sdc_dtype t) { return t == SDC_DT_F32 || t == SDC_DT_F16 || t == SDC_DT_BF16; }
 /* bytes of one element of an activation type (4 for F32, 2 for F16/BF16) */
 static inline size_t sdc_act_size(sdc_dtype t) { return t == SDC_DT_F32 ? 4 : 2; }
 /* the buffer from element i on */

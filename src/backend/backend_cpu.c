@@ -5,6 +5,7 @@
  * OpenBLAS sgemm; the rest is plain loops with OpenMP over rows. Statistics
  * are accumulated in double, two passes. */
 #include "backend/backend_cpu.h"
+#include "model/safetensors.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -45,23 +46,11 @@ static void cpu_free(sdc_backend *be, void *p) {
     free(p);
 }
 
-static bool is_act_type(sdc_dtype t) { return t == SDC_DT_F32 || t == SDC_DT_F16 || t == SDC_DT_BF16; }
-
-/* for messages: an activation type's name */
-static const char *act_type_name(sdc_dtype t) {
-    switch (t) {
-    case SDC_DT_F32: return "F32";
-    case SDC_DT_F16: return "F16";
-    case SDC_DT_BF16: return "BF16";
-    default: return "other than F32, F16 or BF16";
-    }
-}
-
 sdc_status sdc_cpu_f32(const char *op, int n, const sdc_buf *bufs) {
     for (int i = 0; i < n; i++)
         if (bufs[i].p && bufs[i].type != SDC_DT_F32)
             return sdc_fail(SDC_ERR_ARG, "%s: activations of type %s; the CPU backend computes in F32 only", op,
-                            act_type_name(bufs[i].type));
+                            sdc_dtype_name(bufs[i].type));
     return SDC_OK;
 }
 
@@ -83,9 +72,9 @@ static sdc_status cpu_download(sdc_backend *be, float *dst, const float *src, si
 /* A byte copy, so any activation type, as long as both sides agree. */
 static sdc_status cpu_copy(sdc_backend *be, sdc_buf dst, sdc_buf src, size_t n) {
     (void)be;
-    if (!is_act_type(dst.type) || dst.type != src.type)
+    if (!sdc_act_type(dst.type) || dst.type != src.type)
         return sdc_fail(SDC_ERR_ARG, "copy: from %s to %s: both sides must be one of F32, F16, BF16 and the same "
-                        "(between types use convert)", act_type_name(src.type), act_type_name(dst.type));
+                        "(between types use convert)", sdc_dtype_name(src.type), sdc_dtype_name(dst.type));
     if (n) memmove(dst.p, src.p, n * sdc_act_size(dst.type));
     return SDC_OK;
 }
@@ -95,9 +84,9 @@ static sdc_status cpu_copy(sdc_backend *be, sdc_buf dst, sdc_buf src, size_t n) 
  * Across types dst and src must not overlap; one type is a plain copy. */
 static sdc_status cpu_convert(sdc_backend *be, sdc_buf dst, sdc_buf src, size_t n) {
     (void)be;
-    if (!is_act_type(dst.type) || !is_act_type(src.type))
-        return sdc_fail(SDC_ERR_ARG, "convert: from %s to %s: F32, F16 and BF16 only", act_type_name(src.type),
-                        act_type_name(dst.type));
+    if (!sdc_act_type(dst.type) || !sdc_act_type(src.type))
+        return sdc_fail(SDC_ERR_ARG, "convert: from %s to %s: F32, F16 and BF16 only", sdc_dtype_name(src.type),
+                        sdc_dtype_name(dst.type));
     if (dst.type == src.type) {
         if (n) memmove(dst.p, src.p, n * sdc_act_size(dst.type));
         return SDC_OK;

@@ -316,10 +316,16 @@ static size_t kv_elems(sdc_unet *u, int batch, int tokens) {
     return total;
 }
 
-/* floats of the keys and values (256-byte aligned) and, for activations
- * other than fp32, of the context in their type after them */
+/* floats of the keys and values alone, 256-byte aligned: where the
+ * converted context starts */
+static size_t kv_only_floats(sdc_unet *u, int batch, int tokens) {
+    return (sdc_act_floats(u->act, kv_elems(u, batch, tokens)) + 63) & ~(size_t)63;
+}
+
+/* floats of the keys and values and, for activations other than fp32, of
+ * the context in their type after them */
 static size_t kv_floats(sdc_unet *u, int batch, int tokens) {
-    const size_t kv = (sdc_act_floats(u->act, kv_elems(u, batch, tokens)) + 63) & ~(size_t)63;
+    const size_t kv = kv_only_floats(u, batch, tokens);
     if (u->act == SDC_DT_F32) return kv;
     return kv + sdc_act_floats(u->act, (size_t)batch * tokens * u->cfg.context_dim);
 }
@@ -383,7 +389,7 @@ sdc_status sdc_unet_set_context(sdc_unet *u, const float *context, int batch, in
     /* the context in the activations' type, after the keys and values */
     sdc_buf ctx = SDC_F32(context);
     if (u->act != SDC_DT_F32) {
-        ctx = (sdc_buf){u->kv + ((sdc_act_floats(u->act, kv_elems(u, batch, tokens)) + 63) & ~(size_t)63), u->act};
+        ctx = (sdc_buf){u->kv + kv_only_floats(u, batch, tokens), u->act};
         SDC_TRY(be->ops->convert(be, ctx, SDC_F32(context), (size_t)batch * tokens * u->cfg.context_dim));
     }
     /* each cross-attention's k and v of the context, once for the job */
