@@ -110,6 +110,26 @@ Test(cuda_nets, unet) {
     }
 }
 
+/* decode: image from z; encode: mean from x (the reference's tensors) */
+static void vae_case(sdc_backend *g, sdc_vae *v, const sdc_st_file *ref, sdc_dtype t, bool decode) {
+    const char *in_name = decode ? "z" : "x", *out_name = decode ? "image" : "mean";
+    const sdc_st_tensor *it = sdc_st_find(ref, in_name), *ot = sdc_st_find(ref, out_name);
+    cr_assert(it && ot);
+    const int C = (int)it->shape[1], H = (int)it->shape[2], W = (int)it->shape[3];
+    const int oshape[4] = {1, (int)ot->shape[1], (int)ot->shape[2], (int)ot->shape[3]};
+    size_t ni, no;
+    float *in = ref_tensor(ref, in_name, &ni), *want = ref_tensor(ref, out_name, &no);
+    float *ih = malloc(ni * sizeof(float));
+    sdc_nchw_to_nhwc(in, ih, 1, C, H, W);
+    float *din = dev(g, ih, ni), *dout = NULL;
+    cr_assert_eq(g->ops->alloc(g, no, &dout), SDC_OK);
+    cr_assert_eq(decode ? sdc_vae_decode(v, din, H, W, dout) : sdc_vae_encode(v, din, H, W, dout), SDC_OK, "%s",
+                 sdc_last_error());
+    check(g, decode ? "vae decode" : "vae encode", t, dout, want, no, sdc_nhwc_to_nchw, oshape);
+    g->ops->free(g, din), g->ops->free(g, dout);
+    free(in), free(want), free(ih);
+}
+
 Test(cuda_nets, vae) {
     for (int k = 0; k < 2; k++) {
         sdc_backend *g = typed_gpu(HALF[k]);
@@ -120,34 +140,8 @@ Test(cuda_nets, vae) {
         cr_assert_eq(sdc_st_open(FIXTURES "/vae_tiny_sd1_ref.safetensors", &ref), SDC_OK, "%s", sdc_last_error());
         cr_assert_eq(sdc_vae_load(m, g, &v), SDC_OK, "%s", sdc_last_error());
         cr_assert_eq(v->act, HALF[k]);
-        /* decode */
-        const sdc_st_tensor *zt = sdc_st_find(ref, "z"), *it = sdc_st_find(ref, "image");
-        cr_assert(zt && it);
-        const int C = (int)zt->shape[1], H = (int)zt->shape[2], W = (int)zt->shape[3];
-        const int ishape[4] = {1, 3, (int)it->shape[2], (int)it->shape[3]};
-        size_t nz, ni;
-        float *z = ref_tensor(ref, "z", &nz), *want = ref_tensor(ref, "image", &ni), *zh = malloc(nz * sizeof(float));
-        sdc_nchw_to_nhwc(z, zh, 1, C, H, W);
-        float *dz = dev(g, zh, nz), *dimg = NULL;
-        cr_assert_eq(g->ops->alloc(g, ni, &dimg), SDC_OK);
-        cr_assert_eq(sdc_vae_decode(v, dz, H, W, dimg), SDC_OK, "%s", sdc_last_error());
-        check(g, "vae decode", HALF[k], dimg, want, ni, sdc_nhwc_to_nchw, ishape);
-        g->ops->free(g, dz), g->ops->free(g, dimg);
-        free(z), free(want), free(zh);
-        /* encode */
-        const sdc_st_tensor *xt = sdc_st_find(ref, "x"), *mt = sdc_st_find(ref, "mean");
-        cr_assert(xt && mt);
-        const int XH = (int)xt->shape[2], XW = (int)xt->shape[3];
-        const int mshape[4] = {1, (int)mt->shape[1], (int)mt->shape[2], (int)mt->shape[3]};
-        size_t nx, nm;
-        float *x = ref_tensor(ref, "x", &nx), *mwant = ref_tensor(ref, "mean", &nm), *xh = malloc(nx * sizeof(float));
-        sdc_nchw_to_nhwc(x, xh, 1, 3, XH, XW);
-        float *dx = dev(g, xh, nx), *dmean = NULL;
-        cr_assert_eq(g->ops->alloc(g, nm, &dmean), SDC_OK);
-        cr_assert_eq(sdc_vae_encode(v, dx, XH, XW, dmean), SDC_OK, "%s", sdc_last_error());
-        check(g, "vae encode", HALF[k], dmean, mwant, nm, sdc_nhwc_to_nchw, mshape);
-        g->ops->free(g, dx), g->ops->free(g, dmean);
-        free(x), free(mwant), free(xh);
+        vae_case(g, v, ref, HALF[k], true);
+        vae_case(g, v, ref, HALF[k], false);
         sdc_vae_free(v);
         sdc_st_close(ref);
         sdc_model_close(m);
@@ -174,11 +168,7 @@ Test(cuda_nets, text_encoder) {
         cr_assert_eq(g->ops->alloc(g, (size_t)T * W, &dout), SDC_OK);
         for (int p = 0; p < P; p++) {
             int ids[77];
-            for (int t = 0; t < T; t++) {
-                int64_t v;
-                memcpy(&v, (const char *)ids_t->data + ((size_t)p * T + t) * 8, 8);
-                ids[t] = (int)v;
-            }
+            ref_ids(ids_t, p, ids);
             cr_assert_eq(sdc_text_encoder_run(te, ids, T, c->layers, true, out), SDC_OK, "%s", sdc_last_error());
             cr_assert_eq(g->ops->upload(g, dout, out, (size_t)T * W), SDC_OK);
             char what[48];

@@ -48,11 +48,7 @@ static void hidden_states_case(const char *model_path, const char *ref_path) {
     double worst = 0.0;
     for (int p = 0; p < P; p++) {
         int ids[77];
-        for (int t = 0; t < T; t++) {
-            int64_t v;
-            memcpy(&v, (const char *)ids_t->data + ((size_t)p * T + t) * 8, 8);
-            ids[t] = (int)v;
-        }
+        ref_ids(ids_t, p, ids);
         char what[64];
         cr_assert_eq(sdc_text_encoder_run(te, ids, T, c->layers, true, out), SDC_OK, "%s", sdc_last_error());
         snprintf(what, sizeof what, "last[%d]", p);
@@ -94,11 +90,10 @@ static void context_case(const char *model_path, const char *ref_path) {
             const char *prompt = cJSON_GetArrayItem(prompts, p)->valuestring;
             int ids[77];
             cr_assert_eq(sdc_tokenize(ctx, prompt, ids, 77, NULL), SDC_OK);
-            for (int t = 0; t < 77; t++) {
-                int64_t v;
-                memcpy(&v, (const char *)ids_t->data + ((size_t)p * 77 + t) * 8, 8);
-                cr_assert_eq(ids[t], (int)v, "prompt %d token %d: id %d, reference %d", p, t, ids[t], (int)v);
-            }
+            int want[77];
+            ref_ids(ids_t, p, want);
+            for (int t = 0; t < 77; t++)
+                cr_assert_eq(ids[t], want[t], "prompt %d token %d: id %d, reference %d", p, t, ids[t], want[t]);
             cr_assert_eq(sdc_encode_prompt(ctx, prompt, out), SDC_OK, "%s", sdc_last_error());
             char what[64];
             snprintf(what, sizeof what, "context skip %d [%d]", skip, p);

@@ -60,6 +60,15 @@ float *ref_tensor(const sdc_st_file *f, const char *name, size_t *numel) {
     return x;
 }
 
+void ref_ids(const sdc_st_tensor *ids, int p, int out[77]) {
+    cr_assert(ids && ids->ndim == 2 && ids->shape[1] == 77 && p >= 0 && p < ids->shape[0]);
+    for (int t = 0; t < 77; t++) {
+        int64_t v;
+        memcpy(&v, (const char *)ids->data + ((size_t)p * 77 + t) * 8, 8);
+        out[t] = (int)v;
+    }
+}
+
 bool full_tests_enabled(void) {
     const char *e = getenv("SDC_TEST_FULL");
     return e && e[0] == '1';

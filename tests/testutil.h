@@ -26,6 +26,8 @@ void print_mismatches(const char *what, const float *a, const float *b, size_t n
 /* A reference tensor from an open safetensors file as a fresh malloc'd
  * float array (any float dtype); aborts the test (cr_assert) if absent. */
 float *ref_tensor(const sdc_st_file *f, const char *name, size_t *numel);
+/* row p of an int64 (prompts, 77) token-id tensor, as ints */
+void ref_ids(const sdc_st_tensor *ids, int p, int out[77]);
 
 /* Full-size tests run only under `make test-full` (SDC_TEST_FULL=1). */
 bool full_tests_enabled(void);
