@@ -567,14 +567,14 @@ static sdc_status cu_conv2d(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w,
     cudaStream_t st = impl(be)->stream;
     // the weights' layout: channels padded (load_conv) or as given
     const int q = w.chan_pad > 1 ? w.chan_pad : 1, cp = round_up(cin, q), op = round_up(cout, q);
-    // half activations: the implicit GEMM of conv_igemm.cu where it takes
-    // the shape (input channels a multiple of 8: all but the first layers
-    // of the U-Net and the VAE encoder), bias and residual in its epilogue,
+    // half activations: the implicit GEMM of conv_igemm.cu (input channels
+    // not a multiple of 8, the U-Net's and the VAE encoder's first layers,
+    // through the padded weight layout), bias and residual in its epilogue,
     // no scratch
     if (t != SDC_CU_F32 && !impl(be)->conv_im2col && sdc_conv_igemm_supported(t, cin, cp, op, x.p, w.p)) {
         if (impl(be)->planning) return SDC_OK;
         KERNEL_TRY(sdc_conv_igemm_cuda(y.p, x.p, w.p, bias, residual.p, t, n, h, wi, cin, cp, cout, op, k, stride,
-                                       pad, impl(be)->conv_tile, impl(be)->sms, st));
+                                       pad, 1.0f, impl(be)->conv_tile, impl(be)->sms, st));
         return SDC_OK;
     }
     if (k == 1 && stride == 1 && pad == 0 && cp == cin && op == cout) {

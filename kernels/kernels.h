@@ -81,15 +81,17 @@ int sdc_im2col_cuda(float *col, const float *x, int n, int h, int w, int cin, in
 // conv_igemm.cu: convolution as an implicit GEMM on tensor cores, x (n, h,
 // w, cin) and y (n, ho, wo, cout) NHWC in t (SDC_CU_F16 or SDC_CU_BF16), w
 // the padded layout (cout_p, k, k, cin_p) in t, bias fp32 (may be NULL),
-// residual like y (may be NULL); fp32 accumulation, y rounded once.
-// Supported: cin, cin_p and cout_p multiples of 8, x and w 16-byte aligned
-// (sdc_conv_igemm_supported); otherwise cudaErrorInvalidValue. tile: 0
+// residual like y (may be NULL); y = (x * w + bias + residual) * scale,
+// fp32 accumulation, rounded once. Supported: cin_p and cout_p multiples of
+// 8, w 16-byte aligned, x too where cin is a multiple of 8 (any other cin
+// loads x by element) (sdc_conv_igemm_supported); otherwise
+// cudaErrorInvalidValue. tile: 0
 // chooses from the table by the problem's size and sms (the device's
 // multiprocessors, 0 if not known); 128 or 64 forces that tile.
 int sdc_conv_igemm_supported(int t, int cin, int cin_p, int cout_p, const void *x, const void *w);
 int sdc_conv_igemm_cuda(void *y, const void *x, const void *w, const float *bias, const void *residual, int t, int n,
-                        int h, int wi, int cin, int cin_p, int cout, int cout_p, int k, int stride, int pad, int tile,
-                        int sms, cudaStream_t s);
+                        int h, int wi, int cin, int cin_p, int cout, int cout_p, int k, int stride, int pad,
+                        float scale, int tile, int sms, cudaStream_t s);
 
 // fragment_check.cu: one warp, d = a b + c by the wrapped mma.sync.m16n8k16
 // (bf16 or f16 inputs), operands loaded per mode 0..3 (see the file); a is

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "../kernels/kernels.h"
 #include "cuda_testutil.h"
 #include "testutil.h"
 
@@ -144,13 +145,15 @@ Test(cuda_halfops, linear) {
     sdc_backend_destroy(c);
 }
 
-/* conv2d on half activations, by the implicit GEMM of conv_igemm.cu
- * (input channels a multiple of 8) or, with SDC_CONV=im2col and for other
- * channel counts, by im2col + cuBLAS; which one ran shows in the scratch:
- * the implicit GEMM takes none. Kernels whose channels the weights' layout
- * pads (4 in, 3 out: the U-Net's conv_in, the VAE's conv_out). */
-static void conv_tile(int tile, bool im2col, int h, int n, int H, int W, int cin, int cout, int k, int stride,
-                      int pad, bool residual) {
+/* conv2d on half activations, by the implicit GEMM of conv_igemm.cu or,
+ * with SDC_CONV=im2col, by im2col + cuBLAS; which one ran shows in the
+ * scratch: the implicit GEMM takes none. Kernels whose channels the
+ * weights' layout pads (4 and 3 in: the U-Net's and the VAE encoder's
+ * conv_in, read by element; 3 out: the VAE's conv_out). scale != 1: the
+ * launcher called directly with that output scale, against the CPU's
+ * result times it. */
+static void conv_run(int tile, bool im2col, int h, int n, int H, int W, int cin, int cout, int k, int stride, int pad,
+                     bool residual, float scale) {
     if (im2col) setenv("SDC_CONV", "im2col", 1);
     if (tile) setenv("SDC_CONV_TILE", tile == 64 ? "64" : "128", 1);
     sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
@@ -168,22 +171,37 @@ static void conv_tile(int tile, bool im2col, int h, int n, int H, int W, int cin
     c->ops->conv2d(c, SDC_F32(y), SDC_F32(x.host), SDC_WEIGHT_F32(w), b, SDC_F32(residual ? r.host : NULL), n, H, W,
                    cin, cout, k, stride, pad);
     const size_t allocs = g->allocations;
-    cr_assert_eq(g->ops->conv2d(g, dy, x.d, dw, db, residual ? r.d : SDC_NO_BUF, n, H, W, cin, cout, k, stride, pad),
-                 SDC_OK, "%s", sdc_last_error());
-    const bool implicit = !im2col && cin % 8 == 0;
-    if (implicit || k > 1) /* (a plain 1x1 product by cuBLAS takes no scratch either) */
-        cr_assert_eq(g->allocations == allocs, implicit, "cin %d: the %s path was expected", cin,
-                     implicit ? "implicit-GEMM" : "im2col");
-    char what[96];
-    snprintf(what, sizeof what, "conv (%s%s) %dx%dx%dx%d->%d k%d s%d p%d%s", implicit ? "implicit" : "im2col",
-             implicit ? (tile == 64 ? " 64" : tile == 128 ? " 128" : "") : "", n, H, W, cin, cout, k, stride, pad,
-             residual ? " +res" : "");
+    if (scale != 1.0f) {
+        for (size_t i = 0; i < ny; i++) y[i] *= scale;
+        const int cp = (cin + 7) / 8 * 8, op = (cout + 7) / 8 * 8;
+        cr_assert_eq(g->ops->sync(g), SDC_OK, "%s", sdc_last_error());
+        cr_assert_eq(sdc_conv_igemm_cuda(dy.p, x.d.p, dw.p, db, residual ? r.d.p : NULL, (int)t, n, H, W, cin, cp,
+                                         cout, op, k, stride, pad, scale, tile, 0, NULL),
+                     0, "conv_igemm launch");
+        cr_assert_eq(g->ops->sync(g), SDC_OK, "%s", sdc_last_error());
+    } else {
+        cr_assert_eq(
+            g->ops->conv2d(g, dy, x.d, dw, db, residual ? r.d : SDC_NO_BUF, n, H, W, cin, cout, k, stride, pad),
+            SDC_OK, "%s", sdc_last_error());
+    }
+    if (!im2col || k > 1) /* (a plain 1x1 product by cuBLAS takes no scratch either) */
+        cr_assert_eq(g->allocations == allocs, !im2col, "cin %d: the %s path was expected", cin,
+                     im2col ? "im2col" : "implicit-GEMM");
+    char what[112];
+    snprintf(what, sizeof what, "conv (%s%s) %dx%dx%dx%d->%d k%d s%d p%d%s x%g", im2col ? "im2col" : "implicit",
+             !im2col ? (tile == 64 ? " 64" : tile == 128 ? " 128" : "") : "", n, H, W, cin, cout, k, stride, pad,
+             residual ? " +res" : "", (double)scale);
     hexpect(g, what, dy, y, ny, TOL_PRODUCT[h]);
     g->ops->free(g, dw.p), g->ops->free(g, dy.p), g->ops->free(g, db);
     hin_free(g, &x), hin_free(g, &r);
     free(w), free(b), free(y);
     sdc_backend_destroy(g);
     sdc_backend_destroy(c);
+}
+
+static void conv_tile(int tile, bool im2col, int h, int n, int H, int W, int cin, int cout, int k, int stride,
+                      int pad, bool residual) {
+    conv_run(tile, im2col, h, n, H, W, cin, cout, k, stride, pad, residual, 1.0f);
 }
 
 static void conv_half(bool im2col, int h, int n, int H, int W, int cin, int cout, int k, int stride, int pad,
@@ -194,8 +212,9 @@ static void conv_half(bool im2col, int h, int n, int H, int W, int cin, int cout
 /* Output pixels and channels that leave partial tiles (both tile shapes
  * of the table: 128 x 128 and 64 x 64), K not a multiple of the 32 a step
  * takes (3 x 3 x 8 = 72), several K steps, stride 2 with and without
- * padding (the VAE's downsampler pads right and bottom itself), 1x1, and
- * the residual in the epilogue. */
+ * padding (the VAE's downsampler pads right and bottom itself), 1x1, the
+ * residual and the output scale in the epilogue, input channels read by
+ * element (4, 3, 12: a chunk of 8 that crosses pixels). */
 Test(cuda_halfops, conv2d_implicit_gemm) {
     for (int h = 0; h < 2; h++) {
         if (small_shapes()) {
@@ -207,6 +226,12 @@ Test(cuda_halfops, conv2d_implicit_gemm) {
                 conv_tile(tile, false, h, 1, 9, 17, 8, 136, 3, 1, 1, true); /* 153 pixels, 136 channels */
                 conv_tile(tile, false, h, 1, 6, 6, 16, 3, 3, 1, 1, false);  /* conv_out: 3 output channels */
                 conv_tile(tile, false, h, 1, 5, 5, 72, 40, 3, 1, 1, false);  /* K = 648: 21 steps of 32 */
+                conv_tile(tile, false, h, 2, 5, 6, 4, 16, 3, 1, 1, false);   /* conv_in: 4 channels */
+                conv_tile(tile, false, h, 1, 7, 7, 3, 24, 3, 1, 1, false);   /* the VAE encoder's: 3 */
+                conv_tile(tile, false, h, 1, 6, 5, 12, 8, 3, 2, 1, true);
+                conv_tile(tile, false, h, 1, 5, 4, 5, 16, 1, 1, 0, false);
+                conv_run(tile, false, h, 2, 6, 5, 16, 24, 3, 1, 1, true, 0.5f);
+                conv_run(tile, false, h, 1, 5, 5, 4, 16, 3, 1, 1, false, 1.0f / 3);
             }
         } else {
             conv_half(false, h, 2, 64, 64, 320, 320, 3, 1, 1, true);
@@ -214,22 +239,24 @@ Test(cuda_halfops, conv2d_implicit_gemm) {
             conv_half(false, h, 2, 64, 64, 320, 320, 3, 2, 1, false);
             conv_half(false, h, 2, 8, 8, 1280, 1280, 3, 1, 1, true);
             conv_half(false, h, 1, 256, 256, 128, 3, 3, 1, 1, false);
+            conv_half(false, h, 2, 64, 64, 4, 320, 3, 1, 1, false);
+            conv_half(false, h, 1, 512, 512, 3, 128, 3, 1, 1, false);
         }
     }
 }
 
-/* The im2col path: SDC_CONV=im2col, and input channels that are not a
- * multiple of 8 (conv_in's 4). */
+/* The im2col path (SDC_CONV=im2col), with input channels that are not a
+ * multiple of 8 too (conv_in's 4). */
 Test(cuda_halfops, conv2d_im2col) {
     for (int h = 0; h < 2; h++) {
         if (small_shapes()) {
             conv_half(true, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
             conv_half(true, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
             conv_half(true, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
-            conv_half(false, h, 2, 5, 5, 4, 16, 3, 1, 1, false); /* conv_in: 4 input channels */
+            conv_half(true, h, 2, 5, 5, 4, 16, 3, 1, 1, false); /* conv_in: 4 input channels */
         } else {
             conv_half(true, h, 2, 64, 64, 320, 320, 3, 1, 1, true);
-            conv_half(false, h, 2, 64, 64, 4, 320, 3, 1, 1, false);
+            conv_half(true, h, 2, 64, 64, 4, 320, 3, 1, 1, false);
         }
     }
 }

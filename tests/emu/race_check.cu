@@ -75,9 +75,11 @@ int main(void) {
     // the implicit-GEMM convolution: 3x3 with padding and a residual (K =
     // 216 over 7 steps), stride 2; half values from fp32 patterns
     check("conv_igemm 3x3 128-tile", sdc_conv_igemm_cuda(y, x, x + 1000, v, y + 4000, SDC_CU_F16, n, h, w, c, c, 16,
-                                                         16, 3, 1, 1, 128, 0, s));
+                                                         16, 3, 1, 1, 1.0f, 128, 0, s));
     check("conv_igemm stride 2 64-tile", sdc_conv_igemm_cuda(y, x, x + 1000, NULL, NULL, SDC_CU_BF16, n, h, w, c, c,
-                                                             16, 16, 3, 2, 1, 64, 0, s));
+                                                             16, 16, 3, 2, 1, 1.0f, 64, 0, s));
+    check("conv_igemm 4 channels by element", sdc_conv_igemm_cuda(y, x, x + 1000, v, NULL, SDC_CU_F16, n, h, w, 4, 8,
+                                                                  16, 16, 3, 1, 1, 0.5f, 64, 0, s));
     for (int mode = 0; mode < 4; mode++)
         for (int bf16 = 0; bf16 < 2; bf16++) {
             char what[64];
