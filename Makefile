@@ -163,7 +163,7 @@ $(BUILD)/emu_selftest_tsan: tests/emu/planted.cu $(EMU_SRC:kernels/emu/%.cc=$(BU
 # Every kernel of kernels/ (not the backend's host code) under ThreadSanitizer
 # the same way: a race in one of them fails the self-test. (Criterion cannot
 # run under TSan, so this is a plain program.)
-EMU_KERNELS := $(filter-out kernels/backend_cuda.cu kernels/device.cu,$(CU_SRC))
+EMU_KERNELS := $(filter-out kernels/backend_cuda%.cu kernels/device.cu,$(CU_SRC))
 $(BUILD)/emu_race_check: tests/emu/race_check.cu $(EMU_KERNELS) $(EMU_SRC:kernels/emu/%.cc=$(BUILD)/emu-tsan/%.o)
 	$(CXX) $(CXXFLAGS) -O1 -fsanitize=thread -x c++ tests/emu/race_check.cu $(EMU_KERNELS) -x none \
 	    $(EMU_SRC:kernels/emu/%.cc=$(BUILD)/emu-tsan/%.o) -o $@ $(EMU_LDLIBS) -fsanitize=thread

@@ -5,8 +5,9 @@
 // layers, for fp32 (pedantic: the CPU is the oracle) and for the rest
 // (convolution as im2col + GEMM, attention as two batched GEMMs around a
 // row softmax); the kernels of elementwise.cu / norm.cu / conv.cu /
-// attention.cu / latent.cu for everything else. Every op has a parity test
-// against the CPU backend (tests/test_cuda*.c).
+// attention.cu / latent.cu for everything else. The products (linear,
+// attention, convolution) are in backend_cuda_products.cu. Every op has a
+// parity test against the CPU backend (tests/test_cuda*.c).
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,76 +15,7 @@
 extern "C" {
 #include "model/safetensors.h" // sdc_dtype_name
 }
-#include "blas.h"
-#include "kernels.h"
-
-#define SCRATCH 5 // im2col blocks, attention scores, norm statistics, half activations, padded outputs
-#define CHAN_PAD 8 // convolution channels padded to this in the weights' layout (16 bytes of fp16)
-#define STAGES 4 // pinned staging buffers of upload_async, reused in turn
-
-static_assert((int)SDC_DT_F32 == SDC_CU_F32 && (int)SDC_DT_F16 == SDC_CU_F16 && (int)SDC_DT_BF16 == SDC_CU_BF16,
-              "kernels.h and common.h number the element types alike");
-static_assert((int)SDC_UPDATE_DDIM == SDC_CU_UPDATE_DDIM && (int)SDC_UPDATE_DDPM == SDC_CU_UPDATE_DDPM &&
-                  (int)SDC_UPDATE_EULER == SDC_CU_UPDATE_EULER && (int)SDC_UPDATE_DPM1 == SDC_CU_UPDATE_DPM1 &&
-                  (int)SDC_UPDATE_DPM2 == SDC_CU_UPDATE_DPM2,
-              "kernels.h and backend.h number the sampler updates alike");
-
-typedef struct cuda_impl {
-    int device;
-    cublasHandle_t blas;
-    cudaStream_t stream;
-    float *scratch[SCRATCH];  // im2col blocks, attention scores, norm statistics, half x, padded y
-    size_t cap[SCRATCH];      // floats
-    int *ids;                 // token ids for embed
-    int ids_cap;
-    size_t budget;            // floats an im2col block or a block of attention scores may take
-    float *stage[STAGES];     // pinned host memory of upload_async
-    size_t stage_cap[STAGES]; // floats
-    cudaEvent_t stage_done[STAGES];
-    bool stage_busy[STAGES];
-    int next_stage;
-    cublasMath_t math;        // the handle's math mode now
-    bool attn_gemm;           // SDC_ATTN=cublas: half attention as two GEMMs around a softmax, not flash_attn.cu
-    bool conv_im2col;         // SDC_CONV=im2col: half convolutions by im2col + cuBLAS, not conv_igemm.cu
-    int conv_tile;            // SDC_CONV_TILE=64|128: conv_igemm.cu's tile forced (0: its table chooses)
-    int sms;                  // the device's multiprocessors (conv_igemm.cu's table)
-    void *blas_ws;            // cuBLAS's workspace, reserved up front (graphs may not allocate)
-    size_t in_use, peak;      // device bytes through device_alloc / cu_free
-    // planned memory: a dry run records what each scratch slot and the
-    // upload staging need; scratch_bind then carves the slots from the
-    // caller's arena, and `bound` forbids growing them
-    bool planning, bound;
-    const sdc_backend_ops *ops_before; // the table plan_end puts back (the profiler's, when it wraps ours)
-    size_t need[SCRATCH];     // floats
-    size_t stage_need;        // floats
-    struct alloc_rec { void *p; size_t bytes; } * recs;
-    size_t n_recs, cap_recs;
-} cuda_impl;
-
-#define CUDA_TRY(call)                                                                                      \
-    do {                                                                                                    \
-        cudaError_t e_ = (call);                                                                            \
-        if (e_ != cudaSuccess)                                                                              \
-            return sdc_fail(SDC_ERR_BACKEND, "%s:%d: %s: %s", __FILE__, __LINE__, #call,                    \
-                            cudaGetErrorString(e_));                                                        \
-    } while (0)
-#define KERNEL_TRY(call)                                                                                    \
-    do {                                                                                                    \
-        int e_ = (call);                                                                                    \
-        if (e_)                                                                                             \
-            return sdc_fail(SDC_ERR_BACKEND, "%s:%d: %s: %s", __FILE__, __LINE__, #call,                    \
-                            cudaGetErrorString((cudaError_t)e_));                                           \
-    } while (0)
-#define BLAS_TRY(call)                                                                                      \
-    do {                                                                                                    \
-        cublasStatus_t e_ = (call);                                                                         \
-        if (e_ != CUBLAS_STATUS_SUCCESS)                                                                    \
-            return sdc_fail(SDC_ERR_BACKEND, "%s:%d: %s: cuBLAS status %d", __FILE__, __LINE__, #call,      \
-                            (int)e_);                                                                       \
-    } while (0)
-
-static cuda_impl *impl(sdc_backend *be) { return (cuda_impl *)be->impl; }
-
+#include "backend_cuda.h"
 
 // every device allocation of the backend goes through here and cu_free, so
 // it knows its memory in use and peak
@@ -128,7 +60,7 @@ static sdc_status device_alloc_raw(size_t bytes, void **out) {
     return SDC_OK;
 }
 
-static sdc_status device_alloc(sdc_backend *be, size_t bytes, void **out) {
+sdc_status device_alloc(sdc_backend *be, size_t bytes, void **out) {
     if (impl(be)->planning)
         return sdc_fail(SDC_ERR_BACKEND, "an allocation of %.2f MiB during a dry run of planned memory (a dry run "
                         "runs and allocates nothing)", bytes / 1048576.0);
@@ -137,7 +69,7 @@ static sdc_status device_alloc(sdc_backend *be, size_t bytes, void **out) {
     return track(impl(be), *out, bytes ? bytes : 4);
 }
 
-static void device_free(sdc_backend *be, void *p) {
+void device_free(sdc_backend *be, void *p) {
     if (!p) return;
     untrack(impl(be), p);
     cudaFree(p);
@@ -147,7 +79,7 @@ static void device_free(sdc_backend *be, void *p) {
 // need is recorded and *out is NULL (the op returns before it launches
 // anything). Bound to a plan, a slot never grows: needing more than the
 // plan reserved is an error. Otherwise the slot grows on demand.
-static sdc_status scratch(sdc_backend *be, int slot, size_t n, const char *op, float **out) {
+sdc_status scratch(sdc_backend *be, int slot, size_t n, const char *op, float **out) {
     cuda_impl *im = impl(be);
     *out = NULL;
     if (im->planning) {
@@ -181,7 +113,7 @@ static sdc_status cu_alloc(sdc_backend *be, size_t n, float **out) {
 
 static void cu_free(sdc_backend *be, void *p) { device_free(be, p); }
 
-static void count_up(sdc_backend *be, size_t bytes) {
+void count_up(sdc_backend *be, size_t bytes) {
     be->transfers.uploads++;
     be->transfers.bytes_up += bytes;
 }
@@ -241,7 +173,7 @@ static sdc_status cu_upload_async(sdc_backend *be, float *dst, const float *src,
 
 // The activations of one op: every given buffer (p not NULL) of one type,
 // F32, F16 or BF16; *t is that type as the kernels number it (SDC_CU_*).
-static sdc_status acts(const char *op, std::initializer_list<sdc_buf> bufs, int *t) {
+sdc_status acts(const char *op, std::initializer_list<sdc_buf> bufs, int *t) {
     sdc_dtype first = SDC_DT_COUNT;
     for (const sdc_buf &b : bufs) {
         if (!b.p) continue;
@@ -272,7 +204,7 @@ static sdc_status cu_convert(sdc_backend *be, sdc_buf dst, sdc_buf src, size_t n
     return SDC_OK;
 }
 
-static sdc_status set_math(cuda_impl *im, cublasMath_t mode) {
+sdc_status set_math(cuda_impl *im, cublasMath_t mode) {
     if (im->math != mode) {
         BLAS_TRY(cublasSetMathMode(im->blas, mode));
         im->math = mode;
@@ -280,7 +212,7 @@ static sdc_status set_math(cuda_impl *im, cublasMath_t mode) {
     return SDC_OK;
 }
 
-static sdc_status check_weight(const char *op, sdc_weight w) {
+sdc_status check_weight(const char *op, sdc_weight w) {
     if (!sdc_act_type(w.type))
         return sdc_fail(SDC_ERR_ARG, "%s: weight of element type %d (expected F32, F16 or BF16)", op, (int)w.type);
     return SDC_OK;
@@ -288,73 +220,10 @@ static sdc_status check_weight(const char *op, sdc_weight w) {
 
 // A product's types: activations of w's type, or fp32 activations with any
 // w (rounded to w's type on the way in, the product back in fp32).
-static sdc_status product_types(const char *op, int t, sdc_weight w) {
+sdc_status product_types(const char *op, int t, sdc_weight w) {
     if (t == (int)w.type || t == SDC_CU_F32) return SDC_OK;
     return sdc_fail(SDC_ERR_ARG, "%s: %s activations with %s weights (expected the weights' type, or F32)", op,
                     sdc_dtype_name((sdc_dtype)t), sdc_dtype_name(w.type));
-}
-
-static cudaDataType_t blas_type(int t) {
-    return t == SDC_CU_F32 ? CUDA_R_32F : t == SDC_CU_F16 ? CUDA_R_16F : CUDA_R_16BF;
-}
-
-// row-major y[m, n] = x[m, k] . w[n, k]^T (+ beta y): column-major
-// y^T = w . x^T, y of type yt. x is fp32 for an fp32 w (pedantic fp32: no
-// TF32, the CPU is the oracle), else already in w's half type; fp32
-// accumulation, y rounded once to yt (fp32 or w's type).
-static sdc_status gemm_xwt(sdc_backend *be, void *y, int yt, const void *x, sdc_weight w, int m, int k, int n,
-                           float beta) {
-    cuda_impl *im = impl(be);
-    const float one = 1.0f;
-    if (w.type == SDC_DT_F32) {
-        SDC_TRY(set_math(im, CUBLAS_PEDANTIC_MATH));
-        BLAS_TRY(cublasSgemm(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, (const float *)w.p, k,
-                             (const float *)x, k, &beta, (float *)y, n));
-        return SDC_OK;
-    }
-    const cudaDataType_t t = blas_type((int)w.type);
-    SDC_TRY(set_math(im, CUBLAS_DEFAULT_MATH));
-    BLAS_TRY(cublasGemmEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.p, t, k, x, t, k, &beta, y,
-                          blas_type(yt), n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    return SDC_OK;
-}
-
-// x (n elements) in w's type: x itself when it has it, else (fp32 x, half
-// w) a half copy in scratch
-static sdc_status operand(sdc_backend *be, const char *op, sdc_buf x, size_t n, sdc_dtype type, const void **out) {
-    if (x.type == type) {
-        *out = x.p;
-        return SDC_OK;
-    }
-    float *h = NULL;
-    SDC_TRY(scratch(be, 3, sdc_act_floats(type, n), op, &h));
-    *out = h;
-    if (impl(be)->planning) return SDC_OK;
-    KERNEL_TRY(sdc_convert_cuda(h, (int)type, x.p, (int)x.type, n, impl(be)->stream));
-    return SDC_OK;
-}
-
-// fp32 y takes the bias first and the product on top (beta 1: one rounding,
-// as cuBLAS adds beta y in fp32); a half y takes the product and then the
-// bias in fp32, rounded again
-static sdc_status cu_linear(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *bias, int m, int k,
-                            int n) {
-    if (m <= 0 || k <= 0 || n <= 0) return sdc_fail(SDC_ERR_ARG, "linear: bad shape m=%d k=%d n=%d", m, k, n);
-    SDC_TRY(check_weight("linear", w));
-    int t = 0;
-    SDC_TRY(acts("linear", {y, x}, &t));
-    SDC_TRY(product_types("linear", t, w));
-    const void *xa = NULL;
-    SDC_TRY(operand(be, "linear", x, (size_t)m * k, w.type, &xa));
-    if (impl(be)->planning) return SDC_OK;
-    cudaStream_t st = impl(be)->stream;
-    if (t == SDC_CU_F32) {
-        if (bias) KERNEL_TRY(sdc_bias_rows_cuda(y.p, t, bias, (size_t)m, n, st));
-        return gemm_xwt(be, y.p, t, xa, w, m, k, n, bias ? 1.0f : 0.0f);
-    }
-    SDC_TRY(gemm_xwt(be, y.p, t, xa, w, m, k, n, 0.0f));
-    if (bias) KERNEL_TRY(sdc_bias_residual_cuda(y.p, t, bias, NULL, (size_t)m, n, st));
-    return SDC_OK;
 }
 
 // Weights arrive in the file's type: uploaded as they are into device
@@ -391,8 +260,6 @@ static sdc_status cu_load_tensor(sdc_backend *be, sdc_dtype type, const void *sr
     *out = p;
     return SDC_OK;
 }
-
-static int round_up(int v, int q) { return (v + q - 1) / q * q; }
 
 // A convolution kernel (cout, k, k, cin) -> (cout8, k, k, cin8) in `type`,
 // zero in the padded channels: uploaded as it is into device staging, then
@@ -449,76 +316,6 @@ static sdc_status cu_layer_norm(sdc_backend *be, sdc_buf y, sdc_buf x, const flo
     return SDC_OK;
 }
 
-// Half activations: the fused kernel of flash_attn.cu where it takes the
-// shape (head dims up to 160: every SD U-Net and text encoder head), no
-// scratch. Otherwise (fp32, the VAE's 512-wide head, SDC_ATTN=cublas), for
-// each image and block of queries: S = Q K^T for all heads (one strided
-// batched GEMM), a row softmax, then O = P V (another). Scores and softmax
-// in fp32; with half activations the products read q, k, v in their type,
-// S comes out in fp32, P is rounded once to the half type for O = P V, and
-// O to the activations' type. fp32 activations: pedantic fp32 throughout.
-static sdc_status cu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf k, sdc_buf v, int batch, int heads,
-                               int tq, int tk, int d, int q_stride, int kv_stride, bool causal) {
-    if (batch < 1 || heads < 1 || tq < 1 || tk < 1 || d < 1)
-        return sdc_fail(SDC_ERR_ARG, "attention: bad shape batch=%d heads=%d tq=%d tk=%d d=%d", batch, heads, tq,
-                        tk, d);
-    int t = 0;
-    SDC_TRY(acts("attention", {out, q, k, v}, &t));
-    const bool half = t != SDC_CU_F32;
-    if (half && !impl(be)->attn_gemm && sdc_flash_attention_supported(t, d, q_stride, kv_stride, q.p, k.p, v.p)) {
-        if (impl(be)->planning) return SDC_OK; // no scratch
-        KERNEL_TRY(sdc_flash_attention_cuda(out.p, q.p, k.p, v.p, t, batch, heads, tq, tk, d, q_stride, kv_stride,
-                                            causal ? 1 : 0, 1.0f / sqrtf((float)d), impl(be)->stream));
-        return SDC_OK;
-    }
-    const int width = heads * d;
-    int qb = (int)(impl(be)->budget / ((size_t)heads * tk));
-    if (qb < 1) qb = 1;
-    if (qb > tq) qb = tq;
-    // the scores (fp32), then for half activations the probabilities in
-    // their type, 256-byte aligned after them
-    const size_t ns = (size_t)heads * qb * tk, p_off = (ns + 63) & ~(size_t)63;
-    float *s = NULL;
-    SDC_TRY(scratch(be, 1, half ? p_off + sdc_act_floats((sdc_dtype)t, ns) : ns, "attention", &s));
-    if (impl(be)->planning) return SDC_OK;
-    const float one = 1.0f, zero = 0.0f, scale = 1.0f / sqrtf((float)d);
-    cuda_impl *im = impl(be);
-    SDC_TRY(set_math(im, half ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH));
-    const cudaDataType_t bt = blas_type(t);
-    const size_t es = sdc_act_size((sdc_dtype)t);
-    void *p = half ? (void *)(s + p_off) : NULL;
-    for (int b = 0; b < batch; b++)
-        for (int i0 = 0; i0 < tq; i0 += qb) {
-            const int rows = tq - i0 < qb ? tq - i0 : qb;
-            const char *qp = (const char *)q.p + ((size_t)b * tq + i0) * q_stride * es;
-            const char *kp = (const char *)k.p + (size_t)b * tk * kv_stride * es;
-            const char *vp = (const char *)v.p + (size_t)b * tk * kv_stride * es;
-            char *op = (char *)out.p + ((size_t)b * tq + i0) * width * es;
-            const long long sst = (long long)rows * tk;
-            // S_h^T (tk x rows) = K_h (tk x d) . Q_h^T (d x rows), column-major
-            if (!half)
-                BLAS_TRY(cublasSgemmStridedBatched(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, tk, rows, d, &one,
-                                                   (const float *)kp, kv_stride, d, (const float *)qp, q_stride, d,
-                                                   &zero, s, tk, sst, heads));
-            else
-                BLAS_TRY(cublasGemmStridedBatchedEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, tk, rows, d, &one, kp, bt,
-                                                    kv_stride, d, qp, bt, q_stride, d, &zero, s, CUDA_R_32F, tk, sst,
-                                                    heads, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-            KERNEL_TRY(sdc_softmax_rows_typed_cuda(s, p, t, rows, tk, tk, heads, (size_t)sst, scale, causal, i0,
-                                                   im->stream));
-            // O_h^T (d x rows) = V_h^T (d x tk) . P_h^T (tk x rows)
-            if (!half)
-                BLAS_TRY(cublasSgemmStridedBatched(im->blas, CUBLAS_OP_N, CUBLAS_OP_N, d, rows, tk, &one,
-                                                   (const float *)vp, kv_stride, d, s, tk, sst, &zero, (float *)op,
-                                                   width, d, heads));
-            else
-                BLAS_TRY(cublasGemmStridedBatchedEx(im->blas, CUBLAS_OP_N, CUBLAS_OP_N, d, rows, tk, &one, vp, bt,
-                                                    kv_stride, d, p, bt, tk, sst, &zero, op, bt, width, d, heads,
-                                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-        }
-    return SDC_OK;
-}
-
 static sdc_status cu_activation(sdc_backend *be, sdc_buf y, sdc_buf x, size_t n, sdc_act act) {
     int t = 0;
     SDC_TRY(acts("activation", {y, x}, &t));
@@ -550,66 +347,6 @@ static sdc_status cu_embed(sdc_backend *be, sdc_buf y, const float *table, const
     count_up(be, (size_t)n_ids * sizeof(int));
     CUDA_TRY(cudaMemcpyAsync(im->ids, ids, (size_t)n_ids * sizeof(int), cudaMemcpyHostToDevice, im->stream));
     KERNEL_TRY(sdc_embed_cuda(y.p, t, table, pos, im->ids, n_ids, dim, im->stream));
-    return SDC_OK;
-}
-
-static sdc_status cu_conv2d(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *bias,
-                            sdc_buf residual, int n, int h, int wi, int cin, int cout, int k, int stride, int pad) {
-    if (n < 1 || h < 1 || wi < 1 || cin < 1 || cout < 1 || k < 1 || stride < 1 || pad < 0)
-        return sdc_fail(SDC_ERR_ARG, "conv2d: bad shape");
-    const int ho = (h + 2 * pad - k) / stride + 1, wo = (wi + 2 * pad - k) / stride + 1;
-    if (ho < 1 || wo < 1) return sdc_fail(SDC_ERR_ARG, "conv2d: input too small for the kernel");
-    SDC_TRY(check_weight("conv2d", w));
-    int t = 0;
-    SDC_TRY(acts("conv2d", {y, x, residual}, &t));
-    SDC_TRY(product_types("conv2d", t, w));
-    const size_t total = (size_t)n * ho * wo, es = sdc_act_size((sdc_dtype)t);
-    cudaStream_t st = impl(be)->stream;
-    // the weights' layout: channels padded (load_conv) or as given
-    const int q = w.chan_pad > 1 ? w.chan_pad : 1, cp = round_up(cin, q), op = round_up(cout, q);
-    // half activations: the implicit GEMM of conv_igemm.cu (input channels
-    // not a multiple of 8, the U-Net's and the VAE encoder's first layers,
-    // through the padded weight layout), bias and residual in its epilogue,
-    // no scratch
-    if (t != SDC_CU_F32 && !impl(be)->conv_im2col && sdc_conv_igemm_supported(t, cin, cp, op, x.p, w.p)) {
-        if (impl(be)->planning) return SDC_OK;
-        KERNEL_TRY(sdc_conv_igemm_cuda(y.p, x.p, w.p, bias, residual.p, t, n, h, wi, cin, cp, cout, op, k, stride,
-                                       pad, 1.0f, impl(be)->conv_tile, impl(be)->sms, st));
-        return SDC_OK;
-    }
-    if (k == 1 && stride == 1 && pad == 0 && cp == cin && op == cout) {
-        const void *xa = NULL;
-        SDC_TRY(operand(be, "conv2d", x, total * cin, w.type, &xa));
-        if (impl(be)->planning) return SDC_OK;
-        SDC_TRY(gemm_xwt(be, y.p, t, xa, w, (int)total, cin, cout, 0.0f));
-    } else {
-        // im2col blocks of mb output pixels x (ky, kx, cp) columns in the
-        // weights' type; where cout is padded, each block's product (mb x op,
-        // the activations' type) goes to scratch and its first cout columns
-        // on to y
-        const size_t kk = (size_t)k * k * cp, ew = sdc_act_size(w.type);
-        size_t mb = impl(be)->budget / kk;
-        if (mb < 64) mb = 64;
-        if (mb > total) mb = total;
-        float *colf = NULL, *yp = NULL;
-        SDC_TRY(scratch(be, 0, (mb * kk * ew + 3) / 4, "conv2d", &colf));
-        if (op != cout) SDC_TRY(scratch(be, 4, sdc_act_floats((sdc_dtype)t, mb * op), "conv2d", &yp));
-        if (impl(be)->planning) return SDC_OK;
-        char *col = (char *)colf;
-        for (size_t r0 = 0; r0 < total; r0 += mb) {
-            const size_t rows = total - r0 < mb ? total - r0 : mb;
-            char *yr = (char *)y.p + r0 * cout * es;
-            KERNEL_TRY(sdc_im2col_typed_cuda(col, (int)w.type, x.p, t, n, h, wi, cin, cp, k, stride, pad, ho, wo, r0,
-                                             rows, st));
-            if (op == cout) {
-                SDC_TRY(gemm_xwt(be, yr, t, col, w, (int)rows, (int)kk, cout, 0.0f));
-            } else {
-                SDC_TRY(gemm_xwt(be, yp, t, col, w, (int)rows, (int)kk, op, 0.0f));
-                KERNEL_TRY(sdc_convert_rows_cuda(yr, t, (size_t)cout, yp, t, (size_t)op, rows, (size_t)cout, st));
-            }
-        }
-    }
-    KERNEL_TRY(sdc_bias_residual_cuda(y.p, t, bias, residual.p, total, cout, st));
     return SDC_OK;
 }
 
