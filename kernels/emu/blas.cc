@@ -64,10 +64,41 @@ const char *cublasGetStatusString(cublasStatus_t s) {
     return "unknown error";
 }
 
-namespace {
+// helpers shared with blaslt.cc (declared in emu_blas.h)
+namespace sdc_emu {
 
-// elements spanned by a column-major rows x cols matrix with leading dim ld
 size_t span(int rows, int cols, int ld) { return rows && cols ? (size_t)ld * (size_t)(cols - 1) + (size_t)rows : 0; }
+
+size_t type_size(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
+
+std::vector<float> widen(const void *p, cudaDataType_t t, size_t elems) {
+    std::vector<float> out(elems);
+    for (size_t i = 0; i < elems; i++) {
+        if (t == CUDA_R_32F) out[i] = ((const float *)p)[i];
+        else if (t == CUDA_R_16F) out[i] = __half2float(((const __half *)p)[i]);
+        else out[i] = __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    }
+    return out;
+}
+
+void narrow(void *c, cudaDataType_t t, const float *v, int m, int n, int ldc) {
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            const size_t at = (size_t)j * ldc + i;
+            if (t == CUDA_R_32F) ((float *)c)[at] = v[at];
+            else if (t == CUDA_R_16F) ((__half *)c)[at] = __float2half(v[at]);
+            else ((__nv_bfloat16 *)c)[at] = __float2bfloat16(v[at]);
+        }
+}
+
+} // namespace sdc_emu
+
+using sdc_emu::narrow;
+using sdc_emu::span;
+using sdc_emu::type_size;
+using sdc_emu::widen;
+
+namespace {
 
 bool in_device(const char *call, const char *what, const void *p, size_t elems, long long stride, int batch,
                size_t esize = sizeof(float)) {
@@ -130,35 +161,6 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
 }
 
 namespace {
-
-size_t type_size(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
-
-// elems of a matrix in type t, widened to fp32
-std::vector<float> widen(const void *p, cudaDataType_t t, size_t elems) {
-    std::vector<float> out(elems);
-    for (size_t i = 0; i < elems; i++) {
-        if (t == CUDA_R_32F) out[i] = ((const float *)p)[i];
-        else if (t == CUDA_R_16F) out[i] = __half2float(((const __half *)p)[i]);
-        else out[i] = __bfloat162float(((const __nv_bfloat16 *)p)[i]);
-    }
-    return out;
-}
-
-} // namespace
-
-namespace {
-
-// C (m x n at ldc, column-major) in type t from fp32 values, each rounded
-// once (round to nearest even, as cuBLAS's epilogue does)
-void narrow(void *c, cudaDataType_t t, const float *v, int m, int n, int ldc) {
-    for (int j = 0; j < n; j++)
-        for (int i = 0; i < m; i++) {
-            const size_t at = (size_t)j * ldc + i;
-            if (t == CUDA_R_32F) ((float *)c)[at] = v[at];
-            else if (t == CUDA_R_16F) ((__half *)c)[at] = __float2half(v[at]);
-            else ((__nv_bfloat16 *)c)[at] = __float2bfloat16(v[at]);
-        }
-}
 
 cublasStatus_t gemm_ex(const char *call, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                        int k, const void *alpha, const void *a, cudaDataType_t at, int lda, long long sa,

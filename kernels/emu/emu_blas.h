@@ -4,6 +4,8 @@
 #ifndef SDC_EMU_BLAS_H
 #define SDC_EMU_BLAS_H
 
+#include <vector>
+
 #include "emu/emu_runtime.h"
 
 struct cublasContext;
@@ -59,5 +61,18 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
                                           long long sa, const void *b, cudaDataType_t bt, int ldb, long long sb,
                                           const void *beta, void *c, cudaDataType_t ct, int ldc, long long sc,
                                           int batch, cublasComputeType_t compute, cublasGemmAlgo_t algo);
+
+// Helpers of the emulated BLAS libraries (blas.cc, blaslt.cc).
+namespace sdc_emu {
+// elements spanned by a column-major rows x cols matrix with leading dim ld
+size_t span(int rows, int cols, int ld);
+// bytes of one element of t (fp32, fp16 or bf16)
+size_t type_size(cudaDataType_t t);
+// elems of a matrix in type t, widened to fp32 (exactly)
+std::vector<float> widen(const void *p, cudaDataType_t t, size_t elems);
+// C (m x n at ldc, column-major) in type t from fp32 values at the same
+// places, each rounded once (round to nearest even, as cuBLAS's epilogue does)
+void narrow(void *c, cudaDataType_t t, const float *v, int m, int n, int ldc);
+} // namespace sdc_emu
 
 #endif
