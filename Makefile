@@ -69,7 +69,7 @@ CU_SRC   := $(wildcard kernels/*.cu)
 ifneq ($(NVCC),)
   LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.o)
   CFLAGS  += -DSDC_HAVE_CUDA=1 -I$(CUDA_HOME)/include
-  LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -lrt -ldl \
+  LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -lrt -ldl \
              -lpthread -lstdc++
 else
   LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/backend/cuda_stub.o
@@ -163,7 +163,7 @@ $(BUILD)/emu_selftest_tsan: tests/emu/planted.cu $(EMU_SRC:kernels/emu/%.cc=$(BU
 # Every kernel of kernels/ (not the backend's host code) under ThreadSanitizer
 # the same way: a race in one of them fails the self-test. (Criterion cannot
 # run under TSan, so this is a plain program.)
-EMU_KERNELS := $(filter-out kernels/backend_cuda%.cu kernels/device.cu,$(CU_SRC))
+EMU_KERNELS := $(filter-out kernels/backend_cuda%.cu kernels/device.cu kernels/dnn.cu,$(CU_SRC))
 $(BUILD)/emu_race_check: tests/emu/race_check.cu $(EMU_KERNELS) $(EMU_SRC:kernels/emu/%.cc=$(BUILD)/emu-tsan/%.o)
 	$(CXX) $(CXXFLAGS) -O1 -fsanitize=thread -x c++ tests/emu/race_check.cu $(EMU_KERNELS) -x none \
 	    $(EMU_SRC:kernels/emu/%.cc=$(BUILD)/emu-tsan/%.o) -o $@ $(EMU_LDLIBS) -fsanitize=thread

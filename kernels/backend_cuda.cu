@@ -16,6 +16,7 @@ extern "C" {
 #include "model/safetensors.h" // sdc_dtype_name
 }
 #include "backend_cuda.h"
+#include "dnn.h"
 
 // every device allocation of the backend goes through here and cu_free, so
 // it knows its memory in use and peak
@@ -36,13 +37,16 @@ static sdc_status track(cuda_impl *im, void *p, size_t bytes) {
     return SDC_OK;
 }
 
-static void untrack(cuda_impl *im, void *p) {
+// the allocation's size (0 if it is not one of the backend's), forgotten
+static size_t untrack(cuda_impl *im, void *p) {
     for (size_t i = im->n_recs; i-- > 0;)
         if (im->recs[i].p == p) {
-            im->in_use -= im->recs[i].bytes;
+            const size_t bytes = im->recs[i].bytes;
+            im->in_use -= bytes;
             im->recs[i] = im->recs[--im->n_recs];
-            return;
+            return bytes;
         }
+    return 0;
 }
 
 static sdc_status device_alloc_raw(size_t bytes, void **out) {
@@ -71,8 +75,10 @@ sdc_status device_alloc(sdc_backend *be, size_t bytes, void **out) {
 
 void device_free(sdc_backend *be, void *p) {
     if (!p) return;
-    untrack(impl(be), p);
+    const size_t bytes = untrack(impl(be), p);
     cudaFree(p);
+    // half copies of biases inside it (stacked vectors share an allocation)
+    if (impl(be)->n_biases) drop_bias(be, p, bytes);
 }
 
 // Scratch slot `slot` of at least n floats for op `op`. In a dry run the
@@ -258,6 +264,15 @@ static sdc_status cu_load_tensor(sdc_backend *be, sdc_dtype type, const void *sr
         return sdc_fail(SDC_ERR_BACKEND, "load_tensor: %zu elements: %s", n, cudaGetErrorString(e));
     }
     *out = p;
+    // fp32 vectors of weights (biases) get a half copy for cuBLASLt's epilogue
+    if (type == SDC_DT_F32) {
+        sdc_status hs = half_copy_of_vector(be, (const float *)p, n);
+        if (hs != SDC_OK) {
+            device_free(be, p);
+            *out = NULL;
+            return hs;
+        }
+    }
     return SDC_OK;
 }
 
@@ -554,9 +569,13 @@ static void cu_destroy(sdc_backend *be) {
     for (int i = 0; i < SCRATCH && !im->bound; i++) // bound slots are the caller's
         device_free(be, im->scratch[i]);
     device_free(be, im->ids);
+    while (im->n_biases) drop_bias(be, im->biases[0].src, 1);
+    free(im->biases);
     device_free(be, im->blas_ws);
     free(im->recs);
     if (im->blas) cublasDestroy(im->blas);
+    if (im->lt) cublasLtDestroy(im->lt);
+    sdc_dnn_close(im->dnn);
     if (im->stream) cudaStreamDestroy(im->stream);
     free(im);
     free(be);
@@ -653,8 +672,12 @@ extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
     im->device = device;
     const char *attn = getenv("SDC_ATTN");
     im->attn_gemm = attn && !strcmp(attn, "cublas");
+    im->dnn_attn = attn && !strcmp(attn, "cudnn");
     const char *conv = getenv("SDC_CONV");
     im->conv_im2col = conv && !strcmp(conv, "im2col");
+    im->dnn_conv = conv && !strcmp(conv, "cudnn");
+    const char *linear = getenv("SDC_LINEAR");
+    im->linear_gemm = linear && !strcmp(linear, "cublas");
     const char *tile = getenv("SDC_CONV_TILE");
     im->conv_tile = tile && (!strcmp(tile, "64") || !strcmp(tile, "128")) ? atoi(tile) : 0;
     cudaDeviceProp prop;
@@ -675,6 +698,19 @@ extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
         cu_destroy(be);
         return sdc_fail(SDC_ERR_BACKEND, "cublasCreate failed on device %d", device);
     }
+    if (cublasLtCreate(&im->lt) != CUBLAS_STATUS_SUCCESS) {
+        be->impl = im;
+        cu_destroy(be);
+        return sdc_fail(SDC_ERR_BACKEND, "cublasLtCreate failed on device %d", device);
+    }
+    if (im->dnn_conv || im->dnn_attn) {
+        char err[256];
+        if (sdc_dnn_open(&im->dnn, im->stream, err, sizeof err)) {
+            be->impl = im;
+            cu_destroy(be);
+            return sdc_fail(SDC_ERR_BACKEND, "%s: %s", im->dnn_conv ? "SDC_CONV=cudnn" : "SDC_ATTN=cudnn", err);
+        }
+    }
     // fp32 products stay fp32 (no TF32): the CPU backend is the oracle
     cublasSetMathMode(im->blas, CUBLAS_PEDANTIC_MATH);
     im->math = CUBLAS_PEDANTIC_MATH;
@@ -684,7 +720,7 @@ extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
     be->impl = im;
     size_t free0 = 0, total0 = 0;
     if (cudaMemGetInfo(&free0, &total0) != cudaSuccess) cudaGetLastError();
-    size_t ws = total0 / 128;
+    size_t ws = total0 / 128; // (cuBLASLt shares it: one stream, one product at a time)
     if (ws > ((size_t)32 << 20)) ws = (size_t)32 << 20;
     if (ws < ((size_t)64 << 10)) ws = (size_t)64 << 10;
     if (device_alloc(be, ws, &im->blas_ws) != SDC_OK ||
@@ -692,6 +728,7 @@ extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
         cu_destroy(be);
         return sdc_fail(SDC_ERR_BACKEND, "could not reserve cuBLAS's workspace on CUDA device %d", device);
     }
+    im->blas_ws_bytes = ws;
     be->weight_type = SDC_DT_F16; // the default; sdc_params.precision chooses
     // token ids of the text encoder: room for 16 prompts' windows up front
     void *ids = NULL;

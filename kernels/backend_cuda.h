@@ -11,7 +11,9 @@
 #include "blas.h"
 #include "kernels.h"
 
-#define SCRATCH 5 // im2col blocks, attention scores, norm statistics, half activations, padded outputs
+// scratch slots: im2col blocks, attention scores, norm statistics, half
+// activations, padded outputs, cuDNN's workspace
+#define SCRATCH 6
 #define CHAN_PAD 8 // convolution channels padded to this in the weights' layout (16 bytes of fp16)
 #define STAGES 4 // pinned staging buffers of upload_async, reused in turn
 
@@ -26,7 +28,9 @@ typedef struct cuda_impl {
     int device;
     cublasHandle_t blas;
     cudaStream_t stream;
-    float *scratch[SCRATCH];  // im2col blocks, attention scores, norm statistics, half x, padded y
+    cublasLtHandle_t lt;      // linear layers with their bias in the epilogue
+    float *scratch[SCRATCH];  // im2col blocks, attention scores, norm statistics, half x, padded y, cuDNN's
+                              // workspace
     size_t cap[SCRATCH];      // floats
     int *ids;                 // token ids for embed
     int ids_cap;
@@ -41,7 +45,16 @@ typedef struct cuda_impl {
     bool conv_im2col;         // SDC_CONV=im2col: half convolutions by im2col + cuBLAS, not conv_igemm.cu
     int conv_tile;            // SDC_CONV_TILE=64|128: conv_igemm.cu's tile forced (0: its table chooses)
     int sms;                  // the device's multiprocessors (conv_igemm.cu's table)
-    void *blas_ws;            // cuBLAS's workspace, reserved up front (graphs may not allocate)
+    void *blas_ws;            // cuBLAS's and cuBLASLt's workspace, reserved up front (graphs may not allocate)
+    size_t blas_ws_bytes;
+    bool linear_gemm;         // SDC_LINEAR=cublas: half linear layers as GemmEx + a bias kernel, not cuBLASLt
+    struct sdc_dnn *dnn;      // SDC_CONV=cudnn / SDC_ATTN=cudnn: cuDNN (dnn.h), the comparison column
+    bool dnn_conv, dnn_attn;  // which ops take it
+    // half copies of fp32 vectors (linear biases) for cuBLASLt's epilogue,
+    // which takes the output's type: made with the weights or at first use,
+    // dropped when the fp32 vector is freed
+    struct bias_rec { const float *src; void *p; int type, n; } * biases;
+    size_t n_biases, cap_biases;
     size_t in_use, peak;      // device bytes through device_alloc / cu_free
     // planned memory: a dry run records what each scratch slot and the
     // upload staging need; scratch_bind then carves the slots from the
@@ -93,6 +106,13 @@ sdc_status check_weight(const char *op, sdc_weight w);
 sdc_status product_types(const char *op, int t, sdc_weight w);
 
 // backend_cuda_products.cu
+// forget (and free) the half copies made of fp32 biases in [p, p + bytes)
+void drop_bias(sdc_backend *be, const void *p, size_t bytes);
+// a half copy (the backend's half weight type) of the fp32 weight vector at
+// src, n values, for linear layers' biases; nothing for fp32 weights or n
+// past BIAS_COPY_MAX (a table, not a vector)
+#define BIAS_COPY_MAX 65536
+sdc_status half_copy_of_vector(sdc_backend *be, const float *src, size_t n);
 sdc_status cu_linear(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *bias, int m, int k, int n);
 sdc_status cu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf k, sdc_buf v, int batch, int heads, int tq,
                         int tk, int d, int q_stride, int kv_stride, bool causal);

@@ -1,9 +1,13 @@
 // backend_cuda_products.cu - the CUDA backend's products: linear layers
-// (cuBLAS), attention (flash_attn.cu, or two cuBLAS GEMMs around a row
-// softmax) and convolution (conv_igemm.cu, or im2col + cuBLAS).
+// (cuBLASLt with the bias in its epilogue, or cuBLAS), attention
+// (flash_attn.cu, or two cuBLAS GEMMs around a row softmax) and
+// convolution (conv_igemm.cu, or im2col + cuBLAS, or cuDNN as the
+// comparison column).
 #include <math.h>
+#include <stdlib.h>
 
 #include "backend_cuda.h"
+#include "dnn.h"
 
 static cudaDataType_t blas_type(int t) {
     return t == SDC_CU_F32 ? CUDA_R_32F : t == SDC_CU_F16 ? CUDA_R_16F : CUDA_R_16BF;
@@ -45,11 +49,129 @@ static sdc_status operand(sdc_backend *be, const char *op, sdc_buf x, size_t n, 
     return SDC_OK;
 }
 
+// Half copies of fp32 vectors for cuBLASLt's epilogue, which takes the
+// bias in the output's type. load_tensor makes one of every fp32 vector of
+// weights (up to BIAS_COPY_MAX values: biases, norms' scales; not the token
+// table) in the backend's half weight type, so a model's copies come with
+// its weights; a bias from elsewhere is copied at its first use, unless a
+// graph is being captured. A copy lives until the allocation of its fp32
+// vector is freed (drop_bias).
+static sdc_status add_half_copy(sdc_backend *be, const float *src, int t, int n) {
+    cuda_impl *im = impl(be);
+    if (im->n_biases == im->cap_biases) {
+        const size_t cap = im->cap_biases ? 2 * im->cap_biases : 256;
+        void *r = realloc(im->biases, cap * sizeof *im->biases);
+        if (!r) return sdc_fail(SDC_ERR_OOM, "out of host memory");
+        im->biases = (cuda_impl::bias_rec *)r;
+        im->cap_biases = cap;
+    }
+    void *p = NULL;
+    SDC_TRY(device_alloc(be, (size_t)n * 2, &p));
+    KERNEL_TRY(sdc_convert_cuda(p, t, src, SDC_CU_F32, (size_t)n, im->stream));
+    im->biases[im->n_biases++] = {src, p, t, n};
+    return SDC_OK;
+}
+
+sdc_status half_copy_of_vector(sdc_backend *be, const float *src, size_t n) {
+    const int t = (int)be->weight_type;
+    if ((t != SDC_CU_F16 && t != SDC_CU_BF16) || n > BIAS_COPY_MAX) return SDC_OK;
+    return add_half_copy(be, src, t, (int)n);
+}
+
+// *out: the bias's values in type t inside a copy (16-byte aligned, as
+// cuBLASLt's epilogue wants them), or NULL where the caller adds the fp32
+// bias itself (a dry run, a capture meeting a new bias, a misaligned one)
+static sdc_status half_bias(sdc_backend *be, const float *bias, int t, int n, void **out) {
+    cuda_impl *im = impl(be);
+    *out = NULL;
+    if (im->planning) return SDC_OK;
+    for (size_t i = 0; i < im->n_biases; i++) {
+        const cuda_impl::bias_rec &r = im->biases[i];
+        if (r.type != t || bias < r.src || bias + n > r.src + r.n) continue;
+        char *p = (char *)r.p + (bias - r.src) * 2;
+        if ((uintptr_t)p % 16 == 0) *out = p;
+        return SDC_OK;
+    }
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    CUDA_TRY(cudaStreamIsCapturing(im->stream, &cs));
+    if (cs != cudaStreamCaptureStatusNone) return SDC_OK;
+    SDC_TRY(add_half_copy(be, bias, t, n));
+    *out = im->biases[im->n_biases - 1].p;
+    return SDC_OK;
+}
+
+void drop_bias(sdc_backend *be, const void *p0, size_t bytes) {
+    cuda_impl *im = impl(be);
+    const char *lo = (const char *)p0, *hi = lo + bytes;
+    for (size_t i = im->n_biases; i-- > 0;)
+        if ((const char *)im->biases[i].src >= lo && (const char *)im->biases[i].src < hi) {
+            void *p = im->biases[i].p;
+            im->biases[i] = im->biases[--im->n_biases];
+            device_free(be, p);
+        }
+}
+
+#define LT_TRY(call)                                                                                        \
+    do {                                                                                                    \
+        cublasStatus_t e_ = (call);                                                                         \
+        if (e_ != CUBLAS_STATUS_SUCCESS) {                                                                  \
+            st = sdc_fail(SDC_ERR_BACKEND, "%s:%d: %s: cuBLASLt status %d", __FILE__, __LINE__, #call,      \
+                          (int)e_);                                                                         \
+            goto done;                                                                                      \
+        }                                                                                                   \
+    } while (0)
+
+// row-major y[m, n] = x[m, k] . w[n, k]^T + bias[n] by cuBLASLt, x, w, y
+// and the bias hb of the half type t: column-major y^T (n x m) = w (k x n)^T
+// . x^T (k x m), the bias added to each row of y^T in the epilogue, fp32
+// accumulation, one rounding
+static sdc_status lt_linear(sdc_backend *be, void *y, int t, const void *x, const void *w, const void *hb, int m,
+                            int k, int n) {
+    cuda_impl *im = impl(be);
+    sdc_status st = SDC_OK;
+    const cudaDataType_t dt = blas_type(t);
+    const int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N, bt = (int32_t)dt;
+    const uint32_t epi = CUBLASLT_EPILOGUE_BIAS;
+    const uint64_t ws = im->blas_ws_bytes;
+    const float one = 1.0f, zero = 0.0f;
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t best;
+    int found = 0;
+    LT_TRY(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &hb, sizeof hb));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+    LT_TRY(cublasLtMatrixLayoutCreate(&la, dt, k, n, k));
+    LT_TRY(cublasLtMatrixLayoutCreate(&lb, dt, k, m, k));
+    LT_TRY(cublasLtMatrixLayoutCreate(&lc, dt, n, m, n));
+    LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    LT_TRY(cublasLtMatmulAlgoGetHeuristic(im->lt, op, la, lb, lc, lc, pref, 1, &best, &found));
+    if (found < 1) {
+        st = sdc_fail(SDC_ERR_BACKEND, "linear: cuBLASLt has no algorithm for %d x %d x %d", m, k, n);
+        goto done;
+    }
+    LT_TRY(cublasLtMatmul(im->lt, op, &one, w, la, x, lb, &zero, y, lc, y, lc, &best.algo, im->blas_ws, ws,
+                          im->stream));
+done:
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+    return st;
+}
+
 // fp32 y takes the bias first and the product on top (beta 1: one rounding,
-// as cuBLAS adds beta y in fp32); a half y takes the product and then the
-// bias in fp32, rounded again
-sdc_status cu_linear(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *bias, int m, int k,
-                            int n) {
+// as cuBLAS adds beta y in fp32). A half y with a bias: cuBLASLt with the
+// bias (rounded to the half type) in its epilogue, one rounding; with
+// SDC_LINEAR=cublas, or where there is no aligned half copy of the bias
+// (half_bias), the product and then the fp32 bias, rounded again.
+sdc_status cu_linear(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *bias, int m, int k, int n) {
     if (m <= 0 || k <= 0 || n <= 0) return sdc_fail(SDC_ERR_ARG, "linear: bad shape m=%d k=%d n=%d", m, k, n);
     SDC_TRY(check_weight("linear", w));
     int t = 0;
@@ -57,7 +179,10 @@ sdc_status cu_linear(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const 
     SDC_TRY(product_types("linear", t, w));
     const void *xa = NULL;
     SDC_TRY(operand(be, "linear", x, (size_t)m * k, w.type, &xa));
+    void *hb = NULL;
+    if (t != SDC_CU_F32 && bias && !impl(be)->linear_gemm) SDC_TRY(half_bias(be, bias, t, n, &hb));
     if (impl(be)->planning) return SDC_OK;
+    if (hb) return lt_linear(be, y.p, t, xa, w.p, hb, m, k, n);
     cudaStream_t st = impl(be)->stream;
     if (t == SDC_CU_F32) {
         if (bias) KERNEL_TRY(sdc_bias_rows_cuda(y.p, t, bias, (size_t)m, n, st));
@@ -84,7 +209,25 @@ sdc_status cu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf k, sdc_
     int t = 0;
     SDC_TRY(acts("attention", {out, q, k, v}, &t));
     const bool half = t != SDC_CU_F32;
-    if (half && !impl(be)->attn_gemm && sdc_flash_attention_supported(t, d, q_stride, kv_stride, q.p, k.p, v.p)) {
+    // SDC_ATTN=cudnn (the comparison column): cuDNN's fused attention for
+    // half activations up to its head dims (the VAE's 512-wide head keeps
+    // the GEMM path below); a shape it refuses otherwise is an error
+    cuda_impl *im = impl(be);
+    if (half && im->dnn_attn && d <= SDC_DNN_MAX_D) {
+        size_t ws = 0;
+        char err[320];
+        if (sdc_dnn_attention_prepare(im->dnn, t, batch, heads, tq, tk, d, q_stride, kv_stride, causal ? 1 : 0, &ws,
+                                      err, sizeof err))
+            return sdc_fail(SDC_ERR_BACKEND, "attention (SDC_ATTN=cudnn): %s", err);
+        float *wsp = NULL;
+        if (ws) SDC_TRY(scratch(be, 5, (ws + 3) / 4, "attention", &wsp));
+        if (im->planning) return SDC_OK;
+        if (sdc_dnn_attention(im->dnn, out.p, q.p, k.p, v.p, t, batch, heads, tq, tk, d, q_stride, kv_stride,
+                              causal ? 1 : 0, 1.0f / sqrtf((float)d), wsp, ws, err, sizeof err))
+            return sdc_fail(SDC_ERR_BACKEND, "attention (SDC_ATTN=cudnn): %s", err);
+        return SDC_OK;
+    }
+    if (half && !im->attn_gemm && sdc_flash_attention_supported(t, d, q_stride, kv_stride, q.p, k.p, v.p)) {
         if (impl(be)->planning) return SDC_OK; // no scratch
         KERNEL_TRY(sdc_flash_attention_cuda(out.p, q.p, k.p, v.p, t, batch, heads, tq, tk, d, q_stride, kv_stride,
                                             causal ? 1 : 0, 1.0f / sqrtf((float)d), impl(be)->stream));
@@ -101,7 +244,6 @@ sdc_status cu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf k, sdc_
     SDC_TRY(scratch(be, 1, half ? p_off + sdc_act_floats((sdc_dtype)t, ns) : ns, "attention", &s));
     if (impl(be)->planning) return SDC_OK;
     const float one = 1.0f, zero = 0.0f, scale = 1.0f / sqrtf((float)d);
-    cuda_impl *im = impl(be);
     SDC_TRY(set_math(im, half ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH));
     const cudaDataType_t bt = blas_type(t);
     const size_t es = sdc_act_size((sdc_dtype)t);
@@ -156,10 +298,34 @@ sdc_status cu_conv2d(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const 
     // not a multiple of 8, the U-Net's and the VAE encoder's first layers,
     // through the padded weight layout), bias and residual in its epilogue,
     // no scratch
-    if (t != SDC_CU_F32 && !impl(be)->conv_im2col && sdc_conv_igemm_supported(t, cin, cp, op, x.p, w.p)) {
+    if (t != SDC_CU_F32 && !impl(be)->conv_im2col && !(impl(be)->dnn_conv && cp == cin) &&
+        sdc_conv_igemm_supported(t, cin, cp, op, x.p, w.p)) {
         if (impl(be)->planning) return SDC_OK;
         KERNEL_TRY(sdc_conv_igemm_cuda(y.p, x.p, w.p, bias, residual.p, t, n, h, wi, cin, cp, cout, op, k, stride,
                                        pad, 1.0f, impl(be)->conv_tile, impl(be)->sms, st));
+        return SDC_OK;
+    }
+    // SDC_CONV=cudnn (the comparison column): cuDNN's convolution where the
+    // weights' layout is x's (input channels a multiple of 8) and of its
+    // type, into scratch first where cout is padded; the bias and residual
+    // after it
+    if (impl(be)->dnn_conv && cp == cin && t == (int)w.type) {
+        cuda_impl *im = impl(be);
+        const size_t max_ws = im->budget * sizeof(float);
+        size_t ws = 0;
+        char err[320];
+        if (sdc_dnn_conv_prepare(im->dnn, t, n, h, wi, cin, op, k, stride, pad, max_ws, &ws, err, sizeof err))
+            return sdc_fail(SDC_ERR_BACKEND, "conv2d (SDC_CONV=cudnn): %s", err);
+        float *wsp = NULL, *yp = NULL;
+        if (ws) SDC_TRY(scratch(be, 5, (ws + 3) / 4, "conv2d", &wsp));
+        if (op != cout) SDC_TRY(scratch(be, 4, sdc_act_floats((sdc_dtype)t, total * op), "conv2d", &yp));
+        if (im->planning) return SDC_OK;
+        if (sdc_dnn_conv(im->dnn, op != cout ? (void *)yp : y.p, x.p, w.p, t, n, h, wi, cin, op, k, stride, pad,
+                         max_ws, wsp, ws, err, sizeof err))
+            return sdc_fail(SDC_ERR_BACKEND, "conv2d (SDC_CONV=cudnn): %s", err);
+        if (op != cout)
+            KERNEL_TRY(sdc_convert_rows_cuda(y.p, t, (size_t)cout, yp, t, (size_t)op, total, (size_t)cout, st));
+        KERNEL_TRY(sdc_bias_residual_cuda(y.p, t, bias, residual.p, total, cout, st));
         return SDC_OK;
     }
     if (k == 1 && stride == 1 && pad == 0 && cp == cin && op == cout) {

@@ -120,45 +120,95 @@ Test(cuda_halfops, convert) {
     sdc_backend_destroy(c);
 }
 
-/* linear with bias: half activations, weights of their type */
-Test(cuda_halfops, linear) {
+/* linear with bias: half activations, weights of their type. With a bias,
+ * by cuBLASLt with the bias in its epilogue, from a half copy of the bias:
+ * made with the weights when the bias is loaded as one (load_tensor of an
+ * fp32 vector: no allocation at the product), else at its first use (one
+ * allocation, none the second time); with SDC_LINEAR=cublas, by GemmEx and
+ * a bias kernel (no allocation). The bias is the second half of a stacked
+ * allocation: its copy goes when that allocation is freed, and a bias
+ * given afterwards is the one used. */
+static void linear_case(bool gemm, bool loaded, int h) {
+    if (gemm) setenv("SDC_LINEAR", "cublas", 1);
     sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
+    unsetenv("SDC_LINEAR");
     const int m = small_shapes() ? 37 : 4096, k = small_shapes() ? 72 : 320, n = small_shapes() ? 40 : 1280;
-    for (int h = 0; h < 2; h++) {
-        const sdc_dtype t = HALF[h];
-        hin x = hin_make(g, t, (size_t)m * k, 41, 1.0f);
-        float *w = rounded(t, (size_t)n * k, 42, 0.1f), *b = test_random(n, 43, 0.5f);
-        float *y = malloc((size_t)m * n * sizeof(float)), *db = dev(g, b, n);
-        sdc_weight dw = {NULL, t, 0};
-        cr_assert_eq(g->ops->load_tensor(g, t, w, SDC_DT_F32, (size_t)n * k, &dw.p), SDC_OK, "%s", sdc_last_error());
-        sdc_buf dy = hout(g, t, (size_t)m * n);
-        for (int bias = 0; bias < 2; bias++) {
-            c->ops->linear(c, SDC_F32(y), SDC_F32(x.host), SDC_WEIGHT_F32(w), bias ? b : NULL, m, k, n);
-            cr_assert_eq(g->ops->linear(g, dy, x.d, dw, bias ? db : NULL, m, k, n), SDC_OK, "%s", sdc_last_error());
-            hexpect(g, bias ? "linear + bias" : "linear", dy, y, (size_t)m * n, TOL_PRODUCT[h]);
-        }
-        g->ops->free(g, dw.p), g->ops->free(g, dy.p), g->ops->free(g, db);
-        hin_free(g, &x);
-        free(w), free(b), free(y);
+    const sdc_dtype t = HALF[h];
+    g->weight_type = t;
+    hin x = hin_make(g, t, (size_t)m * k, 41, 1.0f);
+    float *w = rounded(t, (size_t)n * k, 42, 0.1f), *b = test_random(2 * (size_t)n, 43, 0.5f);
+    float *y = malloc((size_t)m * n * sizeof(float)), *stack = NULL;
+    if (loaded) {
+        cr_assert_eq(g->ops->load_tensor(g, SDC_DT_F32, b, SDC_DT_F32, 2 * (size_t)n, (void **)&stack), SDC_OK,
+                     "%s", sdc_last_error());
+    } else {
+        stack = dev(g, b, 2 * (size_t)n);
     }
+    float *db = stack + n;
+    sdc_weight dw = {NULL, t, 0};
+    cr_assert_eq(g->ops->load_tensor(g, t, w, SDC_DT_F32, (size_t)n * k, &dw.p), SDC_OK, "%s", sdc_last_error());
+    sdc_buf dy = hout(g, t, (size_t)m * n);
+    const char *path = gemm ? "GemmEx + bias kernel" : loaded ? "Lt, loaded bias" : "Lt";
+    char what[80];
+    for (int bias = 0; bias < 3; bias++) {
+        c->ops->linear(c, SDC_F32(y), SDC_F32(x.host), SDC_WEIGHT_F32(w), bias ? b + n : NULL, m, k, n);
+        const size_t allocs = g->allocations;
+        cr_assert_eq(g->ops->linear(g, dy, x.d, dw, bias ? db : NULL, m, k, n), SDC_OK, "%s", sdc_last_error());
+        cr_assert_eq(g->allocations - allocs, (size_t)(bias == 1 && !gemm && !loaded), "linear, bias %d, %s: allocations",
+                     bias, path);
+        snprintf(what, sizeof what, "linear%s (%s)", bias ? " + bias" : "", path);
+        hexpect(g, what, dy, y, (size_t)m * n, TOL_PRODUCT[h]);
+    }
+    size_t before = 0, after = 0, peak = 0;
+    g->ops->memory(g, &before, &peak);
+    g->ops->free(g, stack);
+    g->ops->memory(g, &after, &peak);
+    const size_t copy = loaded ? 2 * (size_t)n * 2 : gemm ? 0 : (size_t)n * 2;
+    cr_assert_eq(before - after, 2 * (size_t)n * sizeof(float) + copy, "freeing the stacked biases freed %zu bytes",
+                 before - after);
+    for (int i = 0; i < n; i++) b[i] = -b[n + i] + 0.25f;
+    db = dev(g, b, n);
+    c->ops->linear(c, SDC_F32(y), SDC_F32(x.host), SDC_WEIGHT_F32(w), b, m, k, n);
+    cr_assert_eq(g->ops->linear(g, dy, x.d, dw, db, m, k, n), SDC_OK, "%s", sdc_last_error());
+    snprintf(what, sizeof what, "linear + another bias (%s)", path);
+    hexpect(g, what, dy, y, (size_t)m * n, TOL_PRODUCT[h]);
+    g->ops->free(g, dw.p), g->ops->free(g, dy.p), g->ops->free(g, db);
+    hin_free(g, &x);
+    free(w), free(b), free(y);
     sdc_backend_destroy(g);
     sdc_backend_destroy(c);
 }
 
+Test(cuda_halfops, linear) {
+    for (int h = 0; h < 2; h++) {
+        linear_case(false, false, h);
+        linear_case(false, true, h);
+        linear_case(true, false, h);
+    }
+}
+
 /* conv2d on half activations, by the implicit GEMM of conv_igemm.cu or,
- * with SDC_CONV=im2col, by im2col + cuBLAS; which one ran shows in the
- * scratch: the implicit GEMM takes none. Kernels whose channels the
- * weights' layout pads (4 and 3 in: the U-Net's and the VAE encoder's
+ * with SDC_CONV=im2col, by im2col + cuBLAS, or with SDC_CONV=cudnn by
+ * cuDNN (the comparison column, the emulated cuDNN of kernels/emu/cudnn.cc
+ * on the emulated device) where the input channels are a multiple of 8;
+ * which one ran shows in the scratch: the implicit GEMM takes none, the
+ * others take im2col blocks, cuDNN's workspace or its padded output. Kernels whose channels
+ * the weights' layout pads (4 and 3 in: the U-Net's and the VAE encoder's
  * conv_in, read by element; 3 out: the VAE's conv_out). scale != 1: the
  * launcher called directly with that output scale, against the CPU's
  * result times it. */
-static void conv_run(int tile, bool im2col, int h, int n, int H, int W, int cin, int cout, int k, int stride, int pad,
+enum { OURS, IM2COL, CUDNN };
+static const char *const CONV_PATH[] = {"implicit", "im2col", "cudnn"};
+
+static void conv_run(int tile, int path, int h, int n, int H, int W, int cin, int cout, int k, int stride, int pad,
                      bool residual, float scale) {
-    if (im2col) setenv("SDC_CONV", "im2col", 1);
+    if (path != OURS) setenv("SDC_CONV", path == IM2COL ? "im2col" : "cudnn", 1);
     if (tile) setenv("SDC_CONV_TILE", tile == 64 ? "64" : "128", 1);
     sdc_backend *g = gpu_mem(0), *c = test_cpu_backend();
     unsetenv("SDC_CONV");
     unsetenv("SDC_CONV_TILE");
+    cr_assert_not_null(g, "%s", sdc_last_error());
+    const int ran = path == CUDNN && cin % 8 ? OURS : path; /* cuDNN takes x's channels as the weights have them */
     const sdc_dtype t = HALF[h];
     const int ho = (H + 2 * pad - k) / stride + 1, wo = (W + 2 * pad - k) / stride + 1;
     const size_t nx = (size_t)n * H * W * cin, ny = (size_t)n * ho * wo * cout;
@@ -184,13 +234,15 @@ static void conv_run(int tile, bool im2col, int h, int n, int H, int W, int cin,
             g->ops->conv2d(g, dy, x.d, dw, db, residual ? r.d : SDC_NO_BUF, n, H, W, cin, cout, k, stride, pad),
             SDC_OK, "%s", sdc_last_error());
     }
-    if (!im2col || k > 1) /* (a plain 1x1 product by cuBLAS takes no scratch either) */
-        cr_assert_eq(g->allocations == allocs, !im2col, "cin %d: the %s path was expected", cin,
-                     im2col ? "im2col" : "implicit-GEMM");
+    /* (a plain 1x1 product by cuBLAS takes no scratch either; cuDNN on a GPU
+     * may choose an algorithm without workspace, the emulated one never) */
+    if (ran == OURS || (ran == IM2COL && k > 1) || (ran == CUDNN && (emu() || cout % 8)))
+        cr_assert_eq(g->allocations == allocs, ran == OURS, "cin %d: the %s path was expected", cin,
+                     CONV_PATH[ran]);
     char what[112];
-    snprintf(what, sizeof what, "conv (%s%s) %dx%dx%dx%d->%d k%d s%d p%d%s x%g", im2col ? "im2col" : "implicit",
-             !im2col ? (tile == 64 ? " 64" : tile == 128 ? " 128" : "") : "", n, H, W, cin, cout, k, stride, pad,
-             residual ? " +res" : "", (double)scale);
+    snprintf(what, sizeof what, "conv (%s%s) %dx%dx%dx%d->%d k%d s%d p%d%s x%g", CONV_PATH[ran],
+             ran == OURS ? (tile == 64 ? " 64" : tile == 128 ? " 128" : "") : "", n, H, W, cin, cout, k, stride,
+             pad, residual ? " +res" : "", (double)scale);
     hexpect(g, what, dy, y, ny, TOL_PRODUCT[h]);
     g->ops->free(g, dw.p), g->ops->free(g, dy.p), g->ops->free(g, db);
     hin_free(g, &x), hin_free(g, &r);
@@ -199,14 +251,14 @@ static void conv_run(int tile, bool im2col, int h, int n, int H, int W, int cin,
     sdc_backend_destroy(c);
 }
 
-static void conv_tile(int tile, bool im2col, int h, int n, int H, int W, int cin, int cout, int k, int stride,
+static void conv_tile(int tile, int path, int h, int n, int H, int W, int cin, int cout, int k, int stride,
                       int pad, bool residual) {
-    conv_run(tile, im2col, h, n, H, W, cin, cout, k, stride, pad, residual, 1.0f);
+    conv_run(tile, path, h, n, H, W, cin, cout, k, stride, pad, residual, 1.0f);
 }
 
-static void conv_half(bool im2col, int h, int n, int H, int W, int cin, int cout, int k, int stride, int pad,
+static void conv_half(int path, int h, int n, int H, int W, int cin, int cout, int k, int stride, int pad,
                       bool residual) {
-    conv_tile(0, im2col, h, n, H, W, cin, cout, k, stride, pad, residual);
+    conv_tile(0, path, h, n, H, W, cin, cout, k, stride, pad, residual);
 }
 
 /* Output pixels and channels that leave partial tiles (both tile shapes
@@ -219,28 +271,28 @@ Test(cuda_halfops, conv2d_implicit_gemm) {
     for (int h = 0; h < 2; h++) {
         if (small_shapes()) {
             for (int tile = 64; tile <= 128; tile += 64) {
-                conv_tile(tile, false, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
-                conv_tile(tile, false, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
-                conv_tile(tile, false, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
-                conv_tile(tile, false, h, 1, 8, 8, 16, 16, 3, 2, 0, false);
-                conv_tile(tile, false, h, 1, 9, 17, 8, 136, 3, 1, 1, true); /* 153 pixels, 136 channels */
-                conv_tile(tile, false, h, 1, 6, 6, 16, 3, 3, 1, 1, false);  /* conv_out: 3 output channels */
-                conv_tile(tile, false, h, 1, 5, 5, 72, 40, 3, 1, 1, false);  /* K = 648: 21 steps of 32 */
-                conv_tile(tile, false, h, 2, 5, 6, 4, 16, 3, 1, 1, false);   /* conv_in: 4 channels */
-                conv_tile(tile, false, h, 1, 7, 7, 3, 24, 3, 1, 1, false);   /* the VAE encoder's: 3 */
-                conv_tile(tile, false, h, 1, 6, 5, 12, 8, 3, 2, 1, true);
-                conv_tile(tile, false, h, 1, 5, 4, 5, 16, 1, 1, 0, false);
-                conv_run(tile, false, h, 2, 6, 5, 16, 24, 3, 1, 1, true, 0.5f);
-                conv_run(tile, false, h, 1, 5, 5, 4, 16, 3, 1, 1, false, 1.0f / 3);
+                conv_tile(tile, OURS, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
+                conv_tile(tile, OURS, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
+                conv_tile(tile, OURS, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
+                conv_tile(tile, OURS, h, 1, 8, 8, 16, 16, 3, 2, 0, false);
+                conv_tile(tile, OURS, h, 1, 9, 17, 8, 136, 3, 1, 1, true); /* 153 pixels, 136 channels */
+                conv_tile(tile, OURS, h, 1, 6, 6, 16, 3, 3, 1, 1, false);  /* conv_out: 3 output channels */
+                conv_tile(tile, OURS, h, 1, 5, 5, 72, 40, 3, 1, 1, false);  /* K = 648: 21 steps of 32 */
+                conv_tile(tile, OURS, h, 2, 5, 6, 4, 16, 3, 1, 1, false);   /* conv_in: 4 channels */
+                conv_tile(tile, OURS, h, 1, 7, 7, 3, 24, 3, 1, 1, false);   /* the VAE encoder's: 3 */
+                conv_tile(tile, OURS, h, 1, 6, 5, 12, 8, 3, 2, 1, true);
+                conv_tile(tile, OURS, h, 1, 5, 4, 5, 16, 1, 1, 0, false);
+                conv_run(tile, OURS, h, 2, 6, 5, 16, 24, 3, 1, 1, true, 0.5f);
+                conv_run(tile, OURS, h, 1, 5, 5, 4, 16, 3, 1, 1, false, 1.0f / 3);
             }
         } else {
-            conv_half(false, h, 2, 64, 64, 320, 320, 3, 1, 1, true);
-            conv_half(false, h, 2, 32, 32, 320, 640, 1, 1, 0, true);
-            conv_half(false, h, 2, 64, 64, 320, 320, 3, 2, 1, false);
-            conv_half(false, h, 2, 8, 8, 1280, 1280, 3, 1, 1, true);
-            conv_half(false, h, 1, 256, 256, 128, 3, 3, 1, 1, false);
-            conv_half(false, h, 2, 64, 64, 4, 320, 3, 1, 1, false);
-            conv_half(false, h, 1, 512, 512, 3, 128, 3, 1, 1, false);
+            conv_half(OURS, h, 2, 64, 64, 320, 320, 3, 1, 1, true);
+            conv_half(OURS, h, 2, 32, 32, 320, 640, 1, 1, 0, true);
+            conv_half(OURS, h, 2, 64, 64, 320, 320, 3, 2, 1, false);
+            conv_half(OURS, h, 2, 8, 8, 1280, 1280, 3, 1, 1, true);
+            conv_half(OURS, h, 1, 256, 256, 128, 3, 3, 1, 1, false);
+            conv_half(OURS, h, 2, 64, 64, 4, 320, 3, 1, 1, false);
+            conv_half(OURS, h, 1, 512, 512, 3, 128, 3, 1, 1, false);
         }
     }
 }
@@ -250,13 +302,32 @@ Test(cuda_halfops, conv2d_implicit_gemm) {
 Test(cuda_halfops, conv2d_im2col) {
     for (int h = 0; h < 2; h++) {
         if (small_shapes()) {
-            conv_half(true, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
-            conv_half(true, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
-            conv_half(true, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
-            conv_half(true, h, 2, 5, 5, 4, 16, 3, 1, 1, false); /* conv_in: 4 input channels */
+            conv_half(IM2COL, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
+            conv_half(IM2COL, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
+            conv_half(IM2COL, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
+            conv_half(IM2COL, h, 2, 5, 5, 4, 16, 3, 1, 1, false); /* conv_in: 4 input channels */
         } else {
-            conv_half(true, h, 2, 64, 64, 320, 320, 3, 1, 1, true);
-            conv_half(true, h, 2, 64, 64, 4, 320, 3, 1, 1, false);
+            conv_half(IM2COL, h, 2, 64, 64, 320, 320, 3, 1, 1, true);
+            conv_half(IM2COL, h, 2, 64, 64, 4, 320, 3, 1, 1, false);
+        }
+    }
+}
+
+/* cuDNN's convolution (SDC_CONV=cudnn): the comparison column of make
+ * bench, kept under test like the others; conv_in's 4 channels stay on
+ * the implicit GEMM. */
+Test(cuda_halfops, conv2d_cudnn) {
+    for (int h = 0; h < 2; h++) {
+        if (small_shapes()) {
+            conv_half(CUDNN, h, 2, 6, 5, 16, 24, 3, 1, 1, true);
+            conv_half(CUDNN, h, 2, 6, 5, 16, 24, 1, 1, 0, true);
+            conv_half(CUDNN, h, 1, 7, 6, 16, 16, 3, 2, 1, false);
+            conv_half(CUDNN, h, 1, 6, 6, 16, 3, 3, 1, 1, false); /* 3 output channels, padded to 8 */
+            conv_half(CUDNN, h, 2, 5, 5, 4, 16, 3, 1, 1, false); /* conv_in: the implicit GEMM */
+        } else {
+            conv_half(CUDNN, h, 2, 64, 64, 320, 320, 3, 1, 1, true);
+            conv_half(CUDNN, h, 2, 32, 32, 320, 640, 1, 1, 0, true);
+            conv_half(CUDNN, h, 1, 256, 256, 128, 3, 3, 1, 1, false);
         }
     }
 }
@@ -264,13 +335,21 @@ Test(cuda_halfops, conv2d_im2col) {
 /* attention on half q, k, v (k and v strided in a packed buffer, as the
  * models pass them), by the fused kernel (flash_attn.cu: head dims up to
  * 160) or, with SDC_ATTN=cublas and for wider heads, by two GEMMs around a
- * softmax; which one ran shows in the scratch: the fused kernel takes
- * none. mem_mb: the emulated device's size, which splits the GEMM path's
- * queries into blocks. */
-static void attention_half(int mem_mb, bool gemm, int h, int batch, int heads, int tq, int tk, int d, bool causal) {
-    if (gemm) setenv("SDC_ATTN", "cublas", 1);
+ * softmax, or with SDC_ATTN=cudnn by cuDNN's fused attention (the
+ * comparison column; the emulated one of kernels/emu/cudnn_graph.cc on the
+ * emulated device) up to its head dims; which one ran shows in the
+ * scratch: the fused kernel takes none, the GEMM path its score blocks,
+ * cuDNN its workspace (always some on the emulated device; a GPU's engine
+ * may take none). mem_mb: the emulated device's size, which splits the
+ * GEMM path's queries into blocks. */
+enum { FUSED, GEMM, DNN };
+static const char *const ATTN_PATH[] = {"fused", "gemm", "cudnn"};
+
+static void attention_path(int mem_mb, int path, int h, int batch, int heads, int tq, int tk, int d, bool causal) {
+    if (path != FUSED) setenv("SDC_ATTN", path == GEMM ? "cublas" : "cudnn", 1);
     sdc_backend *g = gpu_mem(mem_mb), *c = test_cpu_backend();
     unsetenv("SDC_ATTN");
+    const int ran = path == FUSED && d > 160 ? GEMM : path == DNN && d > 256 ? GEMM : path;
     const sdc_dtype t = HALF[h];
     const int width = heads * d, qs = 3 * width, kvs = 2 * width;
     const size_t nq = (size_t)batch * tq * qs, nkv = (size_t)batch * tk * kvs, no = (size_t)batch * tq * width;
@@ -282,17 +361,21 @@ static void attention_half(int mem_mb, bool gemm, int h, int batch, int heads, i
     const size_t allocs = g->allocations;
     cr_assert_eq(g->ops->attention(g, dout, q.d, kv.d, sdc_at(kv.d, width), batch, heads, tq, tk, d, qs, kvs, causal),
                  SDC_OK, "%s", sdc_last_error());
-    const bool fused = !gemm && d <= 160;
-    cr_assert_eq(g->allocations == allocs, fused, "d %d: the %s path was expected", d, fused ? "fused" : "GEMM");
+    if (ran != DNN || emu())
+        cr_assert_eq(g->allocations == allocs, ran == FUSED, "d %d: the %s path was expected", d, ATTN_PATH[ran]);
     char what[96];
-    snprintf(what, sizeof what, "attention (%s) b%d h%d %dx%d d%d%s", fused ? "fused" : "gemm", batch, heads, tq, tk,
-             d, causal ? " causal" : "");
+    snprintf(what, sizeof what, "attention (%s) b%d h%d %dx%d d%d%s", ATTN_PATH[ran], batch, heads, tq, tk, d,
+             causal ? " causal" : "");
     hexpect(g, what, dout, o, no, TOL_PRODUCT[h]);
     free(o);
     g->ops->free(g, dout.p);
     hin_free(g, &q), hin_free(g, &kv);
     sdc_backend_destroy(g);
     sdc_backend_destroy(c);
+}
+
+static void attention_half(int mem_mb, bool gemm, int h, int batch, int heads, int tq, int tk, int d, bool causal) {
+    attention_path(mem_mb, gemm ? GEMM : FUSED, h, batch, heads, tq, tk, d, causal);
 }
 
 /* Every head dim SD has (40, 64, 80, 160) and others up to 160, with
@@ -334,6 +417,25 @@ Test(cuda_halfops, attention_gemm) {
         } else {
             attention_half(0, true, h, 2, 8, 4096, 4096, 40, false);
             attention_half(0, false, h, 1, 1, 1024, 1024, 512, false);
+        }
+    }
+}
+
+/* cuDNN's fused attention (SDC_ATTN=cudnn): the comparison column of make
+ * bench, kept under test like the others; the VAE's 512-wide head stays on
+ * the GEMM path. */
+Test(cuda_halfops, attention_cudnn) {
+    for (int h = 0; h < 2; h++) {
+        if (small_shapes()) {
+            attention_path(0, DNN, h, 2, 2, 70, 77, 40, false);
+            attention_path(0, DNN, h, 1, 2, 77, 77, 64, true);
+            attention_path(0, DNN, h, 2, 1, 33, 70, 160, false);
+            attention_path(0, DNN, h, 1, 1, 16, 16, 512, false);
+        } else {
+            attention_path(0, DNN, h, 2, 8, 4096, 4096, 40, false);
+            attention_path(0, DNN, h, 2, 8, 4096, 77, 40, false);
+            attention_path(0, DNN, h, 1, 12, 77, 77, 64, true);
+            attention_path(0, DNN, h, 2, 8, 256, 256, 160, false);
         }
     }
 }
