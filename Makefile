@@ -180,7 +180,7 @@ $(BUILD)/sdc: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsdc.a
 $(BUILD)/sdc_tests: $(TEST_OBJ) $(CLI_HELP) $(BUILD)/eval/shapes.o $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ -lcriterion $(LDLIBS)
 
-$(BUILD)/sdc_bench: $(BUILD)/bench/bench.o $(BUILD)/bench/bench_cuda.o $(BUILD)/libsdc.a
+$(BUILD)/sdc_bench: $(BUILD)/bench/bench.o $(BUILD)/bench/bench_cuda.o $(BUILD)/bench/bench_ops.o $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/sdc_eval: $(BUILD)/eval/eval_shapes.o $(BUILD)/eval/shapes.o $(BUILD)/libsdc.a
@@ -228,6 +228,11 @@ bench: deps fixtures-full bench-emu
 $(BUILD)/plan_report_emu: bench/plan_report.c $(BUILD)/libsdc_emu.a $(SRC_HDR)
 	$(CC) $(CFLAGS) bench/plan_report.c $(BUILD)/libsdc_emu.a -o $@ $(EMU_LDLIBS)
 
+# The per-op table of the CUDA benchmark (bench/bench_ops.c) at small
+# shapes on the emulated device: that every path of it runs (bench-emu).
+$(BUILD)/bench_ops_emu: bench/bench_ops.c $(BUILD)/libsdc_emu.a $(SRC_HDR)
+	$(CC) $(CFLAGS) -DBENCH_OPS_MAIN bench/bench_ops.c $(BUILD)/libsdc_emu.a -o $@ $(EMU_LDLIBS)
+
 # The same report against a GPU (make gpu-check).
 $(BUILD)/plan_report: bench/plan_report.c $(BUILD)/libsdc.a $(SRC_HDR)
 	$(CC) $(CFLAGS) bench/plan_report.c $(BUILD)/libsdc.a -o $@ $(LDLIBS)
@@ -251,6 +256,9 @@ bench-emu: deps
 	@echo "bench-emu: one CFG step of the tiny test model at 32x32 on the emulated device ($$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
 	@SDC_CUDA_EMU=1 SDC_CUDA_EMU_PROFILE=1 $(BUILD)/sdc-emu txt2img --backend cuda -m tests/fixtures/tiny_sd1.safetensors \
 	    -p "a red circle" -W 32 -H 32 --steps 1 --seed 1 -o $(BUILD)/bench-emu.png 2>&1 | grep -v '^sdc: step'
+	@$(MAKE) --no-print-directory $(BUILD)/bench_ops_emu
+	@echo "bench-emu: the per-op table's paths at small shapes (the emulator's times, not a GPU's)"
+	@$(BUILD)/bench_ops_emu
 
 # The suite; tests read fixtures relative to the repository root.
 test: deps

@@ -26,6 +26,10 @@ int images_per_second(sdc_ctx *ctx, int px, int steps, int n, double ips[2]);
  * the error printed) on failure. */
 sdc_ctx *bench_load(const char *model, sdc_backend_kind backend, sdc_precision precision, double *seconds);
 
+/* The per-op table on device 0 (bench_ops.c), small: tiny shapes; 0 on
+ * success. */
+int bench_ops(int small);
+
 /* The CUDA backend's figures on `model`; 0 on success. */
 int bench_cuda(const char *model);
 

@@ -90,6 +90,7 @@ int bench_cuda(const char *model) {
     char name[128];
     sdc_cuda_device_name(name, sizeof name);
     printf("sdc CUDA benchmark: %s\ndevice 0: %s\n\n", model, name);
+    const int ops_failed = bench_ops(0); /* (printed; the stages still run) */
     if (bench_cuda_at(model, SDC_PRECISION_FP16)) return 1;
-    return bench_cuda_at(model, SDC_PRECISION_FP32);
+    return bench_cuda_at(model, SDC_PRECISION_FP32) || ops_failed;
 }

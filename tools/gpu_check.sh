@@ -14,12 +14,18 @@
 #  5. compute-sanitizer memcheck over the CUDA tests and racecheck over the
 #     kernels' tests, at small shapes (SDC_TEST_SMALL=1)
 #  6. make bench's CUDA part on the full-size SD 1.5-shaped checkpoint
-#     (made here by tools/make_fixtures.py): sdc's own kernels, then the
-#     cuBLAS column (SDC_ATTN=cublas SDC_CONV=im2col); the planned memory
-#  7. diffusers (fp16, SDPA) on the same GPU: tools/bench_diffusers.py
+#     (made here by tools/make_fixtures.py): the per-op table (sdc's
+#     kernels against cuDNN and cuBLAS, bench/bench_ops.c), sdc's stages,
+#     then the stages with cuBLAS (SDC_ATTN=cublas SDC_CONV=im2col
+#     SDC_LINEAR=cublas); the planned memory. cuDNN is the toolkit's or
+#     PyTorch's (opened at run time; SDC_CUDNN_LIB)
+#  7. diffusers (fp16, SDPA) on the same GPU, and PyTorch's SDPA backends
+#     and cuDNN convolution at the per-op table's shapes:
+#     tools/bench_diffusers.py
 # Every step's output goes to OUT/gpu-check.log, the figures to
-# OUT/results.md. Each step has a time limit so that the whole stays under
-# 8 minutes on an H100/H200; a step that fails is reported and the rest run.
+# OUT/results.md. Each step has a time limit, cut to what is left of an
+# 8-minute budget (GPU_CHECK_BUDGET, seconds); a step that fails is
+# reported and the rest run.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${1:-build/gpu-check}
@@ -31,10 +37,21 @@ T0=$(date +%s)
 status=0
 
 say() { echo "gpu-check: $*" | tee -a "$LOG"; }
+# The whole run stays under 8 minutes (15 minutes of GPU time hold a
+# rerun): each step's limit is cut to what is left of BUDGET seconds, and a
+# step with under 15 s left is skipped (reported as failed).
+BUDGET=${GPU_CHECK_BUDGET:-470}
 # step NAME LIMIT COMMAND...: run with a time limit, output to the log
 step() {
-    local name=$1 limit=$2 t=$(date +%s) rc
+    local name=$1 limit=$2 t=$(date +%s) rc left
     shift 2
+    left=$((BUDGET - (t - T0)))
+    [ "$left" -lt "$limit" ] && limit=$left
+    if [ "$limit" -lt 15 ]; then
+        say "== $name: SKIPPED (the ${BUDGET} s budget is spent)"
+        status=1
+        return 1
+    fi
     say "== $name (limit ${limit} s)"
     timeout "$limit" "$@" >>"$LOG" 2>&1
     rc=$?
@@ -85,23 +102,39 @@ if ls .gpu/whl/*.whl >/dev/null 2>&1; then
         .gpu/whl/*.whl >>"$LOG" 2>&1 && export PYTHONPATH=/tmp/sdc-gpu-site${PYTHONPATH:+:$PYTHONPATH}
 fi
 
+# cuDNN, the comparison column (SDC_CONV=cudnn, opened at run time): its
+# header for the build and its library, from the CUDA toolkit or from
+# PyTorch's nvidia-cudnn package
+if [ ! -f "${CUDA_HOME:-/usr/local/cuda}/include/cudnn.h" ]; then
+    CUDNN_DIR=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' \
+        2>/dev/null || true)
+    if [ -n "$CUDNN_DIR" ] && [ -f "$CUDNN_DIR/include/cudnn.h" ]; then
+        export CPATH="$CUDNN_DIR/include${CPATH:+:$CPATH}"
+        export LD_LIBRARY_PATH="$CUDNN_DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        [ -f "$CUDNN_DIR/lib/libcudnn.so.9" ] && export SDC_CUDNN_LIB="$CUDNN_DIR/lib/libcudnn.so.9"
+        say "cuDNN: PyTorch's, in $CUDNN_DIR"
+    else
+        say "cuDNN: not found (the cuDNN column will say n/a)"
+    fi
+fi
+
 # 3. build for this GPU
 J=$(nproc)
 MAKEVARS+=("BUILD=build-gpu" "CUDA_ARCH=-gencode arch=compute_$CC,code=sm_$CC")
-step build 300 make -j"$J" "${MAKEVARS[@]}" build-gpu/sdc build-gpu/sdc_tests build-gpu/sdc_bench \
+step build 240 make -j"$J" "${MAKEVARS[@]}" build-gpu/sdc build-gpu/sdc_tests build-gpu/sdc_bench \
     build-gpu/plan_report || { say "build failed: see $LOG"; exit 1; }
 
 # 4. the suite (CUDA tests at SD shapes)
-step tests 240 build-gpu/sdc_tests --jobs "$J"
+step tests 150 build-gpu/sdc_tests --jobs "$J"
 grep -h "Synthesis" "$LOG" | tail -1 | sed 's/^/suite: /' >>"$RES"
 
 # 5. compute-sanitizer at small shapes (every CUDA test: memcheck; the
 #    kernels' own tests: racecheck)
 if command -v compute-sanitizer >/dev/null 2>&1; then
     export SDC_TEST_SMALL=1
-    step memcheck 150 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 3 \
+    step memcheck 90 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 3 \
         build-gpu/sdc_tests --jobs 1 --filter 'cuda*/*'
-    step racecheck 120 compute-sanitizer --tool racecheck --target-processes all --error-exitcode 3 \
+    step racecheck 60 compute-sanitizer --tool racecheck --target-processes all --error-exitcode 3 \
         build-gpu/sdc_tests --jobs 1 --filter 'cuda_halfops/*'
     unset SDC_TEST_SMALL
     grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$LOG" | sort | uniq -c | sed 's/^/compute-sanitizer: /' >>"$RES"
@@ -130,11 +163,12 @@ section() {
 FULL=build/fixtures-full/full_sd1.safetensors
 [ -f "$FULL" ] || step fixtures 180 python3 tools/make_fixtures.py --full --out build/fixtures-full
 if [ -f "$FULL" ]; then
-    section "sdc, its own kernels (fused attention, implicit-GEMM convolution)" bench 150 \
+    section "sdc, its own kernels (fused attention, implicit-GEMM convolution)" bench 120 \
         build-gpu/sdc_bench "$FULL" --cuda-only
-    section "sdc with cuBLAS for attention and convolution (SDC_ATTN=cublas SDC_CONV=im2col)" bench-cublas 150 \
-        env SDC_ATTN=cublas SDC_CONV=im2col build-gpu/sdc_bench "$FULL" --cuda-only
-    section "planned device memory" plan 60 build-gpu/plan_report "$FULL" 512 1
+    section "sdc with cuBLAS for attention, convolution and linear layers (SDC_ATTN=cublas SDC_CONV=im2col \
+SDC_LINEAR=cublas)" bench-cublas 90 \
+        env SDC_ATTN=cublas SDC_CONV=im2col SDC_LINEAR=cublas build-gpu/sdc_bench "$FULL" --cuda-only
+    section "planned device memory" plan 30 build-gpu/plan_report "$FULL" 512 1
 fi
 
 # 7. diffusers on the same GPU
