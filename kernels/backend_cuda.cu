@@ -693,7 +693,8 @@ extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
         cu_destroy(be);
         return sdc_fail(SDC_ERR_BACKEND, "could not create a stream and events on CUDA device %d", device);
     }
-    if (cublasCreate(&im->blas) != CUBLAS_STATUS_SUCCESS || cublasSetStream(im->blas, im->stream) != CUBLAS_STATUS_SUCCESS) {
+    if (cublasCreate(&im->blas) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetStream(im->blas, im->stream) != CUBLAS_STATUS_SUCCESS) {
         be->impl = im;
         cu_destroy(be);
         return sdc_fail(SDC_ERR_BACKEND, "cublasCreate failed on device %d", device);

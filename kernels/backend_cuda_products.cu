@@ -1,8 +1,8 @@
 // backend_cuda_products.cu - the CUDA backend's products: linear layers
 // (cuBLASLt with the bias in its epilogue, or cuBLAS), attention
 // (flash_attn.cu, or two cuBLAS GEMMs around a row softmax) and
-// convolution (conv_igemm.cu, or im2col + cuBLAS, or cuDNN as the
-// comparison column).
+// convolution (conv_igemm.cu, or im2col + cuBLAS); cuDNN's attention and
+// convolution as the comparison column (dnn.cu).
 #include <math.h>
 #include <stdlib.h>
 
@@ -201,8 +201,8 @@ sdc_status cu_linear(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const 
 // in fp32; with half activations the products read q, k, v in their type,
 // S comes out in fp32, P is rounded once to the half type for O = P V, and
 // O to the activations' type. fp32 activations: pedantic fp32 throughout.
-sdc_status cu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf k, sdc_buf v, int batch, int heads,
-                               int tq, int tk, int d, int q_stride, int kv_stride, bool causal) {
+sdc_status cu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf k, sdc_buf v, int batch, int heads, int tq,
+                        int tk, int d, int q_stride, int kv_stride, bool causal) {
     if (batch < 1 || heads < 1 || tq < 1 || tk < 1 || d < 1)
         return sdc_fail(SDC_ERR_ARG, "attention: bad shape batch=%d heads=%d tq=%d tk=%d d=%d", batch, heads, tq,
                         tk, d);
@@ -280,8 +280,8 @@ sdc_status cu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf k, sdc_
     return SDC_OK;
 }
 
-sdc_status cu_conv2d(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *bias,
-                            sdc_buf residual, int n, int h, int wi, int cin, int cout, int k, int stride, int pad) {
+sdc_status cu_conv2d(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *bias, sdc_buf residual, int n,
+                     int h, int wi, int cin, int cout, int k, int stride, int pad) {
     if (n < 1 || h < 1 || wi < 1 || cin < 1 || cout < 1 || k < 1 || stride < 1 || pad < 0)
         return sdc_fail(SDC_ERR_ARG, "conv2d: bad shape");
     const int ho = (h + 2 * pad - k) / stride + 1, wo = (wi + 2 * pad - k) / stride + 1;

@@ -154,8 +154,8 @@ static void linear_case(bool gemm, bool loaded, int h) {
         c->ops->linear(c, SDC_F32(y), SDC_F32(x.host), SDC_WEIGHT_F32(w), bias ? b + n : NULL, m, k, n);
         const size_t allocs = g->allocations;
         cr_assert_eq(g->ops->linear(g, dy, x.d, dw, bias ? db : NULL, m, k, n), SDC_OK, "%s", sdc_last_error());
-        cr_assert_eq(g->allocations - allocs, (size_t)(bias == 1 && !gemm && !loaded), "linear, bias %d, %s: allocations",
-                     bias, path);
+        cr_assert_eq(g->allocations - allocs, (size_t)(bias == 1 && !gemm && !loaded),
+                     "linear, bias %d, %s: allocations", bias, path);
         snprintf(what, sizeof what, "linear%s (%s)", bias ? " + bias" : "", path);
         hexpect(g, what, dy, y, (size_t)m * n, TOL_PRODUCT[h]);
     }

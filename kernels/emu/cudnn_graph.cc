@@ -362,10 +362,12 @@ cudnnStatus_t cudnnBackendSetAttribute(cudnnBackendDescriptor_t descriptor, cudn
             if (!valid_data_type(e)) return fail(CUDNN_STATUS_BAD_PARAM, call, "%s: %d is no data type", sp->text, e);
             break;
         case CUDNN_TYPE_POINTWISE_MODE:
-            if (!valid_pw_mode(e)) return fail(CUDNN_STATUS_BAD_PARAM, call, "%s: %d is no pointwise mode", sp->text, e);
+            if (!valid_pw_mode(e))
+                return fail(CUDNN_STATUS_BAD_PARAM, call, "%s: %d is no pointwise mode", sp->text, e);
             break;
         case CUDNN_TYPE_REDUCTION_OPERATOR_TYPE:
-            if (e < 0 || e > 8) return fail(CUDNN_STATUS_BAD_PARAM, call, "%s: %d is no reduction operator", sp->text, e);
+            if (e < 0 || e > 8)
+                return fail(CUDNN_STATUS_BAD_PARAM, call, "%s: %d is no reduction operator", sp->text, e);
             break;
         case CUDNN_TYPE_HEUR_MODE:
             if (e < 0 || e >= CUDNN_HEUR_MODES_COUNT)
@@ -383,7 +385,8 @@ cudnnStatus_t cudnnBackendSetAttribute(cudnnBackendDescriptor_t descriptor, cudn
                             r->type == CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR;
             if (sp->want == ANY_OP ? !op : r->type != sp->want)
                 return fail(CUDNN_STATUS_BAD_PARAM, call, "%s: element %lld is a %s descriptor, not %s", sp->text,
-                            (long long)i, type_name(r->type), sp->want == ANY_OP ? "an operation" : type_name(sp->want));
+                            (long long)i, type_name(r->type),
+                            sp->want == ANY_OP ? "an operation" : type_name(sp->want));
             break;
         }
         case CUDNN_TYPE_INT32:

@@ -547,7 +547,8 @@ EngineFacts assess(const GraphInfo &g) {
     f.rank = R;
     f.workspace = 256 + 4 * f.rows;
     for (size_t i = 0; i < g.ops.size() && f.ws_op < 0; i++)
-        if (g.ops[i].kind == CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR && g.ops[i].m.mode == CUDNN_REDUCE_TENSOR_MAX &&
+        if (g.ops[i].kind == CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR &&
+            g.ops[i].m.mode == CUDNN_REDUCE_TENSOR_MAX &&
             g.ops[i].out.elems() <= f.rows)
             f.ws_op = (int)i;
     // the execution takes the batch dims one index at a time, unless a

@@ -209,7 +209,8 @@ struct Exec {
         out.resize((size_t)n);
         const void *p = dev[ix];
         const int64_t b = base(t, c);
-        walk<1>(R, ld, st, [&](int64_t lin, const int64_t *o, const int64_t *) { out[(size_t)lin] = load(p, t.type, b + o[0]); });
+        walk<1>(R, ld, st,
+                [&](int64_t lin, const int64_t *o, const int64_t *) { out[(size_t)lin] = load(p, t.type, b + o[0]); });
     }
     void store_slice(size_t ix, const int64_t *c, const std::vector<double> &v) const {
         const TensorInfo &t = g->tensors[ix];
@@ -219,7 +220,8 @@ struct Exec {
         for (int a = 0; a < R; a++) st[0][a] = t.strides[a];
         void *p = dev[ix];
         const int64_t b = base(t, c);
-        walk<1>(R, ld, st, [&](int64_t lin, const int64_t *o, const int64_t *) { store(p, t.type, b + o[0], v[(size_t)lin]); });
+        walk<1>(R, ld, st,
+                [&](int64_t lin, const int64_t *o, const int64_t *) { store(p, t.type, b + o[0], v[(size_t)lin]); });
     }
 
     void pointwise(const OpInfo &op, const std::vector<double> *in[3], const int64_t *c, std::vector<double> &y) const {
@@ -405,7 +407,8 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t handle, cudnnBackendDescriptor_t
                 return fail_loud(CUDNN_STATUS_BAD_PARAM, EXE, "tensor uid %lld is not in the variant pack",
                                  (long long)t.uid);
             void *ptr = v->ptrs[(size_t)(at - v->uids.begin())];
-            if (!ptr) return fail_loud(CUDNN_STATUS_BAD_PARAM, EXE, "tensor uid %lld: a NULL pointer", (long long)t.uid);
+            if (!ptr)
+                return fail_loud(CUDNN_STATUS_BAD_PARAM, EXE, "tensor uid %lld: a NULL pointer", (long long)t.uid);
             if (t.by_value) { // a host pointer to the value, read now
                 x.scalar[i] = load(ptr, t.type, 0);
                 continue;
