@@ -102,6 +102,11 @@ typedef struct sdc_gen_params {
     unsigned long long seed;     /* torch CPU generator seed */
     /* called after each denoising step (may be NULL) */
     void (*on_step)(int step, int steps, double seconds, void *user);
+    /* asked after each denoising step (may be NULL): true stops the
+     * denoising there and decodes the latents as they are, as
+     * AUTOMATIC1111's interrupt does (the call still succeeds; the
+     * infotext keeps the steps asked for) */
+    bool (*should_stop)(int step, int steps, void *user);
     void *user;
 } sdc_gen_params;
 

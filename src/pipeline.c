@@ -275,6 +275,7 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
             g->x0[0] = g->x0[1], g->x0[1] = t;
         }
         if (p0->on_step) p0->on_step(i + 1, steps, sdc_now() - t0, p0->user);
+        if (p0->should_stop && i + 1 < steps && p0->should_stop(i + 1, steps, p0->user)) break;
     }
     /* the steps are queued on an asynchronous backend: wait for them, so
      * the denoise time is the steps' own */

@@ -126,3 +126,58 @@ Test(pipeline, batch_equals_single, .timeout = 300) {
     cr_assert_eq(sdc_txt2img_batch(ctx, jobs, 2, batched), SDC_ERR_ARG);
     sdc_free(ctx);
 }
+
+/* should_stop: asked after each step; true ends the denoising there and
+ * the latents as they are get decoded (AUTOMATIC1111's interrupt). The
+ * render still succeeds, with the steps asked for in its infotext; the
+ * same stop gives the same image; a later stop gives another one. */
+typedef struct stop_probe {
+    int stop_at, steps_seen, asked;
+} stop_probe;
+
+static void count_step(int step, int steps, double seconds, void *user) {
+    (void)steps, (void)seconds;
+    ((stop_probe *)user)->steps_seen = step;
+}
+
+static bool stop_at(int step, int steps, void *user) {
+    stop_probe *p = user;
+    cr_assert(step >= 1 && step < steps, "asked at step %d of %d", step, steps);
+    p->asked++;
+    return step == p->stop_at;
+}
+
+Test(pipeline, interrupt_decodes_what_it_has, .timeout = 300) {
+    sdc_params mp = sdc_params_default();
+    mp.model_path = FIXTURES "/tiny_sd1.safetensors";
+    mp.backend = SDC_BACKEND_CPU;
+    sdc_ctx *ctx = NULL;
+    cr_assert_eq(sdc_load(&mp, &ctx), SDC_OK, "%s", sdc_last_error());
+    const size_t n = (size_t)4 * 16 * 16;
+    sdc_image img[4];
+    const int stops[4] = {2, 2, 3, 0}; /* 0: never stopped */
+    stop_probe probe[4];
+    for (int r = 0; r < 4; r++) {
+        sdc_gen_params g = sdc_gen_params_default();
+        g.prompt = "a red circle";
+        g.width = g.height = 32;
+        g.steps = 5;
+        g.sampler = "euler_a";
+        g.seed = 7;
+        probe[r] = (stop_probe){stops[r], 0, 0};
+        g.on_step = count_step;
+        g.should_stop = stop_at;
+        g.user = &probe[r];
+        cr_assert_eq(sdc_txt2img(ctx, &g, &img[r]), SDC_OK, "%s", sdc_last_error());
+        const int want = stops[r] ? stops[r] : 5;
+        cr_assert_eq(probe[r].steps_seen, want, "run %d: %d steps ran, expected %d", r, probe[r].steps_seen, want);
+        cr_assert_eq(probe[r].asked, stops[r] ? stops[r] : 4, "run %d: asked %d times", r, probe[r].asked);
+        cr_assert(strstr(img[r].infotext, "Steps: 5,"), "infotext: %s", img[r].infotext);
+    }
+    cr_assert_eq(memcmp(img[0].latents, img[1].latents, n * sizeof(float)), 0, "the same stop, other latents");
+    cr_assert_eq(memcmp(img[0].rgb, img[1].rgb, (size_t)32 * 32 * 3), 0, "the same stop, other pixels");
+    cr_assert(max_rel_err(img[0].latents, img[2].latents, n, NULL) > 1e-3, "stopping at 2 and at 3 gave the same");
+    cr_assert(max_rel_err(img[2].latents, img[3].latents, n, NULL) > 1e-3, "stopping at 3 and the full run agree");
+    for (int r = 0; r < 4; r++) sdc_image_free(&img[r]);
+    sdc_free(ctx);
+}
