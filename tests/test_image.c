@@ -431,6 +431,23 @@ static void round_trip(const char *name, const char *text, const char *want_type
     } else {
         cr_assert_eq(ntext, 0);
     }
+    /* in memory: the same bytes, the same text read back from them; a
+     * truncated copy is an error naming the buffer */
+    unsigned char *mem = NULL;
+    size_t mlen = 0;
+    cr_assert_eq(sdc_png_encode("upload", rgb, w, h, text, &mem, &mlen), SDC_OK, "%s", sdc_last_error());
+    cr_assert_eq(mlen, n, "in memory %zu bytes, on disk %zu", mlen, n);
+    cr_assert_eq(memcmp(mem, b, n), 0, "the PNG in memory is not the file's bytes");
+    char *from_mem = (char *)1;
+    cr_assert_eq(sdc_png_parameters_mem("upload", mem, mlen, &from_mem), SDC_OK, "%s", sdc_last_error());
+    if (text) cr_assert_str_eq(from_mem, text);
+    else cr_assert_null(from_mem);
+    free(from_mem);
+    cr_assert_eq(sdc_png_parameters_mem("upload", mem, mlen - 5, &from_mem), SDC_ERR_FORMAT);
+    cr_assert(strstr(sdc_last_error(), "upload: truncated PNG"), "%s", sdc_last_error());
+    cr_assert_null(from_mem);
+    cr_assert_eq(sdc_png_parameters_mem("upload", "GIF89a", 6, &from_mem), SDC_ERR_FORMAT);
+    free(mem);
     free(b);
 
     char *got = (char *)1;

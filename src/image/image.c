@@ -262,10 +262,12 @@ static void fsync_dir(const char *path) {
     free(d);
 }
 
-sdc_status sdc_png_write(const char *path, const uint8_t *rgb, int w, int h,
-                         const char *parameters) {
-    if (!path || !*path)
-        return sdc_fail(SDC_ERR_ARG, "PNG output: empty file name");
+sdc_status sdc_png_encode(const char *name, const uint8_t *rgb, int w, int h,
+                          const char *parameters, unsigned char **out,
+                          size_t *out_len) {
+    const char *path = name ? name : "PNG";
+    *out = NULL;
+    *out_len = 0;
     if (!rgb || w <= 0 || h <= 0)
         return sdc_fail(SDC_ERR_ARG, "%s: bad image for PNG: %dx%d%s", path,
                         w, h, rgb ? "" : " without pixels");
@@ -293,6 +295,33 @@ sdc_status sdc_png_write(const char *path, const uint8_t *rgb, int w, int h,
         return sdc_fail(SDC_ERR_BACKEND, "%s: the PNG encoder produced no "
                         "IHDR chunk", path);
     }
+    /* the text chunk right after IHDR */
+    const size_t total = (size_t)png_len + chunk_len;
+    unsigned char *all = malloc(total);
+    if (!all) {
+        free(png);
+        free(chunk);
+        return sdc_fail(SDC_ERR_OOM, "%s: out of memory for a %zu-byte PNG",
+                        path, total);
+    }
+    memcpy(all, png, ihdr_end);
+    if (chunk) memcpy(all + ihdr_end, chunk, chunk_len);
+    memcpy(all + ihdr_end + chunk_len, png + ihdr_end,
+           (size_t)png_len - ihdr_end);
+    free(png);
+    free(chunk);
+    *out = all;
+    *out_len = total;
+    return SDC_OK;
+}
+
+sdc_status sdc_png_write(const char *path, const uint8_t *rgb, int w, int h,
+                         const char *parameters) {
+    if (!path || !*path)
+        return sdc_fail(SDC_ERR_ARG, "PNG output: empty file name");
+    unsigned char *png = NULL;
+    size_t png_len = 0;
+    SDC_TRY(sdc_png_encode(path, rgb, w, h, parameters, &png, &png_len));
 
     size_t plen = strlen(path);
     /* "path.XXXXXX.tmp"; when that name is too long for the file system,
@@ -300,7 +329,6 @@ sdc_status sdc_png_write(const char *path, const uint8_t *rgb, int w, int h,
     char *tmp = malloc(plen + sizeof ".sdc.XXXXXX.tmp");
     if (!tmp) {
         free(png);
-        free(chunk);
         return sdc_fail(SDC_ERR_OOM, "%s: out of memory", path);
     }
     memcpy(tmp, path, plen);
@@ -326,16 +354,13 @@ sdc_status sdc_png_write(const char *path, const uint8_t *rgb, int w, int h,
         free(d);
         free(tmp);
         free(png);
-        free(chunk);
         return st;
     }
 
     const char *step = "write";
     if (fchmod(fd, 0666 & ~current_umask()) != 0) {
         step = "set permissions of";
-    } else if (write_all(fd, png, ihdr_end) == 0 &&
-               (!chunk || write_all(fd, chunk, chunk_len) == 0) &&
-               write_all(fd, png + ihdr_end, (size_t)png_len - ihdr_end) == 0) {
+    } else if (write_all(fd, png, png_len) == 0) {
         step = "flush";
         if (fsync(fd) == 0) step = NULL;
     }
@@ -357,7 +382,6 @@ sdc_status sdc_png_write(const char *path, const uint8_t *rgb, int w, int h,
     }
     free(tmp);
     free(png);
-    free(chunk);
     return st;
 }
 
@@ -514,14 +538,10 @@ static bool read_exact(FILE *f, void *buf, size_t n) {
     return fread(buf, 1, n, f) == n;
 }
 
-sdc_status sdc_png_read_parameters(const char *path, char **out) {
-    if (!out) return sdc_fail(SDC_ERR_ARG, "sdc_png_read_parameters: no out");
-    *out = NULL;
-    if (!path || !*path) return sdc_fail(SDC_ERR_ARG, "PNG: empty file name");
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return sdc_fail(SDC_ERR_IO, "%s: cannot open: %s", path,
-                        strerror(errno));
+/* The parameters text of the PNG open as f, named path in errors, fsize
+ * bytes long (UINT64_MAX: not known); f is closed. */
+static sdc_status read_parameters(FILE *f, const char *path, uint64_t fsize,
+                                  char **out) {
     unsigned char hdr[8], crcb[4];
     unsigned char *data = NULL;
     size_t data_cap = 0;
@@ -529,9 +549,6 @@ sdc_status sdc_png_read_parameters(const char *path, char **out) {
     sdc_status st = SDC_OK;
     uint64_t off = 8;
     int nchunks = 0;
-    struct stat sb;
-    uint64_t fsize = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode)
-                         ? (uint64_t)sb.st_size : UINT64_MAX;
 
     if (!read_exact(f, hdr, 8) || memcmp(hdr, PNG_SIG, 8)) {
         st = sdc_fail(SDC_ERR_FORMAT, "%s: not a PNG file (bad signature)",
@@ -627,6 +644,34 @@ done:
     }
     *out = found;
     return SDC_OK;
+}
+
+sdc_status sdc_png_read_parameters(const char *path, char **out) {
+    if (!out) return sdc_fail(SDC_ERR_ARG, "sdc_png_read_parameters: no out");
+    *out = NULL;
+    if (!path || !*path) return sdc_fail(SDC_ERR_ARG, "PNG: empty file name");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return sdc_fail(SDC_ERR_IO, "%s: cannot open: %s", path,
+                        strerror(errno));
+    struct stat sb;
+    uint64_t fsize = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode)
+                         ? (uint64_t)sb.st_size : UINT64_MAX;
+    return read_parameters(f, path, fsize, out);
+}
+
+sdc_status sdc_png_parameters_mem(const char *name, const void *png, size_t n,
+                                  char **out) {
+    if (!out) return sdc_fail(SDC_ERR_ARG, "sdc_png_parameters_mem: no out");
+    *out = NULL;
+    const char *what = name ? name : "PNG";
+    if (!png || !n)
+        return sdc_fail(SDC_ERR_FORMAT, "%s: not a PNG (no data)", what);
+    FILE *f = fmemopen((void *)png, n, "rb");
+    if (!f)
+        return sdc_fail(SDC_ERR_OOM, "%s: cannot read %zu bytes: %s", what, n,
+                        strerror(errno));
+    return read_parameters(f, what, (uint64_t)n, out);
 }
 
 /* -------------------------------------------------------- reading pixels */

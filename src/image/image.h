@@ -25,6 +25,11 @@ void sdc_image_to_u8(const float *x, int h, int w, uint8_t *rgb);
  * 0666 & ~umask. Errors name the path. */
 sdc_status sdc_png_write(const char *path, const uint8_t *rgb, int w, int h,
                          const char *parameters);
+/* The same PNG in memory: *out malloc'd, *out_len bytes; name (may be
+ * NULL) is what errors call it. */
+sdc_status sdc_png_encode(const char *name, const uint8_t *rgb, int w, int h,
+                          const char *parameters, unsigned char **out,
+                          size_t *out_len);
 
 /* Read back the "parameters" text of a PNG written by sdc_png_write (for
  * tests and `sdc inspect` of images); *out is malloc'd UTF-8, NULL if
@@ -36,6 +41,10 @@ sdc_status sdc_png_write(const char *path, const uint8_t *rgb, int w, int h,
  * inflate to at most 16 MiB, and a parameters text with a NUL byte, or
  * iTXt text that is not UTF-8, is an error naming the chunk's offset. */
 sdc_status sdc_png_read_parameters(const char *path, char **out);
+/* The same from n bytes of PNG in memory (a request's upload); name (may
+ * be NULL) is what errors call it. */
+sdc_status sdc_png_parameters_mem(const char *name, const void *png, size_t n,
+                                  char **out);
 
 /* Largest image side sdc_image_read_rgb accepts, in pixels. */
 #define SDC_IMAGE_MAX_SIDE 8192
