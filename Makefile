@@ -30,7 +30,8 @@ MULTIARCH := $(shell $(CC) -print-multiarch)
 BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
 # Its own cblas.h, not whichever BLAS the cblas.h alternative points at.
 CFLAGS  += -I/usr/include/$(MULTIARCH)/openblas-openmp
-LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lutf8proc -lz -lm -fopenmp
+LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lutf8proc -lmicrohttpd -lz -lm -fopenmp \
+           -lpthread
 # The host execution of the CUDA code (kernels/emu/) is C++17.
 CXX      ?= g++
 CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -g -Iinclude -Isrc -Ikernels \
@@ -64,7 +65,11 @@ NVFLAGS   += -O3 -std=c++17 $(CUDA_ARCH) -Iinclude -Isrc -Ikernels \
 SRC_HDR  := $(wildcard src/*.h src/*/*.h)
 CLI_SRC  := $(wildcard src/cli/*.c)
 CLI_HELP := $(BUILD)/src/cli/batch.o
-LIB_SRC  := $(filter-out $(CLI_SRC) src/backend/cuda_stub.c,$(wildcard src/*.c src/*/*.c))
+# sdc serve (src/server/) belongs to the application, beside the CLI; the
+# tests link it to drive it in-process
+SERVER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/server/*.c))
+APP_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o) $(SERVER_OBJ)
+LIB_SRC  := $(filter-out $(CLI_SRC) $(wildcard src/server/*.c) src/backend/cuda_stub.c,$(wildcard src/*.c src/*/*.c))
 CU_SRC   := $(wildcard kernels/*.cu)
 ifneq ($(NVCC),)
   LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.o)
@@ -134,7 +139,7 @@ EMU_TESTS := $(addprefix $(BUILD)/tests/,test_cuda.o test_cuda_pipeline.o test_c
 $(BUILD)/sdc_tests_emu: $(EMU_TESTS) $(BUILD)/libsdc_emu.a
 	$(CC) $(CFLAGS) $^ -o $@ -lcriterion $(EMU_LDLIBS)
 
-$(BUILD)/sdc-emu: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsdc_emu.a
+$(BUILD)/sdc-emu: $(APP_OBJ) $(BUILD)/libsdc_emu.a
 	$(CC) $(CFLAGS) $^ -o $@ $(EMU_LDLIBS)
 
 emu: $(BUILD)/sdc_tests_emu $(BUILD)/sdc-emu
@@ -174,10 +179,10 @@ test-emu-selftest: deps
 	@$(MAKE) --no-print-directory $(EMU_SELFTEST)
 	@sh tests/emu/selftest.sh $(BUILD)
 
-$(BUILD)/sdc: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsdc.a
+$(BUILD)/sdc: $(APP_OBJ) $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/sdc_tests: $(TEST_OBJ) $(CLI_HELP) $(BUILD)/eval/shapes.o $(BUILD)/libsdc.a
+$(BUILD)/sdc_tests: $(TEST_OBJ) $(CLI_HELP) $(SERVER_OBJ) $(BUILD)/eval/shapes.o $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ -lcriterion $(LDLIBS)
 
 $(BUILD)/sdc_bench: $(BUILD)/bench/bench.o $(BUILD)/bench/bench_cuda.o $(BUILD)/bench/bench_ops.o $(BUILD)/libsdc.a

@@ -9,7 +9,7 @@
 # As root it runs apt-get; otherwise it prints the one line to run.
 set -e
 pkgs="gcc g++ libc6-dev binutils make"
-pkgs="$pkgs libstb-dev libcriterion-dev libcjson-dev libutf8proc-dev"
+pkgs="$pkgs libstb-dev libcriterion-dev libcjson-dev libutf8proc-dev libmicrohttpd-dev"
 pkgs="$pkgs libopenblas-dev libopenblas-openmp-dev zlib1g-dev"
 for group in "$@"; do
     case "$group" in

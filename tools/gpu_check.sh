@@ -80,6 +80,7 @@ say "device: $GPU"
 MAKEVARS=()
 if ! echo '#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <microhttpd.h>
 #include <utf8proc.h>' | cc -E -x c - >/dev/null 2>&1; then
     if ! ls .gpu/debs/*.deb >/dev/null 2>&1; then
         say "the libraries sdc links are missing and .gpu/debs is empty: run make gpu-prep where packages can be" \

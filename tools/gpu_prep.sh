@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 mkdir -p .gpu/debs .gpu/whl
 # the libraries of tools/deps.sh (less the compiler and make, which the GPU
 # image has with its nvcc) and what they load in turn
-debs="libstb-dev libstb0 libcjson1 libcjson-dev libutf8proc2 libutf8proc-dev"
+debs="libstb-dev libstb0 libcjson1 libcjson-dev libutf8proc2 libutf8proc-dev libmicrohttpd12 libmicrohttpd-dev"
 debs="$debs libopenblas0-openmp libopenblas-openmp-dev libopenblas-dev libgfortran5"
 debs="$debs libcriterion3 libcriterion-dev libboxfort-dev libnanomsg5 libgit2-1.5 libhttp-parser2.9"
 debs="$debs libmbedcrypto7 libmbedtls14 libmbedx509-1 libssh2-1"

@@ -32,5 +32,6 @@ unsigned long long cli_random_seed(void);
 int cli_txt2img(int argc, char **argv);
 int cli_batch(int argc, char **argv);
 int cli_compare(int argc, char **argv);
+int cli_serve(int argc, char **argv);
 
 #endif

@@ -25,6 +25,7 @@ static const char *USAGE =
     "  sdc txt2img -m MODEL -p PROMPT [options]   text to image ('sdc txt2img --help')\n"
     "  sdc compare -m MODEL -p PROMPT [options]   sampler x steps grid ('sdc compare --help')\n"
     "  sdc batch -m MODEL PROMPTS -o OUTDIR [options]   render a prompt list ('sdc batch --help')\n"
+    "  sdc serve -m MODEL [options]      AUTOMATIC1111's HTTP API, the model kept loaded ('sdc serve --help')\n"
     "  sdc inspect MODEL                 family, configuration and tensor summary\n"
     "  sdc tokenize [options] PROMPT     the 77 token ids SD feeds its text encoder\n"
     "      -m, --model MODEL   use MODEL's tokenizer files and padding\n"
@@ -305,5 +306,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "txt2img")) return cli_txt2img(argc - 2, argv + 2);
     if (!strcmp(argv[1], "batch")) return cli_batch(argc - 2, argv + 2);
     if (!strcmp(argv[1], "compare")) return cli_compare(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "serve")) return cli_serve(argc - 2, argv + 2);
     return cli_usage_error("unknown command '%s'", argv[1]);
 }
