@@ -447,3 +447,62 @@ Test(serve, load_16_clients, .timeout = 600) {
     cr_assert(rss[1] - rss[0] < 8192, "memory grew %ld KiB between the rounds", rss[1] - rss[0]);
     srv_stop(s);
 }
+
+/* ------------------------------------------------- OpenAI's API, the page */
+
+/* /v1/models and /v1/images/generations in OpenAI's shapes, its errors
+ * naming the parameter; the page at / (its behaviour in a browser is
+ * checked by hand: see the README) */
+Test(serve, openai_and_page, .timeout = 300) {
+    srv *s = start(NULL, NULL, 0, 0);
+    const int port = srv_port(s);
+    resp r = http(port, "GET", "/v1/models", NULL, "", 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cJSON *j = json_of(&r);
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "object")->valuestring, "list");
+    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "data"), 0), "id")->valuestring,
+                     "tiny_sd1");
+    cJSON_Delete(j), resp_free(&r);
+    r = post(port, "/v1/images/generations",
+             "{\"prompt\": \"a red circle\", \"n\": 2, \"size\": \"32x32\", \"response_format\": \"b64_json\", "
+             "\"model\": \"whatever\", \"quality\": \"hd\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    j = json_of(&r);
+    cJSON *data = cJSON_GetObjectItem(j, "data");
+    cr_assert_eq(cJSON_GetArraySize(data), 2);
+    cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(j, "created")));
+    for (int i = 0; i < 2; i++) {
+        size_t n = 0;
+        unsigned char *png = srv_b64_decode(cJSON_GetObjectItem(cJSON_GetArrayItem(data, i), "b64_json")->valuestring,
+                                            &n);
+        cr_assert_not_null(png);
+        char *text = NULL;
+        cr_assert_eq(sdc_png_parameters_mem("image", png, n, &text), SDC_OK, "%s", sdc_last_error());
+        cr_assert(strstr(text, "a red circle\n") && strstr(text, "Size: 32x32"), "%s", text);
+        free(png), free(text);
+    }
+    cJSON_Delete(j), resp_free(&r);
+    static const struct {
+        const char *body, *param;
+    } bad[] = {
+        {"{\"n\": 1}", "prompt"},
+        {"{\"prompt\": \"x\", \"n\": 0}", "n"},
+        {"{\"prompt\": \"x\", \"n\": 11}", "n"},
+        {"{\"prompt\": \"x\", \"size\": \"33x32\"}", "size"},
+        {"{\"prompt\": \"x\", \"size\": \"32x32px\"}", "size"},
+        {"{\"prompt\": \"x\", \"response_format\": \"url\"}", "response_format"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        r = post(port, "/v1/images/generations", bad[i].body);
+        cr_assert_eq(r.status, 400, "%s: %d %s", bad[i].body, r.status, r.body);
+        j = json_of(&r);
+        cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "param")->valuestring, bad[i].param);
+        cJSON_Delete(j), resp_free(&r);
+    }
+    r = http(port, "GET", "/", NULL, "", 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.head, "text/html"), "%s", r.head);
+    cr_assert(strstr(r.body, "api('txt2img'") && strstr(r.body, "api('progress')"), "the page's script");
+    resp_free(&r);
+    srv_stop(s);
+}

@@ -253,6 +253,8 @@ void sdapi_txt2img(srv *s, const cJSON *body, srv_reply *out);
 void sdapi_handle(srv *s, const char *method, const char *url, const char *body, size_t n, srv_reply *out) {
     memset(out, 0, sizeof *out);
     const bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+    if (get && (!strcmp(url, "/") || !strcmp(url, "/index.html"))) return web_page(out);
+    if (!strncmp(url, "/v1/", 4)) return openai_handle(s, method, url + 4, body, n, out);
     static const char pre[] = "/sdapi/v1/";
     if (strncmp(url, pre, sizeof pre - 1)) return srv_reply_detail(out, 404, "Not Found");
     const char *r = url + sizeof pre - 1;

@@ -5,7 +5,8 @@
  *   jobs.c   the queue and the one worker thread that owns the model: jobs
  *            run in order, progress, interrupt and skip, model switching;
  *   sdapi.c  the API's endpoints: requests parsed strictly, responses in
- *            A1111's shapes (modules/api/models.py).
+ *            A1111's shapes (modules/api/models.py); sdapi_txt2img.c its
+ *            txt2img; openai.c OpenAI's images API; web.c the page at /.
  * Every request is untrusted: bodies are bounded, JSON is parsed strictly,
  * a bad value is a 422 naming the field, and nothing in a request names a
  * file other than a model listed from --models-dir. */
@@ -117,6 +118,9 @@ typedef struct srv_reply {
 
 /* sdapi.c: the reply to one request (a 404 for a path it does not serve) */
 void sdapi_handle(srv *s, const char *method, const char *url, const char *body, size_t n, srv_reply *out);
+/* openai.c: /v1/... (route: the path after "/v1/"); web.c: the page at / */
+void openai_handle(srv *s, const char *method, const char *route, const char *body, size_t n, srv_reply *out);
+void web_page(srv_reply *out);
 /* a JSON reply {"detail": detail} with status (errors), and one for a
  * field: {"detail": [{"loc": ["body", field], "msg": msg, "type": type}]} */
 void srv_reply_detail(srv_reply *out, int status, const char *detail);
