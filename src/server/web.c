@@ -2,7 +2,8 @@
  * progress bar fed by /sdapi/v1/progress, the images with their infotext.
  * Plain HTML and JavaScript served from the binary (no build step, nothing
  * fetched from elsewhere); it speaks to the same A1111 API as any client.
- * Text from the server is put into the page as text, never as HTML. */
+ * Text from the server is put into the page as text, never as HTML. A link
+ * can fill the form and run it: /?prompt=...&steps=20&w=512&h=512&run=1. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +31,7 @@ static const char PAGE[] =
     "#status{font-size:13px;color:#555;min-height:1.2em}\n"
     "#out{flex:1;min-width:300px;display:flex;flex-wrap:wrap;gap:14px;align-content:flex-start}\n"
     "figure{margin:0;background:#fff;padding:8px;border-radius:6px;box-shadow:0 1px 3px #0002;max-width:540px}\n"
-    "figure img{display:block;max-width:100%;image-rendering:auto}\n"
+    "figure img{display:block;max-width:100%;min-width:256px}\n"
     "figcaption{font:12px ui-monospace,monospace;white-space:pre-wrap;margin-top:6px;color:#444}\n"
     "</style></head><body>\n"
     "<header>sdc<span id=\"model\"></span></header>\n"
@@ -75,14 +76,18 @@ static const char PAGE[] =
     "    steps:+$('steps').value,width:+$('w').value,height:+$('h').value,cfg_scale:+$('cfg').value,\n"
     "    seed:+$('seed').value,n_iter:+$('n').value};\n"
     "  try{const r=await api('txt2img',req);const info=JSON.parse(r.info);\n"
-    "    r.images.forEach((b,i)=>{const fig=document.createElement('figure'),img=document.createElement('img'),\n"
+    "    r.images.map((b,i)=>[b,i]).reverse().forEach(([b,i])=>{const fig=document.createElement('figure'),img=document.createElement('img'),\n"
     "      cap=document.createElement('figcaption');img.src='data:image/png;base64,'+b;img.alt=req.prompt;\n"
     "      cap.textContent=info.infotexts[i]||'';fig.append(img,cap);$('out').prepend(fig);});\n"
     "    $('status').textContent='done: '+r.images.length+' image(s)';$('fill').style.width='100%';}\n"
     "  catch(e){$('status').textContent='error: '+e.message;}\n"
     "  finally{clearInterval(timer);$('go').disabled=false;}});\n"
     "$('stop').addEventListener('click',()=>api('interrupt',{}).catch(()=>{}));\n"
-    "init();\n"
+    "/* a link can fill the form (?prompt=...&steps=...&w=...) and run it (&run=1) */\n"
+    "const q=new URLSearchParams(location.search);\n"
+    "for(const k of ['prompt','neg','steps','w','h','cfg','seed','n'])if(q.has(k))$(k).value=q.get(k);\n"
+    "init().then(()=>{if(q.has('sampler'))$('sampler').value=q.get('sampler');\n"
+    "  if(q.get('run')==='1')$('f').requestSubmit();});\n"
     "</script></body></html>\n";
 
 void web_page(srv_reply *out) {
