@@ -97,7 +97,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 VENV     := tools/.venv
 PY       := $(VENV)/bin/python
 
-.PHONY: all build emu bench-emu test-emu-selftest test test-run test-full sanitize bench fixtures fixtures-full deps clean demo eval samples \
+.PHONY: all build emu bench-emu test-emu-selftest test test-run test-full test-serve-client sanitize bench fixtures fixtures-full deps clean demo eval samples \
         train fuzz fuzz-one fuzz-build gpu-check gpu-prep
 # Default: check/install the Debian packages, then build.
 all: deps
@@ -278,6 +278,13 @@ test-run: $(BUILD)/sdc $(BUILD)/sdc_tests $(BUILD)/sdc_tests_emu $(EMU_SELFTEST)
 test-full: deps fixtures-full
 	@$(MAKE) --no-print-directory build $(BUILD)/sdc_tests test-emu-selftest
 	SDC_TEST_FULL=1 $(BUILD)/sdc_tests --jobs 1
+	@$(MAKE) --no-print-directory test-serve-client
+
+# sdc serve driven by a real AUTOMATIC1111 API client from PyPI (webuiapi,
+# in the fixtures venv) with the shipped model (tools/serve_client_check.py)
+test-serve-client: deps $(VENV)/.ok
+	@$(MAKE) --no-print-directory $(BUILD)/sdc
+	$(PY) tools/serve_client_check.py $(BUILD)/sdc
 
 # AddressSanitizer + UBSan build of the same suite, in its own build dir.
 # Criterion does not fail a test that leaks, so the log is checked as well.
