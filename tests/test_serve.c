@@ -506,3 +506,105 @@ Test(serve, openai_and_page, .timeout = 300) {
     resp_free(&r);
     srv_stop(s);
 }
+
+/* ------------------------------------------------ the queue and its end */
+
+static int job_count(int port) {
+    resp r = http(port, "GET", "/sdapi/v1/progress", NULL, "", 0);
+    cJSON *j = json_of(&r);
+    const int n = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "state"), "job_count")->valueint;
+    cJSON_Delete(j), resp_free(&r);
+    return n;
+}
+
+static void wait_jobs(int port, int n) {
+    for (int tries = 0; tries < 6000 && job_count(port) != n; tries++) usleep(5000);
+    cr_assert_eq(job_count(port), n, "job_count never reached %d", n);
+}
+
+static const char *LONG = "{\"prompt\": \"long\", \"steps\": 1000, \"width\": 32, \"height\": 32, \"n_iter\": 3}";
+
+/* single-image requests with the same settings that wait together go
+ * through the U-Net as one batch, each answered with its own image; a full
+ * queue answers 503 with Retry-After; a client gone mid-render costs
+ * nothing to the others */
+Test(serve, batching_queue_full_and_disconnect, .timeout = 300) {
+    srv *s = start(NULL, NULL, 4, 0);
+    const int port = srv_port(s);
+    int runs0 = 0, jobs0 = 0;
+    srv_jobs_counts(s->jobs, &runs0, &jobs0);
+    bg lg = {port, LONG, {0}};
+    pthread_t tl, t[4];
+    pthread_create(&tl, NULL, bg_post, &lg);
+    wait_jobs(port, 1);
+    static const char *const bodies[4] = {
+        "{\"prompt\": \"a red circle\", \"seed\": 1, \"steps\": 2, \"width\": 32, \"height\": 32}",
+        "{\"prompt\": \"a blue square\", \"seed\": 2, \"steps\": 2, \"width\": 32, \"height\": 32}",
+        "{\"prompt\": \"a green star\", \"seed\": 3, \"steps\": 2, \"width\": 32, \"height\": 32, \"cfg_scale\": 5}",
+        "{\"prompt\": \"a ring\", \"seed\": 4, \"steps\": 2, \"width\": 32, \"height\": 32}"};
+    bg b[4];
+    for (int i = 0; i < 4; i++) {
+        b[i] = (bg){port, bodies[i], {0}};
+        pthread_create(&t[i], NULL, bg_post, &b[i]);
+        wait_jobs(port, 2 + i);
+    }
+    /* the queue holds 4: the next is turned away */
+    resp r = post(port, "/sdapi/v1/txt2img", bodies[0]);
+    cr_assert_eq(r.status, 503, "%d %s", r.status, r.body);
+    cr_assert(strstr(r.head, "Retry-After: 5"), "%s", r.head);
+    resp_free(&r);
+    /* a client that sends a render and leaves */
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    static const char gone[] = "POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+    cr_assert_eq(write(fd, gone, sizeof gone - 1), (ssize_t)(sizeof gone - 1));
+    close(fd);
+    r = post(port, "/sdapi/v1/interrupt", "");
+    resp_free(&r);
+    pthread_join(tl, NULL);
+    cr_assert_eq(lg.r.status, 200, "%s", lg.r.body);
+    resp_free(&lg.r);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(b[i].r.status, 200, "request %d: %s", i, b[i].r.body);
+        cJSON *j = json_of(&b[i].r), *info = cJSON_Parse(cJSON_GetObjectItem(j, "info")->valuestring);
+        cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "images")), 1);
+        cr_assert_eq(cJSON_GetObjectItem(info, "seed")->valuedouble, i + 1, "request %d got another's image", i);
+        cJSON_Delete(info), cJSON_Delete(j), resp_free(&b[i].r);
+    }
+    int runs = 0, jobs = 0;
+    srv_jobs_counts(s->jobs, &runs, &jobs);
+    cr_assert_eq(jobs - jobs0, 5, "jobs answered: %d", jobs - jobs0);
+    cr_assert_eq(runs - runs0, 2, "the four waiting requests ran in %d renders, not one batch", runs - runs0 - 1);
+    /* (the departed client's job may still be waiting or running) */
+    r = post(port, "/sdapi/v1/txt2img", bodies[1]);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    resp_free(&r);
+    srv_stop(s);
+}
+
+/* stopping (SIGTERM): the image in progress finishes whole, the job's
+ * further images are not started, the waiting requests get a 503 */
+Test(serve, stop_finishes_the_image_in_progress, .timeout = 300) {
+    srv *s = start(NULL, NULL, 0, 0);
+    const int port = srv_port(s);
+    bg lg = {port, "{\"prompt\": \"long\", \"steps\": 300, \"width\": 32, \"height\": 32, \"n_iter\": 3}", {0}};
+    bg w = {port, "{\"prompt\": \"waiting\", \"steps\": 2, \"width\": 32, \"height\": 32}", {0}};
+    pthread_t tl, tw;
+    pthread_create(&tl, NULL, bg_post, &lg);
+    wait_jobs(port, 1);
+    pthread_create(&tw, NULL, bg_post, &w);
+    wait_jobs(port, 2);
+    srv_stop(s);
+    pthread_join(tl, NULL), pthread_join(tw, NULL);
+    cr_assert_eq(lg.r.status, 200, "%s", lg.r.body);
+    cJSON *j = json_of(&lg.r), *info = cJSON_Parse(cJSON_GetObjectItem(j, "info")->valuestring);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "images")), 1, "the image in progress only");
+    cr_assert(strstr(cJSON_GetArrayItem(cJSON_GetObjectItem(info, "infotexts"), 0)->valuestring, "Steps: 300"));
+    cJSON_Delete(info), cJSON_Delete(j), resp_free(&lg.r);
+    cr_assert_eq(w.r.status, 503, "%d %s", w.r.status, w.r.body);
+    cr_assert(strstr(w.r.body, "shutting down"), "%s", w.r.body);
+    resp_free(&w.r);
+}

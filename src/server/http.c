@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "server/server.h"
@@ -91,7 +92,7 @@ static bool authorized(const srv *s, struct MHD_Connection *c) {
 typedef struct conn_state {
     char *buf;
     size_t n, cap;
-    bool too_large;
+    bool too_large, counted;
 } conn_state;
 
 static enum MHD_Result send_reply(struct MHD_Connection *c, srv_reply *rp, bool auth_fail) {
@@ -150,6 +151,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     srv_reply rp = {0};
+    st->counted = true; /* in flight until on_done: srv_stop waits for the reply to go out */
+    __atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
     if (s->n_users && !authorized(s, c)) {
         srv_reply_detail(&rp, 401, "Incorrect username or password");
         return send_reply(c, &rp, true);
@@ -165,8 +168,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)c, (void)toe;
+    (void)c, (void)toe;
+    srv *s = cls;
     conn_state *st = *con_cls;
+    if (st && st->counted) __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
     if (st) free(st->buf), free(st);
     *con_cls = NULL;
 }
@@ -217,7 +222,7 @@ int srv_start(const srv_config *cfg, srv **out) {
     s->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
                                  on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
-                                 (unsigned)60, MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
+                                 (unsigned)60, MHD_OPTION_NOTIFY_COMPLETED, on_done, s, MHD_OPTION_END);
     if (!s->daemon) {
         srv_stop(s);
         return sdc_fail(SDC_ERR_IO, "cannot listen on %s:%d (in use, or not an address of this machine)", cfg->host,
@@ -237,6 +242,9 @@ void srv_stop(srv *s) {
      * get their error, and their connections their reply; then the
      * connections end, and only then the queue's memory goes */
     srv_jobs_stop(s->jobs);
+    /* the replies of the requests in flight go out first (10 s at most:
+     * a new request now gets its 503 at once) */
+    for (int i = 0; i < 1000 && __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST) > 0; i++) usleep(10000);
     if (s->daemon) MHD_stop_daemon(s->daemon);
     srv_jobs_free(s->jobs);
     for (int i = 0; i < s->n_users; i++) free(s->users[i]);

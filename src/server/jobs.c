@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/batch.h"
 #include "common.h"
 #include "context.h"
 #include "image/image.h"
@@ -40,7 +41,12 @@ struct srv_jobs {
     double t_start;
     bool interrupt, skip;
     char timestamp[32];
+    int runs, jobs_done; /* renders run, jobs answered (batched jobs share a run) */
 };
+
+/* single-image requests waiting with the same settings go through the
+ * U-Net as one batch, at most this many */
+#define BATCH_MAX 4
 
 static void job_free(srv_job *j) {
     if (!j) return;
@@ -133,6 +139,70 @@ static void publish(srv_jobs *q, sdc_ctx *ctx, char *path) {
     pthread_mutex_unlock(&q->mu);
 }
 
+static bool single(const srv_job *j) {
+    return j->kind == SRV_JOB_RENDER && j->render->batch_size == 1 && j->render->n_iter == 1;
+}
+
+/* the waiting single-image jobs that can join j's batch, taken off the
+ * queue (under mu): at most BATCH_MAX in all, j first */
+static int take_batch(srv_jobs *q, srv_job *j, srv_job **out) {
+    int m = 0;
+    out[m++] = j;
+    if (!single(j)) return m;
+    for (srv_job **pp = &q->head; *pp && m < BATCH_MAX;) {
+        srv_job *k = *pp;
+        if (single(k) && sdc_batch_same_settings(&k->render->gen, &j->render->gen)) {
+            *pp = k->next;
+            if (q->tail == k) q->tail = NULL;
+            q->waiting--;
+            out[m++] = k;
+        } else {
+            pp = &k->next;
+        }
+    }
+    if (!q->tail) /* the tail again, after removals */
+        for (srv_job *k = q->head; k; k = k->next) q->tail = k;
+    return m;
+}
+
+/* m single-image jobs as one batch; each gets its image or the error */
+static void run_batch(srv_jobs *q, srv_job **js, int m) {
+    sdc_gen_params g[BATCH_MAX];
+    sdc_image img[BATCH_MAX];
+    memset(img, 0, sizeof img);
+    for (int i = 0; i < m; i++) {
+        g[i] = js[i]->render->gen;
+        g[i].on_step = i == 0 ? on_step : NULL;
+        g[i].should_stop = i == 0 ? should_stop : NULL;
+        g[i].user = q;
+    }
+    pthread_mutex_lock(&q->mu);
+    q->images = 1;
+    pthread_mutex_unlock(&q->mu);
+    const sdc_status st = sdc_txt2img_batch(q->ctx, g, m, img);
+    pthread_mutex_lock(&q->mu);
+    const bool interrupted = q->interrupt;
+    pthread_mutex_unlock(&q->mu);
+    for (int i = 0; i < m; i++) {
+        srv_render *r = js[i]->render;
+        r->interrupted = interrupted;
+        if (st != SDC_OK) {
+            js[i]->status = st == SDC_ERR_ARG ? 422 : 500;
+            snprintf(js[i]->err, sizeof js[i]->err, "%s", sdc_last_error());
+            continue;
+        }
+        r->images = malloc(sizeof *r->images);
+        if (!r->images) {
+            sdc_image_free(&img[i]);
+            js[i]->status = 500;
+            snprintf(js[i]->err, sizeof js[i]->err, "out of memory");
+            continue;
+        }
+        r->images[0] = img[i];
+        r->n_images = 1;
+    }
+}
+
 static void run_switch(srv_jobs *q, srv_job *j) {
     pthread_mutex_lock(&q->mu);
     const bool same = q->ctx && q->model_path && !strcmp(q->model_path, j->path);
@@ -167,6 +237,7 @@ static void *worker(void *arg) {
         q->head = j->next;
         if (!q->head) q->tail = NULL;
         q->waiting--;
+        j->next = NULL;
         if (q->stopping) { /* SIGTERM: the waiting jobs get an error */
             j->status = 503;
             snprintf(j->err, sizeof j->err, "the server is shutting down");
@@ -174,6 +245,8 @@ static void *worker(void *arg) {
             pthread_cond_broadcast(&q->done);
             continue;
         }
+        srv_job *batch[BATCH_MAX];
+        const int m = take_batch(q, j, batch); /* batch[0] is j */
         q->current = j;
         q->job_no++;
         q->interrupt = q->skip = false;
@@ -185,8 +258,13 @@ static void *worker(void *arg) {
         strftime(q->timestamp, sizeof q->timestamp, "%Y%m%d%H%M%S", &tm);
         pthread_mutex_unlock(&q->mu);
         if (!q->ctx && j->kind == SRV_JOB_RENDER) {
-            j->status = 503;
-            snprintf(j->err, sizeof j->err, "no model is loaded (the last switch failed)");
+            for (int i = 0; i < m; i++) {
+                batch[i]->status = 503;
+                snprintf(batch[i]->err, sizeof batch[i]->err, "no model is loaded (the last switch failed)");
+            }
+        } else if (m > 1) {
+            run_batch(q, batch, m);
+            publish(q, q->ctx, NULL);
         } else if (j->kind == SRV_JOB_RENDER) {
             run_render(q, j);
             publish(q, q->ctx, NULL); /* (the hash is known after the first image) */
@@ -195,7 +273,8 @@ static void *worker(void *arg) {
         }
         pthread_mutex_lock(&q->mu);
         q->current = NULL;
-        j->done = true;
+        q->runs++;
+        for (int i = 0; i < m; i++) batch[i]->done = true, q->jobs_done++;
         pthread_cond_broadcast(&q->done);
     }
     pthread_mutex_unlock(&q->mu);
@@ -327,6 +406,12 @@ void srv_jobs_progress(srv_jobs *q, srv_progress *o) {
         if (o->progress > 0) o->eta_relative = elapsed / o->progress - elapsed;
     }
     snprintf(o->job_timestamp, sizeof o->job_timestamp, "%s", o->busy ? q->timestamp : "0");
+    pthread_mutex_unlock(&q->mu);
+}
+
+void srv_jobs_counts(srv_jobs *q, int *runs, int *jobs) {
+    pthread_mutex_lock(&q->mu);
+    *runs = q->runs, *jobs = q->jobs_done;
     pthread_mutex_unlock(&q->mu);
 }
 

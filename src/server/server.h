@@ -68,7 +68,7 @@ int srv_jobs_start(const sdc_params *model, int queue_max, srv_jobs **out);
 void srv_jobs_stop(srv_jobs *q);
 void srv_jobs_free(srv_jobs *q);
 
-/* Queue a render (taking r) and wait for it: 0 when it ran (r filled),
+/* Queue a render and wait for it: 0 when it ran (r filled),
  * else an HTTP status (503 queue full, 500 render failed, 503 stopping)
  * with the reason in err. */
 int srv_jobs_render(srv_jobs *q, srv_render *r, char *err, size_t err_n);
@@ -89,6 +89,9 @@ typedef struct srv_progress {
 } srv_progress;
 void srv_jobs_progress(srv_jobs *q, srv_progress *out);
 
+/* renders run and jobs answered so far (batched jobs share one run) */
+void srv_jobs_counts(srv_jobs *q, int *runs, int *jobs);
+
 /* the loaded model: its path, name (file name without extension) and
  * short hash (10 hex, "" until known); copies into the caller's buffers */
 void srv_jobs_model(srv_jobs *q, char *path, size_t path_n, char *name, size_t name_n, char *hash,
@@ -105,6 +108,7 @@ struct srv {
     int port;
     char **users; /* "user:pass" each */
     int n_users;
+    int inflight; /* requests answered or being answered, not yet sent (atomic) */
 };
 
 /* a response: body malloc'd (freed by http.c), type its Content-Type */
