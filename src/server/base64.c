@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image/image.h"
 #include "server/server.h"
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -72,4 +73,13 @@ unsigned char *srv_b64_decode(const char *text, size_t *n) {
     }
     *n = o;
     return out;
+}
+
+char *srv_image_b64(const sdc_image *im) {
+    unsigned char *png = NULL;
+    size_t n = 0;
+    if (sdc_png_encode("image", im->rgb, im->width, im->height, im->infotext, &png, &n) != SDC_OK) return NULL;
+    char *b64 = srv_b64_encode(png, n);
+    free(png);
+    return b64;
 }

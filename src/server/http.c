@@ -31,7 +31,7 @@ srv_config srv_config_default(void) {
 
 /* ---------------------------------------------------------------- replies */
 
-static void reply_json(srv_reply *out, int status, cJSON *j) {
+void srv_reply_json(srv_reply *out, int status, cJSON *j) {
     out->status = status;
     out->body = j ? cJSON_PrintUnformatted(j) : NULL;
     out->len = out->body ? strlen(out->body) : 0;
@@ -46,7 +46,7 @@ static void reply_json(srv_reply *out, int status, cJSON *j) {
 void srv_reply_detail(srv_reply *out, int status, const char *detail) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "detail", detail);
-    reply_json(out, status, j);
+    srv_reply_json(out, status, j);
 }
 
 void srv_reply_field(srv_reply *out, const char *field, const char *msg, const char *type) {
@@ -57,7 +57,7 @@ void srv_reply_field(srv_reply *out, const char *field, const char *msg, const c
     cJSON_AddStringToObject(e, "msg", msg);
     cJSON_AddStringToObject(e, "type", type);
     cJSON_AddItemToArray(arr, e);
-    reply_json(out, 422, j);
+    srv_reply_json(out, 422, j);
 }
 
 /* -------------------------------------------------------- authentication */

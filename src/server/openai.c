@@ -15,15 +15,6 @@
 #include "image/image.h"
 #include "server/server.h"
 
-static void oa_reply(srv_reply *out, int status, cJSON *j) {
-    out->status = status;
-    out->body = cJSON_PrintUnformatted(j);
-    out->len = out->body ? strlen(out->body) : 0;
-    out->type = "application/json";
-    cJSON_Delete(j);
-    if (!out->body) srv_reply_detail(out, 500, "out of memory");
-}
-
 static void oa_error(srv_reply *out, int status, const char *param, const char *msg) {
     cJSON *j = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(j, "error");
     cJSON_AddStringToObject(e, "message", msg);
@@ -31,7 +22,7 @@ static void oa_error(srv_reply *out, int status, const char *param, const char *
     if (param) cJSON_AddStringToObject(e, "param", param);
     else cJSON_AddNullToObject(e, "param");
     cJSON_AddNullToObject(e, "code");
-    oa_reply(out, status, j);
+    srv_reply_json(out, status, j);
 }
 
 static void models(srv *s, srv_reply *out) {
@@ -44,7 +35,7 @@ static void models(srv *s, srv_reply *out) {
     cJSON_AddNumberToObject(m, "created", 0);
     cJSON_AddStringToObject(m, "owned_by", "sdc");
     cJSON_AddItemToArray(d, m);
-    oa_reply(out, 200, j);
+    srv_reply_json(out, 200, j);
 }
 
 static void generations(srv *s, const cJSON *b, srv_reply *out) {
@@ -94,12 +85,7 @@ static void generations(srv *s, const cJSON *b, srv_reply *out) {
     cJSON_AddNumberToObject(j, "created", (double)time(NULL));
     bool ok = true;
     for (int i = 0; i < r.n_images && ok; i++) {
-        unsigned char *png = NULL;
-        size_t len = 0;
-        ok = sdc_png_encode("image", r.images[i].rgb, r.images[i].width, r.images[i].height, r.images[i].infotext,
-                            &png, &len) == SDC_OK;
-        char *b64 = ok ? srv_b64_encode(png, len) : NULL;
-        free(png);
+        char *b64 = srv_image_b64(&r.images[i]);
         ok = b64 != NULL;
         if (!ok) break;
         cJSON *e = cJSON_CreateObject();
@@ -114,7 +100,7 @@ static void generations(srv *s, const cJSON *b, srv_reply *out) {
         cJSON_Delete(j);
         return oa_error(out, 500, NULL, "out of memory encoding the images");
     }
-    oa_reply(out, 200, j);
+    srv_reply_json(out, 200, j);
 }
 
 void openai_handle(srv *s, const char *method, const char *route, const char *body, size_t n, srv_reply *out) {

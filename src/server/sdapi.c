@@ -21,15 +21,6 @@
 #include "image/image.h"
 #include "server/server.h"
 
-static void reply(srv_reply *out, int status, cJSON *j) {
-    out->status = status;
-    out->body = cJSON_PrintUnformatted(j);
-    out->len = out->body ? strlen(out->body) : 0;
-    out->type = "application/json";
-    cJSON_Delete(j);
-    if (!out->body) srv_reply_detail(out, 500, "out of memory");
-}
-
 /* ---------------------------------------------------------------- models */
 
 /* the models one can select: the start model, and every .safetensors file
@@ -108,7 +99,7 @@ static void get_models(srv *s, srv_reply *out) {
         cJSON_AddItemToArray(arr, e);
     }
     free(m);
-    reply(out, 200, arr);
+    srv_reply_json(out, 200, arr);
 }
 
 static void get_options(srv *s, srv_reply *out) {
@@ -122,14 +113,14 @@ static void get_options(srv *s, srv_reply *out) {
     cJSON_AddNumberToObject(o, "CLIP_stop_at_last_layers", s->cfg.model.clip_skip > 0 ? s->cfg.model.clip_skip : 1);
     cJSON_AddStringToObject(o, "samples_format", "png");
     cJSON_AddBoolToObject(o, "enable_pnginfo", true);
-    reply(out, 200, o);
+    srv_reply_json(out, 200, o);
 }
 
 /* POST options: sd_model_checkpoint (a title, file or model name of a listed
  * model) switches the model; other options are accepted and ignored */
 static void set_options(srv *s, const cJSON *body, srv_reply *out) {
     const cJSON *ck = cJSON_GetObjectItemCaseSensitive(body, "sd_model_checkpoint");
-    if (!ck || cJSON_IsNull(ck)) return reply(out, 200, cJSON_CreateNull());
+    if (!ck || cJSON_IsNull(ck)) return srv_reply_json(out, 200, cJSON_CreateNull());
     if (!cJSON_IsString(ck)) return srv_reply_field(out, "sd_model_checkpoint", "str type expected", "type_error.str");
     model_entry *m = NULL;
     const int n = list_models(s, &m);
@@ -151,7 +142,7 @@ static void set_options(srv *s, const cJSON *body, srv_reply *out) {
     const int st = srv_jobs_switch(s->jobs, m[found].path, err, sizeof err);
     free(m);
     if (st) return srv_reply_detail(out, st, err);
-    reply(out, 200, cJSON_CreateNull());
+    srv_reply_json(out, 200, cJSON_CreateNull());
 }
 
 /* ------------------------------------------------------------- progress */
@@ -174,7 +165,7 @@ static void get_progress(srv *s, srv_reply *out) {
     cJSON_AddItemToObject(o, "state", st);
     cJSON_AddNullToObject(o, "current_image");
     cJSON_AddStringToObject(o, "textinfo", "");
-    reply(out, 200, o);
+    srv_reply_json(out, 200, o);
 }
 
 /* ---------------------------------------------------------------- lists */
@@ -190,7 +181,7 @@ static void get_samplers(srv_reply *out) {
         cJSON_AddObjectToObject(e, "options");
         cJSON_AddItemToArray(arr, e);
     }
-    reply(out, 200, arr);
+    srv_reply_json(out, 200, arr);
 }
 
 static void get_schedulers(srv_reply *out) {
@@ -205,7 +196,7 @@ static void get_schedulers(srv_reply *out) {
         cJSON_AddBoolToObject(e, "need_inner_model", false);
         cJSON_AddItemToArray(arr, e);
     }
-    reply(out, 200, arr);
+    srv_reply_json(out, 200, arr);
 }
 
 static void get_upscalers(srv_reply *out) {
@@ -216,14 +207,14 @@ static void get_upscalers(srv_reply *out) {
     cJSON_AddNullToObject(e, "model_url");
     cJSON_AddNumberToObject(e, "scale", 4);
     cJSON_AddItemToArray(arr, e);
-    reply(out, 200, arr);
+    srv_reply_json(out, 200, arr);
 }
 
 static void get_embeddings(srv_reply *out) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddObjectToObject(o, "loaded");
     cJSON_AddObjectToObject(o, "skipped");
-    reply(out, 200, o);
+    srv_reply_json(out, 200, o);
 }
 
 /* ------------------------------------------------------------- png-info */
@@ -243,7 +234,7 @@ static void png_info(const cJSON *body, srv_reply *out) {
     if (text) cJSON_AddStringToObject(items, "parameters", text);
     cJSON_AddObjectToObject(o, "parameters");
     free(text);
-    reply(out, 200, o);
+    srv_reply_json(out, 200, o);
 }
 
 /* ---------------------------------------------------------------- route */
@@ -269,12 +260,12 @@ void sdapi_handle(srv *s, const char *method, const char *url, const char *body,
         if (!strcmp(r, "latent-upscale-modes") || !strcmp(r, "sd-vae") || !strcmp(r, "loras") ||
             !strcmp(r, "hypernetworks") || !strcmp(r, "face-restorers") || !strcmp(r, "prompt-styles") ||
             !strcmp(r, "realesrgan-models") || !strcmp(r, "scripts"))
-            return reply(out, 200, cJSON_CreateArray());
+            return srv_reply_json(out, 200, cJSON_CreateArray());
     }
     if (post) {
-        if (!strcmp(r, "interrupt")) return srv_jobs_interrupt(s->jobs), reply(out, 200, cJSON_CreateObject());
-        if (!strcmp(r, "skip")) return srv_jobs_skip(s->jobs), reply(out, 200, cJSON_CreateObject());
-        if (!strcmp(r, "refresh-checkpoints")) return reply(out, 200, cJSON_CreateNull());
+        if (!strcmp(r, "interrupt")) return srv_jobs_interrupt(s->jobs), srv_reply_json(out, 200, cJSON_CreateObject());
+        if (!strcmp(r, "skip")) return srv_jobs_skip(s->jobs), srv_reply_json(out, 200, cJSON_CreateObject());
+        if (!strcmp(r, "refresh-checkpoints")) return srv_reply_json(out, 200, cJSON_CreateNull());
         if (!strcmp(r, "txt2img") || !strcmp(r, "options") || !strcmp(r, "png-info")) {
             /* the body is NUL-terminated by http.c; one inside it is refused */
             if (memchr(body, '\0', n)) return srv_reply_field(out, NULL, "a NUL byte in the body", "value_error");

@@ -215,12 +215,7 @@ void sdapi_txt2img(srv *s, const cJSON *body, srv_reply *out) {
     cJSON *o = cJSON_CreateObject(), *imgs = cJSON_AddArrayToObject(o, "images");
     bool ok = true;
     for (int i = 0; i < r.n_images && ok; i++) {
-        unsigned char *png = NULL;
-        size_t n = 0;
-        ok = sdc_png_encode("image", r.images[i].rgb, r.images[i].width, r.images[i].height, r.images[i].infotext,
-                            &png, &n) == SDC_OK;
-        char *b64 = ok ? srv_b64_encode(png, n) : NULL;
-        free(png);
+        char *b64 = srv_image_b64(&r.images[i]);
         ok = b64 != NULL;
         if (ok) cJSON_AddItemToArray(imgs, cJSON_CreateString(b64));
         free(b64);
@@ -234,10 +229,5 @@ void sdapi_txt2img(srv *s, const cJSON *body, srv_reply *out) {
         cJSON_Delete(o);
         return srv_reply_detail(out, 500, "out of memory encoding the images");
     }
-    out->status = 200;
-    out->body = cJSON_PrintUnformatted(o);
-    out->len = out->body ? strlen(out->body) : 0;
-    out->type = "application/json";
-    cJSON_Delete(o);
-    if (!out->body) srv_reply_detail(out, 500, "out of memory");
+    srv_reply_json(out, 200, o);
 }

@@ -125,6 +125,12 @@ void sdapi_handle(srv *s, const char *method, const char *url, const char *body,
 /* openai.c: /v1/... (route: the path after "/v1/"); web.c: the page at / */
 void openai_handle(srv *s, const char *method, const char *route, const char *body, size_t n, srv_reply *out);
 void web_page(srv_reply *out);
+/* a JSON reply (j is consumed; out of memory: a bare 500) */
+struct cJSON;
+void srv_reply_json(srv_reply *out, int status, struct cJSON *j);
+/* an image as A1111 and OpenAI send it: its PNG (with its infotext) in
+ * base64, malloc'd; NULL when out of memory */
+char *srv_image_b64(const sdc_image *im);
 /* a JSON reply {"detail": detail} with status (errors), and one for a
  * field: {"detail": [{"loc": ["body", field], "msg": msg, "type": type}]} */
 void srv_reply_detail(srv_reply *out, int status, const char *detail);
