@@ -332,6 +332,14 @@ fuzz-build:
 	@$(MAKE) --no-print-directory FUZZ=1 BUILD=build-fuzz CC=$(FUZZ_CC) NVCC= OPT=-O1 \
 	    $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
 
+# sdc serve's handlers with the job queue stubbed (the target defines it)
+FUZZ_SDAPI_OBJ := $(patsubst %,build-fuzz/src/server/%.o,http sdapi sdapi_txt2img openai web base64)
+build-fuzz/fuzz/fuzz_sdapi: fuzz/fuzz_sdapi.c fuzz/fuzz_util.h $(FUZZ_SDAPI_OBJ) build-fuzz/src/cli/batch.o \
+                            build-fuzz/libsdc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $< $(FUZZ_SDAPI_OBJ) build-fuzz/src/cli/batch.o build-fuzz/libsdc.a -o $@ \
+	    $(LDLIBS)
+
 build-fuzz/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h build-fuzz/src/cli/batch.o build-fuzz/libsdc.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer $< build-fuzz/src/cli/batch.o build-fuzz/libsdc.a -o $@ $(LDLIBS)

@@ -78,6 +78,8 @@ batch_lines)
         lines "$f"
     done
     put prompts.txt < samples/prompts.txt ;;
+sdapi)
+    for f in fuzz/seeds/sdapi/*; do put "$(basename "$f")" < "$f"; done ;;
 png)
     put demo.png < samples/demo.png
     for f in fuzz/seeds/png/*; do put "$(basename "$f")" < "$f"; done ;;

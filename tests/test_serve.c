@@ -488,6 +488,7 @@ Test(serve, openai_and_page, .timeout = 300) {
         {"{\"n\": 1}", "prompt"},
         {"{\"prompt\": \"x\", \"n\": 0}", "n"},
         {"{\"prompt\": \"x\", \"n\": 11}", "n"},
+        {"{\"prompt\": \"x\", \"n\": 6e115}", "n"}, /* (found by fuzz_sdapi: was undefined behaviour) */
         {"{\"prompt\": \"x\", \"size\": \"33x32\"}", "size"},
         {"{\"prompt\": \"x\", \"size\": \"32x32px\"}", "size"},
         {"{\"prompt\": \"x\", \"response_format\": \"url\"}", "response_format"},

@@ -3,6 +3,7 @@
  * GET /v1/models, in OpenAI's shapes, errors as {"error": {"message",
  * "type", "param", "code"}}. Images render with sdc's defaults (the
  * model's own size unless `size` says otherwise, a random seed). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,9 @@ static void generations(srv *s, const cJSON *b, srv_reply *out) {
         return oa_error(out, 400, "prompt", "prompt: a non-empty string is required");
     int count = 1, w = 0, h = 0;
     if (n && !cJSON_IsNull(n)) {
-        if (!cJSON_IsNumber(n) || n->valuedouble != (int)n->valuedouble || n->valuedouble < 1 || n->valuedouble > 10)
+        /* (the range first: a huge double converted to int is undefined) */
+        if (!cJSON_IsNumber(n) || !(n->valuedouble >= 1 && n->valuedouble <= 10) ||
+            n->valuedouble != floor(n->valuedouble))
             return oa_error(out, 400, "n", "n: an integer from 1 to 10 expected");
         count = (int)n->valuedouble;
     }
