@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common.h"
 #include "image/image.h"
 #include "server/server.h"
 #include "st_write.h"
@@ -428,6 +429,7 @@ Test(serve, load_16_clients, .timeout = 600) {
     srv *s = start(NULL, NULL, 64, 0);
     long rss[2] = {0, 0};
     for (int round = 0; round < 2; round++) {
+        const double t0 = sdc_now();
         client c[16];
         pthread_t t[16];
         for (int i = 0; i < 16; i++) {
@@ -441,8 +443,8 @@ Test(serve, load_16_clients, .timeout = 600) {
         }
         cr_assert_eq(ok, sent, "round %d: %d of %d answered with an image (%d busy)", round, ok, sent, busy);
         rss[round] = rss_kb();
-        fprintf(stderr, "serve load round %d: %d requests from 16 clients, all answered; RSS %ld KiB\n", round, sent,
-                rss[round]);
+        fprintf(stderr, "serve load round %d: %d requests from 16 clients, all answered with an image, 0 errors, "
+                        "in %.2f s; RSS %ld KiB\n", round, sent, sdc_now() - t0, rss[round]);
     }
     cr_assert(rss[1] - rss[0] < 8192, "memory grew %ld KiB between the rounds", rss[1] - rss[0]);
     srv_stop(s);
