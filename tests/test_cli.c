@@ -151,3 +151,28 @@ Test(cli, txt2img_bad_input) {
     cr_assert_neq(run_cli("txt2img -m " FIXTURES "/tiny_sd1.safetensors -p x -o ''", out, err, sizeof out), 0);
     cr_assert(strstr(err, "empty output path"), "%s", err);
 }
+
+/* sdc serve's arguments: usage errors (exit 2) before anything loads, a
+ * model or an address it cannot use (exit 1), each named; its help */
+Test(cli, serve_bad_arguments) {
+    static const struct {
+        const char *args, *msg;
+        int rc;
+    } cases[] = {
+        {"serve", "serve needs a model (-m MODEL)", 2},
+        {"serve -m " FIXTURES "/tiny_sd1.safetensors --port 70000", "--port 70000: expected 0..65535", 2},
+        {"serve -m " FIXTURES "/tiny_sd1.safetensors --queue 0", "--queue 0: expected 1..4096", 2},
+        {"serve -m " FIXTURES "/tiny_sd1.safetensors --frobnicate 1", "--frobnicate: unknown option", 2},
+        {"serve -m " FIXTURES "/tiny_sd1.safetensors --port", "--port: unknown option, or its value is missing", 2},
+        {"serve -m " FIXTURES "/missing.safetensors --port 0", "missing.safetensors", 1},
+        {"serve -m " FIXTURES "/tiny_sd1.safetensors --host 999.0.0.1 --port 0", "--host 999.0.0.1", 1},
+        {"serve -m " FIXTURES "/tiny_sd1.safetensors --api-auth nocolon --port 0", "--api-auth: \"nocolon\"", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int rc = run_cli(cases[i].args, out, err, sizeof out);
+        cr_assert_eq(rc, cases[i].rc, "sdc %s: exit %d, expected %d (%s)", cases[i].args, rc, cases[i].rc, err);
+        cr_assert(strstr(err, cases[i].msg), "sdc %s: %s", cases[i].args, err);
+    }
+    cr_assert_eq(run_cli("serve --help", out, err, sizeof out), 0);
+    cr_assert(strstr(out, "--api-auth") && strstr(out, "127.0.0.1"), "%s", out);
+}

@@ -184,8 +184,9 @@ static int parse_users(srv *s, const char *spec) {
     if (!copy) return sdc_fail(SDC_ERR_OOM, "out of memory"), -1;
     for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (!strchr(t, ':') || t[0] == ':') {
+            sdc_fail(SDC_ERR_ARG, "--api-auth: \"%s\" is not user:password", t); /* (before t's memory goes) */
             free(copy);
-            return sdc_fail(SDC_ERR_ARG, "--api-auth: \"%s\" is not user:password", t), -1;
+            return -1;
         }
         char **u = realloc(s->users, (size_t)(s->n_users + 1) * sizeof *u);
         if (!u || !(u[s->n_users] = strdup(t))) {
