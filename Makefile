@@ -91,7 +91,7 @@ EMU_HDR  := $(wildcard kernels/*.h kernels/emu/*.h) $(SRC_HDR)
 
 TEST_SRC := $(wildcard tests/*.c)
 ifeq ($(NVCC),) # tests that call the CUDA launchers directly need them linked
-  TEST_SRC := $(filter-out tests/test_cuda_typed.c,$(TEST_SRC))
+  TEST_SRC := $(filter-out tests/test_cuda_typed.c tests/test_cuda_halfops.c,$(TEST_SRC))
 endif
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 VENV     := tools/.venv
