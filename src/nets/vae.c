@@ -254,7 +254,8 @@ sdc_status sdc_vae_decode(sdc_vae *v, const float *z, int h, int w, float *image
     return op->convert(be, SDC_F32(image), t3, (size_t)h * w * 3);
 }
 
-sdc_status sdc_vae_encode(sdc_vae *v, const float *image, int H, int W, float *mean) {
+/* The encoder into out: the mean (zc channels) or both moments (2 zc). */
+static sdc_status encode(sdc_vae *v, const float *image, int H, int W, float *out, bool moments) {
     const sdc_vae_config *c = &v->cfg;
     const sdc_vae_encoder *e = v->enc;
     sdc_backend *be = v->be;
@@ -294,8 +295,18 @@ sdc_status sdc_vae_encode(sdc_vae *v, const float *image, int H, int W, float *m
     SWAP(cur, spare);
     SDC_TRY(op->group_norm(be, t2, cur, e->norm_out_w, e->norm_out_b, 1, h * w, ch, G, VAE_EPS, true));
     SDC_TRY(op->conv2d(be, t3, t2, e->conv_out_w, e->conv_out_b, SDC_NO_BUF, 1, h, w, ch, 2 * zc, 3, 1, 1));
-    /* moments = quant_conv(h); the mean is the first z channels */
-    if (v->act == SDC_DT_F32) return op->linear(be, SDC_F32(mean), t3, e->quant_w, e->quant_b, h * w, 2 * zc, zc);
-    SDC_TRY(op->linear(be, t2, t3, e->quant_w, e->quant_b, h * w, 2 * zc, zc));
-    return op->convert(be, SDC_F32(mean), t2, (size_t)h * w * zc);
+    /* moments = quant_conv(h); the mean is the first z channels (the
+     * leading rows of quant_conv's weight), the log-variance the rest */
+    const int nout = moments ? 2 * zc : zc;
+    if (v->act == SDC_DT_F32) return op->linear(be, SDC_F32(out), t3, e->quant_w, e->quant_b, h * w, 2 * zc, nout);
+    SDC_TRY(op->linear(be, t2, t3, e->quant_w, e->quant_b, h * w, 2 * zc, nout));
+    return op->convert(be, SDC_F32(out), t2, (size_t)h * w * nout);
+}
+
+sdc_status sdc_vae_encode(sdc_vae *v, const float *image, int H, int W, float *mean) {
+    return encode(v, image, H, W, mean, false);
+}
+
+sdc_status sdc_vae_encode_moments(sdc_vae *v, const float *image, int H, int W, float *moments) {
+    return encode(v, image, H, W, moments, true);
 }

@@ -76,5 +76,8 @@ sdc_status sdc_vae_decode(sdc_vae *v, const float *z, int h, int w, float *image
  * (1, H, W, 3) in [-1, 1], both fp32 in backend memory (AutoencoderKL.encode(x).latent_dist.mean, before
  * the scale factor); H and W multiples of the factor. */
 sdc_status sdc_vae_encode(sdc_vae *v, const float *image, int H, int W, float *mean);
+/* Both moments of that distribution, moments (1, H/f, W/f, 2 z_channels):
+ * the mean, then the log-variance (unclamped), per pixel. */
+sdc_status sdc_vae_encode_moments(sdc_vae *v, const float *image, int H, int W, float *moments);
 
 #endif
