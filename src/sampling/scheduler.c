@@ -54,6 +54,7 @@ struct sdc_sampler {
     /* run state */
     int next_step;
     int lower_order_nums;    /* DPM++ */
+    int begun;               /* the step runs start at (sdc_sampler_begin; 0) */
     size_t buf_n;
     float *x0_prev, *x0_cur; /* DPM++ data predictions, [buf_n] */
     float *noise;            /* [buf_n] */
@@ -607,13 +608,59 @@ static void plan_dpmpp(sdc_sampler *s, int i, sdc_step_plan *p) {
     p->keeps_x0 = true;
 }
 
+int sdc_sampler_first_step(int steps, double strength, bool a1111) {
+    if (!(strength > 0.0) || strength > 1.0 || steps < 1) return -1;
+    /* diffusers' get_timesteps: init_timestep = min(int(steps * strength), steps),
+     * t_start = steps - init_timestep. AUTOMATIC1111 (setup_img2img_steps):
+     * t_enc = int(min(strength, 0.999) * steps) steps and one more. */
+    long run = a1111 ? (long)(fmin(strength, 0.999) * steps) + 1 : (long)(steps * strength);
+    if (run > steps) run = steps;
+    return run < 1 ? -1 : steps - (int)run;
+}
+
+void sdc_sampler_begin(sdc_sampler *s, int first) {
+    s->next_step = first;
+    s->lower_order_nums = 0;
+    s->begun = first;
+}
+
+sdc_status sdc_sampler_add_noise(const sdc_sampler *s, int i, const float *x0, const float *noise, float *out,
+                                 size_t n) {
+    if (i < 0 || i >= s->steps)
+        return sdc_fail(SDC_ERR_ARG, "sampler %s: add_noise at step %d out of range (0..%d)", NAMES[s->kind], i,
+                        s->steps - 1);
+    switch (s->kind) {
+    case SDC_SAMPLER_DDIM:
+    case SDC_SAMPLER_DDPM: { /* sqrt(acp[t]) x0 + sqrt(1 - acp[t]) noise, float32 */
+        const float a = s->alphas_cumprod[s->t_int[i]];
+        const float sa = sqrtf(a), sb = sqrtf(1.0f - a);
+        for (size_t j = 0; j < n; j++) out[j] = sa * x0[j] + sb * noise[j];
+        break;
+    }
+    case SDC_SAMPLER_EULER:
+    case SDC_SAMPLER_EULER_A: { /* x0 + noise sigma (the step's sigma, by index) */
+        const float sg = s->sigmas[i];
+        for (size_t j = 0; j < n; j++) out[j] = x0[j] + noise[j] * sg;
+        break;
+    }
+    case SDC_SAMPLER_DPMPP_2M: { /* alpha_t = 1 / sqrt(sigma^2 + 1), sigma_t = sigma alpha_t */
+        const float sg = s->sigmas[i];
+        const float at = 1.0f / sqrtf(sg * sg + 1.0f), st = sg * at;
+        for (size_t j = 0; j < n; j++) out[j] = at * x0[j] + st * noise[j];
+        break;
+    }
+    default: return sdc_fail(SDC_ERR_ARG, "sampler: bad kind");
+    }
+    return SDC_OK;
+}
+
 sdc_status sdc_sampler_plan(sdc_sampler *s, int i, sdc_step_plan *p) {
     memset(p, 0, sizeof *p);
     if (i < 0 || i >= s->steps)
         return sdc_fail(SDC_ERR_ARG, "sampler %s: step %d out of range (0..%d)", NAMES[s->kind], i,
                         s->steps - 1);
-    if (i == 0) {
-        s->next_step = 0;
+    if (i == s->begun) { /* a new run */
+        s->next_step = i;
         s->lower_order_nums = 0;
     }
     if (i != s->next_step)
@@ -636,11 +683,11 @@ sdc_status sdc_sampler_step(sdc_sampler *s, int i, const float *model_out, float
     if (i < 0 || i >= s->steps)
         return sdc_fail(SDC_ERR_ARG, "sampler %s: step %d out of range (0..%d)", NAMES[s->kind], i,
                         s->steps - 1);
-    if (i != 0 && i != s->next_step)
+    if (i != s->begun && i != s->next_step)
         return sdc_fail(SDC_ERR_ARG, "sampler %s: step %d taken out of order (expected %d)",
                         NAMES[s->kind], i, s->next_step);
     if (n == 0) return sdc_fail(SDC_ERR_ARG, "sampler %s: empty latent", NAMES[s->kind]);
-    if (i == 0 && n != s->buf_n) {
+    if (i == s->begun && n != s->buf_n) {
         free(s->x0_prev), free(s->x0_cur), free(s->noise);
         s->x0_prev = s->x0_cur = s->noise = NULL;
         s->buf_n = 0;

@@ -119,6 +119,24 @@ typedef struct sdc_step_plan {
  * live. The scalars are the host step's, bit for bit. */
 sdc_status sdc_sampler_plan(sdc_sampler *s, int i, sdc_step_plan *p);
 
+/* Image to image: the first step that runs for a strength (0 < strength
+ * <= 1) of `steps`, as diffusers' get_timesteps counts it (the last
+ * int(steps * strength) steps run), or AUTOMATIC1111's count when a1111
+ * (one more: int(min(strength, 0.999) * steps) + 1, at most steps); -1
+ * when no step would run or strength is out of range. */
+int sdc_sampler_first_step(int steps, double strength, bool a1111);
+/* Runs start at step `first` from now on (diffusers' set_begin_index):
+ * sdc_sampler_plan(s, first, ...) starts a new run, multistep history
+ * empty. 0 is the default. */
+void sdc_sampler_begin(sdc_sampler *s, int first);
+/* The scheduler's add_noise to step i's noise level, as diffusers does it
+ * for image to image and inpainting (float32): DDIM / DDPM
+ * sqrt(acp[t_i]) x0 + sqrt(1 - acp[t_i]) noise; Euler, Euler a x0 + sigma_i
+ * noise; DPM++ (x0 + sigma_i noise) / sqrt(sigma_i^2 + 1) as alpha_t x0 +
+ * sigma_t noise. out may alias x0 or noise. */
+sdc_status sdc_sampler_add_noise(const sdc_sampler *s, int i, const float *x0, const float *noise, float *out,
+                                 size_t n);
+
 /* One step: x (n floats, NCHW) is replaced by the previous sample given the
  * model output at step i (after classifier-free guidance). Samplers that add
  * noise draw n normals from rng with sdc_rng_randn in the same order and at
