@@ -445,10 +445,11 @@ Test(hostile_model, text_width_disagrees_with_unet_context) {
     free(dir);
 }
 
+/* 9 channels is an inpainting U-Net (tiny_inpaint_sd1 loads); 8 is not a kind sdc runs */
 Test(hostile_model, unet_input_channels_disagree_with_latent) {
-    spec add[] = {{UNET "input_blocks.0.0.weight", 4, {16, 9, 3, 3}}};
-    char *p = single("inpaint.safetensors", false, NULL, add, 1, NULL);
-    refused(p, p, "takes 9 input channels", "inpainting");
+    spec add[] = {{UNET "input_blocks.0.0.weight", 4, {16, 8, 3, 3}}};
+    char *p = single("pix2pix.safetensors", false, NULL, add, 1, NULL);
+    refused(p, p, "takes 8 input channels", "instruct-pix2pix");
     free(p);
 }
 

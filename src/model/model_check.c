@@ -112,12 +112,12 @@ static sdc_status check_between(const sdc_model_files *m) {
                         "(attn2.to_k): the text encoder and U-Net do not belong together", where, c->text.width,
                         c->unet.context_dim);
     const int z = c->vae.z_channels, in = c->unet.in_channels, out = c->unet.out_channels;
-    if (in != z) {
-        const char *kind = in == z + z + 1 ? " (an inpainting U-Net: latents, mask and masked image)"
-                           : in == 2 * z   ? " (an image-conditioned U-Net, e.g. instruct-pix2pix)"
-                                           : "";
+    if (in != z && in != 2 * z + 1) { /* 2z + 1: an inpainting U-Net (latents, mask, masked image's latents) */
+        const char *kind = in == 2 * z ? " (an image-conditioned U-Net, e.g. instruct-pix2pix)" : "";
         return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: the U-Net takes %d input channels%s, the VAE's latent has %d; sdc "
-                        "runs text-to-image models, whose U-Net takes the latent alone", where, in, kind, z);
+                        "runs text-to-image models, whose U-Net takes the latent alone (%d channels), and "
+                        "inpainting models (%d: latent, mask, masked image's latent)", where, in, kind, z, z,
+                        2 * z + 1);
     }
     if (out != z)
         return sdc_fail(SDC_ERR_FORMAT, "%s: the U-Net predicts %d channels, the VAE's latent has %d", where, out, z);
