@@ -465,3 +465,21 @@ Test(scheduler, restart_and_no_rng) {
     free(bank);
     sdc_st_close(f);
 }
+
+/* Image to image's step count. diffusers: the last int(steps * strength)
+ * steps, computed in double (0.7 * 10 = 7.000000000000001 -> 7; in float
+ * 0.7f * 10 = 6.99999988 would give 6); AUTOMATIC1111: int(min(strength,
+ * 0.999) * steps) + 1, at most steps. -1: nothing would run. */
+Test(scheduler, img2img_first_step) {
+    cr_assert_eq(sdc_sampler_first_step(10, 0.7, false), 3);
+    cr_assert_eq(sdc_sampler_first_step(10, 0.7, true), 2);
+    cr_assert_eq(sdc_sampler_first_step(10, 0.3, false), 7);
+    cr_assert_eq(sdc_sampler_first_step(20, 1.0, false), 0);
+    cr_assert_eq(sdc_sampler_first_step(20, 1.0, true), 0);
+    cr_assert_eq(sdc_sampler_first_step(4, 0.75, false), 1);
+    cr_assert_eq(sdc_sampler_first_step(4, 0.1, false), -1);
+    cr_assert_eq(sdc_sampler_first_step(4, 0.1, true), 3);
+    cr_assert_eq(sdc_sampler_first_step(4, 0.0, false), -1);
+    cr_assert_eq(sdc_sampler_first_step(4, 1.5, false), -1);
+    cr_assert_eq(sdc_sampler_first_step(4, NAN, false), -1);
+}
