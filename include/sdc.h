@@ -100,6 +100,36 @@ typedef struct sdc_gen_params {
     float cfg_scale;             /* 7.5; <= 1 skips the unconditional pass */
     float eta;                   /* DDIM eta (0) */
     unsigned long long seed;     /* torch CPU generator seed */
+    /* ---- image to image and inpainting (all optional) ------------------
+     * With init_rgb, the run starts from that picture as diffusers'
+     * StableDiffusionImg2ImgPipeline does: the image is encoded by the VAE
+     * (a sample of its latent distribution, drawn from the job's seed), the
+     * noise of the first step that runs is added, and only the last
+     * int(steps * strength) steps run. The image is brought to width x height
+     * by resize_mode (AUTOMATIC1111's: 0 just resize, 1 crop and resize, 2
+     * resize and fill; Lanczos as Pillow); width and height 0 take its size
+     * (rounded down to a multiple of 8). */
+    const unsigned char *init_rgb; /* init_width * init_height * 3 bytes, rows top down; NULL: text to image */
+    int init_width, init_height;
+    int resize_mode;             /* 0, 1 or 2 */
+    double strength;             /* 0 < strength <= 1 (0.75): how much of the schedule runs */
+    bool a1111_steps;            /* count the steps of a strength as AUTOMATIC1111 does: one
+                                  * more than diffusers, min(int(min(strength, 0.999) * steps) + 1, steps) */
+    /* With mask (and init_rgb), inpainting as diffusers'
+     * StableDiffusionInpaintPipeline: one byte per pixel, >= 128 (x / 255 >= 0.5)
+     * repaints; brought to the output size as the image is. A regular
+     * checkpoint keeps the original latents, noised to each step's level,
+     * outside the mask; an inpainting checkpoint (9 input channels) is given
+     * the mask and the masked image's latents. */
+    const unsigned char *mask;
+    int mask_width, mask_height;
+    int mask_blur;               /* AUTOMATIC1111's mask blur, pixels (0): the mask is blurred and the
+                                  * original composited back over the result through it */
+    int inpaint_fill;            /* AUTOMATIC1111's masked content: 1 original (default), 0 fill,
+                                  * 2 latent noise, 3 latent nothing */
+    bool inpaint_full_res;       /* AUTOMATIC1111's "only masked": render the mask's box (plus
+                                  * inpaint_full_res_padding pixels) at width x height, paste it back */
+    int inpaint_full_res_padding; /* 32 */
     /* called after each denoising step (may be NULL) */
     void (*on_step)(int step, int steps, double seconds, void *user);
     /* asked after each denoising step (may be NULL): true stops the

@@ -8,6 +8,7 @@
 
 #include "text/conditioning.h"
 #include "context.h"
+#include "init_image.h"
 #include "plan.h"
 #include "model/safetensors.h"
 #include "image/image.h"
@@ -21,6 +22,9 @@ sdc_gen_params sdc_gen_params_default(void) {
     p.steps = 20;
     p.sampler = "ddim";
     p.cfg_scale = 7.5f;
+    p.strength = 0.75;
+    p.inpaint_fill = 1;
+    p.inpaint_full_res_padding = 32;
     return p;
 }
 
@@ -29,6 +33,40 @@ static sdc_status parse_spacing(const char *name, sdc_spacing *out) {
     else if (!strcmp(name, "trailing")) *out = SDC_SPACING_TRAILING;
     else if (!strcmp(name, "linspace")) *out = SDC_SPACING_LINSPACE;
     else return sdc_fail(SDC_ERR_ARG, "timestep spacing '%s': expected leading, trailing or linspace", name);
+    return SDC_OK;
+}
+
+/* Image to image and inpainting settings (sdc_init_inputs_make checks the
+ * images themselves). */
+static sdc_status check_init(const sdc_ctx *ctx, const sdc_gen_params *p) {
+    if (!p->init_rgb) return sdc_fail(SDC_ERR_ARG, "a mask without an init image: inpainting needs both");
+    if (!(p->strength > 0.0) || p->strength > 1.0)
+        return sdc_fail(SDC_ERR_ARG, "strength %g: expected more than 0 and at most 1", p->strength);
+    if (sdc_sampler_first_step(p->steps, p->strength, p->a1111_steps) < 0)
+        return sdc_fail(SDC_ERR_ARG, "strength %g of %d steps runs no step (int(steps * strength) is 0): raise "
+                        "the strength or the steps", p->strength, p->steps);
+    if (p->resize_mode < 0 || p->resize_mode > 2)
+        return sdc_fail(SDC_ERR_ARG, "resize mode %d: expected 0 (just resize), 1 (crop and resize) or 2 "
+                        "(resize and fill)", p->resize_mode);
+    if (p->init_width < 1 || p->init_height < 1 || p->init_width > SDC_INIT_MAX_SIDE ||
+        p->init_height > SDC_INIT_MAX_SIDE)
+        return sdc_fail(SDC_ERR_ARG, "init image %dx%d: expected 1 to %d pixels a side", p->init_width,
+                        p->init_height, SDC_INIT_MAX_SIDE);
+    if (p->mask && (p->mask_width < 1 || p->mask_height < 1 || p->mask_width > SDC_INIT_MAX_SIDE ||
+                    p->mask_height > SDC_INIT_MAX_SIDE))
+        return sdc_fail(SDC_ERR_ARG, "mask %dx%d: expected 1 to %d pixels a side", p->mask_width, p->mask_height,
+                        SDC_INIT_MAX_SIDE);
+    if (p->mask_blur < 0 || p->mask_blur > 64)
+        return sdc_fail(SDC_ERR_ARG, "mask blur %d: expected 0 to 64 pixels", p->mask_blur);
+    if (p->inpaint_fill < 0 || p->inpaint_fill > 3)
+        return sdc_fail(SDC_ERR_ARG, "inpaint fill %d: expected 0 (fill), 1 (original), 2 (latent noise) or 3 "
+                        "(latent nothing)", p->inpaint_fill);
+    if (p->inpaint_full_res_padding < 0 || p->inpaint_full_res_padding > 1024)
+        return sdc_fail(SDC_ERR_ARG, "only-masked padding %d: expected 0 to 1024 pixels",
+                        p->inpaint_full_res_padding);
+    if (ctx && !ctx->vae->enc)
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "image to image needs the VAE's encoder, and this model's file has "
+                        "none");
     return SDC_OK;
 }
 
@@ -54,6 +92,7 @@ sdc_status sdc_check_gen_params(const sdc_ctx *ctx, const sdc_gen_params *p) {
     if (p->eta < 0.0f) return sdc_fail(SDC_ERR_ARG, "eta %g: expected 0 or more", (double)p->eta);
     if (p->eta > 0.0f && kind != SDC_SAMPLER_DDIM)
         return sdc_fail(SDC_ERR_ARG, "eta applies to the ddim sampler only (sampler is %s)", p->sampler);
+    if (p->init_rgb || p->mask) SDC_TRY(check_init(ctx, p));
     if (ctx) {
         int f = sdc_vae_factor(&ctx->model->config.vae);
         if (w % f || h % f)
@@ -87,9 +126,29 @@ static char *infotext(sdc_ctx *ctx, const sdc_gen_params *p, sdc_sampler_kind ki
     if (p->eta > 0.0f)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sEta DDIM: %g", extra[0] ? ", " : "",
                  (double)p->eta);
+    if (p->init_rgb) { /* the strength as Python prints it: the shortest repr */
+        char num[32];
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(num, sizeof num, "%.*g", prec, p->strength);
+            if (strtod(num, NULL) == p->strength) break;
+        }
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sDenoising strength: %s",
+                 extra[0] ? ", " : "", num);
+    }
     if (ctx->params.clip_skip > 1)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sClip skip: %d", extra[0] ? ", " : "",
                  ctx->params.clip_skip);
+    if (p->mask && p->mask_blur > 0)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sMask blur: %d", extra[0] ? ", " : "",
+                 p->mask_blur);
+    static const char *const FILL[] = {"fill", "original", "latent noise", "latent nothing"};
+    if (p->mask && p->inpaint_fill != 1 && p->inpaint_fill >= 0 && p->inpaint_fill <= 3)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sMasked content: %s", extra[0] ? ", " : "",
+                 FILL[p->inpaint_fill]);
+    if (p->mask && p->inpaint_full_res)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra),
+                 "%sInpaint area: Only masked, Masked area padding: %d", extra[0] ? ", " : "",
+                 p->inpaint_full_res_padding);
     snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sVersion: sdc", extra[0] ? ", " : "");
     sdc_infotext t = {
         .prompt = p->prompt,
@@ -119,6 +178,13 @@ typedef struct job {
     float *pos, *neg;   /* host conditioning, (chunks * 77, width) each */
     int chunks;         /* after matching negative and positive */
     float *x;           /* (C, h, w) NCHW, host: the first noise, then the final latents */
+    /* image to image and inpainting */
+    sdc_init_inputs in; /* the init image and mask at the output size */
+    int first;          /* the first step that runs (0 without an init image) */
+    float *keep;        /* (h, w, C) a regular model's inpainting: the image's latents, kept outside the mask */
+    float *keep_noise;  /* (h, w, C) the first noise, which re-noises `keep` to each step's level */
+    float *lmask;       /* (h, w) the latent mask, 0 or 1 */
+    float *cond;        /* (h, w, Cin - C) an inpainting U-Net's extra input: the mask, the masked image's latents */
 } job;
 
 /* A group of jobs run through the U-Net together. Everything the loop
@@ -141,6 +207,8 @@ typedef struct group_bufs {
 
 static void job_free(job *j) {
     free(j->pos), free(j->neg), free(j->x);
+    free(j->keep), free(j->keep_noise), free(j->lmask), free(j->cond);
+    sdc_init_inputs_free(&j->in);
     sdc_sampler_free(j->sampler);
 }
 
@@ -171,6 +239,11 @@ static sdc_status job_start(sdc_ctx *ctx, job *j, size_t n) {
     sdc_rng_seed(&j->rng, (uint64_t)p->seed);
     j->x = malloc(n * sizeof(float));
     if (!j->x) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    if (p->init_rgb) { /* the noise comes after the image's latents (job_init_latents) */
+        j->first = sdc_sampler_first_step(p->steps, p->strength, p->a1111_steps);
+        sdc_sampler_begin(j->sampler, j->first);
+        return sdc_init_inputs_make(p, p->width, p->height, &j->in);
+    }
     /* initial noise: torch.randn((1, C, h, w), generator) * init_noise_sigma */
     sdc_rng_randn(&j->rng, j->x, n);
     const float sigma0 = sdc_sampler_init_noise_sigma(j->sampler);
@@ -178,13 +251,120 @@ static sdc_status job_start(sdc_ctx *ctx, job *j, size_t n) {
     return SDC_OK;
 }
 
-/* The U-Net's body for step i. Where the backend has graphs (CUDA), step 0
+static sdc_status not_finite(const char *net, const char *what, sdc_dtype act, const char *option);
+
+/* pixels (H, W, 3) host -> the VAE's encoder in the render's plan -> a
+ * sample of the latent distribution with the job's generator (the draw
+ * diffusers' retrieve_latents makes), times the scale factor: out (C, h, w)
+ * NCHW host. mom: 2n floats of host scratch, eps: n. */
+static sdc_status encode_sample(sdc_ctx *ctx, const sdc_plan *pl, job *j, const float *pixels, int lh, int lw,
+                                float *mom, float *eps, float *out) {
+    sdc_backend *be = ctx->be;
+    const sdc_vae_config *vc = &ctx->model->config.vae;
+    const int C = vc->z_channels, f = sdc_vae_factor(vc);
+    const size_t n = (size_t)C * lh * lw;
+    SDC_TRY(be->ops->upload(be, pl->img, pixels, (size_t)lh * f * lw * f * 3));
+    SDC_TRY(sdc_vae_encode_moments(ctx->vae, pl->img, lh * f, lw * f, pl->mom));
+    SDC_TRY(be->ops->download(be, mom, pl->mom, 2 * n));
+    for (size_t i = 0; i < 2 * n; i++)
+        if (!isfinite(mom[i])) return not_finite("VAE encoder", "latents", ctx->vae->act, "--vae-precision");
+    sdc_rng_randn(&j->rng, eps, n);
+    sdc_latent_sample(mom, eps, C, lh, lw, vc->scale_factor, out);
+    return SDC_OK;
+}
+
+/* The first latents of an image-to-image or inpainting job, drawn from its
+ * generator in the order diffusers' pipelines draw: the image's latent
+ * sample (img2img; inpainting unless an inpainting U-Net starts from pure
+ * noise), the noise, then the masked image's sample (inpainting). A
+ * regular model's inpainting keeps the image's latents and the noise for
+ * the steps; an inpainting U-Net gets the mask and the masked image's
+ * latents as input (with no mask, AUTOMATIC1111's: all masked, a grey
+ * image). j->x (NCHW) gets the latents the first step starts from. */
+static sdc_status job_init_latents(sdc_ctx *ctx, const sdc_plan *pl, job *j, int lh, int lw) {
+    const sdc_gen_params *p = j->p;
+    const sdc_model_config *mc = &ctx->model->config;
+    const int C = mc->vae.z_channels, Cin = mc->unet.in_channels, f = sdc_vae_factor(&mc->vae);
+    const bool inpaint9 = Cin == 2 * C + 1, init = j->in.image != NULL, mask = j->in.mask != NULL;
+    if (!init && !inpaint9) return SDC_OK;
+    const size_t px = (size_t)lh * lw, n = (size_t)C * px, npx = px * f * f;
+    float *mom = malloc(2 * n * sizeof(float)), *eps = malloc(n * sizeof(float));
+    float *lat = malloc(n * sizeof(float)), *noise = malloc(n * sizeof(float)), *mlat = malloc(n * sizeof(float));
+    float *grey = NULL;
+    j->lmask = malloc(px * sizeof(float));
+    sdc_status st = mom && eps && lat && noise && mlat && j->lmask ? SDC_OK : sdc_fail(SDC_ERR_OOM, "out of memory");
+    if (st == SDC_OK && init) {
+        const bool strength_max = p->strength == 1.0;
+        if (mask) sdc_mask_to_latent(j->in.mask, p->height, p->width, j->lmask, lh, lw);
+        if (!mask || !inpaint9 || !strength_max) st = encode_sample(ctx, pl, j, j->in.image, lh, lw, mom, eps, lat);
+        if (st == SDC_OK && mask && (p->inpaint_fill == 2 || p->inpaint_fill == 3)) {
+            /* AUTOMATIC1111's masked content: latent noise (normals from the
+             * job's generator) or latent nothing (zeros) inside the mask */
+            if (p->inpaint_fill == 2) sdc_rng_randn(&j->rng, eps, n);
+            for (int c = 0; c < C; c++)
+                for (size_t k = 0; k < px; k++)
+                    if (j->lmask[k] > 0.5f) lat[(size_t)c * px + k] = p->inpaint_fill == 2 ? eps[(size_t)c * px + k] : 0;
+        }
+        if (st == SDC_OK) {
+            sdc_rng_randn(&j->rng, noise, n);
+            if (mask && strength_max) /* the inpainting pipeline starts from pure noise at strength 1 */
+                for (size_t i = 0; i < n; i++) j->x[i] = noise[i] * sdc_sampler_init_noise_sigma(j->sampler);
+            else
+                st = sdc_sampler_add_noise(j->sampler, j->first, lat, noise, j->x, n);
+        }
+        if (st == SDC_OK && mask && !inpaint9) {
+            j->keep = malloc(n * sizeof(float));
+            j->keep_noise = malloc(n * sizeof(float));
+            if (!j->keep || !j->keep_noise) st = sdc_fail(SDC_ERR_OOM, "out of memory");
+            if (st == SDC_OK) {
+                sdc_nchw_to_nhwc(lat, j->keep, 1, C, lh, lw);
+                sdc_nchw_to_nhwc(noise, j->keep_noise, 1, C, lh, lw);
+            }
+        }
+        /* prepare_mask_latents encodes the masked image whatever the U-Net */
+        if (st == SDC_OK && mask) st = encode_sample(ctx, pl, j, j->in.masked, lh, lw, mom, eps, mlat);
+    }
+    if (st == SDC_OK && inpaint9 && !mask) { /* all masked: a grey image (0 in [-1, 1]) */
+        grey = calloc(npx * 3, sizeof(float));
+        st = grey ? encode_sample(ctx, pl, j, grey, lh, lw, mom, eps, mlat) : sdc_fail(SDC_ERR_OOM, "out of memory");
+        for (size_t i = 0; st == SDC_OK && i < px; i++) j->lmask[i] = 1.0f;
+    }
+    if (st == SDC_OK && inpaint9) { /* (h, w, 1 + C): the mask, then the masked image's latents */
+        j->cond = malloc(px * (size_t)(Cin - C) * sizeof(float));
+        if (!j->cond) st = sdc_fail(SDC_ERR_OOM, "out of memory");
+        for (size_t i = 0; st == SDC_OK && i < px; i++) {
+            j->cond[i * (Cin - C)] = j->lmask[i];
+            for (int c = 0; c < C; c++) j->cond[i * (Cin - C) + 1 + c] = mlat[(size_t)c * px + i];
+        }
+    }
+    free(mom), free(eps), free(lat), free(noise), free(mlat), free(grey);
+    return st;
+}
+
+/* A regular model's inpainting after step i: the image's latents, noised to
+ * the next step's level (as they are after the last), outside the mask:
+ * x = (1 - m) keep_i + m x, on the host (the latents are small). */
+static sdc_status keep_unmasked(sdc_ctx *ctx, job *j, float *x_dev, int i, int lh, int lw, float *tmp, float *tmp2) {
+    sdc_backend *be = ctx->be;
+    const int C = ctx->model->config.vae.z_channels, steps = sdc_sampler_steps(j->sampler);
+    const size_t px = (size_t)lh * lw, n = (size_t)C * px;
+    SDC_TRY(be->ops->download(be, tmp, x_dev, n));
+    if (i < steps - 1) SDC_TRY(sdc_sampler_add_noise(j->sampler, i + 1, j->keep, j->keep_noise, tmp2, n));
+    else memcpy(tmp2, j->keep, n * sizeof(float));
+    for (size_t k = 0; k < px; k++) {
+        const float m = j->lmask[k];
+        for (int c = 0; c < C; c++) tmp[k * C + c] = (1.0f - m) * tmp2[k * C + c] + m * tmp[k * C + c];
+    }
+    return be->ops->upload(be, x_dev, tmp, n);
+}
+
+/* The U-Net's body for step i. Where the backend has graphs (CUDA), the first step
  * runs it directly, which also grows every scratch buffer to its size;
  * step 1 records it as a graph, and every later step replays that: one
  * launch instead of hundreds. SDC_NO_GRAPHS=1 runs every step directly. */
-static sdc_status unet_body(sdc_ctx *ctx, group_bufs *g, int B, int lh, int lw, int i) {
+static sdc_status unet_body(sdc_ctx *ctx, group_bufs *g, int B, int lh, int lw, int i, int first) {
     sdc_backend *be = ctx->be;
-    if (i == 0 || !g->graphs)
+    if (i == first || !g->graphs)
         return sdc_unet_body(ctx->unet, g->in, B, lh, lw, g->eps);
     if (!g->graph) {
         SDC_TRY(be->ops->capture_begin(be));
@@ -207,20 +387,30 @@ static sdc_status unet_body(sdc_ctx *ctx, group_bufs *g, int B, int lh, int lw, 
 static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh, int lw, group_bufs *g) {
     sdc_backend *be = ctx->be;
     const sdc_backend_ops *op = be->ops;
-    const int C = ctx->model->config.unet.in_channels, B = cfg ? 2 * m : m;
-    const size_t n = (size_t)C * lh * lw, one = (size_t)js[0]->chunks * SDC_CLIP_CTX * sdc_context_dim(ctx);
+    const int C = ctx->model->config.vae.z_channels, Cin = ctx->model->config.unet.in_channels, B = cfg ? 2 * m : m;
+    const size_t px = (size_t)lh * lw, n = (size_t)C * px, nin = (size_t)Cin * px;
+    const size_t one = (size_t)js[0]->chunks * SDC_CLIP_CTX * sdc_context_dim(ctx);
+    const int first = js[0]->first; /* the group's jobs share their steps and strength */
     const int tokens = js[0]->chunks * SDC_CLIP_CTX;
     sdc_step_plan plan;
     const bool dpm = js[0]->kind == SDC_SAMPLER_DPMPP_2M;
     const int steps = sdc_sampler_steps(js[0]->sampler);
     /* every buffer from here to the decoded image: laid out once per shape */
     const sdc_plan *pl = NULL;
-    SDC_TRY(sdc_plan_render(ctx, B, m, lh, lw, tokens, steps, &pl));
+    bool encode = Cin != C;
+    for (int j = 0; j < m; j++) encode = encode || js[j]->in.image;
+    SDC_TRY(sdc_plan_render(ctx, B, m, lh, lw, tokens, steps, encode, &pl));
     g->ctx = pl->ctx, g->x = pl->x, g->in = pl->in, g->eps = pl->eps, g->noise = pl->noise;
     g->x0[0] = pl->x0[0], g->x0[1] = pl->x0[1];
-    g->host = malloc((size_t)B * (n > one ? n : one) * sizeof(float));
+    g->host = malloc((size_t)B * (nin > one ? nin : one) * sizeof(float));
     g->host2 = malloc(n * sizeof(float));
     if (!g->host || !g->host2) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    /* image to image: the first latents from the encoded images; an
+     * inpainting U-Net's extra input, uploaded once */
+    for (int j = 0; j < m; j++) {
+        SDC_TRY(job_init_latents(ctx, pl, js[j], lh, lw));
+        if (js[j]->cond) SDC_TRY(op->upload(be, pl->cond + (size_t)j * (nin - n), js[j]->cond, nin - n));
+    }
     /* the context, once: the U-Net keeps its cross-attention keys and values */
     for (int j = 0; j < m; j++) {
         if (cfg) memcpy(g->host + (size_t)j * one, js[j]->neg, one * sizeof(float));
@@ -242,16 +432,22 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
     free(ts);
     SDC_TRY(st_sched);
     double t0 = sdc_now();
-    for (int i = 0; i < steps; i++) {
+    for (int i = first; i < steps; i++) {
         for (int j = 0; j < m; j++) { /* the same scaled input for both halves */
             float d;
-            float *xj = g->x + (size_t)j * n, *in = g->in + (size_t)j * n;
-            if (sdc_sampler_input_divisor(js[j]->sampler, i, &d)) SDC_TRY(op->scale(be, in, xj, d, true, n));
-            else SDC_TRY(op->copy(be, SDC_F32(in), SDC_F32(xj), n));
-            if (cfg) SDC_TRY(op->copy(be, SDC_F32(g->in + (size_t)(m + j) * n), SDC_F32(in), n));
+            float *xj = g->x + (size_t)j * n, *in = g->in + (size_t)j * nin;
+            /* an inpainting U-Net: the scaled latents (through the output
+             * buffer, free until the U-Net runs), then its extra channels */
+            float *sc = Cin != C ? g->eps + (size_t)j * n : in;
+            if (sdc_sampler_input_divisor(js[j]->sampler, i, &d)) SDC_TRY(op->scale(be, sc, xj, d, true, n));
+            else SDC_TRY(op->copy(be, SDC_F32(sc), SDC_F32(xj), n));
+            if (Cin != C)
+                SDC_TRY(op->concat_channels(be, SDC_F32(in), SDC_F32(sc), SDC_F32(pl->cond + (size_t)j * (nin - n)),
+                                            px, C, Cin - C));
+            if (cfg) SDC_TRY(op->copy(be, SDC_F32(g->in + (size_t)(m + j) * nin), SDC_F32(in), nin));
         }
         SDC_TRY(sdc_unet_prepare_step(ctx->unet, B, lh, lw, i));
-        SDC_TRY(unet_body(ctx, g, B, lh, lw, i));
+        SDC_TRY(unet_body(ctx, g, B, lh, lw, i, first));
         bool noise = false;
         for (int j = 0; j < m; j++) {
             float *e = g->eps + (size_t)j * n, *xj = g->x + (size_t)j * n;
@@ -270,12 +466,15 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
             SDC_TRY(op->upload_async(be, g->noise, g->host, (size_t)m * n));
             SDC_TRY(op->axpy(be, g->x, plan.noise_scale, g->noise, (size_t)m * n));
         }
+        for (int j = 0; j < m; j++)
+            if (js[j]->keep) SDC_TRY(keep_unmasked(ctx, js[j], g->x + (size_t)j * n, i, lh, lw, g->host, g->host2));
         if (dpm) {
             float *t = g->x0[0];
             g->x0[0] = g->x0[1], g->x0[1] = t;
         }
-        if (p0->on_step) p0->on_step(i + 1, steps, sdc_now() - t0, p0->user);
-        if (p0->should_stop && i + 1 < steps && p0->should_stop(i + 1, steps, p0->user)) break;
+        /* progress counts the steps that run */
+        if (p0->on_step) p0->on_step(i + 1 - first, steps - first, sdc_now() - t0, p0->user);
+        if (p0->should_stop && i + 1 < steps && p0->should_stop(i + 1 - first, steps - first, p0->user)) break;
     }
     /* the steps are queued on an asynchronous backend: wait for them, so
      * the denoise time is the steps' own */
@@ -305,7 +504,7 @@ static sdc_status check_finite(const sdc_ctx *ctx, const float *lat, size_t n, c
 static sdc_status job_decode(sdc_ctx *ctx, job *j, const float *x_dev, int lh, int lw) {
     const sdc_model_config *mc = &ctx->model->config;
     const sdc_gen_params *p = j->p;
-    const int C = mc->unet.in_channels;
+    const int C = mc->vae.z_channels;
     const size_t n = (size_t)C * lh * lw, npx = (size_t)p->width * p->height;
     sdc_backend *be = ctx->be;
     sdc_image *out = j->out;
@@ -328,6 +527,7 @@ static sdc_status job_decode(sdc_ctx *ctx, job *j, const float *x_dev, int lh, i
         out->height = p->height;
         out->infotext = infotext(ctx, p, j->kind);
         if (!out->infotext) st = sdc_fail(SDC_ERR_OOM, "out of memory");
+        if (st == SDC_OK) st = sdc_init_finish(&j->in, out);
     }
     free(img), free(lat);
     return st;
@@ -337,19 +537,20 @@ static bool same_run(const sdc_gen_params *a, const sdc_gen_params *b) {
     const char *sa = a->sampler ? a->sampler : "ddim", *sb = b->sampler ? b->sampler : "ddim";
     const char *pa = a->spacing ? a->spacing : "", *pb = b->spacing ? b->spacing : "";
     return a->width == b->width && a->height == b->height && a->steps == b->steps && !strcmp(sa, sb) &&
-           a->karras == b->karras && !strcmp(pa, pb) && a->eta == b->eta;
+           a->karras == b->karras && !strcmp(pa, pb) && a->eta == b->eta && !a->init_rgb == !b->init_rgb &&
+           (!a->init_rgb || (a->strength == b->strength && a->a1111_steps == b->a1111_steps));
 }
 
 static sdc_status batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sdc_image *out, job *js) {
     if (n < 1 || n > 4096) return sdc_fail(SDC_ERR_ARG, "batch of %d jobs: expected 1 to 4096", n);
     const sdc_model_config *mc = &ctx->model->config;
     const int f = sdc_vae_factor(&mc->vae), lh = jobs[0].height / f, lw = jobs[0].width / f;
-    const size_t nl = (size_t)mc->unet.in_channels * lh * lw;
+    const size_t nl = (size_t)mc->vae.z_channels * lh * lw;
     for (int i = 0; i < n; i++) {
         SDC_TRY(sdc_check_gen_params(ctx, &jobs[i]));
         if (!same_run(&jobs[0], &jobs[i]))
-            return sdc_fail(SDC_ERR_ARG, "batch job %d: size, steps, sampler, Karras, spacing and eta must "
-                            "match job 0's", i);
+            return sdc_fail(SDC_ERR_ARG, "batch job %d: size, steps, sampler, Karras, spacing, eta and (with "
+                            "init images) strength must match job 0's", i);
         js[i].p = &jobs[i];
         js[i].out = &out[i];
     }
@@ -400,10 +601,12 @@ sdc_status sdc_txt2img_batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sd
         free(ps);
         return sdc_fail(SDC_ERR_OOM, "out of memory");
     }
-    for (int i = 0; i < n; i++) { /* 0 x 0: the model's own size */
+    const int f = sdc_vae_factor(&ctx->model->config.vae);
+    for (int i = 0; i < n; i++) { /* 0 x 0: the init image's size (down to the VAE's multiple), else the model's */
         ps[i] = jobs[i];
-        if (!ps[i].width) ps[i].width = sdc_native_size(ctx);
-        if (!ps[i].height) ps[i].height = sdc_native_size(ctx);
+        const bool init = ps[i].init_rgb && ps[i].init_width >= f && ps[i].init_height >= f;
+        if (!ps[i].width) ps[i].width = init ? ps[i].init_width / f * f : sdc_native_size(ctx);
+        if (!ps[i].height) ps[i].height = init ? ps[i].init_height / f * f : sdc_native_size(ctx);
     }
     sdc_status st = batch(ctx, ps, n, out, js);
     for (int i = 0; i < n; i++) job_free(&js[i]);

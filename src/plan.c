@@ -25,16 +25,19 @@ void sdc_plan_release(sdc_ctx *ctx) {
  * `base` the buffers are carved from it and the U-Net and VAE given
  * their parts. */
 static size_t layout(sdc_ctx *ctx, sdc_plan *p, float *base) {
-    const int C = ctx->model->config.unet.in_channels, f = sdc_vae_factor(&ctx->model->config.vae);
-    const size_t n = (size_t)C * p->lh * p->lw, npx = (size_t)p->lh * f * p->lw * f;
+    const sdc_model_config *mc = &ctx->model->config;
+    const int C = mc->vae.z_channels, Cin = mc->unet.in_channels, f = sdc_vae_factor(&mc->vae);
+    const size_t px = (size_t)p->lh * p->lw, n = (size_t)C * px, npx = (size_t)p->lh * f * p->lw * f;
     const size_t shared = up64(p->unet.activations > p->vae.activations ? p->unet.activations : p->vae.activations);
-    float **bufs[] = {&p->ctx, &p->x, &p->in, &p->eps, &p->noise, &p->x0[0], &p->x0[1], &p->z, &p->img};
+    float **bufs[] = {&p->ctx, &p->x, &p->in, &p->eps, &p->noise, &p->x0[0], &p->x0[1], &p->z, &p->img, &p->mom,
+                      &p->cond};
     const size_t sizes[] = {(size_t)p->batch * p->tokens * sdc_context_dim(ctx), (size_t)p->images * n,
-                            (size_t)p->batch * n, (size_t)p->batch * n, (size_t)p->images * n,
-                            (size_t)p->images * n, (size_t)p->images * n, n, npx * 3};
+                            (size_t)p->batch * Cin * px, (size_t)p->batch * n, (size_t)p->images * n,
+                            (size_t)p->images * n, (size_t)p->images * n, n, npx * 3, p->encode ? 2 * n : 0,
+                            (size_t)p->images * (Cin - C) * px};
     size_t off = shared + up64(p->unet.state);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        if (base) *bufs[i] = base + off;
+        if (base) *bufs[i] = sizes[i] ? base + off : NULL;
         off += up64(sizes[i]);
     }
     if (base) {
@@ -52,7 +55,7 @@ static size_t layout(sdc_ctx *ctx, sdc_plan *p, float *base) {
  * ops take no scratch. */
 static sdc_status dry_run(sdc_ctx *ctx, sdc_plan *p, size_t *scratch_bytes) {
     sdc_backend *be = ctx->be;
-    const int C = ctx->model->config.unet.in_channels;
+    const int C = ctx->model->config.vae.z_channels, f = sdc_vae_factor(&ctx->model->config.vae);
     const size_t n = (size_t)C * p->lh * p->lw;
     double *ts = calloc((size_t)p->steps, sizeof *ts);
     if (!ts) return sdc_fail(SDC_ERR_OOM, "out of memory");
@@ -69,16 +72,17 @@ static sdc_status dry_run(sdc_ctx *ctx, sdc_plan *p, size_t *scratch_bytes) {
     if (st == SDC_OK) st = sdc_unet_prepare_step(ctx->unet, p->batch, p->lh, p->lw, 0);
     if (st == SDC_OK) st = sdc_unet_body(ctx->unet, p->in, p->batch, p->lh, p->lw, p->eps);
     if (st == SDC_OK) st = sdc_vae_decode(ctx->vae, p->z, p->lh, p->lw, p->img);
+    if (st == SDC_OK && p->encode) st = sdc_vae_encode_moments(ctx->vae, p->img, p->lh * f, p->lw * f, p->mom);
     free(ts);
     sdc_status end = be->ops->plan_end(be, scratch_bytes);
     return st != SDC_OK ? st : end;
 }
 
 sdc_status sdc_plan_render(sdc_ctx *ctx, int batch, int images, int lh, int lw, int tokens, int steps,
-                           const sdc_plan **out) {
+                           bool encode, const sdc_plan **out) {
     sdc_plan *p = ctx->plan;
     if (p && p->batch == batch && p->images == images && p->lh == lh && p->lw == lw && p->tokens == tokens &&
-        p->steps == steps) {
+        p->steps == steps && p->encode == encode) {
         *out = p;
         return SDC_OK;
     }
@@ -87,6 +91,7 @@ sdc_status sdc_plan_render(sdc_ctx *ctx, int batch, int images, int lh, int lw, 
     if (!p) return sdc_fail(SDC_ERR_OOM, "out of memory");
     ctx->plan = p;
     p->batch = batch, p->images = images, p->lh = lh, p->lw = lw, p->tokens = tokens, p->steps = steps;
+    p->encode = encode;
     p->unet = sdc_unet_memory(ctx->unet, batch, lh, lw, tokens, steps);
     p->vae = sdc_vae_memory(ctx->vae, lh, lw);
     sdc_backend *be = ctx->be;

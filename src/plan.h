@@ -24,23 +24,28 @@
 typedef struct sdc_plan {
     /* the shape it was planned for */
     int batch, images, lh, lw, tokens, steps;
+    bool encode;             /* image to image: the VAE encodes too */
     float *arena;            /* the one allocation */
     size_t floats;           /* its size, scratch included */
     size_t scratch_bytes;    /* the backend's part, from the dry run */
     sdc_net_memory unet, vae;
     float *ctx;              /* (batch, tokens, context_dim) the uploaded context */
-    float *x;                /* (images, lh, lw, C) the latents */
-    float *in, *eps;         /* (batch, lh, lw, C) the U-Net's input and output */
+    float *x;                /* (images, lh, lw, C) the latents (C: the VAE's latent channels) */
+    float *in;               /* (batch, lh, lw, Cin) the U-Net's input (Cin = C, or 2C + 1 for an
+                                inpainting U-Net: latents, mask, masked image's latents) */
+    float *eps;              /* (batch, lh, lw, C) the U-Net's output */
     float *noise;            /* (images, lh, lw, C) an ancestral step's noise */
     float *x0[2];            /* (images, lh, lw, C) DPM++'s data predictions */
+    float *cond;             /* (images, lh, lw, Cin - C) an inpainting U-Net's extra input; NULL when Cin = C */
     float *z;                /* (lh, lw, C) one image's latents / scale factor */
-    float *img;              /* (f lh, f lw, 3) its pixels */
+    float *img;              /* (f lh, f lw, 3) its pixels (also the image to encode) */
+    float *mom;              /* (lh, lw, 2C) the encoder's moments: mean, log-variance */
 } sdc_plan;
 
 /* The plan for this shape: ctx's current one when it matches, else a new
  * one (the old released first). */
 sdc_status sdc_plan_render(sdc_ctx *ctx, int batch, int images, int lh, int lw, int tokens, int steps,
-                           const sdc_plan **out);
+                           bool encode, const sdc_plan **out);
 /* Give the arena back; the U-Net, the VAE and the backend go back to
  * memory of their own. */
 void sdc_plan_release(sdc_ctx *ctx);
