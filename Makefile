@@ -133,7 +133,7 @@ $(BUILD)/libsdc_emu.a: $(EMU_OBJ)
 
 # CUDA tests on the emulated device; the CLI with it (SDC_CUDA_EMU=1
 # build/sdc-emu txt2img --backend cuda ...), for trying a kernel by hand.
-EMU_TESTS := $(addprefix $(BUILD)/tests/,test_cuda.o test_cuda_pipeline.o test_cuda_plan.o test_cuda_pad.o \
+EMU_TESTS := $(addprefix $(BUILD)/tests/,test_cuda.o test_cuda_pipeline.o test_cuda_img2img.o test_cuda_plan.o test_cuda_pad.o \
                                         test_cuda_halfops.o test_cuda_nets.o test_cuda_typed.o cuda_testutil.o testutil.o \
                                         st_write.o)
 $(BUILD)/sdc_tests_emu: $(EMU_TESTS) $(BUILD)/libsdc_emu.a
@@ -357,6 +357,7 @@ fixtures: $(VENV)/.ok
 	$(PY) tools/fixtures_scheduler.py
 	$(PY) tools/fixtures_prompts.py
 	$(PY) tools/fixtures_shapes.py
+	$(PY) tools/fixtures_img2img.py
 
 # Retrain the shipped model from scratch (74 minutes on 2 CPU cores: the
 # decoder's rounds run beside the U-Net; fixed seeds and thread counts, so
