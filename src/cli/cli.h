@@ -30,6 +30,7 @@ int cli_common_option(int argc, char **argv, int *i, sdc_params *mp, sdc_gen_par
 unsigned long long cli_random_seed(void);
 
 int cli_txt2img(int argc, char **argv);
+int cli_img2img(int argc, char **argv);
 int cli_batch(int argc, char **argv);
 int cli_compare(int argc, char **argv);
 int cli_serve(int argc, char **argv);

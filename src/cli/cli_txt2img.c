@@ -1,4 +1,5 @@
-/* cli_txt2img.c - `sdc txt2img`: arguments, progress bar, timing summary. */
+/* cli_txt2img.c - `sdc txt2img` and `sdc img2img`: arguments, progress
+ * bar, timing summary. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,6 +10,9 @@
 
 #include "cli/cli.h"
 #include "common.h"
+#include "image/image.h"
+#include "image/image_ops.h"
+#include "sampling/scheduler.h"
 #include "sdc.h"
 
 static const char *HELP =
@@ -39,6 +43,32 @@ static const char *HELP =
     "\n"
     "The PNG carries the settings in AUTOMATIC1111's \"parameters\" text chunk.\n";
 
+static const char *HELP_IMG2IMG =
+    "usage: sdc img2img -m MODEL -i IMAGE -p PROMPT [options]\n"
+    "\n"
+    "Image to image (and inpainting with --mask) as diffusers' StableDiffusionImg2ImgPipeline\n"
+    "and StableDiffusionInpaintPipeline; every txt2img option applies.\n"
+    "\n"
+    "  -i, --init IMAGE      the picture to start from (PNG or JPEG, any size)\n"
+    "  --strength S          0 < S <= 1 (default 0.75): how much of the schedule runs; the\n"
+    "                        last int(steps * S) of --steps steps run\n"
+    "  --a1111-steps         count those steps as AUTOMATIC1111 does (one more)\n"
+    "  -W, -H                output size (default: the image's, down to a multiple of 8)\n"
+    "  --resize-mode M       how the image meets the output size: just (default: stretch),\n"
+    "                        crop (scale to cover, centre crop), fill (scale to fit, fill\n"
+    "                        the borders with the stretched edges); AUTOMATIC1111's modes\n"
+    "  --mask MASK           inpainting: white repaints, black keeps (PNG or JPEG; an alpha\n"
+    "                        channel that is not opaque is the mask); resized as the image\n"
+    "  --mask-blur PX        blur the mask and composite the original back through it\n"
+    "                        (AUTOMATIC1111's mask blur; default 0)\n"
+    "  --inpaint-fill F      what the masked area starts from: original (default), fill\n"
+    "                        (the surrounding colours), latent-noise, latent-nothing\n"
+    "  --only-masked         render only the mask's box (plus --only-masked-padding PX,\n"
+    "                        default 32) at the output size and paste it back\n"
+    "\n"
+    "An inpainting checkpoint (9-channel U-Net, e.g. sd-v1-5-inpainting) is found from\n"
+    "its tensors; without --mask it repaints everything, as AUTOMATIC1111 does.\n";
+
 typedef struct progress {
     bool tty;
     double last_print;
@@ -66,6 +96,12 @@ static void on_step(int step, int steps, double seconds, void *user) {
 }
 
 
+/* the steps that run: all, or those a strength leaves */
+static int steps_run(const sdc_gen_params *g) {
+    const int first = g->init_rgb ? sdc_sampler_first_step(g->steps, g->strength, g->a1111_steps) : 0;
+    return first >= 0 && first < g->steps ? g->steps - first : 1;
+}
+
 /* The output's folder must exist and be writable before minutes of work. */
 static bool output_dir_ok(const char *path) {
     char dir[4096];
@@ -81,17 +117,76 @@ static bool output_dir_ok(const char *path) {
     return true;
 }
 
-int cli_txt2img(int argc, char **argv) {
+/* img2img's own options; 1 taken, 0 not one of them, -1 a usage error */
+static int img2img_option(const char *a, const char *v, int *i, sdc_gen_params *g, const char **init,
+                          const char **mask) {
+#define TAKES(s, l) ((!strcmp(a, s) || !strcmp(a, l)) && v && (++*i, true))
+    if (TAKES("-i", "--init")) *init = v;
+    else if (TAKES("--mask", "--mask")) *mask = v;
+    else if (TAKES("--strength", "--strength")) {
+        float s;
+        if (!cli_parse_float(v, &s)) return cli_usage_error("--strength %s: expected a number", v), -1;
+        g->strength = strtod(v, NULL); /* the double the user wrote, as Python reads it */
+    } else if (!strcmp(a, "--a1111-steps")) g->a1111_steps = true;
+    else if (TAKES("--resize-mode", "--resize-mode")) {
+        if (!strcmp(v, "just")) g->resize_mode = 0;
+        else if (!strcmp(v, "crop")) g->resize_mode = 1;
+        else if (!strcmp(v, "fill")) g->resize_mode = 2;
+        else return cli_usage_error("--resize-mode %s: expected just, crop or fill", v), -1;
+    } else if (TAKES("--mask-blur", "--mask-blur")) {
+        if (!cli_parse_int(v, &g->mask_blur)) return cli_usage_error("--mask-blur %s: expected pixels", v), -1;
+    } else if (TAKES("--inpaint-fill", "--inpaint-fill")) {
+        static const char *const names[] = {"fill", "original", "latent-noise", "latent-nothing"};
+        g->inpaint_fill = -1;
+        for (int k = 0; k < 4; k++)
+            if (!strcmp(v, names[k])) g->inpaint_fill = k;
+        if (g->inpaint_fill < 0)
+            return cli_usage_error("--inpaint-fill %s: expected original, fill, latent-noise or latent-nothing", v),
+                   -1;
+    } else if (!strcmp(a, "--only-masked")) g->inpaint_full_res = true;
+    else if (TAKES("--only-masked-padding", "--only-masked-padding")) {
+        if (!cli_parse_int(v, &g->inpaint_full_res_padding))
+            return cli_usage_error("--only-masked-padding %s: expected pixels", v), -1;
+    } else
+        return 0;
+#undef TAKES
+    return 1;
+}
+
+/* The init image and mask from their files (PNG or JPEG), before the model
+ * loads: a bad file costs nothing. */
+static int read_init(const char *init, const char *mask, sdc_gen_params *g, unsigned char **rgb,
+                     unsigned char **m) {
+    int w = 0, h = 0;
+    if (sdc_image_load(init, rgb, &w, &h) != SDC_OK) return cli_die(NULL);
+    g->init_rgb = *rgb, g->init_width = w, g->init_height = h;
+    if (!mask) return 0;
+    if (sdc_mask_load(mask, m, &w, &h) != SDC_OK) return cli_die(NULL);
+    if (w != g->init_width || h != g->init_height)
+        fprintf(stderr, "sdc: mask %s is %dx%d, the image %dx%d: both are brought to the output size\n", mask, w, h,
+                g->init_width, g->init_height);
+    g->mask = *m, g->mask_width = w, g->mask_height = h;
+    return 0;
+}
+
+static int render(int argc, char **argv, bool img2img) {
     sdc_params mp = sdc_params_default();
     sdc_gen_params g = sdc_gen_params_default();
-    const char *out = NULL;
+    const char *out = NULL, *init = NULL, *mask = NULL;
+    const char *cmd = img2img ? "img2img" : "txt2img";
+    unsigned char *init_rgb = NULL, *mask_px = NULL;
     bool have_seed = false, out_given = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define TAKES(s, l) ((!strcmp(a, s) || !strcmp(a, l)) && v && (i++, true))
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(HELP, stdout);
+            fputs(img2img ? HELP_IMG2IMG : HELP, stdout);
             return 0;
+        }
+        if (img2img) {
+            int own = img2img_option(a, v, &i, &g, &init, &mask);
+            if (own < 0) return 2;
+            if (own > 0) continue;
         }
         int common = cli_common_option(argc, argv, &i, &mp, &g, &g.seed, &have_seed);
         if (common < 0) return 2;
@@ -102,13 +197,16 @@ int cli_txt2img(int argc, char **argv) {
             if (!cli_parse_int(v, &g.steps)) return cli_usage_error("--steps %s: expected a whole number", v);
         } else if (TAKES("--sampler", "--sampler")) g.sampler = v;
         else if (!strcmp(a, "--karras")) g.karras = true;
-        else
-            return cli_usage_error("txt2img: unknown option or missing value: %s", a);
+        else {
+            fprintf(stderr, "sdc: %s: unknown option or missing value: %s (see 'sdc %s --help')\n", cmd, a, cmd);
+            return 2;
+        }
 #undef TAKES
     }
-    if (!mp.model_path) return cli_usage_error("txt2img: missing -m MODEL%s", "");
-    if (!g.prompt) return cli_usage_error("txt2img: missing -p PROMPT%s", "");
-    if (out_given && !*out) return cli_usage_error("txt2img: empty output path (-o)%s", "");
+    if (!mp.model_path) return cli_usage_error("%s: missing -m MODEL", cmd);
+    if (!g.prompt) return cli_usage_error("%s: missing -p PROMPT", cmd);
+    if (img2img && !init) return cli_usage_error("%s: missing -i IMAGE", cmd);
+    if (out_given && !*out) return cli_usage_error("%s: empty output path (-o)", cmd);
     if (!have_seed) g.seed = cli_random_seed();
     char default_out[64];
     if (!out) {
@@ -116,12 +214,21 @@ int cli_txt2img(int argc, char **argv) {
         out = default_out;
     }
     /* everything that can be checked before loading the model */
-    if (sdc_check_gen_params(NULL, &g) != SDC_OK) return cli_die(NULL);
-    if (!output_dir_ok(out)) return 1;
+    if (img2img && read_init(init, mask, &g, &init_rgb, &mask_px)) {
+        free(init_rgb), free(mask_px);
+        return 1;
+    }
+    if (sdc_check_gen_params(NULL, &g) != SDC_OK || !output_dir_ok(out)) {
+        free(init_rgb), free(mask_px);
+        return sdc_last_error()[0] ? cli_die(NULL) : 1;
+    }
 
     double t0 = sdc_now();
     sdc_ctx *ctx = NULL;
-    if (sdc_load(&mp, &ctx) != SDC_OK) return cli_die(NULL);
+    if (sdc_load(&mp, &ctx) != SDC_OK) {
+        free(init_rgb), free(mask_px);
+        return cli_die(NULL);
+    }
     double t_load = sdc_now() - t0;
     if (!have_seed) fprintf(stderr, "sdc: seed %llu\n", g.seed);
     progress pr = {.tty = isatty(2) != 0, .last_print = 0};
@@ -130,7 +237,7 @@ int cli_txt2img(int argc, char **argv) {
     sdc_image img;
     int rc = 0;
     if (sdc_txt2img(ctx, &g, &img) != SDC_OK) {
-        rc = cli_die("txt2img");
+        rc = cli_die(cmd);
     } else {
         if (sdc_image_save_png(&img, out) != SDC_OK) {
             rc = cli_die(NULL);
@@ -142,11 +249,15 @@ int cli_txt2img(int argc, char **argv) {
                     "sdc: %s: load %.1f s, text encode %.2f s, denoise %.1f s (%.2f s/step), decode %.1f s, "
                     "total %.1f s%s\n",
                     sdc_backend_name(ctx), t_load, img.seconds_encode, img.seconds_denoise,
-                    img.seconds_denoise / g.steps, img.seconds_decode, sdc_now() - t0, mem);
+                    img.seconds_denoise / steps_run(&g), img.seconds_decode, sdc_now() - t0, mem);
             printf("%s\n", out);
         }
         sdc_image_free(&img);
     }
     sdc_free(ctx);
+    free(init_rgb), free(mask_px);
     return rc;
 }
+
+int cli_txt2img(int argc, char **argv) { return render(argc, argv, false); }
+int cli_img2img(int argc, char **argv) { return render(argc, argv, true); }

@@ -23,6 +23,7 @@ static const char *USAGE =
     "\n"
     "usage:\n"
     "  sdc txt2img -m MODEL -p PROMPT [options]   text to image ('sdc txt2img --help')\n"
+    "  sdc img2img -m MODEL -i IMAGE -p PROMPT [options]   image to image, inpainting ('sdc img2img --help')\n"
     "  sdc compare -m MODEL -p PROMPT [options]   sampler x steps grid ('sdc compare --help')\n"
     "  sdc batch -m MODEL PROMPTS -o OUTDIR [options]   render a prompt list ('sdc batch --help')\n"
     "  sdc serve -m MODEL [options]      AUTOMATIC1111's HTTP API, the model kept loaded ('sdc serve --help')\n"
@@ -304,6 +305,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "encode")) return cmd_encode(argc - 2, argv + 2);
     if (!strcmp(argv[1], "txt2img")) return cli_txt2img(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "img2img")) return cli_img2img(argc - 2, argv + 2);
     if (!strcmp(argv[1], "batch")) return cli_batch(argc - 2, argv + 2);
     if (!strcmp(argv[1], "compare")) return cli_compare(argc - 2, argv + 2);
     if (!strcmp(argv[1], "serve")) return cli_serve(argc - 2, argv + 2);
