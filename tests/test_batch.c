@@ -767,3 +767,47 @@ Test(batch, usage_errors) {
     st_rmtree(dir);
     free(dir), free(out);
 }
+
+/* Image to image in a list: init_image, mask and denoising_strength in JSON
+ * and A1111 lines, paths relative to the list's folder; plain lines take
+ * the command's --init/--mask; each misuse is that line's error. */
+Test(batch, init_image_keys) {
+    sdc_batch_defaults d = defaults();
+    d.init_image = "base.png";
+    d.gen.strength = 0.6;
+    sdc_batch_list l;
+    const char *text = "plain prompt\n"
+                       "{\"prompt\": \"json\", \"init_image\": \"in/a.png\", \"mask\": \"/abs/m.png\", "
+                       "\"denoising_strength\": 0.5}\n"
+                       "--prompt \"a1111\" --init_image b.jpg --denoising_strength 1\n"
+                       "{\"prompt\": \"mask alone\", \"mask\": \"m.png\"}\n"
+                       "--prompt \"too weak\" --init_image b.png --denoising_strength 0.1\n"
+                       "--prompt \"zero\" --init_image b.png --denoising_strength 0\n"
+                       "{\"prompt\": \"empty\", \"init_image\": \"\"}\n";
+    cr_assert_eq(sdc_batch_parse(text, strlen(text), "lists/p.txt", &d, &l), SDC_OK, "%s", sdc_last_error());
+    cr_assert_eq(l.n, 7);
+    cr_assert_str_eq(l.jobs[0].init_image, "base.png"); /* the command's, as given */
+    cr_assert_null(l.jobs[0].mask);
+    cr_assert_eq(l.jobs[0].gen.strength, 0.6);
+    cr_assert_str_eq(l.jobs[1].init_image, "lists/in/a.png");
+    cr_assert_str_eq(l.jobs[1].mask, "/abs/m.png");
+    cr_assert_eq(l.jobs[1].gen.strength, 0.5);
+    cr_assert_null(l.jobs[1].error);
+    cr_assert_str_eq(l.jobs[2].init_image, "lists/b.jpg");
+    cr_assert_eq(l.jobs[2].gen.strength, 1.0);
+    cr_assert_null(l.jobs[2].error);
+    cr_assert_str_eq(l.jobs[3].error, "lists/p.txt:4: a mask without an init_image");
+    /* 2 steps x 0.1 runs int(0.2) = 0 steps */
+    cr_assert_str_eq(l.jobs[4].error, "lists/p.txt:5: denoising_strength 0.1 of 2 steps runs no step");
+    cr_assert(strstr(l.jobs[5].error, ":6: denoising_strength \"0\": expected a number more than 0 and at most 1"),
+              "%s", l.jobs[5].error);
+    cr_assert_str_eq(l.jobs[6].error, "lists/p.txt:7: init_image: an empty path");
+    sdc_batch_list_free(&l);
+    /* no --init: a strength alone is an error, a plain line text to image */
+    d.init_image = NULL;
+    parse("plain\n--prompt x --denoising_strength 0.5\n", &d, &l);
+    cr_assert_null(l.jobs[0].init_image);
+    cr_assert_null(l.jobs[0].error);
+    cr_assert_str_eq(l.jobs[1].error, "list.txt:2: denoising_strength without an init_image");
+    sdc_batch_list_free(&l);
+}

@@ -120,7 +120,9 @@ no_closing:
 /* What one line says; unset fields take the defaults. */
 typedef struct line_opts {
     const char *prompt, *negative; /* point into the line's storage */
-    bool has_prompt, has_negative, has_seed, has_steps, has_cfg, has_w, has_h;
+    bool has_prompt, has_negative, has_seed, has_steps, has_cfg, has_w, has_h, has_strength;
+    const char *init, *mask;       /* image to image: as the line writes them */
+    double strength;
     unsigned long long seed;
     int steps, width, height, batch_size, n_iter;
     float cfg;
@@ -188,6 +190,17 @@ static bool set_key(line_opts *o, const char *key, const char *val, char *err, s
     } else if (!strcmp(key, "cfg_scale")) {
         if (!parse_float(val, &o->cfg)) return snprintf(err, cap, "cfg_scale \"%s\": expected a number", val), false;
         o->has_cfg = true;
+    } else if (!strcmp(key, "init_image") || !strcmp(key, "mask")) {
+        if (!*val) return snprintf(err, cap, "%s: an empty path", key), false;
+        *(key[0] == 'i' ? &o->init : &o->mask) = val;
+    } else if (!strcmp(key, "denoising_strength")) {
+        char *end;
+        errno = 0;
+        o->strength = strtod(val, &end);
+        if (end == val || *end || errno || !(o->strength > 0.0) || o->strength > 1.0)
+            return snprintf(err, cap, "denoising_strength \"%s\": expected a number more than 0 and at most 1", val),
+                   false;
+        o->has_strength = true;
     } else if (!strcmp(key, "sampler_name")) {
         if (sdc_batch_sampler(val, &o->sampler, &o->karras) != SDC_OK)
             return snprintf(err, cap, "%s", sdc_last_error()), false;
@@ -315,6 +328,17 @@ static sdc_batch_job *push_job(grow *g, int line) {
     return j;
 }
 
+/* path as a line writes it, relative to the folder of the list `source`
+ * (absolute paths as they are); malloc'd */
+static char *beside(const char *source, const char *path) {
+    const char *slash = strrchr(source, '/');
+    if (path[0] == '/' || !slash) return strdup(path);
+    size_t n = (size_t)(slash - source) + 1 + strlen(path) + 1;
+    char *out = malloc(n);
+    if (out) snprintf(out, n, "%.*s/%s", (int)(slash - source), source, path);
+    return out;
+}
+
 static char *dup_or_null(const char *s) {
     return s ? strdup(s) : NULL;
 }
@@ -348,6 +372,14 @@ static bool add_line(grow *g, const char *line, int lineno, const char *source, 
                      (d->gen.karras && sdc_sampler_parse(o.sampler, &kind) == SDC_OK && sdc_sampler_supports_karras(kind));
     }
     gen.on_step = NULL, gen.user = NULL;
+    if (o.has_strength) gen.strength = o.strength;
+    const char *init = o.init ? o.init : o.mask ? NULL : d->init_image, *mask = o.init || o.mask ? o.mask : d->mask;
+    if (ok && mask && !init) ok = false, snprintf(err, sizeof err, "a mask without an init_image");
+    if (ok && o.has_strength && !init)
+        ok = false, snprintf(err, sizeof err, "denoising_strength without an init_image");
+    if (ok && init && sdc_sampler_first_step(gen.steps, gen.strength, gen.a1111_steps) < 0)
+        ok = false, snprintf(err, sizeof err, "denoising_strength %g of %d steps runs no step", gen.strength,
+                             gen.steps);
     if (ok && sdc_check_gen_params(NULL, &gen) != SDC_OK) ok = false, snprintf(err, sizeof err, "%s", sdc_last_error());
 
     bool mem = true;
@@ -385,6 +417,10 @@ static bool add_line(grow *g, const char *line, int lineno, const char *source, 
         j->gen.prompt = dup_or_null(gen.prompt);
         j->gen.negative_prompt = dup_or_null(gen.negative_prompt);
         if (!j->gen.prompt || (gen.negative_prompt && !j->gen.negative_prompt)) mem = false;
+        /* the line's paths are relative to the list's folder; the defaults are as given */
+        j->init_image = o.init ? beside(source, init) : dup_or_null(init);
+        j->mask = o.mask ? beside(source, mask) : dup_or_null(mask);
+        if ((init && !j->init_image) || (mask && !j->mask)) mem = false;
     }
     cJSON_Delete(root);
     free(store);
@@ -486,6 +522,8 @@ void sdc_batch_list_free(sdc_batch_list *l) {
         free((char *)l->jobs[i].gen.prompt);
         free((char *)l->jobs[i].gen.negative_prompt);
         free(l->jobs[i].error);
+        free(l->jobs[i].init_image);
+        free(l->jobs[i].mask);
     }
     free(l->jobs);
     memset(l, 0, sizeof *l);
@@ -529,8 +567,11 @@ void sdc_batch_filename(const sdc_batch_job *j, char *out, size_t cap) {
 bool sdc_batch_same_settings(const sdc_gen_params *a, const sdc_gen_params *b) {
     const char *sa = a->sampler ? a->sampler : "ddim", *sb = b->sampler ? b->sampler : "ddim";
     bool same_spacing = (!a->spacing && !b->spacing) || (a->spacing && b->spacing && !strcmp(a->spacing, b->spacing));
+    /* image to image: the same strength (the steps that run), and never mixed with text to image */
+    bool same_init = !a->init_rgb == !b->init_rgb &&
+                     (!a->init_rgb || (a->strength == b->strength && a->a1111_steps == b->a1111_steps));
     return a->width == b->width && a->height == b->height && a->steps == b->steps && !strcmp(sa, sb) &&
-           a->karras == b->karras && same_spacing && a->eta == b->eta;
+           a->karras == b->karras && same_spacing && a->eta == b->eta && same_init;
 }
 
 /* ------------------------------------------------------------ PNG check */
@@ -721,6 +762,16 @@ char *sdc_batch_manifest_line(const sdc_batch_job *j, const sdc_batch_result *r,
         sb_float(&b, "cfg_scale", j->gen.cfg_scale);
         sb_add(&b, ",\"width\":%d,\"height\":%d", j->gen.width, j->gen.height);
         sb_float(&b, "eta", j->gen.eta);
+        if (j->init_image) {
+            sb_str(&b, "init_image", j->init_image);
+            sb_str(&b, "mask", j->mask);
+            char num[32]; /* the shortest text that reads back as the same double */
+            for (int prec = 1; prec <= 17; prec++) {
+                snprintf(num, sizeof num, "%.*g", prec, j->gen.strength);
+                if (strtod(num, NULL) == j->gen.strength) break;
+            }
+            sb_add(&b, ",\"denoising_strength\":%s", num);
+        }
     }
     sb_add(&b, ",\"clip_skip\":%d", run->clip_skip);
     sb_str(&b, "model", run->model);

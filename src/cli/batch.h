@@ -9,7 +9,9 @@
  *     (shlex quoting: --prompt "a cat" --steps 20 --sampler_name "Euler a");
  *   - anything else: the prompt itself.
  * JSON and A1111 lines take the same keys: prompt, negative_prompt, seed,
- * steps, cfg_scale, sampler_name, width, height, batch_size, n_iter. A1111's
+ * steps, cfg_scale, sampler_name, width, height, batch_size, n_iter, and for
+ * image to image init_image, mask (paths, relative to the list's folder)
+ * and denoising_strength (A1111's img2img names). A1111's
  * keys that only say where it saves (outpath_samples, outpath_grids,
  * prompt_for_display, do_not_save_samples, do_not_save_grid) are accepted
  * and ignored; restore_faces and tiling are accepted when false; keys that
@@ -33,6 +35,8 @@ typedef struct sdc_batch_job {
     sdc_gen_params gen;   /* prompt and negative owned by the job; sampler and
                              spacing static or the defaults' */
     bool seed_given;      /* the line gave the seed (else base seed + index) */
+    char *init_image;     /* image to image: the image's path (NULL: text to image); */
+    char *mask;           /* the mask's (NULL: none); both owned, read when the job renders */
     char *error;          /* NULL, or "FILE:LINE: reason": nothing to render */
 } sdc_batch_job;
 
@@ -44,8 +48,9 @@ typedef struct sdc_batch_list {
 /* What a line does not say. gen.prompt is ignored; gen.negative_prompt,
  * gen.sampler and gen.spacing must outlive the list. */
 typedef struct sdc_batch_defaults {
-    sdc_gen_params gen;
+    sdc_gen_params gen;   /* gen.strength: the lines' default denoising_strength */
     unsigned long long base_seed;
+    const char *init_image, *mask; /* for lines that name none (NULL: none), used as they are */
 } sdc_batch_defaults;
 
 /* Bounds on a prompt list (untrusted input): a file of at most 256 MiB,

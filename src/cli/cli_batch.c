@@ -16,6 +16,7 @@
 #include "cli/batch.h"
 #include "cli/cli.h"
 #include "common.h"
+#include "image/image_ops.h"
 #include "sdc.h"
 
 static const char *HELP =
@@ -24,7 +25,8 @@ static const char *HELP =
     "Renders every job of PROMPTS, loading the model once. Each line is a plain\n"
     "prompt, AUTOMATIC1111 \"prompts from file\" options (--prompt \"...\" --steps 30\n"
     "--sampler_name \"DPM++ 2M Karras\" --seed 5 --batch_size 2 ...), or a JSON object\n"
-    "with the same keys; blank lines and lines starting with # are skipped.\n"
+    "with the same keys; blank lines and lines starting with # are skipped. Image to\n"
+    "image: init_image, mask (paths relative to PROMPTS' folder), denoising_strength.\n"
     "The options below are the defaults a line can override.\n"
     "\n"
     "  -m, --model MODEL     .safetensors checkpoint (SD 1.x/2.x) or diffusers folder\n"
@@ -49,6 +51,9 @@ static const char *HELP =
     "  --vae-precision P     the VAE's (default: fp32 on the CPU; on CUDA fp32 with\n"
     "                        --precision fp32, else bf16, which cannot overflow)\n"
     "  --threads N           CPU threads (default: all cores)\n"
+    "  -i, --init IMAGE      image to image for lines that name no init_image (PNG/JPEG)\n"
+    "  --mask MASK           inpainting mask for those lines\n"
+    "  --strength S          default denoising_strength (0.75)\n"
     "  --batch-size N        render up to N jobs with the same size, steps and sampler\n"
     "                        settings together (default 1)\n"
     "  --shard K/N           only the jobs with index % N == K - 1 (one process per GPU\n"
@@ -246,6 +251,27 @@ static void render_group(state *s, sdc_ctx *ctx, sdc_batch_job **jobs, int n) {
 
 /* ----------------------------------------------------------------- main */
 
+/* An image-to-image job: its image and mask read (an unreadable file fails
+ * this job alone), then rendered. */
+static void render_init(state *s, sdc_ctx *ctx, sdc_batch_job *j) {
+    unsigned char *rgb = NULL, *mask = NULL;
+    int w = 0, h = 0, mw = 0, mh = 0;
+    if (sdc_image_load(j->init_image, &rgb, &w, &h) != SDC_OK ||
+        (j->mask && sdc_mask_load(j->mask, &mask, &mw, &mh) != SDC_OK)) {
+        job_failed(s, j, sdc_last_error());
+        free(rgb), free(mask);
+        return;
+    }
+    j->gen.init_rgb = rgb, j->gen.init_width = w, j->gen.init_height = h;
+    j->gen.mask = mask, j->gen.mask_width = mw, j->gen.mask_height = mh;
+    if (!j->gen.width) j->gen.width = w / 8 * 8; /* the image's size, as sdc_txt2img takes 0 */
+    if (!j->gen.height) j->gen.height = h / 8 * 8;
+    if (sdc_check_gen_params(ctx, &j->gen) != SDC_OK) job_failed(s, j, sdc_last_error());
+    else render_group(s, ctx, &j, 1);
+    j->gen.init_rgb = j->gen.mask = NULL;
+    free(rgb), free(mask);
+}
+
 int cli_batch(int argc, char **argv) {
     sdc_params mp = sdc_params_default();
     sdc_batch_defaults d = {.gen = sdc_gen_params_default()};
@@ -275,6 +301,14 @@ int cli_batch(int argc, char **argv) {
         } else if (TAKES("--shard", "--shard")) {
             shard = v;
         } else if (!strcmp(a, "--force")) force = true;
+        else if (TAKES("-i", "--init")) d.init_image = v;
+        else if (TAKES("--mask", "--mask")) d.mask = v;
+        else if (TAKES("--strength", "--strength")) {
+            char *end;
+            d.gen.strength = strtod(v, &end);
+            if (end == v || *end || !(d.gen.strength > 0.0) || d.gen.strength > 1.0)
+                return cli_usage_error("--strength %s: expected a number more than 0 and at most 1", v);
+        }
         else if (a[0] == '-' && a[1]) return cli_usage_error("batch: unknown option or missing value: %s", a);
         else if (!list) list = a;
         else return cli_usage_error("batch: one PROMPTS file only: extra %s", a);
@@ -368,6 +402,7 @@ int cli_batch(int argc, char **argv) {
         }
         fprintf(stderr, "sdc: %s: model loaded in %.1f s\n", sdc_backend_name(ctx), sdc_now() - t_start);
         for (int i = 0; i < ntodo; i++) { /* 0: the model's own size, also in the manifest */
+            if (todo[i]->init_image) continue; /* 0: the image's, once it is read */
             if (!todo[i]->gen.width) todo[i]->gen.width = sdc_native_size(ctx);
             if (!todo[i]->gen.height) todo[i]->gen.height = sdc_native_size(ctx);
         }
@@ -383,10 +418,15 @@ int cli_batch(int argc, char **argv) {
     }
     for (int i = 0; i < ntodo && !g_stop; i++) {
         if (taken[i]) continue;
+        if (todo[i]->init_image) { /* image to image: one at a time, its files read now */
+            taken[i] = 1;
+            render_init(&s, ctx, todo[i]);
+            continue;
+        }
         sdc_batch_job *grp[64];
         int n = 0;
         for (int j = i; j < ntodo && j < i + 4096 && n < batch; j++) {
-            if (taken[j] || !sdc_batch_same_settings(&todo[i]->gen, &todo[j]->gen)) continue;
+            if (taken[j] || todo[j]->init_image || !sdc_batch_same_settings(&todo[i]->gen, &todo[j]->gen)) continue;
             if (sdc_check_gen_params(ctx, &todo[j]->gen) != SDC_OK) {
                 taken[j] = 1;
                 job_failed(&s, todo[j], sdc_last_error()); /* e.g. the model's VAE factor */
