@@ -17,6 +17,7 @@
 
 #include "common.h"
 #include "image/image.h"
+#include "image/image_ops.h"
 #include "server/server.h"
 #include "st_write.h"
 #include "testutil.h"
@@ -610,4 +611,114 @@ Test(serve, stop_finishes_the_image_in_progress, .timeout = 300) {
     cr_assert_eq(w.r.status, 503, "%d %s", w.r.status, w.r.body);
     cr_assert(strstr(w.r.body, "shutting down"), "%s", w.r.body);
     resp_free(&w.r);
+}
+
+/* ------------------------------------------------------------ img2img */
+
+static char *file_b64(const char *path) {
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    static unsigned char buf[1 << 20];
+    const size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    return srv_b64_encode(buf, n);
+}
+
+/* /sdapi/v1/img2img: an init image (and a data: URL mask) answered with
+ * the library's own pixels for the same settings and the request's
+ * image-to-image fields in the infotext; A1111's API defaults for the
+ * inpainting fields (mask blur 4, only masked, padding 0, fill) */
+Test(serve, img2img_and_inpainting, .timeout = 300) {
+    srv *s = start(NULL, NULL, 0, 0);
+    const int port = srv_port(s);
+    char *init = file_b64(FIXTURES "/img2img/init32.png"), *mask = file_b64(FIXTURES "/img2img/mask32.png");
+    char *body = malloc(strlen(init) + strlen(mask) + 512);
+    sprintf(body, "{\"prompt\": \"a red circle\", \"seed\": 7, \"steps\": 4, \"width\": 32, \"height\": 32, "
+                  "\"sampler_name\": \"Euler\", \"denoising_strength\": 0.6, \"init_images\": [\"%s\"]}", init);
+    resp r = post(port, "/sdapi/v1/img2img", body);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cJSON *j = json_of(&r);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "images")), 1);
+    cJSON *info = cJSON_Parse(cJSON_GetObjectItem(j, "info")->valuestring);
+    cr_assert_float_eq(cJSON_GetObjectItem(info, "denoising_strength")->valuedouble, 0.6, 1e-12);
+    size_t n = 0;
+    unsigned char *png = srv_b64_decode(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "images"), 0)->valuestring, &n);
+    char *text = NULL;
+    cr_assert_eq(sdc_png_parameters_mem("image", png, n, &text), SDC_OK, "%s", sdc_last_error());
+    cr_assert(strstr(text, "Denoising strength: 0.6"), "%s", text);
+    cr_assert_null(strstr(text, "Mask blur"), "no mask, no mask fields: %s", text);
+    /* the library, same settings: the same PNG */
+    sdc_params mp = sdc_params_default();
+    mp.model_path = FIXTURES "/tiny_sd1.safetensors";
+    mp.backend = SDC_BACKEND_CPU;
+    sdc_ctx *ctx = NULL;
+    cr_assert_eq(sdc_load(&mp, &ctx), SDC_OK, "%s", sdc_last_error());
+    sdc_gen_params g = sdc_gen_params_default();
+    g.prompt = "a red circle", g.seed = 7, g.steps = 4, g.width = g.height = 32, g.sampler = "euler";
+    g.strength = 0.6;
+    cr_assert_eq(sdc_image_load(FIXTURES "/img2img/init32.png", (uint8_t **)&g.init_rgb, &g.init_width,
+                                &g.init_height), SDC_OK, "%s", sdc_last_error());
+    sdc_image want;
+    cr_assert_eq(sdc_txt2img(ctx, &g, &want), SDC_OK, "%s", sdc_last_error());
+    unsigned char *wpng = NULL;
+    size_t wn = 0;
+    cr_assert_eq(sdc_png_encode("want", want.rgb, 32, 32, want.infotext, &wpng, &wn), SDC_OK);
+    cr_assert(wn == n && !memcmp(wpng, png, n), "the server's image is the library's");
+    free(wpng), free(png), free(text), sdc_image_free(&want);
+    cJSON_Delete(info), cJSON_Delete(j), resp_free(&r);
+
+    /* inpainting with A1111's API defaults: pixels the blurred mask leaves
+     * alone are the original's, and the infotext names the fields */
+    sprintf(body, "{\"prompt\": \"a red circle\", \"seed\": 7, \"steps\": 4, \"width\": 32, \"height\": 32, "
+                  "\"init_images\": [\"%s\"], \"mask\": \"data:image/png;base64,%s\"}", init, mask);
+    r = post(port, "/sdapi/v1/img2img", body);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    j = json_of(&r);
+    png = srv_b64_decode(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "images"), 0)->valuestring, &n);
+    cr_assert_eq(sdc_png_parameters_mem("image", png, n, &text), SDC_OK, "%s", sdc_last_error());
+    cr_assert(strstr(text, "Denoising strength: 0.75, Mask blur: 4, Masked content: fill, Inpaint area: Only "
+                           "masked, Masked area padding: 0"), "%s", text);
+    uint8_t *got = NULL, *m = NULL;
+    int w = 0, h = 0;
+    cr_assert_eq(sdc_image_load_mem("image", png, n, &got, &w, &h), SDC_OK, "%s", sdc_last_error());
+    cr_assert_eq(sdc_mask_load(FIXTURES "/img2img/mask32.png", &m, &w, &h), SDC_OK);
+    cr_assert_eq(sdc_mask_blur(m, w, h, 4, 4), SDC_OK);
+    int kept = 0;
+    for (int i = 0; i < w * h; i++)
+        if (m[i] == 0) {
+            kept++;
+            for (int c = 0; c < 3; c++)
+                cr_assert_eq(got[3 * i + c], g.init_rgb[3 * i + c], "pixel %d outside the mask changed", i);
+        }
+    cr_assert_gt(kept, 100, "the test mask leaves pixels alone");
+    free(got), free(m), free(png), free(text), free((void *)g.init_rgb);
+    cJSON_Delete(j), resp_free(&r);
+
+    /* bad image fields: a 422 naming the field, and the server goes on */
+    static const struct {
+        const char *fmt, *field;
+    } bad[] = {
+        {"{\"init_images\": []}", "init_images"},
+        {"{\"init_images\": \"%s\"}", "init_images"},
+        {"{\"init_images\": [\"not base64!\"]}", "init_images"},
+        {"{\"init_images\": [\"R0lGODlhAQABAAAAACw=\"]}", "init_images"},
+        {"{\"init_images\": [\"%s\"], \"mask\": 5}", "mask"},
+        {"{\"init_images\": [\"%s\"], \"mask\": \"data:image/png;base64\"}", "mask"},
+        {"{\"init_images\": [\"%s\"], \"denoising_strength\": 0}", "denoising_strength"},
+        {"{\"init_images\": [\"%s\"], \"denoising_strength\": 1.5}", "denoising_strength"},
+        {"{\"init_images\": [\"%s\"], \"resize_mode\": 3}", "resize_mode"},
+        {"{\"init_images\": [\"%s\"], \"mask_blur\": -1}", "mask_blur"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        sprintf(body, bad[i].fmt, init);
+        r = post(port, "/sdapi/v1/img2img", body);
+        cr_assert_eq(r.status, 422, "%s: %d %s", bad[i].fmt, r.status, r.body);
+        j = json_of(&r);
+        cJSON *loc = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "detail"), 0), "loc");
+        cr_assert_str_eq(cJSON_GetArrayItem(loc, 1)->valuestring, bad[i].field, "%s", r.body);
+        cJSON_Delete(j), resp_free(&r);
+    }
+    sdc_free(ctx);
+    free(body), free(init), free(mask);
+    srv_stop(s);
 }

@@ -60,9 +60,12 @@ void srv_render_free(srv_render *r) {
     free(r->images);
     free((char *)r->gen.prompt);
     free((char *)r->gen.negative_prompt);
+    free((void *)r->gen.init_rgb);
+    free((void *)r->gen.mask);
     r->images = NULL;
     r->n_images = 0;
     r->gen.prompt = r->gen.negative_prompt = NULL;
+    r->gen.init_rgb = r->gen.mask = NULL;
 }
 
 /* ----------------------------------------------------------- the worker */

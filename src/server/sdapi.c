@@ -240,6 +240,7 @@ static void png_info(const cJSON *body, srv_reply *out) {
 /* ---------------------------------------------------------------- route */
 
 void sdapi_txt2img(srv *s, const cJSON *body, srv_reply *out);
+void sdapi_img2img(srv *s, const cJSON *body, srv_reply *out);
 
 void sdapi_handle(srv *s, const char *method, const char *url, const char *body, size_t n, srv_reply *out) {
     memset(out, 0, sizeof *out);
@@ -266,7 +267,7 @@ void sdapi_handle(srv *s, const char *method, const char *url, const char *body,
         if (!strcmp(r, "interrupt")) return srv_jobs_interrupt(s->jobs), srv_reply_json(out, 200, cJSON_CreateObject());
         if (!strcmp(r, "skip")) return srv_jobs_skip(s->jobs), srv_reply_json(out, 200, cJSON_CreateObject());
         if (!strcmp(r, "refresh-checkpoints")) return srv_reply_json(out, 200, cJSON_CreateNull());
-        if (!strcmp(r, "txt2img") || !strcmp(r, "options") || !strcmp(r, "png-info")) {
+        if (!strcmp(r, "txt2img") || !strcmp(r, "img2img") || !strcmp(r, "options") || !strcmp(r, "png-info")) {
             /* the body is NUL-terminated by http.c; one inside it is refused */
             if (memchr(body, '\0', n)) return srv_reply_field(out, NULL, "a NUL byte in the body", "value_error");
             const char *end = NULL;
@@ -279,13 +280,12 @@ void sdapi_handle(srv *s, const char *method, const char *url, const char *body,
                 return srv_reply_field(out, NULL, msg, "value_error.jsondecode");
             }
             if (!strcmp(r, "txt2img")) sdapi_txt2img(s, j, out);
+            else if (!strcmp(r, "img2img")) sdapi_img2img(s, j, out);
             else if (!strcmp(r, "options")) set_options(s, j, out);
             else png_info(j, out);
             cJSON_Delete(j);
             return;
         }
     }
-    if (!strcmp(r, "img2img") && post)
-        return srv_reply_detail(out, 501, "img2img is not in sdc yet (only txt2img)");
     return srv_reply_detail(out, get || post ? 404 : 405, get || post ? "Not Found" : "Method Not Allowed");
 }

@@ -1,7 +1,12 @@
-/* sdapi_txt2img.c - POST /sdapi/v1/txt2img: A1111's
- * StableDiffusionTxt2ImgProcessingAPI in, TextToImageResponse out (images
- * as base64 PNGs with their infotext, the request echoed in `parameters`,
- * `info` a JSON string with the seeds and infotexts). */
+/* sdapi_txt2img.c - POST /sdapi/v1/txt2img and /img2img: A1111's
+ * StableDiffusionTxt2ImgProcessingAPI / StableDiffusionImg2ImgProcessingAPI
+ * in, TextToImageResponse / ImageToImageResponse out (images as base64 PNGs
+ * with their infotext, the request echoed in `parameters`, `info` a JSON
+ * string with the seeds and infotexts). img2img's images come as base64
+ * PNG or JPEG (a "data:image/...;base64," prefix allowed, as A1111's
+ * decode_base64_to_image takes it); its defaults are A1111's API's:
+ * denoising_strength 0.75, mask_blur 4, inpainting_fill 0 (fill),
+ * inpaint_full_res true ("only masked"), inpaint_full_res_padding 0. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,9 +18,11 @@
 #include "cli/batch.h"
 #include "common.h"
 #include "image/image.h"
+#include "image/image_ops.h"
 #include "server/server.h"
 
 void sdapi_txt2img(srv *s, const cJSON *body, srv_reply *out);
+void sdapi_img2img(srv *s, const cJSON *body, srv_reply *out);
 
 /* the fields read, with A1111's defaults; *bad names the first bad one */
 typedef struct t2i {
@@ -23,6 +30,10 @@ typedef struct t2i {
     long long seed;
     int steps, width, height, batch_size, n_iter;
     double cfg_scale, eta;
+    /* img2img */
+    bool img2img, full_res, invert;
+    double strength;
+    int mask_blur, fill, padding, resize_mode;
 } t2i;
 
 static bool is_int(const cJSON *v, double lo, double hi) {
@@ -91,8 +102,39 @@ static bool unsupported(const cJSON *o, srv_reply *out) {
     return false;
 }
 
+static bool get_bool(const cJSON *o, const char *k, bool *v, srv_reply *out) {
+    const cJSON *j = field(o, k);
+    if (!j) return true;
+    if (!cJSON_IsBool(j)) return srv_reply_field(out, k, "bool type expected", "type_error.bool"), false;
+    *v = cJSON_IsTrue(j);
+    return true;
+}
+
+/* img2img's own fields, A1111's API defaults */
+static bool parse_img2img(const cJSON *o, t2i *r, srv_reply *out) {
+    long long blur = 4, fill = 0, pad = 0, invert = 0, mode = 0;
+    r->strength = 0.75, r->full_res = true;
+    if (!get_num(o, "denoising_strength", 0, 1, &r->strength, out) ||
+        !get_int(o, "mask_blur", 0, 64, &blur, out) || !get_int(o, "inpainting_fill", 0, 3, &fill, out) ||
+        !get_bool(o, "inpaint_full_res", &r->full_res, out) ||
+        !get_int(o, "inpaint_full_res_padding", 0, 1024, &pad, out) ||
+        !get_int(o, "inpainting_mask_invert", 0, 1, &invert, out) || !get_int(o, "resize_mode", 0, 3, &mode, out))
+        return false;
+    if (!(r->strength > 0))
+        return srv_reply_field(out, "denoising_strength", "more than 0 expected (0 would run no step)",
+                               "value_error"), false;
+    if (mode == 3)
+        return srv_reply_field(out, "resize_mode", "latent upscaling (3) is not in sdc: 0, 1 or 2 expected",
+                               "value_error"), false;
+    r->mask_blur = (int)blur, r->fill = (int)fill, r->padding = (int)pad, r->invert = invert != 0;
+    r->resize_mode = (int)mode;
+    return true;
+}
+
 static bool parse(const srv *s, const cJSON *o, t2i *r, srv_reply *out) {
-    *r = (t2i){"", "", NULL, NULL, -1, 50, 512, 512, 1, 1, 7.0, 0.0};
+    const bool img2img = r->img2img;
+    *r = (t2i){"", "", NULL, NULL, -1, 50, 512, 512, 1, 1, 7.0, 0.0, img2img, false, false, 0, 0, 0, 0, 0};
+    if (img2img && !parse_img2img(o, r, out)) return false;
     long long steps = r->steps, w = r->width, h = r->height, bs = 1, ni = 1;
     if (!get_str(o, "prompt", &r->prompt, out) || !get_str(o, "negative_prompt", &r->negative, out) ||
         !get_str(o, "sampler_index", &r->sampler, out) || !get_str(o, "sampler_name", &r->sampler, out) ||
@@ -148,7 +190,8 @@ static char *info_json(const t2i *q, const srv_render *r, const char *model, con
     cJSON_AddNullToObject(o, "sd_vae_hash");
     cJSON_AddNumberToObject(o, "seed_resize_from_w", -1);
     cJSON_AddNumberToObject(o, "seed_resize_from_h", -1);
-    cJSON_AddNullToObject(o, "denoising_strength");
+    if (q->img2img) cJSON_AddNumberToObject(o, "denoising_strength", q->strength);
+    else cJSON_AddNullToObject(o, "denoising_strength");
     cJSON_AddObjectToObject(o, "extra_generation_params");
     cJSON_AddNumberToObject(o, "index_of_first_image", 0);
     cJSON_AddArrayToObject(o, "styles");
@@ -161,9 +204,30 @@ static char *info_json(const t2i *q, const srv_render *r, const char *model, con
     return text;
 }
 
-void sdapi_txt2img(srv *s, const cJSON *body, srv_reply *out) {
+/* A base64 image of field k (PNG or JPEG) decoded: RGB, or the mask's one
+ * channel (A1111's create_binary_mask rules) when mask; false with a 422. */
+static bool b64_image(const char *k, const char *text, bool mask, unsigned char **px, int *w, int *h,
+                      srv_reply *out) {
+    if (!strncmp(text, "data:image/", 11)) { /* A1111: split(";")[1].split(",")[1] */
+        const char *comma = strchr(text, ',');
+        if (!comma) return srv_reply_field(out, k, "a data URL without a comma", "value_error"), false;
+        text = comma + 1;
+    }
+    size_t n = 0;
+    unsigned char *bytes = srv_b64_decode(text, &n);
+    if (!bytes) return srv_reply_field(out, k, "invalid base64", "value_error"), false;
+    sdc_status st = mask ? sdc_mask_load_mem(k, bytes, n, px, w, h) : sdc_image_load_mem(k, bytes, n, px, w, h);
+    free(bytes);
+    if (st != SDC_OK) return srv_reply_field(out, k, sdc_last_error(), "value_error"), false;
+    return true;
+}
+
+static void generate(srv *s, const cJSON *body, srv_reply *out, bool img2img) {
     t2i q;
+    q.img2img = img2img;
     if (!parse(s, body, &q, out)) return;
+    unsigned char *init = NULL, *mask = NULL;
+    int iw = 0, ih = 0, mw = 0, mh = 0;
     if (!q.sampler) q.sampler = "Euler"; /* A1111's sampler_index default */
     const char *sampler = NULL;
     int karras = 0;
@@ -174,6 +238,19 @@ void sdapi_txt2img(srv *s, const cJSON *body, srv_reply *out) {
             return srv_reply_field(out, "scheduler", "Automatic or Karras expected (sdc has no other schedule)",
                                    "value_error");
         karras = 1;
+    }
+    if (img2img) {
+        const cJSON *ii = field(body, "init_images"), *m = field(body, "mask");
+        if (!ii || !cJSON_IsArray(ii) || cJSON_GetArraySize(ii) != 1 || !cJSON_IsString(cJSON_GetArrayItem(ii, 0)))
+            return srv_reply_field(out, "init_images", "a list of one base64 image expected", "value_error");
+        if (m && !cJSON_IsString(m)) return srv_reply_field(out, "mask", "str type expected", "type_error.str");
+        if (!b64_image("init_images", cJSON_GetArrayItem(ii, 0)->valuestring, false, &init, &iw, &ih, out)) return;
+        if (m && !b64_image("mask", m->valuestring, true, &mask, &mw, &mh, out)) {
+            free(init);
+            return;
+        }
+        if (mask && q.invert)
+            for (size_t i = 0; i < (size_t)mw * mh; i++) mask[i] = (unsigned char)(255 - mask[i]);
     }
     unsigned long long seed = (unsigned long long)q.seed;
     if (q.seed < 0) { /* A1111's random seed: 32 bits */
@@ -193,6 +270,16 @@ void sdapi_txt2img(srv *s, const cJSON *body, srv_reply *out) {
     r.gen.eta = sampler && !strcmp(sampler, "ddim") ? (float)q.eta : 0.0f;
     r.gen.seed = seed;
     r.batch_size = q.batch_size, r.n_iter = q.n_iter;
+    if (img2img) { /* the render owns the pixels from here */
+        r.gen.init_rgb = init, r.gen.init_width = iw, r.gen.init_height = ih;
+        r.gen.mask = mask, r.gen.mask_width = mw, r.gen.mask_height = mh;
+        r.gen.strength = q.strength;
+        r.gen.resize_mode = q.resize_mode;
+        r.gen.mask_blur = q.mask_blur;
+        r.gen.inpaint_fill = q.fill;
+        r.gen.inpaint_full_res = q.full_res;
+        r.gen.inpaint_full_res_padding = q.padding;
+    }
     if (!r.gen.prompt || !r.gen.negative_prompt) {
         srv_render_free(&r);
         return srv_reply_detail(out, 500, "out of memory");
@@ -231,3 +318,6 @@ void sdapi_txt2img(srv *s, const cJSON *body, srv_reply *out) {
     }
     srv_reply_json(out, 200, o);
 }
+
+void sdapi_txt2img(srv *s, const cJSON *body, srv_reply *out) { generate(s, body, out, false); }
+void sdapi_img2img(srv *s, const cJSON *body, srv_reply *out) { generate(s, body, out, true); }

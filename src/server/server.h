@@ -48,7 +48,8 @@ typedef struct srv_jobs srv_jobs;
 
 /* one txt2img request: n = batch_size x n_iter images, seeds seed, seed+1 */
 typedef struct srv_render {
-    sdc_gen_params gen;      /* prompt and negative owned by the job */
+    sdc_gen_params gen;      /* prompt and negative owned by the job; init_rgb and
+                                mask too (img2img) */
     int batch_size, n_iter;
     /* filled by the worker */
     sdc_image *images;       /* n images; fewer when interrupted */
