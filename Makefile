@@ -358,6 +358,7 @@ fixtures: $(VENV)/.ok
 	$(PY) tools/fixtures_prompts.py
 	$(PY) tools/fixtures_shapes.py
 	$(PY) tools/fixtures_img2img.py
+	$(PY) tools/fixtures_image_ops.py
 
 # Retrain the shipped model from scratch (74 minutes on 2 CPU cores: the
 # decoder's rounds run beside the U-Net; fixed seeds and thread counts, so
