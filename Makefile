@@ -30,7 +30,7 @@ MULTIARCH := $(shell $(CC) -print-multiarch)
 BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
 # Its own cblas.h, not whichever BLAS the cblas.h alternative points at.
 CFLAGS  += -I/usr/include/$(MULTIARCH)/openblas-openmp
-LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lutf8proc -lmicrohttpd -lz -lm -fopenmp \
+LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lutf8proc -lmicrohttpd -ljpeg -lz -lm -fopenmp \
            -lpthread
 # The host execution of the CUDA code (kernels/emu/) is C++17.
 CXX      ?= g++
@@ -359,6 +359,7 @@ fixtures: $(VENV)/.ok
 	$(PY) tools/fixtures_shapes.py
 	$(PY) tools/fixtures_img2img.py
 	$(PY) tools/fixtures_image_ops.py
+	$(PY) tools/fixtures_image_load.py
 
 # Retrain the shipped model from scratch (74 minutes on 2 CPU cores: the
 # decoder's rounds run beside the U-Net; fixed seeds and thread counts, so

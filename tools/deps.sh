@@ -10,7 +10,7 @@
 set -e
 pkgs="gcc g++ libc6-dev binutils make"
 pkgs="$pkgs libstb-dev libcriterion-dev libcjson-dev libutf8proc-dev libmicrohttpd-dev"
-pkgs="$pkgs libopenblas-dev libopenblas-openmp-dev zlib1g-dev"
+pkgs="$pkgs libopenblas-dev libopenblas-openmp-dev zlib1g-dev libjpeg62-turbo-dev"
 for group in "$@"; do
     case "$group" in
         # clang 14 is Debian 12's; libFuzzer's runtime is its own package.

@@ -49,19 +49,20 @@ sdc_status sdc_png_parameters_mem(const char *name, const void *png, size_t n,
 /* Largest image side sdc_image_read_rgb accepts, in pixels. */
 #define SDC_IMAGE_MAX_SIDE 8192
 
-/* Read a PNG file (image-to-image input) as 8-bit RGB: *rgb is malloc'd,
- * *w * *h * 3 bytes, rows top to bottom. Any bit depth and colour type,
- * interlaced or not, decoded by stb_image: 16-bit samples are reduced to 8,
- * grey becomes R = G = B, a palette is expanded, alpha is dropped (not
- * composited). Untrusted input: the file is at most 256 MiB; its structure
- * is checked first (signature, IHDR first with valid fields, every chunk's
- * length and CRC, no unknown critical chunk, PLTE where the colour type
- * needs one, consecutive IDAT chunks, IEND last with nothing after it),
- * and the size in IHDR must be at most SDC_IMAGE_MAX_SIDE x
- * SDC_IMAGE_MAX_SIDE (8192 x 8192) before any pixel is decoded. JPEG and
- * other formats are refused (stb_image 2.27's JPEG decoder is not safe on
- * hostile input). Errors (SDC_ERR_IO, SDC_ERR_FORMAT; SDC_ERR_UNSUPPORTED
- * for another format or an image over the size limit) name the file and
+/* Read a PNG or JPEG file (image-to-image input) as 8-bit RGB: *rgb is
+ * malloc'd, *w * *h * 3 bytes, rows top to bottom; the same as
+ * sdc_image_load (image_load.h), which says what is read and how: as
+ * Pillow reads it (a JPEG's or a PNG's EXIF orientation applied, alpha
+ * dropped, not composited). Untrusted input: the file is at most 256 MiB;
+ * a PNG's structure is checked first (signature, IHDR first with valid
+ * fields, every chunk's length and CRC, no unknown critical chunk, PLTE
+ * where the colour type needs one, consecutive IDAT chunks, IEND last with
+ * nothing after it); the size in IHDR or in the JPEG frame header must be
+ * at most SDC_IMAGE_MAX_SIDE x SDC_IMAGE_MAX_SIDE (8192 x 8192) before any
+ * pixel is decoded; a JPEG is decoded by libjpeg-turbo, which stops at its
+ * first warning (corrupt data, a truncated file) and after 500 scans.
+ * Errors (SDC_ERR_IO, SDC_ERR_FORMAT; SDC_ERR_UNSUPPORTED for another
+ * format, a CMYK JPEG or an image over the size limit) name the file and
  * the chunk and byte offset where there is one; on failure *rgb is NULL
  * and *w, *h are 0. */
 sdc_status sdc_image_read_rgb(const char *path, uint8_t **rgb, int *w, int *h);

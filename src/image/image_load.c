@@ -1,13 +1,17 @@
-/* image_load.c - PNG files read for their pixels (image-to-image input).
+/* image_load.c - init images and masks from PNG and JPEG files or memory,
+ * as diffusers and AUTOMATIC1111 read them through Pillow (image_load.h).
  *
- * The file is read whole (at most 256 MiB), its PNG structure checked by
- * sdc itself (stb_image checks neither CRCs nor the chunk order), its size
- * bounded from IHDR, and only then decoded by stb_image. */
-#include "image/image.h"
+ * The file is read whole (at most 256 MiB) and told apart by its first
+ * bytes. A PNG's structure is checked by sdc itself first (stb_image
+ * checks neither CRCs nor the chunk order), its size bounded from IHDR,
+ * and only then decoded by stb_image; a JPEG goes to image_jpeg.c. Then
+ * the mask rule, then the EXIF orientation (exif.c). */
+#include "image/image_load.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +20,12 @@
 
 #include <zlib.h>
 
-/* stb_image (the decoder) for sdc_image_read_rgb: PNG only, from memory,
- * static. Not JPEG: stb_image 2.27's JPEG decoder (Debian 12's libstb-dev)
- * writes past its Huffman tables for a DHT segment whose code counts add up
- * to more than 256 (fuzz_png found it in seconds), and the PNG path is the
- * one whose input sdc checks itself first. STBI_MAX_DIMENSIONS makes stb
+#include "image/decode.h"
+
+/* stb_image (the decoder): PNG only, from memory, static. Not its JPEG
+ * decoder: stb_image 2.27's (Debian 12's libstb-dev) writes past its Huffman
+ * tables for a DHT segment whose code counts add up to more than 256
+ * (fuzz_png found it in seconds); JPEG goes to libjpeg-turbo instead. STBI_MAX_DIMENSIONS makes stb
  * refuse anything larger than our limit as well. This stb version declares
  * stbi_set_unpremultiply_on_load_thread without defining it, which GCC
  * reports at the end of the file, so -Wunused-function stays off for the
@@ -95,10 +100,21 @@ static sdc_status read_whole(const char *path, unsigned char **data, size_t *n) 
     return SDC_OK;
 }
 
+/* What png_check_frame learns on its way through the chunks. */
+typedef struct png_frame {
+    uint32_t w, h;           /* from IHDR */
+    int color, depth;        /* IHDR's colour type and bit depth */
+    size_t plte_at;          /* offset of the PLTE chunk (its length field), 0: none */
+    uint32_t plte_len;
+    size_t exif_at;          /* offset of the last eXIf chunk's data, 0: none */
+    uint32_t exif_len;
+} png_frame;
+
 /* The structure of a PNG in memory (stb_image does not check CRCs or the
- * chunk order): see image.h. *w, *h from IHDR. */
+ * chunk order): see image.h. */
 static sdc_status png_check_frame(const char *path, const unsigned char *b, size_t n,
-                                  uint32_t *w, uint32_t *h) {
+                                  png_frame *f) {
+    memset(f, 0, sizeof *f);
     if (n < 8 || memcmp(b, PNG_SIG, 8))
         return sdc_fail(SDC_ERR_FORMAT, "%s: not a PNG file (bad signature)", path);
     size_t off = 8;
@@ -134,19 +150,19 @@ static sdc_status png_check_frame(const char *path, const unsigned char *b, size
             if (strcmp(type, "IHDR") || len != 13)
                 return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: the first chunk is "
                                 "%s (length %u), not IHDR (length 13)", path, type, len);
-            *w = get_be32(d);
-            *h = get_be32(d + 4);
-            int depth = d[8];
-            color = d[9];
+            f->w = get_be32(d);
+            f->h = get_be32(d + 4);
+            int depth = f->depth = d[8];
+            color = f->color = d[9];
             /* PNG 1.2, table 11.1: the bit depths each colour type allows */
             bool depth_ok =
                 (color == 0 && (depth == 1 || depth == 2 || depth == 4 || depth == 8 ||
                                 depth == 16)) ||
                 (color == 3 && (depth == 1 || depth == 2 || depth == 4 || depth == 8)) ||
                 ((color == 2 || color == 4 || color == 6) && (depth == 8 || depth == 16));
-            if (!*w || !*h || *w > 0x7fffffffu || *h > 0x7fffffffu)
+            if (!f->w || !f->h || f->w > 0x7fffffffu || f->h > 0x7fffffffu)
                 return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: IHDR size %ux%u "
-                                "(expected 1 to 2^31-1 a side)", path, *w, *h);
+                                "(expected 1 to 2^31-1 a side)", path, f->w, f->h);
             if (!depth_ok)
                 return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: IHDR colour type %d "
                                 "with bit depth %d (expected grey 1/2/4/8/16, RGB "
@@ -165,6 +181,8 @@ static sdc_status png_check_frame(const char *path, const unsigned char *b, size
                                 "(length %u; expected one, before the image data, 3 to "
                                 "768 bytes in threes)", path, off, len);
             plte = true;
+            f->plte_at = off;
+            f->plte_len = len;
         } else if (!strcmp(type, "IDAT")) {
             if (idat_ended)
                 return sdc_fail(SDC_ERR_FORMAT, "%s: corrupt PNG: the IDAT chunks are "
@@ -182,8 +200,9 @@ static sdc_status png_check_frame(const char *path, const unsigned char *b, size
                                 "chunk at byte %zu", path,
                                 len ? "IEND with data" : "data", off);
             return SDC_OK;
-        } else if (idat) {
-            idat_ended = true;
+        } else {
+            if (!strcmp(type, "eXIf")) f->exif_at = off + 8, f->exif_len = len;
+            if (idat) idat_ended = true;
         }
         if (type[0] >= 'A' && type[0] <= 'Z' && k > 0 && strcmp(type, "PLTE") &&
             strcmp(type, "IDAT"))
@@ -193,63 +212,200 @@ static sdc_status png_check_frame(const char *path, const unsigned char *b, size
     }
 }
 
-sdc_status sdc_image_read_rgb(const char *path, uint8_t **rgb, int *w, int *h) {
-    if (rgb) *rgb = NULL;
+
+/* ------------------------------------------------------------ PNG pixels */
+
+static void put_be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* A copy of the PNG whose PLTE has all 256 entries, the missing ones black:
+ * Pillow reads an index past the end of the palette as black, where
+ * stb_image would read its own uninitialised palette memory. */
+static sdc_status pad_palette(const char *name, const unsigned char *b, size_t n,
+                              const png_frame *f, unsigned char **out, size_t *out_n) {
+    size_t at = f->plte_at, old = 12 + (size_t)f->plte_len, add = 768 - f->plte_len;
+    unsigned char *c = malloc(n + add);
+    if (!c) return sdc_fail(SDC_ERR_OOM, "%s: out of memory for %zu bytes", name, n + add);
+    memcpy(c, b, at);
+    unsigned char *p = c + at; /* the new chunk: length, type, 768 bytes, CRC */
+    put_be32(p, 768);
+    memcpy(p + 4, "PLTE", 4);
+    memcpy(p + 8, b + at + 8, f->plte_len);
+    memset(p + 8 + f->plte_len, 0, add);
+    put_be32(p + 8 + 768, (uint32_t)crc32(0L, p + 4, 4 + 768));
+    memcpy(p + 12 + 768, b + at + old, n - at - old);
+    *out = c;
+    *out_n = n + add;
+    return SDC_OK;
+}
+
+/* stb_image's decode of a checked PNG to (h, w, c) 8-bit samples as Pillow
+ * has them: 16-bit grey clamped to 255 (Pillow's "I;16" converted to "L"
+ * or "RGB"), other 16-bit samples reduced to their high byte (stb's
+ * reduction and Pillow's ";16B" modes agree). */
+static sdc_status png_pixels(const char *name, const unsigned char *b, size_t n,
+                             const png_frame *f, int c, uint8_t **px, int *x, int *y) {
+    bool grey16 = f->color == 0 && f->depth == 16;
+    stbi_us *g = NULL; /* (h, w) 16-bit grey */
+    if (grey16)
+        g = stbi_load_16_from_memory(b, (int)n, x, y, &(int){0}, 1);
+    else
+        *px = stbi_load_from_memory(b, (int)n, x, y, &(int){0}, c);
+    if (grey16 ? !g : !*px)
+        return sdc_fail(SDC_ERR_FORMAT, "%s: cannot decode the %ux%u PNG image (%s)", name,
+                        f->w, f->h, stbi_failure_reason());
+    if (!grey16) return SDC_OK;
+    size_t npx = (size_t)*x * (size_t)*y;
+    *px = malloc(npx * (size_t)c);
+    for (size_t i = 0; *px && i < npx; i++)
+        memset(*px + i * c, g[i] > 255 ? 255 : g[i], (size_t)c);
+    stbi_image_free(g);
+    if (!*px) return sdc_fail(SDC_ERR_OOM, "%s: out of memory for a %dx%d image", name, *x, *y);
+    return SDC_OK;
+}
+
+/* A PNG to decoded pixels; alpha: keep it where Pillow's mode is RGBA
+ * (colour type 6, and 16-bit grey+alpha, which Pillow opens as RGBA). */
+static sdc_status png_decode(const char *name, const unsigned char *b, size_t n, bool alpha,
+                             sdc_decoded *out) {
+    png_frame f;
+    SDC_TRY(png_check_frame(name, b, n, &f));
+    if (f.w > SDC_IMAGE_MAX_SIDE || f.h > SDC_IMAGE_MAX_SIDE)
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: the image is %ux%u pixels; at most "
+                        "%dx%d are read", name, f.w, f.h, SDC_IMAGE_MAX_SIDE,
+                        SDC_IMAGE_MAX_SIDE);
+    const unsigned char *src = b;
+    size_t src_n = n;
+    unsigned char *padded = NULL;
+    if (f.color == 3 && f.plte_len < 768) {
+        SDC_TRY(pad_palette(name, b, n, &f, &padded, &src_n));
+        src = padded;
+    }
+    int c = alpha && (f.color == 6 || (f.color == 4 && f.depth == 16)) ? 4 : 3;
+    int x = 0, y = 0;
+    uint8_t *px = NULL;
+    sdc_status st = png_pixels(name, src, src_n, &f, c, &px, &x, &y);
+    free(padded);
+    if (st != SDC_OK) return st;
+    if ((uint32_t)x != f.w || (uint32_t)y != f.h) {
+        free(px);
+        return sdc_fail(SDC_ERR_FORMAT, "%s: the PNG image decodes to %dx%d, its header "
+                        "says %ux%u", name, x, y, f.w, f.h);
+    }
+    out->px = px;
+    out->w = x;
+    out->h = y;
+    out->c = c;
+    out->orientation = f.exif_at ? sdc_exif_orientation(b + f.exif_at, f.exif_len) : 1;
+    return SDC_OK;
+}
+
+/* ------------------------------------------------------- images and masks */
+
+/* PNG or JPEG, told apart by their first bytes as Pillow tells them. */
+static sdc_status decode_any(const char *name, const unsigned char *b, size_t n, bool alpha,
+                             sdc_decoded *d) {
+    memset(d, 0, sizeof *d);
+    if (n >= 8 && !memcmp(b, PNG_SIG, 8)) return png_decode(name, b, n, alpha, d);
+    if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
+        return sdc_jpeg_decode(name, b, n, d);
+    char magic[3 * 8] = ""; /* "xx xx ... xx" */
+    for (size_t i = 0; i < n && i < 8; i++)
+        snprintf(magic + 3 * i - (i > 0), sizeof magic - 3 * i + (i > 0), "%s%02x",
+                 i ? " " : "", b[i]);
+    return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: not a PNG or JPEG image (%s%s)", name,
+                    n ? "the file starts with " : "the file is empty", magic);
+}
+
+/* create_binary_mask(image, round=True): px (npx, c) to m (npx). */
+static void to_mask(const uint8_t *px, size_t npx, int c, uint8_t *m) {
+    bool alpha = false;
+    for (size_t i = 0; c == 4 && i < npx && !alpha; i++) alpha = px[i * 4 + 3] != 255;
+    for (size_t i = 0; i < npx; i++) {
+        const uint8_t *p = px + i * c;
+        m[i] = alpha ? (p[3] > 128 ? 255 : 0) /* Pillow's convert("L"): */
+                     : (uint8_t)((p[0] * 19595u + p[1] * 38470u + p[2] * 7471u + 0x8000u) >> 16);
+    }
+}
+
+/* n bytes of PNG or JPEG to (h, w, 3) RGB or, for a mask, (h, w). */
+static sdc_status load(const char *name, const unsigned char *b, size_t n, bool mask,
+                       uint8_t **out, int *w, int *h) {
+    sdc_decoded d;
+    SDC_TRY(decode_any(name, b, n, mask, &d));
+    uint8_t *px = d.px;
+    if (mask) {
+        size_t npx = (size_t)d.w * (size_t)d.h;
+        px = malloc(npx);
+        if (px) to_mask(d.px, npx, d.c, px);
+        free(d.px);
+        if (!px) return sdc_fail(SDC_ERR_OOM, "%s: out of memory for a %dx%d mask", name, d.w, d.h);
+    }
+    sdc_status st = sdc_orient(name, &px, &d.w, &d.h, mask ? 1 : 3, d.orientation);
+    if (st != SDC_OK) {
+        free(px);
+        return st;
+    }
+    *out = px;
+    *w = d.w;
+    *h = d.h;
+    return SDC_OK;
+}
+
+/* Outputs to NULL/0 first, so every failure leaves them so. */
+static sdc_status clear_outputs(const char *fn, uint8_t **px, int *w, int *h) {
+    if (px) *px = NULL;
     if (w) *w = 0;
     if (h) *h = 0;
-    if (!rgb || !w || !h)
-        return sdc_fail(SDC_ERR_ARG, "sdc_image_read_rgb: NULL output");
+    if (!px || !w || !h) return sdc_fail(SDC_ERR_ARG, "%s: NULL output", fn);
+    return SDC_OK;
+}
+
+static sdc_status load_file(const char *fn, const char *path, bool mask, uint8_t **px,
+                            int *w, int *h) {
+    SDC_TRY(clear_outputs(fn, px, w, h));
     if (!path || !*path) return sdc_fail(SDC_ERR_ARG, "image: empty file name");
     unsigned char *buf = NULL;
     size_t n = 0;
     SDC_TRY(read_whole(path, &buf, &n));
-    sdc_status st = SDC_OK;
-    int iw = 0, ih = 0, comp = 0;
-    if (n >= 8 && !memcmp(buf, PNG_SIG, 8)) {
-        uint32_t pw = 0, ph = 0;
-        st = png_check_frame(path, buf, n, &pw, &ph);
-        if (st == SDC_OK && (pw > SDC_IMAGE_MAX_SIDE || ph > SDC_IMAGE_MAX_SIDE))
-            st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: the image is %ux%u pixels; at most "
-                          "%dx%d are read", path, pw, ph, SDC_IMAGE_MAX_SIDE,
-                          SDC_IMAGE_MAX_SIDE);
-    } else if (n >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF) {
-        st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: a JPEG image; sdc reads PNG only "
-                      "(convert it, e.g. with ImageMagick: convert IN.jpg OUT.png)", path);
-    } else {
-        char magic[3 * 8 + 1] = "";
-        for (size_t i = 0; i < n && i < 8; i++)
-            snprintf(magic + 3 * i, sizeof magic - 3 * i, "%s%02x", i ? " " : "", buf[i]);
-        st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: not a PNG image (%s%s)", path,
-                      n ? "the file starts with " : "the file is empty", magic);
-    }
-    if (st == SDC_OK && n > INT_MAX)
-        st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: the file is too large to decode", path);
-    if (st == SDC_OK && !stbi_info_from_memory(buf, (int)n, &iw, &ih, &comp))
-        st = sdc_fail(SDC_ERR_FORMAT, "%s: cannot read the PNG header (%s)", path,
-                      stbi_failure_reason());
-    if (st == SDC_OK && (iw < 1 || ih < 1 || iw > SDC_IMAGE_MAX_SIDE ||
-                         ih > SDC_IMAGE_MAX_SIDE))
-        st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: the image is %dx%d pixels; at most %dx%d "
-                      "are read", path, iw, ih, SDC_IMAGE_MAX_SIDE, SDC_IMAGE_MAX_SIDE);
-    unsigned char *px = NULL;
-    int x = 0, y = 0;
-    if (st == SDC_OK) {
-        px = stbi_load_from_memory(buf, (int)n, &x, &y, &comp, 3);
-        if (!px)
-            st = sdc_fail(SDC_ERR_FORMAT, "%s: cannot decode the %dx%d PNG image (%s)",
-                          path, iw, ih, stbi_failure_reason());
-        else if (x != iw || y != ih)
-            st = sdc_fail(SDC_ERR_FORMAT, "%s: the PNG image decodes to %dx%d, its header "
-                          "says %dx%d", path, x, y, iw, ih);
-    }
+    sdc_status st = load(path, buf, n, mask, px, w, h);
     free(buf);
-    if (st != SDC_OK) {
-        if (px) stbi_image_free(px);
-        return st;
-    }
-    /* stb's buffer comes from malloc (STBI_MALLOC), so free() releases it */
-    *rgb = px;
-    *w = x;
-    *h = y;
-    return SDC_OK;
+    return st;
+}
+
+static sdc_status load_mem(const char *fn, const char *name, const void *data, size_t n,
+                           bool mask, uint8_t **px, int *w, int *h) {
+    SDC_TRY(clear_outputs(fn, px, w, h));
+    if (!name) name = "image";
+    if (!data && n) return sdc_fail(SDC_ERR_ARG, "%s: NULL data of %zu bytes", name, n);
+    if (n > IMAGE_FILE_MAX)
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: %zu bytes; images of more than %zu MiB "
+                        "are not read", name, n, IMAGE_FILE_MAX >> 20);
+    return load(name, data ? data : "", n, mask, px, w, h);
+}
+
+sdc_status sdc_image_load(const char *path, uint8_t **rgb, int *w, int *h) {
+    return load_file("sdc_image_load", path, false, rgb, w, h);
+}
+
+sdc_status sdc_mask_load(const char *path, uint8_t **m, int *w, int *h) {
+    return load_file("sdc_mask_load", path, true, m, w, h);
+}
+
+sdc_status sdc_image_load_mem(const char *name, const void *data, size_t n, uint8_t **rgb,
+                              int *w, int *h) {
+    return load_mem("sdc_image_load_mem", name, data, n, false, rgb, w, h);
+}
+
+sdc_status sdc_mask_load_mem(const char *name, const void *data, size_t n, uint8_t **m,
+                             int *w, int *h) {
+    return load_mem("sdc_mask_load_mem", name, data, n, true, m, w, h);
+}
+
+sdc_status sdc_image_read_rgb(const char *path, uint8_t **rgb, int *w, int *h) {
+    return load_file("sdc_image_read_rgb", path, false, rgb, w, h);
 }

@@ -1,12 +1,9 @@
-/* TEMPORARY contract (replaced by the image-ops work) */
+/* image_ops.h - the pixel work of image to image and inpainting, in one
+ * include: reading init images and masks (image_load.h), resizing as
+ * Pillow and AUTOMATIC1111 do (resize.h), mask blur and fill (mask_ops.h). */
 #ifndef SDC_IMAGE_OPS_H
 #define SDC_IMAGE_OPS_H
-#include <stdint.h>
-#include "common.h"
+#include "image/image_load.h"
 #include "image/mask_ops.h"
 #include "image/resize.h"
-sdc_status sdc_image_load(const char *path, uint8_t **rgb, int *w, int *h);
-sdc_status sdc_mask_load(const char *path, uint8_t **m, int *w, int *h);
-sdc_status sdc_image_load_mem(const char *name, const void *data, size_t n, uint8_t **rgb, int *w, int *h);
-sdc_status sdc_mask_load_mem(const char *name, const void *data, size_t n, uint8_t **m, int *w, int *h);
 #endif
