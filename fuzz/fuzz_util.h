@@ -25,6 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 typedef struct fuzz_file {
     char path[512];
     int fd;
@@ -120,6 +122,23 @@ static inline char *fuzz_cstr(const uint8_t *data, size_t n) {
     if (n) memcpy(s, data, n);
     s[n] = '\0';
     return s;
+}
+
+/* Recompute every PNG chunk's CRC in place (data[0..size) starting with
+ * the PNG signature; a chunk that runs past the end stops it), so a
+ * mutated file gets past the CRC checks to what lies behind them. */
+static inline void fuzz_png_fix_crcs(uint8_t *data, size_t size) {
+    if (size < 8 || memcmp(data, "\x89PNG\r\n\x1a\n", 8)) return;
+    for (size_t off = 8; size - off >= 12;) {
+        uint32_t len = (uint32_t)data[off] << 24 | (uint32_t)data[off + 1] << 16 |
+                       (uint32_t)data[off + 2] << 8 | data[off + 3];
+        if (len > size - off - 12) break;
+        uint32_t c = (uint32_t)crc32(0L, data + off + 4, len + 4);
+        uint8_t *p = data + off + 8 + len;
+        p[0] = (uint8_t)(c >> 24), p[1] = (uint8_t)(c >> 16);
+        p[2] = (uint8_t)(c >> 8), p[3] = (uint8_t)c;
+        off += 12 + (size_t)len;
+    }
 }
 
 /* A property the library promises does not hold: crash so libFuzzer keeps

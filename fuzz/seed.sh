@@ -83,6 +83,11 @@ sdapi)
 png)
     put demo.png < samples/demo.png
     for f in fuzz/seeds/png/*; do put "$(basename "$f")" < "$f"; done ;;
+image)
+    for f in tests/fixtures/image_load/*.jpg tests/fixtures/image_load/*.png \
+             fuzz/seeds/png/*; do
+        put "$(basename "$f")" < "$f"
+    done ;;
 *)
     echo "seed: unknown target '$t'" >&2
     exit 2 ;;

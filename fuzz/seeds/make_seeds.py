@@ -12,7 +12,7 @@ purpose (a few KB each): the fixtures seed the rest at `make fuzz` time
   png/         tiny PNGs for fuzz_png: every colour type, 1/8/16-bit,
                interlaced, with tEXt, zTXt and iTXt (plain and compressed)
                "parameters" chunks; a tiny JPEG (cc + stb_image_write), which
-               sdc_image_read_rgb must refuse.
+               sdc_image_read_rgb decodes with libjpeg-turbo.
   batch_lines/ prompt lists using every key in the three line formats.
 """
 import gzip
