@@ -23,6 +23,9 @@ static_assert((int)SDC_UPDATE_DDIM == SDC_CU_UPDATE_DDIM && (int)SDC_UPDATE_DDPM
                   (int)SDC_UPDATE_EULER == SDC_CU_UPDATE_EULER && (int)SDC_UPDATE_DPM1 == SDC_CU_UPDATE_DPM1 &&
                   (int)SDC_UPDATE_DPM2 == SDC_CU_UPDATE_DPM2,
               "kernels.h and backend.h number the sampler updates alike");
+static_assert((int)SDC_ACT_GELU == 1 && (int)SDC_ACT_QUICK_GELU == 2 && (int)SDC_ACT_SILU == 3 &&
+                  (int)SDC_ACT_RELU == 4 && (int)SDC_ACT_TANH3 == 5,
+              "elementwise.cu's activation_kernel numbers the activations as backend.h does");
 
 typedef struct cuda_impl {
     int device;

@@ -22,6 +22,8 @@ __global__ void activation_kernel(T *y, const T *x, size_t n, int act) {
         case 1: v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break; // gelu
         case 2: v = v / (1.0f + expf(-1.702f * v)); break;                       // quick_gelu
         case 3: v = v / (1.0f + expf(-v)); break;                                // silu
+        case 4: v = v < 0.0f ? 0.0f : v; break;                                  // relu (NaN stays)
+        case 5: v = tanhf(v / 3.0f) * 3.0f; break;                               // TAESD's clamp
         default: break;
         }
         y[i] = sdc_from_float<T>(v);

@@ -96,7 +96,8 @@ Test(backend_cpu, activations) {
     sdc_backend *be = test_cpu_backend();
     float *x = test_random(n, 9, 6.0f), *y = malloc(n * sizeof(float));
     double *r = malloc(n * sizeof(double));
-    const sdc_act acts[] = {SDC_ACT_GELU, SDC_ACT_QUICK_GELU, SDC_ACT_SILU, SDC_ACT_NONE};
+    const sdc_act acts[] = {SDC_ACT_GELU, SDC_ACT_QUICK_GELU, SDC_ACT_SILU, SDC_ACT_RELU, SDC_ACT_TANH3,
+                            SDC_ACT_NONE};
     for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
         cr_assert_eq(be->ops->activation(be, SDC_F32(y), SDC_F32(x), n, acts[a]), SDC_OK);
         for (size_t i = 0; i < n; i++) {
@@ -104,6 +105,8 @@ Test(backend_cpu, activations) {
             r[i] = acts[a] == SDC_ACT_GELU         ? 0.5 * v * (1.0 + erf(v / sqrt(2.0)))
                    : acts[a] == SDC_ACT_QUICK_GELU ? v / (1.0 + exp(-1.702 * v))
                    : acts[a] == SDC_ACT_SILU       ? v / (1.0 + exp(-v))
+                   : acts[a] == SDC_ACT_RELU       ? (v < 0 ? 0.0 : v)
+                   : acts[a] == SDC_ACT_TANH3      ? tanh(v / 3.0) * 3.0
                                                    : v;
         }
         check_close_f64(TOL, "activation", y, r, n);

@@ -290,8 +290,8 @@ Test(cuda, elementwise_ops) {
     float *y = malloc(nx * 4 * sizeof(float)), *dy;
     float *dx = dev(g, x, nx * 2), *dv = dev(g, v, (size_t)n * ch);
     cr_assert_eq(g->ops->alloc(g, nx * 4, &dy), SDC_OK);
-    const sdc_act acts[] = {SDC_ACT_NONE, SDC_ACT_GELU, SDC_ACT_QUICK_GELU, SDC_ACT_SILU};
-    for (int a = 0; a < 4; a++) {
+    const sdc_act acts[] = {SDC_ACT_NONE, SDC_ACT_GELU, SDC_ACT_QUICK_GELU, SDC_ACT_SILU, SDC_ACT_RELU, SDC_ACT_TANH3};
+    for (int a = 0; a < 6; a++) {
         c->ops->activation(c, SDC_F32(y), SDC_F32(x), nx, acts[a]);
         cr_assert_eq(g->ops->activation(g, SDC_F32(dy), SDC_F32(dx), nx, acts[a]), SDC_OK, "%s", sdc_last_error());
         expect(g, "activation", dy, y, nx, 1e-5);

@@ -487,8 +487,8 @@ Test(cuda_halfops, elementwise) {
         hin a = hin_make(g, t, n, 55, 3.0f), b = hin_make(g, t, n, 56, 3.0f);
         hin gg = hin_make(g, t, (size_t)rows * 2 * f, 57, 3.0f), v = hin_make(g, t, (size_t)nb * C, 58, 1.0f);
         sdc_buf dy = hout(g, t, big);
-        const sdc_act acts[3] = {SDC_ACT_GELU, SDC_ACT_QUICK_GELU, SDC_ACT_SILU};
-        for (int k = 0; k < 3; k++) {
+        const sdc_act acts[5] = {SDC_ACT_GELU, SDC_ACT_QUICK_GELU, SDC_ACT_SILU, SDC_ACT_RELU, SDC_ACT_TANH3};
+        for (int k = 0; k < 5; k++) {
             c->ops->activation(c, SDC_F32(y), SDC_F32(a.host), n, acts[k]);
             cr_assert_eq(g->ops->activation(g, dy, a.d, n, acts[k]), SDC_OK, "%s", sdc_last_error());
             hexpect(g, "activation", dy, y, n, tol);

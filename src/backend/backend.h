@@ -27,6 +27,8 @@ typedef enum sdc_act {
     SDC_ACT_GELU,       /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
     SDC_ACT_QUICK_GELU, /* x * sigmoid(1.702 x), OpenAI CLIP */
     SDC_ACT_SILU,       /* x * sigmoid(x) */
+    SDC_ACT_RELU,       /* x < 0 ? 0 : x (NaN stays NaN, as torch.relu) */
+    SDC_ACT_TANH3,      /* tanh(x / 3) * 3: TAESD's Clamp, a soft clamp to (-3, 3) */
 } sdc_act;
 
 typedef struct sdc_backend sdc_backend;

@@ -205,6 +205,14 @@ static sdc_status cpu_activation(sdc_backend *be, sdc_buf yb, sdc_buf xb,
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
         break;
+    case SDC_ACT_RELU:
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+        break;
+    case SDC_ACT_TANH3: /* torch.tanh(x / 3) * 3: a division, then a product, each rounded */
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i] / 3.0f) * 3.0f;
+        break;
     default:
         return sdc_fail(SDC_ERR_ARG, "activation: unknown kind %d", (int)act);
     }
