@@ -360,6 +360,7 @@ fixtures: $(VENV)/.ok
 	$(PY) tools/fixtures_img2img.py
 	$(PY) tools/fixtures_image_ops.py
 	$(PY) tools/fixtures_image_load.py
+	$(PY) tools/fixtures_preview.py
 
 # Retrain the shipped model from scratch (74 minutes on 2 CPU cores: the
 # decoder's rounds run beside the U-Net; fixed seeds and thread counts, so

@@ -16,6 +16,16 @@ void sdc_loader_init(sdc_loader *L, const sdc_model_files *m, sdc_component comp
     L->set = set;
 }
 
+void sdc_loader_init_file(sdc_loader *L, const sdc_st_file *f, const char *what, sdc_backend *be,
+                          sdc_weight_set *set) {
+    memset(L, 0, sizeof *L);
+    L->comp = SDC_COMP_FILE;
+    L->file = f;
+    L->what = what;
+    L->be = be;
+    L->set = set;
+}
+
 void sdc_loader_done(sdc_loader *L) {
     free(L->stage);
     free(L->used);
@@ -25,15 +35,18 @@ void sdc_loader_done(sdc_loader *L) {
 }
 
 static const sdc_st_file *comp_file(const sdc_loader *L) {
+    if (L->comp == SDC_COMP_FILE) return L->file;
     return L->comp == SDC_COMP_UNET ? L->m->unet_file : L->comp == SDC_COMP_VAE ? L->m->vae_file : L->m->text_file;
 }
 
 static const char *comp_prefix(const sdc_loader *L) {
+    if (L->comp == SDC_COMP_FILE) return "";
     return L->comp == SDC_COMP_UNET ? L->m->unet_prefix : L->comp == SDC_COMP_VAE ? L->m->vae_prefix
                                                                                    : L->m->text_prefix;
 }
 
 static const char *comp_what(const sdc_loader *L) {
+    if (L->comp == SDC_COMP_FILE) return L->what;
     return L->comp == SDC_COMP_UNET ? "U-Net" : L->comp == SDC_COMP_VAE ? "VAE" : "text encoder";
 }
 
@@ -66,6 +79,10 @@ sdc_status sdc_loader_check_all_used(sdc_loader *L) {
 /* The tensor for a diffusers name, or NULL; *full gets the name looked up. */
 static const sdc_st_tensor *lookup(sdc_loader *L, const char *name, char *full, size_t cap) {
     const sdc_model_files *m = L->m;
+    if (L->comp == SDC_COMP_FILE) {
+        snprintf(full, cap, "%s", name);
+        return sdc_st_find(L->file, name);
+    }
     if (L->comp == SDC_COMP_TEXT) { /* the text encoder's own names */
         snprintf(full, cap, "%s%s", m->text_prefix, name);
         return sdc_st_find(m->text_file, full);

@@ -13,7 +13,9 @@
 
 #include "model/model.h"
 
-typedef enum sdc_component { SDC_COMP_UNET, SDC_COMP_VAE, SDC_COMP_TEXT } sdc_component;
+/* SDC_COMP_FILE: a network in a file of its own, names as they are
+ * (sdc_loader_init_file: TAESD's decoder) */
+typedef enum sdc_component { SDC_COMP_UNET, SDC_COMP_VAE, SDC_COMP_TEXT, SDC_COMP_FILE } sdc_component;
 
 typedef struct sdc_weight_set {
     void **ptrs;    /* every buffer allocated for this model */
@@ -24,6 +26,8 @@ typedef struct sdc_weight_set {
 typedef struct sdc_loader {
     const sdc_model_files *m;
     sdc_component comp;
+    const sdc_st_file *file; /* SDC_COMP_FILE: the file, and the network's name in messages */
+    const char *what;
     sdc_backend *be;
     sdc_weight_set *set;
     unsigned char *stage; /* host staging of one tensor (or one stack), in the file's type */
@@ -33,6 +37,10 @@ typedef struct sdc_loader {
 
 void sdc_loader_init(sdc_loader *L, const sdc_model_files *m, sdc_component comp,
                      sdc_backend *be, sdc_weight_set *set);
+/* A loader over one file of its own (no prefix; tensors by their names in
+ * it), `what` naming the network in messages. */
+void sdc_loader_init_file(sdc_loader *L, const sdc_st_file *f, const char *what, sdc_backend *be,
+                          sdc_weight_set *set);
 void sdc_loader_done(sdc_loader *L);
 
 /* Every tensor of the component (its file, under its prefix) was read: a
