@@ -62,6 +62,9 @@ typedef struct sdc_params {
                                    AUTO: fp32 on the CPU, fp16 on CUDA */
     sdc_precision vae_precision; /* the VAE's; AUTO: fp32 on the CPU; on CUDA fp32
                                     when `precision` is fp32, else bf16 */
+    const char *taesd_path;     /* NULL, or madebyollin/taesd's taesd_decoder.safetensors
+                                   for SDC_PREVIEW_TAESD previews (computed in
+                                   `precision`'s type) */
 } sdc_params;
 
 typedef struct sdc_ctx sdc_ctx;
@@ -85,6 +88,14 @@ sdc_status sdc_encode_prompt(sdc_ctx *ctx, const char *prompt, float *out);
 int sdc_context_dim(const sdc_ctx *ctx);
 
 /* ---- text to image ------------------------------------------------------ */
+
+/* How a live preview turns a latent into RGB. */
+typedef enum sdc_preview_method {
+    SDC_PREVIEW_CHEAP = 0, /* AUTOMATIC1111's "Approx cheap": a fixed mix of the 4 latent
+                            * channels, at the latent's size (1/8 of the image's for SD) */
+    SDC_PREVIEW_TAESD,     /* TAESD's decoder (sdc_params.taesd_path; fails without it), 8
+                            * times the latent's size (the image's for SD) */
+} sdc_preview_method;
 
 typedef struct sdc_gen_params {
     const char *prompt;
@@ -137,6 +148,18 @@ typedef struct sdc_gen_params {
      * AUTOMATIC1111's interrupt does (the call still succeeds; the
      * infotext keeps the steps asked for) */
     bool (*should_stop)(int step, int steps, void *user);
+    /* live previews (may be NULL): called every preview_every steps (the
+     * steps that run, counted as on_step counts them; before that step's
+     * on_step) with the step's estimate of the final image: the sampler's
+     * denoised prediction x0, made RGB as AUTOMATIC1111 does by `preview`.
+     * rgb is width * height * 3 bytes, rows top down, valid during the
+     * call; its size is the preview's own (sdc_preview_method), not
+     * necessarily the image's. Previews leave the image unchanged bit for
+     * bit; only a preview step copies the latents to the host. In a batch
+     * each job previews through its own on_preview. */
+    void (*on_preview)(int step, int steps, const unsigned char *rgb, int width, int height, void *user);
+    int preview_every;           /* 1 (the default: every step) to 1000 */
+    sdc_preview_method preview;  /* SDC_PREVIEW_CHEAP (default) or SDC_PREVIEW_TAESD */
     void *user;
 } sdc_gen_params;
 

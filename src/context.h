@@ -8,6 +8,7 @@
 #include "text/tokenizer.h"
 #include "nets/unet.h"
 #include "nets/vae.h"
+#include "nets/taesd.h"
 
 /* Recently encoded prompts (batch lists repeat prompts and negatives). */
 #define SDC_COND_CACHE 16
@@ -25,6 +26,7 @@ struct sdc_ctx {
     sdc_text_encoder *te;     /* (owned) */
     sdc_unet *unet;           /* (owned) */
     sdc_vae *vae;             /* (owned) */
+    sdc_taesd *taesd;         /* (owned) TAESD's decoder for previews; NULL without sdc_params.taesd_path */
     char model_hash[11];      /* A1111 "AutoV2" hash, computed on first use */
     char *model_name;         /* file or folder name without extension */
     double seconds_load;

@@ -10,6 +10,7 @@
 #include "context.h"
 #include "init_image.h"
 #include "plan.h"
+#include "preview.h"
 #include "model/safetensors.h"
 #include "image/image.h"
 #include "sampling/rng.h"
@@ -25,6 +26,7 @@ sdc_gen_params sdc_gen_params_default(void) {
     p.strength = 0.75;
     p.inpaint_fill = 1;
     p.inpaint_full_res_padding = 32;
+    p.preview_every = 1;
     return p;
 }
 
@@ -93,6 +95,7 @@ sdc_status sdc_check_gen_params(const sdc_ctx *ctx, const sdc_gen_params *p) {
     if (p->eta > 0.0f && kind != SDC_SAMPLER_DDIM)
         return sdc_fail(SDC_ERR_ARG, "eta applies to the ddim sampler only (sampler is %s)", p->sampler);
     if (p->init_rgb || p->mask) SDC_TRY(check_init(ctx, p));
+    SDC_TRY(sdc_preview_check(ctx, p));
     if (ctx) {
         int f = sdc_vae_factor(&ctx->model->config.vae);
         if (w % f || h % f)
@@ -454,6 +457,8 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
             if (cfg) /* uncond + g * (cond - uncond), as diffusers computes it */
                 SDC_TRY(op->guidance(be, e, e, g->eps + (size_t)(m + j) * n, js[j]->p->cfg_scale, n));
             SDC_TRY(sdc_sampler_plan(js[j]->sampler, i, &plan));
+            if (sdc_preview_due(js[j]->p, i + 1 - first)) /* before the update overwrites x */
+                SDC_TRY(sdc_preview_emit(ctx, pl, js[j]->p, &plan.update, xj, e, lh, lw, i + 1 - first, steps - first));
             SDC_TRY(op->latent_update(be, &plan.update, xj, e, dpm ? g->x0[0] + (size_t)j * n : NULL,
                                       dpm ? g->x0[1] + (size_t)j * n : NULL, n));
             if (plan.noise) { /* drawn in NCHW order, as torch draws it */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "context.h"
+#include "nets/taesd.h"
 
 static size_t up64(size_t n) { return (n + 63) & ~(size_t)63; } /* floats: 256 bytes */
 
@@ -14,6 +15,7 @@ void sdc_plan_release(sdc_ctx *ctx) {
     if (be->ops->sync) be->ops->sync(be); /* nothing queued may still use it */
     sdc_unet_use_memory(ctx->unet, NULL, NULL, p->unet, 0, 0);
     sdc_vae_use_memory(ctx->vae, NULL, p->vae);
+    if (ctx->taesd) sdc_taesd_use_memory(ctx->taesd, NULL, p->taesd);
     if (be->ops->scratch_bind) be->ops->scratch_bind(be, NULL, 0);
     if (p->arena) be->ops->free(be, p->arena);
     free(p);
@@ -28,13 +30,16 @@ static size_t layout(sdc_ctx *ctx, sdc_plan *p, float *base) {
     const sdc_model_config *mc = &ctx->model->config;
     const int C = mc->vae.z_channels, Cin = mc->unet.in_channels, f = sdc_vae_factor(&mc->vae);
     const size_t px = (size_t)p->lh * p->lw, n = (size_t)C * px, npx = (size_t)p->lh * f * p->lw * f;
-    const size_t shared = up64(p->unet.activations > p->vae.activations ? p->unet.activations : p->vae.activations);
+    size_t shared = p->unet.activations > p->vae.activations ? p->unet.activations : p->vae.activations;
+    if (p->taesd.activations > shared) shared = p->taesd.activations;
+    shared = up64(shared);
+    const size_t pv = ctx->taesd ? px * SDC_TAESD_SCALE * SDC_TAESD_SCALE * 3 : 0;
     float **bufs[] = {&p->ctx, &p->x, &p->in, &p->eps, &p->noise, &p->x0[0], &p->x0[1], &p->z, &p->img, &p->mom,
-                      &p->cond};
+                      &p->cond, &p->pv_z, &p->pv_rgb};
     const size_t sizes[] = {(size_t)p->batch * p->tokens * sdc_context_dim(ctx), (size_t)p->images * n,
                             (size_t)p->batch * Cin * px, (size_t)p->batch * n, (size_t)p->images * n,
                             (size_t)p->images * n, (size_t)p->images * n, n, npx * 3, p->encode ? 2 * n : 0,
-                            (size_t)p->images * (Cin - C) * px};
+                            (size_t)p->images * (Cin - C) * px, pv ? n : 0, pv};
     size_t off = shared + up64(p->unet.state);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         if (base) *bufs[i] = sizes[i] ? base + off : NULL;
@@ -43,6 +48,7 @@ static size_t layout(sdc_ctx *ctx, sdc_plan *p, float *base) {
     if (base) {
         sdc_unet_use_memory(ctx->unet, base, base + shared, p->unet, p->batch, p->tokens);
         sdc_vae_use_memory(ctx->vae, base, p->vae);
+        if (ctx->taesd) sdc_taesd_use_memory(ctx->taesd, base, p->taesd);
     }
     return off;
 }
@@ -73,6 +79,7 @@ static sdc_status dry_run(sdc_ctx *ctx, sdc_plan *p, size_t *scratch_bytes) {
     if (st == SDC_OK) st = sdc_unet_body(ctx->unet, p->in, p->batch, p->lh, p->lw, p->eps);
     if (st == SDC_OK) st = sdc_vae_decode(ctx->vae, p->z, p->lh, p->lw, p->img);
     if (st == SDC_OK && p->encode) st = sdc_vae_encode_moments(ctx->vae, p->img, p->lh * f, p->lw * f, p->mom);
+    if (st == SDC_OK && ctx->taesd) st = sdc_taesd_decode(ctx->taesd, p->pv_z, p->lh, p->lw, p->pv_rgb);
     free(ts);
     sdc_status end = be->ops->plan_end(be, scratch_bytes);
     return st != SDC_OK ? st : end;
@@ -94,6 +101,7 @@ sdc_status sdc_plan_render(sdc_ctx *ctx, int batch, int images, int lh, int lw, 
     p->encode = encode;
     p->unet = sdc_unet_memory(ctx->unet, batch, lh, lw, tokens, steps);
     p->vae = sdc_vae_memory(ctx->vae, lh, lw);
+    if (ctx->taesd) p->taesd = sdc_taesd_memory(ctx->taesd, lh, lw);
     sdc_backend *be = ctx->be;
     const size_t body = layout(ctx, p, NULL);
     sdc_status st = be->ops->alloc(be, body, &p->arena);
@@ -104,6 +112,7 @@ sdc_status sdc_plan_render(sdc_ctx *ctx, int batch, int images, int lh, int lw, 
     if (st == SDC_OK && p->scratch_bytes) {
         sdc_unet_use_memory(ctx->unet, NULL, NULL, p->unet, 0, 0);
         sdc_vae_use_memory(ctx->vae, NULL, p->vae);
+        if (ctx->taesd) sdc_taesd_use_memory(ctx->taesd, NULL, p->taesd);
         be->ops->free(be, p->arena);
         p->arena = NULL;
         st = be->ops->alloc(be, body + p->scratch_bytes / sizeof(float), &p->arena);

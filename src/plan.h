@@ -5,7 +5,8 @@
  * buffer of backend memory the render touches after the text encoder is
  * laid out once in one arena, sized by a dry run of the backend:
  *
- *   [ U-Net activations | the VAE's (the same bytes: it runs after the steps) ]
+ *   [ U-Net activations | the VAE's (the same bytes: it runs after the steps)
+ *     | TAESD's, when loaded (it runs between the steps, for previews) ]
  *   [ U-Net state: the context's keys and values, the time embeddings ]
  *   [ the loop's buffers: context, latents, model input and output, noise,
  *     DPM++'s data predictions; one image's latents and pixels to decode ]
@@ -28,7 +29,7 @@ typedef struct sdc_plan {
     float *arena;            /* the one allocation */
     size_t floats;           /* its size, scratch included */
     size_t scratch_bytes;    /* the backend's part, from the dry run */
-    sdc_net_memory unet, vae;
+    sdc_net_memory unet, vae, taesd; /* taesd: none without a TAESD decoder loaded */
     float *ctx;              /* (batch, tokens, context_dim) the uploaded context */
     float *x;                /* (images, lh, lw, C) the latents (C: the VAE's latent channels) */
     float *in;               /* (batch, lh, lw, Cin) the U-Net's input (Cin = C, or 2C + 1 for an
@@ -40,6 +41,10 @@ typedef struct sdc_plan {
     float *z;                /* (lh, lw, C) one image's latents / scale factor */
     float *img;              /* (f lh, f lw, 3) its pixels (also the image to encode) */
     float *mom;              /* (lh, lw, 2C) the encoder's moments: mean, log-variance */
+    /* with a TAESD decoder loaded (previews; its activations share the
+     * U-Net's bytes: it runs between steps); NULL otherwise */
+    float *pv_z;             /* (lh, lw, C) a step's x0 estimate */
+    float *pv_rgb;           /* (8 lh, 8 lw, 3) its decoded pixels */
 } sdc_plan;
 
 /* The plan for this shape: ctx's current one when it matches, else a new

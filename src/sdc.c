@@ -125,6 +125,10 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
     if (st == SDC_OK) st = sdc_unet_load(c->model, c->be, &c->unet);
     if (st == SDC_OK) c->be->weight_type = vt;
     if (st == SDC_OK) st = sdc_vae_load(c->model, c->be, &c->vae);
+    if (st == SDC_OK && params->taesd_path) { /* previews: in the U-Net's type (fp16 on CUDA, as A1111 runs it) */
+        c->be->weight_type = wt;
+        st = sdc_taesd_load(params->taesd_path, c->model->config.vae.z_channels, c->be, &c->taesd);
+    }
     if (st == SDC_OK) {
         const char *base = strrchr(params->model_path, '/');
         base = base && base[1] ? base + 1 : params->model_path;
@@ -183,6 +187,7 @@ void sdc_free(sdc_ctx *ctx) {
     sdc_plan_release(ctx);
     sdc_conditioning_cache_clear(ctx);
     sdc_vae_free(ctx->vae);
+    sdc_taesd_free(ctx->taesd);
     sdc_unet_free(ctx->unet);
     sdc_text_encoder_free(ctx->te);
     free(ctx->model_name);

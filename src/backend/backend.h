@@ -103,6 +103,10 @@ typedef struct sdc_latent_update {
  * host sampler's step). x0_out / x0_prev: DPM kinds only, else unused. */
 void sdc_latent_update_apply(const sdc_latent_update *u, float *x, const float *mo, float *x0_out,
                              const float *x0_prev, size_t n);
+/* The step's data prediction (its estimate of the final latents) from x
+ * and mo as they are before the update, by the update's own expression:
+ * DDIM's and DDPM's x0, Euler's x0, DPM's m. On the host (live previews). */
+void sdc_latent_update_x0(const sdc_latent_update *u, const float *x, const float *mo, float *x0, size_t n);
 
 typedef struct sdc_backend_ops {
     const char *name;

@@ -54,6 +54,15 @@ void sdc_latent_update_apply(const sdc_latent_update *u, float *x, const float *
     }
 }
 
+void sdc_latent_update_x0(const sdc_latent_update *u, const float *x, const float *mo, float *x0, size_t n) {
+    const float *c = u->c;
+    const bool v = u->v;
+    for (size_t j = 0; j < n; j++) {
+        if (u->kind == SDC_UPDATE_EULER) x0[j] = v ? mo[j] * c[1] + x[j] / c[2] : x[j] - c[0] * mo[j];
+        else x0[j] = v ? c[0] * x[j] - c[1] * mo[j] : (x[j] - c[1] * mo[j]) / c[0]; /* DDIM, DDPM, DPM */
+    }
+}
+
 sdc_status sdc_cpu_timestep_embedding(sdc_backend *be, sdc_buf yb, int rows, int dim, double t) {
     (void)be;
     SDC_TRY(sdc_cpu_f32("timestep_embedding", 1, &yb));
