@@ -92,9 +92,9 @@ int sdc_context_dim(const sdc_ctx *ctx);
 /* How a live preview turns a latent into RGB. */
 typedef enum sdc_preview_method {
     SDC_PREVIEW_CHEAP = 0, /* AUTOMATIC1111's "Approx cheap": a fixed mix of the 4 latent
-                            * channels, at the latent's size (1/8 of the image's for SD) */
-    SDC_PREVIEW_TAESD,     /* TAESD's decoder (sdc_params.taesd_path; fails without it), 8
-                            * times the latent's size (the image's for SD) */
+                            * channels, one colour per latent pixel (8 x 8 image pixels for SD) */
+    SDC_PREVIEW_TAESD,     /* TAESD's decoder (sdc_params.taesd_path; fails without it): 8
+                            * pixels per latent pixel each way, as the VAE for SD */
 } sdc_preview_method;
 
 typedef struct sdc_gen_params {
@@ -153,8 +153,9 @@ typedef struct sdc_gen_params {
      * on_step) with the step's estimate of the final image: the sampler's
      * denoised prediction x0, made RGB as AUTOMATIC1111 does by `preview`.
      * rgb is width * height * 3 bytes, rows top down, valid during the
-     * call; its size is the preview's own (sdc_preview_method), not
-     * necessarily the image's. Previews leave the image unchanged bit for
+     * call, at the image's size (nearest-neighbour from the preview's own,
+     * sdc_preview_method), so that it lines up with the image. Previews
+     * leave the image unchanged bit for
      * bit; only a preview step copies the latents to the host. In a batch
      * each job previews through its own on_preview. */
     void (*on_preview)(int step, int steps, const unsigned char *rgb, int width, int height, void *user);

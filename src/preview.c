@@ -2,6 +2,7 @@
 #include "preview.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "context.h"
 #include "nets/taesd.h"
@@ -80,17 +81,28 @@ static sdc_status taesd_rgb(sdc_ctx *ctx, const sdc_plan *pl, const float *x0, i
     return SDC_OK;
 }
 
+/* src (sh, sw, 3) -> dst (dh, dw, 3), nearest as PyTorch's
+ * F.interpolate(mode="nearest"): source index floor(dst * in / out) */
+static void nearest(const unsigned char *src, int sh, int sw, unsigned char *dst, int dh, int dw) {
+    for (int y = 0; y < dh; y++) {
+        const unsigned char *row = src + (size_t)((int64_t)y * sh / dh) * sw * 3;
+        for (int x = 0; x < dw; x++)
+            memcpy(dst + ((size_t)y * dw + x) * 3, row + (size_t)((int64_t)x * sw / dw) * 3, 3);
+    }
+}
+
 sdc_status sdc_preview_emit(sdc_ctx *ctx, const sdc_plan *pl, const sdc_gen_params *p,
                             const sdc_latent_update *u, const float *x_dev, const float *mo_dev, int lh, int lw,
                             int step, int steps) {
     sdc_backend *be = ctx->be;
     const bool taesd = p->preview == SDC_PREVIEW_TAESD;
     const int C = ctx->model->config.vae.z_channels, s = taesd ? SDC_TAESD_SCALE : 1;
+    const int W = p->width, H = p->height; /* the image's: a multiple of the latent's */
     const size_t n = (size_t)lh * lw * C, m = (size_t)lh * s * lw * s * 3;
     float *x = malloc(n * sizeof(float)), *mo = malloc(n * sizeof(float)), *x0 = malloc(n * sizeof(float));
     float *y = taesd ? malloc(m * sizeof(float)) : NULL;
-    unsigned char *rgb = malloc(m);
-    sdc_status st = x && mo && x0 && rgb && (y || !taesd) ? SDC_OK : sdc_fail(SDC_ERR_OOM, "out of memory");
+    unsigned char *rgb = malloc(m), *out = malloc((size_t)W * H * 3);
+    sdc_status st = x && mo && x0 && rgb && out && (y || !taesd) ? SDC_OK : sdc_fail(SDC_ERR_OOM, "out of memory");
     if (st == SDC_OK) st = be->ops->download(be, x, x_dev, n);
     if (st == SDC_OK) st = be->ops->download(be, mo, mo_dev, n);
     if (st == SDC_OK) {
@@ -98,7 +110,10 @@ sdc_status sdc_preview_emit(sdc_ctx *ctx, const sdc_plan *pl, const sdc_gen_para
         if (taesd) st = taesd_rgb(ctx, pl, x0, lh, lw, y, rgb);
         else sdc_preview_cheap(x0, lh, lw, rgb);
     }
-    if (st == SDC_OK) p->on_preview(step, steps, rgb, lw * s, lh * s, p->user);
-    free(x), free(mo), free(x0), free(y), free(rgb);
+    if (st == SDC_OK) { /* at the image's size, so that it lines up with it */
+        nearest(rgb, lh * s, lw * s, out, H, W);
+        p->on_preview(step, steps, out, W, H, p->user);
+    }
+    free(x), free(mo), free(x0), free(y), free(rgb), free(out);
     return st;
 }

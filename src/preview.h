@@ -21,7 +21,8 @@ bool sdc_preview_due(const sdc_gen_params *p, int step);
 
 /* Step `step` of `steps`: x0 of the update u from x_dev and mo_dev, both
  * (lh, lw, C) fp32 in backend memory as they are before the update, to
- * RGB (pl's preview buffers for TAESD), to p->on_preview. */
+ * RGB (pl's preview buffers for TAESD), brought to the image's size
+ * (p->width x p->height) by nearest neighbour, to p->on_preview. */
 sdc_status sdc_preview_emit(sdc_ctx *ctx, const struct sdc_plan *pl, const sdc_gen_params *p,
                             const sdc_latent_update *u, const float *x_dev, const float *mo_dev, int lh, int lw,
                             int step, int steps);
