@@ -40,6 +40,14 @@ static const char *HELP =
     "  --vae-precision P     the VAE's (default: fp32 on the CPU; on CUDA fp32 with\n"
     "                        --precision fp32, else bf16, which cannot overflow)\n"
     "  --threads N           CPU threads (default: all cores)\n"
+    "  --preview FILE        live preview: the current estimate of the image written to FILE\n"
+    "                        (PNG, replaced atomically) every --preview-every steps, at the\n"
+    "                        output size so that it lines up with the image; without --taesd\n"
+    "                        AUTOMATIC1111's cheap projection, one colour per latent pixel\n"
+    "                        (blocks of 8x8 pixels for SD)\n"
+    "  --preview-every N     steps between previews (default 1: every step)\n"
+    "  --taesd FILE          previews by TAESD's decoder (madebyollin/taesd's\n"
+    "                        taesd_decoder.safetensors): close to the final image\n"
     "\n"
     "The PNG carries the settings in AUTOMATIC1111's \"parameters\" text chunk.\n";
 
@@ -72,7 +80,21 @@ static const char *HELP_IMG2IMG =
 typedef struct progress {
     bool tty;
     double last_print;
+    const char *preview; /* --preview FILE, or NULL */
+    bool preview_failed; /* said once */
 } progress;
+
+/* --preview: each preview replaces the file atomically (sdc_png_write: a
+ * temporary file in the same folder, then rename), so a viewer never
+ * reads half a PNG. A failed write is a warning: the render goes on. */
+static void on_preview(int step, int steps, const unsigned char *rgb, int w, int h, void *user) {
+    (void)step, (void)steps;
+    progress *pr = user;
+    if (sdc_png_write(pr->preview, rgb, w, h, NULL) != SDC_OK && !pr->preview_failed) {
+        fprintf(stderr, "\nsdc: warning: preview not written: %s\n", sdc_last_error());
+        pr->preview_failed = true;
+    }
+}
 
 static void on_step(int step, int steps, double seconds, void *user) {
     progress *pr = user;
@@ -153,6 +175,20 @@ static int img2img_option(const char *a, const char *v, int *i, sdc_gen_params *
     return 1;
 }
 
+/* --preview, --preview-every, --taesd; 1 taken, 0 not one of them, -1 a
+ * usage error */
+static int preview_option(const char *a, const char *v, int *i, sdc_params *mp, sdc_gen_params *g,
+                          const char **preview, bool *every) {
+    if (!v || (strcmp(a, "--preview") && strcmp(a, "--preview-every") && strcmp(a, "--taesd"))) return 0;
+    ++*i;
+    if (!strcmp(a, "--preview")) *preview = v;
+    else if (!strcmp(a, "--taesd")) mp->taesd_path = v, g->preview = SDC_PREVIEW_TAESD;
+    else if (!cli_parse_int(v, &g->preview_every) || g->preview_every < 1)
+        return cli_usage_error("--preview-every %s: expected a number of steps, 1 or more", v), -1;
+    else *every = true;
+    return 1;
+}
+
 /* The init image and mask from their files (PNG or JPEG), before the model
  * loads: a bad file costs nothing. */
 static int read_init(const char *init, const char *mask, sdc_gen_params *g, unsigned char **rgb,
@@ -172,7 +208,8 @@ static int read_init(const char *init, const char *mask, sdc_gen_params *g, unsi
 static int render(int argc, char **argv, bool img2img) {
     sdc_params mp = sdc_params_default();
     sdc_gen_params g = sdc_gen_params_default();
-    const char *out = NULL, *init = NULL, *mask = NULL;
+    const char *out = NULL, *init = NULL, *mask = NULL, *preview = NULL;
+    bool preview_every = false;
     const char *cmd = img2img ? "img2img" : "txt2img";
     unsigned char *init_rgb = NULL, *mask_px = NULL;
     bool have_seed = false, out_given = false;
@@ -188,6 +225,9 @@ static int render(int argc, char **argv, bool img2img) {
             if (own < 0) return 2;
             if (own > 0) continue;
         }
+        int pv = preview_option(a, v, &i, &mp, &g, &preview, &preview_every);
+        if (pv < 0) return 2;
+        if (pv > 0) continue;
         int common = cli_common_option(argc, argv, &i, &mp, &g, &g.seed, &have_seed);
         if (common < 0) return 2;
         if (common > 0) continue;
@@ -207,6 +247,9 @@ static int render(int argc, char **argv, bool img2img) {
     if (!g.prompt) return cli_usage_error("%s: missing -p PROMPT", cmd);
     if (img2img && !init) return cli_usage_error("%s: missing -i IMAGE", cmd);
     if (out_given && !*out) return cli_usage_error("%s: empty output path (-o)", cmd);
+    if (!preview && (preview_every || mp.taesd_path))
+        return cli_usage_error("%s: --preview-every and --taesd are for previews: give --preview FILE too", cmd);
+    if (preview && !*preview) return cli_usage_error("%s: empty preview path (--preview)", cmd);
     if (!have_seed) g.seed = cli_random_seed();
     char default_out[64];
     if (!out) {
@@ -218,7 +261,9 @@ static int render(int argc, char **argv, bool img2img) {
         free(init_rgb), free(mask_px);
         return 1;
     }
-    if (sdc_check_gen_params(NULL, &g) != SDC_OK || !output_dir_ok(out)) {
+    progress pr = {.tty = isatty(2) != 0, .last_print = 0, .preview = preview};
+    if (preview) g.on_preview = on_preview;
+    if (sdc_check_gen_params(NULL, &g) != SDC_OK || !output_dir_ok(out) || (preview && !output_dir_ok(preview))) {
         free(init_rgb), free(mask_px);
         return sdc_last_error()[0] ? cli_die(NULL) : 1;
     }
@@ -231,7 +276,6 @@ static int render(int argc, char **argv, bool img2img) {
     }
     double t_load = sdc_now() - t0;
     if (!have_seed) fprintf(stderr, "sdc: seed %llu\n", g.seed);
-    progress pr = {.tty = isatty(2) != 0, .last_print = 0};
     g.on_step = on_step;
     g.user = &pr;
     sdc_image img;
