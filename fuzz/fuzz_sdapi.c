@@ -57,8 +57,8 @@ void srv_render_free(srv_render *r) {
     memset(r, 0, sizeof *r);
 }
 
-int srv_jobs_start(const sdc_params *model, int queue_max, srv_jobs **out) {
-    (void)model, (void)queue_max, *out = NULL;
+int srv_jobs_start(const sdc_params *model, int queue_max, int preview_every, srv_jobs **out) {
+    (void)model, (void)queue_max, (void)preview_every, *out = NULL;
     return -1;
 }
 void srv_jobs_stop(srv_jobs *q) { (void)q; }
@@ -69,6 +69,10 @@ void srv_jobs_progress(srv_jobs *q, srv_progress *o) {
     (void)q;
     memset(o, 0, sizeof *o);
     snprintf(o->job_timestamp, sizeof o->job_timestamp, "0");
+}
+unsigned char *srv_jobs_preview(srv_jobs *q, int *w, int *h) {
+    (void)q, *w = *h = 0;
+    return NULL;
 }
 void srv_jobs_counts(srv_jobs *q, int *runs, int *jobs) { (void)q, *runs = *jobs = 0; }
 void srv_jobs_model(srv_jobs *q, char *path, size_t path_n, char *name, size_t name_n, char *hash, size_t hash_n) {

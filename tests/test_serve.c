@@ -237,6 +237,7 @@ Test(serve, progress_and_interrupt, .timeout = 300) {
         cJSON *j = json_of(&r), *st = cJSON_GetObjectItem(j, "state");
         const double p = cJSON_GetObjectItem(j, "progress")->valuedouble;
         const int step = cJSON_GetObjectItem(st, "sampling_step")->valueint;
+        cr_assert(cJSON_IsNull(cJSON_GetObjectItem(j, "current_image")), "no live previews asked for");
         if (step > 0 && p > last) {
             cr_assert(p > 0 && p < 0.5, "progress %g (still in the first of two images)", p);
             cr_assert_eq(cJSON_GetObjectItem(st, "sampling_steps")->valueint, 1000);
@@ -256,6 +257,54 @@ Test(serve, progress_and_interrupt, .timeout = 300) {
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "images")), 1, "interrupt: the image in progress only");
     cJSON_Delete(j), resp_free(&b.r);
     srv_stop(s);
+}
+
+/* live previews (serve --preview-every 2, cheap and --taesd): while a
+ * render runs, /progress's current_image is a PNG of the image's size in
+ * base64 */
+Test(serve, progress_current_image, .timeout = 300) {
+    for (int k = 0; k < 2; k++) {
+        srv_config c = srv_config_default();
+        c.model.model_path = FIXTURES "/tiny_sd1.safetensors";
+        c.model.backend = SDC_BACKEND_CPU;
+        c.model.taesd_path = k ? FIXTURES "/preview/taesd_tiny.safetensors" : NULL;
+        c.port = 0;
+        c.preview_every = 2;
+        srv *s = NULL;
+        cr_assert_eq(srv_start(&c, &s), 0, "%s", sdc_last_error());
+        bg b = {srv_port(s), "{\"prompt\": \"a square\", \"steps\": 1000, \"width\": 32, \"height\": 24}", {0}};
+        pthread_t t;
+        pthread_create(&t, NULL, bg_post, &b);
+        unsigned char *png = NULL;
+        size_t n = 0;
+        for (int tries = 0; tries < 3000 && !png; tries++) {
+            usleep(10000);
+            resp r = http(b.port, "GET", "/sdapi/v1/progress", NULL, "", 0);
+            cJSON *j = json_of(&r), *img = cJSON_GetObjectItem(j, "current_image");
+            cr_assert(img && (cJSON_IsNull(img) || cJSON_IsString(img)), "%s", r.body);
+            if (cJSON_IsString(img)) png = srv_b64_decode(img->valuestring, &n);
+            cJSON_Delete(j), resp_free(&r);
+        }
+        cr_assert_not_null(png, "no current_image came during the render");
+        char *dir = st_tmpdir(), *path = st_path(dir, "preview.png");
+        cr_assert_eq(st_write_bytes(path, png, n), 0);
+        unsigned char *rgb = NULL;
+        int w = 0, h = 0;
+        cr_assert_eq(sdc_image_read_rgb(path, &rgb, &w, &h), SDC_OK, "%s", sdc_last_error());
+        cr_assert(w == 32 && h == 24, "current_image is %dx%d", w, h);
+        resp r = post(b.port, "/sdapi/v1/interrupt", "");
+        resp_free(&r);
+        pthread_join(t, NULL);
+        cr_assert_eq(b.r.status, 200, "%s", b.r.body);
+        resp_free(&b.r);
+        r = http(b.port, "GET", "/sdapi/v1/progress", NULL, "", 0); /* idle: none */
+        cr_assert(strstr(r.body, "\"current_image\":null"), "%s", r.body);
+        resp_free(&r);
+        free(rgb), free(png), free(path);
+        st_rmtree(dir);
+        free(dir);
+        srv_stop(s);
+    }
 }
 
 /* ---------------------------------------------------------- model switch */

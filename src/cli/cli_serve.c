@@ -29,7 +29,11 @@ static const char *HELP =
     "  --backend B           auto (default), cpu or cuda\n"
     "  --precision P         auto (default), fp32, fp16 or bf16 (CUDA)\n"
     "  --vae-precision P     the VAE's (see sdc txt2img --help)\n"
-    "  --threads N           CPU threads (default: all cores)\n";
+    "  --threads N           CPU threads (default: all cores)\n"
+    "  --preview-every N     live previews every N steps: /sdapi/v1/progress gives the\n"
+    "                        latest as current_image (AUTOMATIC1111's cheap projection)\n"
+    "  --taesd FILE          the previews by TAESD's decoder (madebyollin/taesd's\n"
+    "                        taesd_decoder.safetensors) instead\n";
 
 int cli_serve(int argc, char **argv) {
     srv_config cfg = srv_config_default();
@@ -66,6 +70,12 @@ int cli_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--vae-precision")) {
             if (cli_parse_precision(v, &cfg.model.vae_precision))
                 return cli_usage_error("--vae-precision %s: auto, fp32, fp16 or bf16", v);
+        } else if (!strcmp(a, "--preview-every")) {
+            if (!cli_parse_int(v, &n) || n < 1 || n > 1000)
+                return cli_usage_error("--preview-every %s: expected 1..1000 steps", v);
+            cfg.preview_every = n;
+        } else if (!strcmp(a, "--taesd")) {
+            cfg.model.taesd_path = v;
         } else if (!strcmp(a, "--threads")) {
             if (!cli_parse_int(v, &n) || n < 0) return cli_usage_error("--threads %s: expected a count", v);
             cfg.model.n_threads = n;
@@ -75,6 +85,8 @@ int cli_serve(int argc, char **argv) {
         i++;
     }
     if (!cfg.model.model_path) return cli_usage_error("serve needs a model (-m MODEL)%s", "");
+    if (cfg.model.taesd_path && !cfg.preview_every)
+        return cli_usage_error("--taesd draws the live previews: give --preview-every N too%s", "");
     if (strcmp(cfg.host, "127.0.0.1") && !cfg.auth)
         fprintf(stderr, "sdc serve: warning: listening on %s without --api-auth: anyone who can reach this "
                         "machine can render on it\n", cfg.host);

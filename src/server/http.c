@@ -216,7 +216,7 @@ int srv_start(const srv_config *cfg, srv **out) {
         return sdc_fail(SDC_ERR_ARG, "--host %s --port %d: expected an IPv4 address and a port 0..65535", cfg->host,
                         cfg->port), -1;
     }
-    if (parse_users(s, cfg->auth) || srv_jobs_start(&cfg->model, cfg->queue_max, &s->jobs)) {
+    if (parse_users(s, cfg->auth) || srv_jobs_start(&cfg->model, cfg->queue_max, cfg->preview_every, &s->jobs)) {
         srv_stop(s);
         return -1;
     }

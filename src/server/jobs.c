@@ -42,6 +42,9 @@ struct srv_jobs {
     bool interrupt, skip;
     char timestamp[32];
     int runs, jobs_done; /* renders run, jobs answered (batched jobs share a run) */
+    int preview_every;   /* 0: no live previews */
+    unsigned char *pv;   /* the latest preview of the job in progress, (pv_h, pv_w, 3); NULL: none */
+    int pv_w, pv_h;
 };
 
 /* single-image requests waiting with the same settings go through the
@@ -87,6 +90,29 @@ static bool should_stop(int step, int steps, void *user) {
     return stop;
 }
 
+/* the latest preview, copied outside the lock */
+static void on_preview(int step, int steps, const unsigned char *rgb, int w, int h, void *user) {
+    (void)step, (void)steps;
+    srv_jobs *q = user;
+    unsigned char *copy = malloc((size_t)w * h * 3);
+    if (!copy) return; /* a preview missed */
+    memcpy(copy, rgb, (size_t)w * h * 3);
+    pthread_mutex_lock(&q->mu);
+    free(q->pv);
+    q->pv = copy, q->pv_w = w, q->pv_h = h;
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* a render's callbacks: the batch's first image reports and previews */
+static void callbacks(srv_jobs *q, sdc_gen_params *g, bool first) {
+    g->on_step = first ? on_step : NULL;
+    g->should_stop = first ? should_stop : NULL;
+    g->on_preview = first && q->preview_every ? on_preview : NULL;
+    g->preview_every = q->preview_every ? q->preview_every : 1;
+    g->preview = q->base.taesd_path ? SDC_PREVIEW_TAESD : SDC_PREVIEW_CHEAP;
+    g->user = q;
+}
+
 /* the images of r, batch_size at a time through the U-Net */
 static void run_render(srv_jobs *q, srv_job *j) {
     srv_render *r = j->render;
@@ -113,9 +139,7 @@ static void run_render(srv_jobs *q, srv_job *j) {
         for (int b = 0; b < r->batch_size; b++) {
             g[b] = r->gen;
             g[b].seed = r->gen.seed + (unsigned long long)(it * r->batch_size + b);
-            g[b].on_step = b == 0 ? on_step : NULL;
-            g[b].should_stop = b == 0 ? should_stop : NULL;
-            g[b].user = q;
+            callbacks(q, &g[b], b == 0);
         }
         sdc_status st = r->batch_size == 1 ? sdc_txt2img(q->ctx, &g[0], &r->images[r->n_images])
                                            : sdc_txt2img_batch(q->ctx, g, r->batch_size, &r->images[r->n_images]);
@@ -175,9 +199,7 @@ static void run_batch(srv_jobs *q, srv_job **js, int m) {
     memset(img, 0, sizeof img);
     for (int i = 0; i < m; i++) {
         g[i] = js[i]->render->gen;
-        g[i].on_step = i == 0 ? on_step : NULL;
-        g[i].should_stop = i == 0 ? should_stop : NULL;
-        g[i].user = q;
+        callbacks(q, &g[i], i == 0);
     }
     pthread_mutex_lock(&q->mu);
     q->images = 1;
@@ -254,6 +276,7 @@ static void *worker(void *arg) {
         q->job_no++;
         q->interrupt = q->skip = false;
         q->step = q->steps = q->image = q->images = 0;
+        free(q->pv), q->pv = NULL; /* the last job's */
         q->t_start = sdc_now();
         time_t now = time(NULL);
         struct tm tm;
@@ -286,7 +309,7 @@ static void *worker(void *arg) {
 
 /* ------------------------------------------------------------ the queue */
 
-int srv_jobs_start(const sdc_params *model, int queue_max, srv_jobs **out) {
+int srv_jobs_start(const sdc_params *model, int queue_max, int preview_every, srv_jobs **out) {
     *out = NULL;
     srv_jobs *q = calloc(1, sizeof *q);
     if (!q) return sdc_fail(SDC_ERR_OOM, "out of memory"), -1;
@@ -294,6 +317,7 @@ int srv_jobs_start(const sdc_params *model, int queue_max, srv_jobs **out) {
     pthread_cond_init(&q->work, NULL);
     pthread_cond_init(&q->done, NULL);
     q->queue_max = queue_max > 0 ? queue_max : 16;
+    q->preview_every = preview_every > 0 ? preview_every : 0;
     q->base = *model;
     q->model_path = strdup(model->model_path ? model->model_path : "");
     sdc_ctx *ctx = NULL;
@@ -326,6 +350,7 @@ void srv_jobs_free(srv_jobs *q) {
     srv_jobs_stop(q);
     sdc_free(q->ctx);
     free(q->model_path);
+    free(q->pv);
     pthread_cond_destroy(&q->work);
     pthread_cond_destroy(&q->done);
     pthread_mutex_destroy(&q->mu);
@@ -410,6 +435,18 @@ void srv_jobs_progress(srv_jobs *q, srv_progress *o) {
     }
     snprintf(o->job_timestamp, sizeof o->job_timestamp, "%s", o->busy ? q->timestamp : "0");
     pthread_mutex_unlock(&q->mu);
+}
+
+unsigned char *srv_jobs_preview(srv_jobs *q, int *w, int *h) {
+    unsigned char *copy = NULL;
+    *w = *h = 0;
+    pthread_mutex_lock(&q->mu);
+    if (q->current && q->pv && (copy = malloc((size_t)q->pv_w * q->pv_h * 3))) {
+        memcpy(copy, q->pv, (size_t)q->pv_w * q->pv_h * 3);
+        *w = q->pv_w, *h = q->pv_h;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return copy;
 }
 
 void srv_jobs_counts(srv_jobs *q, int *runs, int *jobs) {

@@ -147,6 +147,17 @@ static void set_options(srv *s, const cJSON *body, srv_reply *out) {
 
 /* ------------------------------------------------------------- progress */
 
+/* the latest live preview as A1111 sends it: a PNG in base64; NULL if none */
+static char *preview_b64(srv *s) {
+    int w, h;
+    unsigned char *rgb = srv_jobs_preview(s->jobs, &w, &h), *png = NULL;
+    size_t n = 0;
+    char *b64 = NULL;
+    if (rgb && sdc_png_encode("preview", rgb, w, h, NULL, &png, &n) == SDC_OK) b64 = srv_b64_encode(png, n);
+    free(rgb), free(png);
+    return b64;
+}
+
 static void get_progress(srv *s, srv_reply *out) {
     srv_progress p;
     srv_jobs_progress(s->jobs, &p);
@@ -163,7 +174,10 @@ static void get_progress(srv *s, srv_reply *out) {
     cJSON_AddNumberToObject(st, "sampling_step", p.sampling_step);
     cJSON_AddNumberToObject(st, "sampling_steps", p.sampling_steps);
     cJSON_AddItemToObject(o, "state", st);
-    cJSON_AddNullToObject(o, "current_image");
+    char *img = preview_b64(s); /* with live previews on, while a render runs */
+    if (img) cJSON_AddStringToObject(o, "current_image", img);
+    else cJSON_AddNullToObject(o, "current_image");
+    free(img);
     cJSON_AddStringToObject(o, "textinfo", "");
     srv_reply_json(out, 200, o);
 }

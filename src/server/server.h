@@ -28,6 +28,8 @@ typedef struct srv_config {
     int queue_max;          /* jobs waiting at most (16) */
     size_t body_max;        /* request body bytes at most (32 MiB) */
     int images_max;         /* batch_size x n_iter at most per request (64) */
+    int preview_every;      /* 0: no live previews; else every N steps, /progress's
+                               current_image (by TAESD when model.taesd_path) */
 } srv_config;
 
 srv_config srv_config_default(void);
@@ -62,8 +64,9 @@ typedef enum srv_job_kind { SRV_JOB_RENDER, SRV_JOB_SWITCH } srv_job_kind;
 typedef struct srv_job srv_job;
 
 /* The queue and its worker, which loads `model` (its path copied) and then
- * owns it. 0, or -1 with sdc_last_error(). */
-int srv_jobs_start(const sdc_params *model, int queue_max, srv_jobs **out);
+ * owns it; preview_every > 0: live previews of each render's first image
+ * every so many steps (srv_jobs_preview). 0, or -1 with sdc_last_error(). */
+int srv_jobs_start(const sdc_params *model, int queue_max, int preview_every, srv_jobs **out);
 /* Finish the image in progress, fail the waiting jobs (and any new one),
  * join the worker; the queue's state stays readable until srv_jobs_free. */
 void srv_jobs_stop(srv_jobs *q);
@@ -89,6 +92,9 @@ typedef struct srv_progress {
     char job_timestamp[32];
 } srv_progress;
 void srv_jobs_progress(srv_jobs *q, srv_progress *out);
+/* The latest live preview of the job in progress (its first image), a
+ * malloc'd copy of w * h * 3 bytes; NULL when there is none. */
+unsigned char *srv_jobs_preview(srv_jobs *q, int *w, int *h);
 
 /* renders run and jobs answered so far (batched jobs share one run) */
 void srv_jobs_counts(srv_jobs *q, int *runs, int *jobs);
