@@ -134,7 +134,8 @@ $(BUILD)/libsdc_emu.a: $(EMU_OBJ)
 # CUDA tests on the emulated device; the CLI with it (SDC_CUDA_EMU=1
 # build/sdc-emu txt2img --backend cuda ...), for trying a kernel by hand.
 EMU_TESTS := $(addprefix $(BUILD)/tests/,test_cuda.o test_cuda_pipeline.o test_cuda_img2img.o test_cuda_plan.o test_cuda_pad.o \
-                                        test_cuda_halfops.o test_cuda_nets.o test_cuda_typed.o cuda_testutil.o testutil.o \
+                                        test_cuda_halfops.o test_cuda_nets.o test_cuda_typed.o test_cuda_preview.o \
+                                        cuda_testutil.o testutil.o \
                                         st_write.o)
 $(BUILD)/sdc_tests_emu: $(EMU_TESTS) $(BUILD)/libsdc_emu.a
 	$(CC) $(CFLAGS) $^ -o $@ -lcriterion $(EMU_LDLIBS)
