@@ -118,7 +118,7 @@ $(BUILD)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.h kernels/*.cuh) $(SRC_H
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
 $(BUILD)/libsdc.a: $(LIB_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/emu/%.o: kernels/%.cu $(EMU_HDR) Makefile
 	@mkdir -p $(dir $@)
@@ -129,7 +129,7 @@ $(BUILD)/emu/rt/%.o: kernels/emu/%.cc $(EMU_HDR) Makefile
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
 $(BUILD)/libsdc_emu.a: $(EMU_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 # CUDA tests on the emulated device; the CLI with it (SDC_CUDA_EMU=1
 # build/sdc-emu txt2img --backend cuda ...), for trying a kernel by hand.
