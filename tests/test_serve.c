@@ -704,7 +704,7 @@ Test(serve, img2img_and_inpainting, .timeout = 300) {
     cr_assert_eq(sdc_load(&mp, &ctx), SDC_OK, "%s", sdc_last_error());
     sdc_gen_params g = sdc_gen_params_default();
     g.prompt = "a red circle", g.seed = 7, g.steps = 4, g.width = g.height = 32, g.sampler = "euler";
-    g.strength = 0.6;
+    g.strength = 0.6, g.cfg_scale = 7.0f; /* the API's default CFG */
     cr_assert_eq(sdc_image_load(FIXTURES "/img2img/init32.png", (uint8_t **)&g.init_rgb, &g.init_width,
                                 &g.init_height), SDC_OK, "%s", sdc_last_error());
     sdc_image want;
@@ -712,7 +712,12 @@ Test(serve, img2img_and_inpainting, .timeout = 300) {
     unsigned char *wpng = NULL;
     size_t wn = 0;
     cr_assert_eq(sdc_png_encode("want", want.rgb, 32, 32, want.infotext, &wpng, &wn), SDC_OK);
-    cr_assert(wn == n && !memcmp(wpng, png, n), "the server's image is the library's");
+    uint8_t *px = NULL;
+    int pw = 0, ph = 0;
+    cr_assert_eq(sdc_image_load_mem("image", png, n, &px, &pw, &ph), SDC_OK, "%s", sdc_last_error());
+    cr_assert(pw == 32 && ph == 32 && !memcmp(px, want.rgb, 32 * 32 * 3), "the server's pixels are the library's");
+    cr_assert_str_eq(text, want.infotext);
+    free(px);
     free(wpng), free(png), free(text), sdc_image_free(&want);
     cJSON_Delete(info), cJSON_Delete(j), resp_free(&r);
 
