@@ -218,6 +218,10 @@ samples: deps
 	$(BUILD)/sdc compare -m $(MODEL) -p "a large white star in the center on a red background" --seed 3 \
 	    --samplers ddim,euler,euler_a,dpmpp_2m --steps 2,5,10,20,40 -o samples/compare.png \
 	    --csv samples/compare.csv
+	$(BUILD)/sdc img2img -m $(MODEL) -i samples/demo.png --strength 0.6 --seed 1 -o samples/img2img.png \
+	    -p "a large yellow star in the center on a green background"
+	$(BUILD)/sdc img2img -m $(MODEL) -i samples/demo.png --mask samples/inpaint-mask.png --mask-blur 4 \
+	    --strength 1 --seed 1 -o samples/inpaint.png -p "a large red circle in the center on a blue background"
 
 # Benchmark (not a test): full-size SD 1.5-shaped checkpoint, the CUDA
 # backend first where a device is present, then the CPU backend

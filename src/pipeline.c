@@ -135,6 +135,7 @@ static char *infotext(sdc_ctx *ctx, const sdc_gen_params *p, sdc_sampler_kind ki
             snprintf(num, sizeof num, "%.*g", prec, p->strength);
             if (strtod(num, NULL) == p->strength) break;
         }
+        if (!strpbrk(num, ".e")) strcat(num, ".0"); /* a float: 1.0, not 1 */
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sDenoising strength: %s",
                  extra[0] ? ", " : "", num);
     }

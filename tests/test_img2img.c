@@ -178,6 +178,7 @@ Test(img2img, only_masked_pastes_back, .timeout = 300) {
     }
     cr_assert_gt(inside, 40, "the render shows inside the mask (%d of 80 pixels changed)", inside);
     cr_assert(strstr(img.infotext, "Size: 32x32"), "%s", img.infotext);
+    cr_assert(strstr(img.infotext, "Denoising strength: 1.0,"), "a float, as Python prints it: %s", img.infotext);
     cr_assert(strstr(img.infotext, "Inpaint area: Only masked, Masked area padding: 4"), "%s", img.infotext);
     sdc_image_free(&img);
     memset(mask, 0, W0 * H0); /* blank: plain image to image at 32x32 */
