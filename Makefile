@@ -366,6 +366,7 @@ fixtures: $(VENV)/.ok
 	$(PY) tools/fixtures_image_ops.py
 	$(PY) tools/fixtures_image_load.py
 	$(PY) tools/fixtures_preview.py
+	$(PY) tools/fixtures_vae_tiled.py
 
 # Retrain the shipped model from scratch (74 minutes on 2 CPU cores: the
 # decoder's rounds run beside the U-Net; fixed seeds and thread counts, so
