@@ -14,6 +14,7 @@
 #include "backend/cuda.h"
 #include "context.h"
 #include "model/safetensors.h"
+#include "nets/vae_tiled.h"
 #include "plan.h"
 #include "sdc.h"
 
@@ -47,7 +48,8 @@ int main(int argc, char **argv) {
     const int f = sdc_vae_factor(&ctx->model->config.vae);
     const sdc_plan *pl = NULL;
     const double t0 = sdc_now();
-    if (sdc_plan_render(ctx, 2 * images, images, px / f, px / f, 77, 20, false, &pl) != SDC_OK) {
+    if (sdc_plan_render(ctx, 2 * images, images, px / f, px / f, 77, 20, false, SDC_VAE_TILING_AUTO,
+                        SDC_VAE_TILE_DEFAULT, &pl) != SDC_OK) {
         fprintf(stderr, "plan_report: %s\n", sdc_last_error());
         sdc_free(ctx);
         return 1;

@@ -96,6 +96,21 @@ typedef enum sdc_preview_method {
     SDC_PREVIEW_TAESD,     /* TAESD's decoder (sdc_params.taesd_path; fails without it): 8
                             * pixels per latent pixel each way, as the VAE for SD */
 } sdc_preview_method;
+/* The VAE in overlapping tiles (diffusers' enable_tiling: tiles of
+ * vae_tile_size pixels every 3/4 of a tile, blended over the last quarter),
+ * so that its memory is a tile's whatever the image's size. AUTO tiles
+ * when the render's plan with the VAE untiled (the arena: activations,
+ * buffers and the backend's scratch) is larger than the memory the backend
+ * has available (CPU: MemAvailable, or less under a cgroup limit; CUDA:
+ * the device's free memory). An image no larger than a tile is never
+ * tiled, as in diffusers. Tiling changes the pixels (each tile's mid-block
+ * attention sees only that tile) but writes nothing in the infotext, as
+ * AUTOMATIC1111 does. */
+typedef enum sdc_vae_tiling {
+    SDC_VAE_TILING_AUTO = 0,
+    SDC_VAE_TILING_OFF,
+    SDC_VAE_TILING_ON,
+} sdc_vae_tiling;
 
 typedef struct sdc_gen_params {
     const char *prompt;
@@ -141,6 +156,9 @@ typedef struct sdc_gen_params {
     bool inpaint_full_res;       /* AUTOMATIC1111's "only masked": render the mask's box (plus
                                   * inpaint_full_res_padding pixels) at width x height, paste it back */
     int inpaint_full_res_padding; /* 32 */
+    sdc_vae_tiling vae_tiling;   /* AUTO (default); a batch follows its first job's */
+    int vae_tile_size;           /* pixels a side, a multiple of 4 times the VAE's factor (32 for
+                                  * SD); 0: 512, diffusers' tile for SD 1.x */
     /* called after each denoising step (may be NULL) */
     void (*on_step)(int step, int steps, double seconds, void *user);
     /* asked after each denoising step (may be NULL): true stops the

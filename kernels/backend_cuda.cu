@@ -486,6 +486,18 @@ static void cu_memory(sdc_backend *be, size_t *in_use, size_t *peak) {
     if (peak) *peak = impl(be)->peak;
 }
 
+// the device's free memory (the backend's device is the current one)
+static bool cu_available(sdc_backend *be, size_t *bytes) {
+    (void)be;
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    *bytes = free_b;
+    return true;
+}
+
 // ---- planned memory -------------------------------------------------------
 
 static const sdc_backend_ops *plan_table(void);
@@ -622,6 +634,7 @@ static sdc_backend_ops make_ops(void) {
     o.plan_begin = cu_plan_begin;
     o.plan_end = cu_plan_end;
     o.scratch_bind = cu_scratch_bind;
+    o.available = cu_available;
     return o;
 }
 

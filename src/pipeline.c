@@ -11,6 +11,7 @@
 #include "init_image.h"
 #include "plan.h"
 #include "preview.h"
+#include "nets/vae_tiled.h"
 #include "model/safetensors.h"
 #include "image/image.h"
 #include "sampling/rng.h"
@@ -72,6 +73,20 @@ static sdc_status check_init(const sdc_ctx *ctx, const sdc_gen_params *p) {
     return SDC_OK;
 }
 
+/* The VAE tiling's settings; the tile's multiple once the model is known. */
+static int vae_tile(const sdc_gen_params *p) { return p->vae_tile_size ? p->vae_tile_size : SDC_VAE_TILE_DEFAULT; }
+
+static sdc_status check_tiling(const sdc_ctx *ctx, const sdc_gen_params *p) {
+    if (p->vae_tiling < SDC_VAE_TILING_AUTO || p->vae_tiling > SDC_VAE_TILING_ON)
+        return sdc_fail(SDC_ERR_ARG, "VAE tiling %d: expected auto (0), off (1) or on (2)", (int)p->vae_tiling);
+    if (p->vae_tile_size && (p->vae_tile_size < 8 || p->vae_tile_size > SDC_VAE_TILE_MAX || p->vae_tile_size % 8))
+        return sdc_fail(SDC_ERR_ARG, "VAE tile of %d pixels: expected a multiple of 8 from 8 to %d (or 0: %d)",
+                        p->vae_tile_size, SDC_VAE_TILE_MAX, SDC_VAE_TILE_DEFAULT);
+    if (ctx && (p->vae_tile_size || p->vae_tiling == SDC_VAE_TILING_ON))
+        return sdc_vae_tile_check(&ctx->model->config.vae, vae_tile(p));
+    return SDC_OK;
+}
+
 sdc_status sdc_check_gen_params(const sdc_ctx *ctx, const sdc_gen_params *p) {
     sdc_sampler_kind kind;
     if (!p || !p->prompt) return sdc_fail(SDC_ERR_ARG, "no prompt given");
@@ -96,6 +111,7 @@ sdc_status sdc_check_gen_params(const sdc_ctx *ctx, const sdc_gen_params *p) {
         return sdc_fail(SDC_ERR_ARG, "eta applies to the ddim sampler only (sampler is %s)", p->sampler);
     if (p->init_rgb || p->mask) SDC_TRY(check_init(ctx, p));
     SDC_TRY(sdc_preview_check(ctx, p));
+    SDC_TRY(check_tiling(ctx, p));
     if (ctx) {
         int f = sdc_vae_factor(&ctx->model->config.vae);
         if (w % f || h % f)
@@ -267,9 +283,14 @@ static sdc_status encode_sample(sdc_ctx *ctx, const sdc_plan *pl, job *j, const 
     const sdc_vae_config *vc = &ctx->model->config.vae;
     const int C = vc->z_channels, f = sdc_vae_factor(vc);
     const size_t n = (size_t)C * lh * lw;
-    SDC_TRY(be->ops->upload(be, pl->img, pixels, (size_t)lh * f * lw * f * 3));
-    SDC_TRY(sdc_vae_encode_moments(ctx->vae, pl->img, lh * f, lw * f, pl->mom));
-    SDC_TRY(be->ops->download(be, mom, pl->mom, 2 * n));
+    if (pl->tile) { /* tile by tile through the plan's tile buffers */
+        SDC_TRY(sdc_vae_encode_tiled(ctx->vae, pl->tile, pixels, lh * f, lw * f, mom,
+                                     (sdc_vae_tile_bufs){pl->mom, pl->img}));
+    } else {
+        SDC_TRY(be->ops->upload(be, pl->img, pixels, (size_t)lh * f * lw * f * 3));
+        SDC_TRY(sdc_vae_encode_moments(ctx->vae, pl->img, lh * f, lw * f, pl->mom));
+        SDC_TRY(be->ops->download(be, mom, pl->mom, 2 * n));
+    }
     for (size_t i = 0; i < 2 * n; i++)
         if (!isfinite(mom[i])) return not_finite("VAE encoder", "latents", ctx->vae->act, "--vae-precision");
     sdc_rng_randn(&j->rng, eps, n);
@@ -403,7 +424,7 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
     const sdc_plan *pl = NULL;
     bool encode = Cin != C;
     for (int j = 0; j < m; j++) encode = encode || js[j]->in.image;
-    SDC_TRY(sdc_plan_render(ctx, B, m, lh, lw, tokens, steps, encode, &pl));
+    SDC_TRY(sdc_plan_render(ctx, B, m, lh, lw, tokens, steps, encode, js[0]->p->vae_tiling, vae_tile(js[0]->p), &pl));
     g->ctx = pl->ctx, g->x = pl->x, g->in = pl->in, g->eps = pl->eps, g->noise = pl->noise;
     g->x0[0] = pl->x0[0], g->x0[1] = pl->x0[1];
     g->host = malloc((size_t)B * (nin > one ? nin : one) * sizeof(float));
@@ -522,8 +543,14 @@ static sdc_status job_decode(sdc_ctx *ctx, job *j, const float *x_dev, int lh, i
                         ? SDC_OK
                         : sdc_fail(SDC_ERR_OOM, "out of memory for a %dx%d image", p->width, p->height);
     if (st == SDC_OK) st = be->ops->scale(be, z_dev, x_dev, 1.0f / mc->vae.scale_factor, false, n);
-    if (st == SDC_OK) st = sdc_vae_decode(ctx->vae, z_dev, lh, lw, img_dev);
-    if (st == SDC_OK) st = be->ops->download(be, img, img_dev, npx * 3);
+    if (st == SDC_OK && ctx->plan->tile) { /* z to the host, then tile by tile through the plan's buffers */
+        st = be->ops->download(be, lat, z_dev, n);
+        if (st == SDC_OK)
+            st = sdc_vae_decode_tiled(ctx->vae, ctx->plan->tile, lat, lh, lw, img, (sdc_vae_tile_bufs){z_dev, img_dev});
+    } else if (st == SDC_OK) {
+        st = sdc_vae_decode(ctx->vae, z_dev, lh, lw, img_dev);
+        if (st == SDC_OK) st = be->ops->download(be, img, img_dev, npx * 3);
+    }
     if (st == SDC_OK) st = be->ops->download(be, lat, x_dev, n);
     if (st == SDC_OK) st = check_finite(ctx, lat, n, img, npx * 3);
     if (st == SDC_OK) {

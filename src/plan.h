@@ -26,6 +26,9 @@ typedef struct sdc_plan {
     /* the shape it was planned for */
     int batch, images, lh, lw, tokens, steps;
     bool encode;             /* image to image: the VAE encodes too */
+    sdc_vae_tiling tiling;   /* the VAE tiling asked for, and its tile (pixels) */
+    int tile_size;
+    int tile;                /* the VAE's tile in pixels as planned; 0: it runs untiled */
     float *arena;            /* the one allocation */
     size_t floats;           /* its size, scratch included */
     size_t scratch_bytes;    /* the backend's part, from the dry run */
@@ -38,9 +41,10 @@ typedef struct sdc_plan {
     float *noise;            /* (images, lh, lw, C) an ancestral step's noise */
     float *x0[2];            /* (images, lh, lw, C) DPM++'s data predictions */
     float *cond;             /* (images, lh, lw, Cin - C) an inpainting U-Net's extra input; NULL when Cin = C */
-    float *z;                /* (lh, lw, C) one image's latents / scale factor */
-    float *img;              /* (f lh, f lw, 3) its pixels (also the image to encode) */
-    float *mom;              /* (lh, lw, 2C) the encoder's moments: mean, log-variance */
+    float *z;                /* (lh, lw, C) one image's latents / scale factor; tiled, then each tile's */
+    float *img;              /* (f lh, f lw, 3) its pixels (also the image to encode); tiled,
+                                (min(tile, f lh), min(tile, f lw), 3): each tile's */
+    float *mom;              /* (lh, lw, 2C) the encoder's moments: mean, log-variance; tiled, each tile's */
     /* with a TAESD decoder loaded (previews; its activations share the
      * U-Net's bytes: it runs between steps); NULL otherwise */
     float *pv_z;             /* (lh, lw, C) a step's x0 estimate */
@@ -48,9 +52,12 @@ typedef struct sdc_plan {
 } sdc_plan;
 
 /* The plan for this shape: ctx's current one when it matches, else a new
- * one (the old released first). */
+ * one (the old released first). The VAE tiles (tile_px, valid for the
+ * model) as `tiling` says; AUTO plans it untiled first and tiles when that
+ * plan is larger than the memory the backend has available, or cannot be
+ * allocated. */
 sdc_status sdc_plan_render(sdc_ctx *ctx, int batch, int images, int lh, int lw, int tokens, int steps,
-                           bool encode, const sdc_plan **out);
+                           bool encode, sdc_vae_tiling tiling, int tile_px, const sdc_plan **out);
 /* Give the arena back; the U-Net, the VAE and the backend go back to
  * memory of their own. */
 void sdc_plan_release(sdc_ctx *ctx);

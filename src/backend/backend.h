@@ -257,6 +257,12 @@ typedef struct sdc_backend_ops {
     sdc_status (*plan_begin)(sdc_backend *be);
     sdc_status (*plan_end)(sdc_backend *be, size_t *scratch_bytes);
     sdc_status (*scratch_bind)(sdc_backend *be, void *p, size_t bytes);
+
+    /* How many more bytes this backend's memory could take now: the CPU
+     * the host's (MemAvailable, less under a cgroup's limit), CUDA the
+     * device's free memory; false (or NULL) where it cannot say. What
+     * automatic VAE tiling weighs a render's plan against. */
+    bool (*available)(sdc_backend *be, size_t *bytes);
 } sdc_backend_ops;
 
 /* For a backend's planned memory: the bytes its `slots` scratch slots of

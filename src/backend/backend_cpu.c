@@ -286,6 +286,7 @@ static const sdc_backend_ops cpu_ops = {
     .plan_begin = sdc_cpu_plan_begin,
     .plan_end = sdc_cpu_plan_end,
     .scratch_bind = sdc_cpu_scratch_bind,
+    .available = sdc_cpu_available,
 };
 
 const sdc_backend_ops *sdc_cpu_ops(void) { return &cpu_ops; }

@@ -63,6 +63,12 @@ const sdc_backend_ops *sdc_cpu_ops(void);
 sdc_status sdc_cpu_plan_begin(sdc_backend *be);
 sdc_status sdc_cpu_plan_end(sdc_backend *be, size_t *scratch_bytes);
 sdc_status sdc_cpu_scratch_bind(sdc_backend *be, void *p, size_t bytes);
+/* backend_cpu_memory.c: the host memory available (the ops' `available`),
+ * and its parsers: /proc/meminfo's text, a cgroup's limit and usage files
+ * ("max" or a count) */
+bool sdc_cpu_available(sdc_backend *be, size_t *bytes);
+bool sdc_meminfo_available(const char *text, size_t *bytes);
+bool sdc_cgroup_room(const char *limit, const char *usage, size_t *bytes);
 /* the aligned allocation every CPU buffer comes from (backend_cpu.c) */
 void *sdc_cpu_aligned(size_t bytes);
 

@@ -48,6 +48,12 @@ static const char *HELP =
     "  --preview-every N     steps between previews (default 1: every step)\n"
     "  --taesd FILE          previews by TAESD's decoder (madebyollin/taesd's\n"
     "                        taesd_decoder.safetensors): close to the final image\n"
+    "  --vae-tiling          decode (and encode) in overlapping tiles, as diffusers'\n"
+    "                        enable_tiling: memory for a tile, not the image; seams are\n"
+    "                        blended (default: tiles only when the image would not fit\n"
+    "                        in the memory available)\n"
+    "  --no-vae-tiling       never tile the VAE\n"
+    "  --vae-tile-size PX    a tile's side in pixels, a multiple of 32 (default 512)\n"
     "\n"
     "The PNG carries the settings in AUTOMATIC1111's \"parameters\" text chunk.\n";
 
@@ -237,7 +243,12 @@ static int render(int argc, char **argv, bool img2img) {
             if (!cli_parse_int(v, &g.steps)) return cli_usage_error("--steps %s: expected a whole number", v);
         } else if (TAKES("--sampler", "--sampler")) g.sampler = v;
         else if (!strcmp(a, "--karras")) g.karras = true;
-        else {
+        else if (!strcmp(a, "--vae-tiling")) g.vae_tiling = SDC_VAE_TILING_ON;
+        else if (!strcmp(a, "--no-vae-tiling")) g.vae_tiling = SDC_VAE_TILING_OFF;
+        else if (TAKES("--vae-tile-size", "--vae-tile-size")) {
+            if (!cli_parse_int(v, &g.vae_tile_size) || g.vae_tile_size < 1)
+                return cli_usage_error("--vae-tile-size %s: expected pixels, a multiple of 32", v);
+        } else {
             fprintf(stderr, "sdc: %s: unknown option or missing value: %s (see 'sdc %s --help')\n", cmd, a, cmd);
             return 2;
         }
