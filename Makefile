@@ -97,7 +97,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 VENV     := tools/.venv
 PY       := $(VENV)/bin/python
 
-.PHONY: all build emu bench-emu test-emu-selftest test test-run test-full test-serve-client sanitize bench fixtures fixtures-full deps clean demo eval samples \
+.PHONY: all build emu bench-emu bench-vae-tiled test-emu-selftest test test-run test-full test-serve-client sanitize bench fixtures fixtures-full deps clean demo eval samples \
         train fuzz fuzz-one fuzz-build gpu-check gpu-prep
 # Default: check/install the Debian packages, then build.
 all: deps
@@ -232,6 +232,17 @@ bench: deps fixtures-full bench-emu
 	$(BUILD)/sdc_bench build/fixtures-full/full_sd1.safetensors $(BENCH_ARGS)
 	@echo
 	SDC_CUDA_EMU=1 $(BUILD)/plan_report_emu build/fixtures-full/full_sd1.safetensors 512 1
+
+# Tiled against untiled VAE decode on the CPU (bench/vae_tiled.c): planned
+# memory, times, pixel differences; the shipped model's trained VAE on a
+# picture, then the full-size SD 1.5-shaped one on a random latent.
+$(BUILD)/vae_tiled_bench: $(BUILD)/bench/vae_tiled.o $(BUILD)/libsdc.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+bench-vae-tiled: deps fixtures-full
+	@$(MAKE) --no-print-directory $(BUILD)/vae_tiled_bench
+	$(BUILD)/vae_tiled_bench $(MODEL) 1024 --tile 256 --untiled --image samples/contact-sheet.png
+	$(BUILD)/vae_tiled_bench build/fixtures-full/full_sd1.safetensors 1024 --untiled
 
 # The device memory of a render at SD 1.5 shapes from the planned memory's
 # dry run alone, on the emulated device (bench/plan_report.c).
