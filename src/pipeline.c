@@ -145,13 +145,9 @@ static char *infotext(sdc_ctx *ctx, const sdc_gen_params *p, sdc_sampler_kind ki
     if (p->eta > 0.0f)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sEta DDIM: %g", extra[0] ? ", " : "",
                  (double)p->eta);
-    if (p->init_rgb) { /* the strength as Python prints it: the shortest repr */
-        char num[32];
-        for (int prec = 1; prec <= 17; prec++) {
-            snprintf(num, sizeof num, "%.*g", prec, p->strength);
-            if (strtod(num, NULL) == p->strength) break;
-        }
-        if (!strpbrk(num, ".e")) strcat(num, ".0"); /* a float: 1.0, not 1 */
+    if (p->init_rgb) { /* the strength as Python prints it: 0.6, 1.0 */
+        char num[40];
+        sdc_py_float_repr(p->strength, false, num, sizeof num);
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sDenoising strength: %s",
                  extra[0] ? ", " : "", num);
     }

@@ -724,12 +724,13 @@ static void sb_str(sbuf *b, const char *key, const char *s) {
     sb_add(b, "\"");
 }
 
-/* The shortest decimal that reads back as the same float. */
-static void sb_float(sbuf *b, const char *key, float v) {
+/* The shortest decimal that reads back as the same number: a float when
+ * single, else a double. */
+static void sb_num(sbuf *b, const char *key, double v, bool single) {
     char s[32];
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(s, sizeof s, "%.*g", prec, (double)v);
-        if (strtof(s, NULL) == v) break;
+    for (int prec = 1; prec <= (single ? 9 : 17); prec++) {
+        snprintf(s, sizeof s, "%.*g", prec, v);
+        if (single ? strtof(s, NULL) == (float)v : strtod(s, NULL) == v) break;
     }
     sb_add(b, ",\"%s\":%s", key, s);
 }
@@ -759,18 +760,13 @@ char *sdc_batch_manifest_line(const sdc_batch_job *j, const sdc_batch_result *r,
         sb_str(&b, "sampler", j->gen.sampler ? j->gen.sampler : "ddim");
         sb_add(&b, ",\"karras\":%s", j->gen.karras ? "true" : "false");
         sb_str(&b, "spacing", j->gen.spacing);
-        sb_float(&b, "cfg_scale", j->gen.cfg_scale);
+        sb_num(&b, "cfg_scale", j->gen.cfg_scale, true);
         sb_add(&b, ",\"width\":%d,\"height\":%d", j->gen.width, j->gen.height);
-        sb_float(&b, "eta", j->gen.eta);
+        sb_num(&b, "eta", j->gen.eta, true);
         if (j->init_image) {
             sb_str(&b, "init_image", j->init_image);
             sb_str(&b, "mask", j->mask);
-            char num[32]; /* the shortest text that reads back as the same double */
-            for (int prec = 1; prec <= 17; prec++) {
-                snprintf(num, sizeof num, "%.*g", prec, j->gen.strength);
-                if (strtod(num, NULL) == j->gen.strength) break;
-            }
-            sb_add(&b, ",\"denoising_strength\":%s", num);
+            sb_num(&b, "denoising_strength", j->gen.strength, false);
         }
     }
     sb_add(&b, ",\"clip_skip\":%d", run->clip_skip);

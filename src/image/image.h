@@ -95,6 +95,12 @@ typedef struct sdc_infotext {
 } sdc_infotext;
 char *sdc_infotext_format(const sdc_infotext *t);
 
+/* v laid out as Python's float repr: the shortest digits that read back as
+ * v (as a float when single, else as a double), fixed notation for decimal
+ * exponents -4..15 with at least one decimal ("1.0", "0.6"), else "1e-05"
+ * style; "nan", "inf", "-inf". */
+void sdc_py_float_repr(double v, bool single, char *out, size_t n);
+
 /* AUTOMATIC1111's model hash ("AutoV2"): the first 10 hex characters of the
  * SHA-256 of the whole file. out gets 11 bytes (NUL-terminated). */
 sdc_status sdc_file_sha256_short(const char *path, char out[11]);

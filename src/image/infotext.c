@@ -75,11 +75,7 @@ static void sb_quoted(sbuf *b, const char *v) {
     sb_put(b, "\"", 1);
 }
 
-/* The CFG scale as the web UI's value prints in Python: an integral value
- * arrives as an int ("7"); otherwise the shortest digits that read back as
- * the same float, laid out as Python's float repr (fixed notation for
- * decimal exponents -4..15, else "1.5e-05" style). */
-static void format_cfg(float v, char *out, size_t n) {
+void sdc_py_float_repr(double v, bool single, char *out, size_t n) {
     if (isnan(v)) {
         snprintf(out, n, "nan");
         return;
@@ -88,23 +84,19 @@ static void format_cfg(float v, char *out, size_t n) {
         snprintf(out, n, v < 0 ? "-inf" : "inf");
         return;
     }
-    if (v == truncf(v) && fabsf(v) < 1e15f) {
-        snprintf(out, n, "%lld", (long long)v);
-        return;
-    }
-    char sci[32];
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(sci, sizeof sci, "%.*e", prec - 1, (double)v);
-        if (strtof(sci, NULL) == v) break;
+    char sci[40];
+    for (int prec = 1; prec <= (single ? 9 : 17); prec++) {
+        snprintf(sci, sizeof sci, "%.*e", prec - 1, v);
+        if (single ? strtof(sci, NULL) == (float)v : strtod(sci, NULL) == v) break;
     }
     /* sci = [-]d[.ddd]e[+-]XX: collect the digits and the exponent */
-    char digits[16];
+    char digits[24];
     int nd = 0;
     const char *s = sci;
     bool neg = *s == '-';
     if (neg) s++;
     for (; *s && *s != 'e'; s++)
-        if (*s >= '0' && *s <= '9' && nd < 15) digits[nd++] = *s;
+        if (*s >= '0' && *s <= '9' && nd < 17) digits[nd++] = *s;
     int exp = atoi(s + 1);
     while (nd > 1 && digits[nd - 1] == '0') nd--;
     digits[nd] = '\0';
@@ -137,6 +129,16 @@ static void format_cfg(float v, char *out, size_t n) {
         snprintf(o, n - used, "e%c%02d", exp < 0 ? '-' : '+', abs(exp));
     }
 #undef PUTC
+}
+
+/* The CFG scale as the web UI's value prints in Python: an integral value
+ * arrives as an int ("7"); otherwise its float repr, to float precision. */
+static void format_cfg(float v, char *out, size_t n) {
+    if (v == truncf(v) && fabsf(v) < 1e15f) {
+        snprintf(out, n, "%lld", (long long)v);
+        return;
+    }
+    sdc_py_float_repr(v, true, out, n);
 }
 
 /* Byte length of the Python whitespace character (str.isspace) starting at
