@@ -226,7 +226,8 @@ static bool set_key(line_opts *o, const char *key, const char *val, char *err, s
 
 /* AUTOMATIC1111's cmdargs(): --prompt and --negative_prompt take every
  * following word up to the next "--" word, joined by spaces; other options
- * take exactly one word. The joined prompts are written into `store`. */
+ * take exactly one word. The joined prompts and the other values are
+ * written into `store` (the words' own memory is freed on return). */
 static bool parse_a1111(const char *line, line_opts *o, char **store, char *err, size_t cap) {
     char **argv;
     int argc;
@@ -249,8 +250,10 @@ static bool parse_a1111(const char *line, line_opts *o, char **store, char *err,
             for (pos++; pos < argc && strncmp(argv[pos], "--", 2) != 0; pos++) w += sprintf(w, " %s", argv[pos]);
             w++;
             ok = set_key(o, a + 2, start, err, cap);
-        } else {
-            ok = set_key(o, a + 2, argv[pos + 1], err, cap);
+        } else { /* copied too: a path (init_image, mask) is kept past argv */
+            char *start = w;
+            w += sprintf(w, "%s", argv[pos + 1]) + 1;
+            ok = set_key(o, a + 2, start, err, cap);
             pos += 2;
         }
     }
