@@ -132,6 +132,12 @@ typedef struct sdc_backend_ops {
      * in out->chan_pad. conv2d takes either layout. Freed with `free`. */
     sdc_status (*load_conv)(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, int cout, int k,
                             int cin, sdc_weight *out);
+    /* Rewrite n elements of a weight in place from host fp32 (LoRA merges):
+     * dst = the weight's memory at its element offset, of the weight's type;
+     * src laid out as the weight is (a kernel's padding included). NULL
+     * where the backend has no cheaper way than load_tensor / load_conv into
+     * new memory and a copy (CUDA). */
+    sdc_status (*store_tensor)(sdc_backend *be, sdc_buf dst, const float *src, size_t n);
 
     /* y[m, n] = x[m, k] . w[n, k]^T (+ bias[n] if bias != NULL); w of a type
      * the backend keeps (load_tensor), fp32 accumulation. On CUDA an F16 or

@@ -131,6 +131,13 @@ static sdc_status cpu_load_tensor(sdc_backend *be, sdc_dtype type, const void *s
     return SDC_OK;
 }
 
+static sdc_status cpu_store_tensor(sdc_backend *be, sdc_buf dst, const float *src, size_t n) {
+    (void)be;
+    if (dst.type != SDC_DT_F32) return sdc_fail(SDC_ERR_ARG, "store_tensor: the CPU backend's weights are fp32");
+    if (n) memcpy(dst.p, src, n * sizeof(float));
+    return SDC_OK;
+}
+
 static sdc_status cpu_linear(sdc_backend *be, sdc_buf yb, sdc_buf xb,
                              sdc_weight wt, const float *bias, int m, int k, int n) {
     (void)be;
@@ -264,6 +271,7 @@ static const sdc_backend_ops cpu_ops = {
     .convert = cpu_convert,
     .load_tensor = cpu_load_tensor,
     .load_conv = cpu_load_conv,
+    .store_tensor = cpu_store_tensor,
     .linear = cpu_linear,
     .layer_norm = cpu_layer_norm,
     .attention = sdc_cpu_attention,

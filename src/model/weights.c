@@ -138,6 +138,24 @@ static sdc_status record(sdc_loader *L, void *p, size_t bytes) {
 
 static size_t dtype_bytes(sdc_dtype t) { return t == SDC_DT_F32 ? 4 : 2; }
 
+/* Remember where a matrix (k 0) or kernel came from (sdc_weight_src). */
+static sdc_status record_src(sdc_loader *L, const char *name, const sdc_st_tensor *t, sdc_weight w, int row0,
+                             int rows, int cols, int k) {
+    sdc_weight_set *s = L->set;
+    if (s->n_srcs == s->cap_srcs) {
+        int cap = s->cap_srcs ? 2 * s->cap_srcs : 256;
+        sdc_weight_src *np = realloc(s->srcs, (size_t)cap * sizeof *np);
+        if (!np) return sdc_fail(SDC_ERR_OOM, "out of memory");
+        s->srcs = np;
+        s->cap_srcs = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    s->srcs[s->n_srcs++] = (sdc_weight_src){.name = copy, .file = comp_file(L), .t = t, .w = w, .row0 = row0,
+                                            .rows = rows, .cols = cols, .k = k};
+    return SDC_OK;
+}
+
 /* The staged tensor (stage, of stage_type) into backend memory as `type`. */
 static sdc_status upload(sdc_loader *L, void **dst, sdc_dtype type, sdc_dtype stage_type, size_t n) {
     void *p = NULL;
@@ -201,8 +219,7 @@ static sdc_status stage_tensor(sdc_loader *L, const sdc_st_tensor *t, sdc_dtype 
  * after the other into the stage, in one type: the file's when they share
  * a type the stage keeps, else F32. *count gets the elements staged. */
 static sdc_status read_stack(sdc_loader *L, int n, const int *rows, int cols, const char *const *names,
-                             bool allow_1x1, sdc_dtype *type, size_t *count) {
-    const sdc_st_tensor *ts[8] = {0};
+                             bool allow_1x1, sdc_dtype *type, size_t *count, const sdc_st_tensor **ts) {
     if (n < 1 || n > 8) return sdc_fail(SDC_ERR_ARG, "read_stack: %d tensors", n);
     size_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -227,14 +244,16 @@ static sdc_status read_stack(sdc_loader *L, int n, const int *rows, int cols, co
 sdc_status sdc_load_vec(sdc_loader *L, float **dst, int n, const char *name) {
     sdc_dtype ty;
     size_t count;
-    SDC_TRY(read_stack(L, 1, &n, 0, &name, false, &ty, &count));
+    const sdc_st_tensor *ts[1];
+    SDC_TRY(read_stack(L, 1, &n, 0, &name, false, &ty, &count, ts));
     return upload(L, (void **)dst, SDC_DT_F32, ty, count);
 }
 
 sdc_status sdc_load_table(sdc_loader *L, float **dst, int rows, int cols, const char *name) {
     sdc_dtype ty;
     size_t count;
-    SDC_TRY(read_stack(L, 1, &rows, cols, &name, false, &ty, &count));
+    const sdc_st_tensor *ts[1];
+    SDC_TRY(read_stack(L, 1, &rows, cols, &name, false, &ty, &count, ts));
     return upload(L, (void **)dst, SDC_DT_F32, ty, count);
 }
 
@@ -246,15 +265,21 @@ sdc_status sdc_load_mats_stacked(sdc_loader *L, sdc_weight *dst, int n_mats, con
                                  const char *const *names) {
     sdc_dtype ty;
     size_t count;
-    SDC_TRY(read_stack(L, n_mats, outs, in, names, true, &ty, &count));
+    const sdc_st_tensor *ts[8];
+    SDC_TRY(read_stack(L, n_mats, outs, in, names, true, &ty, &count, ts));
     dst->type = L->be->weight_type;
-    return upload(L, &dst->p, dst->type, ty, count);
+    dst->chan_pad = 0;
+    SDC_TRY(upload(L, &dst->p, dst->type, ty, count));
+    for (int i = 0, row = 0; i < n_mats; row += outs[i], i++)
+        SDC_TRY(record_src(L, names[i], ts[i], *dst, row, outs[i], in, 0));
+    return SDC_OK;
 }
 
 sdc_status sdc_load_vecs_stacked(sdc_loader *L, float **dst, int n_vecs, const int *ns, const char *const *names) {
     sdc_dtype ty;
     size_t count;
-    SDC_TRY(read_stack(L, n_vecs, ns, 0, names, false, &ty, &count));
+    const sdc_st_tensor *ts[8];
+    SDC_TRY(read_stack(L, n_vecs, ns, 0, names, false, &ty, &count, ts));
     return upload(L, (void **)dst, SDC_DT_F32, ty, count);
 }
 
@@ -285,7 +310,8 @@ sdc_status sdc_load_conv(sdc_loader *L, sdc_weight *dst, int cout, int cin, int 
     SDC_TRY(L->be->ops->load_conv(L->be, L->be->weight_type, L->stage, ty, cout, k, cin, dst));
     const int q = dst->chan_pad > 1 ? dst->chan_pad : 1;
     const size_t padded = (size_t)((cout + q - 1) / q * q) * k * k * ((cin + q - 1) / q * q);
-    return record(L, dst->p, padded * dtype_bytes(dst->type));
+    SDC_TRY(record(L, dst->p, padded * dtype_bytes(dst->type)));
+    return record_src(L, name, t, *dst, 0, cout, cin, k);
 }
 
 sdc_status sdc_load_conv_bias(sdc_loader *L, sdc_weight *w, float **b, int cout, int cin, int k, const char *prefix) {
@@ -306,6 +332,49 @@ sdc_status sdc_load_norm(sdc_loader *L, float **w, float **b, int n_ch, const ch
 
 void sdc_weight_set_free(sdc_weight_set *set, sdc_backend *be) {
     for (int i = 0; i < set->n; i++) be->ops->free(be, (float *)set->ptrs[i]);
+    for (int i = 0; i < set->n_srcs; i++) free(set->srcs[i].name);
+    free(set->srcs);
     free(set->ptrs);
     memset(set, 0, sizeof *set);
+}
+
+sdc_status sdc_weight_read_original(const sdc_weight_src *src, float *pt) {
+    return sdc_st_to_f32(src->file, src->t, pt);
+}
+
+sdc_status sdc_weight_store(sdc_backend *be, const sdc_weight_src *src, const float *pt, float *scratch) {
+    const sdc_dtype type = src->w.type;
+    const int cout = src->rows, cin = src->cols, k = src->k;
+    const sdc_buf whole = {src->w.p, type};
+    if (k > 0) { /* (cout, cin, k, k) -> (cout, k, k, cin) */
+#pragma omp parallel for schedule(static)
+        for (int o = 0; o < cout; o++) /* PERMUTE_CONV, a row of kernels per thread */
+            for (int i = 0; i < cin; i++)
+                for (int t = 0; t < k * k; t++)
+                    scratch[((size_t)o * k * k + t) * cin + i] = pt[((size_t)o * cin + i) * k * k + t];
+        pt = scratch;
+        if (be->ops->store_tensor && src->w.chan_pad <= 1)
+            return be->ops->store_tensor(be, whole, pt, (size_t)cout * k * k * cin);
+    } else if (be->ops->store_tensor) {
+        return be->ops->store_tensor(be, sdc_at(whole, (size_t)src->row0 * cin), pt, (size_t)cout * cin);
+    }
+    /* into new memory laid out as at load (CUDA pads kernels), then copied */
+    sdc_weight tmp = {0};
+    size_t n;
+    if (k > 0) {
+        SDC_TRY(be->ops->load_conv(be, type, pt, SDC_DT_F32, cout, k, cin, &tmp));
+        if (tmp.chan_pad != src->w.chan_pad) {
+            be->ops->free(be, tmp.p);
+            return sdc_fail(SDC_ERR_BACKEND, "%s: the backend laid the kernel out differently than at load", src->name);
+        }
+        const int q = tmp.chan_pad > 1 ? tmp.chan_pad : 1;
+        n = (size_t)((cout + q - 1) / q * q) * k * k * ((cin + q - 1) / q * q);
+    } else {
+        n = (size_t)cout * cin;
+        SDC_TRY(be->ops->load_tensor(be, type, pt, SDC_DT_F32, n, &tmp.p));
+    }
+    const sdc_buf dst = sdc_at(whole, (size_t)src->row0 * cin);
+    sdc_status st = be->ops->copy(be, dst, (sdc_buf){tmp.p, type}, n);
+    be->ops->free(be, tmp.p);
+    return st;
 }

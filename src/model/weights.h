@@ -17,10 +17,27 @@
  * (sdc_loader_init_file: TAESD's decoder) */
 typedef enum sdc_component { SDC_COMP_UNET, SDC_COMP_VAE, SDC_COMP_TEXT, SDC_COMP_FILE } sdc_component;
 
+/* Where one matrix or convolution kernel of a model came from, so that it
+ * can be rewritten in place (LoRA merges) and restored from its file
+ * bit for bit. A part of a stacked weight (q, k, v in one matrix) is an
+ * entry of its own. */
+typedef struct sdc_weight_src {
+    char *name;                 /* the loader's name: "down_blocks.0.resnets.0.conv1.weight" (diffusers,
+                                 * U-Net and VAE), the text encoder's own naming */
+    const sdc_st_file *file;    /* the model's file holding it */
+    const sdc_st_tensor *t;     /* its tensor there */
+    sdc_weight w;               /* the backend weight it is (part of) */
+    int row0, rows;             /* its rows in w: a matrix's (out) rows, or a kernel's cout */
+    int cols;                   /* a matrix's in, or a kernel's cin */
+    int k;                      /* kernel size of a convolution (cout, k, k, cin); 0: a matrix */
+} sdc_weight_src;
+
 typedef struct sdc_weight_set {
     void **ptrs;    /* every buffer allocated for this model */
     int n, cap;
     size_t bytes;   /* total size in backend memory */
+    sdc_weight_src *srcs;   /* every matrix and kernel, in load order */
+    int n_srcs, cap_srcs;
 } sdc_weight_set;
 
 typedef struct sdc_loader {
@@ -73,5 +90,13 @@ sdc_status sdc_load_conv_bias(sdc_loader *L, sdc_weight *w, float **b, int cout,
 sdc_status sdc_load_norm(sdc_loader *L, float **w, float **b, int n, const char *prefix);
 
 void sdc_weight_set_free(sdc_weight_set *set, sdc_backend *be);
+
+/* Rewrite the weight of src in place from `pt` (host fp32 in PyTorch's
+ * layout: (rows, cols) or (rows, cols, k, k)), converted to the backend's
+ * type and layout as loading does; scratch: as many floats as pt. */
+sdc_status sdc_weight_store(sdc_backend *be, const sdc_weight_src *src, const float *pt, float *scratch);
+/* src's tensor from the model file as fp32 in PyTorch's layout
+ * (rows * cols * k * k floats). */
+sdc_status sdc_weight_read_original(const sdc_weight_src *src, float *pt);
 
 #endif
