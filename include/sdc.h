@@ -65,6 +65,11 @@ typedef struct sdc_params {
     const char *taesd_path;     /* NULL, or madebyollin/taesd's taesd_decoder.safetensors
                                    for SDC_PREVIEW_TAESD previews (computed in
                                    `precision`'s type) */
+    const char *lora_dir;       /* where <lora:NAME:W> finds NAME.safetensors (subfolders
+                                   too); NULL: the folder the model is in */
+    const char *embeddings_dir; /* textual-inversion embeddings (*.safetensors, subfolders
+                                   too), read at load: a prompt word that is a file's
+                                   name becomes its vectors; NULL: none */
 } sdc_params;
 
 typedef struct sdc_ctx sdc_ctx;
@@ -112,7 +117,18 @@ typedef enum sdc_vae_tiling {
     SDC_VAE_TILING_ON,
 } sdc_vae_tiling;
 
+/* A LoRA applied to a job besides its prompt's <lora:NAME:W> tags. */
+typedef struct sdc_lora {
+    const char *path;            /* a .safetensors LoRA: kohya (LoRA, LoCon), LyCORIS LoHa or diffusers / PEFT */
+    double te_weight;            /* multiplier of its text-encoder modules */
+    double unet_weight;          /* of its U-Net modules */
+} sdc_lora;
+
 typedef struct sdc_gen_params {
+    /* AUTOMATIC1111's syntax: (emphasis:1.2), [less], BREAK, <lora:NAME:W>
+     * or <lora:NAME:TE_W:UNET_W> (sdc_params.lora_dir; the tag is removed
+     * from the text), textual-inversion embeddings by name
+     * (sdc_params.embeddings_dir) */
     const char *prompt;
     const char *negative_prompt; /* NULL or "" for none */
     int width, height;           /* pixels, multiples of 8; 0: the model's native size
@@ -156,6 +172,11 @@ typedef struct sdc_gen_params {
     bool inpaint_full_res;       /* AUTOMATIC1111's "only masked": render the mask's box (plus
                                   * inpaint_full_res_padding pixels) at width x height, paste it back */
     int inpaint_full_res_padding; /* 32 */
+    /* LoRAs besides the prompt's tags (may be NULL): merged into the weights
+     * for the job, taken out for the next job that asks for others. Jobs of
+     * one sdc_txt2img_batch must ask for the same LoRAs (tags and these). */
+    const sdc_lora *loras;
+    int n_loras;
     sdc_vae_tiling vae_tiling;   /* AUTO (default); a batch follows its first job's */
     int vae_tile_size;           /* pixels a side, a multiple of 4 times the VAE's factor (32 for
                                   * SD); 0: 512, diffusers' tile for SD 1.x */
@@ -188,6 +209,8 @@ typedef struct sdc_image {
     char *infotext;              /* AUTOMATIC1111 "parameters" text */
     float *latents;              /* final latents, (4, h/8, w/8) NCHW */
     double seconds_encode, seconds_denoise, seconds_decode;
+    double seconds_lora;         /* merging or taking out LoRAs before this image's batch (0: the
+                                  * weights already held its LoRAs) */
 } sdc_image;
 
 sdc_gen_params sdc_gen_params_default(void);
@@ -201,8 +224,8 @@ sdc_status sdc_txt2img(sdc_ctx *ctx, const sdc_gen_params *p, sdc_image *out);
 void sdc_image_free(sdc_image *img);
 
 /* n jobs in one denoising loop (U-Net batch 2n, or n without guidance):
- * they must share width, height, steps, sampler, karras, spacing and eta
- * (SDC_ERR_ARG otherwise); each has its own prompts, seed and CFG scale.
+ * they must share width, height, steps, sampler, karras, spacing, eta and
+ * LoRAs (SDC_ERR_ARG otherwise); each has its own prompts, seed and CFG scale.
  * out[i] is what sdc_txt2img(ctx, &jobs[i]) gives (same noise, same image,
  * within the backend's batching tolerance). jobs[0].on_step reports. */
 sdc_status sdc_txt2img_batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sdc_image *out);

@@ -9,6 +9,8 @@
 #include "nets/unet.h"
 #include "nets/vae.h"
 #include "nets/taesd.h"
+#include "lora_apply.h"
+#include "text/embeddings.h"
 
 /* Recently encoded prompts (batch lists repeat prompts and negatives). */
 #define SDC_COND_CACHE 16
@@ -34,6 +36,8 @@ struct sdc_ctx {
     int cond_next;            /* round-robin slot to replace */
     long cond_hits;           /* how often the cache answered */
     struct sdc_plan *plan;    /* (owned) the last render shape's memory, kept for the next */
+    sdc_lora_state lora;      /* the LoRAs merged into the weights now */
+    sdc_embedding_db *emb;    /* (owned) textual-inversion embeddings; NULL without sdc_params.embeddings_dir */
 };
 
 #endif

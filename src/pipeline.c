@@ -2,6 +2,7 @@
  * with classifier-free guidance -> VAE decode -> 8-bit image. The same
  * steps, in the same order, as diffusers' StableDiffusionPipeline. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "text/conditioning.h"
 #include "context.h"
 #include "init_image.h"
+#include "lora_apply.h"
 #include "plan.h"
 #include "preview.h"
 #include "nets/vae_tiled.h"
@@ -136,38 +138,71 @@ static sdc_schedule_config schedule_for(const sdc_ctx *ctx, const sdc_gen_params
     return s;
 }
 
-static char *infotext(sdc_ctx *ctx, const sdc_gen_params *p, sdc_sampler_kind kind) {
+/* printf onto a growing string; false when out of memory */
+static bool str_addf(char **s, size_t *len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool str_addf(char **s, size_t *len, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *np = n >= 0 ? realloc(*s, *len + (size_t)n + 1) : NULL;
+    if (!np) return false;
+    va_start(ap, fmt);
+    vsnprintf(np + *len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    *s = np;
+    *len += (size_t)n;
+    return true;
+}
+
+/* A1111's quote() of an infotext value: JSON when it has ',', ':' or a
+ * line break (the hashes lists always do). */
+static bool str_add_quoted(char **s, size_t *len, const char *v) {
+    bool ok = str_addf(s, len, "\"");
+    for (const char *c = v; ok && *c; c++)
+        ok = *c == '"' || *c == '\\' ? str_addf(s, len, "\\%c", *c) : str_addf(s, len, "%c", *c);
+    return ok && str_addf(s, len, "\"");
+}
+
+/* info_prompt: the prompt as the user wrote it (tags kept, --lora files
+ * added as tags); loras: A1111's Lora hashes value or NULL. */
+static char *infotext(sdc_ctx *ctx, const sdc_gen_params *p, sdc_sampler_kind kind, const char *info_prompt,
+                      const char *loras) {
     if (!ctx->model_hash[0]) {
         const char *file = ctx->model->single ? ctx->model->single->path : ctx->model->unet_file->path;
         if (sdc_file_sha256_short(file, ctx->model_hash) != SDC_OK) ctx->model_hash[0] = '\0';
     }
-    char extra[256] = "";
-    if (p->eta > 0.0f)
-        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sEta DDIM: %g", extra[0] ? ", " : "",
-                 (double)p->eta);
-    if (p->init_rgb) { /* the strength as Python prints it: 0.6, 1.0 */
+    char *extra = NULL;
+    size_t len = 0;
+    bool ok = str_addf(&extra, &len, "%s", "");
+#define SEP (len ? ", " : "")
+    if (ok && p->eta > 0.0f) ok = str_addf(&extra, &len, "%sEta DDIM: %g", SEP, (double)p->eta);
+    if (ok && p->init_rgb) { /* the strength as Python prints it: 0.6, 1.0 */
         char num[40];
         sdc_py_float_repr(p->strength, false, num, sizeof num);
-        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sDenoising strength: %s",
-                 extra[0] ? ", " : "", num);
+        ok = str_addf(&extra, &len, "%sDenoising strength: %s", SEP, num);
     }
-    if (ctx->params.clip_skip > 1)
-        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sClip skip: %d", extra[0] ? ", " : "",
-                 ctx->params.clip_skip);
-    if (p->mask && p->mask_blur > 0)
-        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sMask blur: %d", extra[0] ? ", " : "",
-                 p->mask_blur);
+    if (ok && ctx->params.clip_skip > 1) ok = str_addf(&extra, &len, "%sClip skip: %d", SEP, ctx->params.clip_skip);
+    if (ok && p->mask && p->mask_blur > 0) ok = str_addf(&extra, &len, "%sMask blur: %d", SEP, p->mask_blur);
     static const char *const FILL[] = {"fill", "original", "latent noise", "latent nothing"};
-    if (p->mask && p->inpaint_fill != 1 && p->inpaint_fill >= 0 && p->inpaint_fill <= 3)
-        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sMasked content: %s", extra[0] ? ", " : "",
-                 FILL[p->inpaint_fill]);
-    if (p->mask && p->inpaint_full_res)
-        snprintf(extra + strlen(extra), sizeof extra - strlen(extra),
-                 "%sInpaint area: Only masked, Masked area padding: %d", extra[0] ? ", " : "",
-                 p->inpaint_full_res_padding);
-    snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%sVersion: sdc", extra[0] ? ", " : "");
+    if (ok && p->mask && p->inpaint_fill != 1 && p->inpaint_fill >= 0 && p->inpaint_fill <= 3)
+        ok = str_addf(&extra, &len, "%sMasked content: %s", SEP, FILL[p->inpaint_fill]);
+    if (ok && p->mask && p->inpaint_full_res)
+        ok = str_addf(&extra, &len, "%sInpaint area: Only masked, Masked area padding: %d", SEP,
+                      p->inpaint_full_res_padding);
+    if (ok && loras) ok = str_addf(&extra, &len, "%sLora hashes: ", SEP) && str_add_quoted(&extra, &len, loras);
+    const char *prompts[2] = {p->prompt, p->negative_prompt};
+    char *ti = sdc_ti_hashes(ctx, prompts, 2);
+    if (ok && ti) ok = str_addf(&extra, &len, "%sTI hashes: ", SEP) && str_add_quoted(&extra, &len, ti);
+    free(ti);
+    if (ok) ok = str_addf(&extra, &len, "%sVersion: sdc", SEP);
+#undef SEP
+    if (!ok) {
+        free(extra);
+        return NULL;
+    }
     sdc_infotext t = {
-        .prompt = p->prompt,
+        .prompt = info_prompt,
         .negative_prompt = p->negative_prompt,
         .steps = p->steps,
         .sampler = sdc_sampler_display_name(kind),
@@ -180,13 +215,17 @@ static char *infotext(sdc_ctx *ctx, const sdc_gen_params *p, sdc_sampler_kind ki
         .extra = extra,
         .schedule_type = p->karras ? "Karras" : NULL,
     };
-    return sdc_infotext_format(&t);
+    char *r = sdc_infotext_format(&t);
+    free(extra);
+    return r;
 }
 
 /* One image of a batch: its own generator, sampler (multistep samplers
  * keep history) and latents, so a batch gives what single runs give. */
 typedef struct job {
-    const sdc_gen_params *p;
+    const sdc_gen_params *p;        /* its prompt without <lora:...> tags */
+    const char *info_prompt;        /* the prompt the infotext gives */
+    const char *lora_hashes;        /* "name: hash, ..." or NULL */
     sdc_image *out;
     sdc_rng rng;
     sdc_sampler_kind kind;
@@ -554,7 +593,7 @@ static sdc_status job_decode(sdc_ctx *ctx, job *j, const float *x_dev, int lh, i
         sdc_image_to_u8(img, p->height, p->width, out->rgb);
         out->width = p->width;
         out->height = p->height;
-        out->infotext = infotext(ctx, p, j->kind);
+        out->infotext = infotext(ctx, p, j->kind, j->info_prompt ? j->info_prompt : p->prompt, j->lora_hashes);
         if (!out->infotext) st = sdc_fail(SDC_ERR_OOM, "out of memory");
         if (st == SDC_OK) st = sdc_init_finish(&j->in, out);
     }
@@ -620,14 +659,69 @@ static sdc_status batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sdc_ima
     return st;
 }
 
+/* The prompt an infotext gives: as written, with each of p's --lora files
+ * as a tag A1111 reads (malloc'd). */
+static char *info_prompt(const sdc_gen_params *p, const sdc_lora_use *uses, int n_uses) {
+    char *s = NULL;
+    size_t len = 0;
+    bool ok = str_addf(&s, &len, "%s", p->prompt ? p->prompt : "");
+    for (int i = n_uses - p->n_loras; ok && i < n_uses; i++) {
+        char te[40], unet[40];
+        sdc_py_float_repr(uses[i].te, false, te, sizeof te);
+        sdc_py_float_repr(uses[i].unet, false, unet, sizeof unet);
+        ok = uses[i].te == uses[i].unet ? str_addf(&s, &len, "%s<lora:%s:%s>", len ? " " : "", uses[i].mention, te)
+                                        : str_addf(&s, &len, "%s<lora:%s:%s:%s>", len ? " " : "", uses[i].mention, te,
+                                                   unet);
+    }
+    if (!ok) free(s);
+    return ok ? s : NULL;
+}
+
+/* Each job's LoRAs (all the same: one set of weights serves the batch),
+ * merged; prompts without their tags in ps, infotext prompts in js. */
+static sdc_status prepare_loras(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sdc_gen_params *ps, job *js,
+                                char **stripped, char **info, char **hashes) {
+    sdc_lora_use *first = NULL;
+    int n_first = 0;
+    sdc_status st = SDC_OK;
+    for (int i = 0; st == SDC_OK && i < n; i++) {
+        sdc_lora_use *u = NULL;
+        int nu = 0;
+        st = sdc_job_loras(ctx, &jobs[i], &stripped[i], &u, &nu);
+        if (st == SDC_OK && i > 0 && !sdc_lora_uses_equal(first, n_first, u, nu))
+            st = sdc_fail(SDC_ERR_ARG, "batch job %d asks for other LoRAs (or multipliers) than job 0: jobs that run "
+                          "together share their weights", i);
+        if (st == SDC_OK) {
+            ps[i].prompt = stripped[i];
+            if (!(info[i] = info_prompt(&jobs[i], u, nu))) st = sdc_fail(SDC_ERR_OOM, "out of memory");
+            js[i].info_prompt = info[i];
+        }
+        if (i == 0 && st == SDC_OK) first = u, n_first = nu;
+        else sdc_lora_uses_free(u, nu);
+    }
+    const int switches = ctx->lora.switches;
+    if (st == SDC_OK) st = sdc_lora_apply(ctx, first, n_first);
+    if (st == SDC_OK && ctx->lora.switches != switches)
+        for (int i = 0; i < n; i++) js[i].out->seconds_lora = ctx->lora.seconds_switch;
+    if (st == SDC_OK && n_first) {
+        *hashes = sdc_lora_hashes(ctx);
+        for (int i = 0; i < n; i++) js[i].lora_hashes = *hashes;
+    }
+    sdc_lora_uses_free(first, n_first);
+    return st;
+}
+
 sdc_status sdc_txt2img_batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sdc_image *out) {
-    if (!ctx || !jobs || !out || n < 1) return sdc_fail(SDC_ERR_ARG, "sdc_txt2img_batch: bad arguments");
+    if (!ctx || !jobs || !out || n < 1 || n > 4096) return sdc_fail(SDC_ERR_ARG, "sdc_txt2img_batch: bad arguments");
     memset(out, 0, (size_t)n * sizeof *out);
     job *js = calloc((size_t)n, sizeof *js);
     sdc_gen_params *ps = malloc((size_t)n * sizeof *ps);
-    if (!js || !ps) {
+    char **strs = calloc(2 * (size_t)n, sizeof *strs);
+    char *hashes = NULL;
+    if (!js || !ps || !strs) {
         free(js);
         free(ps);
+        free(strs);
         return sdc_fail(SDC_ERR_OOM, "out of memory");
     }
     const int f = sdc_vae_factor(&ctx->model->config.vae);
@@ -637,8 +731,13 @@ sdc_status sdc_txt2img_batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sd
         if (!ps[i].width) ps[i].width = init ? ps[i].init_width / f * f : sdc_native_size(ctx);
         if (!ps[i].height) ps[i].height = init ? ps[i].init_height / f * f : sdc_native_size(ctx);
     }
-    sdc_status st = batch(ctx, ps, n, out, js);
+    for (int i = 0; i < n; i++) js[i].out = &out[i];
+    sdc_status st = prepare_loras(ctx, jobs, n, ps, js, strs, strs + n, &hashes);
+    if (st == SDC_OK) st = batch(ctx, ps, n, out, js);
     for (int i = 0; i < n; i++) job_free(&js[i]);
+    for (int i = 0; i < 2 * n; i++) free(strs[i]);
+    free(strs);
+    free(hashes);
     free(js);
     free(ps);
     if (st != SDC_OK)

@@ -116,6 +116,8 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
     if (st == SDC_OK && sdc_tokenizer_vocab_size(c->tok) > c->model->config.text.vocab)
         st = sdc_fail(SDC_ERR_FORMAT, "%s: the tokenizer has %d ids but the text encoder's token table only %d rows",
                       params->model_path, sdc_tokenizer_vocab_size(c->tok), c->model->config.text.vocab);
+    if (st == SDC_OK && params->embeddings_dir)
+        st = sdc_embeddings_load(params->embeddings_dir, c->tok, c->model->config.text.width, &c->emb);
     if (st == SDC_OK) st = select_backend(params, &c->be);
     double t0 = sdc_now();
     sdc_dtype wt = SDC_DT_F32, vt = SDC_DT_F32;
@@ -186,6 +188,8 @@ void sdc_free(sdc_ctx *ctx) {
     if (!ctx) return;
     sdc_plan_release(ctx);
     sdc_conditioning_cache_clear(ctx);
+    sdc_lora_state_free(&ctx->lora);
+    sdc_embeddings_free(ctx->emb);
     sdc_vae_free(ctx->vae);
     sdc_taesd_free(ctx->taesd);
     sdc_unet_free(ctx->unet);

@@ -138,6 +138,12 @@ void sdc_text_encoder_free(sdc_text_encoder *te) {
 sdc_status sdc_text_encoder_run(sdc_text_encoder *te, const int *ids,
                                 int n_tokens, int n_layers, bool final_norm,
                                 float *out) {
+    return sdc_text_encoder_run_with(te, ids, n_tokens, n_layers, final_norm, NULL, NULL, 0, out);
+}
+
+sdc_status sdc_text_encoder_run_with(sdc_text_encoder *te, const int *ids, int n_tokens, int n_layers,
+                                     bool final_norm, const int *pos, const float *const *rows, int n_rows,
+                                     float *out) {
     const sdc_text_config *c = &te->cfg;
     const sdc_backend_ops *op = te->be->ops;
     sdc_backend *be = te->be;
@@ -152,6 +158,13 @@ sdc_status sdc_text_encoder_run(sdc_text_encoder *te, const int *ids,
             return sdc_fail(SDC_ERR_ARG, "text encoder: token id %d at position %d is outside "
                             "the vocabulary (0..%d)", ids[t], t, c->vocab - 1);
     SDC_TRY(op->embed(be, te->x, te->tok_emb, te->pos_emb, ids, T, W));
+    for (int i = 0; i < n_rows; i++) { /* x[p] = row + position embedding p */
+        if (pos[i] < 0 || pos[i] >= T)
+            return sdc_fail(SDC_ERR_ARG, "text encoder: an embedding vector at position %d of %d", pos[i], T);
+        float *xp = (float *)te->x.p + (size_t)pos[i] * W; /* fp32 activations (te->act) */
+        SDC_TRY(op->upload(be, xp, rows[i], (size_t)W));
+        SDC_TRY(op->add(be, SDC_F32(xp), SDC_F32(xp), SDC_F32(te->pos_emb + (size_t)pos[i] * W), (size_t)W));
+    }
     for (int l = 0; l < n_layers; l++) {
         const sdc_text_layer *ly = &te->layers[l];
         /* x = x + out_proj(attention(ln1(x))) */

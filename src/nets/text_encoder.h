@@ -48,4 +48,11 @@ sdc_status sdc_text_encoder_run(sdc_text_encoder *te, const int *ids,
                                 int n_tokens, int n_layers, bool final_norm,
                                 float *out);
 
+/* The same with the token embeddings of some positions replaced (textual
+ * inversion): position pos[i] takes rows[i] (width floats, host memory)
+ * instead of its token's row, before the position embedding is added. */
+sdc_status sdc_text_encoder_run_with(sdc_text_encoder *te, const int *ids, int n_tokens, int n_layers,
+                                     bool final_norm, const int *pos, const float *const *rows, int n_rows,
+                                     float *out);
+
 #endif

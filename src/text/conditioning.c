@@ -14,10 +14,31 @@ static double mean_of(const float *z, size_t n) {
     return s / (double)n;
 }
 
-static sdc_status encode_chunk(sdc_ctx *ctx, const sdc_prompt_chunk *c, float *z) {
+/* Chunk k of p, its embeddings' vectors in place of their placeholders
+ * (A1111's EmbeddingsWithFixes: as many as fit before the window's end). */
+static sdc_status encode_chunk(sdc_ctx *ctx, const sdc_prompt *p, int chunk, float *z) {
+    const sdc_prompt_chunk *c = &p->chunks[chunk];
     const sdc_text_config *t = &ctx->model->config.text;
     const int W = t->width, layers = t->layers_used - (ctx->params.clip_skip - 1);
-    SDC_TRY(sdc_text_encoder_run(ctx->te, c->ids, SDC_CLIP_CTX, layers, true, z));
+    int pos[SDC_CLIP_CTX];
+    const float *rows[SDC_CLIP_CTX];
+    int n_rows = 0;
+    for (int f = 0; f < p->n_fixes; f++) {
+        const sdc_prompt_fix *fx = &p->fixes[f];
+        if (fx->chunk != chunk) continue;
+        const sdc_embedding *e = &ctx->emb->e[fx->emb];
+        const int len = e->n_vecs < SDC_CLIP_CTX - fx->offset - 1 ? e->n_vecs : SDC_CLIP_CTX - fx->offset - 1;
+        for (int v = 0; v < len; v++) {
+            /* a later fix over the same position wins, as torch.cat in order does */
+            int at = n_rows;
+            for (int q = 0; q < n_rows; q++)
+                if (pos[q] == fx->offset + 1 + v) at = q;
+            pos[at] = fx->offset + 1 + v;
+            rows[at] = e->vecs + (size_t)v * W;
+            if (at == n_rows) n_rows++;
+        }
+    }
+    SDC_TRY(sdc_text_encoder_run_with(ctx->te, c->ids, SDC_CLIP_CTX, layers, true, pos, rows, n_rows, z));
     bool weighted = false;
     for (int i = 0; i < SDC_CLIP_CTX; i++) weighted |= c->weights[i] != 1.0f;
     if (!weighted) return SDC_OK;
@@ -82,11 +103,11 @@ sdc_status sdc_encode_conditioning(sdc_ctx *ctx, const char *prompt, float **out
     if (t->max_pos < SDC_CLIP_CTX)
         return sdc_fail(SDC_ERR_UNSUPPORTED, "text encoder has %d positions, expected %d", t->max_pos, SDC_CLIP_CTX);
     sdc_prompt p;
-    SDC_TRY(sdc_prompt_tokenize(ctx->tok, prompt, t->pad_id, &p));
+    SDC_TRY(sdc_prompt_tokenize_ti(ctx->tok, prompt, t->pad_id, ctx->emb, &p));
     const size_t one = (size_t)SDC_CLIP_CTX * t->width;
     float *z = malloc((size_t)p.n_chunks * one * sizeof(float));
     sdc_status st = z ? SDC_OK : sdc_fail(SDC_ERR_OOM, "out of memory for %d prompt chunks", p.n_chunks);
-    for (int i = 0; st == SDC_OK && i < p.n_chunks; i++) st = encode_chunk(ctx, &p.chunks[i], z + (size_t)i * one);
+    for (int i = 0; st == SDC_OK && i < p.n_chunks; i++) st = encode_chunk(ctx, &p, i, z + (size_t)i * one);
     if (st == SDC_OK) {
         *out = z;
         *n_chunks = p.n_chunks;
@@ -119,4 +140,47 @@ static sdc_status pad_to(sdc_ctx *ctx, float **z, int *n, int want) {
 sdc_status sdc_conditioning_match(sdc_ctx *ctx, float **a, int *n_a, float **b, int *n_b) {
     SDC_TRY(pad_to(ctx, a, n_a, *n_b));
     return pad_to(ctx, b, n_b, *n_a);
+}
+
+char *sdc_ti_hashes(sdc_ctx *ctx, const char *const *prompts, int n) {
+    if (!ctx->emb) return NULL;
+    size_t cap = 256, len = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        sdc_prompt p;
+        if (!prompts[i] || sdc_prompt_tokenize_ti(ctx->tok, prompts[i], ctx->model->config.text.pad_id, ctx->emb,
+                                                  &p) != SDC_OK)
+            continue;
+        /* A1111's used_embeddings: each name once per prompt, in order */
+        for (int f = 0; f < p.n_fixes; f++) {
+            bool seen = false;
+            for (int g = 0; g < f; g++) seen |= p.fixes[g].emb == p.fixes[f].emb;
+            sdc_embedding *e = &ctx->emb->e[p.fixes[f].emb];
+            if (seen || sdc_embedding_hash(e) != SDC_OK) continue;
+            char item[400];
+            size_t k = 0;
+            for (const char *c = e->name; *c && k < 300; c++)
+                if (*c != ':' && *c != ',') item[k++] = *c;
+            snprintf(item + k, sizeof item - k, ": %s", e->hash);
+            const size_t need = len + strlen(item) + 3;
+            if (need > cap) {
+                char *np = realloc(out, cap = 2 * need);
+                if (!np) {
+                    free(out);
+                    sdc_prompt_free(&p);
+                    return NULL;
+                }
+                out = np;
+            }
+            len += (size_t)sprintf(out + len, "%s%s", len ? ", " : "", item);
+        }
+        sdc_prompt_free(&p);
+    }
+    if (!len) {
+        free(out);
+        return NULL;
+    }
+    return out;
 }

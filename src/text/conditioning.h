@@ -21,4 +21,9 @@ void sdc_conditioning_cache_clear(sdc_ctx *ctx);
  * with the encoding of ""). Reallocates *a or *b. */
 sdc_status sdc_conditioning_match(sdc_ctx *ctx, float **a, int *n_a, float **b, int *n_b);
 
+/* A1111's "TI hashes" value for prompts[0..n) (the positive, then the
+ * negative): "name: hash" of each embedding each uses, in prompt order;
+ * NULL when none (malloc'd). */
+char *sdc_ti_hashes(sdc_ctx *ctx, const char *const *prompts, int n);
+
 #endif

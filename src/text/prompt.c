@@ -58,7 +58,7 @@ static int digit_value(uint32_t cp) {
     return (int)(k % 10);
 }
 
-static bool is_word(uint32_t cp) {
+bool sdc_text_py_is_word(uint32_t cp) {
     if (cp < 0x80)
         return (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') ||
                (cp >= '0' && cp <= '9') || cp == '_';
@@ -71,6 +71,8 @@ static bool is_word(uint32_t cp) {
         return false;
     }
 }
+
+static bool is_word(uint32_t cp) { return sdc_text_py_is_word(cp); }
 
 /* ---- the fragment list --------------------------------------------------
  * Every fragment's text is appended to one code point pool when the
@@ -339,6 +341,7 @@ sdc_status sdc_prompt_parse_attention(const char *text, sdc_prompt_fragment **ou
 
 typedef struct chunker {
     sdc_prompt *p;
+    size_t fix_cap;
     size_t cap;
     int bos, eos;     /* the tokenizer's (49406, 49407 in CLIP's vocabulary) */
     int ids[SDC_PROMPT_CHUNK_TOKENS];
@@ -368,8 +371,9 @@ static sdc_status next_chunk(chunker *c) {
     return SDC_OK;
 }
 
-/* One token of a fragment with weight w (the loop body of tokenize_line). */
-static sdc_status add_token(chunker *c, int token, int comma, float w) {
+/* The loop body of tokenize_line before a token (or an embedding starting
+ * with it) is added: the comma backtrack, a full chunk closed. */
+static sdc_status before_token(chunker *c, int token, int comma) {
     if (token == comma) {
         c->last_comma = c->n;
     } else if (c->n == SDC_PROMPT_CHUNK_TOKENS && c->last_comma != -1 &&
@@ -387,9 +391,32 @@ static sdc_status add_token(chunker *c, int token, int comma, float w) {
         c->n = nr;
     }
     if (c->n == SDC_PROMPT_CHUNK_TOKENS) SDC_TRY(next_chunk(c));
+    return SDC_OK;
+}
+
+/* One token of a fragment with weight w. */
+static sdc_status add_token(chunker *c, int token, int comma, float w) {
+    SDC_TRY(before_token(c, token, comma));
     c->ids[c->n] = token;
     c->w[c->n] = w;
     c->n++;
+    return SDC_OK;
+}
+
+/* Embedding e (n_vecs placeholder tokens, id 0) at the chunk's end, moved
+ * to the next chunk when it does not fit (A1111's tokenize_line; the fix
+ * stays with the chunk it was made in, as A1111's does when a comma
+ * backtrack later moves its placeholders on). */
+static sdc_status add_embedding(chunker *c, int e, int n_vecs, float w) {
+    if (c->n + n_vecs > SDC_PROMPT_CHUNK_TOKENS) SDC_TRY(next_chunk(c));
+    sdc_prompt *p = c->p;
+    SDC_TRY(grow((void **)&p->fixes, &c->fix_cap, (size_t)p->n_fixes + 1, sizeof *p->fixes));
+    p->fixes[p->n_fixes++] = (sdc_prompt_fix){.chunk = p->n_chunks, .offset = c->n, .emb = e};
+    for (int k = 0; k < n_vecs; k++) {
+        c->ids[c->n] = 0;
+        c->w[c->n] = w;
+        c->n++;
+    }
     return SDC_OK;
 }
 
@@ -423,10 +450,16 @@ static sdc_status encode(sdc_tokenizer *tok, const char *text, int **ids, size_t
 void sdc_prompt_free(sdc_prompt *p) {
     if (!p) return;
     free(p->chunks);
+    free(p->fixes);
     memset(p, 0, sizeof *p);
 }
 
 sdc_status sdc_prompt_tokenize(sdc_tokenizer *tok, const char *text, int pad_id, sdc_prompt *out) {
+    return sdc_prompt_tokenize_ti(tok, text, pad_id, NULL, out);
+}
+
+sdc_status sdc_prompt_tokenize_ti(sdc_tokenizer *tok, const char *text, int pad_id, const sdc_embedding_db *db,
+                                  sdc_prompt *out) {
     if (!out) return sdc_fail(SDC_ERR_ARG, "prompt: NULL output");
     memset(out, 0, sizeof *out);
     if (!tok) return sdc_fail(SDC_ERR_ARG, "prompt: NULL tokenizer");
@@ -457,7 +490,21 @@ sdc_status sdc_prompt_tokenize(sdc_tokenizer *tok, const char *text, int pad_id,
         }
         int n = 0;
         st = encode(tok, s, &ids, &ids_cap, &n);
-        for (int k = 0; st == SDC_OK && k < n; k++) st = add_token(&c, ids[k], comma, (float)f->w);
+        for (int k = 0; st == SDC_OK && k < n;) {
+            const int e = db ? sdc_embeddings_match(db, ids, n, k) : -1;
+            if (e < 0) {
+                st = add_token(&c, ids[k++], comma, (float)f->w);
+                continue;
+            }
+            const sdc_embedding *em = &db->e[e];
+            if (em->error) {
+                st = sdc_fail(SDC_ERR_ARG, "%s", em->error);
+                break;
+            }
+            st = before_token(&c, ids[k], comma);
+            if (st == SDC_OK) st = add_embedding(&c, e, em->n_vecs, (float)f->w);
+            k += em->n_ids;
+        }
     }
     if (st == SDC_OK && (c.n > 0 || out->n_chunks == 0)) st = next_chunk(&c);
     free(s);

@@ -19,6 +19,7 @@
 #ifndef SDC_PROMPT_H
 #define SDC_PROMPT_H
 
+#include "text/embeddings.h"
 #include "text/tokenizer.h"
 
 #define SDC_PROMPT_CHUNK_TOKENS 75      /* A1111's chunk_length */
@@ -30,10 +31,19 @@ typedef struct sdc_prompt_chunk {
     float weights[77];  /* per-token multipliers; 1.0 for BOS/EOS/padding */
 } sdc_prompt_chunk;
 
+/* A textual-inversion embedding in a chunk (A1111's PromptChunkFix): its
+ * vectors replace the token embeddings from position offset + 1 of the
+ * chunk's 77 (after BOS), as many as fit before the window's end. */
+typedef struct sdc_prompt_fix {
+    int chunk, offset, emb;     /* emb: index in the embedding database */
+} sdc_prompt_fix;
+
 typedef struct sdc_prompt {
     int n_chunks;               /* >= 1 */
     sdc_prompt_chunk *chunks;
     bool weighted;              /* any weight != 1.0 */
+    sdc_prompt_fix *fixes;      /* in prompt order */
+    int n_fixes;
 } sdc_prompt;
 
 typedef struct sdc_prompt_fragment {
@@ -50,6 +60,9 @@ typedef struct sdc_prompt_fragment {
  * closed at the end; \( \) \[ \] \\ are literal. Errors: invalid UTF-8
  * (SDC_ERR_ARG), a weight such as "1.2.3" or "." that Python's float()
  * rejects (SDC_ERR_ARG: A1111 fails on it too). Parses iteratively. */
+/* Python 3.11's \w for str patterns: str.isalnum() or '_'. */
+bool sdc_text_py_is_word(uint32_t cp);
+
 sdc_status sdc_prompt_parse_attention(const char *text, sdc_prompt_fragment **out, int *n_out);
 void sdc_prompt_fragments_free(sdc_prompt_fragment *f, int n);
 
@@ -65,6 +78,15 @@ void sdc_prompt_fragments_free(sdc_prompt_fragment *f, int n);
  * the chunk's first EOS becomes pad_id, as process_tokens does; weights are
  * not touched by that. pad_id must be a vocabulary id. */
 sdc_status sdc_prompt_tokenize(sdc_tokenizer *tok, const char *text, int pad_id, sdc_prompt *out);
+
+/* The same with textual-inversion embeddings (db may be NULL): where a
+ * fragment's tokens spell an embedding's name (the longest such name), its
+ * vectors take as many placeholder tokens (id 0, the fragment's weight),
+ * the whole embedding moved to the next chunk if it does not fit this one
+ * (modules/sd_hijack_clip.py's tokenize_line). A matched embedding whose
+ * file is unusable is an error with its reason. */
+sdc_status sdc_prompt_tokenize_ti(sdc_tokenizer *tok, const char *text, int pad_id, const sdc_embedding_db *db,
+                                  sdc_prompt *out);
 void sdc_prompt_free(sdc_prompt *p);
 
 #endif
