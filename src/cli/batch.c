@@ -2,6 +2,7 @@
  * file" lines, JSON Lines), shards, output names, the manifest, the PNG
  * integrity check. See batch.h. */
 #include "cli/batch.h"
+#include "text/extra_networks.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -567,14 +568,34 @@ void sdc_batch_filename(const sdc_batch_job *j, char *out, size_t cap) {
     snprintf(out, cap, "%05d-%llu%s%s.png", j->index, j->gen.seed, slug[0] ? "-" : "", slug);
 }
 
+/* The same <lora:...> tags (names and multipliers, in order) in both prompts. */
+static bool same_loras(const char *pa, const char *pb) {
+    char *sa = NULL, *sb = NULL;
+    sdc_lora_ref *ra = NULL, *rb = NULL;
+    int na = 0, nb = 0;
+    bool same = sdc_extra_networks_parse(pa, &sa, &ra, &na) == SDC_OK &&
+                sdc_extra_networks_parse(pb, &sb, &rb, &nb) == SDC_OK && na == nb;
+    for (int i = 0; same && i < na; i++)
+        same = !strcmp(ra[i].name, rb[i].name) && ra[i].te == rb[i].te && ra[i].unet == rb[i].unet;
+    free(sa), free(sb);
+    sdc_lora_refs_free(ra, na);
+    sdc_lora_refs_free(rb, nb);
+    return same;
+}
+
 bool sdc_batch_same_settings(const sdc_gen_params *a, const sdc_gen_params *b) {
     const char *sa = a->sampler ? a->sampler : "ddim", *sb = b->sampler ? b->sampler : "ddim";
     bool same_spacing = (!a->spacing && !b->spacing) || (a->spacing && b->spacing && !strcmp(a->spacing, b->spacing));
     /* image to image: the same strength (the steps that run), and never mixed with text to image */
     bool same_init = !a->init_rgb == !b->init_rgb &&
                      (!a->init_rgb || (a->strength == b->strength && a->a1111_steps == b->a1111_steps));
+    bool same_files = a->n_loras == b->n_loras;
+    for (int i = 0; same_files && i < a->n_loras; i++)
+        same_files = !strcmp(a->loras[i].path, b->loras[i].path) && a->loras[i].te_weight == b->loras[i].te_weight &&
+                     a->loras[i].unet_weight == b->loras[i].unet_weight;
     return a->width == b->width && a->height == b->height && a->steps == b->steps && !strcmp(sa, sb) &&
-           a->karras == b->karras && same_spacing && a->eta == b->eta && same_init;
+           a->karras == b->karras && same_spacing && a->eta == b->eta && same_init && same_files &&
+           same_loras(a->prompt, b->prompt);
 }
 
 /* ------------------------------------------------------------ PNG check */
@@ -776,8 +797,8 @@ char *sdc_batch_manifest_line(const sdc_batch_job *j, const sdc_batch_result *r,
     sb_str(&b, "model", run->model);
     sb_str(&b, "shard", shard);
     sb_add(&b, ",\"group_size\":%d,\"seconds\":%.4f,\"seconds_encode\":%.4f,\"seconds_denoise\":%.4f,"
-           "\"seconds_decode\":%.4f",
-           r->group_size, r->seconds, r->seconds_encode, r->seconds_denoise, r->seconds_decode);
+           "\"seconds_decode\":%.4f,\"seconds_lora\":%.4f",
+           r->group_size, r->seconds, r->seconds_encode, r->seconds_denoise, r->seconds_decode, r->seconds_lora);
     sb_str(&b, "time", when);
     sb_add(&b, "}");
     if (b.oom) {

@@ -103,7 +103,8 @@ bool sdc_batch_png_ok(const char *path);
 int sdc_batch_remove_temp(const char *dir, int k, int n);
 
 /* Whether two jobs can share one sdc_txt2img_batch call (same size, steps,
- * sampler, Karras, spacing and eta). */
+ * sampler, Karras, spacing, eta, and LoRAs: their prompts' <lora:...> tags
+ * and --lora files). */
 bool sdc_batch_same_settings(const sdc_gen_params *a, const sdc_gen_params *b);
 
 /* ---- manifest: OUTDIR/manifest.jsonl, one JSON object per job ---------- */
@@ -122,13 +123,14 @@ typedef struct sdc_batch_result {
     int group_size;              /* images rendered together (0: none) */
     double seconds;              /* this image's share of the wall time */
     double seconds_encode, seconds_denoise, seconds_decode;
+    double seconds_lora;         /* the LoRA switch before this image's group (0: none) */
 } sdc_batch_result;
 
 /* One manifest line (no newline), malloc'd; NULL for out of memory. Keys:
  * job, line, source, file (null for a failed line), status, error, prompt,
  * negative_prompt, seed, base_seed, steps, sampler, karras, spacing,
  * cfg_scale, width, height, eta, clip_skip, model, shard, group_size,
- * seconds, seconds_encode, seconds_denoise, seconds_decode, time. */
+ * seconds, seconds_encode, seconds_denoise, seconds_decode, seconds_lora, time. */
 char *sdc_batch_manifest_line(const sdc_batch_job *j, const sdc_batch_result *r,
                               const sdc_batch_run *run);
 

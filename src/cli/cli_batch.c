@@ -51,6 +51,10 @@ static const char *HELP =
     "  --vae-precision P     the VAE's (default: fp32 on the CPU; on CUDA fp32 with\n"
     "                        --precision fp32, else bf16, which cannot overflow)\n"
     "  --threads N           CPU threads (default: all cores)\n"
+    "  --lora FILE[:W]       apply a LoRA to every image (repeatable; also FILE:TE_W:UNET_W);\n"
+    "                        prompts apply theirs with <lora:NAME:W> (NAME.safetensors)\n"
+    "  --lora-dir DIR        where <lora:NAME:...> looks (default: the model's folder)\n"
+    "  --embeddings-dir DIR  textual-inversion embeddings (*.safetensors), by file name\n"
     "  -i, --init IMAGE      image to image for lines that name no init_image (PNG/JPEG)\n"
     "  --mask MASK           inpainting mask for those lines\n"
     "  --strength S          default denoising_strength (0.75)\n"
@@ -234,7 +238,8 @@ static void render_group(state *s, sdc_ctx *ctx, sdc_batch_job **jobs, int n) {
             sdc_batch_result r = {.status = "ok", .group_size = n, .seconds = per,
                                   .seconds_encode = img[i].seconds_encode,
                                   .seconds_denoise = img[i].seconds_denoise,
-                                  .seconds_decode = img[i].seconds_decode};
+                                  .seconds_decode = img[i].seconds_decode,
+                                  .seconds_lora = img[i].seconds_lora};
             s->rendered++, s->pr.rendered++;
             record(s, jobs[i], &r);
             if (s->pr.tty && s->stdout_tty) fputs("\r\033[K", stderr); /* the path, not over the bar */

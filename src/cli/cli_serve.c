@@ -30,6 +30,9 @@ static const char *HELP =
     "  --precision P         auto (default), fp32, fp16 or bf16 (CUDA)\n"
     "  --vae-precision P     the VAE's (see sdc txt2img --help)\n"
     "  --threads N           CPU threads (default: all cores)\n"
+    "  --lora-dir DIR        where a prompt's <lora:NAME:W> finds NAME.safetensors (default:\n"
+    "                        the model's folder)\n"
+    "  --embeddings-dir DIR  textual-inversion embeddings (*.safetensors), by file name\n"
     "  --preview-every N     live previews every N steps: /sdapi/v1/progress gives the\n"
     "                        latest as current_image (AUTOMATIC1111's cheap projection)\n"
     "  --taesd FILE          the previews by TAESD's decoder (madebyollin/taesd's\n"
@@ -76,6 +79,10 @@ int cli_serve(int argc, char **argv) {
             cfg.preview_every = n;
         } else if (!strcmp(a, "--taesd")) {
             cfg.model.taesd_path = v;
+        } else if (!strcmp(a, "--lora-dir")) {
+            cfg.model.lora_dir = v;
+        } else if (!strcmp(a, "--embeddings-dir")) {
+            cfg.model.embeddings_dir = v;
         } else if (!strcmp(a, "--threads")) {
             if (!cli_parse_int(v, &n) || n < 0) return cli_usage_error("--threads %s: expected a count", v);
             cfg.model.n_threads = n;

@@ -10,6 +10,8 @@
 
 #include "cli/cli.h"
 #include "text/conditioning.h"
+#include "text/extra_networks.h"
+#include "lora_apply.h"
 #include "model/model.h"
 #include "text/prompt.h"
 #include "sdc.h"
@@ -34,7 +36,10 @@ static const char *USAGE =
     "      --pad-id N          padding id (49407 for SD 1.x, 0 for SD 2.x)\n"
     "      --pieces            print one token per line with its piece\n"
     "      --weights           parse emphasis and BREAK as txt2img does: every\n"
-    "                          77-token window, each token with its piece and weight\n"
+    "                          77-token window, each token with its piece and weight;\n"
+    "                          the LoRAs of <lora:NAME:W> tags and their files first\n"
+    "      --lora-dir DIR      where NAME.safetensors is looked for (default: MODEL's folder)\n"
+    "      --embeddings-dir DIR  textual-inversion embeddings: their vectors marked\n"
     "  sdc encode -m MODEL [options] PROMPT   run the text encoder, print a summary\n"
     "      --clip-skip K       1 = last layer (default), 2 = penultimate, ...\n"
     "      --backend auto|cpu|cuda, --threads N, --precision and --vae-precision auto|fp32|fp16|bf16\n"
@@ -99,11 +104,23 @@ int cli_common_option(int argc, char **argv, int *i, sdc_params *mp, sdc_gen_par
     if (!(IS("-m", "--model") || IS("-n", "--negative") || IS("--spacing", "--spacing") || IS("--cfg", "--cfg-scale") ||
           IS("--seed", "--seed") || IS("-W", "--width") || IS("-H", "--height") || IS("--eta", "--eta") ||
           IS("--clip-skip", "--clip-skip") || IS("--backend", "--backend") || IS("--threads", "--threads") ||
-          IS("--precision", "--precision") || IS("--vae-precision", "--vae-precision")))
+          IS("--precision", "--precision") || IS("--vae-precision", "--vae-precision") ||
+          IS("--lora", "--lora") || IS("--lora-dir", "--lora-dir") || IS("--embeddings-dir", "--embeddings-dir")))
         return 0;
     if (!v) return cli_usage_error("%s: missing value", a), -1;
     (*i)++;
     if (IS("-m", "--model")) mp->model_path = v;
+    else if (IS("--lora-dir", "--lora-dir")) mp->lora_dir = v;
+    else if (IS("--embeddings-dir", "--embeddings-dir")) mp->embeddings_dir = v;
+    else if (IS("--lora", "--lora")) { /* FILE[:W] or FILE:TE_W:UNET_W, repeatable */
+        static sdc_lora loras[16];
+        if (g->n_loras == 16) return cli_usage_error("--lora %s: at most 16 --lora files", v), -1;
+        sdc_lora_ref r;
+        if (sdc_lora_ref_parse_arg(v, &r) != SDC_OK) return cli_die(NULL), -1;
+        if (g->loras != loras) g->n_loras = 0;
+        loras[g->n_loras++] = (sdc_lora){r.name, r.te, r.unet}; /* r.name lives as long as the process */
+        g->loras = loras;
+    }
     else if (IS("-n", "--negative")) g->negative_prompt = v;
     else if (IS("--spacing", "--spacing")) g->spacing = v;
     else if (IS("--cfg", "--cfg-scale")) {
@@ -161,16 +178,41 @@ static int cmd_inspect(int argc, char **argv) {
     return 0;
 }
 
-/* Each 77-token window of the prompt as txt2img encodes it. */
-static int print_weighted(sdc_tokenizer *tok, const char *prompt, int pad) {
+/* The LoRAs of a prompt's tags, each with the file it applies (when a
+ * LoRA folder is known), then each 77-token window of the prompt as
+ * txt2img encodes it, embeddings' vectors marked. */
+static int print_weighted(sdc_tokenizer *tok, const char *prompt, int pad, const char *lora_dir,
+                          const sdc_embedding_db *db) {
+    char *text = NULL;
+    sdc_lora_ref *refs = NULL;
+    int n_refs = 0;
+    if (sdc_extra_networks_parse(prompt, &text, &refs, &n_refs) != SDC_OK) return cli_die(NULL);
+    for (int i = 0; i < n_refs; i++) {
+        char *path = NULL;
+        printf("lora %s: te %g, unet %g", refs[i].name, refs[i].te, refs[i].unet);
+        if (!lora_dir) printf(" (give -m or --lora-dir to see its file)\n");
+        else if (sdc_lora_find(lora_dir, refs[i].name, &path) == SDC_OK) printf(", file %s\n", path);
+        else printf(", not applied: %s\n", sdc_last_error());
+        free(path);
+    }
+    sdc_lora_refs_free(refs, n_refs);
     sdc_prompt p;
-    if (sdc_prompt_tokenize(tok, prompt, pad, &p) != SDC_OK) return cli_die(NULL);
+    sdc_status st = sdc_prompt_tokenize_ti(tok, text, pad, db, &p);
+    free(text);
+    if (st != SDC_OK) return cli_die(NULL);
     for (int c = 0; c < p.n_chunks; c++) {
         printf("chunk %d of %d\n", c + 1, p.n_chunks);
         for (int i = 0; i < SDC_CLIP_CTX; i++) {
             const char *piece = sdc_tokenizer_piece(tok, p.chunks[c].ids[i]);
-            printf("%2d %5d %-24s %g\n", i, p.chunks[c].ids[i], piece ? piece : "?",
-                   (double)p.chunks[c].weights[i]);
+            char emb[300] = "";
+            for (int f = 0; f < p.n_fixes; f++) {
+                const sdc_prompt_fix *fx = &p.fixes[f];
+                const int k = i - fx->offset - 1;
+                if (fx->chunk == c && k >= 0 && k < db->e[fx->emb].n_vecs)
+                    snprintf(emb, sizeof emb, " embedding %s vector %d", db->e[fx->emb].name, k + 1);
+            }
+            printf("%2d %5d %-24s %g%s\n", i, p.chunks[c].ids[i], piece ? piece : "?",
+                   (double)p.chunks[c].weights[i], emb);
         }
     }
     sdc_prompt_free(&p);
@@ -178,13 +220,15 @@ static int print_weighted(sdc_tokenizer *tok, const char *prompt, int pad) {
 }
 
 static int cmd_tokenize(int argc, char **argv) {
-    const char *model = NULL, *vocab = NULL, *prompt = NULL;
+    const char *model = NULL, *vocab = NULL, *prompt = NULL, *lora_dir = NULL, *emb_dir = NULL;
     int pad = -1;
     bool pieces = false, weights = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) model = argv[++i];
         else if (!strcmp(a, "--vocab") && i + 1 < argc) vocab = argv[++i];
+        else if (!strcmp(a, "--lora-dir") && i + 1 < argc) lora_dir = argv[++i];
+        else if (!strcmp(a, "--embeddings-dir") && i + 1 < argc) emb_dir = argv[++i];
         else if (!strcmp(a, "--pad-id") && i + 1 < argc) {
             if (!cli_parse_int(argv[++i], &pad) || pad < 0 || pad > 49407)
                 return cli_usage_error("--pad-id %s: expected an id in 0..49407", argv[i]);
@@ -204,13 +248,20 @@ static int cmd_tokenize(int argc, char **argv) {
         sdc_model_close(m);
         return cli_die(NULL);
     }
+    const int width = m ? m->config.text.width : 0;
+    char *dir = lora_dir ? strdup(lora_dir) : model ? sdc_lora_default_dir(model) : NULL;
     sdc_model_close(m);
     int ids[SDC_CLIP_CTX], n_all = 0;
     int rc = 0;
     if (weights) {
-        rc = print_weighted(tok, prompt, pad);
+        sdc_embedding_db *db = NULL;
+        if (emb_dir && sdc_embeddings_load(emb_dir, tok, width, &db) != SDC_OK) rc = cli_die(NULL);
+        else rc = print_weighted(tok, prompt, pad, dir, db);
+        sdc_embeddings_free(db);
+        free(dir);
         goto done;
     }
+    free(dir);
     if (sdc_tokenizer_encode_padded(tok, prompt, pad, ids, SDC_CLIP_CTX, NULL) != SDC_OK ||
         sdc_tokenizer_encode(tok, prompt, NULL, 0, &n_all) != SDC_OK) {
         rc = cli_die(NULL);

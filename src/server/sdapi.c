@@ -19,6 +19,7 @@
 #include "cli/batch.h"
 #include "common.h"
 #include "image/image.h"
+#include "lora_apply.h"
 #include "server/server.h"
 
 /* ---------------------------------------------------------------- models */
@@ -224,6 +225,31 @@ static void get_upscalers(srv_reply *out) {
     srv_reply_json(out, 200, arr);
 }
 
+/* A1111's list of LoRAs: every .safetensors file in the LoRA folder, by
+ * its stem (the NAME of <lora:NAME:W>); metadata is not read here. */
+static void get_loras(srv *s, srv_reply *out) {
+    char *dir = s->cfg.model.lora_dir ? strdup(s->cfg.model.lora_dir) : sdc_lora_default_dir(s->cfg.model.model_path);
+    char **paths = NULL;
+    const int n = dir ? sdc_lora_list(dir, &paths) : 0;
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        const char *base = strrchr(paths[i], '/');
+        base = base ? base + 1 : paths[i];
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(strlen(base) - 12), base); /* ".safetensors" */
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", name);
+        cJSON_AddStringToObject(e, "alias", name);
+        cJSON_AddStringToObject(e, "path", paths[i]);
+        cJSON_AddObjectToObject(e, "metadata");
+        cJSON_AddItemToArray(arr, e);
+        free(paths[i]);
+    }
+    free(paths);
+    free(dir);
+    srv_reply_json(out, 200, arr);
+}
+
 static void get_embeddings(srv_reply *out) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddObjectToObject(o, "loaded");
@@ -272,7 +298,8 @@ void sdapi_handle(srv *s, const char *method, const char *url, const char *body,
         if (!strcmp(r, "schedulers")) return get_schedulers(out);
         if (!strcmp(r, "upscalers")) return get_upscalers(out);
         if (!strcmp(r, "embeddings")) return get_embeddings(out);
-        if (!strcmp(r, "latent-upscale-modes") || !strcmp(r, "sd-vae") || !strcmp(r, "loras") ||
+        if (!strcmp(r, "loras")) return get_loras(s, out);
+        if (!strcmp(r, "latent-upscale-modes") || !strcmp(r, "sd-vae") ||
             !strcmp(r, "hypernetworks") || !strcmp(r, "face-restorers") || !strcmp(r, "prompt-styles") ||
             !strcmp(r, "realesrgan-models") || !strcmp(r, "scripts"))
             return srv_reply_json(out, 200, cJSON_CreateArray());
