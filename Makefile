@@ -136,7 +136,7 @@ $(BUILD)/libsdc_emu.a: $(EMU_OBJ)
 EMU_TESTS := $(addprefix $(BUILD)/tests/,test_cuda.o test_cuda_pipeline.o test_cuda_img2img.o test_cuda_plan.o test_cuda_pad.o \
                                         test_cuda_halfops.o test_cuda_nets.o test_cuda_typed.o test_cuda_preview.o \
                                         cuda_testutil.o testutil.o \
-                                        st_write.o test_cuda_vae_tiled.o)
+                                        st_write.o test_cuda_vae_tiled.o test_cuda_lora.o lora_cases.o)
 $(BUILD)/sdc_tests_emu: $(EMU_TESTS) $(BUILD)/libsdc_emu.a
 	$(CC) $(CFLAGS) $^ -o $@ -lcriterion $(EMU_LDLIBS)
 
@@ -378,6 +378,7 @@ fixtures: $(VENV)/.ok
 	$(PY) tools/fixtures_image_load.py
 	$(PY) tools/fixtures_preview.py
 	$(PY) tools/fixtures_vae_tiled.py
+	$(PY) tools/fixtures_lora.py
 
 # Retrain the shipped model from scratch (74 minutes on 2 CPU cores: the
 # decoder's rounds run beside the U-Net; fixed seeds and thread counts, so

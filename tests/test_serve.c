@@ -776,3 +776,38 @@ Test(serve, img2img_and_inpainting, .timeout = 300) {
     free(body), free(init), free(mask);
     srv_stop(s);
 }
+
+/* LoRAs through the API as front-ends send them: listed by /loras, applied
+ * by a prompt's tag (the infotext carries its hash), a missing one an
+ * error for that request alone. */
+Test(serve, loras, .timeout = 300) {
+    srv_config c = srv_config_default();
+    c.model.model_path = FIXTURES "/tiny_sd1.safetensors";
+    c.model.backend = SDC_BACKEND_CPU;
+    c.model.lora_dir = FIXTURES "/lora";
+    c.port = 0;
+    srv *s = NULL;
+    cr_assert_eq(srv_start(&c, &s), 0, "%s", sdc_last_error());
+    const int port = srv_port(s);
+    resp r = http(port, "GET", "/sdapi/v1/loras", NULL, "", 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "\"name\":\"kohya\"") && strstr(r.body, "\"name\":\"loha\""), "%s", r.body);
+    resp_free(&r);
+    r = post(port, "/sdapi/v1/txt2img",
+             "{\"prompt\": \"a red circle <lora:kohya:0.8>\", \"seed\": 1, \"steps\": 2, \"width\": 32, "
+             "\"height\": 32}");
+    cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+    const char *h = strstr(r.body, "Lora hashes: ");
+    cr_assert(h, "no Lora hashes in the infotexts");
+    cr_assert(strstr(h, "kohya: "), "%.80s", h);
+    resp_free(&r);
+    r = post(port, "/sdapi/v1/txt2img",
+             "{\"prompt\": \"a red circle <lora:missing:1>\", \"steps\": 2, \"width\": 32, \"height\": 32}");
+    cr_assert_geq(r.status, 400, "%d", r.status);
+    cr_assert(strstr(r.body, "missing.safetensors"), "%s", r.body);
+    resp_free(&r);
+    r = post(port, "/sdapi/v1/txt2img", "{\"prompt\": \"a red circle\", \"steps\": 2, \"width\": 32, \"height\": 32}");
+    cr_assert_eq(r.status, 200, "the next request renders: %d %s", r.status, r.body);
+    resp_free(&r);
+    srv_stop(s);
+}

@@ -1,0 +1,26 @@
+/* lora_cases.h - the LoRA and embedding reference cases of
+ * tests/fixtures/lora_tiny_ref.safetensors (tools/fixtures_lora.py), run on
+ * a backend and checked, shared by the CPU suite (test_lora.c) and the
+ * emulated CUDA device's (test_cuda_lora.c). */
+#ifndef SDC_TESTS_LORA_CASES_H
+#define SDC_TESTS_LORA_CASES_H
+
+#include "sdc.h"
+
+typedef struct lora_check {
+    sdc_backend_kind backend;
+    sdc_precision precision;   /* text encoder and U-Net */
+    const char *sd1, *sd2;     /* the models of each family (a file or a folder); NULL skips the family */
+    double lat_tol;            /* latents, normwise relative */
+    int px_tol;                /* 8-bit pixels */
+    double cond_tol;           /* the positive conditioning, normwise relative */
+    const int *only;           /* the cases to run (-1 ends the list); NULL: all */
+} lora_check;
+
+/* Runs the cases of each family on one context (in file order, so each
+ * case also checks that the one before it was taken out); returns how many
+ * ran. Asserts each case's latents, pixels, conditioning and infotext
+ * hashes against the reference. */
+int lora_run_cases(const lora_check *c);
+
+#endif
