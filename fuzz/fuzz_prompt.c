@@ -1,6 +1,7 @@
 /* fuzz_prompt.c - libFuzzer target: AUTOMATIC1111's prompt syntax.
  *
- * Input: a prompt (bytes up to the first NUL). sdc_tokenizer_encode must
+ * Input: a prompt (bytes up to the first NUL). Its <lora:...> tags parse or
+ * are refused with a message (sdc_extra_networks_parse). sdc_tokenizer_encode must
  * give the ids sdc_tokenizer_encode_reference (CLIP's quadratic BPE loop)
  * gives. sdc_prompt_parse_attention
  * must either refuse it (invalid UTF-8, a weight Python's float() rejects)
@@ -16,11 +17,13 @@
  * (fuzz/seed.sh); dictionary fuzz/prompt.dict. Run from the repository
  * root (see fuzz_util.h):
  *   build-fuzz/fuzz/fuzz_prompt -dict=fuzz/prompt.dict CORPUS */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuzz_util.h"
+#include "text/extra_networks.h"
 #include "text/prompt.h"
 #include "text/tokenizer.h"
 
@@ -56,8 +59,26 @@ static int utf8_ok(const unsigned char *s) {
     return 1;
 }
 
+/* <lora:...> tags: refused with a message, or the text without them (no
+ * longer than the prompt) and LoRAs with names and finite multipliers */
+static void check_tags(const char *text) {
+    char *stripped = NULL;
+    sdc_lora_ref *refs = NULL;
+    int n = -1;
+    if (sdc_extra_networks_parse(text, &stripped, &refs, &n) != SDC_OK) {
+        FUZZ_CHECK(stripped == NULL && refs == NULL && n == 0 && sdc_last_error()[0]);
+        return;
+    }
+    FUZZ_CHECK(stripped && strlen(stripped) <= strlen(text) && n >= 0);
+    for (int i = 0; i < n; i++)
+        FUZZ_CHECK(refs[i].name[0] && isfinite(refs[i].te) && isfinite(refs[i].unet));
+    free(stripped);
+    sdc_lora_refs_free(refs, n);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *text = fuzz_cstr(data, size);
+    check_tags(text);
     sdc_prompt_fragment *f = NULL;
     int n = -1;
     sdc_status st = sdc_prompt_parse_attention(text, &f, &n);

@@ -31,6 +31,8 @@ safetensors)
     for f in tests/fixtures/tiny_sd1.safetensors tests/fixtures/tiny_sd2.safetensors; do
         header "$f" | put "header-$(basename "$f")"
     done ;;
+lora)
+    for f in tests/fixtures/lora/*.safetensors; do put "$(basename "$f")" < "$f"; done ;;
 model_single | model_load)
     for f in tests/fixtures/tiny_sd1.safetensors tests/fixtures/tiny_sd2.safetensors \
              weights/sdc-shapes.safetensors; do
