@@ -97,7 +97,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 VENV     := tools/.venv
 PY       := $(VENV)/bin/python
 
-.PHONY: all build emu bench-emu bench-vae-tiled test-emu-selftest test test-run test-full test-serve-client sanitize bench fixtures fixtures-full deps clean demo eval samples \
+.PHONY: all build emu bench-emu bench-vae-tiled bench-lora test-emu-selftest test test-run test-full test-serve-client sanitize bench fixtures fixtures-full deps clean demo eval samples \
         train fuzz fuzz-one fuzz-build gpu-check gpu-prep
 # Default: check/install the Debian packages, then build.
 all: deps
@@ -243,6 +243,16 @@ bench-vae-tiled: deps fixtures-full
 	@$(MAKE) --no-print-directory $(BUILD)/vae_tiled_bench
 	$(BUILD)/vae_tiled_bench $(MODEL) 1024 --tile 256 --untiled --image samples/contact-sheet.png
 	$(BUILD)/vae_tiled_bench build/fixtures-full/full_sd1.safetensors 1024 --untiled
+
+# What a LoRA switch costs beside a checkpoint load (bench/lora_switch.c):
+# random rank-32 kohya LoRAs (attention and text encoder; LoCon with the
+# convolutions too) on the full-size SD 1.5-shaped checkpoint, CPU backend.
+$(BUILD)/lora_switch_bench: $(BUILD)/bench/lora_switch.o $(BUILD)/tests/st_write.o $(BUILD)/libsdc.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+bench-lora: deps fixtures-full
+	@$(MAKE) --no-print-directory $(BUILD)/lora_switch_bench
+	$(BUILD)/lora_switch_bench build/fixtures-full/full_sd1.safetensors --rank 32 --rounds 3
 
 # The device memory of a render at SD 1.5 shapes from the planned memory's
 # dry run alone, on the emulated device (bench/plan_report.c).

@@ -307,10 +307,12 @@ static int render(int argc, char **argv, bool img2img) {
             char mem[64] = "";
             const size_t peak = sdc_device_memory_peak(ctx);
             if (peak) snprintf(mem, sizeof mem, ", peak device memory %.0f MiB", peak / 1048576.0);
+            char lora[48] = "";
+            if (img.seconds_lora > 0) snprintf(lora, sizeof lora, ", LoRAs merged %.2f s", img.seconds_lora);
             fprintf(stderr,
-                    "sdc: %s: load %.1f s, text encode %.2f s, denoise %.1f s (%.2f s/step), decode %.1f s, "
+                    "sdc: %s: load %.1f s%s, text encode %.2f s, denoise %.1f s (%.2f s/step), decode %.1f s, "
                     "total %.1f s%s\n",
-                    sdc_backend_name(ctx), t_load, img.seconds_encode, img.seconds_denoise,
+                    sdc_backend_name(ctx), t_load, lora, img.seconds_encode, img.seconds_denoise,
                     img.seconds_denoise / steps_run(&g), img.seconds_decode, sdc_now() - t0, mem);
             printf("%s\n", out);
         }
