@@ -446,3 +446,94 @@ Test(embeddings, bad_folder_and_files, .timeout = 60) {
     st_rmtree(dir);
     free(dir);
 }
+
+/* ---- diffusers' older key layouts ----------------------------------------- */
+
+/* peft.safetensors rewritten: each tensor's name through `rename` (NULL:
+ * left out), the bytes as they are. */
+static void rewrite(const char *to, const char *(*rename)(const char *name, char *buf, size_t cap)) {
+    sdc_st_file *f = NULL;
+    cr_assert_eq(sdc_st_open(FIXTURES "/lora/peft.safetensors", &f), SDC_OK, "%s", sdc_last_error());
+    st_builder *b = st_builder_new();
+    for (int i = 0; i < f->n_tensors; i++) {
+        const sdc_st_tensor *t = &f->tensors[i];
+        char buf[512];
+        const char *n = rename(t->name, buf, sizeof buf);
+        if (!n) continue;
+        cr_assert_eq(st_builder_add(b, n, sdc_dtype_name(t->dtype), t->ndim, t->shape, t->data, t->nbytes), 0);
+    }
+    cr_assert_eq(st_builder_write(b, to), 0);
+    st_builder_free(b);
+    sdc_st_close(f);
+}
+
+/* s with its suffix `from` replaced by `to` into buf; NULL if s lacks it */
+static const char *swap_suffix(const char *s, const char *from, const char *to, char *buf, size_t cap) {
+    const size_t n = strlen(s), k = strlen(from);
+    if (n < k || strcmp(s + n - k, from)) return NULL;
+    snprintf(buf, cap, "%.*s%s", (int)(n - k), s, to);
+    return buf;
+}
+
+/* convert_state_dict_to_diffusers: U-Net .lora.down/.up, text .lora_linear_layer.down/.up */
+static const char *converted(const char *name, char *buf, size_t cap) {
+    const bool te = !strncmp(name, "text_encoder.", 13);
+    const char *r = swap_suffix(name, ".lora_A.weight", te ? ".lora_linear_layer.down.weight" : ".lora.down.weight",
+                                buf, cap);
+    return r ? r : swap_suffix(name, ".lora_B.weight", te ? ".lora_linear_layer.up.weight" : ".lora.up.weight", buf, cap);
+}
+
+/* the U-Net's attention projections only, PEFT's names */
+static const char *attention_only(const char *name, char *buf, size_t cap) {
+    if (strncmp(name, "unet.", 5) || !strstr(name, ".attn") || strstr(name, ".processor")) return NULL;
+    snprintf(buf, cap, "%s", name);
+    return buf;
+}
+
+/* the same as attention processors name them: no prefix, attn1.processor.to_q_lora.down.weight */
+static const char *processors(const char *name, char *buf, size_t cap) {
+    if (!attention_only(name, buf, cap)) return NULL;
+    static const char *const mod[4] = {".to_q", ".to_k", ".to_v", ".to_out.0"}, *const proc[4] = {
+        ".processor.to_q_lora", ".processor.to_k_lora", ".processor.to_v_lora", ".processor.to_out_lora"};
+    for (int m = 0; m < 4; m++)
+        for (int ab = 0; ab < 2; ab++) {
+            char from[64], to[64];
+            snprintf(from, sizeof from, "%s%s", mod[m], ab ? ".lora_B.weight" : ".lora_A.weight");
+            snprintf(to, sizeof to, "%s%s", proc[m], ab ? ".up.weight" : ".down.weight");
+            char tmp[512];
+            if (swap_suffix(name + 5, from, to, tmp, sizeof tmp)) {
+                snprintf(buf, cap, "%s", tmp);
+                return buf;
+            }
+        }
+    return NULL;
+}
+
+Test(lora_files, diffusers_older_layouts, .timeout = 120) {
+    fixture f = setup();
+    char *p = st_path(f.dir, "converted.safetensors");
+    rewrite(p, converted);
+    free(p);
+    p = st_path(f.dir, "attn.safetensors");
+    rewrite(p, attention_only);
+    free(p);
+    p = st_path(f.dir, "procs.safetensors");
+    rewrite(p, processors);
+    free(p);
+    sdc_lora l = {FIXTURES "/lora/peft.safetensors", 0.9, 0.9};
+    sdc_gen_params g = sdc_gen_params_default();
+    g.prompt = "a red circle";
+    g.width = g.height = 32, g.steps = 2, g.seed = 5;
+    g.loras = &l, g.n_loras = 1;
+    sdc_image want;
+    cr_assert_eq(sdc_txt2img(f.ctx, &g, &want), SDC_OK, "%s", sdc_last_error());
+    sdc_image got = render(f.ctx, "a red circle <lora:converted:0.9>");
+    same_image(&got, &want, true, "convert_state_dict_to_diffusers' names");
+    sdc_image_free(&got);
+    sdc_image attn = render(f.ctx, "a red circle <lora:attn:0.9>");
+    sdc_image procs = render(f.ctx, "a red circle <lora:procs:0.9>");
+    same_image(&procs, &attn, true, "attention processors' names");
+    same_image(&attn, &want, false, "the attention subset");
+    sdc_image_free(&attn), sdc_image_free(&procs), sdc_image_free(&want);
+    teardown(&f);
+}

@@ -58,6 +58,7 @@ static sdc_status index_unet(sdc_lora_index *ix, const sdc_model_files *m, const
         const sdc_lora_target t = {s, 0, s->rows, false};
         SDC_TRY(ix_add(ix, "lora_unet_", path, true, t));
         SDC_TRY(ix_add(ix, "unet.", path, false, t));
+        SDC_TRY(ix_add(ix, "", path, false, t)); /* attention processors' files: no prefix */
         if (sdc_unet_name_to_original(&m->config.unet, s->name, orig, sizeof orig) == SDC_OK &&
             module_path(orig, opath, sizeof opath))
             SDC_TRY(ix_add(ix, "lora_unet_", opath, true, t));
@@ -147,6 +148,11 @@ static const struct {
 } k_parts[] = {
     {".lora_down.weight", P_DOWN}, {".lora_up.weight", P_UP},   {".lora_mid.weight", P_MID},
     {".lora_A.weight", P_DOWN},    {".lora_B.weight", P_UP},    {".alpha", P_ALPHA},
+    /* diffusers' older layouts: convert_state_dict_to_diffusers' (U-Net and
+     * text encoder), and the attention processors' (..._lora.down.weight) */
+    {".lora.down.weight", P_DOWN}, {".lora.up.weight", P_UP},
+    {".lora_linear_layer.down.weight", P_DOWN}, {".lora_linear_layer.up.weight", P_UP},
+    {"_lora.down.weight", P_DOWN}, {"_lora.up.weight", P_UP},
     {".scale", P_SCALE},           {".hada_w1_a", P_W1A},       {".hada_w1_b", P_W1B},
     {".hada_w2_a", P_W2A},         {".hada_w2_b", P_W2B},       {".hada_t1", P_T1},
     {".hada_t2", P_T2},
@@ -165,6 +171,21 @@ static const char *other_kind(const char *name) {
     if (strstr(name, ".lora_up.bias") || strstr(name, ".lora_down.bias") || strstr(name, ".lora_B.bias"))
         return "a LoRA bias";
     return NULL;
+}
+
+/* An attention processor's key names its module: "...attn1.processor.to_q"
+ * is "...attn1.to_q", "...processor.to_out" is "...to_out.0" (in place:
+ * never longer). */
+static void processor_key(char *key) {
+    char *p = strstr(key, ".processor.to_");
+    if (!p) return;
+    static const char *const from[4] = {"q", "k", "v", "out"}, *const to[4] = {"q", "k", "v", "out.0"};
+    const char *tail = p + 14;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(tail, from[i])) {
+            sprintf(p, ".to_%s", to[i]);
+            return;
+        }
 }
 
 typedef struct piece {
@@ -340,11 +361,12 @@ static sdc_status parse(sdc_lora_file *l, const sdc_lora_index *ix) {
                                  kind)
                       : sdc_fail(SDC_ERR_FORMAT, "%s: tensor %s is no part of a LoRA (expected names ending in "
                                  ".lora_down.weight, .lora_up.weight, .lora_mid.weight, .alpha, .lora_A.weight, "
-                                 ".lora_B.weight or .hada_*)", l->path, name);
+                                 ".lora_B.weight, .lora.down.weight, .lora.up.weight or .hada_*)", l->path, name);
             break;
         }
         l->keys[i] = strndup(name, n - strlen(k_parts[which].suffix));
         if (!l->keys[i]) st = sdc_fail(SDC_ERR_OOM, "out of memory");
+        else processor_key(l->keys[i]);
         pcs[i] = (piece){l->keys[i], k_parts[which].part, &f->tensors[i]};
     }
     if (st == SDC_OK) qsort(pcs, (size_t)f->n_tensors, sizeof *pcs, cmp_piece);

@@ -7,7 +7,9 @@
  *                        .lora_mid.weight (r, r, k, k) (LyCORIS' Tucker form), .alpha
  *   LyCORIS LoHa         .hada_w1_a (out, r), .hada_w1_b (r, in*k*k), .hada_w2_a, .hada_w2_b, .alpha;
  *                        or with .hada_t1 / .hada_t2 (r, r, k, k): .hada_w*_a (r, out), .hada_w*_b (r, in)
- *   diffusers / PEFT     <key>.lora_A.weight (r, in[, k, k]) = down, .lora_B.weight = up, no alpha
+ *   diffusers / PEFT     <key>.lora_A.weight (r, in[, k, k]) = down, .lora_B.weight = up, no alpha;
+ *                        diffusers' older .lora.down/.lora.up, .lora_linear_layer.down/up and
+ *                        attention processors' .processor.to_q_lora.down/up the same
  * Keys: kohya's lora_unet_<module> with '.' as '_' in diffusers' naming or
  * the original (LDM) one, lora_te_<module> in transformers' CLIP naming
  * (OpenCLIP's in_proj rows for q, k, v on SD 2.x files), or PEFT's
