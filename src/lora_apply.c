@@ -174,6 +174,8 @@ sdc_status sdc_job_loras(sdc_ctx *ctx, const sdc_gen_params *p, char **stripped,
     int nr = 0;
     SDC_TRY(sdc_extra_networks_parse(p->prompt, stripped, &refs, &nr));
     sdc_status st = SDC_OK;
+    if (nr + (p->n_loras > 0 ? p->n_loras : 0) > SDC_LORA_USES_MAX)
+        st = sdc_fail(SDC_ERR_ARG, "%d LoRAs in one job: at most %d", nr + p->n_loras, SDC_LORA_USES_MAX);
     for (int i = 0; st == SDC_OK && i < nr; i++) {
         char *path = NULL, *dir = ctx->params.lora_dir ? strdup(ctx->params.lora_dir)
                                                        : sdc_lora_default_dir(ctx->params.model_path);

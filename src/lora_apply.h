@@ -26,7 +26,8 @@ typedef struct sdc_lora_use {
     char hash[13];       /* filled by sdc_lora_apply */
 } sdc_lora_use;
 
-#define SDC_LORA_OPEN_MAX 8
+#define SDC_LORA_OPEN_MAX 8    /* distinct LoRA files a job may use, kept open between jobs */
+#define SDC_LORA_USES_MAX 64   /* tags and --lora files of one job (each costs a merge) */
 
 typedef struct sdc_lora_state {
     sdc_lora_index *index;                 /* the model's target names, built on first use */

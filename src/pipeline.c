@@ -159,8 +159,11 @@ static bool str_addf(char **s, size_t *len, const char *fmt, ...) {
  * line break (the hashes lists always do). */
 static bool str_add_quoted(char **s, size_t *len, const char *v) {
     bool ok = str_addf(s, len, "\"");
-    for (const char *c = v; ok && *c; c++)
-        ok = *c == '"' || *c == '\\' ? str_addf(s, len, "\\%c", *c) : str_addf(s, len, "%c", *c);
+    for (const unsigned char *c = (const unsigned char *)v; ok && *c; c++) {
+        const char *esc = *c == '"' ? "\\\"" : *c == '\\' ? "\\\\" : *c == '\n' ? "\\n" : *c == '\r' ? "\\r"
+                        : *c == '\t' ? "\\t" : *c == '\b' ? "\\b" : *c == '\f' ? "\\f" : NULL;
+        ok = esc ? str_addf(s, len, "%s", esc) : *c < 0x20 ? str_addf(s, len, "\\u%04x", *c) : str_addf(s, len, "%c", *c);
+    }
     return ok && str_addf(s, len, "\"");
 }
 
@@ -731,8 +734,12 @@ sdc_status sdc_txt2img_batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sd
         if (!ps[i].width) ps[i].width = init ? ps[i].init_width / f * f : sdc_native_size(ctx);
         if (!ps[i].height) ps[i].height = init ? ps[i].init_height / f * f : sdc_native_size(ctx);
     }
-    for (int i = 0; i < n; i++) js[i].out = &out[i];
-    sdc_status st = prepare_loras(ctx, jobs, n, ps, js, strs, strs + n, &hashes);
+    sdc_status st = SDC_OK;
+    for (int i = 0; st == SDC_OK && i < n; i++) { /* before any LoRA is merged for them */
+        js[i].out = &out[i];
+        st = sdc_check_gen_params(ctx, &ps[i]);
+    }
+    if (st == SDC_OK) st = prepare_loras(ctx, jobs, n, ps, js, strs, strs + n, &hashes);
     if (st == SDC_OK) st = batch(ctx, ps, n, out, js);
     for (int i = 0; i < n; i++) job_free(&js[i]);
     for (int i = 0; i < 2 * n; i++) free(strs[i]);
