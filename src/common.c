@@ -1,11 +1,14 @@
 /* common.c - error messages, notices, half-precision conversion, clock. */
 #include "common.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static _Thread_local char g_err[2048];
@@ -121,4 +124,86 @@ void sdc_nhwc_to_nchw(const float *src, float *dst, int n, int c, int h, int w) 
         for (int ch = 0; ch < c; ch++)
             for (int p = 0; p < h * w; p++)
                 dst[((size_t)b * c + ch) * h * w + p] = src[((size_t)b * h * w + p) * c + ch];
+}
+
+typedef struct file_walk {
+    const char *const *exts;
+    int n_exts, max_depth, max_files, entries;
+    char **p;
+    int n, cap;
+    bool truncated, oom;
+} file_walk;
+
+static bool has_ext(const char *name, const char *const *exts, int n_exts) {
+    const size_t n = strlen(name);
+    for (int i = 0; i < n_exts; i++) {
+        const size_t e = strlen(exts[i]);
+        if (n > e && !strcasecmp(name + n - e, exts[i])) return true;
+    }
+    return false;
+}
+
+static void walk(file_walk *w, const char *dir, int depth) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while (!w->truncated && !w->oom && (e = readdir(d)) != NULL) {
+        if (++w->entries > 10 * w->max_files) {
+            w->truncated = true;
+            break;
+        }
+        if (e->d_name[0] == '.') continue;
+        char path[4096];
+        struct stat sb;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path || stat(path, &sb) != 0) continue;
+        if (S_ISDIR(sb.st_mode)) {
+            if (depth < w->max_depth) walk(w, path, depth + 1);
+            continue;
+        }
+        if (!S_ISREG(sb.st_mode) || !has_ext(e->d_name, w->exts, w->n_exts)) continue;
+        if (w->n == w->max_files) {
+            w->truncated = true;
+            break;
+        }
+        if (w->n == w->cap) {
+            const int cap = w->cap ? 2 * w->cap : 64;
+            char **np = realloc(w->p, (size_t)cap * sizeof *np);
+            if (!np) {
+                w->oom = true;
+                break;
+            }
+            w->p = np, w->cap = cap;
+        }
+        if (!(w->p[w->n] = strdup(path))) w->oom = true;
+        else w->n++;
+    }
+    closedir(d);
+}
+
+static int cmp_path(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+void sdc_free_paths(char **paths, int n) {
+    for (int i = 0; paths && i < n; i++) free(paths[i]);
+    free(paths);
+}
+
+sdc_status sdc_list_files(const char *dir, const char *const *exts, int n_exts, int max_depth, int max_files,
+                          char ***paths, int *n, bool *truncated) {
+    *paths = NULL;
+    *n = 0;
+    if (truncated) *truncated = false;
+    DIR *d = opendir(dir);
+    if (!d) return sdc_fail(SDC_ERR_IO, "%s: cannot open the folder", dir);
+    closedir(d);
+    file_walk w = {.exts = exts, .n_exts = n_exts, .max_depth = max_depth, .max_files = max_files};
+    walk(&w, dir, 0);
+    if (w.oom) {
+        sdc_free_paths(w.p, w.n);
+        return sdc_fail(SDC_ERR_OOM, "out of memory listing %s", dir);
+    }
+    if (w.n) qsort(w.p, (size_t)w.n, sizeof *w.p, cmp_path);
+    *paths = w.p;
+    *n = w.n;
+    if (truncated) *truncated = w.truncated;
+    return SDC_OK;
 }

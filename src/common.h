@@ -70,6 +70,17 @@ void sdc_nhwc_to_nchw(const float *src, float *dst, int n, int c, int h, int w);
 /* Monotonic wall clock in seconds. */
 double sdc_now(void);
 
+/* The regular files in dir and its subfolders (down to max_depth levels;
+ * names starting with '.' skipped, links followed) whose names end with
+ * one of exts[0..n_exts) (any case), sorted by path: *paths and each path
+ * malloc'd (sdc_free_paths). At most max_files, and 10 x max_files
+ * directory entries looked at: *truncated (may be NULL) says whether that
+ * stopped the walk. A dir that cannot be opened is an SDC_ERR_IO error
+ * naming it. (LoRA and embedding folders.) */
+sdc_status sdc_list_files(const char *dir, const char *const *exts, int n_exts, int max_depth, int max_files,
+                          char ***paths, int *n, bool *truncated);
+void sdc_free_paths(char **paths, int n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,6 @@
 /* lora_apply.c - finding a job's LoRAs and merging them (lora_apply.h). */
 #include "lora_apply.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +10,7 @@
 #include "text/conditioning.h"
 
 #define SEARCH_DEPTH 6          /* subfolders searched below the LoRA folder */
-#define SEARCH_ENTRIES 100000   /* directory entries looked at, at most */
+#define SEARCH_FILES 10000      /* .safetensors files looked at, at most */
 
 void sdc_lora_uses_free(sdc_lora_use *u, int n) {
     for (int i = 0; u && i < n; i++) free(u[i].path), free(u[i].mention);
@@ -45,110 +44,55 @@ char *sdc_lora_default_dir(const char *model) {
     return d;
 }
 
-/* dir (and its subfolders) for NAME.safetensors: *found (malloc'd) or NULL;
- * *count gets how many such files there are. */
-static void search(const char *dir, const char *file, int depth, int *entries, char **found, int *count) {
-    if (depth > SEARCH_DEPTH) return;
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && ++*entries < SEARCH_ENTRIES) {
-        if (e->d_name[0] == '.') continue;
-        char path[4096];
-        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
-        struct stat sb;
-        if (stat(path, &sb) != 0) continue;
-        if (S_ISDIR(sb.st_mode)) {
-            search(path, file, depth + 1, entries, found, count);
-        } else if (S_ISREG(sb.st_mode) && !strcmp(e->d_name, file)) {
-            if (!*found) *found = strdup(path);
-            ++*count;
-        }
-    }
-    closedir(d);
-}
+static const char *const k_safetensors[1] = {".safetensors"};
 
 sdc_status sdc_lora_find(const char *folder, const char *name, char **out) {
     *out = NULL;
     if (strchr(name, '/') || strchr(name, '\\') || name[0] == '.' || strlen(name) > 255)
         return sdc_fail(SDC_ERR_ARG, "<lora:%s>: expected a LoRA's file name without folder or extension", name);
-    char *dir = strdup(folder);
-    if (!dir) return sdc_fail(SDC_ERR_OOM, "out of memory");
     char path[4400];
-    snprintf(path, sizeof path, "%s/%s.safetensors", dir, name);
-    if (is_file(path)) {
-        free(dir);
-        return (*out = strdup(path)) ? SDC_OK : sdc_fail(SDC_ERR_OOM, "out of memory");
+    snprintf(path, sizeof path, "%s/%s.safetensors", folder, name);
+    if (is_file(path)) return (*out = strdup(path)) ? SDC_OK : sdc_fail(SDC_ERR_OOM, "out of memory");
+    /* a subfolder's NAME.safetensors */
+    char **paths = NULL, file[300];
+    int n = 0, count = 0;
+    bool truncated = false;
+    if (sdc_list_files(folder, k_safetensors, 1, SEARCH_DEPTH, SEARCH_FILES, &paths, &n, &truncated) != SDC_OK)
+        return sdc_fail(SDC_ERR_IO, "<lora:%s>: the LoRA folder %s cannot be opened (--lora-dir)", name, folder);
+    snprintf(file, sizeof file, "/%s.safetensors", name);
+    const char *found = NULL;
+    for (int i = 0; i < n; i++) {
+        const size_t lp = strlen(paths[i]), lf = strlen(file);
+        if (lp >= lf && !strcmp(paths[i] + lp - lf, file) && !count++) found = paths[i];
     }
-    char file[300];
-    snprintf(file, sizeof file, "%s.safetensors", name);
-    char *found = NULL;
-    int count = 0, entries = 0;
-    search(dir, file, 0, &entries, &found, &count);
     sdc_status st = SDC_OK;
     if (count > 1) {
         st = sdc_fail(SDC_ERR_ARG, "<lora:%s>: %d files named %s under %s (%s, ...): which one is meant?", name, count,
-                      file, dir, found);
+                      file + 1, folder, found);
     } else if (!found) {
         static const char *const pickles[] = {".pt", ".ckpt", ".bin"};
         const char *pickle = NULL;
         for (int i = 0; i < 3 && !pickle; i++) {
-            snprintf(path, sizeof path, "%s/%s%s", dir, name, pickles[i]);
+            snprintf(path, sizeof path, "%s/%s%s", folder, name, pickles[i]);
             if (is_file(path)) pickle = pickles[i];
         }
         if (pickle)
             st = sdc_fail(SDC_ERR_UNSUPPORTED, "<lora:%s>: %s is a pickle file, which can run code when read; sdc reads "
                           ".safetensors LoRAs only", name, path);
         else
-            st = sdc_fail(SDC_ERR_IO, "<lora:%s>: no %s in %s%s (the LoRA folder: --lora-dir)", name, file, dir,
-                          entries >= SEARCH_ENTRIES ? " (searched its first 100000 entries)" : " or its subfolders");
+            st = sdc_fail(SDC_ERR_IO, "<lora:%s>: no %s in %s%s (the LoRA folder: --lora-dir)", name, file + 1, folder,
+                          truncated ? " (only its first files were searched)" : " or its subfolders");
+    } else if (!(*out = strdup(found))) {
+        st = sdc_fail(SDC_ERR_OOM, "out of memory");
     }
-    if (st == SDC_OK) *out = found;
-    else free(found);
-    free(dir);
+    sdc_free_paths(paths, n);
     return st;
 }
 
-typedef struct path_list {
-    char **p;
-    int n, cap, entries;
-} path_list;
-
-static void list_dir(const char *dir, int depth, path_list *l) {
-    if (depth > SEARCH_DEPTH) return;
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && ++l->entries < SEARCH_ENTRIES && l->n < 100000) {
-        if (e->d_name[0] == '.') continue;
-        char path[4096];
-        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
-        struct stat sb;
-        if (stat(path, &sb) != 0) continue;
-        const size_t n = strlen(e->d_name);
-        if (S_ISDIR(sb.st_mode)) {
-            list_dir(path, depth + 1, l);
-        } else if (S_ISREG(sb.st_mode) && n > 12 && !strcmp(e->d_name + n - 12, ".safetensors")) {
-            if (l->n == l->cap) {
-                int cap = l->cap ? 2 * l->cap : 64;
-                char **np = realloc(l->p, (size_t)cap * sizeof *np);
-                if (!np) break;
-                l->p = np, l->cap = cap;
-            }
-            if ((l->p[l->n] = strdup(path)) != NULL) l->n++;
-        }
-    }
-    closedir(d);
-}
-
-static int cmp_path(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 int sdc_lora_list(const char *folder, char ***paths) {
-    path_list l = {0};
-    list_dir(folder, 0, &l);
-    qsort(l.p, (size_t)l.n, sizeof *l.p, cmp_path);
-    *paths = l.p;
-    return l.n;
+    int n = 0;
+    if (sdc_list_files(folder, k_safetensors, 1, SEARCH_DEPTH, SEARCH_FILES, paths, &n, NULL) != SDC_OK) return 0;
+    return n;
 }
 
 static sdc_status add_use(sdc_lora_use **u, int *n, char *path, const char *mention, double te, double unet) {

@@ -1,13 +1,11 @@
 /* embeddings.c - textual-inversion embeddings (embeddings.h). */
 #include "text/embeddings.h"
 
-#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include "image/image.h"
 #include "model/safetensors.h"
@@ -15,60 +13,10 @@
 #define SEARCH_DEPTH 6
 #define MAX_FILES 10000
 
-typedef struct list {
-    char **paths;
-    int n, cap;
-    int seen;   /* directory entries looked at */
-} list;
-
 static bool has_ext(const char *name, const char *ext) {
     size_t n = strlen(name), e = strlen(ext);
     return n > e && !strcasecmp(name + n - e, ext);
 }
-
-/* the files that may be embeddings (.safetensors, and the pickles and
- * images A1111 also reads, to say why they are not read) */
-static sdc_status collect(const char *dir, int depth, list *l) {
-    if (depth > SEARCH_DEPTH) return SDC_OK;
-    DIR *d = opendir(dir);
-    if (!d) return depth ? SDC_OK : sdc_fail(SDC_ERR_IO, "--embeddings-dir %s: cannot open the folder", dir);
-    struct dirent *e;
-    sdc_status st = SDC_OK;
-    while (st == SDC_OK && (e = readdir(d)) != NULL && ++l->seen < 10 * MAX_FILES) {
-        if (e->d_name[0] == '.') continue;
-        char path[4096];
-        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
-        struct stat sb;
-        if (stat(path, &sb) != 0) continue;
-        if (S_ISDIR(sb.st_mode)) {
-            st = collect(path, depth + 1, l);
-            continue;
-        }
-        if (!S_ISREG(sb.st_mode) || !(has_ext(e->d_name, ".safetensors") || has_ext(e->d_name, ".pt") ||
-                                      has_ext(e->d_name, ".bin")))
-            continue;
-        if (l->n == MAX_FILES) {
-            st = sdc_fail(SDC_ERR_ARG, "--embeddings-dir: more than %d embedding files", MAX_FILES);
-            break;
-        }
-        if (l->n == l->cap) {
-            int cap = l->cap ? 2 * l->cap : 64;
-            char **np = realloc(l->paths, (size_t)cap * sizeof *np);
-            if (!np) {
-                st = sdc_fail(SDC_ERR_OOM, "out of memory");
-                break;
-            }
-            l->paths = np;
-            l->cap = cap;
-        }
-        if (!(l->paths[l->n] = strdup(path))) st = sdc_fail(SDC_ERR_OOM, "out of memory");
-        else l->n++;
-    }
-    closedir(d);
-    return st;
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static void set_error(sdc_embedding *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_error(sdc_embedding *e, const char *fmt, ...) {
@@ -136,7 +84,7 @@ static sdc_status make_entry(const char *path, sdc_tokenizer *tok, int width, sd
     e->path = strdup(path);
     e->name = strdup(base);
     if (!e->path || !e->name) return sdc_fail(SDC_ERR_OOM, "out of memory");
-    *strrchr(e->name, '.') = '\0'; /* has_ext: there is an extension */
+    *strrchr(e->name, '.') = '\0'; /* sdc_list_files: there is an extension */
     int n = 0;
     SDC_TRY(sdc_tokenizer_encode(tok, e->name, NULL, 0, &n));
     if (n > 0) {
@@ -160,16 +108,23 @@ void sdc_embeddings_free(sdc_embedding_db *db) {
 
 sdc_status sdc_embeddings_load(const char *dir, sdc_tokenizer *tok, int width, sdc_embedding_db **out) {
     *out = NULL;
-    list l = {0};
-    sdc_status st = collect(dir, 0, &l);
+    /* .safetensors, and the pickles A1111 also reads, to say why they are not */
+    static const char *const exts[3] = {".safetensors", ".pt", ".bin"};
+    char **paths = NULL;
+    int n = 0;
+    bool truncated = false;
+    if (sdc_list_files(dir, exts, 3, SEARCH_DEPTH, MAX_FILES, &paths, &n, &truncated) != SDC_OK)
+        return sdc_fail(SDC_ERR_IO, "--embeddings-dir %s: cannot open the folder", dir);
+    sdc_status st = truncated ? sdc_fail(SDC_ERR_ARG, "--embeddings-dir %s: more than %d embedding files (or %d "
+                                         "folder entries)", dir, MAX_FILES, 10 * MAX_FILES)
+                              : SDC_OK;
     sdc_embedding_db *db = calloc(1, sizeof *db);
     if (st == SDC_OK && !db) st = sdc_fail(SDC_ERR_OOM, "out of memory");
-    if (st == SDC_OK && l.n && !(db->e = calloc((size_t)l.n, sizeof *db->e))) st = sdc_fail(SDC_ERR_OOM, "out of memory");
+    if (st == SDC_OK && n && !(db->e = calloc((size_t)n, sizeof *db->e))) st = sdc_fail(SDC_ERR_OOM, "out of memory");
     if (st == SDC_OK) {
         db->width = width;
-        qsort(l.paths, (size_t)l.n, sizeof *l.paths, cmp_str);
-        for (int i = 0; st == SDC_OK && i < l.n; i++) {
-            st = make_entry(l.paths[i], tok, width, &db->e[db->n]);
+        for (int i = 0; st == SDC_OK && i < n; i++) {
+            st = make_entry(paths[i], tok, width, &db->e[db->n]);
             db->n++;
         }
     }
@@ -181,8 +136,7 @@ sdc_status sdc_embeddings_load(const char *dir, sdc_tokenizer *tok, int width, s
                           db->e[k].path, db->e[i].path);
                 db->e[i].n_ids = 0; /* the later one matches nothing; the first reports */
             }
-    for (int i = 0; i < l.n; i++) free(l.paths[i]);
-    free(l.paths);
+    sdc_free_paths(paths, n);
     if (st != SDC_OK) {
         sdc_embeddings_free(db);
         return st;
