@@ -240,19 +240,6 @@ Test(compare, rmse_psnr) {
 
 /* ---- the command ------------------------------------------------------------------ */
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* Run `sdc ARGS` in dir; stdout and stderr into malloc'd strings. */
 static int run_sdc(const char *dir, const char *args, char **out, char **err) {
     char *o = st_path(dir, "stdout.txt"), *e = st_path(dir, "stderr.txt");
@@ -260,8 +247,8 @@ static int run_sdc(const char *dir, const char *args, char **out, char **err) {
     snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s'", sdc_cli_path(), args, o, e);
     int rc = system(cmd);
     cr_assert(WIFEXITED(rc), "sdc %s died from a signal", args);
-    *out = slurp(o);
-    *err = slurp(e);
+    *out = test_read_file(o);
+    *err = test_read_file(e);
     unlink(o), unlink(e);
     free(o), free(e);
     return WEXITSTATUS(rc);
@@ -317,7 +304,7 @@ Test(compare, end_to_end_grid_table_and_csv, .timeout = 120) {
     stbi_image_free(px);
 
     /* the CSV: header + 6 rows, RMSE 0 / PSNR inf at each sampler's 4 steps */
-    char *table = slurp(csv);
+    char *table = test_read_file(csv);
     cr_assert_not_null(table, "no %s", csv);
     char *line = strtok(table, "\n");
     cr_assert_str_eq(line, "sampler,steps,seconds,rmse,psnr");
@@ -372,7 +359,7 @@ Test(compare, end_to_end_grid_table_and_csv, .timeout = 120) {
              "compare -m " MODEL " -p x --steps 2 --samplers ddim,euler --karras --seed 1 -W 32 -H 32 --backend cpu "
              "-o '%s' --csv '%s'", png2, csv2);
     cr_assert_eq(run_sdc(dir, args, &out, &err), 0, "stderr: %s", err);
-    table = slurp(csv2);
+    table = test_read_file(csv2);
     cr_assert(table && strstr(table, "\nddim,2,") && strstr(table, "\neuler karras,2,"), "%s", table);
     cr_assert(strstr(err, "--karras applies to euler and dpmpp_2m"), "%s", err);
     char *unwanted = st_path(dir, "one.csv");

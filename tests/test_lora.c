@@ -39,19 +39,6 @@ Test(lora, parity_diffusers_folders, .timeout = 300) {
     cr_assert_eq(lora_run_cases(&c), 11);
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = '\0';
-    fclose(f);
-    return s;
-}
-
 static int count(const char *s, const char *what) {
     int n = 0;
     for (const char *p = s; (p = strstr(p, what)); p += strlen(what)) n++;
@@ -91,7 +78,7 @@ Test(lora, batch_mixing_loras_loads_once, .timeout = 300) {
              "--backend cpu 2> %s > /dev/null",
              sdc_cli_path(), FIXTURES, loras, list, out, err);
     const int rc = system(cmd);
-    char *log = slurp(err);
+    char *log = test_read_file(err);
     cr_assert(log);
     fprintf(stderr, "%s", log);
     cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) != 0, "a failed line makes the exit status non-zero");
@@ -100,7 +87,7 @@ Test(lora, batch_mixing_loras_loads_once, .timeout = 300) {
     cr_assert(strstr(log, "sd2style.safetensors: lora_unet_mid_block_attentions_0_transformer_blocks_0_attn2_to_k"
                           ".lora_down.weight has shape (4, 1024), which does not fit"), "%s", log);
     char *manifest_path = st_path(out, "manifest.jsonl");
-    char *manifest = slurp(manifest_path);
+    char *manifest = test_read_file(manifest_path);
     cr_assert(manifest);
     cr_assert_eq(count(manifest, "\"status\":\"ok\""), 9, "%s", manifest);
     cr_assert_eq(count(manifest, "\"status\":\"failed\""), 2, "%s", manifest);
@@ -122,7 +109,7 @@ Test(lora, tokenize_shows_loras_and_embeddings, .timeout = 60) {
              "\"a sdcstyle cat <lora:kohya:0.5:1.25> <lora:nothere:1>\" > %s 2>&1",
              sdc_cli_path(), FIXTURES, FIXTURES, FIXTURES, outp);
     cr_assert_eq(system(cmd), 0);
-    char *o = slurp(outp);
+    char *o = test_read_file(outp);
     cr_assert(strstr(o, "lora kohya: te 0.5, unet 1.25, file tests/fixtures/lora/kohya.safetensors\n"), "%s", o);
     cr_assert(strstr(o, "lora nothere: te 1, unet 1, not applied: <lora:nothere>: no nothere.safetensors"), "%s", o);
     cr_assert(strstr(o, "embedding sdcstyle vector 1\n") && strstr(o, "embedding sdcstyle vector 2\n"), "%s", o);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "context.h"
 #include "lora_apply.h"
@@ -535,5 +536,35 @@ Test(lora_files, diffusers_older_layouts, .timeout = 120) {
     same_image(&procs, &attn, true, "attention processors' names");
     same_image(&attn, &want, false, "the attention subset");
     sdc_image_free(&attn), sdc_image_free(&procs), sdc_image_free(&want);
+    teardown(&f);
+}
+
+/* NAME.safetensors in a subfolder of the LoRA folder is found; two of them
+ * are an error that names both places. */
+Test(lora_files, subfolders, .timeout = 60) {
+    fixture f = setup();
+    char *sub = st_path(f.dir, "styles"), *sub2 = st_path(f.dir, "more");
+    cr_assert_eq(mkdir(sub, 0755), 0);
+    cr_assert_eq(mkdir(sub2, 0755), 0);
+    st_builder *b = good_lora(&f);
+    char *p = st_path(sub, "deep.safetensors");
+    cr_assert_eq(st_builder_write(b, p), 0);
+    free(p);
+    p = st_path(sub, "twice.safetensors");
+    cr_assert_eq(st_builder_write(b, p), 0);
+    free(p);
+    p = st_path(sub2, "twice.safetensors");
+    cr_assert_eq(st_builder_write(b, p), 0);
+    free(p);
+    st_builder_free(b);
+    sdc_image img = render(f.ctx, "a red circle <lora:deep:1>");
+    cr_assert(strstr(img.infotext, "Lora hashes: \"deep: "), "%s", img.infotext);
+    sdc_image_free(&img);
+    sdc_gen_params g = sdc_gen_params_default();
+    g.prompt = "a red circle <lora:twice:1>";
+    g.width = g.height = 32, g.steps = 2;
+    cr_assert_neq(sdc_txt2img(f.ctx, &g, &img), SDC_OK);
+    cr_assert(strstr(sdc_last_error(), "2 files named twice.safetensors"), "%s", sdc_last_error());
+    free(sub), free(sub2);
     teardown(&f);
 }

@@ -112,3 +112,20 @@ void check_close_f64(double tol, const char *what, const float *got, const doubl
     cr_assert(e <= tol, "%s: max rel err %.3g > %.0e at %zu (got %.8g, ref %.8g)", what, e, tol, worst,
               (double)got[worst], ref[worst]);
 }
+
+char *test_read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!s) {
+        fclose(f);
+        return NULL;
+    }
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = '\0';
+    fclose(f);
+    return s;
+}

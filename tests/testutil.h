@@ -43,6 +43,9 @@ void check_close_f64(double tol, const char *what, const float *got, const doubl
 /* Path of the sdc CLI built beside this test binary (build/ or build-san/). */
 const char *sdc_cli_path(void);
 
+/* A whole file as a malloc'd NUL-terminated string; NULL if it cannot be read. */
+char *test_read_file(const char *path);
+
 /* Fill with deterministic uniform values in [-scale, scale). */
 void fill_uniform(float *x, size_t n, uint64_t seed, float scale);
 
