@@ -290,14 +290,14 @@ sdc_status sdc_lora_apply(sdc_ctx *ctx, sdc_lora_use *uses, int n) {
             m++;
         }
     }
-    qsort(c, (size_t)m, sizeof *c, cmp_contrib);
+    if (m > 1) qsort(c, (size_t)m, sizeof *c, cmp_contrib);
     /* the weights to rebuild: the new set's and the old set's */
     int na = 0;
     for (int k = 0; k < m; k++)
         if (!na || all[na - 1] != c[k].mod->target.src) all[na++] = c[k].mod->target.src;
     const int n_new = na;
     for (int k = 0; k < s->n_touched; k++) all[na++] = s->touched[k];
-    qsort(all, (size_t)na, sizeof *all, cmp_src);
+    if (na > 1) qsort(all, (size_t)na, sizeof *all, cmp_src);
     int nu = 0;
     for (int k = 0; k < na; k++)
         if (!nu || all[nu - 1] != all[k]) all[nu++] = all[k];

@@ -121,7 +121,7 @@ sdc_status sdc_lora_index_build(const sdc_model_files *m, const sdc_weight_set *
         sdc_lora_index_free(ix);
         return st;
     }
-    qsort(ix->e, (size_t)ix->n, sizeof *ix->e, cmp_entry);
+    if (ix->n > 1) qsort(ix->e, (size_t)ix->n, sizeof *ix->e, cmp_entry);
     *out = ix;
     return SDC_OK;
 }
@@ -135,7 +135,7 @@ void sdc_lora_index_free(sdc_lora_index *ix) {
 
 static const ix_entry *ix_find(const sdc_lora_index *ix, const char *key) {
     ix_entry k = {(char *)key, {0}};
-    return bsearch(&k, ix->e, (size_t)ix->n, sizeof *ix->e, cmp_entry);
+    return ix->n ? bsearch(&k, ix->e, (size_t)ix->n, sizeof *ix->e, cmp_entry) : NULL;
 }
 
 /* ---- parsing a file ------------------------------------------------------ */
