@@ -777,7 +777,8 @@ Test(serve, img2img_and_inpainting, .timeout = 300) {
     srv_stop(s);
 }
 
-/* LoRAs through the API as front-ends send them: listed by /loras, applied
+/* LoRAs through the API as front-ends send them: listed by /loras (and the
+ * embeddings by /embeddings), applied
  * by a prompt's tag (the infotext carries its hash), a missing one an
  * error for that request alone. */
 Test(serve, loras, .timeout = 300) {
@@ -785,6 +786,7 @@ Test(serve, loras, .timeout = 300) {
     c.model.model_path = FIXTURES "/tiny_sd1.safetensors";
     c.model.backend = SDC_BACKEND_CPU;
     c.model.lora_dir = FIXTURES "/lora";
+    c.model.embeddings_dir = FIXTURES "/lora";
     c.port = 0;
     srv *s = NULL;
     cr_assert_eq(srv_start(&c, &s), 0, "%s", sdc_last_error());
@@ -793,6 +795,14 @@ Test(serve, loras, .timeout = 300) {
     cr_assert_eq(r.status, 200);
     cr_assert(strstr(r.body, "\"name\":\"kohya\"") && strstr(r.body, "\"name\":\"loha\""), "%s", r.body);
     resp_free(&r);
+    /* the embeddings: the two of the folder loaded, its LoRA files skipped */
+    r = http(port, "GET", "/sdapi/v1/embeddings", NULL, "", 0);
+    cJSON *j = json_of(&r), *loaded = cJSON_GetObjectItem(j, "loaded"), *skipped = cJSON_GetObjectItem(j, "skipped");
+    cr_assert_eq(cJSON_GetArraySize(loaded), 2, "%s", r.body);
+    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(loaded, "sdcstyle"), "vectors")->valueint, 2, "%s", r.body);
+    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(loaded, "sdcthing"), "shape")->valueint, 16, "%s", r.body);
+    cr_assert_not_null(cJSON_GetObjectItem(skipped, "kohya"), "%s", r.body);
+    cJSON_Delete(j), resp_free(&r);
     r = post(port, "/sdapi/v1/txt2img",
              "{\"prompt\": \"a red circle <lora:kohya:0.8>\", \"seed\": 1, \"steps\": 2, \"width\": 32, "
              "\"height\": 32}");

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli/batch.h"
 #include "common.h"
 #include "context.h"
@@ -461,4 +463,28 @@ void srv_jobs_model(srv_jobs *q, char *path, size_t path_n, char *name, size_t n
     snprintf(name, name_n, "%s", q->name);
     snprintf(hash, hash_n, "%s", q->hash);
     pthread_mutex_unlock(&q->mu);
+}
+
+cJSON *srv_jobs_embeddings(srv_jobs *q) {
+    cJSON *o = cJSON_CreateObject(), *loaded = cJSON_AddObjectToObject(o, "loaded"),
+          *skipped = cJSON_AddObjectToObject(o, "skipped");
+    pthread_mutex_lock(&q->mu); /* the context is replaced (and freed) only after it is taken out under mu */
+    const sdc_embedding_db *db = q->ctx ? q->ctx->emb : NULL;
+    for (int i = 0; db && i < db->n; i++) {
+        const sdc_embedding *e = &db->e[i];
+        if (!e->n_ids) continue; /* a second file of one name */
+        cJSON *x = cJSON_AddObjectToObject(e->error ? skipped : loaded, e->name);
+        cJSON_AddNullToObject(x, "step");
+        cJSON_AddNullToObject(x, "sd_checkpoint");
+        cJSON_AddNullToObject(x, "sd_checkpoint_name");
+        if (e->error) {
+            cJSON_AddNullToObject(x, "shape");
+            cJSON_AddNullToObject(x, "vectors");
+        } else {
+            cJSON_AddNumberToObject(x, "shape", db->width);
+            cJSON_AddNumberToObject(x, "vectors", e->n_vecs);
+        }
+    }
+    pthread_mutex_unlock(&q->mu);
+    return o;
 }

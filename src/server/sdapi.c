@@ -250,12 +250,7 @@ static void get_loras(srv *s, srv_reply *out) {
     srv_reply_json(out, 200, arr);
 }
 
-static void get_embeddings(srv_reply *out) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddObjectToObject(o, "loaded");
-    cJSON_AddObjectToObject(o, "skipped");
-    srv_reply_json(out, 200, o);
-}
+static void get_embeddings(srv *s, srv_reply *out) { srv_reply_json(out, 200, srv_jobs_embeddings(s->jobs)); }
 
 /* ------------------------------------------------------------- png-info */
 
@@ -297,7 +292,7 @@ void sdapi_handle(srv *s, const char *method, const char *url, const char *body,
         if (!strcmp(r, "samplers")) return get_samplers(out);
         if (!strcmp(r, "schedulers")) return get_schedulers(out);
         if (!strcmp(r, "upscalers")) return get_upscalers(out);
-        if (!strcmp(r, "embeddings")) return get_embeddings(out);
+        if (!strcmp(r, "embeddings")) return get_embeddings(s, out);
         if (!strcmp(r, "loras")) return get_loras(s, out);
         if (!strcmp(r, "latent-upscale-modes") || !strcmp(r, "sd-vae") ||
             !strcmp(r, "hypernetworks") || !strcmp(r, "face-restorers") || !strcmp(r, "prompt-styles") ||

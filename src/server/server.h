@@ -103,6 +103,10 @@ void srv_jobs_counts(srv_jobs *q, int *runs, int *jobs);
  * short hash (10 hex, "" until known); copies into the caller's buffers */
 void srv_jobs_model(srv_jobs *q, char *path, size_t path_n, char *name, size_t name_n, char *hash,
                     size_t hash_n);
+/* A1111's /sdapi/v1/embeddings of the loaded model: {"loaded": {NAME:
+ * {step, sd_checkpoint, sd_checkpoint_name, shape, vectors}}, "skipped":
+ * {...}} (the files it cannot use); empty without --embeddings-dir */
+struct cJSON *srv_jobs_embeddings(srv_jobs *q);
 
 /* ----------------------------------------------------- http.c / sdapi.c */
 
