@@ -65,6 +65,9 @@ typedef struct sdc_params {
     const char *taesd_path;     /* NULL, or madebyollin/taesd's taesd_decoder.safetensors
                                    for SDC_PREVIEW_TAESD previews (computed in
                                    `precision`'s type) */
+    const char *vae_path;       /* NULL, or a VAE of its own (.safetensors, diffusers' or the
+                                   original names) used instead of the model's, e.g. an
+                                   fp16-safe one; the infotext names it (VAE, VAE hash) */
     const char *lora_dir;       /* where <lora:NAME:W> finds NAME.safetensors (subfolders
                                    too); NULL: the folder the model is in */
     const char *embeddings_dir; /* textual-inversion embeddings (*.safetensors, subfolders

@@ -30,6 +30,7 @@ struct sdc_ctx {
     sdc_vae *vae;             /* (owned) */
     sdc_taesd *taesd;         /* (owned) TAESD's decoder for previews; NULL without sdc_params.taesd_path */
     char model_hash[11];      /* A1111 "AutoV2" hash, computed on first use */
+    char vae_hash[11];        /* the same of sdc_params.vae_path's file */
     char *model_name;         /* file or folder name without extension */
     double seconds_load;
     sdc_cond_entry cond_cache[SDC_COND_CACHE];

@@ -175,6 +175,11 @@ static char *infotext(sdc_ctx *ctx, const sdc_gen_params *p, sdc_sampler_kind ki
         const char *file = ctx->model->single ? ctx->model->single->path : ctx->model->unet_file->path;
         if (sdc_file_sha256_short(file, ctx->model_hash) != SDC_OK) ctx->model_hash[0] = '\0';
     }
+    const char *vae = ctx->params.vae_path, *vae_name = NULL;
+    if (vae) {
+        vae_name = strrchr(vae, '/') ? strrchr(vae, '/') + 1 : vae;
+        if (!ctx->vae_hash[0] && sdc_file_sha256_short(vae, ctx->vae_hash) != SDC_OK) ctx->vae_hash[0] = '\0';
+    }
     char *extra = NULL;
     size_t len = 0;
     bool ok = str_addf(&extra, &len, "%s", "");
@@ -215,6 +220,8 @@ static char *infotext(sdc_ctx *ctx, const sdc_gen_params *p, sdc_sampler_kind ki
         .height = p->height,
         .model_hash = ctx->model_hash[0] ? ctx->model_hash : NULL,
         .model_name = ctx->model_name,
+        .vae_hash = ctx->vae_hash[0] ? ctx->vae_hash : NULL,
+        .vae_name = vae_name,
         .extra = extra,
         .schedule_type = p->karras ? "Karras" : NULL,
     };

@@ -107,6 +107,7 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
     if (!c) return sdc_fail(SDC_ERR_OOM, "out of memory");
     c->params = *params;
     sdc_status st = sdc_model_open(params->model_path, &c->model);
+    if (st == SDC_OK && params->vae_path) st = sdc_model_use_vae(c->model, params->vae_path);
     if (st == SDC_OK && params->clip_skip > c->model->config.text.layers_used)
         st = sdc_fail(SDC_ERR_ARG, "clip skip %d: the text encoder has only %d layers",
                       params->clip_skip, c->model->config.text.layers_used);

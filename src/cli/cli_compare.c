@@ -56,6 +56,8 @@ static const char *HELP =
     "  --threads N           CPU threads (default: all cores)\n"
     "  --lora FILE[:W]       apply a LoRA to every image (repeatable; also FILE:TE_W:UNET_W);\n"
     "                        prompts apply theirs with <lora:NAME:W> (NAME.safetensors)\n"
+    "  --vae FILE            a VAE of its own instead of the model's (.safetensors: diffusers'\n"
+    "                        or the original names), e.g. an fp16-safe one\n"
     "  --lora-dir DIR        where <lora:NAME:...> looks (default: the model's folder)\n"
     "  --embeddings-dir DIR  textual-inversion embeddings (*.safetensors), by file name\n"
     "\n"

@@ -30,6 +30,7 @@ static const char *HELP =
     "  --precision P         auto (default), fp32, fp16 or bf16 (CUDA)\n"
     "  --vae-precision P     the VAE's (see sdc txt2img --help)\n"
     "  --threads N           CPU threads (default: all cores)\n"
+    "  --vae FILE            a VAE of its own instead of the model's (every model loaded)\n"
     "  --lora-dir DIR        where a prompt's <lora:NAME:W> finds NAME.safetensors (default:\n"
     "                        the model's folder)\n"
     "  --embeddings-dir DIR  textual-inversion embeddings (*.safetensors), by file name\n"
@@ -79,6 +80,8 @@ int cli_serve(int argc, char **argv) {
             cfg.preview_every = n;
         } else if (!strcmp(a, "--taesd")) {
             cfg.model.taesd_path = v;
+        } else if (!strcmp(a, "--vae")) {
+            cfg.model.vae_path = v;
         } else if (!strcmp(a, "--lora-dir")) {
             cfg.model.lora_dir = v;
         } else if (!strcmp(a, "--embeddings-dir")) {

@@ -43,6 +43,8 @@ static const char *HELP =
     "  --lora FILE[:W]       apply a LoRA (.safetensors: kohya, LoCon, LoHa, diffusers/PEFT) with\n"
     "                        multiplier W (default 1), or FILE:TE_W:UNET_W; repeatable. In the\n"
     "                        prompt, <lora:NAME:W> or <lora:NAME:TE_W:UNET_W> does the same\n"
+    "  --vae FILE            a VAE of its own instead of the model's (.safetensors: diffusers'\n"
+    "                        or the original names), e.g. an fp16-safe one\n"
     "  --lora-dir DIR        where <lora:NAME:...> finds NAME.safetensors, subfolders too\n"
     "                        (default: the model's folder)\n"
     "  --embeddings-dir DIR  textual-inversion embeddings (*.safetensors): a prompt word that\n"

@@ -105,12 +105,14 @@ int cli_common_option(int argc, char **argv, int *i, sdc_params *mp, sdc_gen_par
           IS("--seed", "--seed") || IS("-W", "--width") || IS("-H", "--height") || IS("--eta", "--eta") ||
           IS("--clip-skip", "--clip-skip") || IS("--backend", "--backend") || IS("--threads", "--threads") ||
           IS("--precision", "--precision") || IS("--vae-precision", "--vae-precision") ||
-          IS("--lora", "--lora") || IS("--lora-dir", "--lora-dir") || IS("--embeddings-dir", "--embeddings-dir")))
+          IS("--lora", "--lora") || IS("--lora-dir", "--lora-dir") || IS("--embeddings-dir", "--embeddings-dir") ||
+          IS("--vae", "--vae")))
         return 0;
     if (!v) return cli_usage_error("%s: missing value", a), -1;
     (*i)++;
     if (IS("-m", "--model")) mp->model_path = v;
     else if (IS("--lora-dir", "--lora-dir")) mp->lora_dir = v;
+    else if (IS("--vae", "--vae")) mp->vae_path = v;
     else if (IS("--embeddings-dir", "--embeddings-dir")) mp->embeddings_dir = v;
     else if (IS("--lora", "--lora")) { /* FILE[:W] or FILE:TE_W:UNET_W, repeatable */
         static sdc_lora loras[16];

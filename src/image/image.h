@@ -90,6 +90,8 @@ typedef struct sdc_infotext {
     int width, height;
     const char *model_hash;  /* 10 hex chars, or NULL to omit */
     const char *model_name;  /* file name without extension, or NULL */
+    const char *vae_hash;    /* a VAE of its own (--vae): 10 hex chars, or NULL */
+    const char *vae_name;    /* its file name, or NULL */
     const char *extra;       /* e.g. "Clip skip: 2, ENSD: ..." or NULL */
     const char *schedule_type; /* "Karras", ... or NULL (omitted) */
 } sdc_infotext;

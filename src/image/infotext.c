@@ -210,6 +210,14 @@ char *sdc_infotext_format(const sdc_infotext *t) {
         sb_puts(&b, ", Model: ");
         sb_quoted(&b, t->model_name);
     }
+    if (set(t->vae_hash)) { /* A1111 writes these right after the model */
+        sb_puts(&b, ", VAE hash: ");
+        sb_quoted(&b, t->vae_hash);
+    }
+    if (set(t->vae_name)) {
+        sb_puts(&b, ", VAE: ");
+        sb_quoted(&b, t->vae_name);
+    }
     if (set(t->extra)) {
         sb_puts(&b, ", ");
         sb_puts(&b, t->extra);

@@ -785,10 +785,66 @@ sdc_status sdc_model_open(const char *path, sdc_model_files **out) {
     return SDC_OK;
 }
 
+sdc_status sdc_model_use_vae(sdc_model_files *m, const char *path) {
+    sdc_st_file *f = NULL;
+    SDC_TRY(sdc_st_open(path, &f));
+    /* diffusers' AutoencoderKL names (decoder.up_blocks.*) or the original
+     * ones (decoder.up.*), bare or under a checkpoint's first_stage_model. */
+    static const char *const prefixes[2] = {"", "first_stage_model."};
+    const char *prefix = NULL;
+    bool diffusers = false;
+    for (int i = 0; i < 2 && !prefix; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "%sdecoder.up_blocks.", prefixes[i]);
+        if (sdc_st_find_prefix(f, k)) prefix = prefixes[i], diffusers = true;
+        snprintf(k, sizeof k, "%sdecoder.up.", prefixes[i]);
+        if (!prefix && sdc_st_find_prefix(f, k)) prefix = prefixes[i];
+    }
+    if (!prefix) {
+        sdc_status st = sdc_fail(SDC_ERR_FORMAT, "--vae %s: not a VAE: no decoder.up.* (original names) or "
+                                 "decoder.up_blocks.* (diffusers' AutoencoderKL) tensors", path);
+        sdc_st_close(f);
+        return st;
+    }
+    sdc_model_files v = *m; /* the VAE's configuration from the new file; the model's latent scale */
+    v.vae_file = f;
+    v.vae_prefix = prefix;
+    v.vae_diffusers_names = diffusers;
+    const float scale = m->config.vae.scale_factor;
+    const char *groups_source = m->config.vae.groups_source;
+    const int groups = m->config.vae.norm_groups;
+    sdc_status st = vae_config(&v, NULL);
+    if (st == SDC_OK) {
+        v.config.vae.scale_factor = scale;
+        v.config.vae.norm_groups = groups; /* a file of its own says nothing of them: as the model's */
+        v.config.vae.groups_source = groups_source;
+        if (v.config.vae.z_channels != m->config.unet.in_channels && v.config.vae.z_channels != m->config.unet.out_channels)
+            st = sdc_fail(SDC_ERR_UNSUPPORTED, "--vae %s: its latents have %d channels, the model's U-Net %d", path,
+                          v.config.vae.z_channels, m->config.unet.out_channels);
+        else if (v.config.vae.z_channels != m->config.vae.z_channels || sdc_vae_factor(&v.config.vae) !=
+                                                                            sdc_vae_factor(&m->config.vae))
+            st = sdc_fail(SDC_ERR_UNSUPPORTED, "--vae %s: %d latent channels and a factor of %d, the model's VAE %d "
+                          "and %d: a VAE for another model family?", path, v.config.vae.z_channels,
+                          sdc_vae_factor(&v.config.vae), m->config.vae.z_channels, sdc_vae_factor(&m->config.vae));
+    }
+    if (st != SDC_OK) {
+        sdc_st_close(f);
+        return st;
+    }
+    m->config.vae = v.config.vae;
+    if (m->single) m->vae_own = f;     /* the single file stays the U-Net's and text encoder's */
+    else sdc_st_close(m->vae_file);    /* vae/ of a diffusers folder: no longer read */
+    m->vae_file = f;
+    m->vae_prefix = prefix;
+    m->vae_diffusers_names = diffusers;
+    return SDC_OK;
+}
+
 void sdc_model_close(sdc_model_files *m) {
     if (!m) return;
     if (m->single) {
         sdc_st_close(m->single);
+        sdc_st_close(m->vae_own);
     } else {
         sdc_st_close(m->unet_file);
         sdc_st_close(m->vae_file);

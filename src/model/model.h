@@ -131,6 +131,7 @@ typedef struct sdc_model_files {
     bool unet_diffusers_names;  /* down_blocks.* (diffusers) or input_blocks.* (original) */
     bool vae_diffusers_names;
     sdc_text_naming text_naming;
+    sdc_st_file *vae_own;       /* single-file layout with --vae: the VAE's own file (vae_file), else NULL */
     char *tokenizer_vocab;      /* diffusers tokenizer/vocab.json, or NULL */
     char *tokenizer_merges;     /* diffusers tokenizer/merges.txt, or NULL */
     sdc_model_config config;
@@ -141,6 +142,13 @@ typedef struct sdc_model_files {
  * is an SDC_ERR_UNSUPPORTED error naming the expected tensors it lacks. */
 sdc_status sdc_model_open(const char *path, sdc_model_files **out);
 void sdc_model_close(sdc_model_files *m);
+
+/* A VAE from a file of its own (--vae: diffusers' AutoencoderKL names or
+ * the original ones, bare or under first_stage_model.) in place of the
+ * model's: its configuration from its tensors, the model's latent scale and
+ * group count; one of another latent shape is an SDC_ERR_UNSUPPORTED
+ * error. */
+sdc_status sdc_model_use_vae(sdc_model_files *m, const char *path);
 
 const char *sdc_family_name(sdc_family f);
 const char *sdc_layout_name(sdc_layout l);
