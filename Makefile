@@ -389,6 +389,7 @@ fixtures: $(VENV)/.ok
 	$(PY) tools/fixtures_preview.py
 	$(PY) tools/fixtures_vae_tiled.py
 	$(PY) tools/fixtures_lora.py
+	$(PY) tools/fixtures_sdxl.py
 
 # Retrain the shipped model from scratch (74 minutes on 2 CPU cores: the
 # decoder's rounds run beside the U-Net; fixed seeds and thread counts, so

@@ -17,15 +17,20 @@ Public API
   vae_to_original(vae_state_dict, vae_config)         -> {first_stage_model.*}
   clip_to_original_sd1(text_state_dict)               -> {cond_stage_model.transformer.*}
   clip_to_openclip_sd2(text_state_dict, text_config)  -> {cond_stage_model.model.*}
+  clip_to_original_sdxl(text_state_dict)             -> {conditioner.embedders.0.transformer.*}
+  clip_to_openclip_sdxl(text2_state_dict, text2_config) -> {conditioner.embedders.1.model.*}
   schedule_buffers(num_train_timesteps, beta_start, beta_end) -> {betas, alphas_cumprod, ...}
-  write_single_file(path, unet, vae, text_encoder, family, dtype, extras)
+  write_single_file(path, unet, vae, text_encoder, family, dtype, extras, text_encoder_2)
   write_diffusers_folder(path, unet, vae, text_encoder, family, dtype, ...)
-  build_models(family, size, seed) -> (unet, vae, text_encoder)
+  build_models(family, size, seed) -> (unet, vae, text_encoder[, text_encoder_2])
 
 Families: "sd1" (SD 1.x: CLIP ViT-L/14 text encoder, conv proj_in, a fixed
-number of heads) and "sd2" (SD 2.x: OpenCLIP ViT-H text encoder, linear
-proj_in, a fixed head width).  Sizes: "full" (the real SD 1.5 / SD 2.1
-shapes) and "tiny" (below).
+number of heads), "sd2" (SD 2.x: OpenCLIP ViT-H text encoder, linear
+proj_in, a fixed head width) and "sdxl" (SDXL base 1.0: two text encoders,
+CLIP ViT-L/14 and OpenCLIP ViT-bigG/14 with its projection, the U-Net's
+added "text_time" embedding).  Sizes: "full" (the real SD 1.5 / SD 2.1 /
+SDXL base 1.0 shapes) and "tiny" (below).  For "sdxl", model_configs and
+build_models return four items (the second text encoder last).
 
 Tiny configurations (exact numbers)
 -----------------------------------
@@ -57,6 +62,27 @@ Text encoder (both): vocab 49408, 77 positions, hidden 16, 2 heads,
 The 49408 x 16 token embedding (1.58 MB in fp16) dominates a tiny file;
 the sizes are kept this small so the committed fixtures stay small.
 
+Tiny SDXL (the same structure as SDXL base, scaled down; the two 49408-row
+token embeddings dominate, hence the narrow text encoders):
+  UNet: sample_size 8, block_out_channels (4, 8, 12), layers_per_block 2,
+    down ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D") -- no
+    attention at the first level, as SDXL;
+    transformer_layers_per_block (1, 1, 2) (the mid block takes the last
+    level's depth, 2); attention_head_dim (1, 2, 3) = heads per level, head
+    width 4; norm_num_groups 2; use_linear_projection True;
+    cross_attention_dim 10 (= 4 + 6, the two encoders' widths);
+    addition_embed_type "text_time", addition_time_embed_dim 8,
+    projection_class_embeddings_input_dim 53 (= 6 * 8 + 5); time embedding
+    16 (= 4 * 4).
+  VAE: 4 levels (8x down, as the real VAE): block_out_channels
+    (4, 4, 8, 8), layers_per_block 1, norm_num_groups 2, sample_size 64,
+    scaling_factor 0.13025.
+  Text encoder 1 (CLIP ViT-L style): hidden 4, 2 heads, 3 layers,
+    intermediate 16, quick_gelu.
+  Text encoder 2 (OpenCLIP bigG style, CLIPTextModelWithProjection):
+    hidden 6, 2 heads, 3 layers, intermediate 24, gelu, projection_dim 5.
+
 Layout notes
 ------------
 * UNet: input_blocks.0.0 = conv_in; then per level, per layer
@@ -81,6 +107,16 @@ Layout notes
   dim 0.  SD 2.x conditions on the penultimate layer, so diffusers'
   text_encoder has num_hidden_layers - 1 layers (23 of 24); the single
   file keeps all of them.
+* SDXL (Stability's sgm checkpoints): the U-Net as above plus
+  add_embedding.linear_1/linear_2 -> label_emb.0.0 / label_emb.0.2;
+  text encoder 1 under conditioner.embedders.0.transformer.text_model.*
+  (all layers, plus position_ids int64 [1, 77]); text encoder 2 in the
+  OpenCLIP names under conditioner.embedders.1.model. (all layers;
+  text_projection [width, projection_dim] = the transformers Linear
+  weight transposed, since OpenCLIP computes x @ text_projection;
+  logit_scale); the VAE under first_stage_model.  No schedule buffers and
+  no model_ema.* (SDXL base has none).  Both diffusers text encoders keep
+  all their layers: the pipeline takes hidden_states[-2] of each.
 * Schedule buffers (DDPM.register_schedule) are top-level keys stored as
   float32; model_ema.decay is float32 [], model_ema.num_updates int32 []
   (LitEma's buffers).
@@ -100,7 +136,7 @@ try:  # diffusers version string for the config files
 except Exception:  # pragma: no cover
     _DIFFUSERS_VERSION = "0.31.0"
 
-FAMILIES = ("sd1", "sd2")
+FAMILIES = ("sd1", "sd2", "sdxl")
 SIZES = ("tiny", "full")
 
 # ---------------------------------------------------------------------------
@@ -182,6 +218,42 @@ UNET_CONFIGS = {
         use_linear_projection=True,
         upcast_attention=True,
     ),
+    ("sdxl", "full"): dict(  # SDXL base 1.0
+        sample_size=128,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(320, 640, 1280),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2, 10),
+        cross_attention_dim=2048,
+        attention_head_dim=(5, 10, 20),
+        norm_num_groups=32,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_embed_type_num_heads=64,
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+    ),
+    ("sdxl", "tiny"): dict(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(4, 8, 12),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 1, 2),
+        cross_attention_dim=10,
+        attention_head_dim=(1, 2, 3),
+        norm_num_groups=2,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_embed_type_num_heads=64,
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=53,
+    ),
 }
 
 _VAE_FULL = dict(
@@ -214,6 +286,17 @@ VAE_CONFIGS = {
     ("sd2", "full"): dict(_VAE_FULL, sample_size=768),
     ("sd1", "tiny"): dict(_VAE_TINY),
     ("sd2", "tiny"): dict(_VAE_TINY),
+    ("sdxl", "full"): dict(_VAE_FULL, sample_size=1024, scaling_factor=0.13025, force_upcast=True),
+    ("sdxl", "tiny"): dict(
+        _VAE_TINY,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(4, 4, 8, 8),
+        norm_num_groups=2,
+        sample_size=64,
+        scaling_factor=0.13025,
+        force_upcast=True,
+    ),
 }
 
 # bos/eos/pad ids as in the text_encoder/config.json of the real SD repos
@@ -264,12 +347,59 @@ TEXT_CONFIGS = {
         hidden_act="gelu",
         projection_dim=16,
     ),
+    # SDXL text encoder 1: CLIP ViT-L/14, as SD 1.x (all 12 layers are
+    # stored; SDXL conditions on the penultimate one)
+    ("sdxl", "full"): dict(
+        _TEXT_COMMON,
+        hidden_size=768,
+        intermediate_size=3072,
+        num_attention_heads=12,
+        num_hidden_layers=12,
+        hidden_act="quick_gelu",
+        projection_dim=768,
+    ),
+    ("sdxl", "tiny"): dict(
+        _TEXT_COMMON,
+        hidden_size=4,
+        intermediate_size=16,
+        num_attention_heads=2,
+        num_hidden_layers=3,
+        hidden_act="quick_gelu",
+        projection_dim=4,
+    ),
+}
+
+# SDXL text encoder 2 (CLIPTextModelWithProjection): OpenCLIP ViT-bigG/14's
+# text tower with its projection, config values as SDXL base 1.0's
+# text_encoder_2/config.json (legacy eos_token_id 2: transformers pools at
+# the argmax of the ids, i.e. at the first <|endoftext|>).
+TEXT2_CONFIGS = {
+    ("sdxl", "full"): dict(
+        _TEXT_COMMON,
+        hidden_size=1280,
+        intermediate_size=5120,
+        num_attention_heads=20,
+        num_hidden_layers=32,
+        hidden_act="gelu",
+        projection_dim=1280,
+    ),
+    ("sdxl", "tiny"): dict(
+        _TEXT_COMMON,
+        hidden_size=6,
+        intermediate_size=24,
+        num_attention_heads=2,
+        num_hidden_layers=3,
+        hidden_act="gelu",
+        projection_dim=5,
+    ),
 }
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
 OPENCLIP_PREFIX = "cond_stage_model.model."
+SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_OPENCLIP_PREFIX = "conditioner.embedders.1.model."
 
 # Value written for OpenCLIP's logit_scale (trained CLIP models end at
 # ln(100); the value is unused by Stable Diffusion).
@@ -368,6 +498,11 @@ def unet_to_original(unet_state_dict, unet_config):
         "conv_norm_out.": ("out.0.", "plain"),
         "conv_out.": ("out.2.", "plain"),
     }
+    # SDXL's added embedding (pooled text + size/crop Fourier features):
+    # Stability's label_emb = Sequential(Sequential(Linear, SiLU, Linear))
+    if _has_prefix(keys, "add_embedding."):
+        pm["add_embedding.linear_1."] = ("label_emb.0.0.", "plain")
+        pm["add_embedding.linear_2."] = ("label_emb.0.2.", "plain")
 
     # input blocks
     idx = 1
@@ -476,17 +611,23 @@ def vae_to_original(vae_state_dict, vae_config):
 # ---------------------------------------------------------------------------
 
 
-def clip_to_original_sd1(text_state_dict):
+def clip_to_original_sd1(text_state_dict, prefix=CLIP_PREFIX):
     """transformers CLIPTextModel -> cond_stage_model.transformer.text_model.*"""
     out = {}
     for k, v in text_state_dict.items():
         if not k.startswith("text_model."):
             raise KeyError(f"clip_to_original_sd1: unexpected key {k!r}")
-        out[CLIP_PREFIX + k] = v
+        out[prefix + k] = v
     pos = text_state_dict["text_model.embeddings.position_embedding.weight"]
-    pid_key = CLIP_PREFIX + "text_model.embeddings.position_ids"
+    pid_key = prefix + "text_model.embeddings.position_ids"
     out[pid_key] = torch.arange(pos.shape[0], dtype=torch.int64).unsqueeze(0)
     return out
+
+
+def clip_to_original_sdxl(text_state_dict):
+    """SDXL text encoder 1 (transformers CLIPTextModel, all layers) ->
+    conditioner.embedders.0.transformer.text_model.* (+ position_ids)."""
+    return clip_to_original_sd1(text_state_dict, prefix=SDXL_CLIP_PREFIX)
 
 
 _OPENCLIP_LAYER_RENAMES = [
@@ -498,17 +639,9 @@ _OPENCLIP_LAYER_RENAMES = [
 ]
 
 
-def clip_to_openclip_sd2(text_state_dict, text_config, text_projection=None,
-                         logit_scale=OPENCLIP_LOGIT_SCALE, projection_seed=0):
-    """transformers CLIPTextModel (all layers) -> cond_stage_model.model.*
-
-    text_projection: [width, width] tensor; by default deterministic random
-    noise (std width**-0.5) from projection_seed.  SD never uses it.
-    """
-    width = _cfg_get(text_config, "hidden_size")
-    nlayers = _cfg_get(text_config, "num_hidden_layers")
-    sd = text_state_dict
-    ref = sd["text_model.embeddings.token_embedding.weight"]
+def _openclip_tower(sd, nlayers, what):
+    """The OpenCLIP names of a transformers CLIP text tower (no projection):
+    (dict without prefix, set of the source keys used)."""
     out = {
         "token_embedding.weight": sd["text_model.embeddings.token_embedding.weight"],
         "positional_embedding": sd["text_model.embeddings.position_embedding.weight"],
@@ -529,6 +662,23 @@ def clip_to_openclip_sd2(text_state_dict, text_config, text_projection=None,
     for kind in ("weight", "bias"):
         out[f"ln_final.{kind}"] = sd[f"text_model.final_layer_norm.{kind}"]
         used.add(f"text_model.final_layer_norm.{kind}")
+    if any(k.startswith(f"text_model.encoder.layers.{nlayers}.") for k in sd):
+        raise KeyError(f"{what}: the state dict has more than {nlayers} layers")
+    return out, used
+
+
+def clip_to_openclip_sd2(text_state_dict, text_config, text_projection=None,
+                         logit_scale=OPENCLIP_LOGIT_SCALE, projection_seed=0):
+    """transformers CLIPTextModel (all layers) -> cond_stage_model.model.*
+
+    text_projection: [width, width] tensor; by default deterministic random
+    noise (std width**-0.5) from projection_seed.  SD never uses it.
+    """
+    width = _cfg_get(text_config, "hidden_size")
+    nlayers = _cfg_get(text_config, "num_hidden_layers")
+    sd = text_state_dict
+    ref = sd["text_model.embeddings.token_embedding.weight"]
+    out, used = _openclip_tower(sd, nlayers, "clip_to_openclip_sd2")
     leftover = set(sd.keys()) - used
     if leftover:
         raise KeyError(f"clip_to_openclip_sd2: unmapped keys {sorted(leftover)[:5]}")
@@ -538,6 +688,26 @@ def clip_to_openclip_sd2(text_state_dict, text_config, text_projection=None,
     out["text_projection"] = text_projection.to(ref.dtype)
     out["logit_scale"] = torch.tensor(float(logit_scale), dtype=ref.dtype)
     return {OPENCLIP_PREFIX + k: v for k, v in out.items()}
+
+
+def clip_to_openclip_sdxl(text2_state_dict, text2_config, logit_scale=OPENCLIP_LOGIT_SCALE):
+    """SDXL text encoder 2 (transformers CLIPTextModelWithProjection, all
+    layers) -> conditioner.embedders.1.model.*
+
+    text_projection is stored [width, projection_dim]: the transposed
+    weight of transformers' bias-free Linear (OpenCLIP: pooled @ proj).
+    """
+    nlayers = _cfg_get(text2_config, "num_hidden_layers")
+    sd = text2_state_dict
+    out, used = _openclip_tower(sd, nlayers, "clip_to_openclip_sdxl")
+    proj = sd["text_projection.weight"]  # [projection_dim, width]
+    used.add("text_projection.weight")
+    leftover = set(sd.keys()) - used
+    if leftover:
+        raise KeyError(f"clip_to_openclip_sdxl: unmapped keys {sorted(leftover)[:5]}")
+    out["text_projection"] = proj.t().contiguous()
+    out["logit_scale"] = torch.tensor(float(logit_scale), dtype=proj.dtype)
+    return {SDXL_OPENCLIP_PREFIX + k: v for k, v in out.items()}
 
 
 def drop_last_text_layer(text_state_dict, num_hidden_layers):
@@ -606,29 +776,43 @@ def _finish(tensors, dtype):
     return out
 
 
-def original_state_dict(unet, vae, text_encoder, family):
+def _check_text2(family, text_encoder_2):
+    if (family == "sdxl") != (text_encoder_2 is not None):
+        raise ValueError("text_encoder_2 is required for sdxl and only for sdxl")
+
+
+def original_state_dict(unet, vae, text_encoder, family, text_encoder_2=None):
     """Assemble the original-layout dict (model dtypes, no casting)."""
     _check_family(family)
+    _check_text2(family, text_encoder_2)
     sd = {}
     sd.update(unet_to_original(unet.state_dict(), unet.config))
     sd.update(vae_to_original(vae.state_dict(), vae.config))
     if family == "sd1":
         sd.update(clip_to_original_sd1(text_encoder.state_dict()))
-    else:
+    elif family == "sd2":
         sd.update(clip_to_openclip_sd2(text_encoder.state_dict(), text_encoder.config))
+    else:
+        sd.update(clip_to_original_sdxl(text_encoder.state_dict()))
+        sd.update(clip_to_openclip_sdxl(text_encoder_2.state_dict(), text_encoder_2.config))
     return sd
 
 
-def write_single_file(path, unet, vae, text_encoder, family, dtype=torch.float16, extras=True):
+def write_single_file(path, unet, vae, text_encoder, family, dtype=torch.float16, extras=None,
+                      text_encoder_2=None):
     """Write an LDM single-file checkpoint (safetensors).
 
     Model weights are cast to dtype; position_ids stays int64; the schedule
     buffers and model_ema.decay (extras) stay float32, num_updates int32.
+    extras defaults to True for sd1 / sd2 and False for sdxl (Stability's
+    SDXL files carry neither).  text_encoder_2: SDXL's second encoder.
     Returns the number of tensors written.
     """
     from safetensors.torch import save_file
 
-    tensors = _finish(original_state_dict(unet, vae, text_encoder, family), dtype)
+    if extras is None:
+        extras = family != "sdxl"
+    tensors = _finish(original_state_dict(unet, vae, text_encoder, family, text_encoder_2), dtype)
     if extras:
         tensors.update(_finish(schedule_buffers(), None))
         tensors.update(_finish(ema_buffers(), None))
@@ -657,6 +841,43 @@ def scheduler_config(prediction_type="epsilon"):
         "skip_prk_steps": True,
         "steps_offset": 1,
         "trained_betas": None,
+    }
+
+
+def scheduler_config_sdxl():
+    """EulerDiscreteScheduler config as SDXL base 1.0 ships it."""
+    return {
+        "_class_name": "EulerDiscreteScheduler",
+        "_diffusers_version": _DIFFUSERS_VERSION,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "beta_start": 0.00085,
+        "clip_sample": False,
+        "interpolation_type": "linear",
+        "num_train_timesteps": 1000,
+        "prediction_type": "epsilon",
+        "sample_max_value": 1.0,
+        "set_alpha_to_one": False,
+        "skip_prk_steps": True,
+        "steps_offset": 1,
+        "timestep_spacing": "leading",
+        "trained_betas": None,
+        "use_karras_sigmas": False,
+    }
+
+
+def model_index_sdxl():
+    return {
+        "_class_name": "StableDiffusionXLPipeline",
+        "_diffusers_version": _DIFFUSERS_VERSION,
+        "force_zeros_for_empty_prompt": True,
+        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "tokenizer_2": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
     }
 
 
@@ -692,18 +913,39 @@ def diffusers_text_state_dict(text_encoder, family):
     return sd, nl
 
 
+def _write_text_encoder(d, state_dict, config, num_hidden_layers, architecture, dtype):
+    from safetensors.torch import save_file
+
+    os.makedirs(d, exist_ok=True)
+    tcfg = copy.deepcopy(config)
+    tcfg.num_hidden_layers = num_hidden_layers
+    tcfg.architectures = [architecture]
+    tcfg.torch_dtype = _dtype_name(dtype)
+    tcfg.save_pretrained(d)
+    cfg_path = os.path.join(d, "config.json")
+    with open(cfg_path) as f:  # drop transformers' private bookkeeping keys
+        tjson = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+    _write_json(cfg_path, tjson)
+    save_file(_finish(state_dict, dtype), os.path.join(d, "model.safetensors"),
+              metadata={"format": "pt"})
+
+
 def write_diffusers_folder(path, unet, vae, text_encoder, family, dtype=torch.float16,
-                           prediction_type="epsilon", tokenizer_writer=None):
-    """Write a diffusers StableDiffusionPipeline folder.
+                           prediction_type="epsilon", tokenizer_writer=None,
+                           text_encoder_2=None, tokenizer_2_writer=None):
+    """Write a diffusers StableDiffusionPipeline (sd1 / sd2) or
+    StableDiffusionXLPipeline (sdxl) folder.
 
     tokenizer_writer: optional callable(out_dir) that fills path/tokenizer/
-    (the directory is created before the call).
+    (the directory is created before the call); tokenizer_2_writer the
+    same for SDXL's tokenizer_2/ (SDXL pads it with "!").
+    text_encoder_2: SDXL's CLIPTextModelWithProjection (all layers kept).
     """
     from safetensors.torch import save_file
 
     _check_family(family)
+    _check_text2(family, text_encoder_2)
     os.makedirs(path, exist_ok=True)
-    dname = _dtype_name(dtype)
 
     for sub, model in (("unet", unet), ("vae", vae)):
         d = os.path.join(path, sub)
@@ -718,31 +960,29 @@ def write_diffusers_folder(path, unet, vae, text_encoder, family, dtype=torch.fl
                   os.path.join(d, "diffusion_pytorch_model.safetensors"),
                   metadata={"format": "pt"})
 
-    d = os.path.join(path, "text_encoder")
-    os.makedirs(d, exist_ok=True)
     sd, nl = diffusers_text_state_dict(text_encoder, family)
-    tcfg = copy.deepcopy(text_encoder.config)
-    tcfg.num_hidden_layers = nl
-    tcfg.architectures = ["CLIPTextModel"]
-    tcfg.torch_dtype = dname
-    tcfg.save_pretrained(d)
-    cfg_path = os.path.join(d, "config.json")
-    with open(cfg_path) as f:  # drop transformers' private bookkeeping keys
-        tjson = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
-    _write_json(cfg_path, tjson)
-    save_file(_finish(sd, dtype), os.path.join(d, "model.safetensors"),
-              metadata={"format": "pt"})
+    _write_text_encoder(os.path.join(path, "text_encoder"), sd, text_encoder.config, nl,
+                        "CLIPTextModel", dtype)
+    if text_encoder_2 is not None:
+        _write_text_encoder(os.path.join(path, "text_encoder_2"), text_encoder_2.state_dict(),
+                            text_encoder_2.config, text_encoder_2.config.num_hidden_layers,
+                            "CLIPTextModelWithProjection", dtype)
 
     d = os.path.join(path, "scheduler")
     os.makedirs(d, exist_ok=True)
-    _write_json(os.path.join(d, "scheduler_config.json"), scheduler_config(prediction_type))
+    sched = scheduler_config_sdxl() if family == "sdxl" else scheduler_config(prediction_type)
+    if family == "sdxl":
+        sched["prediction_type"] = prediction_type
+    _write_json(os.path.join(d, "scheduler_config.json"), sched)
 
-    if tokenizer_writer is not None:
-        d = os.path.join(path, "tokenizer")
-        os.makedirs(d, exist_ok=True)
-        tokenizer_writer(d)
+    for sub, writer in (("tokenizer", tokenizer_writer), ("tokenizer_2", tokenizer_2_writer)):
+        if writer is not None:
+            d = os.path.join(path, sub)
+            os.makedirs(d, exist_ok=True)
+            writer(d)
 
-    _write_json(os.path.join(path, "model_index.json"), model_index())
+    _write_json(os.path.join(path, "model_index.json"),
+                model_index_sdxl() if family == "sdxl" else model_index())
 
 
 # ---------------------------------------------------------------------------
@@ -774,28 +1014,37 @@ def randomize_(model):
 
 
 def model_configs(family, size):
+    """(unet, vae, text) config dicts; for sdxl (unet, vae, text, text2)."""
     _check_family(family)
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
-    return (dict(UNET_CONFIGS[(family, size)]),
+    cfgs = (dict(UNET_CONFIGS[(family, size)]),
             dict(VAE_CONFIGS[(family, size)]),
             dict(TEXT_CONFIGS[(family, size)]))
+    if family == "sdxl":
+        cfgs += (dict(TEXT2_CONFIGS[(family, size)]),)
+    return cfgs
 
 
 def build_models(family, size, seed=0):
-    """(unet, vae, text_encoder) in float32 with random weights.
+    """(unet, vae, text_encoder) in float32 with random weights; for sdxl
+    (unet, vae, text_encoder, text_encoder_2), the last a
+    CLIPTextModelWithProjection.
 
     text_encoder has the full OpenCLIP depth for sd2 (write_diffusers_folder
     drops the last layer)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    ucfg, vcfg, tcfg = model_configs(family, size)
+    cfgs = model_configs(family, size)
+    ucfg, vcfg, tcfg = cfgs[:3]
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**ucfg)
     vae = AutoencoderKL(**vcfg)
-    text = CLIPTextModel(CLIPTextConfig(**tcfg))
-    for m in (unet, vae, text):
+    models = [unet, vae, CLIPTextModel(CLIPTextConfig(**tcfg))]
+    if family == "sdxl":
+        models.append(CLIPTextModelWithProjection(CLIPTextConfig(**cfgs[3])))
+    for m in models:
         randomize_(m)
         m.eval()
-    return unet, vae, text
+    return tuple(models)

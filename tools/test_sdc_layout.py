@@ -1,6 +1,6 @@
 """Checks for tools/sdc_layout.py.
 
-    tools/.venv/bin/python tools/test_sdc_layout.py [--full] [--full-sd2] [--keep DIR]
+    tools/.venv/bin/python tools/test_sdc_layout.py [--full] [--full-sd2] [--full-sdxl] [--keep DIR]
 
 For tiny sd1 and tiny sd2 (and, with --full / --full-sd2, the full-size
 SD 1.5 / SD 2.1 shapes; ~100 s and ~12 GB RAM each on 2 CPU cores):
@@ -17,6 +17,18 @@ SD 1.5 / SD 2.1 shapes; ~100 s and ~12 GB RAM each on 2 CPU cores):
   * a float32 forward pass of each random model is finite and non-trivial.
 Also a 24-layer (narrow) OpenCLIP text tower checks that diffusers'
 converter drops exactly the layer our diffusers folder drops.
+
+SDXL (tiny): the same converter round trips (the U-Net's label_emb, text
+encoder 1 under conditioner.embedders.0.transformer., text encoder 2 through
+convert_open_clip_checkpoint with prefix conditioner.embedders.1.model.,
+text_projection transposed back), the single file's dtypes and shapes, the
+folder through from_pretrained, and StableDiffusionXLPipeline.from_single_file
+(file, config=folder) giving the folder's weights and bit-identical latents.
+Full-size SDXL is checked on the meta device (no memory): 2515 tensors as
+SDXL base 1.0 has, the real shapes of label_emb, text_projection and
+in_proj_weight, diffusers' model-type detection ("xl_base") and the
+converter round trip of every key and shape.  --full-sdxl builds the real
+thing in memory (~25 GB).
 
 Prints one line per check; exits 1 on any failure.
 """
@@ -284,23 +296,213 @@ def check_sd2_layer_drop():
             back, exp)
 
 
+def sdxl_expected_text1(text_sd):
+    return sd1_expected_text(text_sd)
+
+
+def check_sdxl_converters(tag, orig, unet, vae, te1, te2, cast=None, shapes_only=False):
+    """diffusers' converters over an SDXL original-layout dict."""
+    conv = (lambda sd: half(sd)) if cast == "fp16" else (lambda sd: dict(sd))
+    cmp = compare_shapes if shapes_only else compare
+    back = sfu.convert_ldm_unet_checkpoint(orig, dict(unet.config))
+    cmp(f"{tag} unet: convert_ldm_unet_checkpoint round trip (label_emb -> add_embedding)",
+        back, conv(unet.state_dict()))
+    back = sfu.convert_ldm_vae_checkpoint(orig, dict(vae.config))
+    cmp(f"{tag} vae: convert_ldm_vae_checkpoint round trip", back, conv(vae.state_dict()))
+    back = sfu.convert_ldm_clip_checkpoint(orig)
+    cmp(f"{tag} text 1: convert_ldm_clip_checkpoint round trip (+position_ids)",
+        back, conv(sdxl_expected_text1(te1.state_dict())))
+    back = sfu.convert_open_clip_checkpoint(te2, orig, prefix=L.SDXL_OPENCLIP_PREFIX)
+    cmp(f"{tag} text 2: convert_open_clip_checkpoint round trip (text_projection transposed back)",
+        back, conv(te2.state_dict()))
+
+
+def compare_shapes(name, got, expected):
+    """Key sets and shapes equal (meta tensors have no values)."""
+    gk, ek = set(got), set(expected)
+    bad = [k for k in ek & gk if tuple(got[k].shape) != tuple(expected[k].shape)]
+    ok = gk == ek and not bad
+    report(name + " [shapes]", ok, f"{len(ek)} tensors, keys and shapes equal" if ok
+           else f"missing {sorted(ek - gk)[:3]} extra {sorted(gk - ek)[:3]} shape {bad[:3]}")
+
+
+def check_sdxl_single_file(tag, path, unet, vae, te1, te2):
+    orig_keys = set(L.original_state_dict(unet, vae, te1, "sdxl", te2).keys())
+    pid_key = L.SDXL_CLIP_PREFIX + "text_model.embeddings.position_ids"
+    w2, proj = te2.config.hidden_size, te2.config.projection_dim
+    ucfg = unet.config
+    want_shapes = {
+        L.SDXL_OPENCLIP_PREFIX + "text_projection": [w2, proj],
+        L.SDXL_OPENCLIP_PREFIX + "logit_scale": [],
+        L.SDXL_OPENCLIP_PREFIX + "transformer.resblocks.0.attn.in_proj_weight": [3 * w2, w2],
+        L.SDXL_OPENCLIP_PREFIX + "transformer.resblocks.0.attn.in_proj_bias": [3 * w2],
+        L.UNET_PREFIX + "label_emb.0.0.weight": [4 * ucfg.block_out_channels[0],
+                                                 ucfg.projection_class_embeddings_input_dim],
+        L.UNET_PREFIX + "label_emb.0.2.weight": [4 * ucfg.block_out_channels[0]] * 2,
+        pid_key: [1, te1.config.max_position_embeddings],
+    }
+    problems = []
+    with safe_open(path, framework="pt") as f:
+        keys = set(f.keys())
+        if keys != orig_keys:
+            problems.append(f"key set differs ({len(keys)} vs {len(orig_keys)})")
+        counts = {}
+        for k in keys:
+            sl = f.get_slice(k)
+            dt, shape = sl.get_dtype(), sl.get_shape()
+            counts[dt] = counts.get(dt, 0) + 1
+            if k in want_shapes and shape != want_shapes[k]:
+                problems.append(f"{k} {shape} (want {want_shapes[k]})")
+            if (dt != "I64") if k == pid_key else (dt != "F16"):
+                problems.append(f"{k} {dt}")
+        missing = [k for k in want_shapes if k not in keys]
+        if missing:
+            problems.append(f"missing {missing}")
+    report(f"{tag} single file: safe_open layout/dtypes (no schedule buffers, no model_ema)", not problems,
+           f"{len(keys)} tensors {dict(sorted(counts.items()))}, {os.path.getsize(path)} bytes"
+           if not problems else "; ".join(problems[:6]))
+    check_sdxl_converters(f"{tag} single file (fp16)", load_file(path), unet, vae, te1, te2, cast="fp16")
+
+
+@torch.no_grad()
+def check_sdxl_folder(tag, folder, single, unet, vae, te1, te2):
+    from diffusers import StableDiffusionXLPipeline
+
+    kw = dict(torch_dtype=torch.float32)
+    pf = StableDiffusionXLPipeline.from_pretrained(folder, **kw)
+    for name, model in (("unet", unet), ("vae", vae), ("text_encoder", te1), ("text_encoder_2", te2)):
+        got = {k: v.half() for k, v in getattr(pf, name).state_dict().items()}
+        compare(f"{tag} folder: {name} from_pretrained ({type(getattr(pf, name)).__name__})",
+                got, half(model.state_dict()))
+    sc = pf.scheduler.config
+    ok = (type(pf.scheduler).__name__ == "EulerDiscreteScheduler" and sc.timestep_spacing == "leading"
+          and sc.steps_offset == 1 and sc.beta_schedule == "scaled_linear" and sc.prediction_type == "epsilon")
+    report(f"{tag} folder: scheduler", ok, type(pf.scheduler).__name__)
+    ok = (pf.tokenizer.pad_token == "<|endoftext|>" and pf.tokenizer_2.pad_token == "!"
+          and pf.tokenizer_2.pad_token_id == 0 and pf.config.force_zeros_for_empty_prompt)
+    report(f"{tag} folder: tokenizers (pad <|endoftext|> / '!' = 0), force_zeros_for_empty_prompt", ok)
+    ps = StableDiffusionXLPipeline.from_single_file(single, config=folder, local_files_only=True, **kw)
+    bad = []
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        sa, sb = getattr(ps, name).state_dict(), getattr(pf, name).state_dict()
+        if set(sa) != set(sb) or any(not torch.equal(sa[k], sb[k]) for k in sb):
+            bad.append(name)
+    report(f"{tag} from_single_file(config=folder) equals folder", not bad,
+           "unet, vae, text_encoder, text_encoder_2 identical" if not bad else f"differ: {bad}")
+    lat = []
+    for pipe in (pf, ps):
+        pipe.set_progress_bar_config(disable=True)
+        g = torch.Generator().manual_seed(3)
+        lat.append(pipe("a red circle", negative_prompt="blue", num_inference_steps=2, guidance_scale=5.0,
+                        generator=g, output_type="latent").images)
+    d = float((lat[0] - lat[1]).abs().max())
+    report(f"{tag} from_single_file latents equal the folder's", d == 0.0 and bool(torch.isfinite(lat[0]).all()),
+           f"max |diff| {d}, shape {tuple(lat[0].shape)}")
+
+
+@torch.no_grad()
+def check_sdxl_forward(tag, unet, vae, te1, te2):
+    ids = torch.randint(0, 49408, (1, 77), generator=torch.Generator().manual_seed(1))
+    o1 = te1(ids, output_hidden_states=True)
+    o2 = te2(ids, output_hidden_states=True)
+    ctx = torch.cat([o1.hidden_states[-2], o2.hidden_states[-2]], dim=-1)
+    s = unet.config.sample_size
+    x = torch.randn(1, 4, s, s, generator=torch.Generator().manual_seed(3))
+    tid = torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]])
+    eps = unet(x, 999, encoder_hidden_states=ctx,
+               added_cond_kwargs={"text_embeds": o2.text_embeds, "time_ids": tid}).sample
+    img = vae.decode(x).sample
+    stats = {"context": ctx, "pooled": o2.text_embeds, "unet": eps, "vae.decode": img}
+    ok = all(torch.isfinite(t).all() and t.abs().max() < 6e4 and 0.01 < t.std() < 100 for t in stats.values())
+    report(f"{tag} forward (fp32) finite and non-trivial", bool(ok),
+           ", ".join(f"{k} std {v.std():.3f}" for k, v in stats.items()))
+
+
+def run_sdxl(size, workdir):
+    tag = f"{size} sdxl"
+    t0 = time.time()
+    unet, vae, te1, te2 = L.build_models("sdxl", size, seed=1234)
+    if size == "tiny":
+        check_sdxl_forward(tag, unet, vae, te1, te2)
+    orig = L.original_state_dict(unet, vae, te1, "sdxl", te2)
+    check_sdxl_converters(f"{tag} fp32", orig, unet, vae, te1, te2)
+    del orig
+    single = os.path.join(workdir, f"{size}_sdxl.safetensors")
+    L.write_single_file(single, unet, vae, te1, "sdxl", text_encoder_2=te2)
+    check_sdxl_single_file(tag, single, unet, vae, te1, te2)
+    folder = os.path.join(workdir, f"{size}_sdxl")
+    L.write_diffusers_folder(folder, unet, vae, te1, "sdxl", text_encoder_2=te2,
+                             tokenizer_writer=tokenizer_writer_for("sd1"),
+                             tokenizer_2_writer=tokenizer_writer_for("sd2"))
+    if tokenizer_writer_for("sd1") is None:
+        report(f"{tag} folder checks", True, "skipped (no tokenizer writer)")
+    else:
+        check_sdxl_folder(tag, folder, single, unet, vae, te1, te2)
+    print(f"[INFO] {tag}: {time.time() - t0:.1f}s", flush=True)
+
+
+def check_sdxl_full_meta():
+    """Full-size SDXL on the meta device: names and shapes only."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        unet, vae, te1, te2 = L.build_models("sdxl", "full", seed=0)
+    orig = L.original_state_dict(unet, vae, te1, "sdxl", te2)
+    parts = {}
+    for k in orig:
+        p = ".".join(k.split(".")[:3]) if k.startswith("conditioner.") else k.split(".")[0]
+        parts[p] = parts.get(p, 0) + 1
+    want = {"model": 1680, "first_stage_model": 248, "conditioner.embedders.0": 197,
+            "conditioner.embedders.1": 390}
+    report("full sdxl (meta): 2515 tensors as SDXL base 1.0", parts == want and len(orig) == 2515,
+           f"{len(orig)} {parts}")
+    shapes = {
+        L.UNET_PREFIX + "label_emb.0.0.weight": (1280, 2816),
+        L.UNET_PREFIX + "label_emb.0.2.weight": (1280, 1280),
+        L.SDXL_OPENCLIP_PREFIX + "text_projection": (1280, 1280),
+        L.SDXL_OPENCLIP_PREFIX + "transformer.resblocks.31.attn.in_proj_weight": (3840, 1280),
+        L.SDXL_OPENCLIP_PREFIX + "positional_embedding": (77, 1280),
+        L.SDXL_CLIP_PREFIX + "text_model.embeddings.position_ids": (1, 77),
+        L.SDXL_CLIP_PREFIX + "text_model.encoder.layers.11.mlp.fc2.weight": (768, 3072),
+        L.UNET_PREFIX + "input_blocks.8.1.transformer_blocks.9.attn2.to_k.weight": (1280, 2048),
+        L.UNET_PREFIX + "middle_block.1.transformer_blocks.9.attn1.to_q.weight": (1280, 1280),
+        L.UNET_PREFIX + "output_blocks.2.2.conv.weight": (1280, 1280, 3, 3),
+        L.UNET_PREFIX + "output_blocks.5.2.conv.weight": (640, 640, 3, 3),
+        L.UNET_PREFIX + "input_blocks.4.0.skip_connection.weight": (640, 320, 1, 1),
+        L.UNET_PREFIX + "input_blocks.4.1.proj_in.weight": (640, 640),
+        L.VAE_PREFIX + "decoder.mid.attn_1.q.weight": (512, 512, 1, 1),
+    }
+    bad = [f"{k} {tuple(orig[k].shape) if k in orig else None}" for k, v in shapes.items()
+           if k not in orig or tuple(orig[k].shape) != v]
+    report("full sdxl (meta): real shapes of label_emb, text_projection, in_proj, ...", not bad,
+           f"{len(shapes)} keys checked" if not bad else "; ".join(bad[:4]))
+    mt = sfu.infer_diffusers_model_type(orig)
+    report("full sdxl (meta): diffusers detects xl_base", mt == "xl_base", mt)
+    check_sdxl_converters("full sdxl (meta)", orig, unet, vae, te1, te2, shapes_only=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="also check full-size SD 1.5 shapes (~2 GB file)")
     ap.add_argument("--full-sd2", action="store_true", help="also check full-size SD 2.1 shapes (~2.6 GB file)")
+    ap.add_argument("--full-sdxl", action="store_true", help="also build full-size SDXL in memory (~7 GB file)")
     ap.add_argument("--keep", help="write into this directory and keep it")
     args = ap.parse_args()
 
     workdir = args.keep or tempfile.mkdtemp(prefix="sdc_layout_")
     os.makedirs(workdir, exist_ok=True)
     try:
-        for family in L.FAMILIES:
+        for family in ("sd1", "sd2"):
             run_family(family, "tiny", workdir, timing=True)
         check_sd2_layer_drop()
+        run_sdxl("tiny", workdir)
+        check_sdxl_full_meta()
         if args.full:
             run_family("sd1", "full", workdir, timing=True)
         if args.full_sd2:
             run_family("sd2", "full", workdir, timing=True)
+        if args.full_sdxl:
+            run_sdxl("full", workdir)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
