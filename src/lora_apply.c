@@ -65,10 +65,25 @@ sdc_status sdc_lora_find(const char *folder, const char *name, char **out) {
         const size_t lp = strlen(paths[i]), lf = strlen(file);
         if (lp >= lf && !strcmp(paths[i] + lp - lf, file) && !count++) found = paths[i];
     }
+    /* none of that name: a file whose kohya metadata gives it NAME as its
+     * alias (ss_output_name), the name A1111 writes in tags by default */
+    const char *alias_of = NULL;
+    int aliases = 0;
+    for (int i = 0; !count && i < n; i++) {
+        sdc_st_file *f = NULL;
+        if (sdc_st_open(paths[i], &f) != SDC_OK) continue;
+        const char *a = sdc_st_meta(f, "ss_output_name");
+        if (a && !strcmp(a, name) && !aliases++) alias_of = paths[i];
+        sdc_st_close(f);
+    }
+    if (!count && aliases == 1) found = alias_of, count = 1;
     sdc_status st = SDC_OK;
     if (count > 1) {
         st = sdc_fail(SDC_ERR_ARG, "<lora:%s>: %d files named %s under %s (%s, ...): which one is meant?", name, count,
                       file + 1, folder, found);
+    } else if (aliases > 1 && !found) {
+        st = sdc_fail(SDC_ERR_ARG, "<lora:%s>: %d files under %s have that alias (ss_output_name), %s the first: which "
+                      "one is meant?", name, aliases, folder, alias_of);
     } else if (!found) {
         static const char *const pickles[] = {".pt", ".ckpt", ".bin"};
         const char *pickle = NULL;

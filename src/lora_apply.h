@@ -52,8 +52,10 @@ void sdc_lora_uses_free(sdc_lora_use *u, int n);
 /* The LoRA folder by default: the folder a model file (or a diffusers
  * folder) is in (malloc'd). */
 char *sdc_lora_default_dir(const char *model_path);
-/* NAME.safetensors in folder or its subfolders (*path malloc'd); errors:
- * none, several, a pickle of that name, a NAME with a folder in it. */
+/* NAME.safetensors in folder or its subfolders (*path malloc'd), else the
+ * one file there whose metadata names NAME as its alias (ss_output_name, as
+ * A1111 finds LoRAs by alias); errors: none, several, a pickle of that
+ * name, a NAME with a folder in it. */
 sdc_status sdc_lora_find(const char *folder, const char *name, char **path);
 /* Every .safetensors file in folder and its subfolders, sorted (*paths and
  * each path malloc'd); returns how many. */

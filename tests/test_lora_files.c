@@ -539,8 +539,9 @@ Test(lora_files, diffusers_older_layouts, .timeout = 120) {
     teardown(&f);
 }
 
-/* NAME.safetensors in a subfolder of the LoRA folder is found; two of them
- * are an error that names both places. */
+/* NAME.safetensors in a subfolder of the LoRA folder is found, or a file
+ * whose ss_output_name is NAME; two of one name are an error that names
+ * both places. */
 Test(lora_files, subfolders, .timeout = 60) {
     fixture f = setup();
     char *sub = st_path(f.dir, "styles"), *sub2 = st_path(f.dir, "more");
@@ -559,6 +560,17 @@ Test(lora_files, subfolders, .timeout = 60) {
     st_builder_free(b);
     sdc_image img = render(f.ctx, "a red circle <lora:deep:1>");
     cr_assert(strstr(img.infotext, "Lora hashes: \"deep: "), "%s", img.infotext);
+    /* by its alias, as A1111 writes tags: the same weights, the alias in the hashes */
+    b = good_lora(&f);
+    st_builder_meta(b, "ss_output_name", "Deep Style v2");
+    p = st_path(sub, "deep_style_v2_000010.safetensors");
+    cr_assert_eq(st_builder_write(b, p), 0);
+    free(p);
+    st_builder_free(b);
+    sdc_image alias = render(f.ctx, "a red circle <lora:Deep Style v2:1>");
+    same_image(&alias, &img, true, "the LoRA by its alias");
+    cr_assert(strstr(alias.infotext, "Lora hashes: \"Deep Style v2: "), "%s", alias.infotext);
+    sdc_image_free(&alias);
     sdc_image_free(&img);
     sdc_gen_params g = sdc_gen_params_default();
     g.prompt = "a red circle <lora:twice:1>";
