@@ -620,15 +620,10 @@ static bool same_run(const sdc_gen_params *a, const sdc_gen_params *b) {
 }
 
 static sdc_status batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sdc_image *out, job *js) {
-    if (n < 1 || n > 4096) return sdc_fail(SDC_ERR_ARG, "batch of %d jobs: expected 1 to 4096", n);
     const sdc_model_config *mc = &ctx->model->config;
     const int f = sdc_vae_factor(&mc->vae), lh = jobs[0].height / f, lw = jobs[0].width / f;
     const size_t nl = (size_t)mc->vae.z_channels * lh * lw;
-    for (int i = 0; i < n; i++) {
-        SDC_TRY(sdc_check_gen_params(ctx, &jobs[i]));
-        if (!same_run(&jobs[0], &jobs[i]))
-            return sdc_fail(SDC_ERR_ARG, "batch job %d: size, steps, sampler, Karras, spacing, eta and (with "
-                            "init images) strength must match job 0's", i);
+    for (int i = 0; i < n; i++) { /* checked by sdc_txt2img_batch */
         js[i].p = &jobs[i];
         js[i].out = &out[i];
     }
@@ -722,7 +717,8 @@ static sdc_status prepare_loras(sdc_ctx *ctx, const sdc_gen_params *jobs, int n,
 }
 
 sdc_status sdc_txt2img_batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sdc_image *out) {
-    if (!ctx || !jobs || !out || n < 1 || n > 4096) return sdc_fail(SDC_ERR_ARG, "sdc_txt2img_batch: bad arguments");
+    if (!ctx || !jobs || !out) return sdc_fail(SDC_ERR_ARG, "sdc_txt2img_batch: bad arguments");
+    if (n < 1 || n > 4096) return sdc_fail(SDC_ERR_ARG, "batch of %d jobs: expected 1 to 4096", n);
     memset(out, 0, (size_t)n * sizeof *out);
     job *js = calloc((size_t)n, sizeof *js);
     sdc_gen_params *ps = malloc((size_t)n * sizeof *ps);
@@ -745,6 +741,9 @@ sdc_status sdc_txt2img_batch(sdc_ctx *ctx, const sdc_gen_params *jobs, int n, sd
     for (int i = 0; st == SDC_OK && i < n; i++) { /* before any LoRA is merged for them */
         js[i].out = &out[i];
         st = sdc_check_gen_params(ctx, &ps[i]);
+        if (st == SDC_OK && !same_run(&ps[0], &ps[i]))
+            st = sdc_fail(SDC_ERR_ARG, "batch job %d: size, steps, sampler, Karras, spacing, eta and (with init "
+                          "images) strength must match job 0's", i);
     }
     if (st == SDC_OK) st = prepare_loras(ctx, jobs, n, ps, js, strs, strs + n, &hashes);
     if (st == SDC_OK) st = batch(ctx, ps, n, out, js);

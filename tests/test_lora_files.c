@@ -147,6 +147,26 @@ static void kohya_key(const char *prefix, const sdc_weight_src *s, char *out, si
         if (*c == '.') *c = '_';
 }
 
+/* key.lora_down.weight (4, down_cols) and, unless up_rows is 0,
+ * key.lora_up.weight (up_rows, 4): a rank-4 module, values from seed and
+ * seed + 1 */
+static void add_pair(st_builder *b, const char *key, int64_t down_cols, int64_t up_rows, uint64_t seed) {
+    char n[600];
+    snprintf(n, sizeof n, "%s.lora_down.weight", key);
+    add_mat(b, n, 4, down_cols, seed);
+    if (!up_rows) return;
+    snprintf(n, sizeof n, "%s.lora_up.weight", key);
+    add_mat(b, n, up_rows, 4, seed + 1);
+}
+
+/* the same on a weight of the model, under kohya's key */
+static void add_kohya(st_builder *b, const char *prefix, const sdc_weight_src *s, int64_t down_cols, int64_t up_rows,
+                      uint64_t seed) {
+    char k[512];
+    kohya_key(prefix, s, k, sizeof k);
+    add_pair(b, k, down_cols, up_rows, seed);
+}
+
 static void write(st_builder *b, const fixture *f, const char *name) {
     char *p = st_path(f->dir, name);
     cr_assert_eq(st_builder_write(b, p), 0);
@@ -158,27 +178,26 @@ static void write(st_builder *b, const fixture *f, const char *name) {
 static st_builder *good_lora(const fixture *f) {
     st_builder *b = st_builder_new();
     char k[512], n[600];
+    add_kohya(b, "lora_unet_", f->q, f->q->cols, f->q->rows, 1);
     kohya_key("lora_unet_", f->q, k, sizeof k);
-    snprintf(n, sizeof n, "%s.lora_down.weight", k);
-    add_mat(b, n, 4, f->q->cols, 1);
-    snprintf(n, sizeof n, "%s.lora_up.weight", k);
-    add_mat(b, n, f->q->rows, 4, 2);
     snprintf(n, sizeof n, "%s.alpha", k);
     add_scalar(b, n, 2.0f);
-    kohya_key("lora_te_", f->te_q, k, sizeof k);
-    snprintf(n, sizeof n, "%s.lora_down.weight", k);
-    add_mat(b, n, 4, f->te_q->cols, 3);
-    snprintf(n, sizeof n, "%s.lora_up.weight", k);
-    add_mat(b, n, f->te_q->rows, 4, 4);
+    add_kohya(b, "lora_te_", f->te_q, f->te_q->cols, f->te_q->rows, 3);
     return b;
 }
 
-static sdc_image render(sdc_ctx *ctx, const char *prompt) {
+/* A render of the tests' size, steps and seed. */
+static sdc_gen_params small(const char *prompt) {
     sdc_gen_params g = sdc_gen_params_default();
     g.prompt = prompt;
     g.width = g.height = 32;
     g.steps = 2;
     g.seed = 5;
+    return g;
+}
+
+static sdc_image render(sdc_ctx *ctx, const char *prompt) {
+    sdc_gen_params g = small(prompt);
     sdc_image img;
     cr_assert_eq(sdc_txt2img(ctx, &g, &img), SDC_OK, "%s: %s", prompt, sdc_last_error());
     return img;
@@ -193,11 +212,7 @@ static void same_image(const sdc_image *a, const sdc_image *b, bool want_same, c
 /* The prompt fails with an error containing `why`, and the weights are the
  * checkpoint's after it. */
 static void fails(fixture *f, const char *prompt, const char *why, const sdc_image *base) {
-    sdc_gen_params g = sdc_gen_params_default();
-    g.prompt = prompt;
-    g.width = g.height = 32;
-    g.steps = 2;
-    g.seed = 5;
+    sdc_gen_params g = small(prompt);
     sdc_image img;
     cr_assert_neq(sdc_txt2img(f->ctx, &g, &img), SDC_OK, "%s rendered", prompt);
     cr_assert(strstr(sdc_last_error(), why), "%s: \"%s\" does not say \"%s\"", prompt, sdc_last_error(), why);
@@ -213,45 +228,32 @@ Test(lora_files, bad_files_are_clear_errors, .timeout = 120) {
     char k[512], n[600];
     /* SDXL's text encoders */
     st_builder *b = st_builder_new();
-    add_mat(b, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight", 4, 768, 1);
-    add_mat(b, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight", 768, 4, 1);
+    add_pair(b, "lora_te1_text_model_encoder_layers_0_self_attn_q_proj", 768, 768, 1);
     write(b, &f, "xl.safetensors");
     fails(&f, "a red circle <lora:xl:1>", "a LoRA for SDXL", &base);
     /* no key of this model */
     b = st_builder_new();
-    add_mat(b, "lora_unet_nothing_here.lora_down.weight", 4, 16, 1);
-    add_mat(b, "lora_unet_nothing_here.lora_up.weight", 16, 4, 1);
+    add_pair(b, "lora_unet_nothing_here", 16, 16, 1);
     write(b, &f, "none.safetensors");
     fails(&f, "a red circle <lora:none:1>", "no module of this LoRA names a weight", &base);
     /* one good module, one of no weight */
     b = good_lora(&f);
-    add_mat(b, "lora_unet_nothing_here.lora_down.weight", 4, 16, 1);
-    add_mat(b, "lora_unet_nothing_here.lora_up.weight", 16, 4, 1);
+    add_pair(b, "lora_unet_nothing_here", 16, 16, 1);
     write(b, &f, "partial.safetensors");
     fails(&f, "a red circle <lora:partial:1>", "lora_unet_nothing_here names no weight", &base);
     /* a shape that does not fit (the rank disagrees; SD 2.x's context width) */
     b = st_builder_new();
-    kohya_key("lora_unet_", f.q, k, sizeof k);
-    snprintf(n, sizeof n, "%s.lora_down.weight", k);
-    add_mat(b, n, 4, f.q->cols * 2, 1);
-    snprintf(n, sizeof n, "%s.lora_up.weight", k);
-    add_mat(b, n, f.q->rows, 4, 1);
+    add_kohya(b, "lora_unet_", f.q, f.q->cols * 2, f.q->rows, 1);
     write(b, &f, "shape.safetensors");
     fails(&f, "a red circle <lora:shape:1>", "does not fit the model's", &base);
     /* a 3x3 convolution given a 1x1 down without lora_mid */
     b = st_builder_new();
-    kohya_key("lora_unet_", f.conv, k, sizeof k);
-    snprintf(n, sizeof n, "%s.lora_down.weight", k);
-    add_mat(b, n, 4, f.conv->cols, 1);
-    snprintf(n, sizeof n, "%s.lora_up.weight", k);
-    add_mat(b, n, f.conv->rows, 4, 1);
+    add_kohya(b, "lora_unet_", f.conv, f.conv->cols, f.conv->rows, 1);
     write(b, &f, "conv.safetensors");
     fails(&f, "a red circle <lora:conv:1>", "does not fit", &base);
     /* a module without its up half */
     b = st_builder_new();
-    kohya_key("lora_unet_", f.q, k, sizeof k);
-    snprintf(n, sizeof n, "%s.lora_down.weight", k);
-    add_mat(b, n, 4, f.q->cols, 1);
+    add_kohya(b, "lora_unet_", f.q, f.q->cols, 0, 1);
     write(b, &f, "half.safetensors");
     fails(&f, "a red circle <lora:half:1>", "has no lora_up", &base);
     /* tensors of no LoRA format; LoKr */
@@ -317,9 +319,7 @@ Test(lora_files, switching_restores_the_checkpoint_bit_for_bit, .timeout = 120) 
     sdc_image_free(&zero);
     char *path = st_path(f.dir, "good.safetensors");
     sdc_lora l = {path, 0.9, 0.9};
-    sdc_gen_params g = sdc_gen_params_default();
-    g.prompt = "a red circle";
-    g.width = g.height = 32, g.steps = 2, g.seed = 5;
+    sdc_gen_params g = small("a red circle");
     g.loras = &l, g.n_loras = 1;
     sdc_image cli;
     cr_assert_eq(sdc_txt2img(f.ctx, &g, &cli), SDC_OK, "%s", sdc_last_error());
@@ -522,9 +522,7 @@ Test(lora_files, diffusers_older_layouts, .timeout = 120) {
     rewrite(p, processors);
     free(p);
     sdc_lora l = {FIXTURES "/lora/peft.safetensors", 0.9, 0.9};
-    sdc_gen_params g = sdc_gen_params_default();
-    g.prompt = "a red circle";
-    g.width = g.height = 32, g.steps = 2, g.seed = 5;
+    sdc_gen_params g = small("a red circle");
     g.loras = &l, g.n_loras = 1;
     sdc_image want;
     cr_assert_eq(sdc_txt2img(f.ctx, &g, &want), SDC_OK, "%s", sdc_last_error());
@@ -572,9 +570,7 @@ Test(lora_files, subfolders, .timeout = 60) {
     cr_assert(strstr(alias.infotext, "Lora hashes: \"Deep Style v2: "), "%s", alias.infotext);
     sdc_image_free(&alias);
     sdc_image_free(&img);
-    sdc_gen_params g = sdc_gen_params_default();
-    g.prompt = "a red circle <lora:twice:1>";
-    g.width = g.height = 32, g.steps = 2;
+    sdc_gen_params g = small("a red circle <lora:twice:1>");
     cr_assert_neq(sdc_txt2img(f.ctx, &g, &img), SDC_OK);
     cr_assert(strstr(sdc_last_error(), "2 files named twice.safetensors"), "%s", sdc_last_error());
     free(sub), free(sub2);
