@@ -134,6 +134,21 @@ typedef struct sdc_gen_params {
      * (sdc_params.embeddings_dir) */
     const char *prompt;
     const char *negative_prompt; /* NULL or "" for none */
+    /* ---- SDXL (refused for other models where they are set) ------------
+     * The second text encoder's prompts (diffusers' prompt_2 and
+     * negative_prompt_2); NULL: the same as the first. */
+    const char *prompt_2;
+    const char *negative_prompt_2;
+    /* Size conditioning (diffusers' original_size, crops_coords_top_left,
+     * target_size; pixels): 0 gives diffusers' and AUTOMATIC1111's
+     * defaults, the image's own height and width and a crop of (0, 0). */
+    int original_width, original_height;
+    int crop_left, crop_top;
+    int target_width, target_height;
+    /* An empty negative prompt is zeros for SDXL (diffusers'
+     * force_zeros_for_empty_prompt, AUTOMATIC1111 likewise); true encodes
+     * it as text instead (diffusers given negative_prompt=""). */
+    bool encode_empty_negative;
     int width, height;           /* pixels, multiples of 8; 0: the model's native size
                                   * (sdc_native_size: 512 for SD 1.x) */
     int steps;                   /* 20 */

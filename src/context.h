@@ -16,8 +16,10 @@
 #define SDC_COND_CACHE 16
 typedef struct sdc_cond_entry {
     char *prompt;   /* NULL: empty slot */
-    float *z;       /* (chunks * 77, width) */
+    char *prompt_2; /* SDXL's second prompt, NULL: the first */
+    float *z;       /* (chunks * 77, context width) */
     int chunks;
+    float *pooled;  /* SDXL: (text2.proj); NULL otherwise */
 } sdc_cond_entry;
 
 struct sdc_ctx {
@@ -26,6 +28,7 @@ struct sdc_ctx {
     sdc_backend *be;          /* (owned) */
     sdc_tokenizer *tok;       /* (owned) */
     sdc_text_encoder *te;     /* (owned) */
+    sdc_text_encoder *te2;    /* (owned) SDXL's second text encoder; NULL for SD 1.x, 2.x */
     sdc_unet *unet;           /* (owned) */
     sdc_vae *vae;             /* (owned) */
     sdc_taesd *taesd;         /* (owned) TAESD's decoder for previews; NULL without sdc_params.taesd_path */
@@ -40,5 +43,10 @@ struct sdc_ctx {
     sdc_lora_state lora;      /* the LoRAs merged into the weights now */
     sdc_embedding_db *emb;    /* (owned) textual-inversion embeddings; NULL without sdc_params.embeddings_dir */
 };
+
+/* Whether the model's weights fit `avail` bytes of the backend's memory
+ * (matrices in wt, the VAE's in vt, vectors fp32, a margin on top): an
+ * SDC_ERR_OOM error that says how much they need otherwise (sdc.c). */
+sdc_status sdc_check_weights_fit(const sdc_model_files *m, bool cpu, sdc_dtype wt, sdc_dtype vt, size_t avail);
 
 #endif

@@ -89,6 +89,27 @@ static sdc_status check_tiling(const sdc_ctx *ctx, const sdc_gen_params *p) {
     return SDC_OK;
 }
 
+/* SDXL's options: on an SDXL model only; sizes within reason. */
+static sdc_status check_sdxl(const sdc_ctx *ctx, const sdc_gen_params *p) {
+    const int v[6] = {p->original_width, p->original_height, p->crop_left, p->crop_top, p->target_width,
+                      p->target_height};
+    static const char *const name[6] = {"original width", "original height", "crop left", "crop top",
+                                        "target width", "target height"};
+    bool any = p->prompt_2 || p->negative_prompt_2 || p->encode_empty_negative;
+    for (int i = 0; i < 6; i++) {
+        if (v[i] < 0 || v[i] > 4 * SDC_LIMIT_IMAGE)
+            return sdc_fail(SDC_ERR_ARG, "%s %d: expected 0 (the default) to %d pixels", name[i], v[i],
+                            4 * SDC_LIMIT_IMAGE);
+        any |= v[i] != 0;
+    }
+    if ((p->original_width > 0) != (p->original_height > 0) || (p->target_width > 0) != (p->target_height > 0))
+        return sdc_fail(SDC_ERR_ARG, "an original or target size needs both its width and its height");
+    if (any && ctx && ctx->model->config.family != SDC_FAMILY_SDXL)
+        return sdc_fail(SDC_ERR_ARG, "a second prompt, size conditioning and --encode-empty-negative are for SDXL "
+                        "models; this is an %s model", sdc_family_name(ctx->model->config.family));
+    return SDC_OK;
+}
+
 sdc_status sdc_check_gen_params(const sdc_ctx *ctx, const sdc_gen_params *p) {
     sdc_sampler_kind kind;
     if (!p || !p->prompt) return sdc_fail(SDC_ERR_ARG, "no prompt given");
@@ -112,6 +133,7 @@ sdc_status sdc_check_gen_params(const sdc_ctx *ctx, const sdc_gen_params *p) {
     if (p->eta > 0.0f && kind != SDC_SAMPLER_DDIM)
         return sdc_fail(SDC_ERR_ARG, "eta applies to the ddim sampler only (sampler is %s)", p->sampler);
     if (p->init_rgb || p->mask) SDC_TRY(check_init(ctx, p));
+    SDC_TRY(check_sdxl(ctx, p));
     SDC_TRY(sdc_preview_check(ctx, p));
     SDC_TRY(check_tiling(ctx, p));
     if (ctx) {
@@ -240,8 +262,9 @@ typedef struct job {
     sdc_rng rng;
     sdc_sampler_kind kind;
     sdc_sampler *sampler;
-    float *pos, *neg;   /* host conditioning, (chunks * 77, width) each */
+    sdc_cond pos, neg;  /* host conditioning, (chunks * 77, width) each (+ SDXL's pooled) */
     int chunks;         /* after matching negative and positive */
+    double time_ids[6]; /* SDXL: original (h, w), crop (top, left), target (h, w) */
     float *x;           /* (C, h, w) NCHW, host: the first noise, then the final latents */
     /* image to image and inpainting */
     sdc_init_inputs in; /* the init image and mask at the output size */
@@ -271,7 +294,7 @@ typedef struct group_bufs {
 } group_bufs;
 
 static void job_free(job *j) {
-    free(j->pos), free(j->neg), free(j->x);
+    sdc_cond_free(&j->pos), sdc_cond_free(&j->neg), free(j->x);
     free(j->keep), free(j->keep_noise), free(j->lmask), free(j->cond);
     sdc_init_inputs_free(&j->in);
     sdc_sampler_free(j->sampler);
@@ -283,16 +306,26 @@ static void group_free(sdc_ctx *ctx, group_bufs *g) {
 }
 
 /* The job's conditioning: A1111 prompt syntax, the negative padded with
- * empty-prompt windows to the positive's count (or the other way). */
+ * empty-prompt windows to the positive's count (or the other way). SDXL:
+ * an empty negative is zeros (force_zeros_for_empty_prompt), padded with
+ * zeros; the size conditioning's defaults filled in. */
 static sdc_status job_encode(sdc_ctx *ctx, job *j, bool cfg) {
     const sdc_gen_params *p = j->p;
-    int n_pos = 0, n_neg = 0;
-    SDC_TRY(sdc_encode_conditioning(ctx, p->prompt, &j->pos, &n_pos));
+    SDC_TRY(sdc_encode_cond(ctx, p->prompt, p->prompt_2, &j->pos));
     if (cfg) {
-        SDC_TRY(sdc_encode_conditioning(ctx, p->negative_prompt ? p->negative_prompt : "", &j->neg, &n_neg));
-        SDC_TRY(sdc_conditioning_match(ctx, &j->neg, &n_neg, &j->pos, &n_pos));
+        const char *neg = p->negative_prompt ? p->negative_prompt : "";
+        const char *neg2 = p->negative_prompt_2;
+        const bool zeros = ctx->te2 && ctx->model->config.zero_empty_negative && !p->encode_empty_negative &&
+                           !*neg && (!neg2 || !*neg2);
+        if (zeros) SDC_TRY(sdc_cond_zeros(ctx, 1, &j->neg));
+        else SDC_TRY(sdc_encode_cond(ctx, neg, neg2, &j->neg));
+        SDC_TRY(sdc_cond_match(ctx, &j->neg, zeros, &j->pos));
     }
-    j->chunks = n_pos;
+    j->chunks = j->pos.chunks;
+    const double v[6] = {p->original_height, p->original_width, p->crop_top, p->crop_left, p->target_height,
+                         p->target_width};
+    const double dflt[6] = {p->height, p->width, 0, 0, p->height, p->width};
+    for (int i = 0; i < 6; i++) j->time_ids[i] = v[i] > 0 ? v[i] : dflt[i];
     return SDC_OK;
 }
 
@@ -451,6 +484,24 @@ static sdc_status unet_body(sdc_ctx *ctx, group_bufs *g, int B, int lh, int lw, 
     return be->ops->graph_launch(be, g->graph);
 }
 
+/* SDXL: each row's pooled text embedding and size conditioning, in the
+ * context's row order (host: staging of at least B * pooled width floats) */
+static sdc_status set_added(sdc_ctx *ctx, job **js, int m, bool cfg, float *host) {
+    const int P = ctx->te2->cfg.proj, B = cfg ? 2 * m : m;
+    double *t = malloc((size_t)B * 6 * sizeof *t);
+    if (!t) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    for (int j = 0; j < m; j++)
+        for (int half = 0; half < (cfg ? 2 : 1); half++) {
+            const int row = cfg && half == 1 ? m + j : j;
+            const sdc_cond *c = cfg && half == 0 ? &js[j]->neg : &js[j]->pos;
+            memcpy(host + (size_t)row * P, c->pooled, (size_t)P * sizeof(float));
+            memcpy(t + (size_t)row * 6, js[j]->time_ids, 6 * sizeof(double));
+        }
+    sdc_status st = sdc_unet_set_added(ctx->unet, host, t, B);
+    free(t);
+    return st;
+}
+
 /* m jobs with the same settings and context length through the U-Net as
  * one batch: [uncond_0 .. uncond_m-1, cond_0 .. cond_m-1] with guidance.
  * The host computes each step's scalars; the backend does the rest. */
@@ -483,11 +534,12 @@ static sdc_status denoise_group(sdc_ctx *ctx, job **js, int m, bool cfg, int lh,
     }
     /* the context, once: the U-Net keeps its cross-attention keys and values */
     for (int j = 0; j < m; j++) {
-        if (cfg) memcpy(g->host + (size_t)j * one, js[j]->neg, one * sizeof(float));
-        memcpy(g->host + (size_t)(cfg ? m + j : j) * one, js[j]->pos, one * sizeof(float));
+        if (cfg) memcpy(g->host + (size_t)j * one, js[j]->neg.z, one * sizeof(float));
+        memcpy(g->host + (size_t)(cfg ? m + j : j) * one, js[j]->pos.z, one * sizeof(float));
     }
     SDC_TRY(op->upload(be, g->ctx, g->host, (size_t)B * one));
     SDC_TRY(sdc_unet_set_context(ctx->unet, g->ctx, B, tokens));
+    if (ctx->model->config.unet.add_in_dim) SDC_TRY(set_added(ctx, js, m, cfg, g->host));
     /* the first noise, NHWC */
     for (int j = 0; j < m; j++) sdc_nchw_to_nhwc(js[j]->x, g->host + (size_t)j * n, 1, C, lh, lw);
     SDC_TRY(op->upload_async(be, g->x, g->host, (size_t)m * n));

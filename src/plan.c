@@ -84,8 +84,22 @@ static sdc_status dry_run(sdc_ctx *ctx, sdc_plan *p, size_t *scratch_bytes) {
     }
     int ids[SDC_CLIP_CTX] = {0}; /* a later job's prompts are encoded while this plan holds */
     st = sdc_text_encoder_run(ctx->te, ids, SDC_CLIP_CTX, ctx->te->cfg.layers, true, NULL);
+    if (st == SDC_OK && ctx->te2) { /* SDXL: the second encoder, its pooled output too */
+        float *pooled = malloc((size_t)ctx->te2->cfg.proj * sizeof *pooled);
+        st = pooled ? sdc_text_encoder_run_pooled(ctx->te2, ids, SDC_CLIP_CTX, ctx->te2->cfg.layers_used, false, NULL,
+                                                  NULL, 0, NULL, 0, pooled)
+                    : sdc_fail(SDC_ERR_OOM, "out of memory");
+        free(pooled);
+    }
     if (st == SDC_OK) st = be->ops->upload_async(be, p->x, NULL, (size_t)p->images * n);
     if (st == SDC_OK) st = sdc_unet_set_context(ctx->unet, p->ctx, p->batch, p->tokens);
+    if (st == SDC_OK && ctx->model->config.unet.add_in_dim) { /* nothing is read from these in a dry run */
+        const sdc_unet_config *u = &ctx->model->config.unet;
+        float *zp = calloc((size_t)p->batch * (size_t)u->add_in_dim, sizeof *zp);
+        double *zt = calloc((size_t)p->batch * (size_t)u->n_time_ids, sizeof *zt);
+        st = zp && zt ? sdc_unet_set_added(ctx->unet, zp, zt, p->batch) : sdc_fail(SDC_ERR_OOM, "out of memory");
+        free(zp), free(zt);
+    }
     if (st == SDC_OK) st = sdc_unet_set_schedule(ctx->unet, p->batch, p->lh, p->lw, ts, p->steps);
     if (st == SDC_OK) st = sdc_unet_prepare_step(ctx->unet, p->batch, p->lh, p->lw, 0);
     if (st == SDC_OK) st = sdc_unet_body(ctx->unet, p->in, p->batch, p->lh, p->lw, p->eps);

@@ -83,6 +83,42 @@ static sdc_status weight_types(const sdc_params *p, sdc_backend *be, sdc_dtype *
     return SDC_OK;
 }
 
+/* Bytes the backend will hold for the tensors under prefix in f: matrices
+ * and kernels in type t, vectors fp32. */
+static double component_bytes(const sdc_st_file *f, const char *prefix, sdc_dtype t) {
+    double b = 0;
+    const size_t n = prefix ? strlen(prefix) : 0;
+    for (int i = 0; f && i < f->n_tensors; i++) {
+        const sdc_st_tensor *x = &f->tensors[i];
+        if ((n && strncmp(x->name, prefix, n) != 0) || !sdc_dtype_is_float(x->dtype)) continue;
+        b += (double)x->numel * (x->ndim >= 2 && t != SDC_DT_F32 ? 2 : 4);
+    }
+    return b;
+}
+
+/* The weights must fit what the backend has free (the CPU: MemAvailable;
+ * CUDA: the device's free memory): an SDXL U-Net in fp32 is 10 GB, and a
+ * host that runs out mid-load is killed rather than told. Renders need
+ * more on top (planned when they start). */
+sdc_status sdc_check_weights_fit(const sdc_model_files *m, bool cpu, sdc_dtype wt, sdc_dtype vt, size_t avail) {
+    const double need = component_bytes(m->unet_file, m->unet_prefix, wt) +
+                        component_bytes(m->text_file, m->text_prefix, wt) +
+                        (m->text2_file ? component_bytes(m->text2_file, m->text2_prefix, wt) : 0) +
+                        component_bytes(m->vae_file, m->vae_prefix, vt) + 256.0 * (1 << 20);
+    if (need <= (double)avail) return SDC_OK;
+    return sdc_fail(SDC_ERR_OOM, "%s: the %s model needs about %.1f GiB of %s for its weights in %s, and %.1f GiB "
+                    "is available%s", m->path, sdc_family_name(m->config.family), need / 1073741824.0,
+                    cpu ? "memory" : "GPU memory", sdc_dtype_name(wt), (double)avail / 1073741824.0,
+                    cpu ? " (the CPU backend keeps fp32 weights; a CUDA GPU runs it in fp16, half as large)"
+                        : "; close other programs using the GPU or try --backend cpu");
+}
+
+static sdc_status check_memory(const sdc_model_files *m, sdc_backend *be, sdc_dtype wt, sdc_dtype vt) {
+    size_t avail = 0;
+    if (!be->ops->available || !be->ops->available(be, &avail)) return SDC_OK;
+    return sdc_check_weights_fit(m, !strcmp(be->ops->name, "cpu"), wt, vt, avail);
+}
+
 static sdc_status select_backend(const sdc_params *p, sdc_backend **out) {
     char why[256] = "";
     int n_dev = p->backend == SDC_BACKEND_CPU ? 0 : sdc_cuda_device_count(why, sizeof why);
@@ -117,6 +153,13 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
     if (st == SDC_OK && sdc_tokenizer_vocab_size(c->tok) > c->model->config.text.vocab)
         st = sdc_fail(SDC_ERR_FORMAT, "%s: the tokenizer has %d ids but the text encoder's token table only %d rows",
                       params->model_path, sdc_tokenizer_vocab_size(c->tok), c->model->config.text.vocab);
+    if (st == SDC_OK && c->model->config.text2.width && sdc_tokenizer_vocab_size(c->tok) > c->model->config.text2.vocab)
+        st = sdc_fail(SDC_ERR_FORMAT, "%s: the tokenizer has %d ids but the second text encoder's token table only %d "
+                      "rows", params->model_path, sdc_tokenizer_vocab_size(c->tok), c->model->config.text2.vocab);
+    if (st == SDC_OK && params->embeddings_dir && c->model->config.family == SDC_FAMILY_SDXL)
+        st = sdc_fail(SDC_ERR_UNSUPPORTED, "--embeddings-dir %s: textual-inversion embeddings for SDXL (clip_l and "
+                      "clip_g vectors) are not supported yet; sdc reads SD 1.x and 2.x embeddings",
+                      params->embeddings_dir);
     if (st == SDC_OK && params->embeddings_dir)
         st = sdc_embeddings_load(params->embeddings_dir, c->tok, c->model->config.text.width, &c->emb);
     if (st == SDC_OK) st = select_backend(params, &c->be);
@@ -124,7 +167,9 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
     sdc_dtype wt = SDC_DT_F32, vt = SDC_DT_F32;
     if (st == SDC_OK) st = weight_types(params, c->be, &wt, &vt);
     if (st == SDC_OK) c->be->weight_type = wt;
+    if (st == SDC_OK) st = check_memory(c->model, c->be, wt, vt);
     if (st == SDC_OK) st = sdc_text_encoder_load(c->model, c->be, &c->te);
+    if (st == SDC_OK && c->model->config.text2.width) st = sdc_text_encoder_load2(c->model, c->be, &c->te2);
     if (st == SDC_OK) st = sdc_unet_load(c->model, c->be, &c->unet);
     if (st == SDC_OK) c->be->weight_type = vt;
     if (st == SDC_OK) st = sdc_vae_load(c->model, c->be, &c->vae);
@@ -147,6 +192,7 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
         sdc_st_drop_pages(c->model->unet_file);
         sdc_st_drop_pages(c->model->vae_file);
         sdc_st_drop_pages(c->model->text_file);
+        sdc_st_drop_pages(c->model->text2_file);
     }
     if (st != SDC_OK) {
         sdc_free(c);
@@ -162,7 +208,7 @@ sdc_status sdc_tokenize(sdc_ctx *ctx, const char *prompt, int *ids, int n_ids, i
                                        n_ids, n_dropped);
 }
 
-int sdc_context_dim(const sdc_ctx *ctx) { return ctx->model->config.text.width; }
+int sdc_context_dim(const sdc_ctx *ctx) { return ctx->model->config.unet.context_dim; }
 
 sdc_status sdc_encode_prompt(sdc_ctx *ctx, const char *prompt, float *out) {
     const sdc_text_config *t = &ctx->model->config.text;
@@ -171,8 +217,25 @@ sdc_status sdc_encode_prompt(sdc_ctx *ctx, const char *prompt, float *out) {
         return sdc_fail(SDC_ERR_UNSUPPORTED, "text encoder has %d positions, expected %d",
                         t->max_pos, SDC_CLIP_CTX);
     SDC_TRY(sdc_tokenize(ctx, prompt, ids, SDC_CLIP_CTX, NULL));
-    int layers = t->layers_used - (ctx->params.clip_skip - 1);
-    return sdc_text_encoder_run(ctx->te, ids, SDC_CLIP_CTX, layers, true, out);
+    if (!ctx->te2) {
+        int layers = t->layers_used - (ctx->params.clip_skip - 1);
+        return sdc_text_encoder_run(ctx->te, ids, SDC_CLIP_CTX, layers, t->final_norm, out);
+    }
+    /* SDXL: both encoders side by side per token, each with its padding */
+    sdc_text_encoder *te[2] = {ctx->te, ctx->te2};
+    const int W = sdc_context_dim(ctx);
+    float *part = malloc((size_t)SDC_CLIP_CTX * W * sizeof(float));
+    if (!part) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    sdc_status st = SDC_OK;
+    for (int e = 0, off = 0; st == SDC_OK && e < 2; off += te[e]->cfg.width, e++) {
+        const sdc_text_config *c = &te[e]->cfg;
+        st = sdc_tokenizer_encode_padded(ctx->tok, prompt, c->pad_id, ids, SDC_CLIP_CTX, NULL);
+        if (st == SDC_OK) st = sdc_text_encoder_run(te[e], ids, SDC_CLIP_CTX, c->layers_used, c->final_norm, part);
+        for (int k = 0; st == SDC_OK && k < SDC_CLIP_CTX; k++)
+            memcpy(out + (size_t)k * W + off, part + (size_t)k * c->width, (size_t)c->width * sizeof(float));
+    }
+    free(part);
+    return st;
 }
 
 const char *sdc_backend_name(const sdc_ctx *ctx) { return ctx->be->ops->name; }
@@ -195,6 +258,7 @@ void sdc_free(sdc_ctx *ctx) {
     sdc_taesd_free(ctx->taesd);
     sdc_unet_free(ctx->unet);
     sdc_text_encoder_free(ctx->te);
+    sdc_text_encoder_free(ctx->te2);
     free(ctx->model_name);
     sdc_tokenizer_free(ctx->tok);
     if (ctx->be) sdc_backend_destroy(ctx->be);

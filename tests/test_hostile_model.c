@@ -527,11 +527,14 @@ Test(hostile_model, config_json_that_is_not_one_object) {
 
 /* ---- models sdc does not run yet, refused by name ------------------------ */
 
+/* SD 1.x folders dressed up as SDXL: each part an SDXL model needs, or
+ * its agreement with the rest, is checked and named when it is wrong. */
 Test(hostile_model, sdxl_folder_with_a_second_text_encoder) {
-    char *dir = folder("sdxl"), cmd[9000];
+    char *dir = folder("sdxl"), cmd[9000], file[8400];
     snprintf(cmd, sizeof cmd, "cp -r '%s/text_encoder' '%s/text_encoder_2'", dir, dir);
     cr_assert_eq(system(cmd), 0);
-    refused(dir, dir, "SDXL", "text_encoder_2");
+    snprintf(file, sizeof file, "%s/text_encoder_2/model.safetensors", dir);
+    refused(dir, file, "with a projection", "text_projection.weight");
     free(dir);
 }
 
@@ -540,10 +543,13 @@ Test(hostile_model, sdxl_unet_config_and_index) {
     set_json(dir, "unet/config.json", "addition_embed_type", "\"text_time\"");
     char file[8400];
     snprintf(file, sizeof file, "%s/unet/config.json", dir);
-    refused(dir, file, "SDXL", "addition_embed_type");
+    refused(dir, file, "addition_embed_type", "must be null");
     set_json(dir, "unet/config.json", "addition_embed_type", "null");
     set_json(dir, "model_index.json", "_class_name", "\"StableDiffusionXLPipeline\"");
-    refused(dir, dir, "SDXL", "StableDiffusionXLPipeline");
+    refused(dir, dir, "StableDiffusionXLPipeline", "no text_encoder_2/");
+    set_json(dir, "model_index.json", "_class_name", "\"StableDiffusionXLImg2ImgPipeline\"");
+    set_json(dir, "model_index.json", "requires_aesthetics_score", "true");
+    refused(dir, dir, "SDXL refiner", "requires_aesthetics_score");
     free(dir);
 }
 

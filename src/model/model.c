@@ -19,9 +19,7 @@
 
 /* ---- small lookups ---------------------------------------------------- */
 
-static const sdc_st_tensor *findf(const sdc_st_file *f, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static const sdc_st_tensor *findf(const sdc_st_file *f, const char *fmt, ...) {
+const sdc_st_tensor *sdc_model_findf(const sdc_st_file *f, const char *fmt, ...) {
     char name[512];
     va_list ap;
     va_start(ap, fmt);
@@ -29,6 +27,7 @@ static const sdc_st_tensor *findf(const sdc_st_file *f, const char *fmt, ...) {
     va_end(ap);
     return f ? sdc_st_find(f, name) : NULL;
 }
+#define findf sdc_model_findf
 
 /* dim d of a tensor, or -1 when the tensor is absent or has fewer dims
  * (every dimension was checked against SDC_LIMIT_DIM by check_dims) */
@@ -48,8 +47,6 @@ static sdc_status check_dims(const sdc_st_file *f) {
     }
     return SDC_OK;
 }
-
-static bool has_prefix(const sdc_st_file *f, const char *prefix) { return sdc_st_find_prefix(f, prefix) != NULL; }
 
 static char *path_join(const char *a, const char *b) {
     size_t n = strlen(a) + strlen(b) + 2;
@@ -130,6 +127,7 @@ const char *sdc_family_name(sdc_family f) {
     switch (f) {
     case SDC_FAMILY_SD1: return "SD 1.x";
     case SDC_FAMILY_SD2: return "SD 2.x";
+    case SDC_FAMILY_SDXL: return "SDXL";
     default: return "unknown";
     }
 }
@@ -142,22 +140,21 @@ int sdc_text_default_heads(int width) { return width >= 64 ? width / 64 : 1; }
 
 /* ---- text encoder ----------------------------------------------------- */
 
-static sdc_status text_config(sdc_model_files *m) {
-    sdc_text_config *c = &m->config.text;
-    const sdc_st_file *f = m->text_file;
-    const char *p = m->text_prefix;
+sdc_status sdc_model_text_shape(const sdc_st_file *f, const char *p, sdc_text_naming naming, sdc_text_config *c) {
     const sdc_st_tensor *tok, *pos, *fc1;
-    if (m->text_naming == SDC_TEXT_HF) {
+    c->layers = 0;
+    if (naming == SDC_TEXT_HF) {
         tok = findf(f, "%stext_model.embeddings.token_embedding.weight", p);
         pos = findf(f, "%stext_model.embeddings.position_embedding.weight", p);
         fc1 = findf(f, "%stext_model.encoder.layers.0.mlp.fc1.weight", p);
-        while (findf(f, "%stext_model.encoder.layers.%d.self_attn.q_proj.weight", p, c->layers))
+        while (c->layers <= SDC_LIMIT_TEXT_LAYERS &&
+               findf(f, "%stext_model.encoder.layers.%d.self_attn.q_proj.weight", p, c->layers))
             c->layers++;
     } else {
         tok = findf(f, "%stoken_embedding.weight", p);
         pos = findf(f, "%spositional_embedding", p);
         fc1 = findf(f, "%stransformer.resblocks.0.mlp.c_fc.weight", p);
-        while (findf(f, "%stransformer.resblocks.%d.attn.in_proj_weight", p, c->layers))
+        while (c->layers <= SDC_LIMIT_TEXT_LAYERS && findf(f, "%stransformer.resblocks.%d.attn.in_proj_weight", p, c->layers))
             c->layers++;
     }
     if (!tok || tok->ndim != 2 || !pos || pos->ndim != 2 || !fc1 || fc1->ndim != 2 || c->layers == 0)
@@ -171,6 +168,7 @@ static sdc_status text_config(sdc_model_files *m) {
     c->ff = dimof(fc1, 0);
     c->heads = sdc_text_default_heads(c->width);
     c->eps = 1e-5f;
+    c->final_norm = true;
     if (dimof(pos, 1) != c->width)
         return sdc_fail(SDC_ERR_FORMAT, "%s: position embedding width %d != token embedding width %d",
                         f->path, dimof(pos, 1), c->width);
@@ -328,9 +326,11 @@ static sdc_status unet_heads(sdc_model_files *m, const cJSON *cfg) {
     sdc_unet_config *c = &m->config.unet;
     char where[4200];
     snprintf(where, sizeof where, "%s/unet/config.json", m->path);
-    for (int l = 0; l < c->n_levels; l++)
-        c->heads[l] = m->config.family == SDC_FAMILY_SD2 ? c->channels[l] / 64 : 8;
-    c->heads_source = m->config.family == SDC_FAMILY_SD2 ? "SD 2.x default: 64-wide heads" : "SD 1.x default: 8 heads";
+    const bool wide = m->config.family == SDC_FAMILY_SD2 || m->config.family == SDC_FAMILY_SDXL;
+    for (int l = 0; l < c->n_levels; l++) c->heads[l] = wide ? (c->channels[l] >= 64 ? c->channels[l] / 64 : 1) : 8;
+    c->heads_source = m->config.family == SDC_FAMILY_SD2    ? "SD 2.x default: 64-wide heads"
+                      : m->config.family == SDC_FAMILY_SDXL ? "SDXL default: 64-wide heads"
+                                                            : "SD 1.x default: 8 heads";
     int vals[SDC_MAX_LEVELS], n = 0;
     bool found = false;
     const char *key = "num_attention_heads";
@@ -417,7 +417,7 @@ static sdc_status vae_config(sdc_model_files *m, const cJSON *cfg) {
     if (found) c->groups_source = "vae/config.json norm_num_groups";
     SDC_TRY(sdc_meta_int(m->single, "sdc.vae.norm_groups", 1, SDC_LIMIT_GROUPS, &found, &c->norm_groups));
     if (found) c->groups_source = "__metadata__ sdc.vae.norm_groups";
-    double sf = 0.18215;
+    double sf = m->config.family == SDC_FAMILY_SDXL ? 0.13025 : 0.18215;
     SDC_TRY(sdc_json_number(where, cfg, "scaling_factor", 1e-6, 1e6, &found, &sf));
     /* sdc's own single files (the shipped model) say their latent scale */
     const char *sm = m->single ? sdc_st_meta(m->single, "sdc.vae.scale_factor") : NULL;
@@ -436,7 +436,7 @@ static sdc_status vae_config(sdc_model_files *m, const cJSON *cfg) {
  * else 768 for v-prediction SD 2.x and 512 for the rest. */
 static sdc_status native_size(sdc_model_files *m, const cJSON *unet_cfg) {
     sdc_model_config *c = &m->config;
-    c->image_size = c->family == SDC_FAMILY_SD2 && c->unet.prediction == SDC_PRED_V ? 768 : 512;
+    c->image_size = c->family == SDC_FAMILY_SDXL ? 1024 : c->family == SDC_FAMILY_SD2 && c->unet.prediction == SDC_PRED_V ? 768 : 512;
     const int f = sdc_vae_factor(&c->vae);
     char where[4200];
     snprintf(where, sizeof where, "%s/unet/config.json", m->path);
@@ -463,18 +463,12 @@ static const char *SD2_TEXT = "cond_stage_model.model.token_embedding.weight";
 static const char *UNET_KEY = "model.diffusion_model.input_blocks.0.0.weight";
 static const char *VAE_KEY = "first_stage_model.decoder.conv_in.weight";
 
-static sdc_status refuse_sdxl(const char *where, const char *sign) {
-    return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: this is an SDXL model (%s); sdc runs SD 1.x and SD 2.x models, "
-                    "SDXL is not supported yet", where, sign);
-}
-
 static sdc_status recognise_single(sdc_model_files *m) {
     sdc_st_file *f = m->single;
     bool unet = sdc_st_find(f, UNET_KEY), vae = sdc_st_find(f, VAE_KEY);
-    bool sd1 = sdc_st_find(f, SD1_TEXT), sd2 = sdc_st_find(f, SD2_TEXT);
-    if (has_prefix(f, "conditioner.embedders.")) return refuse_sdxl(f->path, "conditioner.embedders.*");
-    if (sdc_st_find(f, "model.diffusion_model.label_emb.0.0.weight"))
-        return refuse_sdxl(f->path, "its U-Net has label_emb.*");
+    bool sd1 = sdc_st_find(f, SD1_TEXT), sd2 = sdc_st_find(f, SD2_TEXT), xl = false;
+    SDC_TRY(sdc_sdxl_recognise_single(m, &xl));
+    if (xl) return SDC_OK;
     if (!unet || !vae || (!sd1 && !sd2)) {
         char missing[1024] = "";
         if (!unet) strcat(missing, "\n  ");
@@ -489,7 +483,7 @@ static sdc_status recognise_single(sdc_model_files *m) {
             strcat(missing, " (SD 2.x)");
         }
         return sdc_fail(SDC_ERR_UNSUPPORTED,
-                        "%s: not a Stable Diffusion 1.x/2.x checkpoint: expected tensors missing:%s\n"
+                        "%s: not a Stable Diffusion 1.x, 2.x or XL checkpoint: expected tensors missing:%s\n"
                         "  (the file has %d tensors, first: %s)",
                         f->path, missing, f->n_tensors,
                         f->n_tensors ? f->tensors[0].name : "none");
@@ -509,7 +503,8 @@ static sdc_status recognise_single(sdc_model_files *m) {
 static void guess_prediction(sdc_model_files *m) {
     sdc_unet_config *c = &m->config.unet;
     c->prediction = SDC_PRED_EPSILON;
-    c->prediction_source = "assumed: SD 1.x models predict noise";
+    c->prediction_source = m->config.family == SDC_FAMILY_SDXL ? "assumed: SDXL base models predict noise"
+                                                                : "assumed: SD 1.x models predict noise";
     if (m->config.family != SDC_FAMILY_SD2) return;
     c->prediction_source = "assumed: the file does not say; 768-v models predict v";
     const sdc_st_tensor *t = findf(m->unet_file, "%soutput_blocks.11.1.transformer_blocks.0.norm1.bias", m->unet_prefix);
@@ -547,7 +542,7 @@ static sdc_status prediction_from_metadata(sdc_model_files *m) {
 
 /* ---- diffusers folder ------------------------------------------------- */
 
-static sdc_status open_component(const char *root, const char *sub, const char *const *names,
+sdc_status sdc_model_open_component(const char *root, const char *sub, const char *const *names,
                                  sdc_st_file **out) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", root, sub);
@@ -561,7 +556,7 @@ static sdc_status open_component(const char *root, const char *sub, const char *
         }
         free(p);
     }
-    char *bin = path_join(dir, strcmp(sub, "text_encoder") ? "diffusion_pytorch_model.bin" : "pytorch_model.bin");
+    char *bin = path_join(dir, strncmp(sub, "text_encoder", 12) ? "diffusion_pytorch_model.bin" : "pytorch_model.bin");
     bool pickle = bin && file_exists(bin);
     free(bin);
     if (pickle)
@@ -581,8 +576,9 @@ static bool dir_exists(const char *root, const char *sub) {
 }
 
 /* model_index.json names the pipeline; one sdc does not run is refused by
- * name rather than half-loaded. */
-static sdc_status check_model_index(const char *root) {
+ * name rather than half-loaded. *out: the parsed file (NULL when absent). */
+static sdc_status check_model_index(const char *root, cJSON **out) {
+    *out = NULL;
     char *path = path_join(root, "model_index.json");
     if (!path) return sdc_fail(SDC_ERR_OOM, "out of memory");
     cJSON *j = NULL;
@@ -591,21 +587,21 @@ static sdc_status check_model_index(const char *root) {
     const char *cls = NULL;
     if (st == SDC_OK) st = sdc_json_string(path, j, "_class_name", &found, &cls);
     if (st == SDC_OK && found) {
-        static const char *const ok[] = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", NULL};
+        static const char *const ok[] = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline",
+                                         "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", NULL};
         bool known = false;
         for (int i = 0; ok[i]; i++) known |= strcmp(cls, ok[i]) == 0;
-        if (strstr(cls, "XL")) {
-            char sign[320];
-            snprintf(sign, sizeof sign, "model_index.json _class_name \"%s\"", cls);
-            st = refuse_sdxl(root, sign);
-        } else if (!known) {
-            st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: _class_name is \"%s\"; sdc runs StableDiffusionPipeline models "
-                          "(SD 1.x and SD 2.x)", path, cls);
-        }
+        if (!known)
+            st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: _class_name is \"%s\"; sdc runs StableDiffusionPipeline and "
+                          "StableDiffusionXLPipeline models (SD 1.x, 2.x and XL)", path, cls);
     }
-    cJSON_Delete(j);
     free(path);
-    return st;
+    if (st != SDC_OK) {
+        cJSON_Delete(j);
+        return st;
+    }
+    *out = j;
+    return SDC_OK;
 }
 
 static sdc_status open_diffusers(sdc_model_files *m) {
@@ -618,13 +614,19 @@ static sdc_status open_diffusers(sdc_model_files *m) {
         return sdc_fail(SDC_ERR_UNSUPPORTED,
                         "%s: a folder, but not a diffusers model: expected the subfolders "
                         "unet/, vae/ and text_encoder/ (or give a single .safetensors file)", root);
-    if (dir_exists(root, "text_encoder_2")) return refuse_sdxl(root, "a second text encoder, text_encoder_2/");
-    SDC_TRY(check_model_index(root));
-    SDC_TRY(open_component(root, "unet", unet_names, &m->unet_file));
-    if (sdc_st_find(m->unet_file, "add_embedding.linear_1.weight"))
-        return refuse_sdxl(m->unet_file->path, "its U-Net has add_embedding.*");
-    SDC_TRY(open_component(root, "vae", unet_names, &m->vae_file));
-    SDC_TRY(open_component(root, "text_encoder", text_names, &m->text_file));
+    cJSON *index = NULL;
+    SDC_TRY(check_model_index(root, &index));
+    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(index, "_class_name");
+    const bool xl_class = cJSON_IsString(cls) && strstr(cls->valuestring, "XL");
+    sdc_status st = sdc_model_open_component(root, "unet", unet_names, &m->unet_file);
+    if (st == SDC_OK && (xl_class || dir_exists(root, "text_encoder_2"))) st = sdc_sdxl_open_diffusers(m, index);
+    cJSON_Delete(index);
+    SDC_TRY(st);
+    if (!m->text2_file && sdc_st_find(m->unet_file, "add_embedding.linear_1.weight"))
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: an SDXL-style U-Net (add_embedding.*) but the folder has no "
+                        "text_encoder_2/: an SDXL model needs both text encoders", root);
+    SDC_TRY(sdc_model_open_component(root, "vae", unet_names, &m->vae_file));
+    SDC_TRY(sdc_model_open_component(root, "text_encoder", text_names, &m->text_file));
     m->unet_prefix = m->vae_prefix = m->text_prefix = "";
     m->unet_diffusers_names = m->vae_diffusers_names = true;
     m->text_naming = SDC_TEXT_HF;
@@ -645,14 +647,14 @@ static sdc_status open_diffusers(sdc_model_files *m) {
 /* ---- configuration files ---------------------------------------------- */
 
 typedef struct configs {
-    cJSON *unet, *vae, *text, *sched;
+    cJSON *unet, *vae, *text, *sched, *text2;
 } configs;
 
 static sdc_status read_configs(const char *root, configs *c) {
-    static const char *const names[4] = {"unet/config.json", "vae/config.json", "text_encoder/config.json",
-                                         "scheduler/scheduler_config.json"};
-    cJSON **dst[4] = {&c->unet, &c->vae, &c->text, &c->sched};
-    for (int i = 0; i < 4; i++) {
+    static const char *const names[5] = {"unet/config.json", "vae/config.json", "text_encoder/config.json",
+                                         "scheduler/scheduler_config.json", "text_encoder_2/config.json"};
+    cJSON **dst[5] = {&c->unet, &c->vae, &c->text, &c->sched, &c->text2};
+    for (int i = 0; i < 5; i++) {
         char *p = path_join(root, names[i]);
         if (!p) return sdc_fail(SDC_ERR_OOM, "out of memory");
         sdc_status st = read_json(p, dst[i]);
@@ -669,7 +671,8 @@ static sdc_status text_settings(sdc_model_files *m, const cJSON *cfg) {
     char where[4200];
     snprintf(where, sizeof where, "%s/text_encoder/config.json", m->path);
     bool found = false;
-    if (m->layout == SDC_LAYOUT_DIFFUSERS) { /* quick_gelu: OpenAI CLIP (SD 1.x); gelu: OpenCLIP (SD 2.x) */
+    if (m->layout == SDC_LAYOUT_DIFFUSERS && m->config.family != SDC_FAMILY_SDXL) {
+        /* quick_gelu: OpenAI CLIP (SD 1.x); gelu: OpenCLIP (SD 2.x) */
         static const char *const acts[] = {"quick_gelu", "gelu", NULL};
         const char *act = "quick_gelu";
         SDC_TRY(sdc_json_enum(where, cfg, "hidden_act", acts, &found, &act));
@@ -751,15 +754,17 @@ static sdc_status open_model(sdc_model_files *m, configs *cf) {
     SDC_TRY(check_dims(m->unet_file));
     if (m->vae_file != m->unet_file) SDC_TRY(check_dims(m->vae_file));
     if (m->text_file != m->unet_file) SDC_TRY(check_dims(m->text_file));
-    SDC_TRY(text_config(m));
+    if (m->text2_file && m->text2_file != m->unet_file) SDC_TRY(check_dims(m->text2_file));
+    SDC_TRY(sdc_model_text_shape(m->text_file, m->text_prefix, m->text_naming, &m->config.text));
     SDC_TRY(text_settings(m, cf->text));
     SDC_TRY(m->unet_diffusers_names ? unet_config_diffusers(m) : unet_config_original(m));
     SDC_TRY(unet_heads(m, cf->unet));
+    if (m->config.family == SDC_FAMILY_SDXL) SDC_TRY(sdc_sdxl_configure(m, cf->unet, cf->text2));
     guess_prediction(m);
     SDC_TRY(sched_settings(m, cf->sched));
     SDC_TRY(prediction_from_metadata(m));
     SDC_TRY(vae_config(m, cf->vae));
-    SDC_TRY(sdc_model_check(m, cf->unet, cf->vae, cf->text));
+    SDC_TRY(sdc_model_check(m, cf->unet, cf->vae, cf->text, cf->text2));
     return native_size(m, cf->unet);
 }
 
@@ -777,6 +782,7 @@ sdc_status sdc_model_open(const char *path, sdc_model_files **out) {
     cJSON_Delete(cf.vae);
     cJSON_Delete(cf.text);
     cJSON_Delete(cf.sched);
+    cJSON_Delete(cf.text2);
     if (st != SDC_OK) {
         sdc_model_close(m);
         return st;
@@ -849,6 +855,7 @@ void sdc_model_close(sdc_model_files *m) {
         sdc_st_close(m->unet_file);
         sdc_st_close(m->vae_file);
         sdc_st_close(m->text_file);
+        sdc_st_close(m->text2_file);
     }
     free(m->tokenizer_vocab);
     free(m->tokenizer_merges);

@@ -38,6 +38,8 @@ typedef enum sdc_family {
     SDC_FAMILY_UNKNOWN = 0,
     SDC_FAMILY_SD1,  /* CLIP ViT-L/14 text encoder (transformers naming) */
     SDC_FAMILY_SD2,  /* OpenCLIP ViT-H text encoder, penultimate layer */
+    SDC_FAMILY_SDXL, /* CLIP ViT-L and OpenCLIP ViT-bigG, penultimate layers concatenated,
+                      * the pooled bigG output and size conditioning added to the time embedding */
 } sdc_family;
 
 typedef enum sdc_layout {
@@ -66,6 +68,8 @@ typedef struct sdc_text_config {
     float eps;        /* layer-norm epsilon (1e-5) */
     int layers_used;  /* layers run for the U-Net context at clip skip 1 */
     int pad_id;       /* padding token: 49407 (SD 1.x) or 0 (SD 2.x) */
+    bool final_norm;  /* the U-Net context after the final layer norm (SD 1.x, 2.x) or not (SDXL) */
+    int proj;         /* text_projection's output (SDXL's second encoder: 1280); 0: none */
     const char *heads_source;        /* where heads came from, for messages */
 } sdc_text_config;
 
@@ -81,6 +85,12 @@ typedef struct sdc_unet_config {
     bool linear_proj;                /* proj_in/out are linear (SD 2.x) or 1x1 conv (SD 1.x) */
     int time_embed_dim;              /* 4 * model_channels */
     int norm_groups;                 /* group norm groups (32) */
+    /* SDXL's added embedding (add_embedding / label_emb.0): its input is
+     * the pooled text embedding and n_time_ids size values, each through a
+     * add_time_dim-wide Fourier embedding; 0: none (SD 1.x, 2.x) */
+    int add_in_dim;                  /* 2816 = 1280 + 6 * 256 */
+    int add_time_dim;                /* 256 */
+    int n_time_ids;                  /* 6: original size, crop top-left, target size */
     sdc_prediction prediction;
     const char *prediction_source;   /* "scheduler_config.json", "heuristic", ... */
     const char *heads_source;        /* where heads and norm_groups came from, for messages */
@@ -110,11 +120,14 @@ typedef struct sdc_model_config {
     sdc_family family;
     sdc_layout layout;
     sdc_text_config text;
+    sdc_text_config text2;           /* SDXL's second text encoder; width 0: none */
     sdc_unet_config unet;
     sdc_vae_config vae;
     sdc_sched_hint sched;
-    int image_size;                  /* native side in pixels: 512 (768 for v-prediction SD 2.x),
-                                      * or the file's __metadata__ sdc.image_size */
+    int image_size;                  /* native side in pixels: 512 (768 for v-prediction SD 2.x,
+                                      * 1024 for SDXL), or the file's __metadata__ sdc.image_size */
+    bool zero_empty_negative;        /* SDXL: an empty negative prompt is zeros, not encoded
+                                      * (model_index.json force_zeros_for_empty_prompt, true by default) */
 } sdc_model_config;
 
 /* Where each component's tensors are and how they are named. */
@@ -131,6 +144,9 @@ typedef struct sdc_model_files {
     bool unet_diffusers_names;  /* down_blocks.* (diffusers) or input_blocks.* (original) */
     bool vae_diffusers_names;
     sdc_text_naming text_naming;
+    sdc_st_file *text2_file;    /* SDXL's second text encoder, or NULL */
+    const char *text2_prefix;
+    sdc_text_naming text2_naming;
     sdc_st_file *vae_own;       /* single-file layout with --vae: the VAE's own file (vae_file), else NULL */
     char *tokenizer_vocab;      /* diffusers tokenizer/vocab.json, or NULL */
     char *tokenizer_merges;     /* diffusers tokenizer/merges.txt, or NULL */
@@ -163,7 +179,24 @@ void sdc_model_print(const sdc_model_files *m, FILE *fp);
  * value that describes a shape agreeing with the tensors. Called by
  * sdc_model_open (model_check.c). */
 sdc_status sdc_model_check(const sdc_model_files *m, const cJSON *unet_cfg, const cJSON *vae_cfg,
-                           const cJSON *text_cfg);
+                           const cJSON *text_cfg, const cJSON *text2_cfg);
+
+/* Shared by model.c and model_sdxl.c (internal). */
+const sdc_st_tensor *sdc_model_findf(const sdc_st_file *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* root/sub/ one of names (the first that exists), opened; a pickle .bin
+ * alone or nothing is an error naming the folder. */
+sdc_status sdc_model_open_component(const char *root, const char *sub, const char *const *names, sdc_st_file **out);
+/* A text encoder's shape from its tensors: vocab, width, layers, ff,
+ * max_pos, default heads and eps (file, prefix and naming as given). */
+sdc_status sdc_model_text_shape(const sdc_st_file *f, const char *prefix, sdc_text_naming naming,
+                                sdc_text_config *c);
+/* SDXL (model_sdxl.c): a single file with conditioner.embedders.* is
+ * recognised (true in *is_sdxl; the refiner refused by name); a diffusers
+ * folder's text_encoder_2 opened; the second encoder's and the added
+ * embedding's configuration read. */
+sdc_status sdc_sdxl_recognise_single(sdc_model_files *m, bool *is_sdxl);
+sdc_status sdc_sdxl_open_diffusers(sdc_model_files *m, const cJSON *model_index);
+sdc_status sdc_sdxl_configure(sdc_model_files *m, const cJSON *unet_cfg, const cJSON *text2_cfg);
 
 /* Heads of a text encoder of this width when the file does not say:
  * CLIP and OpenCLIP use 64-wide heads. */

@@ -24,9 +24,7 @@ static void int_list(const int *v, int n, char *buf, size_t cap) {
     for (int i = 0; i < n && k < cap; i++) k += (size_t)snprintf(buf + k, cap - k, "%s%d", i ? ", " : "", v[i]);
 }
 
-static sdc_status check_text(const sdc_model_files *m) {
-    const sdc_text_config *t = &m->config.text;
-    const char *p = m->text_file->path;
+static sdc_status check_text(const sdc_text_config *t, const char *p) {
     SDC_TRY(in_range(p, "the text encoder's vocabulary (token embedding rows)", t->vocab, SDC_CLIP_EOS + 1,
                      SDC_LIMIT_TEXT_VOCAB, "CLIP's tokenizer needs its 49408 ids"));
     SDC_TRY(in_range(p, "the text encoder's width", t->width, 1, SDC_LIMIT_TEXT_WIDTH, NULL));
@@ -39,7 +37,7 @@ static sdc_status check_text(const sdc_model_files *m) {
         return sdc_fail(SDC_ERR_FORMAT, "%s: text width %d is not divisible by %d heads (%s)", p, t->width, t->heads,
                         t->heads_source);
     if (t->layers_used < 1)
-        return sdc_fail(SDC_ERR_FORMAT, "%s: an SD 2.x text encoder needs at least 2 layers (it runs the "
+        return sdc_fail(SDC_ERR_FORMAT, "%s: an SD 2.x or SDXL text encoder needs at least 2 layers (it runs the "
                         "penultimate one); it has %d", p, t->layers);
     return SDC_OK;
 }
@@ -107,7 +105,11 @@ static sdc_status check_vae(const sdc_model_files *m) {
 static sdc_status check_between(const sdc_model_files *m) {
     const sdc_model_config *c = &m->config;
     const char *where = m->path;
-    if (c->text.width != c->unet.context_dim)
+    if (c->text2.width && c->text.width + c->text2.width != c->unet.context_dim)
+        return sdc_fail(SDC_ERR_FORMAT, "%s: the text encoders are %d and %d wide but the U-Net's cross-attention "
+                        "takes %d (attn2.to_k), not their sum: the text encoders and U-Net do not belong together",
+                        where, c->text.width, c->text2.width, c->unet.context_dim);
+    if (!c->text2.width && c->text.width != c->unet.context_dim)
         return sdc_fail(SDC_ERR_FORMAT, "%s: the text encoder is %d wide but the U-Net's cross-attention takes %d "
                         "(attn2.to_k): the text encoder and U-Net do not belong together", where, c->text.width,
                         c->unet.context_dim);
@@ -187,9 +189,6 @@ static sdc_status agree_null(const char *path, const cJSON *cfg, const char *con
         if (!v || cJSON_IsNull(v)) continue;
         char shown[64];
         sdc_json_repr(v, shown, sizeof shown);
-        if (strcmp(keys[i], "addition_embed_type") == 0)
-            return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: \"%s\" is %s: this is an SDXL-style U-Net; sdc runs SD 1.x and "
-                            "SD 2.x models, SDXL is not supported yet", path, keys[i], shown);
         return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: \"%s\" is %s; %s has no such part in sdc (it must be null)", path,
                         keys[i], shown, what);
     }
@@ -200,10 +199,18 @@ static sdc_status agree_unet(const sdc_model_files *m, const cJSON *cfg) {
     const sdc_unet_config *c = &m->config.unet;
     char path[4200];
     snprintf(path, sizeof path, "%s/unet/config.json", m->path);
-    static const char *const nulls[] = {"addition_embed_type", "class_embed_type", "encoder_hid_dim",
-                                        "encoder_hid_dim_type", "num_class_embeds", "time_cond_proj_dim",
-                                        "projection_class_embeddings_input_dim", "cross_attention_norm", NULL};
+    static const char *const nulls[] = {"class_embed_type", "encoder_hid_dim", "encoder_hid_dim_type",
+                                        "num_class_embeds", "time_cond_proj_dim", "cross_attention_norm", NULL};
     SDC_TRY(agree_null(path, cfg, nulls, "the U-Net"));
+    if (c->add_in_dim) { /* SDXL: text_time, agreeing with add_embedding.linear_1 */
+        static const fixed_key xl[] = {{"addition_embed_type", "text_time", -1}, {NULL, NULL, 0}};
+        SDC_TRY(agree_fixed(path, cfg, xl, "the SDXL U-Net"));
+        SDC_TRY(agree_int(path, cfg, "projection_class_embeddings_input_dim", c->add_in_dim,
+                          "add_embedding.linear_1.weight"));
+    } else {
+        static const char *const xl[] = {"addition_embed_type", "projection_class_embeddings_input_dim", NULL};
+        SDC_TRY(agree_null(path, cfg, xl, "the U-Net"));
+    }
     static const fixed_key fixed[] = {
         {"act_fn", "silu", -1},           {"time_embedding_type", "positional", -1},
         {"resnet_time_scale_shift", "default", -1}, {"mid_block_type", "UNetMidBlock2DCrossAttn", -1},
@@ -268,10 +275,9 @@ static sdc_status agree_vae(const sdc_model_files *m, const cJSON *cfg) {
     return agree_list(path, cfg, "block_out_channels", ch, c->n_levels, "decoder.up_blocks.N.resnets.0.conv2");
 }
 
-static sdc_status agree_text(const sdc_model_files *m, const cJSON *cfg) {
-    const sdc_text_config *t = &m->config.text;
+static sdc_status agree_text(const sdc_model_files *m, const sdc_text_config *t, const char *sub, const cJSON *cfg) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/text_encoder/config.json", m->path);
+    snprintf(path, sizeof path, "%s/%s/config.json", m->path, sub);
     SDC_TRY(agree_int(path, cfg, "hidden_size", t->width, "token_embedding.weight"));
     SDC_TRY(agree_int(path, cfg, "intermediate_size", t->ff, "mlp.fc1.weight"));
     SDC_TRY(agree_int(path, cfg, "num_hidden_layers", t->layers, "encoder.layers.N"));
@@ -280,14 +286,16 @@ static sdc_status agree_text(const sdc_model_files *m, const cJSON *cfg) {
 }
 
 sdc_status sdc_model_check(const sdc_model_files *m, const cJSON *unet_cfg, const cJSON *vae_cfg,
-                           const cJSON *text_cfg) {
-    SDC_TRY(check_text(m));
+                           const cJSON *text_cfg, const cJSON *text2_cfg) {
+    SDC_TRY(check_text(&m->config.text, m->text_file->path));
+    if (m->config.text2.width) SDC_TRY(check_text(&m->config.text2, m->text2_file->path));
     SDC_TRY(check_unet(m));
     SDC_TRY(check_vae(m));
     if (m->layout == SDC_LAYOUT_DIFFUSERS) {
         SDC_TRY(agree_unet(m, unet_cfg));
         SDC_TRY(agree_vae(m, vae_cfg));
-        SDC_TRY(agree_text(m, text_cfg));
+        SDC_TRY(agree_text(m, &m->config.text, "text_encoder", text_cfg));
+        if (m->config.text2.width) SDC_TRY(agree_text(m, &m->config.text2, "text_encoder_2", text2_cfg));
     }
     return check_between(m);
 }

@@ -268,6 +268,10 @@ static void walk_unet(const sdc_unet_config *c, walk *w) {
     visit(w, K_PLAIN, 0, "conv_in.", "input_blocks.0.0.");
     visit(w, K_PLAIN, 0, "time_embedding.linear_1.", "time_embed.0.");
     visit(w, K_PLAIN, 0, "time_embedding.linear_2.", "time_embed.2.");
+    if (c->add_in_dim) { /* SDXL's added embedding */
+        visit(w, K_PLAIN, 0, "add_embedding.linear_1.", "label_emb.0.0.");
+        visit(w, K_PLAIN, 0, "add_embedding.linear_2.", "label_emb.0.2.");
+    }
     visit(w, K_PLAIN, 0, "conv_norm_out.", "out.0.");
     visit(w, K_PLAIN, 0, "conv_out.", "out.2.");
 

@@ -36,17 +36,20 @@ void sdc_loader_done(sdc_loader *L) {
 
 static const sdc_st_file *comp_file(const sdc_loader *L) {
     if (L->comp == SDC_COMP_FILE) return L->file;
+    if (L->comp == SDC_COMP_TEXT2) return L->m->text2_file;
     return L->comp == SDC_COMP_UNET ? L->m->unet_file : L->comp == SDC_COMP_VAE ? L->m->vae_file : L->m->text_file;
 }
 
 static const char *comp_prefix(const sdc_loader *L) {
     if (L->comp == SDC_COMP_FILE) return "";
+    if (L->comp == SDC_COMP_TEXT2) return L->m->text2_prefix;
     return L->comp == SDC_COMP_UNET ? L->m->unet_prefix : L->comp == SDC_COMP_VAE ? L->m->vae_prefix
                                                                                    : L->m->text_prefix;
 }
 
 static const char *comp_what(const sdc_loader *L) {
     if (L->comp == SDC_COMP_FILE) return L->what;
+    if (L->comp == SDC_COMP_TEXT2) return "second text encoder";
     return L->comp == SDC_COMP_UNET ? "U-Net" : L->comp == SDC_COMP_VAE ? "VAE" : "text encoder";
 }
 
@@ -71,7 +74,7 @@ sdc_status sdc_loader_check_all_used(sdc_loader *L) {
             left++;
         }
     if (!left) return SDC_OK;
-    return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: %s tensor %s%s is not part of the SD 1.x / 2.x %s that sdc runs (%d such "
+    return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: %s tensor %s%s is not part of the SD 1.x / 2.x / XL %s that sdc runs (%d such "
                     "tensor%s): the model has parts sdc does not implement", f->path, what, first,
                     left > 1 ? " and others" : "", what, left, left > 1 ? "s" : "");
 }
@@ -83,9 +86,9 @@ static const sdc_st_tensor *lookup(sdc_loader *L, const char *name, char *full, 
         snprintf(full, cap, "%s", name);
         return sdc_st_find(L->file, name);
     }
-    if (L->comp == SDC_COMP_TEXT) { /* the text encoder's own names */
-        snprintf(full, cap, "%s%s", m->text_prefix, name);
-        return sdc_st_find(m->text_file, full);
+    if (L->comp == SDC_COMP_TEXT || L->comp == SDC_COMP_TEXT2) { /* the text encoders' own names */
+        snprintf(full, cap, "%s%s", comp_prefix(L), name);
+        return sdc_st_find(comp_file(L), full);
     }
     const bool unet = L->comp == SDC_COMP_UNET;
     const sdc_st_file *f = unet ? m->unet_file : m->vae_file;
@@ -190,7 +193,7 @@ static sdc_status find(sdc_loader *L, const char *name, const int64_t *dims, int
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == dims[i];
     if (!ok && allow_1x1 && ndim == 2 && t->ndim == 4)
         ok = t->shape[0] == dims[0] && t->shape[1] == dims[1] && t->shape[2] == 1 && t->shape[3] == 1;
-    if (!ok && L->comp == SDC_COMP_TEXT && ndim == 1 && t->ndim == 2) /* OpenCLIP's (1, n) vectors */
+    if (!ok && (L->comp == SDC_COMP_TEXT || L->comp == SDC_COMP_TEXT2) && ndim == 1 && t->ndim == 2) /* OpenCLIP's (1, n) vectors */
         ok = t->shape[0] == 1 && t->shape[1] == dims[0];
     if (!ok) {
         char got[128] = "", want[128] = "";
@@ -259,6 +262,24 @@ sdc_status sdc_load_table(sdc_loader *L, float **dst, int rows, int cols, const 
 
 sdc_status sdc_load_mat(sdc_loader *L, sdc_weight *dst, int out, int in, const char *name) {
     return sdc_load_mats_stacked(L, dst, 1, &out, in, &name);
+}
+
+sdc_status sdc_load_mat_t(sdc_loader *L, sdc_weight *dst, int out, int in, const char *name) {
+    sdc_dtype ty;
+    size_t count;
+    const sdc_st_tensor *ts[1];
+    SDC_TRY(read_stack(L, 1, &in, out, &name, false, &ty, &count, ts));
+    const size_t eb = dtype_bytes(ty);
+    unsigned char *tr = malloc(count * eb);
+    if (!tr) return sdc_fail(SDC_ERR_OOM, "out of memory transposing %s", name);
+    for (int i = 0; i < in; i++) /* (in, out) -> (out, in), element by element in the staged type */
+        for (int o = 0; o < out; o++)
+            memcpy(tr + ((size_t)o * in + i) * eb, L->stage + ((size_t)i * out + o) * eb, eb);
+    memcpy(L->stage, tr, count * eb);
+    free(tr);
+    dst->type = L->be->weight_type;
+    dst->chan_pad = 0;
+    return upload(L, &dst->p, dst->type, ty, count);
 }
 
 sdc_status sdc_load_mats_stacked(sdc_loader *L, sdc_weight *dst, int n_mats, const int *outs, int in,

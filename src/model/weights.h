@@ -15,7 +15,7 @@
 
 /* SDC_COMP_FILE: a network in a file of its own, names as they are
  * (sdc_loader_init_file: TAESD's decoder) */
-typedef enum sdc_component { SDC_COMP_UNET, SDC_COMP_VAE, SDC_COMP_TEXT, SDC_COMP_FILE } sdc_component;
+typedef enum sdc_component { SDC_COMP_UNET, SDC_COMP_VAE, SDC_COMP_TEXT, SDC_COMP_TEXT2, SDC_COMP_FILE } sdc_component;
 
 /* Where one matrix or convolution kernel of a model came from, so that it
  * can be rewritten in place (LoRA merges) and restored from its file
@@ -77,6 +77,9 @@ sdc_status sdc_load_table(sdc_loader *L, float **dst, int rows, int cols, const 
 sdc_status sdc_load_mat(sdc_loader *L, sdc_weight *dst, int out, int in, const char *name);
 /* (cout, cin, k, k) convolution, stored (cout, k, k, cin) */
 sdc_status sdc_load_conv(sdc_loader *L, sdc_weight *dst, int cout, int cin, int k, const char *name);
+/* An (out, in) matrix stored transposed, (in, out), as OpenCLIP keeps its
+ * text_projection (not recorded for LoRA merges). */
+sdc_status sdc_load_mat_t(sdc_loader *L, sdc_weight *dst, int out, int in, const char *name);
 /* Several (out_i, in) matrices stacked into one (sum out_i, in) weight,
  * e.g. q, k and v into one projection. */
 sdc_status sdc_load_mats_stacked(sdc_loader *L, sdc_weight *dst, int n_mats, const int *outs, int in,

@@ -43,9 +43,9 @@ static sdc_status load_qkv_hf(sdc_loader *L, int l, int W, sdc_text_layer *ly) {
     return sdc_load_vecs_stacked(L, &ly->qkv_b, 3, outs, bn);
 }
 
-static sdc_status load_layer(sdc_loader *L, int l, const sdc_text_config *c, sdc_text_layer *ly) {
+static sdc_status load_layer(sdc_loader *L, int l, const sdc_text_config *c, bool hf, sdc_text_layer *ly) {
     const int W = c->width, F = c->ff;
-    if (L->m->text_naming == SDC_TEXT_HF) {
+    if (hf) {
         const char *p = "text_model.encoder.layers";
         SDC_TRY(load_vec(L, &ly->ln1_w, W, "%s.%d.layer_norm1.weight", p, l));
         SDC_TRY(load_vec(L, &ly->ln1_b, W, "%s.%d.layer_norm1.bias", p, l));
@@ -79,18 +79,21 @@ static sdc_status load_layer(sdc_loader *L, int l, const sdc_text_config *c, sdc
 static sdc_status load_all(sdc_loader *L, sdc_text_encoder *te) {
     const sdc_text_config *c = &te->cfg;
     const int W = c->width;
-    const bool hf = L->m->text_naming == SDC_TEXT_HF;
+    const bool hf = te->naming == SDC_TEXT_HF;
     SDC_TRY(sdc_load_table(L, &te->tok_emb, c->vocab, W,
                            hf ? "text_model.embeddings.token_embedding.weight" : "token_embedding.weight"));
     SDC_TRY(sdc_load_table(L, &te->pos_emb, c->max_pos, W,
                            hf ? "text_model.embeddings.position_embedding.weight" : "positional_embedding"));
     SDC_TRY(sdc_load_vec(L, &te->lnf_w, W, hf ? "text_model.final_layer_norm.weight" : "ln_final.weight"));
     SDC_TRY(sdc_load_vec(L, &te->lnf_b, W, hf ? "text_model.final_layer_norm.bias" : "ln_final.bias"));
-    for (int l = 0; l < c->layers; l++) SDC_TRY(load_layer(L, l, c, &te->layers[l]));
+    for (int l = 0; l < c->layers; l++) SDC_TRY(load_layer(L, l, c, hf, &te->layers[l]));
+    if (c->proj) /* SDXL's pooled output: transformers' (proj, width), OpenCLIP's (width, proj) */
+        SDC_TRY(hf ? sdc_load_mat(L, &te->proj_w, c->proj, W, "text_projection.weight")
+                   : sdc_load_mat_t(L, &te->proj_w, c->proj, W, "text_projection"));
     sdc_backend *be = L->be;
     const size_t T = (size_t)c->max_pos;
-    sdc_buf *bufs[] = {&te->x, &te->h, &te->qkv, &te->attn, &te->mlp};
-    const size_t elems[] = {T * W, T * W, T * 3 * W, T * W, T * (size_t)c->ff};
+    sdc_buf *bufs[] = {&te->x, &te->h, &te->qkv, &te->attn, &te->mlp, &te->pooled};
+    const size_t elems[] = {T * W, T * W, T * 3 * W, T * W, T * (size_t)c->ff, (size_t)(c->proj ? c->proj : 1)};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         float *p = NULL;
         SDC_TRY(be->ops->alloc(be, sdc_act_floats(te->act, elems[i]), &p));
@@ -99,12 +102,12 @@ static sdc_status load_all(sdc_loader *L, sdc_text_encoder *te) {
     return SDC_OK;
 }
 
-sdc_status sdc_text_encoder_load(const sdc_model_files *m, sdc_backend *be,
-                                 sdc_text_encoder **out) {
+static sdc_status load_one(const sdc_model_files *m, sdc_backend *be, bool second, sdc_text_encoder **out) {
     *out = NULL;
     sdc_text_encoder *te = calloc(1, sizeof *te);
     if (!te) return sdc_fail(SDC_ERR_OOM, "text encoder: out of memory");
-    te->cfg = m->config.text;
+    te->cfg = second ? m->config.text2 : m->config.text;
+    te->naming = second ? m->text2_naming : m->text_naming;
     te->be = be;
     /* fp32 activations whatever the weights' type (products round their
      * input to it): a prompt window is 77 tokens, so this costs next to
@@ -113,7 +116,7 @@ sdc_status sdc_text_encoder_load(const sdc_model_files *m, sdc_backend *be,
     te->act = SDC_DT_F32;
     te->layers = calloc((size_t)te->cfg.layers, sizeof *te->layers);
     sdc_loader L;
-    sdc_loader_init(&L, m, SDC_COMP_TEXT, be, &te->weights);
+    sdc_loader_init(&L, m, second ? SDC_COMP_TEXT2 : SDC_COMP_TEXT, be, &te->weights);
     sdc_status st = te->layers ? load_all(&L, te) : sdc_fail(SDC_ERR_OOM, "text encoder: out of memory");
     sdc_loader_done(&L);
     if (st != SDC_OK) {
@@ -124,10 +127,19 @@ sdc_status sdc_text_encoder_load(const sdc_model_files *m, sdc_backend *be,
     return SDC_OK;
 }
 
+sdc_status sdc_text_encoder_load(const sdc_model_files *m, sdc_backend *be, sdc_text_encoder **out) {
+    return load_one(m, be, false, out);
+}
+
+sdc_status sdc_text_encoder_load2(const sdc_model_files *m, sdc_backend *be, sdc_text_encoder **out) {
+    if (!m->config.text2.width) return sdc_fail(SDC_ERR_ARG, "%s: the model has one text encoder", m->path);
+    return load_one(m, be, true, out);
+}
+
 void sdc_text_encoder_free(sdc_text_encoder *te) {
     if (!te) return;
     sdc_backend *be = te->be;
-    sdc_buf *bufs[] = {&te->x, &te->h, &te->qkv, &te->attn, &te->mlp};
+    sdc_buf *bufs[] = {&te->x, &te->h, &te->qkv, &te->attn, &te->mlp, &te->pooled};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]->p) be->ops->free(be, bufs[i]->p);
     sdc_weight_set_free(&te->weights, be);
@@ -144,10 +156,38 @@ sdc_status sdc_text_encoder_run(sdc_text_encoder *te, const int *ids,
 sdc_status sdc_text_encoder_run_with(sdc_text_encoder *te, const int *ids, int n_tokens, int n_layers,
                                      bool final_norm, const int *pos, const float *const *rows, int n_rows,
                                      float *out) {
+    return sdc_text_encoder_run_pooled(te, ids, n_tokens, n_layers, final_norm, pos, rows, n_rows, out, -1, NULL);
+}
+
+/* x = layer l(x) */
+static sdc_status layer_forward(sdc_text_encoder *te, int l, int T) {
     const sdc_text_config *c = &te->cfg;
     const sdc_backend_ops *op = te->be->ops;
     sdc_backend *be = te->be;
-    const int T = n_tokens, W = c->width, H = c->heads;
+    const int W = c->width, H = c->heads;
+    const sdc_text_layer *ly = &te->layers[l];
+    /* x = x + out_proj(attention(ln1(x))) */
+    SDC_TRY(op->layer_norm(be, te->h, te->x, ly->ln1_w, ly->ln1_b, T, W, c->eps));
+    SDC_TRY(op->linear(be, te->qkv, te->h, ly->qkv_w, ly->qkv_b, T, W, 3 * W));
+    SDC_TRY(op->attention(be, te->attn, te->qkv, sdc_at(te->qkv, W), sdc_at(te->qkv, 2 * (size_t)W), 1, H, T, T,
+                          W / H, 3 * W, 3 * W, true));
+    SDC_TRY(op->linear(be, te->h, te->attn, ly->out_w, ly->out_b, T, W, W));
+    SDC_TRY(op->add(be, te->x, te->x, te->h, (size_t)T * W));
+    /* x = x + fc2(act(fc1(ln2(x)))) */
+    SDC_TRY(op->layer_norm(be, te->h, te->x, ly->ln2_w, ly->ln2_b, T, W, c->eps));
+    SDC_TRY(op->linear(be, te->mlp, te->h, ly->fc1_w, ly->fc1_b, T, W, c->ff));
+    SDC_TRY(op->activation(be, te->mlp, te->mlp, (size_t)T * c->ff, c->act));
+    SDC_TRY(op->linear(be, te->h, te->mlp, ly->fc2_w, ly->fc2_b, T, c->ff, W));
+    return op->add(be, te->x, te->x, te->h, (size_t)T * W);
+}
+
+sdc_status sdc_text_encoder_run_pooled(sdc_text_encoder *te, const int *ids, int n_tokens, int n_layers,
+                                       bool final_norm, const int *pos, const float *const *rows, int n_rows,
+                                       float *out, int pool_at, float *pooled) {
+    const sdc_text_config *c = &te->cfg;
+    const sdc_backend_ops *op = te->be->ops;
+    sdc_backend *be = te->be;
+    const int T = n_tokens, W = c->width;
     if (T < 1 || T > c->max_pos)
         return sdc_fail(SDC_ERR_ARG, "text encoder: %d tokens, expected 1..%d", T, c->max_pos);
     if (n_layers < 0 || n_layers > c->layers)
@@ -165,26 +205,22 @@ sdc_status sdc_text_encoder_run_with(sdc_text_encoder *te, const int *ids, int n
         SDC_TRY(op->upload(be, xp, rows[i], (size_t)W));
         SDC_TRY(op->add(be, SDC_F32(xp), SDC_F32(xp), SDC_F32(te->pos_emb + (size_t)pos[i] * W), (size_t)W));
     }
-    for (int l = 0; l < n_layers; l++) {
-        const sdc_text_layer *ly = &te->layers[l];
-        /* x = x + out_proj(attention(ln1(x))) */
-        SDC_TRY(op->layer_norm(be, te->h, te->x, ly->ln1_w, ly->ln1_b, T, W, c->eps));
-        SDC_TRY(op->linear(be, te->qkv, te->h, ly->qkv_w, ly->qkv_b, T, W, 3 * W));
-        SDC_TRY(op->attention(be, te->attn, te->qkv, sdc_at(te->qkv, W), sdc_at(te->qkv, 2 * (size_t)W), 1, H, T,
-                              T, W / H, 3 * W, 3 * W, true));
-        SDC_TRY(op->linear(be, te->h, te->attn, ly->out_w, ly->out_b, T, W, W));
-        SDC_TRY(op->add(be, te->x, te->x, te->h, (size_t)T * W));
-        /* x = x + fc2(act(fc1(ln2(x)))) */
-        SDC_TRY(op->layer_norm(be, te->h, te->x, ly->ln2_w, ly->ln2_b, T, W, c->eps));
-        SDC_TRY(op->linear(be, te->mlp, te->h, ly->fc1_w, ly->fc1_b, T, W, c->ff));
-        SDC_TRY(op->activation(be, te->mlp, te->mlp, (size_t)T * c->ff, c->act));
-        SDC_TRY(op->linear(be, te->h, te->mlp, ly->fc2_w, ly->fc2_b, T, c->ff, W));
-        SDC_TRY(op->add(be, te->x, te->x, te->h, (size_t)T * W));
-    }
+    for (int l = 0; l < n_layers; l++) SDC_TRY(layer_forward(te, l, T));
     sdc_buf last = te->x;
     if (final_norm) {
         SDC_TRY(op->layer_norm(be, te->h, te->x, te->lnf_w, te->lnf_b, T, W, c->eps));
         last = te->h;
     }
-    return op->download(be, out, last.p, (size_t)T * W); /* fp32 activations (te->act) */
+    if (out) SDC_TRY(op->download(be, out, last.p, (size_t)T * W)); /* fp32 activations (te->act) */
+    if (!pooled) return SDC_OK;
+    /* the pooled output: every layer, the final layer norm, the row at
+     * pool_at, projected (CLIPTextModelWithProjection's text_embeds) */
+    if (!c->proj || pool_at < 0 || pool_at >= T)
+        return sdc_fail(SDC_ERR_ARG, "text encoder: no pooled output (projection %d, token %d of %d)", c->proj,
+                        pool_at, T);
+    for (int l = n_layers; l < c->layers; l++) SDC_TRY(layer_forward(te, l, T));
+    const sdc_buf row = sdc_at(te->x, (size_t)pool_at * W);
+    SDC_TRY(op->layer_norm(be, te->h, row, te->lnf_w, te->lnf_b, 1, W, c->eps));
+    SDC_TRY(op->linear(be, te->pooled, te->h, te->proj_w, NULL, 1, W, c->proj));
+    return op->download(be, pooled, te->pooled.p, (size_t)c->proj);
 }

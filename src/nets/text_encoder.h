@@ -19,12 +19,14 @@ typedef struct sdc_text_layer {
 
 typedef struct sdc_text_encoder {
     sdc_text_config cfg;
+    sdc_text_naming naming; /* transformers' or OpenCLIP's tensor names */
     sdc_backend *be;        /* not owned */
     sdc_weight_set weights;  /* every weight buffer below */
     float *tok_emb;         /* (vocab, width) */
     float *pos_emb;         /* (max_pos, width) */
     float *lnf_w, *lnf_b;   /* (width) final_layer_norm / ln_final */
     sdc_text_layer *layers; /* (cfg.layers) */
+    sdc_weight proj_w;      /* (cfg.proj, width) text_projection, no bias; .p NULL without */
     /* activations for up to max_pos tokens, backend memory, of type act
      * (fp32: see text_encoder.c) */
     sdc_dtype act;
@@ -33,12 +35,15 @@ typedef struct sdc_text_encoder {
     sdc_buf qkv;            /* (tokens, 3 * width) */
     sdc_buf attn;           /* (tokens, width) */
     sdc_buf mlp;            /* (tokens, ff) */
+    sdc_buf pooled;         /* (cfg.proj) */
 } sdc_text_encoder;
 
 /* Load the text encoder's weights from an open model (matrices in the
  * backend's weight type, the rest fp32). */
 sdc_status sdc_text_encoder_load(const sdc_model_files *m, sdc_backend *be,
                                  sdc_text_encoder **out);
+/* SDXL's second text encoder (config.text2, with its projection). */
+sdc_status sdc_text_encoder_load2(const sdc_model_files *m, sdc_backend *be, sdc_text_encoder **out);
 void sdc_text_encoder_free(sdc_text_encoder *te);
 
 /* Run the first n_layers layers on ids[n_tokens] and write the hidden state
@@ -54,5 +59,13 @@ sdc_status sdc_text_encoder_run(sdc_text_encoder *te, const int *ids,
 sdc_status sdc_text_encoder_run_with(sdc_text_encoder *te, const int *ids, int n_tokens, int n_layers,
                                      bool final_norm, const int *pos, const float *const *rows, int n_rows,
                                      float *out);
+
+/* The same, and (pooled != NULL) the pooled output as SDXL takes it:
+ * every layer run, the final layer norm, the hidden state at token
+ * pool_at projected by text_projection, (cfg.proj) floats to host memory
+ * `pooled`. out may be NULL. */
+sdc_status sdc_text_encoder_run_pooled(sdc_text_encoder *te, const int *ids, int n_tokens, int n_layers,
+                                       bool final_norm, const int *pos, const float *const *rows, int n_rows,
+                                       float *out, int pool_at, float *pooled);
 
 #endif

@@ -61,6 +61,12 @@ static sdc_status load_all(sdc_loader *L, sdc_unet *u) {
     SDC_TRY(sdc_load_vec(L, &u->time_b1, te, "time_embedding.linear_1.bias"));
     SDC_TRY(sdc_load_mat(L, &u->time_w2, te, te, "time_embedding.linear_2.weight"));
     SDC_TRY(sdc_load_vec(L, &u->time_b2, te, "time_embedding.linear_2.bias"));
+    if (c->add_in_dim) { /* SDXL's added embedding (label_emb.0 in the original names) */
+        SDC_TRY(sdc_load_mat(L, &u->add_w1, te, c->add_in_dim, "add_embedding.linear_1.weight"));
+        SDC_TRY(sdc_load_vec(L, &u->add_b1, te, "add_embedding.linear_1.bias"));
+        SDC_TRY(sdc_load_mat(L, &u->add_w2, te, te, "add_embedding.linear_2.weight"));
+        SDC_TRY(sdc_load_vec(L, &u->add_b2, te, "add_embedding.linear_2.bias"));
+    }
     SDC_TRY(sdc_load_conv_bias(L, &u->conv_in_w, &u->conv_in_b, c0, c->in_channels, 3, "conv_in"));
     /* down: level l takes channels[l-1] (c0 at level 0) to channels[l] */
     int ch = c0;
@@ -323,11 +329,26 @@ static size_t kv_only_floats(sdc_unet *u, int batch, int tokens) {
 }
 
 /* floats of the keys and values and, for activations other than fp32, of
- * the context in their type after them */
-static size_t kv_floats(sdc_unet *u, int batch, int tokens) {
+ * the context in their type after them (where the added embedding's
+ * buffers start) */
+static size_t kv_ctx_floats(sdc_unet *u, int batch, int tokens) {
     const size_t kv = kv_only_floats(u, batch, tokens);
     if (u->act == SDC_DT_F32) return kv;
-    return kv + sdc_act_floats(u->act, (size_t)batch * tokens * u->cfg.context_dim);
+    return kv + ((sdc_act_floats(u->act, (size_t)batch * tokens * u->cfg.context_dim) + 63) & ~(size_t)63);
+}
+
+/* SDXL's added embedding, after the context: its input (batch, add_in)
+ * fp32, the hidden and output (batch, temb) fp32, the output in the
+ * activations' type (batch, temb) */
+static size_t add_floats(const sdc_unet *u, int batch) {
+    if (!u->cfg.add_in_dim) return 0;
+    const size_t b = (size_t)batch, te = (size_t)u->cfg.time_embed_dim;
+    return ((b * u->cfg.add_in_dim + 63) & ~(size_t)63) + 2 * ((b * te + 63) & ~(size_t)63) +
+           ((sdc_act_floats(u->act, b * te) + 63) & ~(size_t)63);
+}
+
+static size_t kv_floats(sdc_unet *u, int batch, int tokens) {
+    return kv_ctx_floats(u, batch, tokens) + add_floats(u, batch);
 }
 
 static sdc_buf temb_row(const sdc_unet *u, size_t step, size_t row) {
@@ -363,6 +384,7 @@ void sdc_unet_use_memory(sdc_unet *u, float *act, float *state, sdc_net_memory m
     u->kv_cap = u->temb_cap = 0;
     u->kv_ext = u->temb_ext = false;
     u->kv_batch = u->kv_tokens = 0;
+    u->add_batch = 0;
     u->temb_steps = u->temb_batch = 0;
     if (act) {
         u->arena = act;
@@ -385,6 +407,7 @@ sdc_status sdc_unet_set_context(sdc_unet *u, const float *context, int batch, in
     sdc_transformer *ts[SDC_MAX_LEVELS * (SDC_LIMIT_RES_BLOCKS + 1) * 2 + 1];
     const int nt = transformers_in_order(u, ts);
     u->kv_batch = u->kv_tokens = 0;
+    u->add_batch = 0;
     SDC_TRY(ensure_buf(u, &u->kv, &u->kv_cap, &u->kv_ext, kv_floats(u, batch, tokens)));
     /* the context in the activations' type, after the keys and values */
     sdc_buf ctx = SDC_F32(context);
@@ -405,21 +428,57 @@ sdc_status sdc_unet_set_context(sdc_unet *u, const float *context, int batch, in
     return SDC_OK;
 }
 
+sdc_status sdc_unet_set_added(sdc_unet *u, const float *pooled, const double *time_ids, int batch) {
+    const sdc_unet_config *c = &u->cfg;
+    sdc_backend *be = u->be;
+    const sdc_backend_ops *op = be->ops;
+    if (!c->add_in_dim) return sdc_fail(SDC_ERR_ARG, "unet: this U-Net has no added embedding");
+    if (!u->kv || u->kv_batch != batch)
+        return sdc_fail(SDC_ERR_ARG, "unet: the added embedding of a batch of %d before its context "
+                        "(sdc_unet_set_context)", batch);
+    const int te = c->time_embed_dim, in = c->add_in_dim, P = in - c->n_time_ids * c->add_time_dim;
+    const size_t b = (size_t)batch;
+    float *x = u->kv + kv_ctx_floats(u, batch, u->kv_tokens);
+    float *hid = x + ((b * in + 63) & ~(size_t)63);
+    float *out = hid + ((b * te + 63) & ~(size_t)63);
+    u->add_emb = (sdc_buf){out + ((b * te + 63) & ~(size_t)63), u->act};
+    /* [pooled, Fourier(time id 0), ..., Fourier(time id n-1)] per row */
+    for (int r = 0; r < batch; r++) {
+        float *row = x + (size_t)r * in;
+        SDC_TRY(op->upload(be, row, pooled + (size_t)r * P, (size_t)P));
+        for (int k = 0; k < c->n_time_ids; k++)
+            SDC_TRY(op->timestep_embedding(be, SDC_F32(row + P + (size_t)k * c->add_time_dim), 1, c->add_time_dim,
+                                           time_ids[(size_t)r * c->n_time_ids + k]));
+    }
+    SDC_TRY(op->linear(be, SDC_F32(hid), SDC_F32(x), u->add_w1, u->add_b1, batch, in, te));
+    SDC_TRY(op->activation(be, SDC_F32(hid), SDC_F32(hid), b * te, SDC_ACT_SILU));
+    SDC_TRY(op->linear(be, SDC_F32(out), SDC_F32(hid), u->add_w2, u->add_b2, batch, te, te));
+    if (u->act == SDC_DT_F32) SDC_TRY(op->copy(be, u->add_emb, SDC_F32(out), b * te));
+    else SDC_TRY(op->convert(be, u->add_emb, SDC_F32(out), b * te));
+    u->add_batch = batch;
+    return SDC_OK;
+}
+
 sdc_status sdc_unet_forward(sdc_unet *u, const float *x, int batch, int h, int w, double t,
                             const float *context, int tokens, float *out) {
     SDC_TRY(sdc_unet_set_context(u, context, batch, tokens));
     return sdc_unet_run(u, x, batch, h, w, t, out);
 }
 
-/* out (batch, time_embed_dim) = silu(linear_2(silu(linear_1(sinusoid(t))))) */
+/* out (batch, time_embed_dim) = silu(linear_2(silu(linear_1(sinusoid(t))))
+ * (+ SDXL's added embedding, before the last silu)) */
 static sdc_status time_embedding(sdc_unet *u, int batch, double t, sdc_buf out) {
     sdc_backend *be = u->be;
     const sdc_backend_ops *op = be->ops;
     const int te = u->cfg.time_embed_dim, c0 = u->cfg.channels[0];
+    if (u->cfg.add_in_dim && u->add_batch != batch)
+        return sdc_fail(SDC_ERR_ARG, "unet: an SDXL U-Net needs its added embedding (pooled text, size "
+                        "conditioning) for a batch of %d (sdc_unet_set_added)", batch);
     SDC_TRY(op->timestep_embedding(be, u->tsin, batch, c0, t));
     SDC_TRY(op->linear(be, u->temb_tmp, u->tsin, u->time_w1, u->time_b1, batch, c0, te));
     SDC_TRY(op->activation(be, u->temb_tmp, u->temb_tmp, (size_t)batch * te, SDC_ACT_SILU));
     SDC_TRY(op->linear(be, out, u->temb_tmp, u->time_w2, u->time_b2, batch, te, te));
+    if (u->cfg.add_in_dim) SDC_TRY(op->add(be, out, out, u->add_emb, (size_t)batch * te));
     return op->activation(be, out, out, (size_t)batch * te, SDC_ACT_SILU);
 }
 

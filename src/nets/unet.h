@@ -39,6 +39,8 @@ typedef struct sdc_unet {
     sdc_weight_set weights;
     sdc_weight time_w1; float *time_b1;    /* (temb, c0), (temb) time_embedding.linear_1 */
     sdc_weight time_w2; float *time_b2;    /* (temb, temb) linear_2 */
+    sdc_weight add_w1; float *add_b1;      /* SDXL: (temb, add_in), (temb) add_embedding.linear_1 */
+    sdc_weight add_w2; float *add_b2;      /* (temb, temb) add_embedding.linear_2 */
     sdc_weight conv_in_w; float *conv_in_b;   /* (c0, 3, 3, in), (c0) */
     sdc_unet_level down[SDC_MAX_LEVELS], up[SDC_MAX_LEVELS]; /* up[l]: level l, run deepest first */
     sdc_resnet mid_res[2];
@@ -70,6 +72,11 @@ typedef struct sdc_unet {
     size_t kv_cap;               /* floats */
     bool kv_ext;
     int kv_batch, kv_tokens;
+    /* SDXL: the added embedding of the batch's rows (pooled text, size
+     * conditioning), (batch, temb) in the activations' type, in the same
+     * region after the context (sdc_unet_set_added) */
+    sdc_buf add_emb;
+    int add_batch;
     size_t kv_cursor;            /* the next block's offset during a forward */
     /* the time embedding of every step of a schedule: (steps, batch, temb) */
     float *temb_table;
@@ -86,6 +93,14 @@ void sdc_unet_free(sdc_unet *u);
  * in backend memory: every cross-attention's keys and values are computed
  * here, once for a job, and kept (the context may be freed after). */
 sdc_status sdc_unet_set_context(sdc_unet *u, const float *context, int batch, int tokens);
+
+/* SDXL: the added embedding of the next forwards, after set_context and
+ * before set_schedule / prepare: pooled (batch, pooled width) and
+ * time_ids (batch, n_time_ids: original height, width, crop top, left,
+ * target height, width), host memory; embedded as diffusers'
+ * add_time_proj (a Fourier embedding per id) and add_embedding do, and
+ * added to every step's time embedding. */
+sdc_status sdc_unet_set_added(sdc_unet *u, const float *pooled, const double *time_ids, int batch);
 
 /* eps (or v) = unet(x, t, context of sdc_unet_set_context): x and out are
  * (batch, h, w, in/out channels) fp32 in backend memory; the same timestep t for
