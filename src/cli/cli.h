@@ -16,6 +16,7 @@ bool cli_parse_float(const char *s, float *out);
 bool cli_parse_u64(const char *s, unsigned long long *out);
 /* 0 on success, -1 for an unknown name */
 int cli_parse_backend(const char *s, sdc_backend_kind *out);
+bool cli_parse_pair(const char *s, char sep, int *a, int *b);
 int cli_parse_precision(const char *s, sdc_precision *out);
 
 /* The options every rendering command shares: -m, -n, --spacing, --cfg,

@@ -89,6 +89,16 @@ bool cli_parse_u64(const char *s, unsigned long long *out) {
     return true;
 }
 
+/* "AxB" (sep 'x') or "A,B" (sep ','): two whole numbers */
+bool cli_parse_pair(const char *s, char sep, int *a, int *b) {
+    const char *m = strchr(s, sep);
+    if (!m || m == s || strlen(m + 1) == 0 || strlen(s) > 24) return false;
+    char first[32];
+    memcpy(first, s, (size_t)(m - s));
+    first[m - s] = '\0';
+    return cli_parse_int(first, a) && cli_parse_int(m + 1, b);
+}
+
 unsigned long long cli_random_seed(void) {
     unsigned int s = 0;
     int fd = open("/dev/urandom", O_RDONLY);
@@ -101,7 +111,12 @@ int cli_common_option(int argc, char **argv, int *i, sdc_params *mp, sdc_gen_par
                       unsigned long long *seed, bool *have_seed) {
     const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
 #define IS(s, l) (!strcmp(a, s) || !strcmp(a, l))
-    if (!(IS("-m", "--model") || IS("-n", "--negative") || IS("--spacing", "--spacing") || IS("--cfg", "--cfg-scale") ||
+    if (IS("--encode-empty-negative", "--encode-empty-negative")) { /* SDXL: "" encoded, not zeros */
+        g->encode_empty_negative = true;
+        return 1;
+    }
+    if (!(IS("-m", "--model") || IS("--prompt-2", "--prompt-2") || IS("--negative-2", "--negative-prompt-2") ||
+          IS("--original-size", "--original-size") || IS("--target-size", "--target-size") || IS("--crop", "--crop") || IS("-n", "--negative") || IS("--spacing", "--spacing") || IS("--cfg", "--cfg-scale") ||
           IS("--seed", "--seed") || IS("-W", "--width") || IS("-H", "--height") || IS("--eta", "--eta") ||
           IS("--clip-skip", "--clip-skip") || IS("--backend", "--backend") || IS("--threads", "--threads") ||
           IS("--precision", "--precision") || IS("--vae-precision", "--vae-precision") ||
@@ -124,6 +139,19 @@ int cli_common_option(int argc, char **argv, int *i, sdc_params *mp, sdc_gen_par
         g->loras = loras;
     }
     else if (IS("-n", "--negative")) g->negative_prompt = v;
+    else if (IS("--prompt-2", "--prompt-2")) g->prompt_2 = v;
+    else if (IS("--negative-2", "--negative-prompt-2")) g->negative_prompt_2 = v;
+    else if (IS("--original-size", "--original-size") || IS("--target-size", "--target-size")) {
+        int w = 0, h = 0;
+        if (!cli_parse_pair(v, 'x', &w, &h) || w < 1 || h < 1)
+            return cli_usage_error(a[2] == 'o' ? "--original-size %s: expected WIDTHxHEIGHT in pixels, e.g. 1024x1024"
+                                               : "--target-size %s: expected WIDTHxHEIGHT in pixels, e.g. 1024x1024", v), -1;
+        if (a[2] == 'o') g->original_width = w, g->original_height = h;
+        else g->target_width = w, g->target_height = h;
+    } else if (IS("--crop", "--crop")) {
+        if (!cli_parse_pair(v, ',', &g->crop_left, &g->crop_top) || g->crop_left < 0 || g->crop_top < 0)
+            return cli_usage_error("--crop %s: expected X,Y: the crop's left and top edges in pixels, e.g. 0,0", v), -1;
+    }
     else if (IS("--spacing", "--spacing")) g->spacing = v;
     else if (IS("--cfg", "--cfg-scale")) {
         if (!cli_parse_float(v, &g->cfg_scale)) return cli_usage_error("--cfg %s: expected a number", v), -1;
