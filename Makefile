@@ -136,7 +136,7 @@ $(BUILD)/libsdc_emu.a: $(EMU_OBJ)
 EMU_TESTS := $(addprefix $(BUILD)/tests/,test_cuda.o test_cuda_pipeline.o test_cuda_img2img.o test_cuda_plan.o test_cuda_pad.o \
                                         test_cuda_halfops.o test_cuda_nets.o test_cuda_typed.o test_cuda_preview.o \
                                         cuda_testutil.o testutil.o \
-                                        st_write.o test_cuda_vae_tiled.o test_cuda_lora.o lora_cases.o)
+                                        st_write.o test_cuda_vae_tiled.o test_cuda_lora.o lora_cases.o test_cuda_sdxl.o)
 $(BUILD)/sdc_tests_emu: $(EMU_TESTS) $(BUILD)/libsdc_emu.a
 	$(CC) $(CFLAGS) $^ -o $@ -lcriterion $(EMU_LDLIBS)
 
