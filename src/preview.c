@@ -43,21 +43,29 @@ static unsigned char a1111_u8(float x) {
     return (unsigned char)(255.0f * v);
 }
 
-/* sd_vae_approx.py's coefficients: latent channel k to R, G, B */
-static const float CHEAP[4][3] = {
-    {0.298f, 0.207f, 0.208f},
-    {0.187f, 0.286f, 0.173f},
-    {-0.158f, 0.189f, 0.264f},
-    {-0.184f, -0.271f, -0.473f},
-};
+/* sd_vae_approx.py's coefficients: latent channel k to R, G, B; SD 1.x
+ * and 2.x, then its is_sdxl branch */
+static const float CHEAP[2][4][3] = {{
+                                         {0.298f, 0.207f, 0.208f},
+                                         {0.187f, 0.286f, 0.173f},
+                                         {-0.158f, 0.189f, 0.264f},
+                                         {-0.184f, -0.271f, -0.473f},
+                                     },
+                                     {
+                                         {0.3448f, 0.4168f, 0.4395f},
+                                         {-0.1953f, -0.0290f, 0.0250f},
+                                         {0.1074f, 0.0886f, -0.0163f},
+                                         {-0.3730f, -0.2499f, -0.2088f},
+                                     }};
 
-void sdc_preview_cheap(const float *x0, int h, int w, unsigned char *rgb) {
+void sdc_preview_cheap(const float *x0, int h, int w, bool sdxl, unsigned char *rgb) {
+    const float(*k)[3] = CHEAP[sdxl ? 1 : 0];
     const size_t px = (size_t)h * w;
     for (size_t i = 0; i < px; i++) {
         const float *l = x0 + 4 * i;
         for (int c = 0; c < 3; c++) {
-            float v = l[0] * CHEAP[0][c];
-            for (int k = 1; k < 4; k++) v += l[k] * CHEAP[k][c];
+            float v = l[0] * k[0][c];
+            for (int j = 1; j < 4; j++) v += l[j] * k[j][c];
             rgb[3 * i + c] = a1111_u8(v);
         }
     }
@@ -108,7 +116,7 @@ sdc_status sdc_preview_emit(sdc_ctx *ctx, const sdc_plan *pl, const sdc_gen_para
     if (st == SDC_OK) {
         sdc_latent_update_x0(u, x, mo, x0, n);
         if (taesd) st = taesd_rgb(ctx, pl, x0, lh, lw, y, rgb);
-        else sdc_preview_cheap(x0, lh, lw, rgb);
+        else sdc_preview_cheap(x0, lh, lw, ctx->model->config.family == SDC_FAMILY_SDXL, rgb);
     }
     if (st == SDC_OK) { /* at the image's size, so that it lines up with it */
         nearest(rgb, lh * s, lw * s, out, H, W);

@@ -27,9 +27,10 @@ sdc_status sdc_preview_emit(sdc_ctx *ctx, const struct sdc_plan *pl, const sdc_g
                             const sdc_latent_update *u, const float *x_dev, const float *mo_dev, int lh, int lw,
                             int step, int steps);
 
-/* AUTOMATIC1111's cheap_approximation (modules/sd_vae_approx.py, SD 1.x
- * and 2.x) of x0 (h, w, 4) NHWC, then its 8-bit conversion: rgb (h, w, 3). */
-void sdc_preview_cheap(const float *x0, int h, int w, unsigned char *rgb);
+/* AUTOMATIC1111's cheap_approximation (modules/sd_vae_approx.py; SDXL's
+ * coefficients when sdxl, else SD 1.x and 2.x's) of x0 (h, w, 4) NHWC,
+ * then its 8-bit conversion: rgb (h, w, 3). */
+void sdc_preview_cheap(const float *x0, int h, int w, bool sdxl, unsigned char *rgb);
 
 /* A1111's 8-bit conversion of TAESD's output y (n values in about [0, 1]):
  * y * 2 - 1 (samples_to_images_tensor), then as the cheap one's. */

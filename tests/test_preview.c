@@ -48,10 +48,18 @@ Test(preview, cheap_matches_a1111) {
     cr_assert(want && want->dtype == SDC_DT_U8 && want->numel == 7 * 9 * 3);
     sdc_nchw_to_nhwc(x0, nhwc, 1, 4, 7, 9);
     unsigned char rgb[7 * 9 * 3];
-    sdc_preview_cheap(nhwc, 7, 9, rgb);
+    sdc_preview_cheap(nhwc, 7, 9, false, rgb);
     int count, worst = u8_diff(rgb, want->data, sizeof rgb, &count);
     fprintf(stderr, "preview cheap: %d of %zu bytes differ, by at most %d\n", count, sizeof rgb, worst);
     cr_assert_eq(worst, 0, "cheap preview: %d bytes differ from A1111's, by up to %d", count, worst);
+    /* SDXL's latent space has coefficients of its own */
+    unsigned char xl[7 * 9 * 3];
+    const sdc_st_tensor *want_xl = sdc_st_find(ref, "cheap_rgb_xl");
+    cr_assert(want_xl && want_xl->dtype == SDC_DT_U8 && want_xl->numel == 7 * 9 * 3);
+    sdc_preview_cheap(nhwc, 7, 9, true, xl);
+    worst = u8_diff(xl, want_xl->data, sizeof xl, &count);
+    cr_assert_eq(worst, 0, "SDXL cheap preview: %d bytes differ from A1111's, by up to %d", count, worst);
+    cr_assert_neq(memcmp(xl, rgb, sizeof xl), 0);
     /* the corners clamp: white at (0, 0), black at (6, 8) */
     cr_assert(rgb[0] == 255 && rgb[1] == 255 && rgb[2] == 255);
     cr_assert(rgb[sizeof rgb - 3] == 0 && rgb[sizeof rgb - 2] == 0 && rgb[sizeof rgb - 1] == 0);
@@ -358,7 +366,7 @@ Test(preview, last_estimate_is_the_result, .timeout = 300) {
         float nhwc[4 * 12 * 16];
         unsigned char want[12 * 16 * 3], got[12 * 16 * 3];
         sdc_nchw_to_nhwc(img.latents, nhwc, 1, 4, 12, 16);
-        sdc_preview_cheap(nhwc, 12, 16, want);
+        sdc_preview_cheap(nhwc, 12, 16, false, want);
         cr_assert(p.w == 32 && p.h == 24);
         for (int y = 0; y < 24; y++) /* each latent pixel is 2 x 2 image pixels (the tiny VAE's factor) */
             for (int x = 0; x < 32; x++)
@@ -375,6 +383,35 @@ Test(preview, last_estimate_is_the_result, .timeout = 300) {
         sdc_image_free(&img);
         free(p.last);
     }
+    sdc_free(ctx);
+}
+
+/* An SDXL render previews with SDXL's coefficients: the last Euler
+ * estimate is the final latents (as above), each latent pixel an 8 x 8
+ * block of the tiny SDXL model's image. Tolerance as above. */
+Test(preview, sdxl_coefficients, .timeout = 300) {
+    sdc_ctx *ctx = load(FIXTURES "/tiny_sdxl.safetensors", NULL);
+    const run_case c = {"euler", false, 0.0f, 5.0f, 3};
+    sdc_gen_params g = gen(&c, 9);
+    g.width = 64, g.height = 48;
+    pv_probe p = {.every = 1};
+    g.on_preview = record, g.user = &p;
+    sdc_image img;
+    cr_assert_eq(sdc_txt2img(ctx, &g, &img), SDC_OK, "%s", sdc_last_error());
+    cr_assert(p.w == 64 && p.h == 48);
+    float nhwc[4 * 6 * 8];
+    unsigned char want[6 * 8 * 3], got[6 * 8 * 3];
+    sdc_nchw_to_nhwc(img.latents, nhwc, 1, 4, 6, 8);
+    sdc_preview_cheap(nhwc, 6, 8, true, want);
+    for (int y = 0; y < 6; y++)
+        for (int x = 0; x < 8; x++) memcpy(got + (y * 8 + x) * 3, p.last + ((y * 8) * 64 + x * 8) * 3, 3);
+    int count, d = u8_diff(got, want, sizeof want, &count);
+    cr_assert(d <= 1 && count <= 2, "the last SDXL preview differs in %d bytes, by up to %d", count, d);
+    sdc_preview_cheap(nhwc, 6, 8, false, want);
+    d = u8_diff(got, want, sizeof want, &count);
+    cr_assert(d > 1, "an SDXL preview made with SD 1.x's coefficients would look the same?");
+    sdc_image_free(&img);
+    free(p.last);
     sdc_free(ctx);
 }
 

@@ -15,6 +15,7 @@ Writes, under <out>/preview/:
                                       enough out to clamp
         cheap_rgb  U8  (7, 9, 3)      A1111's single_sample_to_image of its
                                       cheap_approximation (HWC)
+        cheap_rgb_xl U8 (7, 9, 3)     the same with its SDXL coefficients
         taesd_z    F32 (1, 4, 5, 6)   a latent for the tiny decoder
         taesd_out  F64 (1, 3, 40, 48) Decoder(taesd_z) in float64 on the
                                       file's weights (taesd.py's Decoder,
@@ -134,9 +135,15 @@ def a1111_to_u8(x):
     return x.to(dtype=torch.uint8)
 
 
-def cheap_approximation(sample):
-    """modules/sd_vae_approx.py cheap_approximation, SD 1.x / 2.x"""
+def cheap_approximation(sample, sdxl=False):
+    """modules/sd_vae_approx.py cheap_approximation: SD 1.x / 2.x, or its
+    is_sdxl branch"""
     coefs = torch.tensor([
+        [0.3448, 0.4168, 0.4395],
+        [-0.1953, -0.0290, 0.0250],
+        [0.1074, 0.0886, -0.0163],
+        [-0.3730, -0.2499, -0.2088],
+    ] if sdxl else [
         [0.298, 0.207, 0.208],
         [0.187, 0.286, 0.173],
         [-0.158, 0.189, 0.264],
@@ -169,10 +176,12 @@ def main():
     x0[0, :, 0, 0] = torch.tensor([6.0, 5.0, -4.0, -6.0])   # clamps at 1
     x0[0, :, 6, 8] = torch.tensor([-6.0, -5.0, 4.0, 6.0])   # and at 0
     cheap_rgb = a1111_to_u8(cheap_approximation(x0[0]))
+    cheap_rgb_xl = a1111_to_u8(cheap_approximation(x0[0], sdxl=True))
 
     ref = {
         "cheap_x0": x0.contiguous(),
         "cheap_rgb": cheap_rgb.contiguous(),
+        "cheap_rgb_xl": cheap_rgb_xl.contiguous(),
         "taesd_z": z.contiguous(),
         "taesd_out": y64.contiguous(),
         "taesd_rgb": taesd_rgb.contiguous(),
