@@ -97,7 +97,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 VENV     := tools/.venv
 PY       := $(VENV)/bin/python
 
-.PHONY: all build emu bench-emu bench-vae-tiled bench-lora test-emu-selftest test test-run test-full test-serve-client sanitize bench fixtures fixtures-full deps clean demo eval samples \
+.PHONY: all build emu bench-emu bench-sdxl bench-vae-tiled bench-lora test-emu-selftest test test-run test-full test-serve-client sanitize bench fixtures fixtures-full deps clean demo eval samples \
         train fuzz fuzz-one fuzz-build gpu-check gpu-prep
 # Default: check/install the Debian packages, then build.
 all: deps
@@ -186,6 +186,9 @@ $(BUILD)/sdc: $(APP_OBJ) $(BUILD)/libsdc.a
 $(BUILD)/sdc_tests: $(TEST_OBJ) $(CLI_HELP) $(SERVER_OBJ) $(BUILD)/eval/shapes.o $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ -lcriterion $(LDLIBS)
 
+$(BUILD)/sdc_bench_sdxl: $(BUILD)/bench/bench_sdxl.o $(BUILD)/libsdc.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
 $(BUILD)/sdc_bench: $(BUILD)/bench/bench.o $(BUILD)/bench/bench_cuda.o $(BUILD)/bench/bench_ops.o $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -232,6 +235,19 @@ bench: deps fixtures-full bench-emu
 	$(BUILD)/sdc_bench build/fixtures-full/full_sd1.safetensors $(BENCH_ARGS)
 	@echo
 	SDC_CUDA_EMU=1 $(BUILD)/plan_report_emu build/fixtures-full/full_sd1.safetensors 512 1
+	@echo
+	@$(MAKE) --no-print-directory bench-sdxl
+
+# SDXL on the CPU (bench/bench_sdxl.c) beside diffusers on the same CPU
+# (tools/bench_diffusers_sdxl.py), one after the other (each holds its
+# fp32 weights, 10-13 GiB): U-Net step with guidance, VAE decode, peak RSS.
+# SDXL_BENCH_SIZE=768 where 1024 does not fit.
+SDXL_BENCH_SIZE ?= 1024
+bench-sdxl: deps fixtures-full $(VENV)/.ok
+	@$(MAKE) --no-print-directory $(BUILD)/sdc_bench_sdxl
+	@grep -m1 "model name" /proc/cpuinfo; nproc; grep -q avx512f /proc/cpuinfo && echo "AVX-512: yes" || echo "AVX-512: no"
+	$(BUILD)/sdc_bench_sdxl build/fixtures-full/full_sdxl.safetensors --size $(SDXL_BENCH_SIZE)
+	$(PY) tools/bench_diffusers_sdxl.py --size $(SDXL_BENCH_SIZE)
 
 # Tiled against untiled VAE decode on the CPU (bench/vae_tiled.c): planned
 # memory, times, pixel differences; the shipped model's trained VAE on a
@@ -390,6 +406,8 @@ fixtures: $(VENV)/.ok
 	$(PY) tools/fixtures_vae_tiled.py
 	$(PY) tools/fixtures_lora.py
 	$(PY) tools/fixtures_sdxl.py
+	$(PY) tools/fixtures_sdxl_img2img.py
+	$(PY) tools/fixtures_lora_sdxl.py
 
 # Retrain the shipped model from scratch (74 minutes on 2 CPU cores: the
 # decoder's rounds run beside the U-Net; fixed seeds and thread counts, so
@@ -399,7 +417,10 @@ TRAIN_ARGS ?=
 train: $(VENV)/.ok
 	$(PY) tools/train_shapes.py --out $(MODEL) $(TRAIN_ARGS)
 
-fixtures-full: build/fixtures-full/.ok
+fixtures-full: build/fixtures-full/.ok build/fixtures-full/full_sdxl.safetensors
+
+build/fixtures-full/full_sdxl.safetensors: tools/fixtures_sdxl_full.py tools/sdc_layout.py | $(VENV)/.ok
+	$(PY) tools/fixtures_sdxl_full.py --out build/fixtures-full
 
 build/fixtures-full/.ok: tools/make_fixtures.py tools/sdc_layout.py | $(VENV)/.ok
 	$(PY) tools/make_fixtures.py --full --out build/fixtures-full

@@ -108,7 +108,8 @@ sdc_status sdc_check_weights_fit(const sdc_model_files *m, bool cpu, sdc_dtype w
     if (need <= (double)avail) return SDC_OK;
     return sdc_fail(SDC_ERR_OOM, "%s: the %s model needs about %.1f GiB of %s for its weights in %s, and %.1f GiB "
                     "is available%s", m->path, sdc_family_name(m->config.family), need / 1073741824.0,
-                    cpu ? "memory" : "GPU memory", sdc_dtype_name(wt), (double)avail / 1073741824.0,
+                    cpu ? "memory" : "GPU memory", wt == SDC_DT_F32 ? "fp32" : wt == SDC_DT_F16 ? "fp16" : "bf16",
+                    (double)avail / 1073741824.0,
                     cpu ? " (the CPU backend keeps fp32 weights; a CUDA GPU runs it in fp16, half as large)"
                         : "; close other programs using the GPU or try --backend cpu");
 }

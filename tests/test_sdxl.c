@@ -352,3 +352,85 @@ Test(sdxl, options_checked) {
     cr_assert_eq(sdc_check_gen_params(NULL, &g), SDC_ERR_ARG);
     cr_assert(strstr(sdc_last_error(), "both its width and its height"), "%s", sdc_last_error());
 }
+
+/* ---- full size (make test-full) ---------------------------------------- */
+
+/* An SDXL base 1.0-shaped checkpoint with random weights and nothing in
+ * its metadata (tools/fixtures_sdxl_full.py): everything from the tensors;
+ * the memory check's figure; one U-Net evaluation on the CPU (fp32
+ * weights, about 10 GiB) at a 16x16 latent with guidance's batch of 2:
+ * the output's shape and finiteness (the values are random). */
+Test(full, sdxl_shaped, .timeout = 1800) {
+    if (!full_tests_enabled()) cr_skip_test("full-size: run make test-full");
+    const char *path = FIXTURES_FULL "/full_sdxl.safetensors";
+    sdc_model_files *m = NULL;
+    cr_assert_eq(sdc_model_open(path, &m), SDC_OK, "%s", sdc_last_error());
+    const sdc_model_config *c = &m->config;
+    cr_assert_eq(c->family, SDC_FAMILY_SDXL);
+    cr_assert_eq(c->text.width, 768);
+    cr_assert_eq(c->text.layers, 12);
+    cr_assert_eq(c->text.heads, 12);
+    cr_assert_eq(c->text.layers_used, 11);
+    cr_assert_eq(c->text2.width, 1280);
+    cr_assert_eq(c->text2.layers, 32);
+    cr_assert_eq(c->text2.heads, 20);
+    cr_assert_eq(c->text2.ff, 5120);
+    cr_assert_eq(c->text2.layers_used, 31);
+    cr_assert_eq(c->text2.proj, 1280);
+    const int ch[3] = {320, 640, 1280}, depth[3] = {0, 2, 10}, heads[3] = {5, 10, 20};
+    cr_assert_eq(c->unet.n_levels, 3);
+    for (int l = 0; l < 3; l++) {
+        cr_assert_eq(c->unet.channels[l], ch[l]);
+        cr_assert_eq(c->unet.attn_depth[l], depth[l]);
+        cr_assert_eq(c->unet.heads[l], heads[l]);
+    }
+    cr_assert(c->unet.linear_proj);
+    cr_assert_eq(c->unet.context_dim, 2048);
+    cr_assert_eq(c->unet.add_in_dim, 2816);
+    cr_assert_eq(c->unet.add_time_dim, 256);
+    cr_assert_eq(c->unet.n_time_ids, 6);
+    cr_assert_eq(c->image_size, 1024);
+    cr_assert_float_eq(c->vae.scale_factor, 0.13025f, 1e-7);
+    const int mult[4] = {1, 2, 4, 4};
+    for (int l = 0; l < 4; l++) cr_assert_eq(c->vae.channels_mult[l], mult[l]);
+    /* the weights in fp32 on the CPU: 2.57 G U-Net, 0.12 G + 0.69 G text,
+     * 0.08 G VAE parameters */
+    cr_assert_eq(sdc_check_weights_fit(m, true, SDC_DT_F32, SDC_DT_F32, (size_t)4 << 30), SDC_ERR_OOM);
+    const char *e = strstr(sdc_last_error(), "needs about ");
+    double gib = 0;
+    cr_assert(e && sscanf(e, "needs about %lf GiB", &gib) == 1, "%s", sdc_last_error());
+    cr_assert(gib > 12.0 && gib < 14.0, "SDXL in fp32 needs %.1f GiB?", gib);
+    fprintf(stderr, "full sdxl: %s\n", sdc_last_error());
+    cr_assert_eq(sdc_check_weights_fit(m, false, SDC_DT_F16, SDC_DT_BF16, (size_t)4 << 30), SDC_ERR_OOM);
+    cr_assert(sscanf(strstr(sdc_last_error(), "needs about "), "needs about %lf GiB", &gib) == 1 && gib > 6.0 &&
+              gib < 7.0, "%s", sdc_last_error());
+
+    sdc_backend *be = NULL;
+    sdc_unet *u = NULL;
+    cr_assert_eq(sdc_backend_cpu_create(0, &be), SDC_OK);
+    cr_assert_eq(sdc_unet_load(m, be, &u), SDC_OK, "%s", sdc_last_error());
+    const int B = 2, H = 16, W = 16, T = 77;
+    float *ctx = test_random((size_t)B * T * 2048, 1, 1.0f), *x = test_random((size_t)B * H * W * 4, 2, 1.0f);
+    float *pooled = test_random((size_t)B * 1280, 3, 1.0f), *y = malloc((size_t)B * H * W * 4 * sizeof(float));
+    const double ids[12] = {1024, 1024, 0, 0, 1024, 1024, 1024, 1024, 0, 0, 1024, 1024};
+    cr_assert_eq(sdc_unet_set_context(u, ctx, B, T), SDC_OK, "%s", sdc_last_error());
+    cr_assert_eq(sdc_unet_set_added(u, pooled, ids, B), SDC_OK, "%s", sdc_last_error());
+    const double t0 = sdc_now();
+    cr_assert_eq(sdc_unet_run(u, x, B, H, W, 999.0, y), SDC_OK, "%s", sdc_last_error());
+    double rms = 0;
+    for (size_t i = 0; i < (size_t)B * H * W * 4; i++) {
+        cr_assert(isfinite(y[i]), "U-Net output %zu is %g", i, (double)y[i]);
+        rms += (double)y[i] * y[i];
+    }
+    rms = sqrt(rms / ((double)B * H * W * 4));
+    cr_assert(rms > 0.0);
+    fprintf(stderr, "full sdxl: U-Net (%d, %d, %d, 4) in %.1f s, %.1f GFLOP, output rms %.3g\n", B, H, W,
+            sdc_now() - t0, u->flops * 1e-9, rms);
+    free(ctx), free(x), free(pooled), free(y);
+    sdc_unet_free(u);
+    sdc_backend_destroy(be);
+    sdc_model_close(m);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "'%s' inspect %s | grep -q 'OpenCLIP ViT-bigG/14'", sdc_cli_path(), path);
+    cr_assert_eq(system(cmd), 0, "sdc inspect %s", path);
+}
