@@ -227,6 +227,54 @@ static void vae_case(const char *path) {
 Test(sdxl, vae_single_file) { vae_case(XL_SINGLE); }
 Test(sdxl, vae_diffusers) { vae_case(XL_FOLDER); }
 
+/* ---- A1111's prompt syntax on both encoders --------------------------- */
+
+/* Weighted, long and BREAK prompts (and a second prompt of another window
+ * count) against tools/fixtures_sdxl.py's float64 rendition of A1111's
+ * SDXL conditioning: the context within 1e-4 normwise relative, window
+ * for window, and the pooled output of the first window. */
+static void a1111_case(const char *path) {
+    sdc_st_file *ref = NULL;
+    cr_assert_eq(sdc_st_open(FIXTURES "/cond_tiny_sdxl_ref.safetensors", &ref), SDC_OK, "%s", sdc_last_error());
+    cJSON *prompts = cJSON_Parse(sdc_st_meta(ref, "prompts"));
+    cr_assert(cJSON_IsArray(prompts));
+    sdc_params mp = sdc_params_default();
+    mp.model_path = path;
+    mp.backend = SDC_BACKEND_CPU;
+    sdc_ctx *ctx = NULL;
+    cr_assert_eq(sdc_load(&mp, &ctx), SDC_OK, "%s", sdc_last_error());
+    double worst = 0;
+    for (int i = 0; i < cJSON_GetArraySize(prompts); i++) {
+        const cJSON *pr = cJSON_GetArrayItem(prompts, i);
+        const char *p1 = cJSON_GetArrayItem(pr, 0)->valuestring;
+        const cJSON *p2 = cJSON_GetArrayItem(pr, 1);
+        char zn[32], pn[32], what[96];
+        snprintf(zn, sizeof zn, "cond%d", i);
+        snprintf(pn, sizeof pn, "pooled%d", i);
+        size_t nz, np;
+        float *z = ref_tensor(ref, zn, &nz), *pooled = ref_tensor(ref, pn, &np);
+        sdc_cond c;
+        cr_assert_eq(sdc_encode_cond(ctx, p1, cJSON_IsString(p2) ? p2->valuestring : NULL, &c), SDC_OK, "%s",
+                     sdc_last_error());
+        cr_assert_eq((size_t)c.chunks * 77 * 10, nz, "prompt %d: %d windows, the reference %zu", i, c.chunks,
+                     nz / 770);
+        snprintf(what, sizeof what, "%s prompt %d context", path, i);
+        worst = fmax(worst, expect_close(what, c.z, z, nz, TOL));
+        snprintf(what, sizeof what, "%s prompt %d pooled", path, i);
+        worst = fmax(worst, expect_close(what, c.pooled, pooled, np, TOL));
+        sdc_cond_free(&c);
+        free(z), free(pooled);
+    }
+    fprintf(stderr, "sdxl a1111 conditioning %s: %d prompts, max rel err %.2e\n", path, cJSON_GetArraySize(prompts),
+            worst);
+    sdc_free(ctx);
+    cJSON_Delete(prompts);
+    sdc_st_close(ref);
+}
+
+Test(sdxl, a1111_prompts_single_file) { a1111_case(XL_SINGLE); }
+Test(sdxl, a1111_prompts_diffusers) { a1111_case(XL_FOLDER); }
+
 /* ---- the pipeline ----------------------------------------------------- */
 
 static const char *str_or_null(const cJSON *c, const char *key) {

@@ -59,6 +59,18 @@ Writes
   unet_tiny_sdxl_ref.safetensors  the U-Net alone, float64 from the F16
       weights: context F32 [2, 77, 10], text_embeds F32 [2, 5], time_ids F32
       [2, 6], x<i> / out<i> F32 NCHW at 8x8 and 7x9 latents, metadata t<i>
+  cond_tiny_sdxl_ref.safetensors  AUTOMATIC1111's SDXL conditioning of
+      weighted, long and BREAK prompts (metadata "prompts": JSON list of
+      [prompt, prompt_2 or null]), float64 from the F16 weights: each
+      77-token window (A1111's chunking, tools/fixtures_prompts.py) through
+      both encoders (the second padded with 0 after the first EOS), each
+      encoder's penultimate layer scaled by the window's weights and
+      renormalised to its own mean (process_tokens per embedder), the two
+      side by side per token, windows concatenated: cond<i> F32 [77 n, 10];
+      pooled<i> F32 [5], the second encoder's first window at its first EOS
+      (last layer, final LayerNorm, text_projection; weights do not touch
+      it). With prompt_2, the encoder with fewer windows gets the encoding
+      of "" for the rest.
   vae_tiny_sdxl_ref.safetensors   the VAE decoder alone (post_quant_conv +
       decoder, no scaling), float64 from the F16 weights: z F32 [1, 4, 4, 6],
       image F32 [1, 3, 32, 48]
@@ -80,6 +92,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
@@ -338,6 +351,64 @@ def text_reference(folder, te1, te2, path):
                 {"prompts": json.dumps(PROMPTS, ensure_ascii=False)})
 
 
+# A1111-syntax prompts (make_fixtures.py's CONDITIONING_PROMPTS for SD 1.x
+# and 2.x) and two with a second prompt of another window count.
+COND_PROMPTS = [
+    ["a (red:1.4) circle on a [blue] background", None],
+    ["((masterpiece)), best quality, (portrait:1.2) of a [[woman]] in a (red dress:0.8)", None],
+    ["a castle BREAK on a hill, (sunset:1.3)", None],
+    [", ".join(f"(detail {i}:1.{i % 5})" if i % 3 == 0 else f"plain detail {i}" for i in range(40)), None],
+    [" ".join(f"word{i}" for i in range(220)), None],
+    ["a (lighthouse:1.2) BREAK at dusk BREAK over the sea", "a watercolor painting"],
+    ["a cat", "an (oil painting:1.1) BREAK of a cat on a sofa"],
+]
+
+
+@torch.no_grad()
+def conditioning_reference(te1, te2, path):
+    import fixtures_prompts as fp
+    a, b = f64_copy(te1), f64_copy(te2)
+    tok = fp.make_tokenizer()
+    comma = tok.get_vocab()[",</w>"]
+
+    def windows(text, pad2):
+        frags = fp.parse_attention(text)
+        ids_of = tok([t for t, _ in frags], truncation=False, add_special_tokens=False)["input_ids"]
+        return [(fp.pad_sd2(ids) if pad2 else ids, w) for ids, w in fp.tokenize_line(frags, ids_of, comma)]
+
+    def encode(model, ids, w):
+        out = model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+        z = out.hidden_states[-2]
+        mult = torch.tensor(np.float32(w), dtype=torch.float64).reshape(1, 77, 1)
+        before = z.mean()
+        z = z * mult
+        return (z * (before / z.mean()))[0], out
+
+    tensors = {}
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for i, (prompt, prompt_2) in enumerate(COND_PROMPTS):
+            w1, w2 = windows(prompt, False), windows(prompt_2 or prompt, True)
+            e1, e2 = windows("", False)[0], windows("", True)[0]
+            n = max(len(w1), len(w2))
+            zs, pooled = [], None
+            for k in range(n):
+                z1, _ = encode(a, *(w1[k] if k < len(w1) else e1))
+                ids2, m2 = w2[k] if k < len(w2) else e2
+                z2, out2 = encode(b, ids2, m2)
+                if k == 0:
+                    eos = int(torch.tensor(ids2).argmax())
+                    pooled = out2.text_embeds[0]
+                    assert torch.allclose(pooled, out2.last_hidden_state[0, eos] @ b.text_projection.weight.t())
+                zs.append(torch.cat([z1, z2], dim=-1))
+            tensors[f"cond{i}"] = torch.cat(zs).float().contiguous()
+            tensors[f"pooled{i}"] = pooled.float().contiguous()
+    finally:
+        torch.set_default_dtype(default)
+    save_sorted(tensors, path, {"prompts": json.dumps(COND_PROMPTS, ensure_ascii=False)})
+
+
 @torch.no_grad()
 def unet_reference(unet, path):
     u = f64_copy(unet)
@@ -372,13 +443,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                                   "fixtures"))
+    ap.add_argument("--only-conditioning", action="store_true",
+                    help="write cond_tiny_sdxl_ref.safetensors alone (the models are rebuilt, not written)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.only_conditioning:
+        _, _, te1, te2 = sdc_layout.build_models("sdxl", "tiny", MODEL_SEED)
+        conditioning_reference(te1, te2, os.path.join(args.out, "cond_tiny_sdxl_ref.safetensors"))
+        return
     single, folder, (unet, vae, te1, te2) = write_models(args.out)
     pipeline_reference(folder, single, os.path.join(args.out, "sdxl_tiny_ref.safetensors"))
     text_reference(folder, te1, te2, os.path.join(args.out, "te_tiny_sdxl_ref.safetensors"))
     unet_reference(unet, os.path.join(args.out, "unet_tiny_sdxl_ref.safetensors"))
     vae_reference(vae, os.path.join(args.out, "vae_tiny_sdxl_ref.safetensors"))
+    conditioning_reference(te1, te2, os.path.join(args.out, "cond_tiny_sdxl_ref.safetensors"))
     print(f"wrote the tiny SDXL fixtures in {args.out}")
 
 
