@@ -11,7 +11,7 @@
  * business. The model is opened with sdc_model_open and printed with
  * sdc_model_print to /dev/null.
  *
- * Seeds: the headers of tests/fixtures/tiny_sd{1,2}.safetensors and of the
+ * Seeds: the headers of tests/fixtures/tiny_sd{1,2}.safetensors, tiny_sdxl.safetensors and of the
  * shipped model (fuzz/seed.sh); dictionary fuzz/model.dict. Run from the
  * repository root (see fuzz_util.h):
  *   build-fuzz/fuzz/fuzz_model_single -dict=fuzz/model.dict CORPUS */

@@ -35,7 +35,7 @@ lora)
     for f in tests/fixtures/lora/*.safetensors; do put "$(basename "$f")" < "$f"; done ;;
 model_single | model_load)
     for f in tests/fixtures/tiny_sd1.safetensors tests/fixtures/tiny_sd2.safetensors \
-             weights/sdc-shapes.safetensors; do
+             tests/fixtures/tiny_sdxl.safetensors weights/sdc-shapes.safetensors; do
         header "$f" | put "header-$(basename "$f")"
     done ;;
 model_diffusers)
