@@ -275,6 +275,9 @@ bench-lora: deps fixtures-full
 $(BUILD)/plan_report_emu: bench/plan_report.c $(BUILD)/libsdc_emu.a $(SRC_HDR)
 	$(CC) $(CFLAGS) bench/plan_report.c $(BUILD)/libsdc_emu.a -o $@ $(EMU_LDLIBS)
 
+$(BUILD)/sdc_bench_sdxl_emu: bench/bench_sdxl.c $(BUILD)/libsdc_emu.a $(SRC_HDR)
+	$(CC) $(CFLAGS) bench/bench_sdxl.c $(BUILD)/libsdc_emu.a -o $@ $(EMU_LDLIBS)
+
 # The per-op table of the CUDA benchmark (bench/bench_ops.c) at small
 # shapes on the emulated device: that every path of it runs (bench-emu).
 $(BUILD)/bench_ops_emu: bench/bench_ops.c $(BUILD)/libsdc_emu.a $(SRC_HDR)
@@ -306,6 +309,9 @@ bench-emu: deps
 	@$(MAKE) --no-print-directory $(BUILD)/bench_ops_emu
 	@echo "bench-emu: the per-op table's paths at small shapes (the emulator's times, not a GPU's)"
 	@$(BUILD)/bench_ops_emu
+	@$(MAKE) --no-print-directory $(BUILD)/sdc_bench_sdxl_emu
+	@echo "bench-emu: the SDXL benchmark's CUDA path on the tiny SDXL model at 64x64 (the emulator's times)"
+	@SDC_CUDA_EMU=1 $(BUILD)/sdc_bench_sdxl_emu tests/fixtures/tiny_sdxl.safetensors --size 64 --backend cuda
 
 # The suite; tests read fixtures relative to the repository root.
 test: deps

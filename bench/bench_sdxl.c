@@ -1,13 +1,15 @@
-/* bench_sdxl.c - the SDXL section of `make bench`: sdc's CPU backend on a
- * full-size SDXL base-shaped checkpoint (random weights; speed does not
- * depend on the values): load, text encode (both encoders, a prompt and
- * the negative), one U-Net step with guidance (batch 2) at SIZE x SIZE
- * after a warm-up call at 256x256, one VAE decode at SIZE x SIZE, peak
- * RSS. Prints one line per figure, `sdc <what>: <value>`, beside which
- * make bench-sdxl prints diffusers' (tools/bench_diffusers_sdxl.py) on the
- * same machine in the same run.
+/* bench_sdxl.c - the SDXL section of `make bench`: sdc's CPU backend (or
+ * CUDA, --backend cuda: fp16 U-Net, bf16 VAE) on a full-size SDXL
+ * base-shaped checkpoint (random weights; speed does not depend on the
+ * values): load, text encode (both encoders, a prompt and the negative),
+ * one U-Net step with guidance (batch 2) at SIZE x SIZE after a warm-up
+ * call at 256x256, one VAE decode at SIZE x SIZE, peak RSS (and the
+ * device's peak memory on CUDA). Prints one line per figure, `sdc <what>:
+ * <value>`, beside which make bench-sdxl prints diffusers'
+ * (tools/bench_diffusers_sdxl.py) on the same machine in the same run.
  *
- *   sdc_bench_sdxl [MODEL] [--size PX]   (default build/fixtures-full/full_sdxl.safetensors, 1024) */
+ *   sdc_bench_sdxl [MODEL] [--size PX] [--backend cpu|cuda]
+ *   (default build/fixtures-full/full_sdxl.safetensors, 1024, cpu) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,7 @@ static double unet_step(sdc_ctx *ctx, int px, double *gflop) {
         goto done;
     const double t0 = sdc_now();
     if (sdc_unet_run(ctx->unet, x, B, lat, lat, 500.0, eps) != SDC_OK) goto done;
+    be->ops->download(be, h, eps, 1); /* waits for a device's queued work */
     t = sdc_now() - t0;
     *gflop = ctx->unet->flops * 1e-9;
 done:
@@ -64,7 +67,8 @@ static double vae_decode(sdc_ctx *ctx, int px) {
     float *h = calloc((size_t)lat * lat * zc, sizeof(float));
     be->ops->upload(be, z, h, (size_t)lat * lat * zc);
     const double t0 = sdc_now();
-    const sdc_status st = sdc_vae_decode(ctx->vae, z, lat, lat, img);
+    sdc_status st = sdc_vae_decode(ctx->vae, z, lat, lat, img);
+    if (st == SDC_OK) st = be->ops->download(be, h, img, 1);
     const double t = sdc_now() - t0;
     free(h);
     be->ops->free(be, z), be->ops->free(be, img);
@@ -74,17 +78,22 @@ static double vae_decode(sdc_ctx *ctx, int px) {
 int main(int argc, char **argv) {
     const char *model = "build/fixtures-full/full_sdxl.safetensors";
     int px = 1024;
+    sdc_backend_kind kind = SDC_BACKEND_CPU;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--size") && i + 1 < argc) px = atoi(argv[++i]);
-        else if (argv[i][0] == '-' || px < 64 || px % 64) {
-            fprintf(stderr, "usage: sdc_bench_sdxl [MODEL] [--size PX (a multiple of 64)]\n");
-            return 2;
-        } else model = argv[i];
+        else if (!strcmp(argv[i], "--backend") && i + 1 < argc && !strcmp(argv[i + 1], "cuda")) kind = SDC_BACKEND_CUDA, i++;
+        else if (!strcmp(argv[i], "--backend") && i + 1 < argc && !strcmp(argv[i + 1], "cpu")) kind = SDC_BACKEND_CPU, i++;
+        else if (argv[i][0] == '-') px = 0;
+        else model = argv[i];
+    }
+    if (px < 64 || px % 64) {
+        fprintf(stderr, "usage: sdc_bench_sdxl [MODEL] [--size PX (a multiple of 64)] [--backend cpu|cuda]\n");
+        return 2;
     }
     setenv("SDC_QUIET", "1", 0);
     sdc_params p = sdc_params_default();
     p.model_path = model;
-    p.backend = SDC_BACKEND_CPU;
+    p.backend = kind;
     sdc_ctx *ctx = NULL;
     double t0 = sdc_now();
     if (sdc_load(&p, &ctx) != SDC_OK) {
@@ -96,7 +105,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench: %s is not an SDXL model\n", model);
         return 1;
     }
-    printf("sdc load (fp16 file -> fp32 weights): %.1f s\n", t_load);
+    printf("sdc backend %s; load: %.1f s\n", sdc_backend_name(ctx), t_load);
     sdc_cond c[2];
     t0 = sdc_now();
     if (sdc_encode_cond(ctx, "a photograph of an astronaut riding a horse", NULL, &c[0]) != SDC_OK ||
@@ -121,6 +130,8 @@ int main(int argc, char **argv) {
     }
     printf("sdc VAE decode %dx%d: %.1f s\n", px, px, v);
     printf("sdc peak RSS (whole run): %.2f GiB\n", peak_rss_gib());
+    if (kind == SDC_BACKEND_CUDA)
+        printf("sdc peak device memory (whole run): %.2f GiB\n", sdc_device_memory_peak(ctx) / 1073741824.0);
     sdc_free(ctx);
     return 0;
 }

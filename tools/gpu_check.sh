@@ -22,6 +22,11 @@
 #  7. diffusers (fp16, SDPA) on the same GPU, and PyTorch's SDPA backends
 #     and cuDNN convolution at the per-op table's shapes:
 #     tools/bench_diffusers.py
+#  8. with GPU_CHECK_SDXL=1 (not in the default budget: the checkpoint
+#     alone is 6.5 GB to write), SDXL at 1024x1024: sdc (bench/bench_sdxl.c,
+#     --backend cuda) beside diffusers (tools/bench_diffusers_sdxl.py
+#     --device cuda) on the full-size SDXL-shaped checkpoint
+#     (tools/fixtures_sdxl_full.py)
 # Every step's output goes to OUT/gpu-check.log, the figures to
 # OUT/results.md. Each step has a time limit, cut to what is left of an
 # 8-minute budget (GPU_CHECK_BUDGET, seconds); a step that fails is
@@ -123,7 +128,7 @@ fi
 J=$(nproc)
 MAKEVARS+=("BUILD=build-gpu" "CUDA_ARCH=-gencode arch=compute_$CC,code=sm_$CC")
 step build 240 make -j"$J" "${MAKEVARS[@]}" build-gpu/sdc build-gpu/sdc_tests build-gpu/sdc_bench \
-    build-gpu/plan_report || { say "build failed: see $LOG"; exit 1; }
+    build-gpu/plan_report build-gpu/sdc_bench_sdxl || { say "build failed: see $LOG"; exit 1; }
 
 # 4. the suite (CUDA tests at SD shapes)
 step tests 150 build-gpu/sdc_tests --jobs "$J"
@@ -174,6 +179,16 @@ fi
 
 # 7. diffusers on the same GPU
 section "diffusers (fp16, SDPA), same GPU, same run" diffusers 120 python3 tools/bench_diffusers.py
+
+# 8. SDXL, when asked for
+if [ "${GPU_CHECK_SDXL:-0}" = 1 ]; then
+    XL=build/fixtures-full/full_sdxl.safetensors
+    [ -f "$XL" ] || step fixtures-sdxl 180 python3 tools/fixtures_sdxl_full.py --out build/fixtures-full
+    [ -f "$XL" ] && section "sdc SDXL 1024x1024 (fp16 U-Net, bf16 VAE)" bench-sdxl 120 \
+        build-gpu/sdc_bench_sdxl "$XL" --backend cuda
+    section "diffusers SDXL 1024x1024 (fp16 U-Net, fp32 VAE, SDPA), same GPU" diffusers-sdxl 120 \
+        python3 tools/bench_diffusers_sdxl.py --device cuda
+fi
 
 verdict=$([ $status = 0 ] && echo 'every step passed' || echo 'a step FAILED: see the log')
 say "done in $(($(date +%s) - T0)) s; $verdict; figures in $RES, everything in $LOG"
