@@ -266,7 +266,9 @@ sdc_status sdc_lora_apply(sdc_ctx *ctx, sdc_lora_use *uses, int n) {
         return SDC_OK;
     }
     const double t0 = sdc_now();
-    if (!s->index) SDC_TRY(sdc_lora_index_build(ctx->model, &ctx->te->weights, &ctx->unet->weights, &s->index));
+    if (!s->index)
+        SDC_TRY(sdc_lora_index_build2(ctx->model, &ctx->te->weights, ctx->te2 ? &ctx->te2->weights : NULL,
+                                      &ctx->unet->weights, &s->index));
     /* the new set's files: at most SDC_LORA_OPEN_MAX distinct ones, so
      * opening them all keeps them all open */
     int n_files = 0, nc = 0;
@@ -317,8 +319,10 @@ sdc_status sdc_lora_apply(sdc_ctx *ctx, sdc_lora_use *uses, int n) {
     for (int k = 0; k < na; k++)
         if (!nu || all[nu - 1] != all[k]) all[nu++] = all[k];
     bool te = false; /* a text-encoder weight changes: cached conditionings are stale */
-    const sdc_weight_set *tw = &ctx->te->weights;
-    for (int k = 0; k < nu; k++) te |= all[k] >= tw->srcs && all[k] < tw->srcs + tw->n_srcs;
+    const sdc_weight_set *tw = &ctx->te->weights, *tw2 = ctx->te2 ? &ctx->te2->weights : NULL;
+    for (int k = 0; k < nu; k++)
+        te |= (all[k] >= tw->srcs && all[k] < tw->srcs + tw->n_srcs) ||
+              (tw2 && all[k] >= tw2->srcs && all[k] < tw2->srcs + tw2->n_srcs);
     sdc_status st = rebuild(ctx, all, nu, c, m);
     /* what the weights hold now */
     sdc_lora_uses_free(s->applied, s->n_applied > 0 ? s->n_applied : 0);

@@ -66,19 +66,31 @@ static sdc_status index_unet(sdc_lora_index *ix, const sdc_model_files *m, const
     return SDC_OK;
 }
 
-static sdc_status index_text_path(sdc_lora_index *ix, const char *path, sdc_lora_target t) {
-    SDC_TRY(ix_add(ix, "lora_te_", path, true, t));
-    return ix_add(ix, "text_encoder.", path, false, t);
+/* One text encoder's names of a module: kohya's (prefix + path with '.' as
+ * '_') and PEFT's (prefix + path). */
+typedef struct text_prefixes {
+    const char *kohya, *peft;
+} text_prefixes;
+
+static sdc_status index_text_path(sdc_lora_index *ix, const text_prefixes *px, const char *path, sdc_lora_target t) {
+    SDC_TRY(ix_add(ix, px->kohya, path, true, t));
+    return ix_add(ix, px->peft, path, false, t);
 }
 
-static sdc_status index_text(sdc_lora_index *ix, const sdc_model_files *m, const sdc_weight_set *set) {
+/* The encoder layers' matrices only: a transformers text_projection (SDXL's
+ * second encoder in a diffusers folder) has no counterpart a LoRA could
+ * name in OpenCLIP's layout (a bare parameter there, as A1111 sees it), so
+ * both layouts accept the same keys. */
+static sdc_status index_text(sdc_lora_index *ix, sdc_text_naming naming, const sdc_weight_set *set,
+                             const text_prefixes *px) {
     for (int i = 0; i < set->n_srcs; i++) {
         const sdc_weight_src *s = &set->srcs[i];
         char path[512], tail[64];
         int layer = -1;
         sdc_lora_target t = {s, 0, s->rows, true};
-        if (m->text_naming == SDC_TEXT_HF) {
-            if (module_path(s->name, path, sizeof path)) SDC_TRY(index_text_path(ix, path, t));
+        if (naming == SDC_TEXT_HF) {
+            if (!strncmp(s->name, "text_model.encoder.layers.", 26) && module_path(s->name, path, sizeof path))
+                SDC_TRY(index_text_path(ix, px, path, t));
             continue;
         }
         /* OpenCLIP: transformers' names of the same modules, q, k and v
@@ -90,7 +102,7 @@ static sdc_status index_text(sdc_lora_index *ix, const sdc_model_files *m, const
             for (int p = 0; p < 3; p++) {
                 t.row0 = p * t.rows;
                 snprintf(path, sizeof path, "text_model.encoder.layers.%d.self_attn.%c_proj", layer, qkv[p]);
-                SDC_TRY(index_text_path(ix, path, t));
+                SDC_TRY(index_text_path(ix, px, path, t));
             }
             continue;
         }
@@ -100,7 +112,7 @@ static sdc_status index_text(sdc_lora_index *ix, const sdc_model_files *m, const
                                                                : NULL;
         if (!hf) continue;
         snprintf(path, sizeof path, "text_model.encoder.layers.%d.%s", layer, hf);
-        SDC_TRY(index_text_path(ix, path, t));
+        SDC_TRY(index_text_path(ix, px, path, t));
     }
     return SDC_OK;
 }
@@ -109,14 +121,24 @@ static int cmp_entry(const void *a, const void *b) {
     return strcmp(((const ix_entry *)a)->key, ((const ix_entry *)b)->key);
 }
 
-sdc_status sdc_lora_index_build(const sdc_model_files *m, const sdc_weight_set *text, const sdc_weight_set *unet,
-                                sdc_lora_index **out) {
+sdc_status sdc_lora_index_build2(const sdc_model_files *m, const sdc_weight_set *text, const sdc_weight_set *text2,
+                                 const sdc_weight_set *unet, sdc_lora_index **out) {
     *out = NULL;
+    const bool xl = m->config.family == SDC_FAMILY_SDXL;
+    if (xl != (text2 != NULL))
+        return sdc_fail(SDC_ERR_ARG, "LoRA index: %s", xl ? "an SDXL model needs its second text encoder's weights"
+                                                          : "a model of one text encoder given a second one's weights");
     sdc_lora_index *ix = calloc(1, sizeof *ix);
     if (!ix) return sdc_fail(SDC_ERR_OOM, "out of memory");
     ix->family = m->config.family;
+    /* kohya names SDXL's encoders lora_te1_ / lora_te2_ (SD 1.x / 2.x's one
+     * lora_te_), diffusers text_encoder. / text_encoder_2.; A1111 reads
+     * lora_te_ on no SDXL encoder */
+    static const text_prefixes one = {"lora_te_", "text_encoder."}, first = {"lora_te1_", "text_encoder."},
+                               second = {"lora_te2_", "text_encoder_2."};
     sdc_status st = index_unet(ix, m, unet);
-    if (st == SDC_OK) st = index_text(ix, m, text);
+    if (st == SDC_OK) st = index_text(ix, m->text_naming, text, xl ? &first : &one);
+    if (st == SDC_OK && xl) st = index_text(ix, m->text2_naming, text2, &second);
     if (st != SDC_OK) {
         sdc_lora_index_free(ix);
         return st;
@@ -124,6 +146,11 @@ sdc_status sdc_lora_index_build(const sdc_model_files *m, const sdc_weight_set *
     if (ix->n > 1) qsort(ix->e, (size_t)ix->n, sizeof *ix->e, cmp_entry);
     *out = ix;
     return SDC_OK;
+}
+
+sdc_status sdc_lora_index_build(const sdc_model_files *m, const sdc_weight_set *text, const sdc_weight_set *unet,
+                                sdc_lora_index **out) {
+    return sdc_lora_index_build2(m, text, NULL, unet, out);
 }
 
 void sdc_lora_index_free(sdc_lora_index *ix) {
@@ -318,12 +345,22 @@ static sdc_status build_module(const sdc_lora_file *l, sdc_lora_module *m, const
     return SDC_OK;
 }
 
-static const char *family_of_keys(const sdc_st_file *f) {
+/* Another family's LoRA, told by its keys (*key: the telling one; *hint:
+ * what the model's own keys would be, or ""), or NULL. */
+static const char *family_of_keys(const sdc_st_file *f, sdc_family model, const char **key, const char **hint) {
+    const bool xl = model == SDC_FAMILY_SDXL;
+    *hint = "";
     for (int i = 0; i < f->n_tensors; i++) {
         const char *n = f->tensors[i].name;
-        if (!strncmp(n, "lora_te1_", 9) || !strncmp(n, "lora_te2_", 9) || strstr(n, "label_emb") ||
-            strstr(n, "add_embedding") || !strncmp(n, "text_encoder_2.", 15))
+        *key = n;
+        if (!xl && (!strncmp(n, "lora_te1_", 9) || !strncmp(n, "lora_te2_", 9) || strstr(n, "label_emb") ||
+                    strstr(n, "add_embedding") || !strncmp(n, "text_encoder_2.", 15)))
             return "SDXL";
+        /* kohya's one text encoder; on SDXL, A1111 matches it to neither */
+        if (xl && !strncmp(n, "lora_te_", 8)) {
+            *hint = " (SDXL's text encoders are lora_te1_ and lora_te2_)";
+            return "SD 1.x or 2.x";
+        }
         if (!strncmp(n, "lora_transformer_", 17) || !strncmp(n, "transformer.", 12) || strstr(n, "double_blocks"))
             return "a transformer model (SD3, Flux)";
     }
@@ -332,10 +369,10 @@ static const char *family_of_keys(const sdc_st_file *f) {
 
 static sdc_status parse(sdc_lora_file *l, const sdc_lora_index *ix) {
     const sdc_st_file *f = l->f;
-    const char *other = family_of_keys(f);
+    const char *key = NULL, *hint = NULL, *other = family_of_keys(f, ix->family, &key, &hint);
     if (other)
-        return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: a LoRA for %s (keys such as %s), not for this %s model", l->path,
-                        other, f->n_tensors ? f->tensors[0].name : "?", sdc_family_name(ix->family));
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: a LoRA for %s (keys such as %s), not for this %s model%s", l->path,
+                        other, key, sdc_family_name(ix->family), hint);
     if (f->n_tensors == 0) return sdc_fail(SDC_ERR_FORMAT, "%s: no tensors: not a LoRA file", l->path);
     piece *pcs = calloc((size_t)f->n_tensors, sizeof *pcs);
     l->keys = calloc((size_t)f->n_tensors, sizeof *l->keys);

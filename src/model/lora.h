@@ -13,15 +13,21 @@
  * Keys: kohya's lora_unet_<module> with '.' as '_' in diffusers' naming or
  * the original (LDM) one, lora_te_<module> in transformers' CLIP naming
  * (OpenCLIP's in_proj rows for q, k, v on SD 2.x files), or PEFT's
- * unet.<module> and text_encoder.<module>.
+ * unet.<module> and text_encoder.<module>. SDXL: lora_te1_ (the first
+ * encoder) and lora_te2_ (the second, in transformers' names whichever
+ * layout the model keeps it in: q, k, v are thirds of OpenCLIP's in_proj,
+ * mlp.fc1 / fc2 its c_fc / c_proj), PEFT's text_encoder. and
+ * text_encoder_2.; the U-Net's as above (add_embedding is label_emb.0 in
+ * the original names). lora_te_ names no SDXL encoder (A1111 matches it to
+ * none), nor do lora_te1_ / lora_te2_ an SD 1.x / 2.x one.
  *
  *   delta = up.reshape(out, -1) @ down.reshape(r, -1)       (LoRA, LoCon)
  *         = einsum('n m k l, i n, m j -> i j k l', mid, up, down)   (lora_mid)
  *         = (w1a @ w1b) * (w2a @ w2b)                        (LoHa)
  *   W    += multiplier * scale * delta,  scale = alpha / r (r = rows of lora_down or hada_w1_b),
  *           the file's .scale where it has one, 1 without alpha
- * multiplier: the tag's te weight for text-encoder modules, unet for the
- * U-Net's. */
+ * multiplier: the tag's te weight for text-encoder modules (both of SDXL's),
+ * unet for the U-Net's. */
 #ifndef SDC_LORA_H
 #define SDC_LORA_H
 
@@ -38,6 +44,11 @@ typedef struct sdc_lora_target {
 /* Every name a LoRA file may give each target of a model, sorted. */
 typedef struct sdc_lora_index sdc_lora_index;
 
+/* text2: SDXL's second text encoder's weights; NULL for SD 1.x / 2.x (an
+ * error where the family says otherwise). */
+sdc_status sdc_lora_index_build2(const sdc_model_files *m, const sdc_weight_set *text, const sdc_weight_set *text2,
+                                 const sdc_weight_set *unet, sdc_lora_index **out);
+/* The same for a model with one text encoder (SD 1.x / 2.x). */
 sdc_status sdc_lora_index_build(const sdc_model_files *m, const sdc_weight_set *text, const sdc_weight_set *unet,
                                 sdc_lora_index **out);
 void sdc_lora_index_free(sdc_lora_index *ix);
@@ -67,9 +78,9 @@ typedef struct sdc_lora_file {
 /* Open, validate and match every module of a LoRA file: a tensor that is
  * no part of a format above, a module whose key names no weight of this
  * model, a shape that does not fit its weight, a file whose modules match
- * nothing (another family: SDXL's lora_te1_ / lora_te2_ keys are named as
- * such) are SDC_ERR_FORMAT / SDC_ERR_UNSUPPORTED errors naming the file
- * and the key. */
+ * nothing (another family: SDXL's lora_te1_ / lora_te2_ keys on SD 1.x /
+ * 2.x, lora_te_ on SDXL are named as such) are SDC_ERR_FORMAT /
+ * SDC_ERR_UNSUPPORTED errors naming the file and the key. */
 sdc_status sdc_lora_open(const char *path, const sdc_lora_index *ix, sdc_lora_file **out);
 void sdc_lora_close(sdc_lora_file *l);
 
