@@ -42,7 +42,16 @@ struct sdc_ctx {
     struct sdc_plan *plan;    /* (owned) the last render shape's memory, kept for the next */
     sdc_lora_state lora;      /* the LoRAs merged into the weights now */
     sdc_embedding_db *emb;    /* (owned) textual-inversion embeddings; NULL without sdc_params.embeddings_dir */
+    bool widened;             /* text encoders and U-Net reloaded with fp32 weights for LoRA merges */
 };
+
+/* LoRA merges are exact in fp32 (as diffusers merges): where the backend
+ * keeps half weights as stored (the CPU), the text encoders and the U-Net
+ * are reloaded once with fp32 weights before the first merge (what fp32
+ * weights take in memory from then on; the same numbers, half values
+ * being exact in fp32). Nothing to do on CUDA, which merges into its fp16
+ * weights as A1111 does, or when the weights are fp32 already. */
+sdc_status sdc_widen_for_merges(sdc_ctx *ctx);
 
 /* Whether the model's weights fit `avail` bytes of the backend's memory
  * (matrices in wt, the VAE's in vt, vectors fp32, a margin on top): an

@@ -266,6 +266,7 @@ sdc_status sdc_lora_apply(sdc_ctx *ctx, sdc_lora_use *uses, int n) {
         return SDC_OK;
     }
     const double t0 = sdc_now();
+    if (n > 0) SDC_TRY(sdc_widen_for_merges(ctx)); /* before the index: it points at the weights */
     if (!s->index)
         SDC_TRY(sdc_lora_index_build2(ctx->model, &ctx->te->weights, ctx->te2 ? &ctx->te2->weights : NULL,
                                       &ctx->unet->weights, &s->index));

@@ -84,14 +84,16 @@ static sdc_status weight_types(const sdc_params *p, sdc_backend *be, sdc_dtype *
 }
 
 /* Bytes the backend will hold for the tensors under prefix in f: matrices
- * and kernels in type t, vectors fp32. */
-static double component_bytes(const sdc_st_file *f, const char *prefix, sdc_dtype t) {
+ * and kernels in type t (t F32 on the CPU: as stored, F32 for types the
+ * CPU does not keep), vectors fp32. */
+static double component_bytes(const sdc_st_file *f, const char *prefix, sdc_dtype t, bool cpu) {
     double b = 0;
     const size_t n = prefix ? strlen(prefix) : 0;
     for (int i = 0; f && i < f->n_tensors; i++) {
         const sdc_st_tensor *x = &f->tensors[i];
         if ((n && strncmp(x->name, prefix, n) != 0) || !sdc_dtype_is_float(x->dtype)) continue;
-        b += (double)x->numel * (x->ndim >= 2 && t != SDC_DT_F32 ? 2 : 4);
+        const bool half = cpu ? x->dtype == SDC_DT_F16 || x->dtype == SDC_DT_BF16 : t != SDC_DT_F32;
+        b += (double)x->numel * (x->ndim >= 2 && half ? 2 : 4);
     }
     return b;
 }
@@ -99,18 +101,20 @@ static double component_bytes(const sdc_st_file *f, const char *prefix, sdc_dtyp
 /* The weights must fit what the backend has free (the CPU: MemAvailable;
  * CUDA: the device's free memory): an SDXL U-Net in fp32 is 10 GB, and a
  * host that runs out mid-load is killed rather than told. Renders need
- * more on top (planned when they start). */
+ * more on top (planned when they start). The CPU keeps weights as the
+ * file stores them (wt and vt F32: its only activation type). */
 sdc_status sdc_check_weights_fit(const sdc_model_files *m, bool cpu, sdc_dtype wt, sdc_dtype vt, size_t avail) {
-    const double need = component_bytes(m->unet_file, m->unet_prefix, wt) +
-                        component_bytes(m->text_file, m->text_prefix, wt) +
-                        (m->text2_file ? component_bytes(m->text2_file, m->text2_prefix, wt) : 0) +
-                        component_bytes(m->vae_file, m->vae_prefix, vt) + 256.0 * (1 << 20);
+    const double need = component_bytes(m->unet_file, m->unet_prefix, wt, cpu) +
+                        component_bytes(m->text_file, m->text_prefix, wt, cpu) +
+                        (m->text2_file ? component_bytes(m->text2_file, m->text2_prefix, wt, cpu) : 0) +
+                        component_bytes(m->vae_file, m->vae_prefix, vt, cpu) + 256.0 * (1 << 20);
     if (need <= (double)avail) return SDC_OK;
     return sdc_fail(SDC_ERR_OOM, "%s: the %s model needs about %.1f GiB of %s for its weights in %s, and %.1f GiB "
                     "is available%s", m->path, sdc_family_name(m->config.family), need / 1073741824.0,
-                    cpu ? "memory" : "GPU memory", wt == SDC_DT_F32 ? "fp32" : wt == SDC_DT_F16 ? "fp16" : "bf16",
+                    cpu ? "memory" : "GPU memory",
+                    cpu ? "the file's types" : wt == SDC_DT_F32 ? "fp32" : wt == SDC_DT_F16 ? "fp16" : "bf16",
                     (double)avail / 1073741824.0,
-                    cpu ? " (the CPU backend keeps fp32 weights; a CUDA GPU runs it in fp16, half as large)"
+                    cpu ? " (the CPU backend keeps the file's fp16, bf16 or fp32 weights)"
                         : "; close other programs using the GPU or try --backend cpu");
 }
 
@@ -200,6 +204,66 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
         return st;
     }
     *out = c;
+    return SDC_OK;
+}
+
+static bool has_half(const sdc_weight_set *s) {
+    for (int i = 0; s && i < s->n_srcs; i++)
+        if (s->srcs[i].w.type != SDC_DT_F32) return true;
+    return false;
+}
+
+/* The network *cur takes the reloaded *fresh's contents, keeping its own
+ * weight sources (their addresses are out: the LoRA index, callers), each
+ * now pointing at its fresh weight; *fresh gets the old contents, to be
+ * freed. Both were loaded by the same code, so the sources line up. */
+static void adopt(void *cur, void *fresh, size_t size, sdc_weight_set *cw, sdc_weight_set *fw) {
+    for (int i = 0; i < cw->n_srcs && i < fw->n_srcs; i++) cw->srcs[i].w = fw->srcs[i].w;
+    sdc_weight_src *srcs = cw->srcs;
+    const int cap = cw->cap_srcs;
+    cw->srcs = fw->srcs, cw->cap_srcs = fw->cap_srcs;
+    fw->srcs = srcs, fw->cap_srcs = cap;
+    unsigned char *a = cur, *b = fresh;
+    for (size_t i = 0; i < size; i++) {
+        const unsigned char t = a[i];
+        a[i] = b[i], b[i] = t;
+    }
+}
+
+sdc_status sdc_widen_for_merges(sdc_ctx *ctx) {
+    sdc_backend *be = ctx->be;
+    if (!be->weights_as_stored || ctx->widened) return SDC_OK;
+    if (!has_half(&ctx->te->weights) && !(ctx->te2 && has_half(&ctx->te2->weights)) && !has_half(&ctx->unet->weights)) {
+        ctx->widened = true;
+        return SDC_OK;
+    }
+    const double t0 = sdc_now();
+    sdc_plan_release(ctx); /* the U-Net's activations were bound to its arena */
+    const sdc_dtype wt = be->weight_type;
+    be->weights_as_stored = false;
+    be->weight_type = SDC_DT_F32;
+    sdc_text_encoder *te = NULL, *te2 = NULL;
+    sdc_unet *unet = NULL;
+    sdc_status st = sdc_text_encoder_load(ctx->model, be, &te);
+    if (st == SDC_OK && ctx->te2) st = sdc_text_encoder_load2(ctx->model, be, &te2);
+    if (st == SDC_OK) st = sdc_unet_load(ctx->model, be, &unet);
+    be->weights_as_stored = true;
+    be->weight_type = wt;
+    if (st != SDC_OK) {
+        sdc_text_encoder_free(te), sdc_text_encoder_free(te2), sdc_unet_free(unet);
+        return sdc_fail_context(st, "widening the weights to fp32 for a LoRA merge");
+    }
+    adopt(ctx->te, te, sizeof *te, &ctx->te->weights, &te->weights);
+    sdc_text_encoder_free(te);
+    if (te2) {
+        adopt(ctx->te2, te2, sizeof *te2, &ctx->te2->weights, &te2->weights);
+        sdc_text_encoder_free(te2);
+    }
+    adopt(ctx->unet, unet, sizeof *unet, &ctx->unet->weights, &unet->weights);
+    sdc_unet_free(unet);
+    ctx->widened = true;
+    sdc_notice("LoRA: the text encoders and U-Net now keep fp32 weights, so that merges are exact (%.1f s)",
+               sdc_now() - t0);
     return SDC_OK;
 }
 

@@ -30,6 +30,44 @@ static void linear_case(int m, int k, int n, bool bias) {
 }
 
 Test(backend_cpu, linear_clip_qkv) { linear_case(77, 768, 2304, true); }
+
+/* Half weights, as the CPU keeps fp16 and bf16 files' matrices: widened to
+ * fp32 inside the product, so against float64 with the widened values the
+ * tolerance is fp32's; one panel (CLIP's qkv) and several (k = 11520: a
+ * 1280-channel 3x3 kernel's row) */
+static void linear_half_case(int m, int k, int n, sdc_dtype t) {
+    sdc_backend *be = test_cpu_backend();
+    float *x = test_random((size_t)m * k, 1, 1.0f), *w = test_random((size_t)n * k, 2, 0.05f), *b = test_random(n, 3, 0.5f);
+    float *y = malloc((size_t)m * n * sizeof(float));
+    double *r = malloc((size_t)m * n * sizeof(double));
+    sdc_weight hw = {NULL, t, 0};
+    cr_assert_eq(be->ops->load_tensor(be, t, w, SDC_DT_F32, (size_t)n * k, &hw.p), SDC_OK, "%s", sdc_last_error());
+    for (size_t i = 0; i < (size_t)n * k; i++) {
+        const uint16_t h = ((uint16_t *)hw.p)[i];
+        const float want = t == SDC_DT_F16 ? sdc_f16_to_f32(sdc_f32_to_f16(w[i])) : sdc_bf16_to_f32(sdc_f32_to_bf16(w[i]));
+        w[i] = t == SDC_DT_F16 ? sdc_f16_to_f32(h) : sdc_bf16_to_f32(h);
+        cr_assert(w[i] == want, "element %zu kept as %g, expected %g (round to nearest even)", i, (double)w[i],
+                  (double)want);
+    }
+    cr_assert_eq(be->ops->linear(be, SDC_F32(y), SDC_F32(x), hw, b, m, k, n), SDC_OK, "%s", sdc_last_error());
+#pragma omp parallel for
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = b[j];
+            for (int p = 0; p < k; p++) s += (double)x[(size_t)i * k + p] * w[(size_t)j * k + p];
+            r[(size_t)i * n + j] = s;
+        }
+    check_close_f64(TOL, "linear with half weights", y, r, (size_t)m * n);
+    be->ops->free(be, hw.p);
+    free(x), free(w), free(b), free(y), free(r);
+    sdc_backend_destroy(be);
+}
+
+Test(backend_cpu, linear_half_weights) {
+    linear_half_case(77, 768, 2304, SDC_DT_F16);
+    linear_half_case(77, 768, 2304, SDC_DT_BF16);
+    linear_half_case(64, 11520, 400, SDC_DT_F16);
+}
 Test(backend_cpu, linear_no_bias_odd) { linear_case(5, 33, 17, false); }
 
 Test(backend_cpu, layer_norm_two_pass) {
@@ -90,6 +128,16 @@ static void attention_case(int batch, int heads, int tq, int tk, int hd, bool ca
 Test(backend_cpu, attention_causal_clip) { attention_case(1, 12, 77, 77, 64, true); }
 Test(backend_cpu, attention_cross_hd40) { attention_case(2, 8, 64, 77, 40, false); }
 Test(backend_cpu, attention_self_hd80) { attention_case(2, 4, 100, 100, 80, false); }
+/* 256 keys or more without a mask: the flash-style kernel. The U-Net's
+ * 40-wide heads (one pass of 48 columns), 80 (48 + 32), SD 2.x's 64
+ * (48 + 16); key and query counts off the blocks (333 keys: a partial
+ * chunk; 301 queries: a partial block); the VAE's one 512-wide head */
+Test(backend_cpu, attention_flash_hd40) { attention_case(2, 2, 1024, 1024, 40, false); }
+Test(backend_cpu, attention_flash_odd) {
+    attention_case(1, 3, 301, 333, 80, false);
+    attention_case(2, 1, 77, 256, 64, false);
+}
+Test(backend_cpu, attention_flash_vae) { attention_case(1, 1, 256, 256, 512, false); }
 
 Test(backend_cpu, activations) {
     const size_t n = 4096;

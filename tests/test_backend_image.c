@@ -4,24 +4,39 @@
  * against float64; GEGLU and the fused SiLU use a ~1e-7 exp/erf). */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
-#include "backend/backend.h"
+#include "backend/backend_cpu.h"
 #include "testutil.h"
 
 #define TOL 1e-5
 
 
-static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride, int pad, bool residual) {
+/* wtype: the kernel's type (a half kernel is rounded from the random one,
+ * the reference computed with its widened values: the products widen
+ * exactly, so the tolerance stays fp32's); direct: 3x3 convolutions as
+ * shifted sgemms instead of Winograd */
+static void conv_case_typed(int n, int h, int w, int cin, int cout, int k, int stride, int pad, bool residual,
+                            sdc_dtype wtype, bool direct) {
     sdc_backend *be = test_cpu_backend();
+    ((sdc_cpu_impl *)be->impl)->direct_conv = direct;
     const int ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
     const size_t ny = (size_t)n * ho * wo * cout;
     float *x = test_random((size_t)n * h * w * cin, 21, 1.0f), *wt = test_random((size_t)cout * k * k * cin, 22, 0.05f);
     float *b = test_random(cout, 23, 0.5f), *res = residual ? test_random(ny, 24, 1.0f) : NULL;
     float *y = malloc(ny * sizeof(float));
     double *r = malloc(ny * sizeof(double));
-    cr_assert_eq(be->ops->conv2d(be, SDC_F32(y), SDC_F32(x), SDC_WEIGHT_F32(wt), b, SDC_F32(res), n, h, w, cin, cout, k, stride, pad), SDC_OK, "%s",
-                 sdc_last_error());
+    const size_t nw = (size_t)cout * k * k * cin;
+    sdc_weight kw = SDC_WEIGHT_F32(wt);
+    if (wtype != SDC_DT_F32) {
+        cr_assert_eq(be->ops->load_conv(be, wtype, wt, SDC_DT_F32, cout, k, cin, &kw), SDC_OK, "%s", sdc_last_error());
+        cr_assert_eq(kw.type, wtype);
+        for (size_t i = 0; i < nw; i++) /* the values the kernel holds */
+            wt[i] = wtype == SDC_DT_F16 ? sdc_f16_to_f32(((uint16_t *)kw.p)[i]) : sdc_bf16_to_f32(((uint16_t *)kw.p)[i]);
+    }
+    cr_assert_eq(be->ops->conv2d(be, SDC_F32(y), SDC_F32(x), kw, b, SDC_F32(res), n, h, w, cin, cout, k, stride, pad),
+                 SDC_OK, "%s", sdc_last_error());
 #pragma omp parallel for collapse(2)
     for (int bi = 0; bi < n; bi++)
         for (int oy = 0; oy < ho; oy++)
@@ -39,13 +54,40 @@ static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride,
                         }
                     r[o] = s;
                 }
+    size_t worst;
+    fprintf(stderr, "conv2d %dx%dx%d -> %d, k %d s %d, %s%s: max rel err %.3g\n", h, w, cin, cout, k, stride,
+            sdc_dtype_name(wtype), direct ? ", direct" : "", max_rel_err_f64(y, r, ny, &worst));
     check_close_f64(TOL, "conv2d", y, r, ny);
+    if (kw.p != wt) be->ops->free(be, kw.p);
     free(x), free(wt), free(b), free(res), free(y), free(r);
     sdc_backend_destroy(be);
 }
 
-/* 3x3 stride 1 on a large grid takes the shifted-sgemm path */
+static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride, int pad, bool residual) {
+    conv_case_typed(n, h, w, cin, cout, k, stride, pad, residual, SDC_DT_F32, false);
+}
+
+/* 3x3 stride 1 on a large grid takes Winograd's F(2x2, 3x3) */
 Test(backend_image, conv3x3_shifted_320_to_640) { conv_case(2, 16, 17, 320, 640, 3, 1, 1, false); }
+/* and as 9 shifted sgemms when asked (SDC_CPU_WINOGRAD=0) */
+Test(backend_image, conv3x3_direct_320_to_640) {
+    conv_case_typed(2, 16, 17, 320, 640, 3, 1, 1, true, SDC_DT_F32, true);
+}
+/* Winograd: odd sizes (tiles past the last row and column), a residual */
+Test(backend_image, conv3x3_winograd_odd) { conv_case(2, 17, 19, 48, 40, 3, 1, 1, true); }
+/* several chunks of output channels (U-Net's 2560 inputs), several blocks
+ * of tiles (a wide input on a large grid) */
+Test(backend_image, conv3x3_winograd_chunks) { conv_case(1, 16, 16, 2560, 640, 3, 1, 1, true); }
+Test(backend_image, conv3x3_winograd_blocks) { conv_case(1, 48, 48, 1024, 64, 3, 1, 1, false); }
+/* half kernels, as the CPU keeps fp16 and bf16 files' weights: every path */
+Test(backend_image, conv_half_kernels) {
+    conv_case_typed(2, 16, 17, 320, 64, 3, 1, 1, true, SDC_DT_F16, false);
+    conv_case_typed(2, 16, 17, 320, 64, 3, 1, 1, false, SDC_DT_BF16, false);
+    conv_case_typed(1, 16, 16, 96, 80, 3, 1, 1, true, SDC_DT_F16, true);
+    conv_case_typed(1, 8, 8, 256, 128, 3, 1, 1, true, SDC_DT_F16, false);
+    conv_case_typed(2, 17, 16, 64, 96, 3, 2, 1, false, SDC_DT_BF16, false);
+    conv_case_typed(2, 16, 16, 640, 320, 1, 1, 0, true, SDC_DT_F16, false);
+}
 /* small grids take im2col; the deepest U-Net level */
 Test(backend_image, conv3x3_im2col_1280) { conv_case(1, 8, 8, 1280, 1280, 3, 1, 1, true); }
 /* the downsampler: stride 2, padding 1, odd size */

@@ -120,8 +120,9 @@ typedef struct sdc_backend_ops {
 
     /* n elements of `type` in backend memory, filled from host memory src
      * of src_type (F32, F16 or BF16), converted (round to nearest even) on
-     * the way: the one way weights arrive. Which types a backend keeps: the
-     * CPU F32 only; CUDA F32, F16 and BF16. Freed with `free`. */
+     * the way: the one way weights arrive. Both backends keep F32, F16 and
+     * BF16 (the CPU widens half weights inside its products). Freed with
+     * `free`. */
     sdc_status (*load_tensor)(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, size_t n,
                               void **out);
     /* A convolution kernel (cout, k, k, cin) from host memory, as
@@ -143,7 +144,8 @@ typedef struct sdc_backend_ops {
      * the backend keeps (load_tensor), fp32 accumulation. On CUDA an F16 or
      * BF16 w takes x rounded to that type. */
     /* x and y of one type T, w of type T, or T fp32 and w of any type
-     * (x is then rounded to w's type on the way in). */
+     * (x is then rounded to w's type on the way in on CUDA; the CPU widens
+     * w to fp32 instead, exactly, and computes in fp32). */
     sdc_status (*linear)(sdc_backend *be, sdc_buf y, sdc_buf x,
                          sdc_weight w, const float *bias, int m, int k, int n);
     /* y[m, n] = (x - mean) / sqrt(var + eps) * gamma + beta, per row;
@@ -303,6 +305,13 @@ struct sdc_backend {
      * F32 on the CPU; on CUDA F16 by default, BF16 or F32 by choice
      * (sdc_params.precision), set before each model is loaded */
     sdc_dtype weight_type;
+    /* The CPU: matrices and kernels are kept in the file's own type (F16,
+     * BF16 or F32, whatever weight_type says) and widened to fp32 inside
+     * the products, a panel at a time, so fp16 weights take half the
+     * memory and no load-time conversion; the arithmetic is fp32's, exact
+     * to a whole-model fp32 copy. weight_type still gives the activations'
+     * type. False: matrices and kernels in weight_type (CUDA). */
+    bool weights_as_stored;
     void *impl;
 };
 

@@ -105,60 +105,47 @@ static sdc_status cpu_convert(sdc_backend *be, sdc_buf dst, sdc_buf src, size_t 
     return SDC_OK;
 }
 
-/* Weights arrive as fp32, fp16 or bf16 and are kept as fp32: converted
- * straight into backend memory, no other copy. */
+/* Weights arrive as fp32, fp16 or bf16 and are kept as asked: the
+ * loaders ask for the file's own type (weights_as_stored), so a half
+ * tensor is a plain copy; across types each element is converted once
+ * (round to nearest even towards a half type). */
 static sdc_status cpu_load_tensor(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, size_t n,
                                   void **out) {
     *out = NULL;
-    if (type != SDC_DT_F32)
-        return sdc_fail(SDC_ERR_UNSUPPORTED, "the CPU backend keeps weights in fp32, not %s (fp16 and bf16 are "
-                        "for --backend cuda)", type == SDC_DT_F16 ? "fp16" : "bf16");
+    if (type != SDC_DT_F32 && type != SDC_DT_F16 && type != SDC_DT_BF16)
+        return sdc_fail(SDC_ERR_ARG, "load_tensor: weights of type %s (F32, F16 or BF16)", sdc_dtype_name(type));
     if (src_type != SDC_DT_F32 && src_type != SDC_DT_F16 && src_type != SDC_DT_BF16)
         return sdc_fail(SDC_ERR_ARG, "load_tensor: source type %d is not F32, F16 or BF16", (int)src_type);
     float *p = NULL;
-    SDC_TRY(cpu_alloc(be, n, &p));
-    if (src_type == SDC_DT_F32) {
-        if (n) memcpy(p, src, n * sizeof(float));
-    } else {
-        const uint16_t *h = src;
-        const bool bf = src_type == SDC_DT_BF16;
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) p[i] = bf ? sdc_bf16_to_f32(h[i]) : sdc_f16_to_f32(h[i]);
-    }
+    SDC_TRY(cpu_alloc(be, sdc_act_floats(type, n), &p));
+    if (n) SDC_TRY(cpu_convert(be, (sdc_buf){p, type}, (sdc_buf){(void *)src, src_type}, n));
     be->transfers.uploads++;
-    be->transfers.bytes_up += n * (src_type == SDC_DT_F32 ? 4 : 2);
+    be->transfers.bytes_up += n * sdc_act_size(src_type);
     *out = p;
     return SDC_OK;
 }
 
+/* LoRA merges: fp32 in, rounded to the weight's type (to nearest even). */
 static sdc_status cpu_store_tensor(sdc_backend *be, sdc_buf dst, const float *src, size_t n) {
-    (void)be;
-    if (dst.type != SDC_DT_F32) return sdc_fail(SDC_ERR_ARG, "store_tensor: the CPU backend's weights are fp32");
-    if (n) memcpy(dst.p, src, n * sizeof(float));
-    return SDC_OK;
+    if (!sdc_act_type(dst.type)) return sdc_fail(SDC_ERR_ARG, "store_tensor: weights of type %s",
+                                                 sdc_dtype_name(dst.type));
+    return n ? cpu_convert(be, dst, SDC_F32((float *)src), n) : SDC_OK;
 }
 
 static sdc_status cpu_linear(sdc_backend *be, sdc_buf yb, sdc_buf xb,
                              sdc_weight wt, const float *bias, int m, int k, int n) {
-    (void)be;
     SDC_TRY(sdc_cpu_f32("linear", 2, (sdc_buf[]){yb, xb}));
     float *y = yb.p;
     const float *x = xb.p;
-    if (wt.type != SDC_DT_F32)
-        return sdc_fail(SDC_ERR_UNSUPPORTED, "linear: the CPU backend computes with fp32 weights, not %s",
-                        wt.type == SDC_DT_F16 ? "fp16" : "bf16");
-    const float *w = wt.p;
     if (m <= 0 || k <= 0 || n <= 0)
         return sdc_fail(SDC_ERR_ARG, "linear: bad shape m=%d k=%d n=%d", m, k, n);
     float beta = 0.0f;
-    if (bias) {
+    if (bias && !sdc_cpu_planning(be)) {
         for (int i = 0; i < m; i++) memcpy(y + (size_t)i * n, bias, (size_t)n * sizeof(float));
         beta = 1.0f;
     }
-    /* y[m,n] = x[m,k] * w[n,k]^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k,
-                beta, y, n);
-    return SDC_OK;
+    /* y[m,n] = x[m,k] * w[n,k]^T, a half w widened a panel at a time */
+    return sdc_cpu_gemm_nt(be, "linear", m, n, k, x, k, wt, beta, y, n);
 }
 
 static sdc_status cpu_layer_norm(sdc_backend *be, sdc_buf yb, sdc_buf xb,
@@ -250,7 +237,8 @@ static sdc_status cpu_embed(sdc_backend *be, sdc_buf yb, const float *table,
     return SDC_OK;
 }
 
-/* The CPU's convolution kernels stay (cout, k, k, cin), unpadded. */
+/* The CPU's convolution kernels stay (cout, k, k, cin), unpadded, in the
+ * type asked for. */
 static sdc_status cpu_load_conv(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, int cout, int k,
                                 int cin, sdc_weight *out) {
     out->type = type;
@@ -334,6 +322,9 @@ sdc_status sdc_backend_cpu_create(int n_threads, sdc_backend **out) {
     be->ops = &cpu_ops;
     be->n_threads = n_threads;
     be->weight_type = SDC_DT_F32;
+    be->weights_as_stored = true;
+    const char *wino = getenv("SDC_CPU_WINOGRAD");
+    im->direct_conv = wino && !strcmp(wino, "0");
     if (n_threads > 0) {
         omp_set_num_threads(n_threads);
         openblas_set_num_threads(n_threads);

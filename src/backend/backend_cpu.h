@@ -40,13 +40,16 @@ static inline float sdc_fast_expf(float x) {
  * blocks, padded inputs, attention scores, statistics), grown on demand or
  * carved from a plan's arena, and the dry run's bookkeeping (backend.h,
  * planned memory). */
-#define SDC_CPU_SCRATCH_SLOTS 4
+#define SDC_CPU_SCRATCH_SLOTS 5
+#define SDC_CPU_SLOT_PANEL 4 /* a half weight's rows widened to fp32 (backend_cpu_widen.c) */
 typedef struct sdc_cpu_impl {
     float *buf[SDC_CPU_SCRATCH_SLOTS];
     size_t cap[SDC_CPU_SCRATCH_SLOTS];      /* floats */
     bool planning, bound;
     size_t need[SDC_CPU_SCRATCH_SLOTS];     /* floats, as the dry run found them */
     sdc_backend_ops plan_ops;               /* the dry run's table */
+    bool direct_conv;                       /* 3x3 convolutions as 9 shifted sgemms, not Winograd
+                                             * (SDC_CPU_WINOGRAD=0: for measuring and bisecting) */
     const sdc_backend_ops *ops_before;      /* the table plan_end puts back */
 } sdc_cpu_impl;
 
@@ -72,6 +75,20 @@ bool sdc_cgroup_room(const char *limit, const char *usage, size_t *bytes);
 /* the aligned allocation every CPU buffer comes from (backend_cpu.c) */
 void *sdc_cpu_aligned(size_t bytes);
 
+/* backend_cpu_widen.c: half weights in the products. n elements of t
+ * (F32, F16, BF16) at src to fp32 at dst, exactly; */
+void sdc_cpu_widen(float *dst, const void *src, sdc_dtype t, size_t n);
+/* rows [row0, row0 + rows) of w, each row_len elements, widened into panel
+ * (rows x row_len fp32), on all threads; */
+void sdc_cpu_widen_rows(float *panel, sdc_weight w, size_t row0, int rows, size_t row_len);
+/* how many of `rows` rows of row_len elements one panel takes; */
+int sdc_cpu_panel_rows(int rows, size_t row_len);
+/* y[m, n] (row stride ldy) = x[m, k] (row stride ldx) . w[n, k]^T + beta y,
+ * w dense of any weight type: sgemm on w itself (F32) or on widened
+ * panels of it (scratch slot SDC_CPU_SLOT_PANEL; a dry run records it). */
+sdc_status sdc_cpu_gemm_nt(sdc_backend *be, const char *op, int m, int n, int k, const float *x, int ldx,
+                           sdc_weight w, float beta, float *y, int ldy);
+
 /* The CPU backend computes in F32 only: SDC_OK when each of the n buffers
  * is F32 (a NULL p, an optional buffer left out, is skipped), else
  * SDC_ERR_ARG naming op and the type it was given. Every op taking sdc_buf
@@ -83,6 +100,15 @@ sdc_status sdc_cpu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf k,
 sdc_status sdc_cpu_conv2d(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *bias,
                           sdc_buf residual, int n, int h, int w_in, int cin, int cout, int k, int stride,
                           int pad);
+/* backend_cpu_flash.c: attention over many keys, flash style (fp32 in and
+ * out, the arguments as the attention op's); which calls it takes */
+bool sdc_cpu_flash_takes(int tk, int head_dim, bool causal);
+sdc_status sdc_cpu_flash_attention(sdc_backend *be, float *out, const float *q, const float *k, const float *v,
+                                   int batch, int heads, int tq, int tk, int d, int q_stride, int kv_stride);
+/* backend_cpu_winograd.c: a stride-1, padding-1 3x3 convolution by
+ * Winograd's F(2x2, 3x3); y = conv(x) + bias (+ residual), NHWC */
+sdc_status sdc_cpu_conv3x3_winograd(sdc_backend *be, float *y, const float *x, sdc_weight w, const float *bias,
+                                    const float *residual, int n, int h, int wi, int cin, int cout);
 sdc_status sdc_cpu_group_norm(sdc_backend *be, sdc_buf y, sdc_buf x, const float *gamma, const float *beta,
                               int n, int hw, int c, int groups, float eps, bool silu);
 sdc_status sdc_cpu_upsample_nearest(sdc_backend *be, sdc_buf y, sdc_buf x, int n, int h, int w, int c, int ho,

@@ -1,6 +1,9 @@
 /* backend_cpu_attn.c - multi-head attention on the CPU: for each (image,
  * head) and block of queries, scores = Q K^T by sgemm, a row softmax, then
- * out = P V by sgemm. Memory is one score block, never tq x tk at once. */
+ * out = P V by sgemm. Memory is one score block, never tq x tk at once.
+ * Many keys without a causal mask (self-attention in the U-Net and VAE)
+ * go to the flash-style kernel instead (backend_cpu_flash.c); this path
+ * keeps the text encoder's causal 77 tokens and cross-attention. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -69,6 +72,8 @@ sdc_status sdc_cpu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf k,
     if (batch < 1 || heads < 1 || tq < 1 || tk < 1 || head_dim < 1)
         return sdc_fail(SDC_ERR_ARG, "attention: bad shape batch=%d heads=%d tq=%d tk=%d d=%d",
                         batch, heads, tq, tk, head_dim);
+    if (sdc_cpu_flash_takes(tk, head_dim, causal))
+        return sdc_cpu_flash_attention(be, out.p, q.p, k.p, v.p, batch, heads, tq, tk, head_dim, q_stride, kv_stride);
     attn_args a = {.out = out.p, .q = q.p, .k = k.p, .v = v.p, .heads = heads, .tq = tq, .tk = tk, .d = head_dim,
                    .q_stride = q_stride, .kv_stride = kv_stride, .width = heads * head_dim,
                    .blocks = (tq + QBLOCK - 1) / QBLOCK, .causal = causal,

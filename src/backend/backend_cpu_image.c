@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "backend/backend_cpu.h"
+#include "model/safetensors.h"
 
 /* bias and residual after the matrix product; y is (rows, cout) */
 static void epilogue(float *y, const float *bias, const float *residual, size_t rows, int cout) {
@@ -22,14 +23,18 @@ static void epilogue(float *y, const float *bias, const float *residual, size_t 
  * compute the output on the padded grid, so that each of the 9 taps is one
  * sgemm over a shifted view (lda = cin) accumulated into the same result;
  * the two extra columns and rows per image are dropped at the end. */
-static sdc_status conv3x3_shifted(sdc_backend *be, float *y, const float *x, const float *w,
+static sdc_status conv3x3_shifted(sdc_backend *be, float *y, const float *x, sdc_weight wt,
                                   const float *bias, const float *residual, int n, int h,
                                   int wi, int cin, int cout) {
     const int hp = h + 2, wp = wi + 2;
     const size_t m = (size_t)n * hp * wp, slack = (size_t)2 * wp + 2;
-    float *p = NULL, *yw = NULL;
+    /* a half kernel is widened nb output channels (9 cin each) at a time */
+    const bool half = wt.type != SDC_DT_F32;
+    const int nb = half ? sdc_cpu_panel_rows(cout, (size_t)9 * cin) : cout;
+    float *p = NULL, *yw = NULL, *panel = NULL;
     SDC_TRY(sdc_cpu_scratch(be, 1, (m + slack) * cin, "conv2d", &p));
     SDC_TRY(sdc_cpu_scratch(be, 2, m * cout, "conv2d", &yw));
+    if (half) SDC_TRY(sdc_cpu_scratch(be, SDC_CPU_SLOT_PANEL, (size_t)nb * 9 * cin, "conv2d", &panel));
     if (sdc_cpu_planning(be)) return SDC_OK;
     memset(p, 0, (m + slack) * cin * sizeof(float));
 #pragma omp parallel for collapse(2) schedule(static)
@@ -37,11 +42,19 @@ static sdc_status conv3x3_shifted(sdc_backend *be, float *y, const float *x, con
         for (int yy = 0; yy < h; yy++)
             memcpy(p + (((size_t)b * hp + yy + 1) * wp + 1) * cin,
                    x + ((size_t)b * h + yy) * wi * cin, (size_t)wi * cin * sizeof(float));
-    for (int t = 0; t < 9; t++) {
-        int dy = t / 3, dx = t % 3;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, cout, cin, 1.0f,
-                    p + ((size_t)dy * wp + dx) * cin, cin, w + (size_t)t * cin, 9 * cin,
-                    t ? 1.0f : 0.0f, yw, cout);
+    for (int c0 = 0; c0 < cout; c0 += nb) {
+        const int cols = cout - c0 < nb ? cout - c0 : nb;
+        const float *w = wt.p;
+        if (half) {
+            sdc_cpu_widen_rows(panel, wt, (size_t)c0, cols, (size_t)9 * cin);
+            w = panel;
+        }
+        for (int t = 0; t < 9; t++) {
+            int dy = t / 3, dx = t % 3;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, cols, cin, 1.0f,
+                        p + ((size_t)dy * wp + dx) * cin, cin, w + (size_t)t * cin, 9 * cin,
+                        t ? 1.0f : 0.0f, yw + c0, cout);
+        }
     }
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < n; b++)
@@ -61,7 +74,7 @@ static sdc_status conv3x3_shifted(sdc_backend *be, float *y, const float *x, con
 
 /* General case: im2col for a block of output pixels, then one sgemm with
  * K = k*k*cin. Blocks keep the column buffer near 32 MiB. */
-static sdc_status conv_im2col(sdc_backend *be, float *y, const float *x, const float *w, int n,
+static sdc_status conv_im2col(sdc_backend *be, float *y, const float *x, sdc_weight w, int n,
                               int h, int wi, int cin, int cout, int k, int stride, int pad, int ho,
                               int wo) {
     const size_t kk = (size_t)k * k * cin, total = (size_t)n * ho * wo;
@@ -70,7 +83,8 @@ static sdc_status conv_im2col(sdc_backend *be, float *y, const float *x, const f
     if (mb > total) mb = total;
     float *col = NULL;
     SDC_TRY(sdc_cpu_scratch(be, 1, mb * kk, "conv2d", &col));
-    if (sdc_cpu_planning(be)) return SDC_OK;
+    if (sdc_cpu_planning(be)) /* the product's panel of a half kernel */
+        return sdc_cpu_gemm_nt(be, "conv2d", 1, cout, (int)kk, NULL, (int)kk, w, 0.0f, NULL, cout);
     for (size_t m0 = 0; m0 < total; m0 += mb) {
         size_t rows = total - m0 < mb ? total - m0 : mb;
 #pragma omp parallel for schedule(static)
@@ -88,8 +102,7 @@ static sdc_status conv_im2col(sdc_backend *be, float *y, const float *x, const f
                         memcpy(c, x + (((size_t)b * h + iy) * wi + ix) * cin, (size_t)cin * sizeof(float));
                 }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, cout, (int)kk, 1.0f, col,
-                    (int)kk, w, (int)kk, 0.0f, y + m0 * cout, cout);
+        SDC_TRY(sdc_cpu_gemm_nt(be, "conv2d", (int)rows, cout, (int)kk, col, (int)kk, w, 0.0f, y + m0 * cout, cout));
     }
     return SDC_OK;
 }
@@ -100,10 +113,11 @@ sdc_status sdc_cpu_conv2d(sdc_backend *be, sdc_buf yb, sdc_buf xb, sdc_weight wt
     SDC_TRY(sdc_cpu_f32("conv2d", 3, (sdc_buf[]){yb, xb, rb}));
     float *y = yb.p;
     const float *x = xb.p, *residual = rb.p; /* residual NULL: none */
-    if (wt.type != SDC_DT_F32)
-        return sdc_fail(SDC_ERR_UNSUPPORTED, "conv2d: the CPU backend computes with fp32 weights, not %s",
-                        wt.type == SDC_DT_F16 ? "fp16" : "bf16");
-    const float *w = wt.p;
+    if (wt.type != SDC_DT_F32 && wt.type != SDC_DT_F16 && wt.type != SDC_DT_BF16)
+        return sdc_fail(SDC_ERR_ARG, "conv2d: weights of type %s (F32, F16 or BF16)", sdc_dtype_name(wt.type));
+    if (wt.chan_pad > 1)
+        return sdc_fail(SDC_ERR_ARG, "conv2d: a kernel with channels padded to %d (the CPU's are unpadded)",
+                        wt.chan_pad);
     if (n < 1 || h < 1 || wi < 1 || cin < 1 || cout < 1 || k < 1 || stride < 1 || pad < 0)
         return sdc_fail(SDC_ERR_ARG, "conv2d: bad shape n=%d h=%d w=%d cin=%d cout=%d k=%d s=%d p=%d",
                         n, h, wi, cin, cout, k, stride, pad);
@@ -111,13 +125,14 @@ sdc_status sdc_cpu_conv2d(sdc_backend *be, sdc_buf yb, sdc_buf xb, sdc_weight wt
     if (ho < 1 || wo < 1)
         return sdc_fail(SDC_ERR_ARG, "conv2d: %dx%d input too small for a %dx%d kernel", h, wi, k, k);
     if (k == 1 && stride == 1 && pad == 0) {
-        if (sdc_cpu_planning(be)) return SDC_OK; /* no scratch */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n * h * wi, cout, cin, 1.0f, x, cin, w,
-                    cin, 0.0f, y, cout);
+        SDC_TRY(sdc_cpu_gemm_nt(be, "conv2d", n * h * wi, cout, cin, x, cin, wt, 0.0f, y, cout));
+        if (sdc_cpu_planning(be)) return SDC_OK;
     } else if (k == 3 && stride == 1 && pad == 1 && h * wi >= 256) {
-        return conv3x3_shifted(be, y, x, w, bias, residual, n, h, wi, cin, cout);
+        if (((sdc_cpu_impl *)be->impl)->direct_conv)
+            return conv3x3_shifted(be, y, x, wt, bias, residual, n, h, wi, cin, cout);
+        return sdc_cpu_conv3x3_winograd(be, y, x, wt, bias, residual, n, h, wi, cin, cout);
     } else {
-        SDC_TRY(conv_im2col(be, y, x, w, n, h, wi, cin, cout, k, stride, pad, ho, wo));
+        SDC_TRY(conv_im2col(be, y, x, wt, n, h, wi, cin, cout, k, stride, pad, ho, wo));
         if (sdc_cpu_planning(be)) return SDC_OK;
     }
     epilogue(y, bias, residual, (size_t)n * ho * wo, cout);

@@ -1,6 +1,7 @@
 /* backend_cpu_plan.c - planned memory on the CPU backend (backend.h): the
  * dry run's ops table and the scratch carved from a plan's arena. The ops
- * that take scratch (attention, conv2d, group_norm) run as themselves in
+ * that take scratch (attention, conv2d, group_norm, linear: a half
+ * weight's widened panel) run as themselves in
  * the dry run: they record what they need and return before computing, so
  * the sizes come from the same code that uses them. Every other op does
  * nothing; alloc and load_* fail. */
@@ -14,10 +15,6 @@
 
 static sdc_status nop_upload(sdc_backend *be, float *d, const float *s, size_t n) { return SDC_OK; }
 static sdc_status nop_copy(sdc_backend *be, sdc_buf d, sdc_buf s, size_t n) { return SDC_OK; }
-static sdc_status nop_linear(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *b, int m, int k,
-                             int n) {
-    return SDC_OK;
-}
 static sdc_status nop_layer_norm(sdc_backend *be, sdc_buf y, sdc_buf x, const float *g, const float *b, int m, int n,
                                  float eps) {
     return SDC_OK;
@@ -61,7 +58,6 @@ sdc_status sdc_cpu_plan_begin(sdc_backend *be) {
     *o = *sdc_cpu_ops(); /* alloc, load_*: the real ones, which refuse while planning */
     o->upload = o->download = o->upload_async = nop_upload;
     o->copy = o->convert = nop_copy;
-    o->linear = nop_linear;
     o->layer_norm = nop_layer_norm;
     o->activation = nop_activation;
     o->add = nop_add;

@@ -168,6 +168,13 @@ static sdc_status upload(sdc_loader *L, void **dst, sdc_dtype type, sdc_dtype st
     return SDC_OK;
 }
 
+/* The type a matrix or kernel staged as `staged` is kept in: the file's
+ * own on a backend that keeps weights as stored (the CPU), else the one
+ * the backend computes with. */
+static sdc_dtype mat_type(const sdc_loader *L, sdc_dtype staged) {
+    return L->be->weights_as_stored ? staged : L->be->weight_type;
+}
+
 /* A file type the stage keeps as it is (on a little-endian host, as the
  * file is little-endian); any other float type is staged as F32. */
 static sdc_dtype stage_type_of(sdc_dtype t) {
@@ -277,7 +284,7 @@ sdc_status sdc_load_mat_t(sdc_loader *L, sdc_weight *dst, int out, int in, const
             memcpy(tr + ((size_t)o * in + i) * eb, L->stage + ((size_t)i * out + o) * eb, eb);
     memcpy(L->stage, tr, count * eb);
     free(tr);
-    dst->type = L->be->weight_type;
+    dst->type = mat_type(L, ty);
     dst->chan_pad = 0;
     return upload(L, &dst->p, dst->type, ty, count);
 }
@@ -288,7 +295,7 @@ sdc_status sdc_load_mats_stacked(sdc_loader *L, sdc_weight *dst, int n_mats, con
     size_t count;
     const sdc_st_tensor *ts[8];
     SDC_TRY(read_stack(L, n_mats, outs, in, names, true, &ty, &count, ts));
-    dst->type = L->be->weight_type;
+    dst->type = mat_type(L, ty);
     dst->chan_pad = 0;
     SDC_TRY(upload(L, &dst->p, dst->type, ty, count));
     for (int i = 0, row = 0; i < n_mats; row += outs[i], i++)
@@ -328,7 +335,7 @@ sdc_status sdc_load_conv(sdc_loader *L, sdc_weight *dst, int cout, int cin, int 
     if (es == 4) PERMUTE_CONV(uint32_t, L->stage, src);
     else PERMUTE_CONV(uint16_t, L->stage, src);
     /* the backend lays it out as it computes best (CUDA pads channels) */
-    SDC_TRY(L->be->ops->load_conv(L->be, L->be->weight_type, L->stage, ty, cout, k, cin, dst));
+    SDC_TRY(L->be->ops->load_conv(L->be, mat_type(L, ty), L->stage, ty, cout, k, cin, dst));
     const int q = dst->chan_pad > 1 ? dst->chan_pad : 1;
     const size_t padded = (size_t)((cout + q - 1) / q * q) * k * k * ((cin + q - 1) / q * q);
     SDC_TRY(record(L, dst->p, padded * dtype_bytes(dst->type)));

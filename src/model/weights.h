@@ -4,8 +4,9 @@
  * staged on the host in the file's own type (F32, F16 or BF16; other float
  * types as F32) and handed to the backend's load_tensor, which keeps it in
  * the type the backend computes with (backend->weight_type for matrices
- * and convolution kernels, fp32 for vectors and embedding tables). Never a
- * host fp32 copy of the model. Convolution kernels are permuted from
+ * and convolution kernels, or the file's own where the backend keeps
+ * weights as stored, the CPU; fp32 for vectors and embedding tables).
+ * Never a host fp32 copy of the model. Convolution kernels are permuted from
  * PyTorch's (cout, cin, k, k) to (cout, k, k, cin) on the way. Every buffer
  * is recorded so the model frees them in one call. */
 #ifndef SDC_WEIGHTS_H

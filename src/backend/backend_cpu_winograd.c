@@ -1,0 +1,194 @@
+/* backend_cpu_winograd.c - stride-1, padding-1 3x3 convolutions on the CPU
+ * by Winograd's minimal filtering F(2x2, 3x3) (Lavin and Gray, 2015).
+ *
+ * Each 2x2 block of outputs (a tile) is computed from the 4x4 input patch
+ * around it: V = B^T d B per input channel, U = G g G^T per (output, input)
+ * channel pair, M = sum over input channels of U (.) V, Y = A^T M A. The
+ * sum over channels is 16 sgemms, one per position xi of the 4x4 grid:
+ *     M[xi][tiles, cout] = V[xi][tiles, cin] . U[xi][cout, cin]^T
+ * 16 products of tiles x cin x cout for what direct convolution does in 36
+ * (4 outputs x 9 taps): 2.25x fewer multiply-adds. The transforms' entries
+ * are 0, +-1 and +-1/2, so in fp32 the error stays that of the direct sum
+ * (tests/test_backend_image.c: normwise 1e-5 against float64; measured
+ * ~1e-7). Weights of any type (F32, F16, BF16) are transformed from the
+ * kernel as stored; no transformed copy is kept between calls.
+ *
+ * Memory: tiles are taken in blocks and output channels in chunks so that
+ * V (16 x block x cin), M (16 x block x chunk) and U (16 x chunk x cin) each
+ * stay near 32 MiB whatever the image size (scratch slots 1, 2 and 4). */
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+
+#include "backend/backend_cpu.h"
+
+#define WINO_BUDGET ((size_t)32 << 20) /* bytes of each of V, M and U, about */
+
+/* U[xi][co - c0][ci] = (G g G^T)[xi] for co in [c0, c0 + nb), g the 3x3
+ * kernel of (co, ci); w is (cout, 3, 3, cin) of any weight type. tmp: a
+ * row of 9 cin floats per thread. */
+static void transform_weights(float *u, sdc_weight w, int c0, int nb, int cin, float *tmp) {
+    const size_t es = sdc_act_size(w.type), row = (size_t)9 * cin, plane = (size_t)nb * cin;
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < nb; o++) {
+        float *g = tmp + (size_t)omp_get_thread_num() * row; /* (3, 3, cin) */
+        sdc_cpu_widen(g, (const char *)w.p + (size_t)(c0 + o) * row * es, w.type, row);
+        float *uo = u + (size_t)o * cin;
+#pragma omp simd
+        for (int ci = 0; ci < cin; ci++) {
+            float t[4][3]; /* G g: rows g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2 */
+            for (int c = 0; c < 3; c++) {
+                const float g0 = g[(0 * 3 + c) * cin + ci], g1 = g[(1 * 3 + c) * cin + ci],
+                            g2 = g[(2 * 3 + c) * cin + ci];
+                t[0][c] = g0;
+                t[1][c] = 0.5f * ((g0 + g2) + g1);
+                t[2][c] = 0.5f * ((g0 + g2) - g1);
+                t[3][c] = g2;
+            }
+            for (int r = 0; r < 4; r++) { /* (G g) G^T, row by row */
+                uo[(size_t)(r * 4 + 0) * plane + ci] = t[r][0];
+                uo[(size_t)(r * 4 + 1) * plane + ci] = 0.5f * ((t[r][0] + t[r][2]) + t[r][1]);
+                uo[(size_t)(r * 4 + 2) * plane + ci] = 0.5f * ((t[r][0] + t[r][2]) - t[r][1]);
+                uo[(size_t)(r * 4 + 3) * plane + ci] = t[r][2];
+            }
+        }
+    }
+}
+
+typedef struct wino_shape {
+    int n, h, w, cin, cout, th, tw; /* th, tw: tiles down and across */
+} wino_shape;
+
+/* V[xi][t - t0][ci] = (B^T d B)[xi] for tiles t in [t0, t0 + nt): d the
+ * 4x4 patch of x[n, h, w, cin] at rows 2 i - 1 .., columns 2 j - 1 ..,
+ * zero outside the image (read from `zeros`, cin of them). */
+static void transform_input(float *v, const float *x, const float *zeros, const wino_shape *s, size_t t0, int nt) {
+    const int cin = s->cin;
+    const size_t plane = (size_t)nt * cin;
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < nt; k++) {
+        const size_t t = t0 + (size_t)k;
+        const int b = (int)(t / ((size_t)s->th * s->tw)), rem = (int)(t % ((size_t)s->th * s->tw));
+        const int y0 = 2 * (rem / s->tw) - 1, x0 = 2 * (rem % s->tw) - 1;
+        const float *row[4][4];
+        for (int r = 0; r < 4; r++)
+            for (int c = 0; c < 4; c++) {
+                const int iy = y0 + r, ix = x0 + c;
+                row[r][c] = iy >= 0 && iy < s->h && ix >= 0 && ix < s->w
+                                ? x + (((size_t)b * s->h + iy) * s->w + ix) * cin
+                                : zeros;
+            }
+        float *vk = v + (size_t)k * cin;
+#pragma omp simd
+        for (int ci = 0; ci < cin; ci++) {
+            float d[4][4], e[4][4];
+            for (int r = 0; r < 4; r++)
+                for (int c = 0; c < 4; c++) d[r][c] = row[r][c][ci];
+            for (int c = 0; c < 4; c++) { /* B^T d, column by column */
+                e[0][c] = d[0][c] - d[2][c];
+                e[1][c] = d[1][c] + d[2][c];
+                e[2][c] = d[2][c] - d[1][c];
+                e[3][c] = d[1][c] - d[3][c];
+            }
+            for (int r = 0; r < 4; r++) { /* (B^T d) B, row by row */
+                vk[(size_t)(r * 4 + 0) * plane + ci] = e[r][0] - e[r][2];
+                vk[(size_t)(r * 4 + 1) * plane + ci] = e[r][1] + e[r][2];
+                vk[(size_t)(r * 4 + 2) * plane + ci] = e[r][2] - e[r][1];
+                vk[(size_t)(r * 4 + 3) * plane + ci] = e[r][1] - e[r][3];
+            }
+        }
+    }
+}
+
+/* y[.., co] for co in [c0, c0 + nb) of tiles [t0, t0 + nt) from M[xi][t -
+ * t0][co - c0]: Y = A^T M A plus bias and residual; outputs past the
+ * image's last row or column (odd sizes) are not written. */
+static void transform_output(float *y, const float *m, const float *bias, const float *residual,
+                             const wino_shape *s, size_t t0, int nt, int c0, int nb) {
+    const size_t plane = (size_t)nt * nb;
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < nt; k++) {
+        const size_t t = t0 + (size_t)k;
+        const int b = (int)(t / ((size_t)s->th * s->tw)), rem = (int)(t % ((size_t)s->th * s->tw));
+        const int oy = 2 * (rem / s->tw), ox = 2 * (rem % s->tw);
+        const float *mk = m + (size_t)k * nb;
+        for (int dy = 0; dy < 2 && oy + dy < s->h; dy++)
+            for (int dx = 0; dx < 2 && ox + dx < s->w; dx++) {
+                const size_t o = (((size_t)b * s->h + oy + dy) * s->w + ox + dx) * s->cout + c0;
+                float *yo = y + o;
+                const float *ro = residual ? residual + o : NULL;
+#pragma omp simd
+                for (int c = 0; c < nb; c++) {
+                    float a[4]; /* A^T M: row dy of it, then times A: column dx */
+                    for (int q = 0; q < 4; q++) {
+                        const float m0 = mk[(size_t)(0 * 4 + q) * plane + c], m1 = mk[(size_t)(1 * 4 + q) * plane + c],
+                                    m2 = mk[(size_t)(2 * 4 + q) * plane + c], m3 = mk[(size_t)(3 * 4 + q) * plane + c];
+                        a[q] = dy == 0 ? (m0 + m1) + m2 : (m1 - m2) - m3;
+                    }
+                    float v = dx == 0 ? (a[0] + a[1]) + a[2] : (a[1] - a[2]) - a[3];
+                    if (bias) v += bias[c0 + c];
+                    if (ro) v += ro[c];
+                    yo[c] = v;
+                }
+            }
+    }
+}
+
+/* the 16 products of one block: M[xi] = V[xi] U[xi]^T, each on one thread
+ * when there are threads to spread them over (16 jobs balance on 2, 4, 8
+ * or 16), else one multithreaded sgemm after the other */
+static void products(float *m, const float *v, const float *u, int nt, int nb, int cin) {
+    const size_t vp = (size_t)nt * cin, up = (size_t)nb * cin, mp = (size_t)nt * nb;
+    const int nt_omp = omp_get_max_threads();
+    if (nt_omp > 1) {
+        const int blas_threads = openblas_get_num_threads();
+        openblas_set_num_threads(1);
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int xi = 0; xi < 16; xi++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nb, cin, 1.0f, v + xi * vp, cin, u + xi * up,
+                        cin, 0.0f, m + xi * mp, nb);
+        openblas_set_num_threads(blas_threads);
+    } else {
+        for (int xi = 0; xi < 16; xi++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nb, cin, 1.0f, v + xi * vp, cin, u + xi * up,
+                        cin, 0.0f, m + xi * mp, nb);
+    }
+}
+
+sdc_status sdc_cpu_conv3x3_winograd(sdc_backend *be, float *y, const float *x, sdc_weight w, const float *bias,
+                                    const float *residual, int n, int h, int wi, int cin, int cout) {
+    const wino_shape s = {n, h, wi, cin, cout, (h + 1) / 2, (wi + 1) / 2};
+    const size_t tiles = (size_t)n * s.th * s.tw;
+    /* output channels per chunk: U within budget (all of them for the
+     * U-Net's 320 and 640-wide layers), a multiple of 16 */
+    size_t nb = WINO_BUDGET / ((size_t)16 * cin * sizeof(float));
+    nb = nb >= (size_t)cout ? (size_t)cout : (nb < 16 ? 16 : nb / 16 * 16);
+    /* tiles per block: V and M within budget */
+    const size_t widest = (size_t)cin > nb ? (size_t)cin : nb;
+    size_t tb = WINO_BUDGET / ((size_t)16 * widest * sizeof(float));
+    tb = tb < 64 ? 64 : tb;
+    tb = tb > tiles ? tiles : tb;
+    const int nt_omp = omp_get_max_threads();
+    float *v = NULL, *m = NULL, *u = NULL;
+    SDC_TRY(sdc_cpu_scratch(be, 1, (size_t)16 * tb * cin, "conv2d", &v));
+    SDC_TRY(sdc_cpu_scratch(be, 2, (size_t)16 * tb * nb, "conv2d", &m));
+    /* U, then a widened kernel row per thread, then a row of zeros */
+    SDC_TRY(sdc_cpu_scratch(be, SDC_CPU_SLOT_PANEL, (size_t)16 * nb * cin + (size_t)(nt_omp * 9 + 1) * cin, "conv2d",
+                            &u));
+    if (sdc_cpu_planning(be)) return SDC_OK;
+    float *tmp = u + (size_t)16 * nb * cin, *zeros = tmp + (size_t)nt_omp * 9 * cin;
+    memset(zeros, 0, (size_t)cin * sizeof(float));
+    const bool one_chunk = nb == (size_t)cout;
+    if (one_chunk) transform_weights(u, w, 0, cout, cin, tmp);
+    for (size_t t0 = 0; t0 < tiles; t0 += tb) {
+        const int nt = (int)(tiles - t0 < tb ? tiles - t0 : tb);
+        transform_input(v, x, zeros, &s, t0, nt);
+        for (int c0 = 0; c0 < cout; c0 += (int)nb) {
+            const int cols = cout - c0 < (int)nb ? cout - c0 : (int)nb;
+            if (!one_chunk) transform_weights(u, w, c0, cols, cin, tmp);
+            products(m, v, u, nt, cols, cin);
+            transform_output(y, m, bias, residual, &s, t0, nt, c0, cols);
+        }
+    }
+    return SDC_OK;
+}
