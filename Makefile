@@ -189,7 +189,8 @@ $(BUILD)/sdc_tests: $(TEST_OBJ) $(CLI_HELP) $(SERVER_OBJ) $(BUILD)/eval/shapes.o
 $(BUILD)/sdc_bench_sdxl: $(BUILD)/bench/bench_sdxl.o $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/sdc_bench: $(BUILD)/bench/bench.o $(BUILD)/bench/bench_cuda.o $(BUILD)/bench/bench_ops.o $(BUILD)/libsdc.a
+$(BUILD)/sdc_bench: $(BUILD)/bench/bench.o $(BUILD)/bench/bench_cuda.o $(BUILD)/bench/bench_ops.o $(BUILD)/bench/bench_runs.o \
+                   $(BUILD)/libsdc.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/sdc_eval: $(BUILD)/eval/eval_shapes.o $(BUILD)/eval/shapes.o $(BUILD)/libsdc.a
@@ -228,10 +229,11 @@ samples: deps
 
 # Benchmark (not a test): full-size SD 1.5-shaped checkpoint, the CUDA
 # backend first where a device is present, then the CPU backend
-# (BENCH_ARGS=--cuda-only skips the CPU part).
+# (BENCH_ARGS=--cuda-only skips the CPU part; BENCH_ARGS="--sdcpp PATH"
+# runs stable-diffusion.cpp's CLI, built by the user, beside sdc txt2img).
 BENCH_ARGS ?=
 bench: deps fixtures-full bench-emu
-	@$(MAKE) --no-print-directory $(BUILD)/sdc_bench $(BUILD)/plan_report_emu
+	@$(MAKE) --no-print-directory $(BUILD)/sdc_bench $(BUILD)/sdc $(BUILD)/plan_report_emu
 	$(BUILD)/sdc_bench build/fixtures-full/full_sd1.safetensors $(BENCH_ARGS)
 	@echo
 	SDC_CUDA_EMU=1 $(BUILD)/plan_report_emu build/fixtures-full/full_sd1.safetensors 512 1

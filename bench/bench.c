@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "backend/backend_profile.h"
@@ -16,11 +17,45 @@
 #include "backend/cuda.h"
 #include "sdc.h"
 
-/* stable-diffusion.cpp's CPU backend on these 2-core machines with such a
- * checkpoint, as given in the issue that asked for this benchmark (not
- * measured by this program). */
-static const double SDCPP_STEP_256 = 8.3, SDCPP_STEP_512 = 44.0;
-static const double SDCPP_VAE_256 = 16.0, SDCPP_VAE_512 = 65.0, SDCPP_RSS_GIB = 3.6;
+/* The machine, as every figure must name it: CPU model, cores, and the
+ * vector extensions the kernels choose from at run time. */
+static void print_machine(void) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[4096], model[256] = "unknown CPU";
+    bool avx2 = false, fma = false, avx512 = false, bf16 = false;
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
+            snprintf(model, sizeof model, "%s", strchr(line, ':') + 2);
+            model[strcspn(model, "\n")] = '\0';
+        } else if (!strncmp(line, "flags", 5)) {
+            avx2 = strstr(line, " avx2") != NULL, fma = strstr(line, " fma") != NULL;
+            avx512 = strstr(line, " avx512f") != NULL, bf16 = strstr(line, " avx512_bf16") != NULL;
+        }
+    }
+    if (f) fclose(f);
+    printf("machine: %s, %ld cores; AVX2%s %s, AVX-512 %s, AVX-512 BF16 %s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
+           fma ? "+FMA" : "", avx2 ? "yes" : "no", avx512 ? "yes" : "no", bf16 ? "yes" : "no");
+}
+
+/* "  12.34 s" or, without a figure, blanks of the same width */
+static const char *secs(char *buf, double v) {
+    if (v < 0) snprintf(buf, 32, "%12s", "-");
+    else snprintf(buf, 32, "%10.2f s", v);
+    return buf;
+}
+
+static void row(const char *what, double sdc, double other, const char *unit) {
+    char a[32], b[32];
+    if (!strcmp(unit, "GiB")) {
+        snprintf(a, sizeof a, "%8.2f GiB", sdc);
+        if (other < 0) snprintf(b, sizeof b, "%12s", "-");
+        else snprintf(b, sizeof b, "%8.2f GiB", other);
+        printf("%-40s %12s %12s %9s\n", what, a, b, other > 0 ? "" : "");
+        return;
+    }
+    if (other > 0) printf("%-40s %12s %12s %8.2fx\n", what, secs(a, sdc), secs(b, other), other / sdc);
+    else printf("%-40s %12s %12s\n", what, secs(a, sdc), secs(b, other));
+}
 
 static double sgemm_gflops(int m, int n, int k, int reps) {
     float *a = malloc((size_t)m * k * sizeof(float)), *b = malloc((size_t)k * n * sizeof(float));
@@ -152,15 +187,23 @@ sdc_ctx *bench_load(const char *model, sdc_backend_kind backend, sdc_precision p
 }
 
 int main(int argc, char **argv) {
-    const char *model = "build/fixtures-full/full_sd1.safetensors";
+    const char *model = "build/fixtures-full/full_sd1.safetensors", *sdcpp = NULL;
     int cuda_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--cuda-only")) cuda_only = 1;
+        else if (!strcmp(argv[i], "--sdcpp") && i + 1 < argc) sdcpp = argv[++i];
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: sdc_bench [MODEL] [--cuda-only]\n");
+            fprintf(stderr, "usage: sdc_bench [MODEL] [--cuda-only] [--sdcpp PATH-TO-stable-diffusion.cpp's-sd]\n");
             return 2;
         } else model = argv[i];
     }
+    /* the CLI beside this program: build/sdc for build/sdc_bench */
+    char sdc_cli[4096];
+    snprintf(sdc_cli, sizeof sdc_cli, "%s", argv[0]);
+    char *slash = strrchr(sdc_cli, '/');
+    if (slash) snprintf(slash + 1, sizeof sdc_cli - (size_t)(slash + 1 - sdc_cli), "sdc");
+    else snprintf(sdc_cli, sizeof sdc_cli, "./sdc");
+    print_machine();
     setenv("SDC_QUIET", "1", 0);
     char why[256] = "";
     if (sdc_cuda_device_count(why, sizeof why) > 0) {
@@ -200,16 +243,30 @@ int main(int argc, char **argv) {
     double v256 = vae_decode(ctx, 256), v512 = vae_decode(ctx, 512);
     double rss = peak_rss_gib();
 
-    printf("%-34s %12s %14s %10s\n", "stage (SD 1.5 shapes, fp32, CPU)", "sdc", "sd.cpp (given)", "speed-up");
-    printf("%-34s %10.2f s %14s %10s\n", "load weights (fp16 -> fp32)", t_load, "", "");
-    printf("%-34s %10.3f s %14s %10s\n", "text encode (2 prompts)", t_text, "", "");
-    printf("%-34s %10.2f s %12.1f s %9.2fx\n", "U-Net step, CFG batch 2, 256x256", s256.seconds, SDCPP_STEP_256,
-           SDCPP_STEP_256 / s256.seconds);
-    printf("%-34s %10.2f s %12.1f s %9.2fx\n", "U-Net step, CFG batch 2, 512x512", s512.seconds, SDCPP_STEP_512,
-           SDCPP_STEP_512 / s512.seconds);
-    printf("%-34s %10.2f s %12.1f s %9.2fx\n", "VAE decode 256x256", v256, SDCPP_VAE_256, SDCPP_VAE_256 / v256);
-    printf("%-34s %10.2f s %12.1f s %9.2fx\n", "VAE decode 512x512", v512, SDCPP_VAE_512, SDCPP_VAE_512 / v512);
-    printf("%-34s %8.2f GiB %10.1f GiB\n", "peak RSS (whole run)", rss, SDCPP_RSS_GIB);
+    /* whole runs, one after the other on the same model and machine: sdc
+     * txt2img and (with --sdcpp) stable-diffusion.cpp, 512x512, 2 Euler
+     * steps with guidance; sd.cpp also at 256x256 for its step there */
+    const int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    cli_result cli = {0}, cpp256 = {.load = -1, .sampling = -1, .decode = -1, .rss_gib = -1},
+               cpp512 = {.load = -1, .sampling = -1, .decode = -1, .rss_gib = -1};
+    if (bench_sdc_cli(sdc_cli, model, 512, 2, threads, &cli)) return 1;
+    if (sdcpp && (bench_sdcpp(sdcpp, model, 256, 2, threads, &cpp256) ||
+                  bench_sdcpp(sdcpp, model, 512, 2, threads, &cpp512)))
+        return 1;
+    const double cpp_step256 = cpp256.sampling > 0 ? cpp256.sampling / 2 : -1;
+    const double cpp_step512 = cpp512.sampling > 0 ? cpp512.sampling / 2 : -1;
+
+    printf("\n%-40s %12s %12s %9s\n", "stage (SD 1.5 shapes, fp16 file, CPU)", "sdc", "sd.cpp", "speed-up");
+    row("load weights", t_load, cpp512.load, "s");
+    printf("%-40s %10.3f s\n", "text encode (2 prompts)", t_text);
+    row("U-Net step, CFG, 256x256", s256.seconds, cpp_step256, "s");
+    row("U-Net step, CFG, 512x512", s512.seconds, cpp_step512, "s");
+    row("VAE decode 256x256", v256, cpp256.decode, "s");
+    row("VAE decode 512x512", v512, cpp512.decode, "s");
+    row("txt2img 512x512, 2 steps: wall", cli.wall, sdcpp ? cpp512.wall : -1, "s");
+    row("txt2img 512x512, 2 steps: peak RSS", cli.rss_gib, sdcpp ? cpp512.rss_gib : -1, "GiB");
+    printf("%-40s %8.2f GiB\n", "peak RSS of this benchmark (all of it)", rss);
+    if (!sdcpp) printf("(sd.cpp: not measured; --sdcpp PATH runs stable-diffusion.cpp's CLI beside sdc)\n");
     printf("\n%-34s %12s %12s %12s\n", "U-Net step", "GFLOP", "GFLOP/s", "of sgemm");
     const step_result *sr[2] = {&s256, &s512};
     const char *lbl[2] = {"256x256", "512x512"};

@@ -26,6 +26,20 @@ int images_per_second(sdc_ctx *ctx, int px, int steps, int n, double ips[2]);
  * the error printed) on failure. */
 sdc_ctx *bench_load(const char *model, sdc_backend_kind backend, sdc_precision precision, double *seconds);
 
+/* A whole program's run (bench_runs.c): wall seconds and peak resident
+ * memory from the kernel; stable-diffusion.cpp's own stage times from its
+ * log (-1 where it did not print them). */
+typedef struct cli_result {
+    double wall, rss_gib;
+    double load, sampling, decode;
+} cli_result;
+
+/* `sdc txt2img` (the binary `sdc`) and stable-diffusion.cpp's CLI (`bin`)
+ * on one model: px x px, `steps` Euler steps, guidance 7, seed 42,
+ * `threads` CPU threads; 0 on success. */
+int bench_sdc_cli(const char *sdc, const char *model, int px, int steps, int threads, cli_result *r);
+int bench_sdcpp(const char *bin, const char *model, int px, int steps, int threads, cli_result *r);
+
 /* The per-op table on device 0 (bench_ops.c), small: tiny shapes; 0 on
  * success. */
 int bench_ops(int small);
