@@ -134,25 +134,15 @@ static void transform_output(float *y, const float *m, const float *bias, const 
     }
 }
 
-/* the 16 products of one block: M[xi] = V[xi] U[xi]^T, each on one thread
- * when there are threads to spread them over (16 jobs balance on 2, 4, 8
- * or 16), else one multithreaded sgemm after the other */
+/* the 16 products of one block: M[xi] = V[xi] U[xi]^T, one multithreaded
+ * sgemm after the other (running them side by side on one thread each
+ * meant switching OpenBLAS's thread count per call, which cost more than
+ * a small convolution whenever the cores were shared) */
 static void products(float *m, const float *v, const float *u, int nt, int nb, int cin) {
     const size_t vp = (size_t)nt * cin, up = (size_t)nb * cin, mp = (size_t)nt * nb;
-    const int nt_omp = omp_get_max_threads();
-    if (nt_omp > 1) {
-        const int blas_threads = openblas_get_num_threads();
-        openblas_set_num_threads(1);
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int xi = 0; xi < 16; xi++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nb, cin, 1.0f, v + xi * vp, cin, u + xi * up,
-                        cin, 0.0f, m + xi * mp, nb);
-        openblas_set_num_threads(blas_threads);
-    } else {
-        for (int xi = 0; xi < 16; xi++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nb, cin, 1.0f, v + xi * vp, cin, u + xi * up,
-                        cin, 0.0f, m + xi * mp, nb);
-    }
+    for (int xi = 0; xi < 16; xi++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nb, cin, 1.0f, v + xi * vp, cin, u + xi * up, cin,
+                    0.0f, m + xi * mp, nb);
 }
 
 sdc_status sdc_cpu_conv3x3_winograd(sdc_backend *be, float *y, const float *x, sdc_weight w, const float *bias,
