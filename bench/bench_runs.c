@@ -59,6 +59,15 @@ static double after_last(const char *s, const char *key) {
     return hit ? atof(hit + strlen(key)) : -1.0;
 }
 
+/* the sum of the numbers after every occurrence of `key` (a stage that
+ * prints once per model component), or -1 where there is none */
+static double after_all(const char *s, const char *key) {
+    double sum = 0;
+    bool any = false;
+    for (const char *p = s; (p = strstr(p, key)); p++) sum += atof(p + strlen(key)), any = true;
+    return any ? sum : -1.0;
+}
+
 int bench_sdc_cli(const char *sdc, const char *model, int px, int steps, int threads, cli_result *r) {
     char size[16], st[16], th[16];
     snprintf(size, sizeof size, "%d", px);
@@ -90,7 +99,7 @@ int bench_sdcpp(const char *bin, const char *model, int px, int steps, int threa
     if (rc) {
         fprintf(stderr, "bench: %s failed:\n%s\n", bin, log ? log : "");
     } else if (log) {
-        r->load = after_last(log, "loading tensors completed, taking ");
+        r->load = after_all(log, "loading tensors completed, taking ");
         r->sampling = after_last(log, "sampling completed, taking ");
         r->decode = after_last(log, "decode_first_stage completed, taking ");
     }
