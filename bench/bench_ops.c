@@ -143,7 +143,7 @@ static double time_op(const op_case *c, const path *p, int reps, char *why, size
     float *host = malloc(nh * sizeof(float));
     for (size_t i = 0; i < nh; i++) host[i] = 0.01f * (float)(i % 7);
     float *x = NULL, *y = NULL, *b = NULL, *wf = NULL;
-    sdc_weight w = {NULL, t, 0};
+    sdc_weight w = {.type = t};
     double sec = -1;
     st = o->alloc(be, sdc_act_floats(t, nx), &x);
     if (st == SDC_OK) st = o->alloc(be, sdc_act_floats(t, ny), &y);

@@ -192,7 +192,7 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
         if (len && c->model_name[strlen(c->model_name) - 1] == '/') c->model_name[strlen(c->model_name) - 1] = '\0';
     }
     c->seconds_load = sdc_now() - t0;
-    if (st == SDC_OK) { /* the weights are fp32 copies now */
+    if (st == SDC_OK) { /* what was copied is the backend's now; weights read in place use the files' views */
         sdc_st_drop_pages(c->model->single);
         sdc_st_drop_pages(c->model->unet_file);
         sdc_st_drop_pages(c->model->vae_file);
@@ -207,9 +207,11 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
     return SDC_OK;
 }
 
-static bool has_half(const sdc_weight_set *s) {
+/* weights a merge cannot rewrite exactly in place: half ones (rounding)
+ * and those read in place from the file (read-only) */
+static bool needs_own_fp32(const sdc_weight_set *s) {
     for (int i = 0; s && i < s->n_srcs; i++)
-        if (s->srcs[i].w.type != SDC_DT_F32) return true;
+        if (s->srcs[i].w.type != SDC_DT_F32 || s->srcs[i].in_place) return true;
     return false;
 }
 
@@ -218,7 +220,10 @@ static bool has_half(const sdc_weight_set *s) {
  * now pointing at its fresh weight; *fresh gets the old contents, to be
  * freed. Both were loaded by the same code, so the sources line up. */
 static void adopt(void *cur, void *fresh, size_t size, sdc_weight_set *cw, sdc_weight_set *fw) {
-    for (int i = 0; i < cw->n_srcs && i < fw->n_srcs; i++) cw->srcs[i].w = fw->srcs[i].w;
+    for (int i = 0; i < cw->n_srcs && i < fw->n_srcs; i++) {
+        cw->srcs[i].w = fw->srcs[i].w;
+        cw->srcs[i].in_place = fw->srcs[i].in_place;
+    }
     sdc_weight_src *srcs = cw->srcs;
     const int cap = cw->cap_srcs;
     cw->srcs = fw->srcs, cw->cap_srcs = fw->cap_srcs;
@@ -233,7 +238,8 @@ static void adopt(void *cur, void *fresh, size_t size, sdc_weight_set *cw, sdc_w
 sdc_status sdc_widen_for_merges(sdc_ctx *ctx) {
     sdc_backend *be = ctx->be;
     if (!be->weights_as_stored || ctx->widened) return SDC_OK;
-    if (!has_half(&ctx->te->weights) && !(ctx->te2 && has_half(&ctx->te2->weights)) && !has_half(&ctx->unet->weights)) {
+    if (!needs_own_fp32(&ctx->te->weights) && !(ctx->te2 && needs_own_fp32(&ctx->te2->weights)) &&
+        !needs_own_fp32(&ctx->unet->weights)) {
         ctx->widened = true;
         return SDC_OK;
     }

@@ -40,7 +40,7 @@ static void linear_half_case(int m, int k, int n, sdc_dtype t) {
     float *x = test_random((size_t)m * k, 1, 1.0f), *w = test_random((size_t)n * k, 2, 0.05f), *b = test_random(n, 3, 0.5f);
     float *y = malloc((size_t)m * n * sizeof(float));
     double *r = malloc((size_t)m * n * sizeof(double));
-    sdc_weight hw = {NULL, t, 0};
+    sdc_weight hw = {.type = t};
     cr_assert_eq(be->ops->load_tensor(be, t, w, SDC_DT_F32, (size_t)n * k, &hw.p), SDC_OK, "%s", sdc_last_error());
     for (size_t i = 0; i < (size_t)n * k; i++) {
         const uint16_t h = ((uint16_t *)hw.p)[i];

@@ -6,21 +6,28 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/backend_cpu.h"
 #include "testutil.h"
 
 #define TOL 1e-5
 
+/* Winograd's tile for stride-1 3x3 convolutions on 256 pixels or more:
+ * F(4x4, 3x3) (the CPU's on large grids) or F(2x2, 3x3) */
+static int g_tile = 4;
+
 
 /* wtype: the kernel's type (a half kernel is rounded from the random one,
  * the reference computed with its widened values: the products widen
  * exactly, so the tolerance stays fp32's); direct: 3x3 convolutions as
- * shifted sgemms instead of Winograd */
-static void conv_case_typed(int n, int h, int w, int cin, int cout, int k, int stride, int pad, bool residual,
-                            sdc_dtype wtype, bool direct) {
+ * shifted sgemms instead of Winograd; pt: the kernel in PyTorch's
+ * (cout, cin, k, k) layout, as a model file's read in place */
+static void conv_case_layout(int n, int h, int w, int cin, int cout, int k, int stride, int pad, bool residual,
+                             sdc_dtype wtype, bool direct, bool pt) {
     sdc_backend *be = test_cpu_backend();
-    ((sdc_cpu_impl *)be->impl)->direct_conv = direct;
+    ((sdc_cpu_impl *)be->impl)->winograd = direct ? 0 : g_tile;
+    ((sdc_cpu_impl *)be->impl)->wino4_tiles = 0; /* g_tile whatever the size */
     const int ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
     const size_t ny = (size_t)n * ho * wo * cout;
     float *x = test_random((size_t)n * h * w * cin, 21, 1.0f), *wt = test_random((size_t)cout * k * k * cin, 22, 0.05f);
@@ -34,6 +41,18 @@ static void conv_case_typed(int n, int h, int w, int cin, int cout, int k, int s
         cr_assert_eq(kw.type, wtype);
         for (size_t i = 0; i < nw; i++) /* the values the kernel holds */
             wt[i] = wtype == SDC_DT_F16 ? sdc_f16_to_f32(((uint16_t *)kw.p)[i]) : sdc_bf16_to_f32(((uint16_t *)kw.p)[i]);
+    }
+    void *own = kw.p != wt ? kw.p : NULL, *ptk = NULL;
+    if (pt) { /* (cout, k, k, cin) -> (cout, cin, k, k), elements of the kernel's type */
+        const size_t es = sdc_act_size(kw.type), kk = (size_t)k * k;
+        ptk = malloc(nw * es);
+        for (size_t co = 0; co < (size_t)cout; co++)
+            for (size_t ci = 0; ci < (size_t)cin; ci++)
+                for (size_t t = 0; t < kk; t++)
+                    memcpy((char *)ptk + ((co * cin + ci) * kk + t) * es,
+                           (const char *)kw.p + ((co * kk + t) * cin + ci) * es, es);
+        kw.p = ptk;
+        kw.pt_taps = k > 1 ? k * k : 0;
     }
     cr_assert_eq(be->ops->conv2d(be, SDC_F32(y), SDC_F32(x), kw, b, SDC_F32(res), n, h, w, cin, cout, k, stride, pad),
                  SDC_OK, "%s", sdc_last_error());
@@ -55,12 +74,21 @@ static void conv_case_typed(int n, int h, int w, int cin, int cout, int k, int s
                     r[o] = s;
                 }
     size_t worst;
-    fprintf(stderr, "conv2d %dx%dx%d -> %d, k %d s %d, %s%s: max rel err %.3g\n", h, w, cin, cout, k, stride,
-            sdc_dtype_name(wtype), direct ? ", direct" : "", max_rel_err_f64(y, r, ny, &worst));
+    fprintf(stderr, "conv2d %dx%dx%d -> %d, k %d s %d, %s%s%s: max rel err %.3g\n", h, w, cin, cout, k, stride,
+            sdc_dtype_name(wtype),
+            direct ? ", direct" : k == 3 && stride == 1 && pad == 1 && h * w >= 256 ? g_tile == 4 ? ", F(4x4)" : ", F(2x2)" : "",
+            pt ? ", PyTorch layout" : "",
+            max_rel_err_f64(y, r, ny, &worst));
     check_close_f64(TOL, "conv2d", y, r, ny);
-    if (kw.p != wt) be->ops->free(be, kw.p);
+    if (own) be->ops->free(be, own);
+    free(ptk);
     free(x), free(wt), free(b), free(res), free(y), free(r);
     sdc_backend_destroy(be);
+}
+
+static void conv_case_typed(int n, int h, int w, int cin, int cout, int k, int stride, int pad, bool residual,
+                            sdc_dtype wtype, bool direct) {
+    conv_case_layout(n, h, w, cin, cout, k, stride, pad, residual, wtype, direct, false);
 }
 
 static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride, int pad, bool residual) {
@@ -73,20 +101,47 @@ Test(backend_image, conv3x3_shifted_320_to_640) { conv_case(2, 16, 17, 320, 640,
 Test(backend_image, conv3x3_direct_320_to_640) {
     conv_case_typed(2, 16, 17, 320, 640, 3, 1, 1, true, SDC_DT_F32, true);
 }
-/* Winograd: odd sizes (tiles past the last row and column), a residual */
-Test(backend_image, conv3x3_winograd_odd) { conv_case(2, 17, 19, 48, 40, 3, 1, 1, true); }
-/* several chunks of output channels (U-Net's 2560 inputs), several blocks
- * of tiles (a wide input on a large grid) */
-Test(backend_image, conv3x3_winograd_chunks) { conv_case(1, 16, 16, 2560, 640, 3, 1, 1, true); }
-Test(backend_image, conv3x3_winograd_blocks) { conv_case(1, 48, 48, 1024, 64, 3, 1, 1, false); }
+/* Winograd, F(4x4) then F(2x2): odd sizes (tiles past the last row and
+ * column: 17 = 4 * 4 + 1, 19 = 4 * 4 + 3), a residual; several chunks of
+ * output channels (U-Net's 2560 inputs); several blocks of tiles (a wide
+ * input on a large grid). F(4x4)'s transforms have entries up to 8 and
+ * 1/24: measured ~7e-6 at 2560 inputs against F(2x2)'s ~4e-7, both
+ * inside fp32's 1e-5 */
+static void winograd_cases(int tile) {
+    g_tile = tile;
+    conv_case(2, 17, 19, 48, 40, 3, 1, 1, true);
+    conv_case(1, 18, 21, 32, 24, 3, 1, 1, false);
+    conv_case(1, 16, 16, 2560, 640, 3, 1, 1, true);
+    conv_case(1, 48, 48, 1024, 64, 3, 1, 1, false);
+    g_tile = 4;
+}
+Test(backend_image, conv3x3_winograd_4x4) { winograd_cases(4); }
+Test(backend_image, conv3x3_winograd_2x2) { winograd_cases(2); }
 /* half kernels, as the CPU keeps fp16 and bf16 files' weights: every path */
 Test(backend_image, conv_half_kernels) {
     conv_case_typed(2, 16, 17, 320, 64, 3, 1, 1, true, SDC_DT_F16, false);
     conv_case_typed(2, 16, 17, 320, 64, 3, 1, 1, false, SDC_DT_BF16, false);
+    g_tile = 2;
+    conv_case_typed(2, 16, 17, 320, 64, 3, 1, 1, true, SDC_DT_F16, false);
+    g_tile = 4;
     conv_case_typed(1, 16, 16, 96, 80, 3, 1, 1, true, SDC_DT_F16, true);
     conv_case_typed(1, 8, 8, 256, 128, 3, 1, 1, true, SDC_DT_F16, false);
     conv_case_typed(2, 17, 16, 64, 96, 3, 2, 1, false, SDC_DT_BF16, false);
     conv_case_typed(2, 16, 16, 640, 320, 1, 1, 0, true, SDC_DT_F16, false);
+}
+/* kernels read in place from a model file, in PyTorch's layout, of every
+ * type: Winograd (one chunk and several), shifted sgemms, im2col, stride
+ * 2, 1x1 */
+Test(backend_image, conv_pytorch_layout) {
+    conv_case_layout(2, 16, 17, 320, 64, 3, 1, 1, true, SDC_DT_F16, false, true);
+    conv_case_layout(1, 16, 16, 2560, 640, 3, 1, 1, false, SDC_DT_F16, false, true);
+    conv_case_layout(2, 17, 19, 48, 40, 3, 1, 1, true, SDC_DT_F32, false, true);
+    conv_case_layout(1, 16, 16, 96, 80, 3, 1, 1, true, SDC_DT_BF16, true, true);
+    conv_case_layout(1, 16, 16, 96, 80, 3, 1, 1, false, SDC_DT_F32, true, true);
+    conv_case_layout(1, 8, 8, 256, 128, 3, 1, 1, true, SDC_DT_F32, false, true);
+    conv_case_layout(1, 8, 8, 256, 128, 3, 1, 1, true, SDC_DT_F16, false, true);
+    conv_case_layout(2, 17, 16, 64, 96, 3, 2, 1, false, SDC_DT_BF16, false, true);
+    conv_case_layout(2, 16, 16, 640, 320, 1, 1, 0, true, SDC_DT_F16, false, true);
 }
 /* small grids take im2col; the deepest U-Net level */
 Test(backend_image, conv3x3_im2col_1280) { conv_case(1, 8, 8, 1280, 1280, 3, 1, 1, true); }

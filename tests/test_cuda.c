@@ -499,7 +499,7 @@ Test(cuda, half_weights) {
     const double tol[2] = {1e-3, 5e-3};
     for (int t = 0; t < 2; t++) {
         const char *tn = t ? "bf16" : "fp16";
-        sdc_weight w = {NULL, types[t], 0}, wc = {NULL, types[t], 0};
+        sdc_weight w = {.type = types[t]}, wc = {.type = types[t]};
         cr_assert_eq(g->ops->load_tensor(g, types[t], wa, SDC_DT_F32, (size_t)nn * k, &w.p), SDC_OK);
         cr_assert_eq(g->ops->load_tensor(g, types[t], wi, SDC_DT_F32, (size_t)cout * 9 * cin, &wc.p), SDC_OK);
         c->ops->linear(c, SDC_F32(ya), SDC_F32(xa), SDC_WEIGHT_F32(wa), ba, m, k, nn);

@@ -145,7 +145,7 @@ static void linear_case(bool gemm, bool loaded, int h) {
         stack = dev(g, b, 2 * (size_t)n);
     }
     float *db = stack + n;
-    sdc_weight dw = {NULL, t, 0};
+    sdc_weight dw = {.type = t};
     cr_assert_eq(g->ops->load_tensor(g, t, w, SDC_DT_F32, (size_t)n * k, &dw.p), SDC_OK, "%s", sdc_last_error());
     sdc_buf dy = hout(g, t, (size_t)m * n);
     const char *path = gemm ? "GemmEx + bias kernel" : loaded ? "Lt, loaded bias" : "Lt";
@@ -545,7 +545,7 @@ Test(cuda_halfops, types_refused) {
     cr_assert_eq(g->ops->add(g, a16, a16, b16, n), SDC_ERR_ARG);
     cr_assert(strstr(sdc_last_error(), "add") && strstr(sdc_last_error(), "BF16"), "%s", sdc_last_error());
     float *w = rounded(SDC_DT_BF16, 8 * 8, 59, 0.1f);
-    sdc_weight dw = {NULL, SDC_DT_BF16, 0};
+    sdc_weight dw = {.type = SDC_DT_BF16};
     cr_assert_eq(g->ops->load_tensor(g, SDC_DT_BF16, w, SDC_DT_F32, 64, &dw.p), SDC_OK);
     cr_assert_eq(g->ops->linear(g, a16, a16, dw, NULL, 8, 8, 8), SDC_ERR_ARG);
     cr_assert(strstr(sdc_last_error(), "linear"), "%s", sdc_last_error());

@@ -67,7 +67,7 @@ static void pad_case(int n, int h, int w, int cin, int cout, int k, int stride, 
     free(got);
 
     /* fp16: padded against unpadded, the same half weights */
-    sdc_weight w16, u16 = {NULL, SDC_DT_F16, 0};
+    sdc_weight w16, u16 = {.type = SDC_DT_F16};
     cr_assert_eq(g->ops->load_conv(g, SDC_DT_F16, wt, SDC_DT_F32, cout, k, cin, &w16), SDC_OK, "%s",
                  sdc_last_error());
     cr_assert_eq(g->ops->load_tensor(g, SDC_DT_F16, wt, SDC_DT_F32, nw, &u16.p), SDC_OK, "%s", sdc_last_error());

@@ -56,7 +56,7 @@ static void dry_run_case(sdc_backend *be, sdc_dtype wtype) {
     float *wh = test_random(nw, 3, 0.2f);
     void *wp = NULL;
     cr_assert_eq(be->ops->load_tensor(be, wtype, wh, SDC_DT_F32, nw, &wp), SDC_OK, "%s", sdc_last_error());
-    const sdc_weight wt = {wp, wtype, 0};
+    const sdc_weight wt = {.p = wp, .type = wtype};
     conv_case small = conv_make(be, 5, 6, 1), big = conv_make(be, 10, 12, 2);
     const size_t n_small = (size_t)5 * 6 * COUT;
 

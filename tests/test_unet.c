@@ -7,9 +7,14 @@
 #include <stdlib.h>
 
 #include "testutil.h"
+#include "backend/backend_cpu.h"
 #include "nets/unet.h"
 
 #define UNET_TOL 1e-4
+
+/* F(4x4) Winograd on every stride-1 3x3 convolution, not only from the
+ * CPU's 1024 tiles on (the full-size cases' grids are below that) */
+static bool g_wino4_always;
 
 static void unet_case(const char *model_path, const char *ref_path) {
     sdc_model_files *m = NULL;
@@ -19,6 +24,7 @@ static void unet_case(const char *model_path, const char *ref_path) {
     cr_assert_eq(sdc_model_open(model_path, &m), SDC_OK, "%s", sdc_last_error());
     cr_assert_eq(sdc_st_open(ref_path, &ref), SDC_OK, "%s", sdc_last_error());
     cr_assert_eq(sdc_backend_cpu_create(0, &be), SDC_OK);
+    if (g_wino4_always) ((sdc_cpu_impl *)be->impl)->wino4_tiles = 0;
     cr_assert_eq(sdc_unet_load(m, be, &u), SDC_OK, "%s", sdc_last_error());
     size_t n_ctx;
     float *ctx = ref_tensor(ref, "context", &n_ctx);
@@ -66,4 +72,10 @@ Test(full, unet_sd15, .timeout = 900) {
 Test(full, unet_sd21, .timeout = 900) {
     if (!full_tests_enabled()) cr_skip_test("full-size: run make test-full");
     unet_case(FIXTURES_FULL "/full_sd2.safetensors", FIXTURES_FULL "/unet_full_sd2_ref.safetensors");
+}
+
+Test(full, unet_sd15_winograd_4x4, .timeout = 900) {
+    if (!full_tests_enabled()) cr_skip_test("full-size: run make test-full");
+    g_wino4_always = true;
+    unet_case(FIXTURES_FULL "/full_sd1.safetensors", FIXTURES_FULL "/unet_full_sd1_ref.safetensors");
 }

@@ -6,9 +6,14 @@
 #include <stdlib.h>
 
 #include "testutil.h"
+#include "backend/backend_cpu.h"
 #include "nets/vae.h"
 
 #define VAE_TOL 1e-4
+
+/* F(4x4) Winograd on every stride-1 3x3 convolution, not only from the
+ * CPU's 1024 tiles on (the full-size cases' grids are below that) */
+static bool g_wino4_always;
 
 static void vae_case(const char *model_path, const char *ref_path) {
     sdc_model_files *m = NULL;
@@ -18,6 +23,7 @@ static void vae_case(const char *model_path, const char *ref_path) {
     cr_assert_eq(sdc_model_open(model_path, &m), SDC_OK, "%s", sdc_last_error());
     cr_assert_eq(sdc_st_open(ref_path, &ref), SDC_OK, "%s", sdc_last_error());
     cr_assert_eq(sdc_backend_cpu_create(0, &be), SDC_OK);
+    if (g_wino4_always) ((sdc_cpu_impl *)be->impl)->wino4_tiles = 0;
     cr_assert_eq(sdc_vae_load(m, be, &v), SDC_OK, "%s", sdc_last_error());
     const sdc_st_tensor *zt = sdc_st_find(ref, "z"), *it = sdc_st_find(ref, "image");
     cr_assert(zt && it);
@@ -58,6 +64,7 @@ static void encode_case(const char *model_path, const char *ref_path) {
     cr_assert_eq(sdc_model_open(model_path, &m), SDC_OK, "%s", sdc_last_error());
     cr_assert_eq(sdc_st_open(ref_path, &ref), SDC_OK, "%s", sdc_last_error());
     cr_assert_eq(sdc_backend_cpu_create(0, &be), SDC_OK);
+    if (g_wino4_always) ((sdc_cpu_impl *)be->impl)->wino4_tiles = 0;
     cr_assert_eq(sdc_vae_load(m, be, &v), SDC_OK, "%s", sdc_last_error());
     const sdc_st_tensor *xt = sdc_st_find(ref, "x"), *mt = sdc_st_find(ref, "mean");
     cr_assert(xt && mt);
@@ -85,6 +92,13 @@ Test(vae, encoder_sd2_diffusers) { encode_case(FIXTURES "/tiny_sd2_diffusers", F
 
 Test(full, vae_sd15, .timeout = 900) {
     if (!full_tests_enabled()) cr_skip_test("full-size: run make test-full");
+    vae_case(FIXTURES_FULL "/full_sd1.safetensors", FIXTURES_FULL "/vae_full_sd1_ref.safetensors");
+    encode_case(FIXTURES_FULL "/full_sd1.safetensors", FIXTURES_FULL "/vae_full_sd1_ref.safetensors");
+}
+
+Test(full, vae_sd15_winograd_4x4, .timeout = 900) {
+    if (!full_tests_enabled()) cr_skip_test("full-size: run make test-full");
+    g_wino4_always = true;
     vae_case(FIXTURES_FULL "/full_sd1.safetensors", FIXTURES_FULL "/vae_full_sd1_ref.safetensors");
     encode_case(FIXTURES_FULL "/full_sd1.safetensors", FIXTURES_FULL "/vae_full_sd1_ref.safetensors");
 }

@@ -10,7 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "context.h"
 #include "model/safetensors.h"
+#include "nets/text_encoder.h"
+#include "nets/unet.h"
+#include "nets/vae.h"
 #include "sdc.h"
 #include "st_write.h"
 #include "testutil.h"
@@ -50,14 +54,32 @@ static void rewrite(const char *src, const char *dst, int every, bool bf16) {
     sdc_st_close(f);
 }
 
-static void render(const char *model, sdc_image *out) {
+/* prompt NULL: "a red circle"; in_place: whether the CPU must have read
+ * the matrices and kernels in place from the file (1), copied them all
+ * (0), or either (-1) */
+static void render_with(const char *model, const char *prompt, int in_place, sdc_image *out) {
     sdc_params p = sdc_params_default();
     p.model_path = model;
     p.backend = SDC_BACKEND_CPU;
+    p.lora_dir = FIXTURES "/lora";
     sdc_ctx *ctx = NULL;
     cr_assert_eq(sdc_load(&p, &ctx), SDC_OK, "%s: %s", model, sdc_last_error());
+    const sdc_weight_set *sets[3] = {&ctx->te->weights, &ctx->unet->weights, &ctx->vae->weights};
+    for (int i = 0; i < 3 && in_place >= 0; i++) {
+        cr_assert_eq(sets[i]->in_place_bytes > 0, in_place == 1, "%s: network %d: %zu bytes read in place", model, i,
+                     sets[i]->in_place_bytes);
+        int kernels = 0;
+        for (int j = 0; j < sets[i]->n_srcs; j++) {
+            const sdc_weight_src *w = &sets[i]->srcs[j];
+            if (w->k == 3 && in_place == 1) /* every 3x3 kernel, in PyTorch's layout */
+                cr_assert(w->in_place && w->w.pt_taps == 9, "%s: %s copied", model, w->name);
+            if (w->k == 3) kernels++;
+            if (in_place == 0) cr_assert(!w->in_place && w->w.pt_taps == 0, "%s: %s read in place", model, w->name);
+        }
+        cr_assert(i == 0 || kernels > 0, "no 3x3 kernels in network %d", i);
+    }
     sdc_gen_params g = sdc_gen_params_default();
-    g.prompt = "a red circle";
+    g.prompt = prompt ? prompt : "a red circle";
     g.negative_prompt = "blue";
     g.width = g.height = 32;
     g.steps = 2;
@@ -66,6 +88,8 @@ static void render(const char *model, sdc_image *out) {
     cr_assert_eq(sdc_txt2img(ctx, &g, out), SDC_OK, "%s", sdc_last_error());
     sdc_free(ctx);
 }
+
+static void render(const char *model, sdc_image *out) { render_with(model, NULL, -1, out); }
 
 Test(weights, file_types_load_the_same, .timeout = 120) {
     char *dir = st_tmpdir(), *mixed = st_path(dir, "mixed.safetensors"), *bf = st_path(dir, "bf16.safetensors");
@@ -83,4 +107,39 @@ Test(weights, file_types_load_the_same, .timeout = 120) {
     sdc_image_free(&a), sdc_image_free(&b), sdc_image_free(&c);
     st_rmtree(dir);
     free(dir), free(mixed), free(bf);
+}
+
+/* The CPU reads fp16, bf16 and fp32 matrices and kernels in place from
+ * the file's mapping (kernels in PyTorch's layout, turned as they are
+ * widened); SDC_NO_MMAP=1 copies them as before. Both render bit for
+ * bit the same: the products see the same fp32 values in the same order.
+ * A LoRA on weights read in place reloads them into memory of their own
+ * first (the mapping is read-only), and its merge is the same too. */
+static void in_place_case(const char *model) {
+    const char *lora = "a red circle <lora:kohya:0.8>";
+    const size_t nl = (size_t)4 * 16 * 16, npx = (size_t)32 * 32 * 3;
+    sdc_image a, b, la, lb;
+    render_with(model, NULL, 1, &a);
+    render_with(model, lora, 1, &la);
+    setenv("SDC_NO_MMAP", "1", 1);
+    render_with(model, NULL, 0, &b);
+    render_with(model, lora, 0, &lb);
+    unsetenv("SDC_NO_MMAP");
+    cr_assert(memcmp(a.latents, b.latents, nl * sizeof(float)) == 0, "%s: in place and copied render differently",
+              model);
+    cr_assert(memcmp(a.rgb, b.rgb, npx) == 0);
+    cr_assert(memcmp(la.latents, lb.latents, nl * sizeof(float)) == 0, "%s: the LoRA renders differently", model);
+    cr_assert(memcmp(a.latents, la.latents, nl * sizeof(float)) != 0, "%s: the LoRA changed nothing", model);
+    sdc_image_free(&a), sdc_image_free(&b), sdc_image_free(&la), sdc_image_free(&lb);
+}
+
+Test(weights, read_in_place, .timeout = 240) {
+    char *dir = st_tmpdir(), *f32 = st_path(dir, "f32.safetensors"), *bf = st_path(dir, "bf16.safetensors");
+    rewrite(FIXTURES "/tiny_sd1.safetensors", f32, 1, false);
+    rewrite(FIXTURES "/tiny_sd1.safetensors", bf, 0, true);
+    in_place_case(FIXTURES "/tiny_sd1.safetensors");
+    in_place_case(f32);
+    in_place_case(bf);
+    st_rmtree(dir);
+    free(dir), free(f32), free(bf);
 }

@@ -41,10 +41,13 @@ typedef struct sdc_weight {
     /* a convolution kernel from load_conv: its cin and cout are stored
      * padded with zeros to multiples of chan_pad (0 or 1: as given) */
     int chan_pad;
+    /* a kernel read in place from the file (the CPU): laid out as PyTorch
+     * stores it, (cout, cin, pt_taps), not (cout, k, k, cin); 0: ours */
+    int pt_taps;
 } sdc_weight;
 
 /* An fp32 weight from a float buffer (tests, the CPU backend's callers). */
-#define SDC_WEIGHT_F32(ptr) ((sdc_weight){(void *)(ptr), SDC_DT_F32, 0})
+#define SDC_WEIGHT_F32(ptr) ((sdc_weight){.p = (void *)(ptr), .type = SDC_DT_F32})
 
 /* A buffer of activations in backend memory and its element type: F32,
  * F16 or BF16. p NULL: no buffer (an optional argument left out). */

@@ -324,7 +324,8 @@ sdc_status sdc_backend_cpu_create(int n_threads, sdc_backend **out) {
     be->weight_type = SDC_DT_F32;
     be->weights_as_stored = true;
     const char *wino = getenv("SDC_CPU_WINOGRAD");
-    im->direct_conv = wino && !strcmp(wino, "0");
+    im->winograd = wino && !strcmp(wino, "0") ? 0 : wino && !strcmp(wino, "2") ? 2 : 4;
+    im->wino4_tiles = 1024;
     if (n_threads > 0) {
         omp_set_num_threads(n_threads);
         openblas_set_num_threads(n_threads);

@@ -48,8 +48,12 @@ typedef struct sdc_cpu_impl {
     bool planning, bound;
     size_t need[SDC_CPU_SCRATCH_SLOTS];     /* floats, as the dry run found them */
     sdc_backend_ops plan_ops;               /* the dry run's table */
-    bool direct_conv;                       /* 3x3 convolutions as 9 shifted sgemms, not Winograd
-                                             * (SDC_CPU_WINOGRAD=0: for measuring and bisecting) */
+    int winograd;                           /* stride-1 3x3 convolutions: Winograd's F(m x m, 3x3)
+                                             * with m = 4 (the default) or 2, or 0: 9 shifted sgemms
+                                             * (SDC_CPU_WINOGRAD=4, 2 or 0: measuring, bisecting) */
+    size_t wino4_tiles;                     /* F(4x4) from this many 4x4 tiles on (1024): below it
+                                             * F(2x2), whose products have 4x the rows and whose
+                                             * weight transform is cheaper; tests force either */
     const sdc_backend_ops *ops_before;      /* the table plan_end puts back */
 } sdc_cpu_impl;
 
@@ -80,6 +84,9 @@ void *sdc_cpu_aligned(size_t bytes);
 void sdc_cpu_widen(float *dst, const void *src, sdc_dtype t, size_t n);
 /* rows [row0, row0 + rows) of w, each row_len elements, widened into panel
  * (rows x row_len fp32), on all threads; */
+/* Row r (row_len elements) of w widened to fp32 into dst, a kernel in
+ * PyTorch's layout (pt_taps > 1) turned to the CPU's (taps, cin) order. */
+void sdc_cpu_widen_row(float *dst, sdc_weight w, size_t r, size_t row_len);
 void sdc_cpu_widen_rows(float *panel, sdc_weight w, size_t row0, int rows, size_t row_len);
 /* how many of `rows` rows of row_len elements one panel takes; */
 int sdc_cpu_panel_rows(int rows, size_t row_len);
@@ -106,9 +113,10 @@ bool sdc_cpu_flash_takes(int tk, int head_dim, bool causal);
 sdc_status sdc_cpu_flash_attention(sdc_backend *be, float *out, const float *q, const float *k, const float *v,
                                    int batch, int heads, int tq, int tk, int d, int q_stride, int kv_stride);
 /* backend_cpu_winograd.c: a stride-1, padding-1 3x3 convolution by
- * Winograd's F(2x2, 3x3); y = conv(x) + bias (+ residual), NHWC */
+ * Winograd's F(tile x tile, 3x3), tile 2 or 4; y = conv(x) + bias (+
+ * residual), NHWC */
 sdc_status sdc_cpu_conv3x3_winograd(sdc_backend *be, float *y, const float *x, sdc_weight w, const float *bias,
-                                    const float *residual, int n, int h, int wi, int cin, int cout);
+                                    const float *residual, int n, int h, int wi, int cin, int cout, int tile);
 sdc_status sdc_cpu_group_norm(sdc_backend *be, sdc_buf y, sdc_buf x, const float *gamma, const float *beta,
                               int n, int hw, int c, int groups, float eps, bool silu);
 sdc_status sdc_cpu_upsample_nearest(sdc_backend *be, sdc_buf y, sdc_buf x, int n, int h, int w, int c, int ho,

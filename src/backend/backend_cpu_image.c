@@ -28,8 +28,9 @@ static sdc_status conv3x3_shifted(sdc_backend *be, float *y, const float *x, sdc
                                   int wi, int cin, int cout) {
     const int hp = h + 2, wp = wi + 2;
     const size_t m = (size_t)n * hp * wp, slack = (size_t)2 * wp + 2;
-    /* a half kernel is widened nb output channels (9 cin each) at a time */
-    const bool half = wt.type != SDC_DT_F32;
+    /* a half kernel, or one in PyTorch's layout, is widened nb output
+     * channels (9 cin each) at a time */
+    const bool half = wt.type != SDC_DT_F32 || wt.pt_taps > 1;
     const int nb = half ? sdc_cpu_panel_rows(cout, (size_t)9 * cin) : cout;
     float *p = NULL, *yw = NULL, *panel = NULL;
     SDC_TRY(sdc_cpu_scratch(be, 1, (m + slack) * cin, "conv2d", &p));
@@ -118,6 +119,8 @@ sdc_status sdc_cpu_conv2d(sdc_backend *be, sdc_buf yb, sdc_buf xb, sdc_weight wt
     if (wt.chan_pad > 1)
         return sdc_fail(SDC_ERR_ARG, "conv2d: a kernel with channels padded to %d (the CPU's are unpadded)",
                         wt.chan_pad);
+    if (wt.pt_taps > 1 && wt.pt_taps != k * k)
+        return sdc_fail(SDC_ERR_ARG, "conv2d: a kernel of %d taps for a %dx%d convolution", wt.pt_taps, k, k);
     if (n < 1 || h < 1 || wi < 1 || cin < 1 || cout < 1 || k < 1 || stride < 1 || pad < 0)
         return sdc_fail(SDC_ERR_ARG, "conv2d: bad shape n=%d h=%d w=%d cin=%d cout=%d k=%d s=%d p=%d",
                         n, h, wi, cin, cout, k, stride, pad);
@@ -128,9 +131,13 @@ sdc_status sdc_cpu_conv2d(sdc_backend *be, sdc_buf yb, sdc_buf xb, sdc_weight wt
         SDC_TRY(sdc_cpu_gemm_nt(be, "conv2d", n * h * wi, cout, cin, x, cin, wt, 0.0f, y, cout));
         if (sdc_cpu_planning(be)) return SDC_OK;
     } else if (k == 3 && stride == 1 && pad == 1 && h * wi >= 256) {
-        if (((sdc_cpu_impl *)be->impl)->direct_conv)
-            return conv3x3_shifted(be, y, x, wt, bias, residual, n, h, wi, cin, cout);
-        return sdc_cpu_conv3x3_winograd(be, y, x, wt, bias, residual, n, h, wi, cin, cout);
+        const sdc_cpu_impl *im = be->impl;
+        int tile = im->winograd;
+        if (!tile) return conv3x3_shifted(be, y, x, wt, bias, residual, n, h, wi, cin, cout);
+        /* F(4x4) only with enough tiles to amortise its costlier weight
+         * transform and keep the products' rows many; else F(2x2) */
+        if (tile == 4 && (size_t)n * ((h + 3) / 4) * ((wi + 3) / 4) < im->wino4_tiles) tile = 2;
+        return sdc_cpu_conv3x3_winograd(be, y, x, wt, bias, residual, n, h, wi, cin, cout, tile);
     } else {
         SDC_TRY(conv_im2col(be, y, x, wt, n, h, wi, cin, cout, k, stride, pad, ho, wo));
         if (sdc_cpu_planning(be)) return SDC_OK;

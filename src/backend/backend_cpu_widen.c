@@ -5,7 +5,9 @@
  * fp32 a panel of rows at a time into scratch slot SDC_CPU_SLOT_PANEL and
  * runs sgemm on the panel: every half value is exact in fp32, so the
  * result is the fp32 product's, and the widening (rows x k element
- * conversions) is 1/m of the product's m x rows x k multiply-adds. */
+ * conversions) is 1/m of the product's m x rows x k multiply-adds.
+ * A kernel read in place from the file (pt_taps > 1, PyTorch's layout)
+ * is put in the CPU's (taps, cin) order in the same pass, of any type. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdint.h>
@@ -43,6 +45,34 @@ void sdc_cpu_widen(float *dst, const void *src, sdc_dtype t, size_t n) {
         for (size_t i = 0; i < n; i++) dst[i] = sdc_f16_to_f32(((const uint16_t *)src)[i]);
 }
 
+void sdc_cpu_widen_row(float *dst, sdc_weight w, size_t r, size_t row_len) {
+    const size_t es = sdc_act_size(w.type);
+    const char *src = (const char *)w.p + r * row_len * es;
+    if (w.pt_taps <= 1) {
+        sdc_cpu_widen(dst, src, w.type, row_len);
+        return;
+    }
+    /* PyTorch's (cin, taps) row to (taps, cin): widened a few channels at
+     * a time into tmp, then scattered */
+    enum { TMP = 1024 };
+    float tmp[TMP];
+    const size_t taps = (size_t)w.pt_taps, cin = row_len / taps;
+    if (taps > TMP) {
+        for (size_t c = 0; c < cin; c++)
+            for (size_t t = 0; t < taps; t++) sdc_cpu_widen(dst + t * cin + c, src + (c * taps + t) * es, w.type, 1);
+        return;
+    }
+    const size_t step = TMP / taps;
+    for (size_t c0 = 0; c0 < cin; c0 += step) {
+        const size_t nc = cin - c0 < step ? cin - c0 : step;
+        sdc_cpu_widen(tmp, src + c0 * taps * es, w.type, nc * taps);
+        for (size_t t = 0; t < taps; t++) {
+            float *d = dst + t * cin + c0;
+            for (size_t c = 0; c < nc; c++) d[c] = tmp[c * taps + t];
+        }
+    }
+}
+
 int sdc_cpu_panel_rows(int rows, size_t row_len) {
     /* about 8 MiB of fp32 a panel: whole for most matrices, a few panels
      * for the largest kernels; a multiple of 16 rows (sgemm's blocking) */
@@ -52,18 +82,15 @@ int sdc_cpu_panel_rows(int rows, size_t row_len) {
 }
 
 void sdc_cpu_widen_rows(float *panel, sdc_weight w, size_t row0, int rows, size_t row_len) {
-    const size_t es = sdc_act_size(w.type);
-    const char *src = (const char *)w.p + row0 * row_len * es;
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++)
-        sdc_cpu_widen(panel + (size_t)r * row_len, src + (size_t)r * row_len * es, w.type, row_len);
+    for (int r = 0; r < rows; r++) sdc_cpu_widen_row(panel + (size_t)r * row_len, w, row0 + (size_t)r, row_len);
 }
 
 sdc_status sdc_cpu_gemm_nt(sdc_backend *be, const char *op, int m, int n, int k, const float *x, int ldx,
                            sdc_weight w, float beta, float *y, int ldy) {
     if (w.type != SDC_DT_F32 && w.type != SDC_DT_F16 && w.type != SDC_DT_BF16)
         return sdc_fail(SDC_ERR_ARG, "%s: weights of type %s (F32, F16 or BF16)", op, sdc_dtype_name(w.type));
-    if (w.type == SDC_DT_F32) {
+    if (w.type == SDC_DT_F32 && w.pt_taps <= 1) {
         if (sdc_cpu_planning(be)) return SDC_OK;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, ldx, w.p, k, beta, y, ldy);
         return SDC_OK;

@@ -25,14 +25,15 @@
 #define WINO_BUDGET ((size_t)32 << 20) /* bytes of each of V, M and U, about */
 
 /* U[xi][co - c0][ci] = (G g G^T)[xi] for co in [c0, c0 + nb), g the 3x3
- * kernel of (co, ci); w is (cout, 3, 3, cin) of any weight type. tmp: a
+ * kernel of (co, ci); w is (cout, 3, 3, cin), or PyTorch's (cout, cin, 3,
+ * 3) (pt_taps), of any weight type. tmp: a
  * row of 9 cin floats per thread. */
 static void transform_weights(float *u, sdc_weight w, int c0, int nb, int cin, float *tmp) {
-    const size_t es = sdc_act_size(w.type), row = (size_t)9 * cin, plane = (size_t)nb * cin;
+    const size_t row = (size_t)9 * cin, plane = (size_t)nb * cin;
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < nb; o++) {
         float *g = tmp + (size_t)omp_get_thread_num() * row; /* (3, 3, cin) */
-        sdc_cpu_widen(g, (const char *)w.p + (size_t)(c0 + o) * row * es, w.type, row);
+        sdc_cpu_widen_row(g, w, (size_t)(c0 + o), row);
         float *uo = u + (size_t)o * cin;
 #pragma omp simd
         for (int ci = 0; ci < cin; ci++) {
@@ -55,8 +56,45 @@ static void transform_weights(float *u, sdc_weight w, int c0, int nb, int cin, f
     }
 }
 
+/* F(4x4, 3x3): U = G g G^T with 6x6 entries, G's rows g0/4,
+ * -(g0+g1+g2)/6, -(g0-g1+g2)/6, (g0+2g1+4g2)/24, (g0-2g1+4g2)/24, g2
+ * (interpolation points 0, +-1, +-2 and infinity, Lavin and Gray). */
+static inline void g_rows6(float o[6], float g0, float g1, float g2) {
+    const float s = g0 + g2, q = g0 + 4.0f * g2;
+    o[0] = 0.25f * g0;
+    o[1] = -(s + g1) * (1.0f / 6.0f);
+    o[2] = -(s - g1) * (1.0f / 6.0f);
+    o[3] = (q + 2.0f * g1) * (1.0f / 24.0f);
+    o[4] = (q - 2.0f * g1) * (1.0f / 24.0f);
+    o[5] = g2;
+}
+
+static void transform_weights6(float *u, sdc_weight w, int c0, int nb, int cin, float *tmp) {
+    const size_t row = (size_t)9 * cin, plane = (size_t)nb * cin;
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < nb; o++) {
+        float *g = tmp + (size_t)omp_get_thread_num() * row; /* (3, 3, cin) */
+        sdc_cpu_widen_row(g, w, (size_t)(c0 + o), row);
+        float *uo = u + (size_t)o * cin;
+#pragma omp simd
+        for (int ci = 0; ci < cin; ci++) {
+            float t[6][3], r[6]; /* G g, then (G g) G^T row by row */
+            for (int c = 0; c < 3; c++) {
+                float col[6];
+                g_rows6(col, g[(0 * 3 + c) * cin + ci], g[(1 * 3 + c) * cin + ci], g[(2 * 3 + c) * cin + ci]);
+                for (int k = 0; k < 6; k++) t[k][c] = col[k];
+            }
+            for (int k = 0; k < 6; k++) {
+                g_rows6(r, t[k][0], t[k][1], t[k][2]);
+                for (int q = 0; q < 6; q++) uo[(size_t)(k * 6 + q) * plane + ci] = r[q];
+            }
+        }
+    }
+}
+
 typedef struct wino_shape {
     int n, h, w, cin, cout, th, tw; /* th, tw: tiles down and across */
+    int m;                          /* outputs per tile side: 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)) */
 } wino_shape;
 
 /* V[xi][t - t0][ci] = (B^T d B)[xi] for tiles t in [t0, t0 + nt): d the
@@ -134,50 +172,153 @@ static void transform_output(float *y, const float *m, const float *bias, const 
     }
 }
 
-/* the 16 products of one block: M[xi] = V[xi] U[xi]^T, one multithreaded
+/* B^T d for F(4x4, 3x3), a column (or row) of six: the rows of B^T are
+ * (4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
+ * (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1). */
+static inline void bt_rows6(float o[6], const float d[6]) {
+    const float a = d[4] - 4.0f * d[2], b = d[3] - 4.0f * d[1], c = d[4] - d[2], e = 2.0f * (d[3] - d[1]);
+    o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+    o[1] = a + b;
+    o[2] = a - b;
+    o[3] = c + e;
+    o[4] = c - e;
+    o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+/* V[xi][t - t0][ci] = (B^T d B)[xi], 36 positions, d the 6x6 patch at rows
+ * 4 i - 1 .., columns 4 j - 1 .. (zeros outside the image) */
+static void transform_input6(float *v, const float *x, const float *zeros, const wino_shape *s, size_t t0, int nt) {
+    const int cin = s->cin;
+    const size_t plane = (size_t)nt * cin;
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < nt; k++) {
+        const size_t t = t0 + (size_t)k;
+        const int b = (int)(t / ((size_t)s->th * s->tw)), rem = (int)(t % ((size_t)s->th * s->tw));
+        const int y0 = 4 * (rem / s->tw) - 1, x0 = 4 * (rem % s->tw) - 1;
+        const float *row[6][6];
+        for (int r = 0; r < 6; r++)
+            for (int c = 0; c < 6; c++) {
+                const int iy = y0 + r, ix = x0 + c;
+                row[r][c] = iy >= 0 && iy < s->h && ix >= 0 && ix < s->w
+                                ? x + (((size_t)b * s->h + iy) * s->w + ix) * cin
+                                : zeros;
+            }
+        float *vk = v + (size_t)k * cin;
+#pragma omp simd
+        for (int ci = 0; ci < cin; ci++) {
+            float e[6][6], col[6], o[6];
+            for (int c = 0; c < 6; c++) { /* B^T d, column by column */
+                for (int r = 0; r < 6; r++) col[r] = row[r][c][ci];
+                bt_rows6(o, col);
+                for (int r = 0; r < 6; r++) e[r][c] = o[r];
+            }
+            for (int r = 0; r < 6; r++) { /* (B^T d) B, row by row */
+                bt_rows6(o, e[r]);
+                for (int q = 0; q < 6; q++) vk[(size_t)(r * 6 + q) * plane + ci] = o[q];
+            }
+        }
+    }
+}
+
+/* A^T m for F(4x4, 3x3): rows (1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0),
+ * (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1) */
+static inline void at_rows6(float o[4], const float m[6]) {
+    const float p = m[1] + m[2], q = m[1] - m[2], r = m[3] + m[4], d = m[3] - m[4];
+    o[0] = m[0] + p + r;
+    o[1] = q + 2.0f * d;
+    o[2] = p + 4.0f * r;
+    o[3] = q + 8.0f * d + m[5];
+}
+
+static void transform_output6(float *y, const float *m, const float *bias, const float *residual,
+                              const wino_shape *s, size_t t0, int nt, int c0, int nb) {
+    const size_t plane = (size_t)nt * nb;
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < nt; k++) {
+        const size_t t = t0 + (size_t)k;
+        const int b = (int)(t / ((size_t)s->th * s->tw)), rem = (int)(t % ((size_t)s->th * s->tw));
+        const int oy = 4 * (rem / s->tw), ox = 4 * (rem % s->tw);
+        const int ny = s->h - oy < 4 ? s->h - oy : 4, nx = s->w - ox < 4 ? s->w - ox : 4;
+        const float *mk = m + (size_t)k * nb;
+        float *yo[4][4];
+        const float *ro[4][4];
+        for (int dy = 0; dy < 4; dy++)
+            for (int dx = 0; dx < 4; dx++) {
+                const size_t o = (((size_t)b * s->h + oy + (dy < ny ? dy : 0)) * s->w + ox + (dx < nx ? dx : 0)) *
+                                     s->cout + c0;
+                yo[dy][dx] = y + o;
+                ro[dy][dx] = residual ? residual + o : NULL;
+            }
+#pragma omp simd
+        for (int c = 0; c < nb; c++) {
+            float a[4][6], col[6], o[4];
+            for (int q = 0; q < 6; q++) { /* A^T M, column by column */
+                for (int r = 0; r < 6; r++) col[r] = mk[(size_t)(r * 6 + q) * plane + c];
+                at_rows6(o, col);
+                for (int r = 0; r < 4; r++) a[r][q] = o[r];
+            }
+            const float bc = bias ? bias[c0 + c] : 0.0f;
+            for (int dy = 0; dy < ny; dy++) { /* times A, row by row; outputs past the image not written */
+                at_rows6(o, a[dy]);
+                for (int dx = 0; dx < nx; dx++) {
+                    float v = o[dx] + bc;
+                    if (residual) v += ro[dy][dx][c];
+                    yo[dy][dx][c] = v;
+                }
+            }
+        }
+    }
+}
+
+/* the 16 (or 36) products of one block: M[xi] = V[xi] U[xi]^T, one multithreaded
  * sgemm after the other (running them side by side on one thread each
  * meant switching OpenBLAS's thread count per call, which cost more than
  * a small convolution whenever the cores were shared) */
-static void products(float *m, const float *v, const float *u, int nt, int nb, int cin) {
+static void products(float *m, const float *v, const float *u, int planes, int nt, int nb, int cin) {
     const size_t vp = (size_t)nt * cin, up = (size_t)nb * cin, mp = (size_t)nt * nb;
-    for (int xi = 0; xi < 16; xi++)
+    for (int xi = 0; xi < planes; xi++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nb, cin, 1.0f, v + xi * vp, cin, u + xi * up, cin,
                     0.0f, m + xi * mp, nb);
 }
 
 sdc_status sdc_cpu_conv3x3_winograd(sdc_backend *be, float *y, const float *x, sdc_weight w, const float *bias,
-                                    const float *residual, int n, int h, int wi, int cin, int cout) {
-    const wino_shape s = {n, h, wi, cin, cout, (h + 1) / 2, (wi + 1) / 2};
+                                    const float *residual, int n, int h, int wi, int cin, int cout, int tile) {
+    if (tile != 2 && tile != 4) return sdc_fail(SDC_ERR_ARG, "conv2d: Winograd tiles of %d outputs (2 or 4)", tile);
+    const wino_shape s = {n, h, wi, cin, cout, (h + tile - 1) / tile, (wi + tile - 1) / tile, tile};
+    const int planes = (tile + 2) * (tile + 2);
     const size_t tiles = (size_t)n * s.th * s.tw;
     /* output channels per chunk: U within budget (all of them for the
      * U-Net's 320 and 640-wide layers), a multiple of 16 */
-    size_t nb = WINO_BUDGET / ((size_t)16 * cin * sizeof(float));
+    size_t nb = WINO_BUDGET / ((size_t)planes * cin * sizeof(float));
     nb = nb >= (size_t)cout ? (size_t)cout : (nb < 16 ? 16 : nb / 16 * 16);
     /* tiles per block: V and M within budget */
     const size_t widest = (size_t)cin > nb ? (size_t)cin : nb;
-    size_t tb = WINO_BUDGET / ((size_t)16 * widest * sizeof(float));
+    size_t tb = WINO_BUDGET / ((size_t)planes * widest * sizeof(float));
     tb = tb < 64 ? 64 : tb;
     tb = tb > tiles ? tiles : tb;
     const int nt_omp = omp_get_max_threads();
     float *v = NULL, *m = NULL, *u = NULL;
-    SDC_TRY(sdc_cpu_scratch(be, 1, (size_t)16 * tb * cin, "conv2d", &v));
-    SDC_TRY(sdc_cpu_scratch(be, 2, (size_t)16 * tb * nb, "conv2d", &m));
+    SDC_TRY(sdc_cpu_scratch(be, 1, (size_t)planes * tb * cin, "conv2d", &v));
+    SDC_TRY(sdc_cpu_scratch(be, 2, (size_t)planes * tb * nb, "conv2d", &m));
     /* U, then a widened kernel row per thread, then a row of zeros */
-    SDC_TRY(sdc_cpu_scratch(be, SDC_CPU_SLOT_PANEL, (size_t)16 * nb * cin + (size_t)(nt_omp * 9 + 1) * cin, "conv2d",
-                            &u));
+    SDC_TRY(sdc_cpu_scratch(be, SDC_CPU_SLOT_PANEL, (size_t)planes * nb * cin + (size_t)(nt_omp * 9 + 1) * cin,
+                            "conv2d", &u));
     if (sdc_cpu_planning(be)) return SDC_OK;
-    float *tmp = u + (size_t)16 * nb * cin, *zeros = tmp + (size_t)nt_omp * 9 * cin;
+    float *tmp = u + (size_t)planes * nb * cin, *zeros = tmp + (size_t)nt_omp * 9 * cin;
     memset(zeros, 0, (size_t)cin * sizeof(float));
     const bool one_chunk = nb == (size_t)cout;
-    if (one_chunk) transform_weights(u, w, 0, cout, cin, tmp);
+    void (*tw)(float *, sdc_weight, int, int, int, float *) = tile == 4 ? transform_weights6 : transform_weights;
+    if (one_chunk) tw(u, w, 0, cout, cin, tmp);
     for (size_t t0 = 0; t0 < tiles; t0 += tb) {
         const int nt = (int)(tiles - t0 < tb ? tiles - t0 : tb);
-        transform_input(v, x, zeros, &s, t0, nt);
+        if (tile == 4) transform_input6(v, x, zeros, &s, t0, nt);
+        else transform_input(v, x, zeros, &s, t0, nt);
         for (int c0 = 0; c0 < cout; c0 += (int)nb) {
             const int cols = cout - c0 < (int)nb ? cout - c0 : (int)nb;
-            if (!one_chunk) transform_weights(u, w, c0, cols, cin, tmp);
-            products(m, v, u, nt, cols, cin);
-            transform_output(y, m, bias, residual, &s, t0, nt, c0, cols);
+            if (!one_chunk) tw(u, w, c0, cols, cin, tmp);
+            products(m, v, u, planes, nt, cols, cin);
+            if (tile == 4) transform_output6(y, m, bias, residual, &s, t0, nt, c0, cols);
+            else transform_output(y, m, bias, residual, &s, t0, nt, c0, cols);
         }
     }
     return SDC_OK;

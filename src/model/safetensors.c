@@ -156,11 +156,15 @@ static sdc_status map_file(sdc_st_file *f) {
     size_t size = (size_t)sb.st_size;
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
+    /* a second view for weights read in place (sdc_st_view); without it
+     * (an address space too small) they are copied as before */
+    void *view = map == MAP_FAILED ? MAP_FAILED : mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
         return sdc_fail(SDC_ERR_IO, "%s: cannot mmap %zu bytes: %s", path,
                         size, strerror(e));
     f->map = map;
+    f->view = view == MAP_FAILED ? NULL : view;
     f->map_size = size;
     return SDC_OK;
 }
@@ -617,6 +621,7 @@ void sdc_st_close(sdc_st_file *f) {
     free(f->meta_keys);
     free(f->meta_values);
     if (f->map) munmap(f->map, f->map_size);
+    if (f->view) munmap(f->view, f->map_size);
     free(f->path);
     free(f);
 }
@@ -778,6 +783,22 @@ sdc_status sdc_st_to_f32(const sdc_st_file *f, const sdc_st_tensor *t,
 
 void sdc_st_drop_pages(sdc_st_file *f) {
     if (f && f->map && f->map_size) madvise(f->map, f->map_size, MADV_DONTNEED);
+}
+
+const void *sdc_st_view(const sdc_st_file *f, const sdc_st_tensor *t) {
+    if (!f || !f->view || !t) return NULL;
+    return (const char *)f->view + ((const char *)t->data - (const char *)f->map);
+}
+
+void sdc_st_populate(const sdc_st_file *f, const void *p, size_t n) {
+    const uintptr_t page = 4096;
+    uintptr_t a = (uintptr_t)p & ~(page - 1), b = ((uintptr_t)p + n + page - 1) & ~(page - 1);
+    (void)f;
+    if (b <= a) return;
+#ifdef MADV_POPULATE_READ
+    if (madvise((void *)a, b - a, MADV_POPULATE_READ) == 0) return;
+#endif
+    madvise((void *)a, b - a, MADV_WILLNEED); /* older kernels: read ahead at least */
 }
 
 void sdc_st_drop_tensor_pages(const sdc_st_file *f, const sdc_st_tensor *t) {

@@ -29,6 +29,8 @@ typedef struct sdc_st_tensor {
 typedef struct sdc_st_file {
     char *path;
     void *map;                 /* whole file, PROT_READ */
+    void *view;                /* the same again, for weights read in place: its
+                                * pages are never dropped; NULL if it could not be made */
     size_t map_size;
     int n_tensors;
     sdc_st_tensor *tensors;    /* sorted by name */
@@ -49,6 +51,13 @@ void sdc_st_close(sdc_st_file *f);
 void sdc_st_drop_pages(sdc_st_file *f);
 /* The same for the whole pages inside one tensor's bytes. */
 void sdc_st_drop_tensor_pages(const sdc_st_file *f, const sdc_st_tensor *t);
+
+/* t's bytes in the file's second view (f->view): what a weight read in
+ * place points at, alive until sdc_st_close; NULL without a view. */
+const void *sdc_st_view(const sdc_st_file *f, const sdc_st_tensor *t);
+/* Read n bytes of a view in now (page tables filled, read-only), so that
+ * the first product does not fault them in; best effort. */
+void sdc_st_populate(const sdc_st_file *f, const void *p, size_t n);
 
 /* Binary search by exact name; NULL if absent. */
 const sdc_st_tensor *sdc_st_find(const sdc_st_file *f, const char *name);

@@ -1,6 +1,7 @@
 /* weights.c - U-Net / VAE weights by diffusers name, from either layout. */
 #include "model/weights.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,8 @@ void sdc_loader_init(sdc_loader *L, const sdc_model_files *m, sdc_component comp
     L->comp = comp;
     L->be = be;
     L->set = set;
+    const char *no = getenv("SDC_NO_MMAP");
+    L->in_place = be->weights_as_stored && !(no && *no && strcmp(no, "0") != 0);
 }
 
 void sdc_loader_init_file(sdc_loader *L, const sdc_st_file *f, const char *what, sdc_backend *be,
@@ -143,7 +146,7 @@ static size_t dtype_bytes(sdc_dtype t) { return t == SDC_DT_F32 ? 4 : 2; }
 
 /* Remember where a matrix (k 0) or kernel came from (sdc_weight_src). */
 static sdc_status record_src(sdc_loader *L, const char *name, const sdc_st_tensor *t, sdc_weight w, int row0,
-                             int rows, int cols, int k) {
+                             int rows, int cols, int k, bool in_place) {
     sdc_weight_set *s = L->set;
     if (s->n_srcs == s->cap_srcs) {
         int cap = s->cap_srcs ? 2 * s->cap_srcs : 256;
@@ -155,7 +158,7 @@ static sdc_status record_src(sdc_loader *L, const char *name, const sdc_st_tenso
     char *copy = strdup(name);
     if (!copy) return sdc_fail(SDC_ERR_OOM, "out of memory");
     s->srcs[s->n_srcs++] = (sdc_weight_src){.name = copy, .file = comp_file(L), .t = t, .w = w, .row0 = row0,
-                                            .rows = rows, .cols = cols, .k = k};
+                                            .rows = rows, .cols = cols, .k = k, .in_place = in_place};
     return SDC_OK;
 }
 
@@ -214,6 +217,27 @@ static sdc_status find(sdc_loader *L, const char *name, const int64_t *dims, int
     SDC_TRY(mark_used(L, t));
     *out = t;
     return SDC_OK;
+}
+
+/* Where tensors ts[0..n) can be read in place as one weight: the file's
+ * view of the first, when the loader reads in place, the type is one the
+ * backend keeps as stored, the elements are aligned and the tensors lie
+ * one after the other in the file; else NULL (they are copied). The view
+ * is read in now, so that loading, not the first product, pays for it. */
+static const void *in_place_view(sdc_loader *L, const sdc_st_tensor *const *ts, int n) {
+    const sdc_st_file *f = comp_file(L);
+    if (!L->in_place || stage_type_of(ts[0]->dtype) != ts[0]->dtype) return NULL;
+    const char *v = sdc_st_view(f, ts[0]);
+    if (!v || (uintptr_t)v % sdc_dtype_size(ts[0]->dtype)) return NULL;
+    size_t bytes = ts[0]->nbytes;
+    for (int i = 1; i < n; i++) {
+        if (ts[i]->dtype != ts[0]->dtype || (const char *)ts[i]->data != (const char *)ts[0]->data + bytes)
+            return NULL;
+        bytes += ts[i]->nbytes;
+    }
+    sdc_st_populate(f, v, bytes);
+    L->set->in_place_bytes += bytes;
+    return v;
 }
 
 /* t's elements into dst as `type` (its own, or F32); then its pages go. */
@@ -291,15 +315,26 @@ sdc_status sdc_load_mat_t(sdc_loader *L, sdc_weight *dst, int out, int in, const
 
 sdc_status sdc_load_mats_stacked(sdc_loader *L, sdc_weight *dst, int n_mats, const int *outs, int in,
                                  const char *const *names) {
-    sdc_dtype ty;
-    size_t count;
+    if (n_mats < 1 || n_mats > 8) return sdc_fail(SDC_ERR_ARG, "sdc_load_mats_stacked: %d matrices", n_mats);
     const sdc_st_tensor *ts[8];
-    SDC_TRY(read_stack(L, n_mats, outs, in, names, true, &ty, &count, ts));
-    dst->type = mat_type(L, ty);
-    dst->chan_pad = 0;
-    SDC_TRY(upload(L, &dst->p, dst->type, ty, count));
+    for (int i = 0; i < n_mats; i++) {
+        int64_t d[2] = {outs[i], in};
+        SDC_TRY(find(L, names[i], d, 2, true, &ts[i]));
+    }
+    const void *view = in_place_view(L, ts, n_mats);
+    if (view) {
+        *dst = (sdc_weight){.p = (void *)view, .type = ts[0]->dtype};
+    } else {
+        sdc_dtype ty;
+        size_t count;
+        SDC_TRY(read_stack(L, n_mats, outs, in, names, true, &ty, &count, ts));
+        dst->type = mat_type(L, ty);
+        dst->chan_pad = 0;
+        dst->pt_taps = 0;
+        SDC_TRY(upload(L, &dst->p, dst->type, ty, count));
+    }
     for (int i = 0, row = 0; i < n_mats; row += outs[i], i++)
-        SDC_TRY(record_src(L, names[i], ts[i], *dst, row, outs[i], in, 0));
+        SDC_TRY(record_src(L, names[i], ts[i], *dst, row, outs[i], in, 0, view != NULL));
     return SDC_OK;
 }
 
@@ -327,6 +362,11 @@ sdc_status sdc_load_conv(sdc_loader *L, sdc_weight *dst, int cout, int cin, int 
     const size_t n = (size_t)cout * cin * k * k;
     const sdc_st_tensor *t;
     SDC_TRY(find(L, name, d, 4, false, &t));
+    const void *view = in_place_view(L, &t, 1);
+    if (view) { /* PyTorch's (cout, cin, k, k), which the CPU reads as it is */
+        *dst = (sdc_weight){.p = (void *)view, .type = t->dtype, .pt_taps = k > 1 ? k * k : 0};
+        return record_src(L, name, t, *dst, 0, cout, cin, k, true);
+    }
     const sdc_dtype ty = stage_type_of(t->dtype);
     const size_t es = dtype_bytes(ty);
     SDC_TRY(stage(L, 2 * n * es));
@@ -339,7 +379,7 @@ sdc_status sdc_load_conv(sdc_loader *L, sdc_weight *dst, int cout, int cin, int 
     const int q = dst->chan_pad > 1 ? dst->chan_pad : 1;
     const size_t padded = (size_t)((cout + q - 1) / q * q) * k * k * ((cin + q - 1) / q * q);
     SDC_TRY(record(L, dst->p, padded * dtype_bytes(dst->type)));
-    return record_src(L, name, t, *dst, 0, cout, cin, k);
+    return record_src(L, name, t, *dst, 0, cout, cin, k, false);
 }
 
 sdc_status sdc_load_conv_bias(sdc_loader *L, sdc_weight *w, float **b, int cout, int cin, int k, const char *prefix) {
@@ -371,6 +411,9 @@ sdc_status sdc_weight_read_original(const sdc_weight_src *src, float *pt) {
 }
 
 sdc_status sdc_weight_store(sdc_backend *be, const sdc_weight_src *src, const float *pt, float *scratch) {
+    if (src->in_place) /* sdc_widen_for_merges reloads such weights into memory of their own first */
+        return sdc_fail(SDC_ERR_ARG, "%s: the weight is read in place from the model file and cannot be rewritten",
+                        src->name);
     const sdc_dtype type = src->w.type;
     const int cout = src->rows, cin = src->cols, k = src->k;
     const sdc_buf whole = {src->w.p, type};

@@ -31,12 +31,14 @@ typedef struct sdc_weight_src {
     int row0, rows;             /* its rows in w: a matrix's (out) rows, or a kernel's cout */
     int cols;                   /* a matrix's in, or a kernel's cin */
     int k;                      /* kernel size of a convolution (cout, k, k, cin); 0: a matrix */
+    bool in_place;              /* w points into the file's view (read-only), not backend memory */
 } sdc_weight_src;
 
 typedef struct sdc_weight_set {
     void **ptrs;    /* every buffer allocated for this model */
     int n, cap;
     size_t bytes;   /* total size in backend memory */
+    size_t in_place_bytes;  /* matrices and kernels read in place from the files' views */
     sdc_weight_src *srcs;   /* every matrix and kernel, in load order */
     int n_srcs, cap_srcs;
 } sdc_weight_set;
@@ -51,6 +53,10 @@ typedef struct sdc_loader {
     unsigned char *stage; /* host staging of one tensor (or one stack), in the file's type */
     size_t stage_cap;     /* bytes */
     unsigned char *used;  /* per tensor of the component's file: read by this loader */
+    /* matrices and kernels in a type the backend keeps as stored point
+     * into the file's view instead of being copied (the model's files,
+     * which stay open as long as the weights; not SDC_NO_MMAP=1) */
+    bool in_place;
 } sdc_loader;
 
 void sdc_loader_init(sdc_loader *L, const sdc_model_files *m, sdc_component comp,
