@@ -146,34 +146,136 @@ void sdc_vae_free(sdc_vae *v) {
     free(v);
 }
 
-/* elements of one work buffer for an h x w latent */
-static size_t work_elems(const sdc_vae *v, int h, int w) {
+/* The elements each of the four work buffers needs for an h x w latent,
+ * found by walking sdc_vae_decode's (and the encoder's) sequence of ops:
+ * which buffer each writes and how much. Sized by role, not all four as
+ * the largest: at 512x512 the full-resolution level needs two buffers of
+ * 256 channels (the upsampler's input to its conv and the first ResNet's
+ * input) and two of 128, 768 MB instead of 1 GB in fp32. A buffer an op
+ * overruns would corrupt its neighbour, so tests put
+ * canaries between them and decode and encode every shipped layout
+ * (tests/test_vae_memory.c). */
+typedef struct walk {
+    size_t need[4];
+    int cur, spare, t2, t3; /* which buffer has each role now */
+} walk;
+
+static void put(walk *k, int b, size_t n) {
+    if (n > k->need[b]) k->need[b] = n;
+}
+
+/* sdc_resnet_forward(y = spare, x = cur, tmp = t2, tmp2 = t3), then the
+ * caller's SWAP(cur, spare) */
+static void walk_res(walk *k, size_t hw, const sdc_resnet *r) {
+    put(k, k->t2, hw * (size_t)(r->cin > r->cout ? r->cin : r->cout)); /* norm1's output, the shortcut's */
+    put(k, k->t3, hw * (size_t)r->cout);
+    put(k, k->spare, hw * (size_t)r->cout);
+    const int t = k->cur;
+    k->cur = k->spare, k->spare = t;
+}
+
+/* attn_forward(x = cur, A = t2, Q = t3) */
+static void walk_attn(walk *k, size_t hw, int c) {
+    put(k, k->t2, hw * (size_t)c);
+    put(k, k->t3, hw * 3 * (size_t)c);
+}
+
+static void work_needs(const sdc_vae *v, int h, int w, size_t need[4]) {
     const sdc_vae_config *c = &v->cfg;
-    size_t work = 0;
-    /* up block i runs at latent size * 2^i; its upsampler writes at 2^(i+1);
-     * the mid attention needs 3c per pixel */
-    for (int i = 0; i < c->n_levels; i++) {
-        int l = c->n_levels - 1 - i, ch = level_ch(c, l), prev = i ? level_ch(c, l + 1) : ch;
-        size_t px = (size_t)h * w << (2 * i);
-        size_t need = px * (size_t)(ch > prev ? ch : prev);
-        if (l > 0) need = need > 4 * px * ch ? need : 4 * px * ch;
-        if (need > work) work = need;
+    const int nl = c->n_levels, zc = c->z_channels, top = level_ch(c, nl - 1);
+    const bool f32 = v->act == SDC_DT_F32;
+    walk k = {{0}, 0, 1, 2, 3};
+    size_t hw = (size_t)h * w;
+    int ch = top;
+    if (!f32) put(&k, k.t3, hw * zc);
+    put(&k, k.t2, hw * zc);
+    put(&k, k.cur, hw * top);
+    walk_res(&k, hw, &v->mid_res[0]);
+    walk_attn(&k, hw, top);
+    walk_res(&k, hw, &v->mid_res[1]);
+    for (int i = 0; i < nl; i++) {
+        const sdc_vae_up *U = &v->up[i];
+        for (int j = 0; j < U->n_res; j++) {
+            walk_res(&k, hw, &U->res[j]);
+            ch = U->res[j].cout;
+        }
+        if (U->up_w.p) {
+            hw *= 4;
+            put(&k, k.t2, hw * ch);
+            put(&k, k.cur, hw * ch);
+        }
     }
-    size_t mid = (size_t)h * w * 3 * level_ch(c, c->n_levels - 1);
-    if (mid > work) work = mid;
-    /* the encoder at level l: (h_l + 1) x (w_l + 1) padded pixels */
-    for (int l = 0; l < c->n_levels; l++) {
-        int sh = c->n_levels - 1 - l, cl = level_ch(c, l), cp = l ? level_ch(c, l - 1) : cl;
-        size_t px = (size_t)((h << sh) + 1) * (size_t)((w << sh) + 1);
-        size_t need = px * (size_t)(cl > cp ? cl : cp);
-        if (need > work) work = need;
+    put(&k, k.t2, hw * ch);
+    if (!f32) put(&k, k.t3, hw * 3);
+    if (v->enc) { /* the encoder starts from the buffers' first roles again */
+        const sdc_vae_encoder *e = v->enc;
+        int H = h * sdc_vae_factor(c), W = w * sdc_vae_factor(c);
+        walk q = {{k.need[0], k.need[1], k.need[2], k.need[3]}, 0, 1, 2, 3};
+        ch = level_ch(c, 0);
+        if (!f32) put(&q, q.t3, (size_t)H * W * 3);
+        put(&q, q.cur, (size_t)H * W * ch);
+        for (int l = 0; l < nl; l++) {
+            const sdc_vae_down *D = &e->down[l];
+            for (int j = 0; j < D->n_res; j++) {
+                walk_res(&q, (size_t)H * W, &D->res[j]);
+                ch = D->res[j].cout;
+            }
+            if (D->down_w.p) {
+                put(&q, q.t2, (size_t)(H + 1) * (W + 1) * ch);
+                H /= 2, W /= 2;
+                put(&q, q.cur, (size_t)H * W * ch);
+            }
+        }
+        walk_res(&q, (size_t)H * W, &e->mid_res[0]);
+        walk_attn(&q, (size_t)H * W, ch);
+        walk_res(&q, (size_t)H * W, &e->mid_res[1]);
+        put(&q, q.t2, (size_t)H * W * ch);
+        put(&q, q.t3, (size_t)H * W * 2 * zc);
+        if (!f32) put(&q, q.t2, (size_t)H * W * 2 * zc);
+        memcpy(k.need, q.need, sizeof k.need);
     }
-    return work;
+    memcpy(need, k.need, sizeof k.need);
+}
+
+/* one buffer's floats in the arena: its elements in the activations'
+ * type and the canary gap tests ask for right behind them, rounded up so
+ * that the next buffer starts 256-byte aligned */
+static size_t slot_floats(const sdc_vae *v, size_t elems) {
+    return (sdc_act_floats(v->act, elems) + v->canary + 63) & ~(size_t)63;
+}
+
+#define CANARY (-12345.5f)
+
+static float *canary_at(const sdc_vae *v, int i) {
+    return (float *)v->buf[i].p + sdc_act_floats(v->act, v->buf_elems[i]);
+}
+
+static sdc_status fill_canary(sdc_vae *v, int i) {
+    float *gap = malloc(v->canary * sizeof(float));
+    if (!gap) return sdc_fail(SDC_ERR_OOM, "out of memory");
+    for (size_t j = 0; j < v->canary; j++) gap[j] = CANARY;
+    sdc_status st = v->be->ops->upload(v->be, canary_at(v, i), gap, v->canary);
+    free(gap);
+    return st;
+}
+
+int sdc_vae_canaries_hit(sdc_vae *v) {
+    float *gap = malloc(v->canary * sizeof(float));
+    int hit = -1;
+    for (int i = 0; gap && i < 4 && hit < 0 && v->buf[i].p; i++) {
+        if (v->be->ops->download(v->be, gap, canary_at(v, i), v->canary) != SDC_OK) hit = i;
+        for (size_t j = 0; j < v->canary && hit < 0; j++)
+            if (gap[j] != CANARY) hit = i;
+    }
+    free(gap);
+    return gap ? hit : 4;
 }
 
 sdc_net_memory sdc_vae_memory(const sdc_vae *v, int h, int w) {
-    sdc_net_memory m = {4 * ((sdc_act_floats(v->act, work_elems(v, h, w)) + 63) & ~(size_t)63), 0};
-    return m;
+    size_t need[4], total = 0;
+    work_needs(v, h, w, need);
+    for (int i = 0; i < 4; i++) total += slot_floats(v, need[i]);
+    return (sdc_net_memory){total, 0};
 }
 
 void sdc_vae_use_memory(sdc_vae *v, float *activations, sdc_net_memory m) {
@@ -186,15 +288,20 @@ void sdc_vae_use_memory(sdc_vae *v, float *activations, sdc_net_memory m) {
 
 static sdc_status ensure_state(sdc_vae *v, int h, int w) {
     if (v->st_h == h && v->st_w == w) return SDC_OK;
-    const size_t work = work_elems(v, h, w), stride = (sdc_act_floats(v->act, work) + 63) & ~(size_t)63;
-    if (!v->arena_ext || 4 * stride > v->arena_cap) { /* the caller's region is too small: the VAE's own */
+    size_t need[4], total = 0;
+    work_needs(v, h, w, need);
+    for (int i = 0; i < 4; i++) total += slot_floats(v, need[i]);
+    if (!v->arena_ext || total > v->arena_cap) { /* the caller's region is too small: the VAE's own */
         free_state(v);
-        SDC_TRY(v->be->ops->alloc(v->be, 4 * stride, &v->arena));
-        v->arena_cap = 4 * stride;
+        SDC_TRY(v->be->ops->alloc(v->be, total, &v->arena));
+        v->arena_cap = total;
     }
     /* the four work buffers in one arena, laid out once per latent size */
-    for (int i = 0; i < 4; i++) v->buf[i] = (sdc_buf){v->arena + (size_t)i * stride, v->act};
-    v->work = work;
+    for (size_t i = 0, off = 0; i < 4; off += slot_floats(v, need[i]), i++) {
+        v->buf[i] = (sdc_buf){v->arena + off, v->act};
+        v->buf_elems[i] = need[i];
+        if (v->canary) SDC_TRY(fill_canary(v, (int)i));
+    }
     v->st_h = h;
     v->st_w = w;
     return SDC_OK;

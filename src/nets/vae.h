@@ -52,7 +52,8 @@ typedef struct sdc_vae {
     float *arena;                /* (sdc_vae_use_memory) while large enough, else the VAE's own */
     size_t arena_cap;            /* floats */
     bool arena_ext;
-    size_t work;
+    size_t buf_elems[4];         /* elements each of buf holds (sized by role: vae.c's work_needs) */
+    size_t canary;               /* tests: floats of a gap behind each buffer (0) */
 } sdc_vae;
 
 sdc_status sdc_vae_load(const sdc_model_files *m, sdc_backend *be, sdc_vae **out);
@@ -66,6 +67,10 @@ int sdc_vae_factor(const sdc_vae_config *c);
  * caller's backend memory of that size (256-byte aligned) to use instead
  * of its own, or NULL for its own again. */
 sdc_net_memory sdc_vae_memory(const sdc_vae *v, int h, int w);
+/* Tests: with v->canary floats set before the first call, a gap of them
+ * behind each work buffer, filled with a pattern; the first buffer whose
+ * gap no longer holds it (an op wrote past the buffer), or -1. */
+int sdc_vae_canaries_hit(sdc_vae *v);
 void sdc_vae_use_memory(sdc_vae *v, float *activations, sdc_net_memory m);
 
 /* image (1, h * f, w * f, 3) = decode(z (1, h, w, z_channels)), both fp32
