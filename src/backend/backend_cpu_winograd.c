@@ -97,6 +97,19 @@ typedef struct wino_shape {
     int m;                          /* outputs per tile side: 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)) */
 } wino_shape;
 
+/* the n x n patch (n = m + 2) under tile t: pointers to its pixels' cin
+ * channels, rows m i - 1 .., columns m j - 1 .., `zeros` outside the image */
+static void patch_rows(const float **row, const float *x, const float *zeros, const wino_shape *s, size_t t) {
+    const int n = s->m + 2, b = (int)(t / ((size_t)s->th * s->tw)), rem = (int)(t % ((size_t)s->th * s->tw));
+    const int y0 = s->m * (rem / s->tw) - 1, x0 = s->m * (rem % s->tw) - 1;
+    for (int r = 0; r < n; r++)
+        for (int c = 0; c < n; c++) {
+            const int iy = y0 + r, ix = x0 + c;
+            row[r * n + c] =
+                iy >= 0 && iy < s->h && ix >= 0 && ix < s->w ? x + (((size_t)b * s->h + iy) * s->w + ix) * s->cin : zeros;
+        }
+}
+
 /* V[xi][t - t0][ci] = (B^T d B)[xi] for tiles t in [t0, t0 + nt): d the
  * 4x4 patch of x[n, h, w, cin] at rows 2 i - 1 .., columns 2 j - 1 ..,
  * zero outside the image (read from `zeros`, cin of them). */
@@ -105,17 +118,8 @@ static void transform_input(float *v, const float *x, const float *zeros, const 
     const size_t plane = (size_t)nt * cin;
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < nt; k++) {
-        const size_t t = t0 + (size_t)k;
-        const int b = (int)(t / ((size_t)s->th * s->tw)), rem = (int)(t % ((size_t)s->th * s->tw));
-        const int y0 = 2 * (rem / s->tw) - 1, x0 = 2 * (rem % s->tw) - 1;
         const float *row[4][4];
-        for (int r = 0; r < 4; r++)
-            for (int c = 0; c < 4; c++) {
-                const int iy = y0 + r, ix = x0 + c;
-                row[r][c] = iy >= 0 && iy < s->h && ix >= 0 && ix < s->w
-                                ? x + (((size_t)b * s->h + iy) * s->w + ix) * cin
-                                : zeros;
-            }
+        patch_rows(&row[0][0], x, zeros, s, t0 + (size_t)k);
         float *vk = v + (size_t)k * cin;
 #pragma omp simd
         for (int ci = 0; ci < cin; ci++) {
@@ -192,17 +196,8 @@ static void transform_input6(float *v, const float *x, const float *zeros, const
     const size_t plane = (size_t)nt * cin;
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < nt; k++) {
-        const size_t t = t0 + (size_t)k;
-        const int b = (int)(t / ((size_t)s->th * s->tw)), rem = (int)(t % ((size_t)s->th * s->tw));
-        const int y0 = 4 * (rem / s->tw) - 1, x0 = 4 * (rem % s->tw) - 1;
         const float *row[6][6];
-        for (int r = 0; r < 6; r++)
-            for (int c = 0; c < 6; c++) {
-                const int iy = y0 + r, ix = x0 + c;
-                row[r][c] = iy >= 0 && iy < s->h && ix >= 0 && ix < s->w
-                                ? x + (((size_t)b * s->h + iy) * s->w + ix) * cin
-                                : zeros;
-            }
+        patch_rows(&row[0][0], x, zeros, s, t0 + (size_t)k);
         float *vk = v + (size_t)k * cin;
 #pragma omp simd
         for (int ci = 0; ci < cin; ci++) {
