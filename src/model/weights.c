@@ -249,18 +249,11 @@ static sdc_status stage_tensor(sdc_loader *L, const sdc_st_tensor *t, sdc_dtype 
     return SDC_OK;
 }
 
-/* Read tensors names[0..n) of shapes (rows_i, cols) (cols 0: vectors) one
- * after the other into the stage, in one type: the file's when they share
- * a type the stage keeps, else F32. *count gets the elements staged. */
-static sdc_status read_stack(sdc_loader *L, int n, const int *rows, int cols, const char *const *names,
-                             bool allow_1x1, sdc_dtype *type, size_t *count, const sdc_st_tensor **ts) {
-    if (n < 1 || n > 8) return sdc_fail(SDC_ERR_ARG, "read_stack: %d tensors", n);
+/* the n tensors ts (found and shape-checked) one after the other in the
+ * stage, in one type: theirs if they share it, else fp32 */
+static sdc_status stage_stack(sdc_loader *L, int n, const sdc_st_tensor *const *ts, sdc_dtype *type, size_t *count) {
     size_t total = 0;
-    for (int i = 0; i < n; i++) {
-        int64_t d[2] = {rows[i], cols};
-        SDC_TRY(find(L, names[i], d, cols ? 2 : 1, allow_1x1, &ts[i]));
-        total += (size_t)rows[i] * (size_t)(cols ? cols : 1);
-    }
+    for (int i = 0; i < n; i++) total += (size_t)ts[i]->numel;
     sdc_dtype ty = stage_type_of(ts[0]->dtype);
     for (int i = 1; i < n; i++)
         if (stage_type_of(ts[i]->dtype) != ty) ty = SDC_DT_F32;
@@ -273,6 +266,19 @@ static sdc_status read_stack(sdc_loader *L, int n, const int *rows, int cols, co
     *type = ty;
     *count = total;
     return SDC_OK;
+}
+
+/* Read tensors names[0..n) of shapes (rows_i, cols) (cols 0: vectors) one
+ * after the other into the stage, in one type: the file's when they share
+ * a type the stage keeps, else F32. *count gets the elements staged. */
+static sdc_status read_stack(sdc_loader *L, int n, const int *rows, int cols, const char *const *names,
+                             bool allow_1x1, sdc_dtype *type, size_t *count, const sdc_st_tensor **ts) {
+    if (n < 1 || n > 8) return sdc_fail(SDC_ERR_ARG, "read_stack: %d tensors", n);
+    for (int i = 0; i < n; i++) {
+        int64_t d[2] = {rows[i], cols};
+        SDC_TRY(find(L, names[i], d, cols ? 2 : 1, allow_1x1, &ts[i]));
+    }
+    return stage_stack(L, n, ts, type, count);
 }
 
 sdc_status sdc_load_vec(sdc_loader *L, float **dst, int n, const char *name) {
@@ -327,7 +333,7 @@ sdc_status sdc_load_mats_stacked(sdc_loader *L, sdc_weight *dst, int n_mats, con
     } else {
         sdc_dtype ty;
         size_t count;
-        SDC_TRY(read_stack(L, n_mats, outs, in, names, true, &ty, &count, ts));
+        SDC_TRY(stage_stack(L, n_mats, ts, &ty, &count));
         dst->type = mat_type(L, ty);
         dst->chan_pad = 0;
         dst->pt_taps = 0;
