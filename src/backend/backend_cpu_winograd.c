@@ -268,12 +268,21 @@ static void transform_output6(float *y, const float *m, const float *bias, const
 /* the 16 (or 36) products of one block: M[xi] = V[xi] U[xi]^T, one multithreaded
  * sgemm after the other (running them side by side on one thread each
  * meant switching OpenBLAS's thread count per call, which cost more than
- * a small convolution whenever the cores were shared) */
+ * a small convolution whenever the cores were shared). F(4x4)'s sums over
+ * the input channels are taken WINO4_KC channels at a time, each chunk's
+ * product added to M (beta 1): a blocked sum. Its transformed operands are
+ * tens of times the outputs, and one fp32 chain over all 320 channels
+ * left the result 1.4e-5 off float64 with one BLAS's blocking (2.2e-6 with
+ * exact products): the error then depended on the BLAS's choice of K
+ * blocks; chunks of 128 keep it near 6e-6 whatever the BLAS does. */
+#define WINO4_KC 128
 static void products(float *m, const float *v, const float *u, int planes, int nt, int nb, int cin) {
     const size_t vp = (size_t)nt * cin, up = (size_t)nb * cin, mp = (size_t)nt * nb;
+    const int kc = planes == 36 ? WINO4_KC : cin;
     for (int xi = 0; xi < planes; xi++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nb, cin, 1.0f, v + xi * vp, cin, u + xi * up, cin,
-                    0.0f, m + xi * mp, nb);
+        for (int k0 = 0; k0 < cin; k0 += kc)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nb, cin - k0 < kc ? cin - k0 : kc, 1.0f,
+                        v + xi * vp + k0, cin, u + xi * up + k0, cin, k0 ? 1.0f : 0.0f, m + xi * mp, nb);
 }
 
 sdc_status sdc_cpu_conv3x3_winograd(sdc_backend *be, float *y, const float *x, sdc_weight w, const float *bias,
