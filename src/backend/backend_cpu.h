@@ -20,7 +20,11 @@ static inline float sdc_fast_expf(float x) {
     const bool nan = x != x;
     x = nan ? 0.0f : x;
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float n = rintf(x * 1.44269504088896341f);
+    /* rintf(x log2 e) as the add and subtract of 1.5 2^23: the same value
+     * for the |n| <= 128 the clamp leaves (round to nearest even), and
+     * vectorised without SSE4.1's roundps (a build with no -march) */
+    float n = x * 1.44269504088896341f;
+    n = (n + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
