@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "backend/backend.h"
+#include "backend/cpu_isa.h"
 #include "testutil.h"
 
 #define TOL 1e-5
@@ -132,12 +133,60 @@ Test(backend_cpu, attention_self_hd80) { attention_case(2, 4, 100, 100, 80, fals
  * 40-wide heads (one pass of 48 columns), 80 (48 + 32), SD 2.x's 64
  * (48 + 16); key and query counts off the blocks (333 keys: a partial
  * chunk; 301 queries: a partial block); the VAE's one 512-wide head */
-Test(backend_cpu, attention_flash_hd40) { attention_case(2, 2, 1024, 1024, 40, false); }
-Test(backend_cpu, attention_flash_odd) {
-    attention_case(1, 3, 301, 333, 80, false);
-    attention_case(2, 1, 77, 256, 64, false);
+/* Each case runs with every instruction set this processor has (cpu_isa.h:
+ * the 16-wide AVX-512 variant, the 8-wide AVX2 and base ones); on a machine
+ * without AVX-512 the wide variant is not reachable and is not run. */
+static void flash_case_every_isa(int batch, int heads, int tq, int tk, int hd) {
+    const sdc_cpu_isa best = sdc_cpu_isa_detect();
+    for (int isa = SDC_ISA_BASE; isa <= (int)best; isa++) {
+        cr_assert(sdc_cpu_isa_force((sdc_cpu_isa)isa));
+        cr_assert_eq(sdc_cpu_isa_active(), (sdc_cpu_isa)isa);
+        attention_case(batch, heads, tq, tk, hd, false);
+    }
+    cr_assert(sdc_cpu_isa_force(best));
 }
-Test(backend_cpu, attention_flash_vae) { attention_case(1, 1, 256, 256, 512, false); }
+Test(backend_cpu, attention_flash_hd40) { flash_case_every_isa(2, 2, 1024, 1024, 40); }
+Test(backend_cpu, attention_flash_odd) {
+    flash_case_every_isa(1, 3, 301, 333, 80);
+    flash_case_every_isa(2, 1, 77, 256, 64);
+}
+Test(backend_cpu, attention_flash_vae) { flash_case_every_isa(1, 1, 256, 256, 512); }
+/* NaN in a query row comes out as NaN in that row only, by every variant
+ * (the vector exp keeps NaN, the row maximum skips it) */
+Test(backend_cpu, attention_flash_nan) {
+    const int tq = 16, tk = 300, hd = 40;
+    for (int isa = SDC_ISA_BASE; isa <= (int)sdc_cpu_isa_detect(); isa++) {
+        cr_assert(sdc_cpu_isa_force((sdc_cpu_isa)isa));
+        sdc_backend *be = test_cpu_backend();
+        float *q = test_random((size_t)tq * hd, 11, 1.0f), *kv = test_random((size_t)tk * 2 * hd, 12, 1.0f);
+        float *o = malloc((size_t)tq * hd * sizeof(float));
+        q[3 * hd + 7] = NAN;
+        cr_assert_eq(be->ops->attention(be, SDC_F32(o), SDC_F32(q), SDC_F32(kv), SDC_F32(kv + hd), 1, 1, tq, tk,
+                                        hd, hd, 2 * hd, false),
+                     SDC_OK);
+        for (int i = 0; i < tq; i++)
+            for (int c = 0; c < hd; c++)
+                cr_assert_eq(isnan(o[i * hd + c]) != 0, i == 3, "%s: row %d column %d: %g",
+                             sdc_cpu_isa_name((sdc_cpu_isa)isa), i, c, o[i * hd + c]);
+        free(q), free(kv), free(o);
+        sdc_backend_destroy(be);
+    }
+}
+/* the level in use: never above the processor's; the names */
+Test(backend_cpu, isa_levels) {
+    const sdc_cpu_isa best = sdc_cpu_isa_detect();
+    cr_assert_leq(sdc_cpu_isa_active(), best);
+    if (best < SDC_ISA_AVX512) {
+        cr_assert_not(sdc_cpu_isa_force(SDC_ISA_AVX512));
+        cr_assert_leq(sdc_cpu_isa_active(), best);
+    }
+    cr_assert(sdc_cpu_isa_force(SDC_ISA_BASE));
+    cr_assert_eq(sdc_cpu_isa_active(), SDC_ISA_BASE);
+    cr_assert(sdc_cpu_isa_force(best));
+    cr_assert_str_eq(sdc_cpu_isa_name(SDC_ISA_AVX512), "avx512");
+    cr_assert_str_eq(sdc_cpu_isa_name(SDC_ISA_AVX2), "avx2");
+    cr_assert_str_eq(sdc_cpu_isa_name(SDC_ISA_BASE), "base");
+}
 
 Test(backend_cpu, activations) {
     const size_t n = 4096;

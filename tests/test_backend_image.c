@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend/backend_cpu.h"
+#include "backend/cpu_isa.h"
 #include "testutil.h"
 
 #define TOL 1e-5
@@ -117,6 +118,24 @@ static void winograd_cases(int tile) {
 }
 Test(backend_image, conv3x3_winograd_4x4) { winograd_cases(4); }
 Test(backend_image, conv3x3_winograd_2x2) { winograd_cases(2); }
+/* the transforms' variants below this processor's best (cpu_isa.h; the
+ * tests above run the best): odd sizes, a residual, a wide input, both
+ * tiles */
+Test(backend_image, conv3x3_winograd_every_isa) {
+    const sdc_cpu_isa best = sdc_cpu_isa_detect();
+    for (int isa = SDC_ISA_BASE; isa < (int)best; isa++) {
+        cr_assert(sdc_cpu_isa_force((sdc_cpu_isa)isa));
+        for (int tile = 2; tile <= 4; tile += 2) {
+            g_tile = tile;
+            fprintf(stderr, "instruction set %s:\n", sdc_cpu_isa_name((sdc_cpu_isa)isa));
+            conv_case(2, 17, 19, 48, 40, 3, 1, 1, true);
+            conv_case(1, 18, 21, 32, 24, 3, 1, 1, false);
+            conv_case(1, 16, 16, 2560, 64, 3, 1, 1, true);
+        }
+    }
+    g_tile = 4;
+    cr_assert(sdc_cpu_isa_force(best));
+}
 /* half kernels, as the CPU keeps fp16 and bf16 files' weights: every path */
 Test(backend_image, conv_half_kernels) {
     conv_case_typed(2, 16, 17, 320, 64, 3, 1, 1, true, SDC_DT_F16, false);
@@ -186,6 +205,34 @@ Test(backend_image, group_norm_64x64x320_silu) { group_norm_case(2, 64 * 64, 320
 Test(backend_image, group_norm_16x16x1280) { group_norm_case(1, 16 * 16, 1280, 32, false, 0.0f); }
 /* a large common offset: single-pass E[x^2]-E[x]^2 fails here */
 Test(backend_image, group_norm_offset) { group_norm_case(1, 32 * 32, 640, 32, false, 500.0f); }
+
+/* group norm's sums and its apply (with SiLU), and GEGLU, at the
+ * instruction sets below this processor's best (cpu_isa.h; the tests
+ * around these run the best) */
+static void geglu_case(int m, int f) {
+    sdc_backend *be = test_cpu_backend();
+    float *x = test_random((size_t)m * 2 * f, 51, 4.0f), *y = malloc((size_t)m * f * sizeof(float));
+    double *r = malloc((size_t)m * f * sizeof(double));
+    cr_assert_eq(be->ops->geglu(be, SDC_F32(y), SDC_F32(x), m, f), SDC_OK);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < f; j++) {
+            double a = x[(size_t)i * 2 * f + j], g = x[(size_t)i * 2 * f + f + j];
+            r[(size_t)i * f + j] = a * 0.5 * g * (1.0 + erf(g / sqrt(2.0)));
+        }
+    check_close_f64(TOL, "geglu", y, r, (size_t)m * f);
+    free(x), free(y), free(r);
+    sdc_backend_destroy(be);
+}
+Test(backend_image, norms_and_geglu_every_isa) {
+    const sdc_cpu_isa best = sdc_cpu_isa_detect();
+    for (int isa = SDC_ISA_BASE; isa < (int)best; isa++) {
+        cr_assert(sdc_cpu_isa_force((sdc_cpu_isa)isa));
+        group_norm_case(2, 24 * 24, 320, 32, true, 0.0f);
+        group_norm_case(1, 32 * 32, 640, 32, false, 500.0f);
+        geglu_case(77, 1283);
+    }
+    cr_assert(sdc_cpu_isa_force(best));
+}
 
 Test(backend_image, upsample_nearest) {
     sdc_backend *be = test_cpu_backend();

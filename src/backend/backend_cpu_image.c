@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "backend/backend_cpu.h"
+#include "backend/cpu_isa.h"
 #include "model/safetensors.h"
 
 /* bias and residual after the matrix product; y is (rows, cout) */
@@ -146,6 +147,41 @@ sdc_status sdc_cpu_conv2d(sdc_backend *be, sdc_buf yb, sdc_buf xb, sdc_weight wt
     return SDC_OK;
 }
 
+/* one pixel's channels into the per-channel sums: of x (gm NULL), or of
+ * (x - its group's mean)^2 */
+SDC_INLINE void gn_accumulate_body(double *acc, const float *xr, const double *gm, int c, int cg) {
+    if (!gm) {
+#pragma omp simd
+        for (int j = 0; j < c; j++) acc[j] += xr[j];
+    } else {
+#pragma omp simd
+        for (int j = 0; j < c; j++) {
+            double d = xr[j] - gm[j / cg];
+            acc[j] += d * d;
+        }
+    }
+}
+SDC_ISA_KERNEL(gn_accumulate, (double *acc, const float *xr, const double *gm, int c, int cg), (acc, xr, gm, c, cg))
+
+/* one pixel normalised (and SiLU'd) */
+SDC_INLINE void gn_apply_body(float *yr, const float *xr, const float *mf, const float *mr, const float *scale,
+                              const float *beta, int c, bool silu) {
+    if (silu) {
+#pragma omp simd
+        for (int j = 0; j < c; j++) {
+            float v = ((xr[j] - mf[j]) - mr[j]) * scale[j] + beta[j];
+            yr[j] = v / (1.0f + sdc_fast_expf(-v));
+        }
+    } else {
+#pragma omp simd
+        for (int j = 0; j < c; j++) yr[j] = ((xr[j] - mf[j]) - mr[j]) * scale[j] + beta[j];
+    }
+}
+SDC_ISA_KERNEL(gn_apply,
+               (float *yr, const float *xr, const float *mf, const float *mr, const float *scale, const float *beta,
+                int c, bool silu),
+               (yr, xr, mf, mr, scale, beta, c, silu))
+
 /* Group norm, NHWC. Channels are contiguous, so statistics are gathered
  * per channel over pixel chunks (vectorised across channels, in double),
  * then combined per group: pass 1 the means, pass 2 the squared deviations
@@ -179,19 +215,7 @@ sdc_status sdc_cpu_group_norm(sdc_backend *be, sdc_buf yb, sdc_buf xb, const flo
                 double *acc = part + (size_t)omp_get_thread_num() * c;
                 for (int j = 0; j < c; j++) acc[j] = 0.0;
 #pragma omp for schedule(static)
-                for (int p = 0; p < hw; p++) {
-                    const float *xr = xb + (size_t)p * c;
-                    if (pass == 0) {
-#pragma omp simd
-                        for (int j = 0; j < c; j++) acc[j] += xr[j];
-                    } else {
-#pragma omp simd
-                        for (int j = 0; j < c; j++) {
-                            double d = xr[j] - gm[j / cg];
-                            acc[j] += d * d;
-                        }
-                    }
-                }
+                for (int p = 0; p < hw; p++) gn_accumulate(acc, xb + (size_t)p * c, pass ? gm : NULL, c, cg);
             }
             for (int g = 0; g < groups; g++) {
                 double s = 0.0;
@@ -210,20 +234,8 @@ sdc_status sdc_cpu_group_norm(sdc_backend *be, sdc_buf yb, sdc_buf xb, const flo
         if (gm != mean_g) free(gm);
         if (gi != inv_g) free(gi);
 #pragma omp parallel for schedule(static)
-        for (int p = 0; p < hw; p++) {
-            const float *xr = xb + (size_t)p * c;
-            float *yr = yb + (size_t)p * c;
-            if (silu) {
-#pragma omp simd
-                for (int j = 0; j < c; j++) {
-                    float v = ((xr[j] - mf[j]) - mr[j]) * scale[j] + beta[j];
-                    yr[j] = v / (1.0f + sdc_fast_expf(-v));
-                }
-            } else {
-#pragma omp simd
-                for (int j = 0; j < c; j++) yr[j] = ((xr[j] - mf[j]) - mr[j]) * scale[j] + beta[j];
-            }
-        }
+        for (int p = 0; p < hw; p++)
+            gn_apply(yb + (size_t)p * c, xb + (size_t)p * c, mf, mr, scale, beta, c, silu);
     }
     return SDC_OK;
 }
@@ -278,12 +290,19 @@ sdc_status sdc_cpu_concat_channels(sdc_backend *be, sdc_buf yb, sdc_buf ab, sdc_
 }
 
 /* erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), vectorisable */
-static inline float erf_approx(float x) {
+SDC_INLINE float erf_approx(float x) {
     float ax = fabsf(x), t = 1.0f / (1.0f + 0.3275911f * ax);
     float p = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
     float r = 1.0f - p * sdc_fast_expf(-ax * ax);
     return x < 0 ? -r : r;
 }
+
+/* yr[j] = a[j] gelu(g[j]) for j < f */
+SDC_INLINE void geglu_row_body(float *yr, const float *a, const float *g, int f) {
+#pragma omp simd
+    for (int j = 0; j < f; j++) yr[j] = a[j] * (0.5f * g[j] * (1.0f + erf_approx(g[j] * 0.70710678118654752f)));
+}
+SDC_ISA_KERNEL(geglu_row, (float *yr, const float *a, const float *g, int f), (yr, a, g, f))
 
 sdc_status sdc_cpu_geglu(sdc_backend *be, sdc_buf yb, sdc_buf xb, int m, int f) {
     (void)be;
@@ -293,9 +312,7 @@ sdc_status sdc_cpu_geglu(sdc_backend *be, sdc_buf yb, sdc_buf xb, int m, int f) 
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < m; i++) {
         const float *a = x + (size_t)i * 2 * f, *g = a + f;
-        float *yr = y + (size_t)i * f;
-#pragma omp simd
-        for (int j = 0; j < f; j++) yr[j] = a[j] * (0.5f * g[j] * (1.0f + erf_approx(g[j] * 0.70710678118654752f)));
+        geglu_row(y + (size_t)i * f, a, g, f);
     }
     return SDC_OK;
 }

@@ -15,12 +15,17 @@
  *
  * Memory: tiles are taken in blocks and output channels in chunks so that
  * V (16 x block x cin), M (16 x block x chunk) and U (16 x chunk x cin) each
- * stay near 32 MiB whatever the image size (scratch slots 1, 2 and 4). */
+ * stay near 32 MiB whatever the image size (scratch slots 1, 2 and 4).
+ *
+ * The input and output transforms of one tile are compiled for AVX-512,
+ * AVX2 and the build's base target, and each call runs the processor's
+ * variant (cpu_isa.h); the products are OpenBLAS's, which chooses its own. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 
 #include "backend/backend_cpu.h"
+#include "backend/cpu_isa.h"
 
 #define WINO_BUDGET ((size_t)32 << 20) /* bytes of each of V, M and U, about */
 
@@ -59,7 +64,7 @@ static void transform_weights(float *u, sdc_weight w, int c0, int nb, int cin, f
 /* F(4x4, 3x3): U = G g G^T with 6x6 entries, G's rows g0/4,
  * -(g0+g1+g2)/6, -(g0-g1+g2)/6, (g0+2g1+4g2)/24, (g0-2g1+4g2)/24, g2
  * (interpolation points 0, +-1, +-2 and infinity, Lavin and Gray). */
-static inline void g_rows6(float o[6], float g0, float g1, float g2) {
+SDC_INLINE void g_rows6(float o[6], float g0, float g1, float g2) {
     const float s = g0 + g2, q = g0 + 4.0f * g2;
     o[0] = 0.25f * g0;
     o[1] = -(s + g1) * (1.0f / 6.0f);
@@ -110,6 +115,29 @@ static void patch_rows(const float **row, const float *x, const float *zeros, co
         }
 }
 
+/* one tile's 16 rows of V: vk[xi plane + ci] for ci < cin */
+SDC_INLINE void input_tile2_body(float *vk, const float *const *row, int cin, size_t plane) {
+#pragma omp simd
+    for (int ci = 0; ci < cin; ci++) {
+        float d[4][4], e[4][4];
+        for (int r = 0; r < 4; r++)
+            for (int c = 0; c < 4; c++) d[r][c] = row[r * 4 + c][ci];
+        for (int c = 0; c < 4; c++) { /* B^T d, column by column */
+            e[0][c] = d[0][c] - d[2][c];
+            e[1][c] = d[1][c] + d[2][c];
+            e[2][c] = d[2][c] - d[1][c];
+            e[3][c] = d[1][c] - d[3][c];
+        }
+        for (int r = 0; r < 4; r++) { /* (B^T d) B, row by row */
+            vk[(size_t)(r * 4 + 0) * plane + ci] = e[r][0] - e[r][2];
+            vk[(size_t)(r * 4 + 1) * plane + ci] = e[r][1] + e[r][2];
+            vk[(size_t)(r * 4 + 2) * plane + ci] = e[r][2] - e[r][1];
+            vk[(size_t)(r * 4 + 3) * plane + ci] = e[r][1] - e[r][3];
+        }
+    }
+}
+SDC_ISA_KERNEL(input_tile2, (float *vk, const float *const *row, int cin, size_t plane), (vk, row, cin, plane))
+
 /* V[xi][t - t0][ci] = (B^T d B)[xi] for tiles t in [t0, t0 + nt): d the
  * 4x4 patch of x[n, h, w, cin] at rows 2 i - 1 .., columns 2 j - 1 ..,
  * zero outside the image (read from `zeros`, cin of them). */
@@ -118,29 +146,32 @@ static void transform_input(float *v, const float *x, const float *zeros, const 
     const size_t plane = (size_t)nt * cin;
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < nt; k++) {
-        const float *row[4][4];
-        patch_rows(&row[0][0], x, zeros, s, t0 + (size_t)k);
-        float *vk = v + (size_t)k * cin;
-#pragma omp simd
-        for (int ci = 0; ci < cin; ci++) {
-            float d[4][4], e[4][4];
-            for (int r = 0; r < 4; r++)
-                for (int c = 0; c < 4; c++) d[r][c] = row[r][c][ci];
-            for (int c = 0; c < 4; c++) { /* B^T d, column by column */
-                e[0][c] = d[0][c] - d[2][c];
-                e[1][c] = d[1][c] + d[2][c];
-                e[2][c] = d[2][c] - d[1][c];
-                e[3][c] = d[1][c] - d[3][c];
-            }
-            for (int r = 0; r < 4; r++) { /* (B^T d) B, row by row */
-                vk[(size_t)(r * 4 + 0) * plane + ci] = e[r][0] - e[r][2];
-                vk[(size_t)(r * 4 + 1) * plane + ci] = e[r][1] + e[r][2];
-                vk[(size_t)(r * 4 + 2) * plane + ci] = e[r][2] - e[r][1];
-                vk[(size_t)(r * 4 + 3) * plane + ci] = e[r][1] - e[r][3];
-            }
-        }
+        const float *row[16];
+        patch_rows(row, x, zeros, s, t0 + (size_t)k);
+        input_tile2(v + (size_t)k * cin, row, cin, plane);
     }
 }
+
+/* output (dy, dx) of one tile, channels c0 .. c0 + nb: yo[c] (plus ro[c]) */
+SDC_INLINE void output_pixel2_body(float *yo, const float *ro, const float *mk, size_t plane, const float *bias,
+                                   int nb, int dy, int dx) {
+#pragma omp simd
+    for (int c = 0; c < nb; c++) {
+        float a[4]; /* A^T M: row dy of it, then times A: column dx */
+        for (int q = 0; q < 4; q++) {
+            const float m0 = mk[(size_t)(0 * 4 + q) * plane + c], m1 = mk[(size_t)(1 * 4 + q) * plane + c],
+                        m2 = mk[(size_t)(2 * 4 + q) * plane + c], m3 = mk[(size_t)(3 * 4 + q) * plane + c];
+            a[q] = dy == 0 ? (m0 + m1) + m2 : (m1 - m2) - m3;
+        }
+        float v = dx == 0 ? (a[0] + a[1]) + a[2] : (a[1] - a[2]) - a[3];
+        if (bias) v += bias[c];
+        if (ro) v += ro[c];
+        yo[c] = v;
+    }
+}
+SDC_ISA_KERNEL(output_pixel2,
+               (float *yo, const float *ro, const float *mk, size_t plane, const float *bias, int nb, int dy, int dx),
+               (yo, ro, mk, plane, bias, nb, dy, dx))
 
 /* y[.., co] for co in [c0, c0 + nb) of tiles [t0, t0 + nt) from M[xi][t -
  * t0][co - c0]: Y = A^T M A plus bias and residual; outputs past the
@@ -157,21 +188,7 @@ static void transform_output(float *y, const float *m, const float *bias, const 
         for (int dy = 0; dy < 2 && oy + dy < s->h; dy++)
             for (int dx = 0; dx < 2 && ox + dx < s->w; dx++) {
                 const size_t o = (((size_t)b * s->h + oy + dy) * s->w + ox + dx) * s->cout + c0;
-                float *yo = y + o;
-                const float *ro = residual ? residual + o : NULL;
-#pragma omp simd
-                for (int c = 0; c < nb; c++) {
-                    float a[4]; /* A^T M: row dy of it, then times A: column dx */
-                    for (int q = 0; q < 4; q++) {
-                        const float m0 = mk[(size_t)(0 * 4 + q) * plane + c], m1 = mk[(size_t)(1 * 4 + q) * plane + c],
-                                    m2 = mk[(size_t)(2 * 4 + q) * plane + c], m3 = mk[(size_t)(3 * 4 + q) * plane + c];
-                        a[q] = dy == 0 ? (m0 + m1) + m2 : (m1 - m2) - m3;
-                    }
-                    float v = dx == 0 ? (a[0] + a[1]) + a[2] : (a[1] - a[2]) - a[3];
-                    if (bias) v += bias[c0 + c];
-                    if (ro) v += ro[c];
-                    yo[c] = v;
-                }
+                output_pixel2(y + o, residual ? residual + o : NULL, mk, plane, bias ? bias + c0 : NULL, nb, dy, dx);
             }
     }
 }
@@ -179,7 +196,7 @@ static void transform_output(float *y, const float *m, const float *bias, const 
 /* B^T d for F(4x4, 3x3), a column (or row) of six: the rows of B^T are
  * (4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
  * (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1). */
-static inline void bt_rows6(float o[6], const float d[6]) {
+SDC_INLINE void bt_rows6(float o[6], const float d[6]) {
     const float a = d[4] - 4.0f * d[2], b = d[3] - 4.0f * d[1], c = d[4] - d[2], e = 2.0f * (d[3] - d[1]);
     o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
     o[1] = a + b;
@@ -189,6 +206,24 @@ static inline void bt_rows6(float o[6], const float d[6]) {
     o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
 }
 
+/* one tile's 36 rows of V: vk[xi plane + ci] for ci < cin */
+SDC_INLINE void input_tile6_body(float *vk, const float *const *row, int cin, size_t plane) {
+#pragma omp simd
+    for (int ci = 0; ci < cin; ci++) {
+        float e[6][6], col[6], o[6];
+        for (int c = 0; c < 6; c++) { /* B^T d, column by column */
+            for (int r = 0; r < 6; r++) col[r] = row[r * 6 + c][ci];
+            bt_rows6(o, col);
+            for (int r = 0; r < 6; r++) e[r][c] = o[r];
+        }
+        for (int r = 0; r < 6; r++) { /* (B^T d) B, row by row */
+            bt_rows6(o, e[r]);
+            for (int q = 0; q < 6; q++) vk[(size_t)(r * 6 + q) * plane + ci] = o[q];
+        }
+    }
+}
+SDC_ISA_KERNEL(input_tile6, (float *vk, const float *const *row, int cin, size_t plane), (vk, row, cin, plane))
+
 /* V[xi][t - t0][ci] = (B^T d B)[xi], 36 positions, d the 6x6 patch at rows
  * 4 i - 1 .., columns 4 j - 1 .. (zeros outside the image) */
 static void transform_input6(float *v, const float *x, const float *zeros, const wino_shape *s, size_t t0, int nt) {
@@ -196,34 +231,49 @@ static void transform_input6(float *v, const float *x, const float *zeros, const
     const size_t plane = (size_t)nt * cin;
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < nt; k++) {
-        const float *row[6][6];
-        patch_rows(&row[0][0], x, zeros, s, t0 + (size_t)k);
-        float *vk = v + (size_t)k * cin;
-#pragma omp simd
-        for (int ci = 0; ci < cin; ci++) {
-            float e[6][6], col[6], o[6];
-            for (int c = 0; c < 6; c++) { /* B^T d, column by column */
-                for (int r = 0; r < 6; r++) col[r] = row[r][c][ci];
-                bt_rows6(o, col);
-                for (int r = 0; r < 6; r++) e[r][c] = o[r];
-            }
-            for (int r = 0; r < 6; r++) { /* (B^T d) B, row by row */
-                bt_rows6(o, e[r]);
-                for (int q = 0; q < 6; q++) vk[(size_t)(r * 6 + q) * plane + ci] = o[q];
-            }
-        }
+        const float *row[36];
+        patch_rows(row, x, zeros, s, t0 + (size_t)k);
+        input_tile6(v + (size_t)k * cin, row, cin, plane);
     }
 }
 
 /* A^T m for F(4x4, 3x3): rows (1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0),
  * (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1) */
-static inline void at_rows6(float o[4], const float m[6]) {
+SDC_INLINE void at_rows6(float o[4], const float m[6]) {
     const float p = m[1] + m[2], q = m[1] - m[2], r = m[3] + m[4], d = m[3] - m[4];
     o[0] = m[0] + p + r;
     o[1] = q + 2.0f * d;
     o[2] = p + 4.0f * r;
     o[3] = q + 8.0f * d + m[5];
 }
+
+/* one tile's ny x nx outputs (of 4 x 4), channels c0 .. c0 + nb: yo[dy][dx][c]
+ * (plus ro[dy][dx][c] where there is a residual) */
+SDC_INLINE void output_tile6_body(float *(*yo)[4], const float *(*ro)[4], const float *mk, size_t plane,
+                                  const float *bias, int nb, int ny, int nx) {
+#pragma omp simd
+    for (int c = 0; c < nb; c++) {
+        float a[4][6], col[6], o[4];
+        for (int q = 0; q < 6; q++) { /* A^T M, column by column */
+            for (int r = 0; r < 6; r++) col[r] = mk[(size_t)(r * 6 + q) * plane + c];
+            at_rows6(o, col);
+            for (int r = 0; r < 4; r++) a[r][q] = o[r];
+        }
+        const float bc = bias ? bias[c] : 0.0f;
+        for (int dy = 0; dy < ny; dy++) { /* times A, row by row; outputs past the image not written */
+            at_rows6(o, a[dy]);
+            for (int dx = 0; dx < nx; dx++) {
+                float v = o[dx] + bc;
+                if (ro[0][0]) v += ro[dy][dx][c];
+                yo[dy][dx][c] = v;
+            }
+        }
+    }
+}
+SDC_ISA_KERNEL(output_tile6,
+               (float *(*yo)[4], const float *(*ro)[4], const float *mk, size_t plane, const float *bias,
+                int nb, int ny, int nx),
+               (yo, ro, mk, plane, bias, nb, ny, nx))
 
 static void transform_output6(float *y, const float *m, const float *bias, const float *residual,
                               const wino_shape *s, size_t t0, int nt, int c0, int nb) {
@@ -244,24 +294,7 @@ static void transform_output6(float *y, const float *m, const float *bias, const
                 yo[dy][dx] = y + o;
                 ro[dy][dx] = residual ? residual + o : NULL;
             }
-#pragma omp simd
-        for (int c = 0; c < nb; c++) {
-            float a[4][6], col[6], o[4];
-            for (int q = 0; q < 6; q++) { /* A^T M, column by column */
-                for (int r = 0; r < 6; r++) col[r] = mk[(size_t)(r * 6 + q) * plane + c];
-                at_rows6(o, col);
-                for (int r = 0; r < 4; r++) a[r][q] = o[r];
-            }
-            const float bc = bias ? bias[c0 + c] : 0.0f;
-            for (int dy = 0; dy < ny; dy++) { /* times A, row by row; outputs past the image not written */
-                at_rows6(o, a[dy]);
-                for (int dx = 0; dx < nx; dx++) {
-                    float v = o[dx] + bc;
-                    if (residual) v += ro[dy][dx][c];
-                    yo[dy][dx][c] = v;
-                }
-            }
-        }
+        output_tile6(yo, ro, mk, plane, bias ? bias + c0 : NULL, nb, ny, nx);
     }
 }
 
