@@ -13,6 +13,7 @@
 
 #include "bench.h"
 #include "backend/backend_profile.h"
+#include "backend/cpu_isa.h"
 #include "context.h"
 #include "backend/cuda.h"
 #include "sdc.h"
@@ -35,6 +36,9 @@ static void print_machine(void) {
     if (f) fclose(f);
     printf("machine: %s, %ld cores; AVX2%s %s, AVX-512 %s, AVX-512 BF16 %s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
            fma ? "+FMA" : "", avx2 ? "yes" : "no", avx512 ? "yes" : "no", bf16 ? "yes" : "no");
+    /* the CPU kernels' instruction set (SDC_CPU_ISA lowers it) and OpenBLAS's */
+    printf("sdc CPU kernels: %s (of %s); OpenBLAS kernels: %s\n", sdc_cpu_isa_name(sdc_cpu_isa_active()),
+           sdc_cpu_isa_name(sdc_cpu_isa_detect()), openblas_get_corename());
 }
 
 /* "  12.34 s" or, without a figure, blanks of the same width */
