@@ -78,6 +78,10 @@ static void render_with(const char *model, const char *prompt, int in_place, sdc
         }
         cr_assert(i == 0 || kernels > 0, "no 3x3 kernels in network %d", i);
     }
+    /* the token embedding: rows read from the file's view, or a copy */
+    if (in_place >= 0)
+        cr_assert_eq(ctx->te->weights.n_host, in_place ? 0 : 1, "%s: %d host tables copied", model,
+                     ctx->te->weights.n_host);
     sdc_gen_params g = sdc_gen_params_default();
     g.prompt = prompt ? prompt : "a red circle";
     g.negative_prompt = "blue";
@@ -111,7 +115,8 @@ Test(weights, file_types_load_the_same, .timeout = 120) {
 
 /* The CPU reads fp16, bf16 and fp32 matrices and kernels in place from
  * the file's mapping (kernels in PyTorch's layout, turned as they are
- * widened); SDC_NO_MMAP=1 copies them as before. Both render bit for
+ * widened), and the text encoder's token embedding a row at a time;
+ * SDC_NO_MMAP=1 copies them as before. Both render bit for
  * bit the same: the products see the same fp32 values in the same order.
  * A LoRA on weights read in place reloads them into memory of their own
  * first (the mapping is read-only), and its merge is the same too. */
@@ -142,4 +147,65 @@ Test(weights, read_in_place, .timeout = 240) {
     in_place_case(bf);
     st_rmtree(dir);
     free(dir), free(f32), free(bf);
+}
+
+/* A host table reads its rows exactly as the file's values widened to
+ * fp32, in each type the loader keeps (F16, BF16, F32) and in one it
+ * converts at load (F64). Values: a spread of bit patterns, subnormals
+ * and both signs included. */
+Test(weights, host_table_rows) {
+    enum { ROWS = 37, COLS = 24 };
+    const int64_t shape[2] = {ROWS, COLS};
+    uint16_t h[ROWS * COLS], bf[ROWS * COLS];
+    float f[ROWS * COLS];
+    double d[ROWS * COLS];
+    for (int i = 0; i < ROWS * COLS; i++) {
+        h[i] = (uint16_t)(i * 71 + 3); /* fp16 patterns up to 0xf6... (both signs), subnormals included; */
+        if ((h[i] & 0x7c00) == 0x7c00) h[i] ^= 0x4000; /* no inf or NaN: exponent 31 becomes 15 */
+        bf[i] = (uint16_t)(0x3f80 + i * 13 - 200 + (i % 2 ? 0x8000 : 0));
+        f[i] = sdc_f16_to_f32(h[i]) * 3.0f;
+        d[i] = (double)f[i] / 7.0;
+    }
+    char *dir = st_tmpdir(), *path = st_path(dir, "tables.safetensors");
+    st_builder *b = st_builder_new();
+    cr_assert_eq(st_builder_add(b, "f16", "F16", 2, shape, h, sizeof h), 0);
+    cr_assert_eq(st_builder_add(b, "bf16", "BF16", 2, shape, bf, sizeof bf), 0);
+    cr_assert_eq(st_builder_add(b, "f32", "F32", 2, shape, f, sizeof f), 0);
+    cr_assert_eq(st_builder_add(b, "f64", "F64", 2, shape, d, sizeof d), 0);
+    cr_assert_eq(st_builder_write(b, path), 0);
+    st_builder_free(b);
+    sdc_st_file *file = NULL;
+    cr_assert_eq(sdc_st_open(path, &file), SDC_OK, "%s", sdc_last_error());
+    sdc_backend *be = test_cpu_backend();
+    sdc_weight_set set = {0};
+    sdc_loader L;
+    sdc_loader_init_file(&L, file, "tables", be, &set);
+    const char *names[4] = {"f16", "bf16", "f32", "f64"};
+    const sdc_dtype kept[4] = {SDC_DT_F16, SDC_DT_BF16, SDC_DT_F32, SDC_DT_F32};
+    float row[COLS];
+    for (int k = 0; k < 4; k++) {
+        sdc_host_table t;
+        cr_assert_eq(sdc_load_host_table(&L, &t, ROWS, COLS, names[k]), SDC_OK, "%s", sdc_last_error());
+        cr_assert_eq(t.type, kept[k], "%s kept as %d", names[k], t.type);
+        for (int r = 0; r < ROWS; r++) {
+            sdc_host_table_row(&t, r, row);
+            for (int c = 0; c < COLS; c++) {
+                const int i = r * COLS + c;
+                const float want = k == 0 ? sdc_f16_to_f32(h[i]) : k == 1 ? sdc_bf16_to_f32(bf[i]) : k == 2 ? f[i]
+                                                                                                       : (float)d[i];
+                cr_assert(memcmp(&row[c], &want, sizeof want) == 0, "%s[%d][%d]: %a, expected %a", names[k], r, c,
+                          (double)row[c], (double)want);
+            }
+        }
+    }
+    sdc_host_table t;
+    cr_assert_neq(sdc_load_host_table(&L, &t, ROWS + 1, COLS, "f16"), SDC_OK, "a table of another shape is refused");
+    cr_assert(strstr(sdc_last_error(), "f16") && strstr(sdc_last_error(), "expected (38, 24)"), "%s", sdc_last_error());
+    cr_assert_eq(set.n_host, 4, "the loader over one file copies its tables");
+    sdc_loader_done(&L);
+    sdc_weight_set_free(&set, be);
+    sdc_backend_destroy(be);
+    sdc_st_close(file);
+    st_rmtree(dir);
+    free(dir), free(path);
 }

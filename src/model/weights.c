@@ -240,6 +240,14 @@ static const void *in_place_view(sdc_loader *L, const sdc_st_tensor *const *ts, 
     return v;
 }
 
+/* Where table t can be read in place: its view, under the conditions of
+ * in_place_view, but not read in now (a row is read when it is used). */
+static const void *in_place_table(sdc_loader *L, const sdc_st_tensor *t) {
+    if (!L->in_place || stage_type_of(t->dtype) != t->dtype) return NULL;
+    const char *v = sdc_st_view(comp_file(L), t);
+    return v && (uintptr_t)v % sdc_dtype_size(t->dtype) == 0 ? v : NULL;
+}
+
 /* t's elements into dst as `type` (its own, or F32); then its pages go. */
 static sdc_status stage_tensor(sdc_loader *L, const sdc_st_tensor *t, sdc_dtype type, unsigned char *dst) {
     const sdc_st_file *f = comp_file(L);
@@ -295,6 +303,39 @@ sdc_status sdc_load_table(sdc_loader *L, float **dst, int rows, int cols, const 
     const sdc_st_tensor *ts[1];
     SDC_TRY(read_stack(L, 1, &rows, cols, &name, false, &ty, &count, ts));
     return upload(L, (void **)dst, SDC_DT_F32, ty, count);
+}
+
+sdc_status sdc_load_host_table(sdc_loader *L, sdc_host_table *dst, int rows, int cols, const char *name) {
+    const sdc_st_tensor *t;
+    const int64_t d[2] = {rows, cols};
+    SDC_TRY(find(L, name, d, 2, false, &t));
+    *dst = (sdc_host_table){.p = in_place_table(L, t), .type = stage_type_of(t->dtype), .rows = rows, .cols = cols};
+    if (dst->p) return SDC_OK;
+    sdc_weight_set *s = L->set;
+    if (s->n_host == s->cap_host) {
+        const int cap = s->cap_host ? 2 * s->cap_host : 4;
+        void **np = realloc(s->host, (size_t)cap * sizeof *np);
+        if (!np) return sdc_fail(SDC_ERR_OOM, "out of memory");
+        s->host = np;
+        s->cap_host = cap;
+    }
+    const size_t bytes = (size_t)t->numel * dtype_bytes(dst->type);
+    unsigned char *copy = malloc(bytes ? bytes : 1);
+    if (!copy) return sdc_fail(SDC_ERR_OOM, "out of memory for the %zu-byte table %s", bytes, name);
+    s->host[s->n_host++] = copy;
+    SDC_TRY(stage_tensor(L, t, dst->type, copy));
+    dst->p = copy;
+    return SDC_OK;
+}
+
+void sdc_host_table_row(const sdc_host_table *t, int row, float *out) {
+    const size_t at = (size_t)row * (size_t)t->cols;
+    if (t->type == SDC_DT_F32) {
+        memcpy(out, (const float *)t->p + at, (size_t)t->cols * sizeof(float));
+        return;
+    }
+    const uint16_t *h = (const uint16_t *)t->p + at;
+    for (int i = 0; i < t->cols; i++) out[i] = t->type == SDC_DT_F16 ? sdc_f16_to_f32(h[i]) : sdc_bf16_to_f32(h[i]);
 }
 
 sdc_status sdc_load_mat(sdc_loader *L, sdc_weight *dst, int out, int in, const char *name) {
@@ -406,6 +447,8 @@ sdc_status sdc_load_norm(sdc_loader *L, float **w, float **b, int n_ch, const ch
 
 void sdc_weight_set_free(sdc_weight_set *set, sdc_backend *be) {
     for (int i = 0; i < set->n; i++) be->ops->free(be, (float *)set->ptrs[i]);
+    for (int i = 0; i < set->n_host; i++) free(set->host[i]);
+    free(set->host);
     for (int i = 0; i < set->n_srcs; i++) free(set->srcs[i].name);
     free(set->srcs);
     free(set->ptrs);

@@ -6,6 +6,8 @@
  * the type the backend computes with (backend->weight_type for matrices
  * and convolution kernels, or the file's own where the backend keeps
  * weights as stored, the CPU; fp32 for vectors and embedding tables).
+ * The token embedding is a host table in the file's type, read a row at
+ * a time.
  * Never a host fp32 copy of the model. Convolution kernels are permuted from
  * PyTorch's (cout, cin, k, k) to (cout, k, k, cin) on the way. Every buffer
  * is recorded so the model frees them in one call. */
@@ -37,6 +39,8 @@ typedef struct sdc_weight_src {
 typedef struct sdc_weight_set {
     void **ptrs;    /* every buffer allocated for this model */
     int n, cap;
+    void **host;    /* host tables copied from the files (free()) */
+    int n_host, cap_host;
     size_t bytes;   /* total size in backend memory */
     size_t in_place_bytes;  /* matrices and kernels read in place from the files' views */
     sdc_weight_src *srcs;   /* every matrix and kernel, in load order */
@@ -80,6 +84,19 @@ bool sdc_loader_has(sdc_loader *L, const char *name);
 sdc_status sdc_load_vec(sdc_loader *L, float **dst, int n, const char *name);
 /* (rows, cols) table kept in fp32 (embeddings) */
 sdc_status sdc_load_table(sdc_loader *L, float **dst, int rows, int cols, const char *name);
+/* A (rows, cols) table on the host, in the file's type (F32, F16 or BF16;
+ * any other as F32), read a row at a time (the token embedding: a prompt
+ * reads 77 of its 49408 rows). It points into the file's view where the
+ * loader reads in place (nothing copied, no page read until a row is),
+ * else into a copy the weight set owns. */
+typedef struct sdc_host_table {
+    const void *p;
+    sdc_dtype type;
+    int rows, cols;
+} sdc_host_table;
+sdc_status sdc_load_host_table(sdc_loader *L, sdc_host_table *dst, int rows, int cols, const char *name);
+/* out[0..cols) = row `row` (0 <= row < rows) widened to fp32, exactly */
+void sdc_host_table_row(const sdc_host_table *t, int row, float *out);
 /* (out, in) matrix; a (out, in, 1, 1) 1x1 convolution is accepted too */
 sdc_status sdc_load_mat(sdc_loader *L, sdc_weight *dst, int out, int in, const char *name);
 /* (cout, cin, k, k) convolution, stored (cout, k, k, cin) */

@@ -80,8 +80,10 @@ static sdc_status load_all(sdc_loader *L, sdc_text_encoder *te) {
     const sdc_text_config *c = &te->cfg;
     const int W = c->width;
     const bool hf = te->naming == SDC_TEXT_HF;
-    SDC_TRY(sdc_load_table(L, &te->tok_emb, c->vocab, W,
-                           hf ? "text_model.embeddings.token_embedding.weight" : "token_embedding.weight"));
+    SDC_TRY(sdc_load_host_table(L, &te->tok_emb, c->vocab, W,
+                                hf ? "text_model.embeddings.token_embedding.weight" : "token_embedding.weight"));
+    te->rows = malloc((size_t)c->max_pos * W * sizeof(float));
+    if (!te->rows) return sdc_fail(SDC_ERR_OOM, "out of memory");
     SDC_TRY(sdc_load_table(L, &te->pos_emb, c->max_pos, W,
                            hf ? "text_model.embeddings.position_embedding.weight" : "positional_embedding"));
     SDC_TRY(sdc_load_vec(L, &te->lnf_w, W, hf ? "text_model.final_layer_norm.weight" : "ln_final.weight"));
@@ -143,6 +145,7 @@ void sdc_text_encoder_free(sdc_text_encoder *te) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]->p) be->ops->free(be, bufs[i]->p);
     sdc_weight_set_free(&te->weights, be);
+    free(te->rows);
     free(te->layers);
     free(te);
 }
@@ -197,7 +200,11 @@ sdc_status sdc_text_encoder_run_pooled(sdc_text_encoder *te, const int *ids, int
         if (ids[t] < 0 || ids[t] >= c->vocab)
             return sdc_fail(SDC_ERR_ARG, "text encoder: token id %d at position %d is outside "
                             "the vocabulary (0..%d)", ids[t], t, c->vocab - 1);
-    SDC_TRY(op->embed(be, te->x, te->tok_emb, te->pos_emb, ids, T, W));
+    /* x = token embeddings (rows of the host table, widened exactly) +
+     * position embeddings, in fp32 as nn.Embedding's sum */
+    for (int t = 0; t < T; t++) sdc_host_table_row(&te->tok_emb, ids[t], te->rows + (size_t)t * W);
+    SDC_TRY(op->upload(be, te->x.p, te->rows, (size_t)T * W)); /* fp32 activations (te->act) */
+    SDC_TRY(op->add(be, te->x, te->x, SDC_F32(te->pos_emb), (size_t)T * W));
     for (int i = 0; i < n_rows; i++) { /* x[p] = row + position embedding p */
         if (pos[i] < 0 || pos[i] >= T)
             return sdc_fail(SDC_ERR_ARG, "text encoder: an embedding vector at position %d of %d", pos[i], T);

@@ -22,7 +22,7 @@ typedef struct sdc_text_encoder {
     sdc_text_naming naming; /* transformers' or OpenCLIP's tensor names */
     sdc_backend *be;        /* not owned */
     sdc_weight_set weights;  /* every weight buffer below */
-    float *tok_emb;         /* (vocab, width) */
+    sdc_host_table tok_emb; /* (vocab, width) on the host, in the file's type */
     float *pos_emb;         /* (max_pos, width) */
     float *lnf_w, *lnf_b;   /* (width) final_layer_norm / ln_final */
     sdc_text_layer *layers; /* (cfg.layers) */
@@ -36,6 +36,7 @@ typedef struct sdc_text_encoder {
     sdc_buf attn;           /* (tokens, width) */
     sdc_buf mlp;            /* (tokens, ff) */
     sdc_buf pooled;         /* (cfg.proj) */
+    float *rows;            /* (max_pos, width) host: the prompt's token embeddings, fp32 */
 } sdc_text_encoder;
 
 /* Load the text encoder's weights from an open model (matrices in the
