@@ -345,26 +345,6 @@ static sdc_status cu_add(sdc_backend *be, sdc_buf y, sdc_buf a, sdc_buf b, size_
     return SDC_OK;
 }
 
-static sdc_status cu_embed(sdc_backend *be, sdc_buf y, const float *table, const float *pos, const int *ids,
-                           int n_ids, int dim) {
-    int t = 0;
-    SDC_TRY(acts("embed", {y}, &t));
-    cuda_impl *im = impl(be);
-    if (im->ids_cap < n_ids) {
-        device_free(be, im->ids);
-        im->ids = NULL;
-        im->ids_cap = 0;
-        void *p = NULL;
-        SDC_TRY(device_alloc(be, (size_t)n_ids * sizeof(int), &p));
-        im->ids = (int *)p;
-        im->ids_cap = n_ids;
-    }
-    count_up(be, (size_t)n_ids * sizeof(int));
-    CUDA_TRY(cudaMemcpyAsync(im->ids, ids, (size_t)n_ids * sizeof(int), cudaMemcpyHostToDevice, im->stream));
-    KERNEL_TRY(sdc_embed_cuda(y.p, t, table, pos, im->ids, n_ids, dim, im->stream));
-    return SDC_OK;
-}
-
 static sdc_status cu_group_norm(sdc_backend *be, sdc_buf y, sdc_buf x, const float *gamma, const float *beta,
                                 int n, int hw, int c, int groups, float eps, bool silu) {
     int t = 0;
@@ -580,7 +560,6 @@ static void cu_destroy(sdc_backend *be) {
     }
     for (int i = 0; i < SCRATCH && !im->bound; i++) // bound slots are the caller's
         device_free(be, im->scratch[i]);
-    device_free(be, im->ids);
     while (im->n_biases) drop_bias(be, im->biases[0].src, 1);
     free(im->biases);
     device_free(be, im->blas_ws);
@@ -611,7 +590,6 @@ static sdc_backend_ops make_ops(void) {
     o.attention = cu_attention;
     o.activation = cu_activation;
     o.add = cu_add;
-    o.embed = cu_embed;
     o.conv2d = cu_conv2d;
     o.group_norm = cu_group_norm;
     o.upsample_nearest = cu_upsample;
@@ -647,7 +625,6 @@ static sdc_backend_ops make_plan_ops(void) {
     o.layer_norm = plan_noop;
     o.activation = plan_noop;
     o.add = plan_noop;
-    o.embed = plan_noop;
     o.upsample_nearest = plan_noop;
     o.pad = plan_noop;
     o.concat_channels = plan_noop;
@@ -744,14 +721,6 @@ extern "C" sdc_status sdc_backend_cuda_create(int device, sdc_backend **out) {
     }
     im->blas_ws_bytes = ws;
     be->weight_type = SDC_DT_F16; // the default; sdc_params.precision chooses
-    // token ids of the text encoder: room for 16 prompts' windows up front
-    void *ids = NULL;
-    if (device_alloc(be, 16 * 77 * sizeof(int), &ids) != SDC_OK) {
-        cu_destroy(be);
-        return SDC_ERR_OOM;
-    }
-    im->ids = (int *)ids;
-    im->ids_cap = 16 * 77;
 
     // scratch blocks: 1/64 of the device's memory, at most 64 Mi floats
     size_t free_b = 0, total_b = 0;

@@ -35,8 +35,6 @@ typedef struct cuda_impl {
     float *scratch[SCRATCH];  // im2col blocks, attention scores, norm statistics, half x, padded y, cuDNN's
                               // workspace
     size_t cap[SCRATCH];      // floats
-    int *ids;                 // token ids for embed
-    int ids_cap;
     size_t budget;            // floats an im2col block or a block of attention scores may take
     float *stage[STAGES];     // pinned host memory of upload_async
     size_t stage_cap[STAGES]; // floats

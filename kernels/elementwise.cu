@@ -45,22 +45,6 @@ extern "C" int sdc_add_cuda(void *y, const void *a, const void *b, int t, size_t
     SDC_TYPED(t, (int)SDC_LAUNCH(add_kernel<T>, grid_for(n), BLOCK, 0, s, (T *)y, (const T *)a, (const T *)b, n));
 }
 
-template <typename T>
-__global__ void embed_kernel(T *y, const float *table, const float *pos, const int *ids, int n_ids, int dim) {
-    size_t n = (size_t)n_ids * dim;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        int t = (int)(i / dim), j = (int)(i % dim);
-        y[i] = sdc_from_float<T>(table[(size_t)ids[t] * dim + j] + (pos ? pos[i] : 0.0f));
-    }
-}
-
-extern "C" int sdc_embed_cuda(void *y, int t, const float *table, const float *pos, const int *ids, int n_ids,
-                              int dim, cudaStream_t s) {
-    size_t n = (size_t)n_ids * dim;
-    if (!n) return 0;
-    SDC_TYPED(t, (int)SDC_LAUNCH(embed_kernel<T>, grid_for(n), BLOCK, 0, s, (T *)y, table, pos, ids, n_ids, dim));
-}
-
 template <typename T> __global__ void geglu_kernel(T *y, const T *x, int m, int f) {
     size_t n = (size_t)m * f;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {

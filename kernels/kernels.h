@@ -36,11 +36,9 @@ enum { SDC_CU_F32 = 1, SDC_CU_F16 = 2, SDC_CU_BF16 = 3 };
 
 // elementwise.cu: activations y, x, a, b, v, residual of element type t
 // (SDC_CU_*), every value computed in fp32 and rounded once to t; bias,
-// table and pos fp32
+// vectors fp32
 int sdc_activation_cuda(void *y, const void *x, int t, size_t n, int act, cudaStream_t s); // act: sdc_act
 int sdc_add_cuda(void *y, const void *a, const void *b, int t, size_t n, cudaStream_t s);
-int sdc_embed_cuda(void *y, int t, const float *table, const float *pos, const int *ids, int n_ids, int dim,
-                   cudaStream_t s);
 int sdc_geglu_cuda(void *y, const void *x, int t, int m, int f, cudaStream_t s);
 int sdc_add_rows_cuda(void *y, const void *x, const void *v, int t, int n, size_t rows, int c, cudaStream_t s);
 int sdc_concat_channels_cuda(void *y, const void *a, const void *b, int t, size_t rows, int ca, int cb,

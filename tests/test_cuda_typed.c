@@ -84,12 +84,6 @@ Test(cuda_typed, elementwise) {
     const size_t nx = (size_t)n * h * w * c;
     float *vh = test_random(c * n, 21, 1.0f);
     float *bias = dev(g, vh, c);
-    int ids_h[13] = {3, 0, 7, 12, 1, 1, 9, 4, 2, 11, 5, 6, 8};
-    int *ids = NULL;
-    cr_assert_eq(g->ops->alloc(g, 16, (float **)&ids), SDC_OK);
-    cr_assert_eq(g->ops->upload(g, (float *)ids, (const float *)ids_h, 13), SDC_OK);
-    float *tab_h = test_random(13 * 40, 22, 1.0f), *pos_h = test_random(13 * 40, 23, 1.0f);
-    float *tab = dev(g, tab_h, 13 * 40), *pos = dev(g, pos_h, 13 * 40);
     for (int k = 0; k < 2; k++) {
         const int t = TYPES[k];
         pair x = pair_make(g, t, nx, 24, 3.0f), x2 = pair_make(g, t, nx, 25, 3.0f), v = pair_make(g, t, (size_t)n * c, 26, 1.0f);
@@ -125,18 +119,12 @@ Test(cuda_typed, elementwise) {
         yr = pair_make(g, t, nx, 27, 3.0f);
         RUN("residual only", t, yr, sdc_bias_residual_cuda(yr.f32, SDC_CU_F32, NULL, x2.f32, (size_t)n * h * w, c, NULL),
             sdc_bias_residual_cuda(yr.half, t, NULL, x2.half, (size_t)n * h * w, c, NULL));
-        pair ye = out_make(g, 13 * 40);
-        RUN("embed", t, ye, sdc_embed_cuda(ye.f32, SDC_CU_F32, tab, pos, ids, 13, 40, NULL),
-            sdc_embed_cuda(ye.half, t, tab, pos, ids, 13, 40, NULL));
-        RUN("embed without positions", t, ye, sdc_embed_cuda(ye.f32, SDC_CU_F32, tab, NULL, ids, 13, 40, NULL),
-            sdc_embed_cuda(ye.half, t, tab, NULL, ids, 13, 40, NULL));
-        pair *ps[] = {&x, &x2, &v, &y, &yb, &yc, &yg, &yu, &yr, &ye};
+        pair *ps[] = {&x, &x2, &v, &y, &yb, &yc, &yg, &yu, &yr};
         for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) pair_free(g, ps[i]);
     }
     cr_assert_neq(sdc_add_cuda(NULL, NULL, NULL, 9, 4, NULL), 0, "an unknown element type is refused");
-    free(vh), free(tab_h), free(pos_h);
-    float *bufs[] = {bias, (float *)ids, tab, pos};
-    for (int i = 0; i < 4; i++) g->ops->free(g, bufs[i]);
+    free(vh);
+    g->ops->free(g, bias);
     sdc_backend_destroy(g);
 }
 

@@ -178,10 +178,6 @@ typedef struct sdc_backend_ops {
     /* y[i] = a[i] + b[i]; y may alias a or b. */
     sdc_status (*add)(sdc_backend *be, sdc_buf y, sdc_buf a,
                       sdc_buf b, size_t n);
-    /* y[t, :] = table[ids[t], :] + (pos ? pos[t, :] : 0) for t < n_ids;
-     * ids is host memory, already range-checked. */
-    sdc_status (*embed)(sdc_backend *be, sdc_buf y, const float *table,
-                        const float *pos, const int *ids, int n_ids, int dim);
 
     /* --- image ops (NHWC) --------------------------------------------- */
     /* y[n, ho, wo, cout] = conv(x[n, h, w, cin]) + bias[cout]

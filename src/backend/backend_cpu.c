@@ -224,19 +224,6 @@ static sdc_status cpu_add(sdc_backend *be, sdc_buf yb, sdc_buf ab,
     return SDC_OK;
 }
 
-static sdc_status cpu_embed(sdc_backend *be, sdc_buf yb, const float *table,
-                            const float *pos, const int *ids, int n_ids, int dim) {
-    (void)be;
-    SDC_TRY(sdc_cpu_f32("embed", 1, &yb));
-    float *y = yb.p;
-    for (int t = 0; t < n_ids; t++) {
-        const float *row = table + (size_t)ids[t] * dim;
-        float *yr = y + (size_t)t * dim;
-        for (int j = 0; j < dim; j++) yr[j] = row[j] + (pos ? pos[(size_t)t * dim + j] : 0.0f);
-    }
-    return SDC_OK;
-}
-
 /* The CPU's convolution kernels stay (cout, k, k, cin), unpadded, in the
  * type asked for. */
 static sdc_status cpu_load_conv(sdc_backend *be, sdc_dtype type, const void *src, sdc_dtype src_type, int cout, int k,
@@ -265,7 +252,6 @@ static const sdc_backend_ops cpu_ops = {
     .attention = sdc_cpu_attention,
     .activation = cpu_activation,
     .add = cpu_add,
-    .embed = cpu_embed,
     .conv2d = sdc_cpu_conv2d,
     .group_norm = sdc_cpu_group_norm,
     .upsample_nearest = sdc_cpu_upsample_nearest,

@@ -21,9 +21,6 @@ static sdc_status nop_layer_norm(sdc_backend *be, sdc_buf y, sdc_buf x, const fl
 }
 static sdc_status nop_activation(sdc_backend *be, sdc_buf y, sdc_buf x, size_t n, sdc_act a) { return SDC_OK; }
 static sdc_status nop_add(sdc_backend *be, sdc_buf y, sdc_buf a, sdc_buf b, size_t n) { return SDC_OK; }
-static sdc_status nop_embed(sdc_backend *be, sdc_buf y, const float *t, const float *p, const int *ids, int n, int d) {
-    return SDC_OK;
-}
 static sdc_status nop_upsample(sdc_backend *be, sdc_buf y, sdc_buf x, int n, int h, int w, int c, int ho, int wo) {
     return SDC_OK;
 }
@@ -61,7 +58,6 @@ sdc_status sdc_cpu_plan_begin(sdc_backend *be) {
     o->layer_norm = nop_layer_norm;
     o->activation = nop_activation;
     o->add = nop_add;
-    o->embed = nop_embed;
     o->upsample_nearest = nop_upsample;
     o->pad = nop_pad;
     o->concat_channels = nop_concat;

@@ -33,9 +33,6 @@ SHIM(attention, SDC_OP_ATTENTION,
 SHIM(activation, SDC_OP_ELEMENTWISE, (sdc_backend *be, sdc_buf y, sdc_buf x, size_t n, sdc_act a),
      (be, y, x, n, a))
 SHIM(add, SDC_OP_ELEMENTWISE, (sdc_backend *be, sdc_buf y, sdc_buf a, sdc_buf b, size_t n), (be, y, a, b, n))
-SHIM(embed, SDC_OP_MEMORY,
-     (sdc_backend *be, sdc_buf y, const float *t, const float *p, const int *ids, int n, int d),
-     (be, y, t, p, ids, n, d))
 SHIM(conv2d, SDC_OP_CONV,
      (sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, const float *b, sdc_buf r, int n, int h, int wi,
       int ci, int co, int k, int s, int p),
@@ -84,7 +81,6 @@ void sdc_backend_profile_enable(sdc_backend *be) {
     g_wrapped.attention = shim_attention;
     g_wrapped.activation = shim_activation;
     g_wrapped.add = shim_add;
-    g_wrapped.embed = shim_embed;
     g_wrapped.conv2d = shim_conv2d;
     g_wrapped.group_norm = shim_group_norm;
     g_wrapped.upsample_nearest = shim_upsample_nearest;

@@ -41,14 +41,9 @@ int main(void) {
     const size_t nx = (size_t)n * h * w * c;
     float *x = buf(nx * 4, 0.5f), *y = buf(nx * 16, 0.0f), *v = buf(512, 1.0f);
     float *stats = buf(sdc_group_norm_scratch_floats(n, h * w, groups), 0.0f);
-    int *ids = NULL;
-    cudaMalloc(&ids, 8 * sizeof(int));
-    int hid[8] = {0, 3, 1, 4, 1, 5, 2, 6};
-    cudaMemcpy(ids, hid, sizeof hid, cudaMemcpyHostToDevice);
 
     check("activation", sdc_activation_cuda(y, x, SDC_CU_F32, nx, 2, s));
     check("add", sdc_add_cuda(y, x, x + nx, SDC_CU_F32, nx, s));
-    check("embed", sdc_embed_cuda(y, SDC_CU_F32, x, x + nx, ids, 8, c, s));
     check("geglu", sdc_geglu_cuda(y, x, SDC_CU_F32, (int)(nx / 40), 40, s));
     check("add_rows", sdc_add_rows_cuda(y, x, v, SDC_CU_F32, n, (size_t)h * w, c, s));
     check("concat_channels", sdc_concat_channels_cuda(y, x, x + nx, SDC_CU_F32, (size_t)h * w, c, 16, s));
