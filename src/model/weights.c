@@ -219,6 +219,15 @@ static sdc_status find(sdc_loader *L, const char *name, const int64_t *dims, int
     return SDC_OK;
 }
 
+/* Where table t can be read in place: its view, when the loader reads in
+ * place, the type is one the backend keeps as stored and the elements
+ * are aligned; not read in now (a row is read when it is used). */
+static const void *in_place_table(sdc_loader *L, const sdc_st_tensor *t) {
+    if (!L->in_place || stage_type_of(t->dtype) != t->dtype) return NULL;
+    const char *v = sdc_st_view(comp_file(L), t);
+    return v && (uintptr_t)v % sdc_dtype_size(t->dtype) == 0 ? v : NULL;
+}
+
 /* Where tensors ts[0..n) can be read in place as one weight: the file's
  * view of the first, when the loader reads in place, the type is one the
  * backend keeps as stored, the elements are aligned and the tensors lie
@@ -226,9 +235,8 @@ static sdc_status find(sdc_loader *L, const char *name, const int64_t *dims, int
  * is read in now, so that loading, not the first product, pays for it. */
 static const void *in_place_view(sdc_loader *L, const sdc_st_tensor *const *ts, int n) {
     const sdc_st_file *f = comp_file(L);
-    if (!L->in_place || stage_type_of(ts[0]->dtype) != ts[0]->dtype) return NULL;
-    const char *v = sdc_st_view(f, ts[0]);
-    if (!v || (uintptr_t)v % sdc_dtype_size(ts[0]->dtype)) return NULL;
+    const char *v = in_place_table(L, ts[0]);
+    if (!v) return NULL;
     size_t bytes = ts[0]->nbytes;
     for (int i = 1; i < n; i++) {
         if (ts[i]->dtype != ts[0]->dtype || (const char *)ts[i]->data != (const char *)ts[0]->data + bytes)
@@ -238,14 +246,6 @@ static const void *in_place_view(sdc_loader *L, const sdc_st_tensor *const *ts, 
     sdc_st_populate(f, v, bytes);
     L->set->in_place_bytes += bytes;
     return v;
-}
-
-/* Where table t can be read in place: its view, under the conditions of
- * in_place_view, but not read in now (a row is read when it is used). */
-static const void *in_place_table(sdc_loader *L, const sdc_st_tensor *t) {
-    if (!L->in_place || stage_type_of(t->dtype) != t->dtype) return NULL;
-    const char *v = sdc_st_view(comp_file(L), t);
-    return v && (uintptr_t)v % sdc_dtype_size(t->dtype) == 0 ? v : NULL;
 }
 
 /* t's elements into dst as `type` (its own, or F32); then its pages go. */
