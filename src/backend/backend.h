@@ -44,6 +44,10 @@ typedef struct sdc_weight {
     /* a kernel read in place from the file (the CPU): laid out as PyTorch
      * stores it, (cout, cin, pt_taps), not (cout, k, k, cin); 0: ours */
     int pt_taps;
+    /* the CPU: this weight's products are computed from bf16 operands
+     * (--precision bf16; backend_cpu_bf16.c), set by the loaders from the
+     * backend's products_bf16 */
+    bool bf16;
 } sdc_weight;
 
 /* An fp32 weight from a float buffer (tests, the CPU backend's callers). */
@@ -311,6 +315,10 @@ struct sdc_backend {
      * to a whole-model fp32 copy. weight_type still gives the activations'
      * type. False: matrices and kernels in weight_type (CUDA). */
     bool weights_as_stored;
+    /* The CPU: weights loaded while this is set compute their products
+     * in bf16 (sdc_weight.bf16), as sdc_params.precision BF16 asks; set
+     * before each model is loaded, as weight_type is. */
+    bool products_bf16;
     void *impl;
 };
 

@@ -44,8 +44,9 @@ static inline float sdc_fast_expf(float x) {
  * blocks, padded inputs, attention scores, statistics), grown on demand or
  * carved from a plan's arena, and the dry run's bookkeeping (backend.h,
  * planned memory). */
-#define SDC_CPU_SCRATCH_SLOTS 5
+#define SDC_CPU_SCRATCH_SLOTS 6
 #define SDC_CPU_SLOT_PANEL 4 /* a half weight's rows widened to fp32 (backend_cpu_widen.c) */
+#define SDC_CPU_SLOT_BF16 5  /* a bf16 product's operands (backend_cpu_bf16.c) */
 typedef struct sdc_cpu_impl {
     float *buf[SDC_CPU_SCRATCH_SLOTS];
     size_t cap[SDC_CPU_SCRATCH_SLOTS];      /* floats */
@@ -99,6 +100,14 @@ int sdc_cpu_panel_rows(int rows, size_t row_len);
  * panels of it (scratch slot SDC_CPU_SLOT_PANEL; a dry run records it). */
 sdc_status sdc_cpu_gemm_nt(sdc_backend *be, const char *op, int m, int n, int k, const float *x, int ldx,
                            sdc_weight w, float beta, float *y, int ldy);
+
+/* backend_cpu_bf16.c: y[m, n] = x[m, k] . w[n, k]^T + beta y (row strides
+ * ldx, ldw, ldy) from x and w rounded to bf16, fp32 sums: AMX's tiles where
+ * the processor has them, else sgemm on the rounded operands (scratch slot
+ * SDC_CPU_SLOT_BF16; a dry run records it). The products of weights
+ * loaded with bf16 set. */
+sdc_status sdc_cpu_gemm_bf16(sdc_backend *be, const char *op, int m, int n, int k, const float *x, int ldx,
+                             const float *w, int ldw, float beta, float *y, int ldy);
 
 /* The CPU backend computes in F32 only: SDC_OK when each of the n buffers
  * is F32 (a NULL p, an optional buffer left out, is skipped), else

@@ -37,7 +37,9 @@ static sdc_status conv3x3_shifted(sdc_backend *be, float *y, const float *x, sdc
     SDC_TRY(sdc_cpu_scratch(be, 1, (m + slack) * cin, "conv2d", &p));
     SDC_TRY(sdc_cpu_scratch(be, 2, m * cout, "conv2d", &yw));
     if (half) SDC_TRY(sdc_cpu_scratch(be, SDC_CPU_SLOT_PANEL, (size_t)nb * 9 * cin, "conv2d", &panel));
-    if (sdc_cpu_planning(be)) return SDC_OK;
+    if (sdc_cpu_planning(be))
+        return wt.bf16 ? sdc_cpu_gemm_bf16(be, "conv2d", (int)m, nb, cin, NULL, cin, NULL, 9 * cin, 0.0f, NULL, cout)
+                       : SDC_OK;
     memset(p, 0, (m + slack) * cin * sizeof(float));
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < n; b++)
@@ -53,6 +55,11 @@ static sdc_status conv3x3_shifted(sdc_backend *be, float *y, const float *x, sdc
         }
         for (int t = 0; t < 9; t++) {
             int dy = t / 3, dx = t % 3;
+            if (wt.bf16) {
+                SDC_TRY(sdc_cpu_gemm_bf16(be, "conv2d", (int)m, cols, cin, p + ((size_t)dy * wp + dx) * cin, cin,
+                                          w + (size_t)t * cin, 9 * cin, t ? 1.0f : 0.0f, yw + c0, cout));
+                continue;
+            }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, cols, cin, 1.0f,
                         p + ((size_t)dy * wp + dx) * cin, cin, w + (size_t)t * cin, 9 * cin,
                         t ? 1.0f : 0.0f, yw + c0, cout);
@@ -85,8 +92,8 @@ static sdc_status conv_im2col(sdc_backend *be, float *y, const float *x, sdc_wei
     if (mb > total) mb = total;
     float *col = NULL;
     SDC_TRY(sdc_cpu_scratch(be, 1, mb * kk, "conv2d", &col));
-    if (sdc_cpu_planning(be)) /* the product's panel of a half kernel */
-        return sdc_cpu_gemm_nt(be, "conv2d", 1, cout, (int)kk, NULL, (int)kk, w, 0.0f, NULL, cout);
+    if (sdc_cpu_planning(be)) /* the product's panel of a half kernel, a bf16 product's operands */
+        return sdc_cpu_gemm_nt(be, "conv2d", (int)mb, cout, (int)kk, NULL, (int)kk, w, 0.0f, NULL, cout);
     for (size_t m0 = 0; m0 < total; m0 += mb) {
         size_t rows = total - m0 < mb ? total - m0 : mb;
 #pragma omp parallel for schedule(static)

@@ -91,6 +91,7 @@ sdc_status sdc_cpu_gemm_nt(sdc_backend *be, const char *op, int m, int n, int k,
     if (w.type != SDC_DT_F32 && w.type != SDC_DT_F16 && w.type != SDC_DT_BF16)
         return sdc_fail(SDC_ERR_ARG, "%s: weights of type %s (F32, F16 or BF16)", op, sdc_dtype_name(w.type));
     if (w.type == SDC_DT_F32 && w.pt_taps <= 1) {
+        if (w.bf16) return sdc_cpu_gemm_bf16(be, op, m, n, k, x, ldx, w.p, k, beta, y, ldy);
         if (sdc_cpu_planning(be)) return SDC_OK;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, ldx, w.p, k, beta, y, ldy);
         return SDC_OK;
@@ -98,10 +99,15 @@ sdc_status sdc_cpu_gemm_nt(sdc_backend *be, const char *op, int m, int n, int k,
     const int nb = sdc_cpu_panel_rows(n, (size_t)k);
     float *panel = NULL;
     SDC_TRY(sdc_cpu_scratch(be, SDC_CPU_SLOT_PANEL, (size_t)nb * k, op, &panel));
+    if (w.bf16 && sdc_cpu_planning(be)) return sdc_cpu_gemm_bf16(be, op, m, nb, k, x, ldx, panel, k, beta, y, ldy);
     if (sdc_cpu_planning(be)) return SDC_OK;
     for (int c0 = 0; c0 < n; c0 += nb) {
         const int cols = n - c0 < nb ? n - c0 : nb;
         sdc_cpu_widen_rows(panel, w, (size_t)c0, cols, (size_t)k);
+        if (w.bf16) {
+            SDC_TRY(sdc_cpu_gemm_bf16(be, op, m, cols, k, x, ldx, panel, k, beta, y + c0, ldy));
+            continue;
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, cols, k, 1.0f, x, ldx, panel, k, beta, y + c0, ldy);
     }
     return SDC_OK;

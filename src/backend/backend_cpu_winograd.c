@@ -309,13 +309,21 @@ static void transform_output6(float *y, const float *m, const float *bias, const
  * exact products): the error then depended on the BLAS's choice of K
  * blocks; chunks of 128 keep it near 6e-6 whatever the BLAS does. */
 #define WINO4_KC 128
-static void products(float *m, const float *v, const float *u, int planes, int nt, int nb, int cin) {
+static sdc_status products(sdc_backend *be, bool bf16, float *m, const float *v, const float *u, int planes, int nt,
+                           int nb, int cin) {
     const size_t vp = (size_t)nt * cin, up = (size_t)nb * cin, mp = (size_t)nt * nb;
+    if (bf16) { /* AMX's sums are fp32 chains of exact products, blocked by the tile unit */
+        for (int xi = 0; xi < planes; xi++)
+            SDC_TRY(sdc_cpu_gemm_bf16(be, "conv2d", nt, nb, cin, v + xi * vp, cin, u + xi * up, cin, 0.0f,
+                                      m + xi * mp, nb));
+        return SDC_OK;
+    }
     const int kc = planes == 36 ? WINO4_KC : cin;
     for (int xi = 0; xi < planes; xi++)
         for (int k0 = 0; k0 < cin; k0 += kc)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nb, cin - k0 < kc ? cin - k0 : kc, 1.0f,
                         v + xi * vp + k0, cin, u + xi * up + k0, cin, k0 ? 1.0f : 0.0f, m + xi * mp, nb);
+    return SDC_OK;
 }
 
 sdc_status sdc_cpu_conv3x3_winograd(sdc_backend *be, float *y, const float *x, sdc_weight w, const float *bias,
@@ -340,7 +348,9 @@ sdc_status sdc_cpu_conv3x3_winograd(sdc_backend *be, float *y, const float *x, s
     /* U, then a widened kernel row per thread, then a row of zeros */
     SDC_TRY(sdc_cpu_scratch(be, SDC_CPU_SLOT_PANEL, (size_t)planes * nb * cin + (size_t)(nt_omp * 9 + 1) * cin,
                             "conv2d", &u));
-    if (sdc_cpu_planning(be)) return SDC_OK;
+    if (sdc_cpu_planning(be))
+        return w.bf16 ? sdc_cpu_gemm_bf16(be, "conv2d", (int)tb, (int)nb, cin, v, cin, u, cin, 0.0f, m, (int)nb)
+                      : SDC_OK;
     float *tmp = u + (size_t)planes * nb * cin, *zeros = tmp + (size_t)nt_omp * 9 * cin;
     memset(zeros, 0, (size_t)cin * sizeof(float));
     const bool one_chunk = nb == (size_t)cout;
@@ -353,7 +363,7 @@ sdc_status sdc_cpu_conv3x3_winograd(sdc_backend *be, float *y, const float *x, s
         for (int c0 = 0; c0 < cout; c0 += (int)nb) {
             const int cols = cout - c0 < (int)nb ? cout - c0 : (int)nb;
             if (!one_chunk) tw(u, w, c0, cols, cin, tmp);
-            products(m, v, u, planes, nt, cols, cin);
+            SDC_TRY(products(be, w.bf16, m, v, u, planes, nt, cols, cin));
             if (tile == 4) transform_output6(y, m, bias, residual, &s, t0, nt, c0, cols);
             else transform_output(y, m, bias, residual, &s, t0, nt, c0, cols);
         }

@@ -4,6 +4,11 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#if SDC_ISA_X86 && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 sdc_cpu_isa sdc_cpu_isa_detect(void) {
 #if SDC_ISA_X86
@@ -51,4 +56,49 @@ const char *sdc_cpu_isa_name(sdc_cpu_isa isa) {
     case SDC_ISA_AVX2: return "avx2";
     default: return "base";
     }
+}
+
+#if SDC_ISA_X86 && defined(__linux__)
+static bool amx_probe(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (!(d & (1u << 24)) || !(d & (1u << 22))) return false; /* AMX-TILE, AMX-BF16 */
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false; /* OSXSAVE */
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & (3u << 17)) != (3u << 17)) return false; /* XTILECFG and XTILEDATA saved */
+    /* Linux hands out the 8 KiB tile state only to a process that asks
+     * (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, 5.16 on) */
+    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+}
+#else
+static bool amx_probe(void) { return false; }
+#endif
+
+/* -1 until first asked, then 0 or 1; amx_on: -1 until first asked */
+static _Atomic int amx_have = -1, amx_on = -1;
+
+bool sdc_cpu_amx_detect(void) {
+    int h = atomic_load_explicit(&amx_have, memory_order_acquire);
+    if (h < 0) {
+        h = amx_probe() ? 1 : 0; /* asking twice is harmless */
+        atomic_store_explicit(&amx_have, h, memory_order_release);
+    }
+    return h == 1;
+}
+
+bool sdc_cpu_amx_active(void) {
+    int on = atomic_load_explicit(&amx_on, memory_order_relaxed);
+    if (on < 0) {
+        const char *e = getenv("SDC_CPU_ISA");
+        on = sdc_cpu_amx_detect() && !(e && (!strcmp(e, "base") || !strcmp(e, "avx2") || !strcmp(e, "avx512")));
+        atomic_store_explicit(&amx_on, on, memory_order_relaxed);
+    }
+    return on && sdc_cpu_isa_active() == SDC_ISA_AVX512;
+}
+
+bool sdc_cpu_amx_force(bool on) {
+    if (on && !sdc_cpu_amx_detect()) return false;
+    atomic_store_explicit(&amx_on, on ? 1 : 0, memory_order_relaxed);
+    return true;
 }

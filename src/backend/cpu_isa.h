@@ -33,6 +33,17 @@ bool sdc_cpu_isa_force(sdc_cpu_isa isa);
 /* "avx512", "avx2", "base" */
 const char *sdc_cpu_isa_name(sdc_cpu_isa isa);
 
+/* AMX (Intel's tile unit, Sapphire Rapids on): the bf16 products of
+ * backend_cpu_bf16.c. Detected (AMX-TILE and AMX-BF16, the operating
+ * system's saving of the tile state, and Linux's permission to use it,
+ * asked for once) and used while the active level is AVX-512 and no
+ * SDC_CPU_ISA names a level (SDC_CPU_ISA=avx512: AVX-512 without AMX);
+ * sdc_cpu_amx_force turns it off or back on (tests), false where the
+ * processor has none. */
+bool sdc_cpu_amx_detect(void);
+bool sdc_cpu_amx_active(void);
+bool sdc_cpu_amx_force(bool on);
+
 /* A build whose own target has AVX2 already (OPT=-march=native on such a
  * machine) keeps that target alone: it runs only where it was built. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX2__)

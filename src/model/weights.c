@@ -357,6 +357,8 @@ sdc_status sdc_load_mat_t(sdc_loader *L, sdc_weight *dst, int out, int in, const
     free(tr);
     dst->type = mat_type(L, ty);
     dst->chan_pad = 0;
+    dst->pt_taps = 0;
+    dst->bf16 = L->be->products_bf16;
     return upload(L, &dst->p, dst->type, ty, count);
 }
 
@@ -370,7 +372,7 @@ sdc_status sdc_load_mats_stacked(sdc_loader *L, sdc_weight *dst, int n_mats, con
     }
     const void *view = in_place_view(L, ts, n_mats);
     if (view) {
-        *dst = (sdc_weight){.p = (void *)view, .type = ts[0]->dtype};
+        *dst = (sdc_weight){.p = (void *)view, .type = ts[0]->dtype, .bf16 = L->be->products_bf16};
     } else {
         sdc_dtype ty;
         size_t count;
@@ -378,6 +380,7 @@ sdc_status sdc_load_mats_stacked(sdc_loader *L, sdc_weight *dst, int n_mats, con
         dst->type = mat_type(L, ty);
         dst->chan_pad = 0;
         dst->pt_taps = 0;
+        dst->bf16 = L->be->products_bf16;
         SDC_TRY(upload(L, &dst->p, dst->type, ty, count));
     }
     for (int i = 0, row = 0; i < n_mats; row += outs[i], i++)
@@ -411,7 +414,8 @@ sdc_status sdc_load_conv(sdc_loader *L, sdc_weight *dst, int cout, int cin, int 
     SDC_TRY(find(L, name, d, 4, false, &t));
     const void *view = in_place_view(L, &t, 1);
     if (view) { /* PyTorch's (cout, cin, k, k), which the CPU reads as it is */
-        *dst = (sdc_weight){.p = (void *)view, .type = t->dtype, .pt_taps = k > 1 ? k * k : 0};
+        *dst = (sdc_weight){.p = (void *)view, .type = t->dtype, .pt_taps = k > 1 ? k * k : 0,
+                            .bf16 = L->be->products_bf16};
         return record_src(L, name, t, *dst, 0, cout, cin, k, true);
     }
     const sdc_dtype ty = stage_type_of(t->dtype);
@@ -423,6 +427,7 @@ sdc_status sdc_load_conv(sdc_loader *L, sdc_weight *dst, int cout, int cin, int 
     else PERMUTE_CONV(uint16_t, L->stage, src);
     /* the backend lays it out as it computes best (CUDA pads channels) */
     SDC_TRY(L->be->ops->load_conv(L->be, mat_type(L, ty), L->stage, ty, cout, k, cin, dst));
+    dst->bf16 = L->be->products_bf16;
     const int q = dst->chan_pad > 1 ? dst->chan_pad : 1;
     const size_t padded = (size_t)((cout + q - 1) / q * q) * k * k * ((cin + q - 1) / q * q);
     SDC_TRY(record(L, dst->p, padded * dtype_bytes(dst->type)));
