@@ -43,7 +43,11 @@ typedef enum sdc_backend_kind {
 
 /* The type weights are kept and multiplied in (fp32 accumulation and fp32
  * activations always). AUTO: fp32 on the CPU backend (exact to diffusers),
- * fp16 on CUDA. The CPU backend computes in fp32 only. */
+ * fp16 on CUDA. The CPU backend has fp32 and bf16: weights stay in the
+ * file's type there, and bf16 rounds both operands of every product with
+ * a weight (linear layers, convolutions) to bf16, computed by AMX's tiles
+ * where the processor has them (several times fp32's speed), else at
+ * fp32's speed; no fp16. */
 typedef enum sdc_precision {
     SDC_PRECISION_AUTO = 0,
     SDC_PRECISION_FP32,

@@ -43,6 +43,7 @@ struct sdc_ctx {
     sdc_lora_state lora;      /* the LoRAs merged into the weights now */
     sdc_embedding_db *emb;    /* (owned) textual-inversion embeddings; NULL without sdc_params.embeddings_dir */
     bool widened;             /* text encoders and U-Net reloaded with fp32 weights for LoRA merges */
+    bool products_bf16;       /* the CPU: text encoders' and U-Net's products in bf16 (--precision bf16) */
 };
 
 /* LoRA merges are exact in fp32 (as diffusers merges): where the backend

@@ -60,8 +60,10 @@ const char *sdc_precision_name(sdc_precision p) {
  * VAE: AUTO is the backend's own choice, fp32 on the CPU; on CUDA fp16 for
  * text encoder and U-Net, and for the VAE fp32 when the rest is fp32, else
  * bf16 (fp32's range: SD 1.x/2.x VAE decoders overflow fp16 into NaN or
- * black images). The CPU backend has fp32 only. */
-static sdc_status weight_types(const sdc_params *p, sdc_backend *be, sdc_dtype *wt, sdc_dtype *vt) {
+ * black images). The CPU backend keeps fp32 activations and has bf16 as
+ * the products' precision (bf16[0] for text encoder and U-Net, bf16[1]
+ * for the VAE), no fp16. */
+static sdc_status weight_types(const sdc_params *p, sdc_backend *be, sdc_dtype *wt, sdc_dtype *vt, bool bf16[2]) {
     const sdc_precision ps[2] = {p->precision, p->vae_precision};
     const char *opt[2] = {"--precision", "--vae-precision"};
     sdc_dtype *out[2] = {wt, vt};
@@ -76,9 +78,11 @@ static sdc_status weight_types(const sdc_params *p, sdc_backend *be, sdc_dtype *
         case SDC_PRECISION_BF16: *out[i] = SDC_DT_BF16; break;
         default: return sdc_fail(SDC_ERR_ARG, "%s: unknown precision %d", opt[i], (int)ps[i]);
         }
-        if (cpu && *out[i] != SDC_DT_F32)
-            return sdc_fail(SDC_ERR_ARG, "%s %s: the CPU backend computes in fp32 (fp16 and bf16 are for the CUDA "
-                            "backend)", opt[i], sdc_precision_name(ps[i]));
+        bf16[i] = cpu && *out[i] == SDC_DT_BF16;
+        if (cpu && *out[i] == SDC_DT_F16)
+            return sdc_fail(SDC_ERR_ARG, "%s fp16: the CPU backend computes in fp32 or bf16 (fp16 is for the CUDA "
+                            "backend)", opt[i]);
+        if (cpu) *out[i] = SDC_DT_F32; /* the activations' */
     }
     return SDC_OK;
 }
@@ -170,16 +174,17 @@ sdc_status sdc_load(const sdc_params *params, sdc_ctx **out) {
     if (st == SDC_OK) st = select_backend(params, &c->be);
     double t0 = sdc_now();
     sdc_dtype wt = SDC_DT_F32, vt = SDC_DT_F32;
-    if (st == SDC_OK) st = weight_types(params, c->be, &wt, &vt);
-    if (st == SDC_OK) c->be->weight_type = wt;
+    bool bf16[2] = {false, false};
+    if (st == SDC_OK) st = weight_types(params, c->be, &wt, &vt, bf16);
+    if (st == SDC_OK) c->be->weight_type = wt, c->be->products_bf16 = c->products_bf16 = bf16[0];
     if (st == SDC_OK) st = check_memory(c->model, c->be, wt, vt);
     if (st == SDC_OK) st = sdc_text_encoder_load(c->model, c->be, &c->te);
     if (st == SDC_OK && c->model->config.text2.width) st = sdc_text_encoder_load2(c->model, c->be, &c->te2);
     if (st == SDC_OK) st = sdc_unet_load(c->model, c->be, &c->unet);
-    if (st == SDC_OK) c->be->weight_type = vt;
+    if (st == SDC_OK) c->be->weight_type = vt, c->be->products_bf16 = bf16[1];
     if (st == SDC_OK) st = sdc_vae_load(c->model, c->be, &c->vae);
     if (st == SDC_OK && params->taesd_path) { /* previews: in the U-Net's type (fp16 on CUDA, as A1111 runs it) */
-        c->be->weight_type = wt;
+        c->be->weight_type = wt, c->be->products_bf16 = bf16[0];
         st = sdc_taesd_load(params->taesd_path, c->model->config.vae.z_channels, c->be, &c->taesd);
     }
     if (st == SDC_OK) {
@@ -248,6 +253,7 @@ sdc_status sdc_widen_for_merges(sdc_ctx *ctx) {
     const sdc_dtype wt = be->weight_type;
     be->weights_as_stored = false;
     be->weight_type = SDC_DT_F32;
+    be->products_bf16 = ctx->products_bf16;
     sdc_text_encoder *te = NULL, *te2 = NULL;
     sdc_unet *unet = NULL;
     sdc_status st = sdc_text_encoder_load(ctx->model, be, &te);

@@ -139,15 +139,15 @@ Test(cli, txt2img_bad_input) {
     expect_txt2img_error("", "missing -m MODEL");
     snprintf(buf, sizeof buf, "%s--karras --sampler ddim", m);
     expect_txt2img_error(buf, "Karras");
-    /* precision: an unknown name, and half precision on the CPU (fp32 only) */
+    /* precision: an unknown name, and fp16 on the CPU (fp32 or bf16) */
     snprintf(buf, sizeof buf, "%s--precision fp8", m);
     expect_txt2img_error(buf, "--precision fp8: expected auto, fp32, fp16 or bf16");
     snprintf(buf, sizeof buf, "%s--vae-precision half", m);
     expect_txt2img_error(buf, "--vae-precision half: expected auto, fp32, fp16 or bf16");
     snprintf(buf, sizeof buf, "%s--backend cpu --precision fp16", m);
-    expect_txt2img_error(buf, "--precision fp16: the CPU backend computes in fp32");
-    snprintf(buf, sizeof buf, "%s--backend cpu --vae-precision bf16", m);
-    expect_txt2img_error(buf, "--vae-precision bf16: the CPU backend computes in fp32");
+    expect_txt2img_error(buf, "--precision fp16: the CPU backend computes in fp32 or bf16");
+    snprintf(buf, sizeof buf, "%s--backend cpu --vae-precision fp16", m);
+    expect_txt2img_error(buf, "--vae-precision fp16: the CPU backend computes in fp32 or bf16");
     cr_assert_neq(run_cli("txt2img -m " FIXTURES "/tiny_sd1.safetensors -p x -o ''", out, err, sizeof out), 0);
     cr_assert(strstr(err, "empty output path"), "%s", err);
 }

@@ -27,7 +27,7 @@ static const char *HELP =
     "  --api-auth U:P[,U2:P2]  HTTP Basic authentication for every request\n"
     "  --queue N             requests waiting at most (default 16; more get 503)\n"
     "  --backend B           auto (default), cpu or cuda\n"
-    "  --precision P         auto (default), fp32, fp16 or bf16 (CUDA)\n"
+    "  --precision P         auto (default), fp32, fp16 (CUDA) or bf16\n"
     "  --vae-precision P     the VAE's (see sdc txt2img --help)\n"
     "  --threads N           CPU threads (default: all cores)\n"
     "  --vae FILE            a VAE of its own instead of the model's (every model loaded)\n"
