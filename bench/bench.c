@@ -2,7 +2,8 @@
  * CPU backend, in one run: this machine's OpenBLAS sgemm rate, text
  * encode, one U-Net step with CFG (batch 2) at 256x256 and 512x512, VAE
  * decode at both sizes, peak RSS, where a step's time goes, images per
- * second. Where a CUDA device is present, the same figures for the CUDA
+ * second; then the same steps and decodes with --precision bf16 (AMX's
+ * tiles where the processor has them), beside the fp32 ones. Where a CUDA device is present, the same figures for the CUDA
  * backend come first (bench_cuda.c); --cuda-only skips the CPU part. */
 #include <cblas.h>
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "backend/backend_cpu.h"
 #include "backend/backend_profile.h"
 #include "backend/cpu_isa.h"
 #include "context.h"
@@ -77,6 +79,49 @@ static double sgemm_gflops(int m, int n, int k, int reps) {
     }
     free(a), free(b), free(c);
     return 2.0 * m * n * k / best * 1e-9;
+}
+
+/* GFLOP/s of the CPU's bf16 products (backend_cpu_bf16.c) on an m x k by
+ * k x n product, best of reps after a warm-up; -1 on error */
+static double bf16_gflops(int m, int n, int k, int reps) {
+    sdc_backend *be = NULL;
+    if (sdc_backend_cpu_create(0, &be) != SDC_OK) return -1;
+    float *a = malloc((size_t)m * k * sizeof(float)), *b = malloc((size_t)k * n * sizeof(float));
+    float *c = malloc((size_t)m * n * sizeof(float));
+    for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < (size_t)k * n; i++) b[i] = (float)(i % 5) * 0.1f;
+    double best = 1e30;
+    for (int r = 0; r <= reps; r++) {
+        double t0 = sdc_now();
+        if (sdc_cpu_gemm_bf16(be, "bench", m, n, k, a, k, b, k, 0.0f, c, n) != SDC_OK) {
+            fprintf(stderr, "bench: %s\n", sdc_last_error());
+            best = -1;
+            break;
+        }
+        double t = sdc_now() - t0;
+        if (r && t < best) best = t;
+    }
+    free(a), free(b), free(c);
+    sdc_backend_destroy(be);
+    return best < 0 ? -1 : 2.0 * m * n * k / best * 1e-9;
+}
+
+/* where a step's time went, by kind of op */
+static void print_profile(const char *what, const step_result *s) {
+    printf("\nwhere %s goes (%.2f s):\n", what, s->seconds);
+    double tot = 0;
+    for (int k = 0; k < SDC_OP_KINDS; k++) tot += s->prof.seconds[k];
+    for (int k = 0; k < SDC_OP_KINDS; k++)
+        if (s->prof.calls[k])
+            printf("  %-20s %8.2f s %5.1f%%  (%ld calls)\n", sdc_op_kind_name((sdc_op_kind)k), s->prof.seconds[k],
+                   100.0 * s->prof.seconds[k] / tot, s->prof.calls[k]);
+}
+
+/* one stage of the bf16 table: seconds in bf16, in fp32, sd.cpp's (or -1) */
+static void bf16_row(const char *what, double b, double f, double cpp) {
+    char x[32], y[32], z[32], r[32] = "-";
+    if (cpp > 0) snprintf(r, sizeof r, "%8.2fx", cpp / b);
+    printf("%-40s %12s %12s %12s %8.2fx %9s\n", what, secs(x, b), secs(y, f), secs(z, cpp), f / b, r);
 }
 
 /* Read the file through once. stable-diffusion.cpp runs after sdc's CLI
@@ -189,11 +234,13 @@ int images_per_second(sdc_ctx *ctx, int px, int steps, int n, double ips[2]) {
     return 0;
 }
 
-sdc_ctx *bench_load(const char *model, sdc_backend_kind backend, sdc_precision precision, double *seconds) {
+sdc_ctx *bench_load(const char *model, sdc_backend_kind backend, sdc_precision precision,
+                    sdc_precision vae_precision, double *seconds) {
     sdc_params p = sdc_params_default();
     p.model_path = model;
     p.backend = backend;
     p.precision = precision;
+    p.vae_precision = vae_precision;
     double t0 = sdc_now();
     sdc_ctx *ctx = NULL;
     if (sdc_load(&p, &ctx) != SDC_OK) {
@@ -242,7 +289,7 @@ int main(int argc, char **argv) {
 
     double t_load, t0;
     read_through(model);
-    sdc_ctx *ctx = bench_load(model, SDC_BACKEND_CPU, SDC_PRECISION_AUTO, &t_load);
+    sdc_ctx *ctx = bench_load(model, SDC_BACKEND_CPU, SDC_PRECISION_AUTO, SDC_PRECISION_AUTO, &t_load);
     if (!ctx) return 1;
     float *c = malloc((size_t)77 * sdc_context_dim(ctx) * sizeof(float));
     sdc_encode_prompt(ctx, "warm up", c);
@@ -292,13 +339,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 2; i++)
         printf("%-34s %12.1f %12.1f %11.0f%%\n", lbl[i], sr[i]->gflop, sr[i]->gflop / sr[i]->seconds,
                100.0 * sr[i]->gflop / sr[i]->seconds / g_ref);
-    printf("\nwhere a 512x512 step goes (%.2f s):\n", s512.seconds);
-    double tot = 0;
-    for (int k = 0; k < SDC_OP_KINDS; k++) tot += s512.prof.seconds[k];
-    for (int k = 0; k < SDC_OP_KINDS; k++)
-        if (s512.prof.calls[k])
-            printf("  %-20s %8.2f s %5.1f%%  (%ld calls)\n", sdc_op_kind_name((sdc_op_kind)k), s512.prof.seconds[k],
-                   100.0 * s512.prof.seconds[k] / tot, s512.prof.calls[k]);
+    print_profile("a 512x512 step", &s512);
 
     /* whole images (encode, denoise, decode) per second: 4 images at
      * 256x256, 2 DDIM steps, CFG 7.5, one at a time vs one batch of 4 */
@@ -311,5 +352,31 @@ int main(int argc, char **argv) {
     printf("  --batch-size 1   %.4f img/s\n  --batch-size 4   %.4f img/s  (%.2fx)\n", ips[0], ips[1],
            ips[1] / ips[0]);
     sdc_free(ctx);
+
+    /* --precision bf16 --vae-precision bf16, beside the fp32 figures above */
+    const char *path = sdc_cpu_amx_active() ? "AMX" : "rounded operands, sgemm";
+    const double g_bf16 = bf16_gflops(8192, 320, 2880, 3);
+    if (g_bf16 < 0) return 1;
+    printf("\n--precision bf16 on the CPU (%s): bf16 products %.1f GFLOP/s (8192x320x2880), %.2fx sgemm's\n", path,
+           g_bf16, g_bf16 / g_unet);
+    double t_load16;
+    sdc_ctx *cb = bench_load(model, SDC_BACKEND_CPU, SDC_PRECISION_BF16, SDC_PRECISION_BF16, &t_load16);
+    if (!cb) return 1;
+    step_result b256, b512;
+    sdc_backend_profile_enable(cb->be);
+    if (unet_step(cb, 256, 3, &b256) || unet_step(cb, 512, 1, &b512)) {
+        fprintf(stderr, "bench: %s\n", sdc_last_error());
+        return 1;
+    }
+    sdc_backend_profile_disable(cb->be);
+    const double bv256 = vae_decode(cb, 256), bv512 = vae_decode(cb, 512);
+    sdc_free(cb);
+    printf("%-40s %12s %12s %12s %9s %9s\n", "stage (bf16)", "sdc bf16", "sdc fp32", "sd.cpp", "vs fp32",
+           "vs sd.cpp");
+    bf16_row("U-Net step, CFG, 256x256", b256.seconds, s256.seconds, cpp_step256);
+    bf16_row("U-Net step, CFG, 512x512", b512.seconds, s512.seconds, cpp_step512);
+    bf16_row("VAE decode 256x256", bv256, v256, cpp256.decode);
+    bf16_row("VAE decode 512x512", bv512, v512, cpp512.decode);
+    print_profile("a 512x512 bf16 step", &b512);
     return 0;
 }

@@ -22,9 +22,11 @@ double vae_decode(sdc_ctx *ctx, int px);
  * at a time, ips[1] as one batch; 0 on success. */
 int images_per_second(sdc_ctx *ctx, int px, int steps, int n, double ips[2]);
 
-/* Loads `model` on `backend`; the seconds it took in *seconds. NULL (and
- * the error printed) on failure. */
-sdc_ctx *bench_load(const char *model, sdc_backend_kind backend, sdc_precision precision, double *seconds);
+/* Loads `model` on `backend` in `precision` (text encoder and U-Net) and
+ * `vae_precision`; the seconds it took in *seconds. NULL (and the error
+ * printed) on failure. */
+sdc_ctx *bench_load(const char *model, sdc_backend_kind backend, sdc_precision precision,
+                    sdc_precision vae_precision, double *seconds);
 
 /* A whole program's run (bench_runs.c): wall seconds and peak resident
  * memory from the kernel; stable-diffusion.cpp's own stage times from its

@@ -21,7 +21,7 @@ static double used_gib(void) {
 static int bench_cuda_at(const char *model, sdc_precision prec) {
     double mem_before = used_gib();
     double t_load, t0;
-    sdc_ctx *ctx = bench_load(model, SDC_BACKEND_CUDA, prec, &t_load);
+    sdc_ctx *ctx = bench_load(model, SDC_BACKEND_CUDA, prec, SDC_PRECISION_AUTO, &t_load);
     if (!ctx) return 1;
     double mem_loaded = used_gib();
 
