@@ -319,6 +319,11 @@ struct sdc_backend {
      * in bf16 (sdc_weight.bf16), as sdc_params.precision BF16 asks; set
      * before each model is loaded, as weight_type is. */
     bool products_bf16;
+    /* The CPU: the next attention calls compute Q K^T and P V from bf16
+     * operands, with AMX (sdc_cpu_flash_attention_amx); the networks set
+     * it from their attention projection's sdc_weight.bf16 before each
+     * call. Elsewhere, and on a processor without AMX, attention is fp32. */
+    bool attention_bf16;
     void *impl;
 };
 

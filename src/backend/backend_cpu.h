@@ -5,9 +5,11 @@
 #define SDC_BACKEND_CPU_H
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/cpu_isa.h"
 
 /* exp for softmax and activations: Cody-Waite range reduction and Cephes'
  * degree-6 polynomial, ~1 ulp, written so the compiler vectorises loops of
@@ -101,6 +103,16 @@ int sdc_cpu_panel_rows(int rows, size_t row_len);
 sdc_status sdc_cpu_gemm_nt(sdc_backend *be, const char *op, int m, int n, int k, const float *x, int ldx,
                            sdc_weight w, float beta, float *y, int ldy);
 
+/* fp32 -> bf16, to nearest even; a NaN stays a (quiet) NaN: common.c's
+ * sdc_f32_to_bf16, inlined so that loops of it vectorise */
+static inline __attribute__((always_inline)) uint16_t sdc_bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    const uint16_t nan = (uint16_t)((u >> 16) | 0x40);
+    const uint16_t r = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return (u & 0x7fffffffu) > 0x7f800000u ? nan : r;
+}
+
 /* backend_cpu_bf16.c: y[m, n] = x[m, k] . w[n, k]^T + beta y (row strides
  * ldx, ldw, ldy) from x and w rounded to bf16, fp32 sums: AMX's tiles where
  * the processor has them, else sgemm on the rounded operands (scratch slot
@@ -108,6 +120,17 @@ sdc_status sdc_cpu_gemm_nt(sdc_backend *be, const char *op, int m, int n, int k,
  * loaded with bf16 set. */
 sdc_status sdc_cpu_gemm_bf16(sdc_backend *be, const char *op, int m, int n, int k, const float *x, int ldx,
                              const float *w, int ldw, float beta, float *y, int ldy);
+/* rows [16 jb, 16 jb + 16) of w (n x k, row stride ldw; zeros past n and
+ * k) as TDPBF16PS's second operand: (kp/2, 16, 2) bf16 at dst, kp a
+ * multiple of 32 */
+void sdc_cpu_pack_bf16_cols(uint16_t *dst, const float *w, int ldw, int n, int k, int kp, int jb);
+/* AMX on x86-64 Linux: sdc_cpu_amx_begin loads the tile configuration
+ * both bf16 kernels use (tiles 0-7, 16 rows of 64 bytes) on the calling
+ * thread, sdc_cpu_amx_end releases it */
+#if SDC_CPU_AMX
+void sdc_cpu_amx_begin(void);
+void sdc_cpu_amx_end(void);
+#endif
 
 /* The CPU backend computes in F32 only: SDC_OK when each of the n buffers
  * is F32 (a NULL p, an optional buffer left out, is skipped), else
@@ -125,6 +148,11 @@ sdc_status sdc_cpu_conv2d(sdc_backend *be, sdc_buf y, sdc_buf x, sdc_weight w, c
 bool sdc_cpu_flash_takes(int tk, int head_dim, bool causal);
 sdc_status sdc_cpu_flash_attention(sdc_backend *be, float *out, const float *q, const float *k, const float *v,
                                    int batch, int heads, int tq, int tk, int d, int q_stride, int kv_stride);
+/* the same with AMX's tiles (be->attention_bf16, where sdc_cpu_amx_active):
+ * Q K^T from q and k rounded to bf16, P V from P and v rounded to bf16,
+ * fp32 sums and softmax */
+sdc_status sdc_cpu_flash_attention_amx(sdc_backend *be, float *out, const float *q, const float *k, const float *v,
+                                       int batch, int heads, int tq, int tk, int d, int q_stride, int kv_stride);
 /* backend_cpu_winograd.c: a stride-1, padding-1 3x3 convolution by
  * Winograd's F(tile x tile, 3x3), tile 2 or 4; y = conv(x) + bias (+
  * residual), NHWC */

@@ -72,8 +72,15 @@ sdc_status sdc_cpu_attention(sdc_backend *be, sdc_buf out, sdc_buf q, sdc_buf k,
     if (batch < 1 || heads < 1 || tq < 1 || tk < 1 || head_dim < 1)
         return sdc_fail(SDC_ERR_ARG, "attention: bad shape batch=%d heads=%d tq=%d tk=%d d=%d",
                         batch, heads, tq, tk, head_dim);
-    if (sdc_cpu_flash_takes(tk, head_dim, causal))
+    if (sdc_cpu_flash_takes(tk, head_dim, causal)) {
+        if (be->attention_bf16 && sdc_cpu_planning(be)) /* either kernel's scratch, whichever runs */
+            SDC_TRY(sdc_cpu_flash_attention_amx(be, out.p, q.p, k.p, v.p, batch, heads, tq, tk, head_dim, q_stride,
+                                                kv_stride));
+        else if (be->attention_bf16 && sdc_cpu_amx_active())
+            return sdc_cpu_flash_attention_amx(be, out.p, q.p, k.p, v.p, batch, heads, tq, tk, head_dim, q_stride,
+                                               kv_stride);
         return sdc_cpu_flash_attention(be, out.p, q.p, k.p, v.p, batch, heads, tq, tk, head_dim, q_stride, kv_stride);
+    }
     attn_args a = {.out = out.p, .q = q.p, .k = k.p, .v = v.p, .heads = heads, .tq = tq, .tk = tk, .d = head_dim,
                    .q_stride = q_stride, .kv_stride = kv_stride, .width = heads * head_dim,
                    .blocks = (tq + QBLOCK - 1) / QBLOCK, .causal = causal,

@@ -25,23 +25,13 @@
 
 #include "backend/backend_cpu.h"
 #include "backend/cpu_isa.h"
-#if SDC_ISA_X86
+#if SDC_CPU_AMX
 #include <immintrin.h>
 #endif
 
-/* fp32 -> bf16, to nearest even; a NaN stays a (quiet) NaN: common.c's
- * sdc_f32_to_bf16, inlined here so that the loops over rows vectorise */
-SDC_INLINE uint16_t bf16_of(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    const uint16_t nan = (uint16_t)((u >> 16) | 0x40);
-    const uint16_t r = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-    return (u & 0x7fffffffu) > 0x7f800000u ? nan : r;
-}
-
 /* n values of src to bf16 at dst, then zeros up to padded */
 SDC_INLINE void to_bf16_row_body(uint16_t *dst, const float *src, int n, int padded) {
-    for (int i = 0; i < n; i++) dst[i] = bf16_of(src[i]);
+    for (int i = 0; i < n; i++) dst[i] = sdc_bf16_bits(src[i]);
     for (int i = n; i < padded; i++) dst[i] = 0;
 }
 SDC_ISA_KERNEL(to_bf16_row, (uint16_t * dst, const float *src, int n, int padded), (dst, src, n, padded))
@@ -49,7 +39,7 @@ SDC_ISA_KERNEL(to_bf16_row, (uint16_t * dst, const float *src, int n, int padded
 /* n values of src rounded to bf16, as fp32, at dst */
 SDC_INLINE void round_row_body(float *dst, const float *src, int n) {
     uint32_t *d = (uint32_t *)dst;
-    for (int i = 0; i < n; i++) d[i] = (uint32_t)bf16_of(src[i]) << 16;
+    for (int i = 0; i < n; i++) d[i] = (uint32_t)sdc_bf16_bits(src[i]) << 16;
 }
 SDC_ISA_KERNEL(round_row, (float *dst, const float *src, int n), (dst, src, n))
 
@@ -61,8 +51,7 @@ enum {
                        * in its L2 for k up to ~2500 */
 };
 
-#if SDC_ISA_X86 && defined(__linux__)
-#define SDC_AMX 1
+#if SDC_CPU_AMX
 /* the tile configuration LDTILECFG reads (64 bytes, palette 1) */
 typedef struct amx_config {
     uint8_t palette, start_row, reserved[14];
@@ -78,8 +67,8 @@ static const amx_config amx_tiles = {
     .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
     .rows = {TILE, TILE, TILE, TILE, TILE, TILE, TILE, TILE},
 };
-__attribute__((target("amx-tile"))) static void amx_begin(void) { _tile_loadconfig(&amx_tiles); }
-__attribute__((target("amx-tile"))) static void amx_end(void) { _tile_release(); }
+__attribute__((target("amx-tile"))) void sdc_cpu_amx_begin(void) { _tile_loadconfig(&amx_tiles); }
+__attribute__((target("amx-tile"))) void sdc_cpu_amx_end(void) { _tile_release(); }
 
 /* one 32x32 block of sums into acc (32x32 fp32): a = x's 32 padded rows
  * (row stride kp), b = w's two packed column blocks */
@@ -106,12 +95,9 @@ __attribute__((target("amx-tile,amx-bf16"))) static void amx_block(float *acc, c
     _tile_stored(2, acc + TILE * BLOCK, BLOCK * sizeof(float));
     _tile_stored(3, acc + TILE * BLOCK + TILE, BLOCK * sizeof(float));
 }
-#else
-#define SDC_AMX 0
 #endif
 
-/* w's rows [16 jb, 16 jb + 16) (zeros past n) packed as (kp/2, 16, 2) */
-static void pack_w_block(uint16_t *dst, const float *w, int ldw, int n, int k, int kp, int jb) {
+void sdc_cpu_pack_bf16_cols(uint16_t *dst, const float *w, int ldw, int n, int k, int kp, int jb) {
     uint16_t row[KSTEP];
     for (int c = 0; c < TILE; c++) {
         const int j = jb * TILE + c;
@@ -139,7 +125,7 @@ static size_t scratch_floats(int m, int n, int k) {
     return tiles > copies ? tiles : copies;
 }
 
-#if SDC_AMX
+#if SDC_CPU_AMX
 static void gemm_amx(float *scratch, int m, int n, int k, const float *x, int ldx, const float *w, int ldw,
                      float beta, float *y, int ldy) {
     const int kp = (int)round_up((size_t)k, KSTEP), mp = (int)round_up((size_t)m, BLOCK);
@@ -152,9 +138,9 @@ static void gemm_amx(float *scratch, int m, int n, int k, const float *x, int ld
         for (int i = 0; i < mp; i++)
             to_bf16_row(xb + (size_t)i * kp, i < m ? x + (size_t)i * ldx : NULL, i < m ? k : 0, kp);
 #pragma omp for schedule(static)
-        for (int jb = 0; jb < np / TILE; jb++) pack_w_block(wb + (size_t)jb * TILE * kp, w, ldw, n, k, kp, jb);
+        for (int jb = 0; jb < np / TILE; jb++) sdc_cpu_pack_bf16_cols(wb + (size_t)jb * TILE * kp, w, ldw, n, k, kp, jb);
         float acc[BLOCK * BLOCK] __attribute__((aligned(64)));
-        amx_begin();
+        sdc_cpu_amx_begin();
         /* a thread's units: one chunk of w's columns against a run of row blocks */
 #pragma omp for schedule(static)
         for (int u = 0; u < chunks * row_blocks; u++) {
@@ -174,7 +160,7 @@ static void gemm_amx(float *scratch, int m, int n, int k, const float *x, int ld
                 }
             }
         }
-        amx_end();
+        sdc_cpu_amx_end();
     }
 }
 #endif
@@ -198,7 +184,7 @@ sdc_status sdc_cpu_gemm_bf16(sdc_backend *be, const char *op, int m, int n, int 
     float *scratch = NULL;
     SDC_TRY(sdc_cpu_scratch(be, SDC_CPU_SLOT_BF16, scratch_floats(m, n, k), op, &scratch));
     if (sdc_cpu_planning(be)) return SDC_OK;
-#if SDC_AMX
+#if SDC_CPU_AMX
     if (sdc_cpu_amx_active()) {
         gemm_amx(scratch, m, n, k, x, ldx, w, ldw, beta, y, ldy);
         return SDC_OK;

@@ -4,7 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#if SDC_ISA_X86 && defined(__linux__)
+#if SDC_CPU_AMX
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -58,11 +58,12 @@ const char *sdc_cpu_isa_name(sdc_cpu_isa isa) {
     }
 }
 
-#if SDC_ISA_X86 && defined(__linux__)
+#if SDC_CPU_AMX
 static bool amx_probe(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
     if (!(d & (1u << 24)) || !(d & (1u << 22))) return false; /* AMX-TILE, AMX-BF16 */
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5))) return false; /* AVX512-BF16 (the softmax's) */
     if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false; /* OSXSAVE */
     unsigned lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
@@ -94,7 +95,8 @@ bool sdc_cpu_amx_active(void) {
         on = sdc_cpu_amx_detect() && !(e && (!strcmp(e, "base") || !strcmp(e, "avx2") || !strcmp(e, "avx512")));
         atomic_store_explicit(&amx_on, on, memory_order_relaxed);
     }
-    return on && sdc_cpu_isa_active() == SDC_ISA_AVX512;
+    /* off while a lower level is asked for (sdc_cpu_isa_force, measuring) */
+    return on && (!SDC_ISA_X86 || sdc_cpu_isa_active() == SDC_ISA_AVX512);
 }
 
 bool sdc_cpu_amx_force(bool on) {

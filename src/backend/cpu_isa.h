@@ -34,12 +34,18 @@ bool sdc_cpu_isa_force(sdc_cpu_isa isa);
 const char *sdc_cpu_isa_name(sdc_cpu_isa isa);
 
 /* AMX (Intel's tile unit, Sapphire Rapids on): the bf16 products of
- * backend_cpu_bf16.c. Detected (AMX-TILE and AMX-BF16, the operating
+ * backend_cpu_bf16.c and backend_cpu_flash_amx.c. Detected (AMX-TILE,
+ * AMX-BF16 and AVX512-BF16, the operating
  * system's saving of the tile state, and Linux's permission to use it,
  * asked for once) and used while the active level is AVX-512 and no
  * SDC_CPU_ISA names a level (SDC_CPU_ISA=avx512: AVX-512 without AMX);
  * sdc_cpu_amx_force turns it off or back on (tests), false where the
  * processor has none. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define SDC_CPU_AMX 1 /* the tile kernels are built */
+#else
+#define SDC_CPU_AMX 0
+#endif
 bool sdc_cpu_amx_detect(void);
 bool sdc_cpu_amx_active(void);
 bool sdc_cpu_amx_force(bool on);

@@ -207,6 +207,7 @@ static sdc_status transformer_forward(sdc_unet *u, const sdc_transformer *T, sdc
         /* self-attention */
         SDC_TRY(op->layer_norm(be, A, H, B->norm1_w, B->norm1_b, P, c, 1e-5f));
         SDC_TRY(op->linear(be, Q, A, B->qkv_w, NULL, P, c, 3 * c));
+        be->attention_bf16 = B->qkv_w.bf16;
         SDC_TRY(op->attention(be, A, Q, sdc_at(Q, c), sdc_at(Q, 2 * (size_t)c), batch, T->heads, hw, hw, d, 3 * c,
                               3 * c, false));
         SDC_TRY(op->linear(be, Q, A, B->out1_w, B->out1_b, P, c, c));

@@ -313,6 +313,7 @@ static sdc_status attn_forward(sdc_vae *v, const sdc_vae_attn *a, sdc_buf x, int
     const int c = a->c;
     SDC_TRY(op->group_norm(v->be, A, x, a->norm_w, a->norm_b, 1, hw, c, v->cfg.norm_groups, VAE_EPS, false));
     SDC_TRY(op->linear(v->be, Q, A, a->qkv_w, a->qkv_b, hw, c, 3 * c));
+    v->be->attention_bf16 = a->qkv_w.bf16;
     SDC_TRY(op->attention(v->be, A, Q, sdc_at(Q, c), sdc_at(Q, 2 * (size_t)c), 1, 1, hw, hw, c, 3 * c, 3 * c, false));
     SDC_TRY(op->linear(v->be, Q, A, a->out_w, a->out_b, hw, c, c));
     return op->add(v->be, x, x, Q, (size_t)hw * c);
