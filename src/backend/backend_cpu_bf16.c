@@ -97,20 +97,22 @@ __attribute__((target("amx-tile,amx-bf16"))) static void amx_block(float *acc, c
 }
 #endif
 
+/* one column of a packed block: src's len values (zeros past them, up to
+ * kp) as bf16 pairs, the pair (2p, 2p + 1) one 32-bit word at dst[16 p] */
+SDC_INLINE void pack_column_body(uint32_t *dst, const float *src, int len, int kp) {
+    int p = 0;
+    for (; 2 * p + 1 < len; p++)
+        dst[(size_t)p * TILE] = sdc_bf16_bits(src[2 * p]) | (uint32_t)sdc_bf16_bits(src[2 * p + 1]) << 16;
+    for (; p < kp / 2; p++) dst[(size_t)p * TILE] = 2 * p < len ? sdc_bf16_bits(src[2 * p]) : 0;
+}
+SDC_ISA_KERNEL(pack_column, (uint32_t * dst, const float *src, int len, int kp), (dst, src, len, kp))
+
 void sdc_cpu_pack_bf16_cols(uint16_t *dst, const float *w, int ldw, int n, int k, int kp, int jb) {
-    uint16_t row[KSTEP];
+    /* the tile unit reads the words; C code never reads them as uint16_t */
+    uint32_t *words = (uint32_t *)dst;
     for (int c = 0; c < TILE; c++) {
         const int j = jb * TILE + c;
-        for (int k0 = 0; k0 < kp; k0 += KSTEP) {
-            int len = j < n ? k - k0 : 0;
-            len = len < 0 ? 0 : len > KSTEP ? KSTEP : len;
-            to_bf16_row(row, len ? w + (size_t)j * ldw + k0 : NULL, len, KSTEP);
-            uint16_t *d = dst + (size_t)(k0 / 2) * 2 * TILE + 2 * c;
-            for (int p = 0; p < KSTEP / 2; p++) {
-                d[(size_t)p * 2 * TILE] = row[2 * p];
-                d[(size_t)p * 2 * TILE + 1] = row[2 * p + 1];
-            }
-        }
+        pack_column(words + c, j < n ? w + (size_t)j * ldw : w, j < n ? k : 0, kp);
     }
 }
 

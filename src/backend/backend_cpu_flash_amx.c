@@ -116,6 +116,19 @@ AMX_TARGET static inline __m512 exp2_v(__m512 y) {
     return _mm512_scalef_ps(p, n);
 }
 
+/* keys 2 jp and 2 jp + 1 of V (v0, v1; NULL past tk: zeros) as bf16
+ * pairs, column c's at dst[(c / 16) cb_words + c % 16]; zeros past d */
+AMX_TARGET static void pack_pair(uint32_t *dst, size_t cb_words, const float *v0, const float *v1, int d, int dv) {
+    for (int c0 = 0; c0 < dv; c0 += 16) {
+        uint32_t *o = dst + (size_t)(c0 / 16) * cb_words;
+        for (int c = 0; c < 16; c++) {
+            const int cc = c0 + c;
+            const uint32_t lo = v0 && cc < d ? sdc_bf16_bits(v0[cc]) : 0, hi = v1 && cc < d ? sdc_bf16_bits(v1[cc]) : 0;
+            o[c] = lo | hi << 16;
+        }
+    }
+}
+
 /* rows i0 .. i0 + AQ of the output (fewer at the end); w: this thread's
  * qa (AQ dk bf16), s (AQ AK), pv and o (AQ dv each), pa (AQ AK bf16),
  * row sums (AQ x 16) */
@@ -209,13 +222,11 @@ sdc_status sdc_cpu_flash_attention_amx(sdc_backend *be, float *out, const float 
                     sdc_cpu_pack_bf16_cols(kp + (size_t)jb * 16 * dk, kb, kv_stride, tk, d, dk, jb);
                 /* vp[c / 16][j / 2][c % 16][j % 2] = v[j][c]; zero past tk and d */
 #pragma omp for schedule(static)
-                for (size_t jp = 0; jp < tkp / 2; jp++)
-                    for (int c = 0; c < dv; c++)
-                        for (int p = 0; p < 2; p++) {
-                            const size_t j = 2 * jp + (size_t)p;
-                            const float x = j < (size_t)tk && c < d ? vbase[j * kv_stride + c] : 0.0f;
-                            vp[(size_t)(c / 16) * vb + jp * 32 + (size_t)(c % 16) * 2 + (size_t)p] = sdc_bf16_bits(x);
-                        }
+                for (size_t jp = 0; jp < tkp / 2; jp++) {
+                    const size_t j = 2 * jp;
+                    pack_pair((uint32_t *)vp + jp * 16, vb / 2, j < (size_t)tk ? vbase + j * kv_stride : NULL,
+                              j + 1 < (size_t)tk ? vbase + (j + 1) * kv_stride : NULL, d, dv);
+                }
                 float *w = work + (size_t)omp_get_thread_num() * per_thread;
                 sdc_cpu_amx_begin();
 #pragma omp for schedule(static)
