@@ -119,7 +119,22 @@ Test(cpu_bf16, gemm_every_path) {
     }
     cr_assert(sdc_cpu_amx_force(false));
     cr_assert(!sdc_cpu_amx_active());
-    gemm_shapes("rounded sgemm");
+    /* the rounding and packing loops at every instruction set this processor has */
+    const sdc_cpu_isa best = sdc_cpu_isa_detect();
+    for (int isa = SDC_ISA_BASE; isa <= (int)best; isa++) {
+        cr_assert(sdc_cpu_isa_force((sdc_cpu_isa)isa));
+        char path[64];
+        snprintf(path, sizeof path, "rounded sgemm, %s", sdc_cpu_isa_name((sdc_cpu_isa)isa));
+        gemm_shapes(path);
+    }
+    cr_assert(sdc_cpu_isa_force(best));
+    /* AMX's packing at a lower level: off, whatever was forced */
+    if (sdc_cpu_amx_force(true) && best > SDC_ISA_BASE) {
+        cr_assert(sdc_cpu_isa_force(SDC_ISA_AVX2));
+        cr_assert(!sdc_cpu_amx_active());
+        cr_assert(sdc_cpu_isa_force(best));
+        cr_assert(sdc_cpu_amx_active());
+    }
 }
 
 /* A NaN in x reaches exactly the outputs of its row */
