@@ -10,7 +10,7 @@
  *
  * With AMX (cpu_isa.h) the tile unit computes it: y's 32x32 blocks as 2x2
  * tiles of 16x16 fp32 sums, each step TDPBF16PS of a 16x32 tile of x and
- * a 32x16 tile of w, three to four times sgemm's speed on the same cores.
+ * a 32x16 tile of w, about three times sgemm's speed on the same cores.
  * Elsewhere the rounded operands are widened back and multiplied by
  * sgemm: the same products, at fp32's speed.
  *

@@ -312,7 +312,7 @@ static void transform_output6(float *y, const float *m, const float *bias, const
 static sdc_status products(sdc_backend *be, bool bf16, float *m, const float *v, const float *u, int planes, int nt,
                            int nb, int cin) {
     const size_t vp = (size_t)nt * cin, up = (size_t)nb * cin, mp = (size_t)nt * nb;
-    if (bf16) { /* AMX's sums are fp32 chains of exact products, blocked by the tile unit */
+    if (bf16) { /* one product over every channel: the operands' rounding dwarfs the sums' order */
         for (int xi = 0; xi < planes; xi++)
             SDC_TRY(sdc_cpu_gemm_bf16(be, "conv2d", nt, nb, cin, v + xi * vp, cin, u + xi * up, cin, 0.0f,
                                       m + xi * mp, nb));
