@@ -98,13 +98,7 @@ float sdc_bf16_to_f32(uint16_t b) {
     return f;
 }
 
-uint16_t sdc_f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
+uint16_t sdc_f32_to_bf16(float f) { return sdc_bf16_bits(f); }
 
 double sdc_now(void) {
     struct timespec ts;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "sdc.h"
 
@@ -62,6 +63,15 @@ float sdc_f16_to_f32(uint16_t h);
 uint16_t sdc_f32_to_f16(float f);
 float sdc_bf16_to_f32(uint16_t b);
 uint16_t sdc_f32_to_bf16(float f); /* round to nearest even; NaN stays NaN */
+/* sdc_f32_to_bf16 itself, inline: loops of it vectorise (the CPU's bf16
+ * products round whole rows with it) */
+static inline __attribute__((always_inline)) uint16_t sdc_bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    const uint16_t nan = (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
+    const uint16_t r = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return (u & 0x7fffffffu) > 0x7f800000u ? nan : r;
+}
 
 /* Host-side layout changes: torch's NCHW <-> sdc's NHWC. */
 void sdc_nchw_to_nhwc(const float *src, float *dst, int n, int c, int h, int w);

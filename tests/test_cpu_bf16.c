@@ -36,7 +36,8 @@
 #define NET_TOL 3e-2
 #define ROUNDED_AT_LEAST 1e-4
 
-/* the reference rounding: common.c's, not the kernels' own */
+/* the reference: fp32 -> bf16 -> fp32 by common.c's conversions (the
+ * rounding itself checked value by value in cpu_bf16/rounding) */
 static float sdc_bf16_round(float f) { return sdc_bf16_to_f32(sdc_f32_to_bf16(f)); }
 
 static float bits(uint32_t u) {

@@ -103,16 +103,6 @@ int sdc_cpu_panel_rows(int rows, size_t row_len);
 sdc_status sdc_cpu_gemm_nt(sdc_backend *be, const char *op, int m, int n, int k, const float *x, int ldx,
                            sdc_weight w, float beta, float *y, int ldy);
 
-/* fp32 -> bf16, to nearest even; a NaN stays a (quiet) NaN: common.c's
- * sdc_f32_to_bf16, inlined so that loops of it vectorise */
-static inline __attribute__((always_inline)) uint16_t sdc_bf16_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    const uint16_t nan = (uint16_t)((u >> 16) | 0x40);
-    const uint16_t r = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-    return (u & 0x7fffffffu) > 0x7f800000u ? nan : r;
-}
-
 /* backend_cpu_bf16.c: y[m, n] = x[m, k] . w[n, k]^T + beta y (row strides
  * ldx, ldw, ldy) from x and w rounded to bf16, fp32 sums: AMX's tiles where
  * the processor has them, else sgemm on the rounded operands (scratch slot
